@@ -1,0 +1,18 @@
+#include <cstdio>
+
+#include "cli/commands.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"nex: the NATS Execution Engine. Deploy services and functions to nodes over NATS."};
+  app.require_subcommand(1);
+  nex::cli::CommandAction action;
+  nex::cli::register_version_command(app, action);
+  nex::cli::register_up_command(app, action);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int rc = app.exit(e);
+    return rc == 0 ? 0 : 2;
+  }
+  return action ? action() : 0;
+}

@@ -1,0 +1,164 @@
+#include "core/subprocess.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <map>
+#include <thread>
+
+extern char** environ;
+
+namespace nex {
+namespace {
+
+std::vector<std::string> merged_environment(const SpawnOptions& options) {
+  std::map<std::string, std::string> vars;
+  if (!options.clear_env) {
+    for (char** e = environ; *e != nullptr; ++e) {
+      std::string entry(*e);
+      vars[entry.substr(0, entry.find('='))] = entry;
+    }
+  }
+  for (const auto& entry : options.env) vars[entry.substr(0, entry.find('='))] = entry;
+  std::vector<std::string> out;
+  for (auto& [key, entry] : vars) out.push_back(std::move(entry));
+  return out;
+}
+
+std::vector<char*> c_strings(std::vector<std::string>& strings) {
+  std::vector<char*> out;
+  for (auto& s : strings) out.push_back(s.data());
+  out.push_back(nullptr);
+  return out;
+}
+
+}  // namespace
+
+Result<Subprocess> Subprocess::spawn(const SpawnOptions& options) {
+  if (options.argv.empty()) return fail(ErrorCode::kInvalidArgument, "spawn: argv is empty");
+  // Everything the child needs is prepared before fork: after it only async-signal-safe calls.
+  std::vector<std::string> argv_storage = options.argv;
+  std::vector<std::string> env_storage = merged_environment(options);
+  std::vector<char*> argv = c_strings(argv_storage);
+  std::vector<char*> envp = c_strings(env_storage);
+  int out_fd = -1;
+  int err_fd = -1;
+  if (!options.stdout_path.empty()) {
+    out_fd = ::open(options.stdout_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (out_fd < 0) {
+      return fail(ErrorCode::kIo, "spawn: open " + options.stdout_path + ": " + std::strerror(errno));
+    }
+  }
+  if (!options.stderr_path.empty()) {
+    err_fd = ::open(options.stderr_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (err_fd < 0) {
+      if (out_fd >= 0) ::close(out_fd);
+      return fail(ErrorCode::kIo, "spawn: open " + options.stderr_path + ": " + std::strerror(errno));
+    }
+  }
+  // A pipe whose write end closes on exec tells the parent whether exec succeeded.
+  int exec_pipe[2];
+  if (::pipe2(exec_pipe, O_CLOEXEC) != 0) {
+    return fail(ErrorCode::kIo, std::string("spawn: pipe: ") + std::strerror(errno));
+  }
+  const pid_t parent = ::getpid();
+  const pid_t pid = ::fork();
+  if (pid < 0) {
+    int err = errno;
+    ::close(exec_pipe[0]);
+    ::close(exec_pipe[1]);
+    if (out_fd >= 0) ::close(out_fd);
+    if (err_fd >= 0) ::close(err_fd);
+    return fail(ErrorCode::kIo, std::string("spawn: fork: ") + std::strerror(err));
+  }
+  if (pid == 0) {
+    if (options.die_with_parent) {
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (::getppid() != parent) ::_exit(127);
+    }
+    if (out_fd >= 0) ::dup2(out_fd, STDOUT_FILENO);
+    if (err_fd >= 0) ::dup2(err_fd, STDERR_FILENO);
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    ::execvpe(argv[0], argv.data(), envp.data());
+    int err = errno;
+    [[maybe_unused]] auto n = ::write(exec_pipe[1], &err, sizeof err);
+    ::_exit(127);
+  }
+  ::close(exec_pipe[1]);
+  if (out_fd >= 0) ::close(out_fd);
+  if (err_fd >= 0) ::close(err_fd);
+  int child_errno = 0;
+  ssize_t n;
+  do {
+    n = ::read(exec_pipe[0], &child_errno, sizeof child_errno);
+  } while (n < 0 && errno == EINTR);
+  ::close(exec_pipe[0]);
+  if (n == static_cast<ssize_t>(sizeof child_errno)) {
+    ::waitpid(pid, nullptr, 0);
+    return fail(ErrorCode::kNotFound,
+                "spawn: cannot execute " + options.argv[0] + ": " + std::strerror(child_errno));
+  }
+  return Subprocess(pid);
+}
+
+Subprocess::Subprocess(Subprocess&& other) noexcept
+    : pid_(std::exchange(other.pid_, -1)), status_(other.status_) {}
+
+Subprocess& Subprocess::operator=(Subprocess&& other) noexcept {
+  if (this != &other) {
+    if (pid_ > 0) terminate();
+    pid_ = std::exchange(other.pid_, -1);
+    status_ = other.status_;
+  }
+  return *this;
+}
+
+Subprocess::~Subprocess() {
+  if (pid_ > 0) terminate();
+}
+
+bool Subprocess::running() { return pid_ > 0 && !wait_for(std::chrono::milliseconds(0)); }
+
+Status Subprocess::signal(int signo) {
+  if (pid_ <= 0 || status_) return fail(ErrorCode::kNotFound, "process is not running");
+  if (::kill(pid_, signo) != 0) {
+    return fail(ErrorCode::kIo, std::string("kill: ") + std::strerror(errno));
+  }
+  return {};
+}
+
+std::optional<int> Subprocess::wait_for(std::chrono::milliseconds timeout) {
+  if (status_) return status_;
+  if (pid_ <= 0) return std::nullopt;
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  auto pause = std::chrono::milliseconds(1);
+  for (;;) {
+    int status = 0;
+    pid_t r = ::waitpid(pid_, &status, WNOHANG);
+    if (r == pid_ || (r < 0 && errno == ECHILD)) {
+      status_ = (r == pid_) ? status : 0;
+      return status_;
+    }
+    if (std::chrono::steady_clock::now() >= deadline) return std::nullopt;
+    std::this_thread::sleep_for(pause);
+    pause = std::min(pause * 2, std::chrono::milliseconds(50));
+  }
+}
+
+int Subprocess::terminate(std::chrono::milliseconds grace) {
+  if (status_) return *status_;
+  if (pid_ <= 0) return 0;
+  ::kill(pid_, SIGTERM);
+  if (auto st = wait_for(grace)) return *st;
+  ::kill(pid_, SIGKILL);
+  return wait_for(std::chrono::hours(1)).value_or(0);
+}
+
+}  // namespace nex

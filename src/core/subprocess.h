@@ -1,0 +1,55 @@
+// A child process owned by an RAII handle: the destructor terminates it (SIGTERM, then SIGKILL
+// after a grace period) and reaps it, so no test or daemon leaves one behind.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+
+namespace nex {
+
+struct SpawnOptions {
+  std::vector<std::string> argv;  // argv[0] is looked up on PATH when it has no '/'
+  // Extra "KEY=VALUE" entries added to (or overriding) the parent's environment.
+  std::vector<std::string> env;
+  bool clear_env = false;  // start from an empty environment instead of the parent's
+  // Where stdout/stderr go: empty inherits the parent's; a path appends to that file.
+  std::string stdout_path;
+  std::string stderr_path;
+  // Kill the child with SIGKILL if this process dies. Bound to the spawning *thread* (a Linux
+  // PR_SET_PDEATHSIG detail): spawn long-lived children from a long-lived thread.
+  bool die_with_parent = true;
+};
+
+class Subprocess {
+ public:
+  static Result<Subprocess> spawn(const SpawnOptions& options);
+
+  Subprocess() = default;  // no process
+
+  Subprocess(Subprocess&& other) noexcept;
+  Subprocess& operator=(Subprocess&& other) noexcept;
+  Subprocess(const Subprocess&) = delete;
+  Subprocess& operator=(const Subprocess&) = delete;
+  ~Subprocess();
+
+  pid_t pid() const { return pid_; }
+  bool running();
+  Status signal(int signo);
+  // Waits up to `timeout` for the child to exit; returns its wait status if it did.
+  std::optional<int> wait_for(std::chrono::milliseconds timeout);
+  // SIGTERM, wait up to `grace`, then SIGKILL; always reaps. Returns the wait status.
+  int terminate(std::chrono::milliseconds grace = std::chrono::seconds(5));
+
+ private:
+  explicit Subprocess(pid_t pid) : pid_(pid) {}
+  pid_t pid_ = -1;
+  std::optional<int> status_;
+};
+
+}  // namespace nex

@@ -1,0 +1,243 @@
+#include "nats/connection.h"
+
+#include <sodium.h>
+
+#include <condition_variable>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <thread>
+
+#include "core/sodium.h"
+#include "crypto/nkeys.h"
+#include "nats/nats_status.h"
+
+namespace nex::nats {
+namespace {
+
+constexpr int kLoginAttempts = 8;  // a spurious failure is 1/256, eight in a row ~1e-19
+
+struct OptionsDeleter {
+  void operator()(natsOptions* o) const { natsOptions_Destroy(o); }
+};
+using OptionsPtr = std::unique_ptr<natsOptions, OptionsDeleter>;
+
+}  // namespace
+
+struct Connection::Impl {
+  natsConnection* nc = nullptr;
+  ConnectOptions options;
+  std::optional<crypto::KeyPair> nkey;  // signs the server nonce for nkey logins
+  std::mutex mu;
+  std::condition_variable closed_cv;
+  bool closed = false;
+
+  ~Impl() {
+    if (nc == nullptr) return;
+    natsConnection_Close(nc);
+    // The closed callback is the last one libnats runs with our closure; wait for it so no
+    // callback can touch this object after it is freed.
+    std::unique_lock lock(mu);
+    closed_cv.wait_for(lock, std::chrono::seconds(5), [this] { return closed; });
+    lock.unlock();
+    natsConnection_Destroy(nc);
+  }
+
+  static void on_disconnected(natsConnection*, void* closure) {
+    auto* self = static_cast<Impl*>(closure);
+    if (self->options.on_disconnected) self->options.on_disconnected();
+  }
+  static void on_reconnected(natsConnection*, void* closure) {
+    auto* self = static_cast<Impl*>(closure);
+    if (self->options.on_reconnected) self->options.on_reconnected();
+  }
+  static void on_closed(natsConnection*, void* closure) {
+    auto* self = static_cast<Impl*>(closure);
+    if (self->options.on_closed) self->options.on_closed();
+    std::lock_guard lock(self->mu);
+    self->closed = true;
+    self->closed_cv.notify_all();
+  }
+  static void on_error(natsConnection*, natsSubscription*, natsStatus status, void* closure) {
+    auto* self = static_cast<Impl*>(closure);
+    if (self->options.on_async_error) self->options.on_async_error(to_error(status, "async error"));
+  }
+  static int64_t reconnect_delay(natsConnection*, int attempts, void* closure) {
+    auto* self = static_cast<Impl*>(closure);
+    const int64_t min = self->options.reconnect_wait_min.count();
+    const int64_t max = self->options.reconnect_wait_max.count();
+    int64_t delay = min;
+    for (int i = 1; i < attempts && delay < max; ++i) delay *= 2;
+    delay = std::min(delay, max);
+    // Up to 10% jitter so a fleet of nodes does not reconnect in lockstep.
+    const int64_t jitter = delay / 10;
+    return delay + (jitter > 0 ? static_cast<int64_t>(randombytes_uniform(static_cast<uint32_t>(jitter))) : 0);
+  }
+  static natsStatus sign_nonce(char** err_text, unsigned char** signature, int* length,
+                               const char* nonce, void* closure) {
+    auto* self = static_cast<Impl*>(closure);
+    if (!self->nkey) {
+      *err_text = strdup("no nkey configured");
+      return NATS_ERR;
+    }
+    const auto sig = self->nkey->sign(as_bytes(nonce));
+    *signature = static_cast<unsigned char*>(malloc(sig.size()));
+    if (*signature == nullptr) return NATS_NO_MEMORY;
+    std::memcpy(*signature, sig.data(), sig.size());
+    *length = static_cast<int>(sig.size());
+    return NATS_OK;
+  }
+};
+
+Result<Connection> Connection::connect(const ConnectOptions& options) {
+  ensure_sodium();
+  if (options.urls.empty()) return fail(ErrorCode::kInvalidArgument, "connect: no server URL given");
+  auto impl = std::make_shared<Impl>();
+  impl->options = options;
+  if (!options.nkey_seed.empty()) {
+    auto kp = crypto::KeyPair::from_seed(options.nkey_seed);
+    if (!kp) return fail(kp.error().wrap("nkey seed"));
+    impl->nkey = std::move(*kp);
+  }
+
+  natsOptions* raw_opts = nullptr;
+  if (auto s = natsOptions_Create(&raw_opts); s != NATS_OK) return fail(to_error(s, "connect"));
+  OptionsPtr opts(raw_opts);
+  std::vector<const char*> urls;
+  for (const auto& u : options.urls) urls.push_back(u.c_str());
+  natsOptions* o = opts.get();
+  natsStatus s = natsOptions_SetServers(o, urls.data(), static_cast<int>(urls.size()));
+  if (s == NATS_OK) s = natsOptions_SetNoRandomize(o, true);
+  if (s == NATS_OK && !options.name.empty()) s = natsOptions_SetName(o, options.name.c_str());
+  if (s == NATS_OK) s = natsOptions_SetTimeout(o, options.connect_timeout.count());
+  if (s == NATS_OK && !options.user.empty()) {
+    s = natsOptions_SetUserInfo(o, options.user.c_str(), options.password.c_str());
+  }
+  if (s == NATS_OK && !options.token.empty()) s = natsOptions_SetToken(o, options.token.c_str());
+  if (s == NATS_OK && impl->nkey) {
+    s = natsOptions_SetNKey(o, impl->nkey->public_key().c_str(), &Impl::sign_nonce, impl.get());
+  }
+  if (s == NATS_OK && !options.creds_file.empty()) {
+    s = natsOptions_SetUserCredentialsFromFiles(o, options.creds_file.c_str(), nullptr);
+  }
+  if (s == NATS_OK && options.tls) {
+    s = natsOptions_SetSecure(o, true);
+    if (s == NATS_OK && !options.tls->ca_file.empty()) {
+      s = natsOptions_LoadCATrustedCertificates(o, options.tls->ca_file.c_str());
+    }
+    if (s == NATS_OK && !options.tls->cert_file.empty()) {
+      s = natsOptions_LoadCertificatesChain(o, options.tls->cert_file.c_str(),
+                                            options.tls->key_file.c_str());
+    }
+    if (s == NATS_OK && options.tls->skip_verify) s = natsOptions_SkipServerVerification(o, true);
+  }
+  if (s == NATS_OK) s = natsOptions_SetAllowReconnect(o, options.reconnect);
+  if (s == NATS_OK && options.reconnect) {
+    s = natsOptions_SetMaxReconnect(o, -1);
+    if (s == NATS_OK) s = natsOptions_SetCustomReconnectDelay(o, &Impl::reconnect_delay, impl.get());
+  }
+  if (s == NATS_OK) s = natsOptions_SetDisconnectedCB(o, &Impl::on_disconnected, impl.get());
+  if (s == NATS_OK) s = natsOptions_SetReconnectedCB(o, &Impl::on_reconnected, impl.get());
+  if (s == NATS_OK) s = natsOptions_SetClosedCB(o, &Impl::on_closed, impl.get());
+  if (s == NATS_OK) s = natsOptions_SetErrorHandler(o, &Impl::on_error, impl.get());
+  if (s != NATS_OK) return fail(to_error(s, "connect: invalid options"));
+
+  const bool signed_login = impl->nkey.has_value() || !options.creds_file.empty();
+  const int attempts = signed_login ? kLoginAttempts : 1;
+  for (int attempt = 1;; ++attempt) {
+    s = natsConnection_Connect(&impl->nc, o);
+    if (s == NATS_OK) break;
+    impl->nc = nullptr;
+    const bool auth_failure = s == NATS_CONNECTION_AUTH_FAILED || s == NATS_NOT_PERMITTED;
+    if (!auth_failure || attempt >= attempts) {
+      std::string joined;
+      for (const auto& u : options.urls) joined += (joined.empty() ? "" : ",") + u;
+      return fail(to_error(s, "cannot connect to NATS at " + joined));
+    }
+    // Each attempt gets a fresh nonce from the server, hence a fresh signature.
+  }
+  return Connection(std::move(impl));
+}
+
+Status Connection::publish(std::string_view subject, std::string_view data,
+                           std::string_view reply) const {
+  auto msg = Message::create(subject, data, reply);
+  if (!msg) return fail(msg.error());
+  return publish(*msg);
+}
+
+Status Connection::publish(const Message& msg) const {
+  return check(natsConnection_PublishMsg(impl_->nc, msg.raw()),
+               "publish on '" + std::string(msg.subject()) + "'");
+}
+
+Result<Message> Connection::request(std::string_view subject, std::string_view data,
+                                    std::chrono::milliseconds timeout) const {
+  auto msg = Message::create(subject, data);
+  if (!msg) return fail(msg.error());
+  return request(*msg, timeout);
+}
+
+Result<Message> Connection::request(const Message& msg, std::chrono::milliseconds timeout) const {
+  natsMsg* reply = nullptr;
+  if (auto s = natsConnection_RequestMsg(&reply, impl_->nc, msg.raw(), timeout.count()); s != NATS_OK) {
+    return fail(to_error(s, "request on '" + std::string(msg.subject()) + "'"));
+  }
+  return Message(reply);
+}
+
+Result<Subscription> Connection::subscribe(std::string_view subject, MessageHandler handler,
+                                           std::string_view queue) const {
+  const std::string subj(subject);
+  const std::string q(queue);
+  auto* state = Subscription::new_state(std::move(handler));
+  natsSubscription* sub = nullptr;
+  natsStatus s = q.empty()
+                     ? natsConnection_Subscribe(&sub, impl_->nc, subj.c_str(), &Subscription::on_message, state)
+                     : natsConnection_QueueSubscribe(&sub, impl_->nc, subj.c_str(), q.c_str(),
+                                                     &Subscription::on_message, state);
+  if (s != NATS_OK) {
+    Subscription::discard(state);
+    return fail(to_error(s, "subscribe to '" + subj + "'"));
+  }
+  return Subscription::attach(state, sub);
+}
+
+Result<SyncSubscription> Connection::subscribe_sync(std::string_view subject,
+                                                    std::string_view queue) const {
+  const std::string subj(subject);
+  const std::string q(queue);
+  natsSubscription* sub = nullptr;
+  natsStatus s = q.empty() ? natsConnection_SubscribeSync(&sub, impl_->nc, subj.c_str())
+                           : natsConnection_QueueSubscribeSync(&sub, impl_->nc, subj.c_str(), q.c_str());
+  if (s != NATS_OK) return fail(to_error(s, "subscribe to '" + subj + "'"));
+  return SyncSubscription(sub);
+}
+
+Status Connection::flush(std::chrono::milliseconds timeout) const {
+  return check(natsConnection_FlushTimeout(impl_->nc, timeout.count()), "flush");
+}
+
+std::string Connection::new_inbox() const {
+  natsInbox* inbox = nullptr;
+  if (natsInbox_Create(&inbox) != NATS_OK) return "_INBOX." + std::to_string(std::rand());
+  std::string out(inbox);
+  natsInbox_Destroy(inbox);
+  return out;
+}
+
+std::string Connection::connected_url() const {
+  char buf[256] = {0};
+  if (natsConnection_GetConnectedUrl(impl_->nc, buf, sizeof buf) != NATS_OK) return {};
+  return buf;
+}
+
+bool Connection::connected() const {
+  return natsConnection_Status(impl_->nc) == NATS_CONN_STATUS_CONNECTED;
+}
+
+int64_t Connection::max_payload() const { return natsConnection_GetMaxPayload(impl_->nc); }
+
+natsConnection* Connection::raw() const { return impl_->nc; }
+
+}  // namespace nex::nats

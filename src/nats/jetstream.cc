@@ -1,0 +1,233 @@
+#include "nats/jetstream.h"
+
+#include <mutex>
+#include <optional>
+
+#include "nats/nats_status.h"
+
+namespace nex::nats {
+
+struct JetStream::Impl {
+  Connection connection;
+  jsCtx* js = nullptr;
+  JetStreamOptions options;
+  std::mutex mu;
+  std::optional<Error> async_error;  // the first pipelined publish that failed
+
+  explicit Impl(Connection c) : connection(std::move(c)) {}
+  ~Impl() {
+    if (js != nullptr) jsCtx_Destroy(js);
+  }
+
+  static void on_async_error(jsCtx*, jsPubAckErr* pae, void* closure) {
+    auto* self = static_cast<Impl*>(closure);
+    std::string subject = pae->Msg ? natsMsg_GetSubject(pae->Msg) : "";
+    Error err{ErrorCode::kInternal, "publish on '" + subject + "': " +
+                                        (pae->ErrText ? pae->ErrText : natsStatus_GetText(pae->Err))};
+    if (pae->Err == NATS_TIMEOUT) err.code = ErrorCode::kTimeout;
+    std::lock_guard lock(self->mu);
+    if (!self->async_error) self->async_error = std::move(err);
+  }
+
+  jsOptions api_options() const {
+    jsOptions o;
+    jsOptions_Init(&o);
+    o.Wait = options.timeout.count();
+    return o;
+  }
+};
+
+namespace {
+
+StreamInfo to_stream_info(const jsStreamInfo* si) {
+  StreamInfo out;
+  if (si->Config != nullptr && si->Config->Name != nullptr) out.name = si->Config->Name;
+  out.messages = si->State.Msgs;
+  out.bytes = si->State.Bytes;
+  out.first_sequence = si->State.FirstSeq;
+  out.last_sequence = si->State.LastSeq;
+  return out;
+}
+
+}  // namespace
+
+Result<JetStream> JetStream::create(const Connection& connection, const JetStreamOptions& options) {
+  auto impl = std::make_shared<Impl>(connection);
+  impl->options = options;
+  jsOptions o;
+  jsOptions_Init(&o);
+  o.Wait = options.timeout.count();
+  if (!options.domain.empty()) o.Domain = options.domain.c_str();
+  if (!options.api_prefix.empty()) o.Prefix = options.api_prefix.c_str();
+  o.PublishAsync.MaxPending = options.max_pending_async;
+  // With MaxPending in flight, a publish waits this long for an ack before failing as stalled.
+  o.PublishAsync.StallWait = options.timeout.count();
+  o.PublishAsync.ErrHandler = &Impl::on_async_error;
+  o.PublishAsync.ErrHandlerClosure = impl.get();
+  if (auto s = natsConnection_JetStream(&impl->js, connection.raw(), &o); s != NATS_OK) {
+    return fail(to_error(s, "JetStream context"));
+  }
+  return JetStream(std::move(impl));
+}
+
+const Connection& JetStream::connection() const { return impl_->connection; }
+std::chrono::milliseconds JetStream::timeout() const { return impl_->options.timeout; }
+jsCtx* JetStream::raw() const { return impl_->js; }
+
+Result<PubAck> JetStream::publish(const Message& msg) const {
+  jsPubAck* ack = nullptr;
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  jsPubOptions po;
+  jsPubOptions_Init(&po);
+  po.MaxWait = impl_->options.timeout.count();
+  if (auto s = js_PublishMsg(&ack, impl_->js, msg.raw(), &po, &jerr); s != NATS_OK) {
+    return fail(to_error(s, "JetStream publish on '" + std::string(msg.subject()) + "'", jerr));
+  }
+  PubAck out{ack->Stream ? ack->Stream : "", ack->Sequence, ack->Duplicate};
+  jsPubAck_Destroy(ack);
+  return out;
+}
+
+Result<PubAck> JetStream::publish(std::string_view subject, std::string_view data) const {
+  auto msg = Message::create(subject, data);
+  if (!msg) return fail(msg.error());
+  return publish(*msg);
+}
+
+Status JetStream::publish_async(Message msg) const {
+  natsMsg* raw = msg.release();
+  if (auto s = js_PublishMsgAsync(impl_->js, &raw, nullptr); s != NATS_OK) {
+    Error err = to_error(s, "JetStream publish on '" + std::string(raw ? natsMsg_GetSubject(raw) : "") + "'");
+    natsMsg_Destroy(raw);  // still ours on failure
+    return std::unexpected(std::move(err));
+  }
+  return {};
+}
+
+Status JetStream::publish_async_complete(std::chrono::milliseconds timeout) const {
+  jsPubOptions po;
+  jsPubOptions_Init(&po);
+  po.MaxWait = timeout.count();
+  natsStatus s = js_PublishAsyncComplete(impl_->js, &po);
+  std::lock_guard lock(impl_->mu);
+  if (impl_->async_error) {
+    Error err = std::move(*impl_->async_error);
+    impl_->async_error.reset();
+    return std::unexpected(std::move(err));
+  }
+  return check(s, "waiting for JetStream acknowledgements");
+}
+
+Result<StreamInfo> JetStream::add_stream(const StreamConfig& c) const {
+  jsStreamConfig cfg;
+  jsStreamConfig_Init(&cfg);
+  std::vector<const char*> subjects;
+  for (const auto& s : c.subjects) subjects.push_back(s.c_str());
+  cfg.Name = c.name.c_str();
+  if (!c.description.empty()) cfg.Description = c.description.c_str();
+  cfg.Subjects = subjects.data();
+  cfg.SubjectsLen = static_cast<int>(subjects.size());
+  cfg.Storage = c.storage == Storage::kFile ? js_FileStorage : js_MemoryStorage;
+  cfg.Discard = c.discard == Discard::kNew ? js_DiscardNew : js_DiscardOld;
+  cfg.Replicas = c.replicas;
+  cfg.MaxMsgs = c.max_msgs;
+  cfg.MaxBytes = c.max_bytes;
+  cfg.MaxMsgSize = static_cast<int32_t>(c.max_msg_size);
+  cfg.MaxMsgsPerSubject = c.max_msgs_per_subject;
+  cfg.MaxAge = c.max_age.count();
+  cfg.Duplicates = c.duplicate_window.count();
+  cfg.AllowRollup = c.allow_rollup;
+  cfg.AllowDirect = c.allow_direct;
+  cfg.DenyDelete = c.deny_delete;
+  jsStreamInfo* si = nullptr;
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  jsOptions o = impl_->api_options();
+  if (auto s = js_AddStream(&si, impl_->js, &cfg, &o, &jerr); s != NATS_OK) {
+    return fail(to_error(s, "create stream " + c.name, jerr));
+  }
+  StreamInfo out = to_stream_info(si);
+  jsStreamInfo_Destroy(si);
+  return out;
+}
+
+Result<StreamInfo> JetStream::stream_info(const std::string& stream) const {
+  jsStreamInfo* si = nullptr;
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  jsOptions o = impl_->api_options();
+  if (auto s = js_GetStreamInfo(&si, impl_->js, stream.c_str(), &o, &jerr); s != NATS_OK) {
+    return fail(to_error(s, "stream " + stream, jerr));
+  }
+  StreamInfo out = to_stream_info(si);
+  jsStreamInfo_Destroy(si);
+  return out;
+}
+
+Status JetStream::delete_stream(const std::string& stream) const {
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  jsOptions o = impl_->api_options();
+  if (auto s = js_DeleteStream(impl_->js, stream.c_str(), &o, &jerr); s != NATS_OK) {
+    return std::unexpected(to_error(s, "delete stream " + stream, jerr));
+  }
+  return {};
+}
+
+Status JetStream::purge_stream(const std::string& stream, const std::string& subject_filter) const {
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  jsOptions o = impl_->api_options();
+  if (!subject_filter.empty()) o.Stream.Purge.Subject = subject_filter.c_str();
+  if (auto s = js_PurgeStream(impl_->js, stream.c_str(), &o, &jerr); s != NATS_OK) {
+    return std::unexpected(to_error(s, "purge " + subject_filter + " from stream " + stream, jerr));
+  }
+  return {};
+}
+
+Result<Message> JetStream::last_message(const std::string& stream, const std::string& subject) const {
+  natsMsg* msg = nullptr;
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  jsOptions o = impl_->api_options();
+  if (auto s = js_GetLastMsg(&msg, impl_->js, stream.c_str(), subject.c_str(), &o, &jerr); s != NATS_OK) {
+    return fail(to_error(s, "last message on " + subject, jerr));
+  }
+  return Message(msg);
+}
+
+Result<SyncSubscription> JetStream::ordered_consumer(const std::string& stream,
+                                                     const std::string& filter_subject,
+                                                     jsDeliverPolicy deliver) const {
+  jsSubOptions so;
+  jsSubOptions_Init(&so);
+  so.Ordered = true;
+  so.Stream = stream.c_str();
+  so.Config.DeliverPolicy = deliver;
+  jsOptions o = impl_->api_options();
+  natsSubscription* sub = nullptr;
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  if (auto s = js_SubscribeSync(&sub, impl_->js, filter_subject.c_str(), &o, &so, &jerr); s != NATS_OK) {
+    return fail(to_error(s, "consume " + filter_subject, jerr));
+  }
+  return SyncSubscription(sub);
+}
+
+Result<uint64_t> JetStream::backlog(const SyncSubscription& sub) const {
+  jsConsumerInfo* ci = nullptr;
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  jsOptions o = impl_->api_options();
+  if (auto s = natsSubscription_GetConsumerInfo(&ci, sub.raw(), &o, &jerr); s != NATS_OK) {
+    return fail(to_error(s, "consumer info", jerr));
+  }
+  const uint64_t total = ci->NumPending + ci->Delivered.Consumer;
+  jsConsumerInfo_Destroy(ci);
+  return total;
+}
+
+Result<JsMetadata> JetStream::metadata(const Message& msg) {
+  jsMsgMetaData* meta = nullptr;
+  if (auto s = natsMsg_GetMetaData(&meta, msg.raw()); s != NATS_OK) {
+    return fail(to_error(s, "message metadata"));
+  }
+  JsMetadata out{meta->Sequence.Stream, meta->NumPending, meta->Timestamp};
+  jsMsgMetaData_Destroy(meta);
+  return out;
+}
+
+}  // namespace nex::nats

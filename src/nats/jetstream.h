@@ -1,0 +1,107 @@
+// JetStream: publishing with acknowledgements (one at a time or pipelined), stream management,
+// direct message reads and ordered consumers. Copies share one jsCtx.
+#pragma once
+
+#include <nats/nats.h>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "nats/connection.h"
+#include "nats/msg.h"
+#include "nats/subscription.h"
+
+namespace nex::nats {
+
+struct JetStreamOptions {
+  std::string domain;
+  std::string api_prefix;  // default "$JS.API"
+  std::chrono::milliseconds timeout{5000};
+  int64_t max_pending_async = 256;  // pipelined publishes in flight before publish_async waits
+};
+
+enum class Storage { kFile, kMemory };
+enum class Discard { kOld, kNew };
+
+struct StreamConfig {
+  std::string name;
+  std::string description;
+  std::vector<std::string> subjects;
+  Storage storage = Storage::kFile;
+  Discard discard = Discard::kOld;
+  int64_t replicas = 1;
+  int64_t max_msgs = -1;
+  int64_t max_bytes = -1;
+  int64_t max_msg_size = -1;
+  int64_t max_msgs_per_subject = -1;
+  std::chrono::nanoseconds max_age{0};  // 0 = unlimited
+  std::chrono::nanoseconds duplicate_window{0};  // 0 = server default (2 min)
+  bool allow_rollup = false;
+  bool allow_direct = false;
+  bool deny_delete = false;
+};
+
+struct StreamInfo {
+  std::string name;
+  uint64_t messages = 0;
+  uint64_t bytes = 0;
+  uint64_t first_sequence = 0;
+  uint64_t last_sequence = 0;
+};
+
+struct PubAck {
+  std::string stream;
+  uint64_t sequence = 0;
+  bool duplicate = false;
+};
+
+struct JsMetadata {
+  uint64_t stream_sequence = 0;
+  uint64_t num_pending = 0;  // messages left for this consumer after this one
+  int64_t timestamp_ns = 0;
+};
+
+class JetStream {
+ public:
+  static Result<JetStream> create(const Connection& connection, const JetStreamOptions& options = {});
+
+  const Connection& connection() const;
+  std::chrono::milliseconds timeout() const;
+
+  Result<PubAck> publish(const Message& msg) const;
+  Result<PubAck> publish(std::string_view subject, std::string_view data) const;
+  // Pipelined publish: returns once the message is sent; failures surface from
+  // publish_async_complete, which waits for every outstanding acknowledgement.
+  Status publish_async(Message msg) const;
+  Status publish_async_complete(std::chrono::milliseconds timeout) const;
+
+  Result<StreamInfo> add_stream(const StreamConfig& config) const;
+  Result<StreamInfo> stream_info(const std::string& stream) const;
+  Status delete_stream(const std::string& stream) const;
+  // Purges the messages whose subject matches `subject_filter` (empty = all).
+  Status purge_stream(const std::string& stream, const std::string& subject_filter = {}) const;
+  // The last message stored on `subject` (kNotFound when there is none).
+  Result<Message> last_message(const std::string& stream, const std::string& subject) const;
+
+  // An ordered, ephemeral push consumer on `filter_subject` (flow controlled, gap-free, no acks).
+  Result<SyncSubscription> ordered_consumer(const std::string& stream,
+                                            const std::string& filter_subject,
+                                            jsDeliverPolicy deliver = js_DeliverAll) const;
+  // How many messages the consumer behind `sub` delivers in all from its start: those delivered
+  // so far plus those pending. Zero means there is nothing to wait for.
+  Result<uint64_t> backlog(const SyncSubscription& sub) const;
+  static Result<JsMetadata> metadata(const Message& msg);
+
+  jsCtx* raw() const;
+
+ private:
+  struct Impl;
+  explicit JetStream(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
+  std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace nex::nats

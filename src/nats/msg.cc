@@ -1,0 +1,75 @@
+#include "nats/msg.h"
+
+#include <string>
+
+#include "nats/nats_status.h"
+
+namespace nex::nats {
+
+Result<Message> Message::create(std::string_view subject, std::string_view data,
+                                std::string_view reply) {
+  natsMsg* msg = nullptr;
+  const std::string subj(subject);
+  const std::string rep(reply);
+  if (auto s = natsMsg_Create(&msg, subj.c_str(), rep.empty() ? nullptr : rep.c_str(), data.data(),
+                              static_cast<int>(data.size()));
+      s != NATS_OK) {
+    return fail(to_error(s, "create message on '" + subj + "'"));
+  }
+  return Message(msg);
+}
+
+std::string_view Message::subject() const {
+  const char* s = natsMsg_GetSubject(msg_.get());
+  return s ? s : "";
+}
+
+std::string_view Message::reply() const {
+  const char* s = natsMsg_GetReply(msg_.get());
+  return s ? s : "";
+}
+
+std::string_view Message::data() const {
+  const char* d = natsMsg_GetData(msg_.get());
+  return d ? std::string_view(d, static_cast<size_t>(natsMsg_GetDataLength(msg_.get()))) : "";
+}
+
+std::optional<std::string> Message::header(const std::string& key) const {
+  const char* value = nullptr;
+  if (natsMsgHeader_Get(msg_.get(), key.c_str(), &value) != NATS_OK || value == nullptr) {
+    return std::nullopt;
+  }
+  return std::string(value);
+}
+
+std::vector<std::string> Message::header_values(const std::string& key) const {
+  const char** values = nullptr;
+  int count = 0;
+  std::vector<std::string> out;
+  if (natsMsgHeader_Values(msg_.get(), key.c_str(), &values, &count) == NATS_OK) {
+    for (int i = 0; i < count; ++i) out.emplace_back(values[i]);
+    free(values);
+  }
+  return out;
+}
+
+std::vector<std::string> Message::header_keys() const {
+  const char** keys = nullptr;
+  int count = 0;
+  std::vector<std::string> out;
+  if (natsMsgHeader_Keys(msg_.get(), &keys, &count) == NATS_OK) {
+    for (int i = 0; i < count; ++i) out.emplace_back(keys[i]);
+    free(keys);
+  }
+  return out;
+}
+
+Status Message::set_header(const std::string& key, const std::string& value) {
+  return check(natsMsgHeader_Set(msg_.get(), key.c_str(), value.c_str()), "set header " + key);
+}
+
+Status Message::add_header(const std::string& key, const std::string& value) {
+  return check(natsMsgHeader_Add(msg_.get(), key.c_str(), value.c_str()), "add header " + key);
+}
+
+}  // namespace nex::nats

@@ -1,0 +1,62 @@
+// Subscriptions. Subscription delivers to a handler on libnats' delivery thread; the handler
+// stays valid until libnats reports the subscription complete, so destroying a Subscription
+// while a message is being delivered is safe. SyncSubscription is pulled with next().
+#pragma once
+
+#include <nats/nats.h>
+
+#include <chrono>
+#include <functional>
+
+#include "core/error.h"
+#include "nats/msg.h"
+
+namespace nex::nats {
+
+using MessageHandler = std::function<void(Message)>;
+
+class Subscription {
+ public:
+  Subscription() = default;
+  Subscription(Subscription&& other) noexcept : state_(std::exchange(other.state_, nullptr)) {}
+  Subscription& operator=(Subscription&& other) noexcept;
+  Subscription(const Subscription&) = delete;
+  Subscription& operator=(const Subscription&) = delete;
+  ~Subscription() { unsubscribe(); }
+
+  bool valid() const { return state_ != nullptr; }
+  // Stops delivery; idempotent. Messages already being handled finish.
+  void unsubscribe();
+
+ private:
+  friend class Connection;
+  friend class JetStream;
+  struct State;
+  // Creates the shared state and returns the closure to pass to libnats; attach() completes it.
+  static State* new_state(MessageHandler handler);
+  static void on_message(natsConnection*, natsSubscription*, natsMsg* msg, void* closure);
+  static void on_complete(void* closure);
+  static void discard(State* state);  // for a failed subscribe: no libnats subscription exists
+  static Result<Subscription> attach(State* state, natsSubscription* sub);
+  explicit Subscription(State* state) : state_(state) {}
+  State* state_ = nullptr;
+};
+
+class SyncSubscription {
+ public:
+  explicit SyncSubscription(natsSubscription* sub) : sub_(sub) {}
+  SyncSubscription(SyncSubscription&& other) noexcept : sub_(std::exchange(other.sub_, nullptr)) {}
+  SyncSubscription& operator=(SyncSubscription&& other) noexcept;
+  SyncSubscription(const SyncSubscription&) = delete;
+  SyncSubscription& operator=(const SyncSubscription&) = delete;
+  ~SyncSubscription();
+
+  // The next message, or kTimeout.
+  Result<Message> next(std::chrono::milliseconds timeout);
+  natsSubscription* raw() const { return sub_; }
+
+ private:
+  natsSubscription* sub_ = nullptr;
+};
+
+}  // namespace nex::nats

@@ -1,0 +1,64 @@
+#include "core/subprocess.h"
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+namespace nex {
+namespace {
+
+std::string read_file(const std::filesystem::path& p) {
+  std::ifstream in(p);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+TEST(Subprocess, RunsWithEnvironmentAndRedirectedOutput) {
+  const auto out = std::filesystem::temp_directory_path() / ("nex-subprocess-" + std::to_string(getpid()));
+  std::filesystem::remove(out);
+  auto p = Subprocess::spawn({.argv = {"sh", "-c", "echo \"$GREETING\"; exit 3"},
+                              .env = {"GREETING=hello"},
+                              .stdout_path = out.string()});
+  ASSERT_TRUE(p) << p.error().message;
+  auto status = p->wait_for(std::chrono::seconds(10));
+  ASSERT_TRUE(status);
+  EXPECT_TRUE(WIFEXITED(*status));
+  EXPECT_EQ(WEXITSTATUS(*status), 3);
+  EXPECT_EQ(read_file(out), "hello\n");
+  std::filesystem::remove(out);
+}
+
+TEST(Subprocess, MissingProgramIsAnError) {
+  auto p = Subprocess::spawn({.argv = {"/nonexistent/program"}});
+  ASSERT_FALSE(p);
+  EXPECT_NE(p.error().message.find("cannot execute /nonexistent/program"), std::string::npos);
+}
+
+TEST(Subprocess, TerminateEscalatesToSigkill) {
+  // A child that ignores SIGTERM is killed after the grace period.
+  auto p = Subprocess::spawn({.argv = {"sh", "-c", "trap '' TERM; while :; do sleep 0.05; done"}});
+  ASSERT_TRUE(p);
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  const int status = p->terminate(std::chrono::milliseconds(200));
+  EXPECT_TRUE(WIFSIGNALED(status));
+  EXPECT_EQ(WTERMSIG(status), SIGKILL);
+  EXPECT_FALSE(p->running());
+}
+
+TEST(Subprocess, DestructorReapsTheChild) {
+  pid_t pid;
+  {
+    auto p = Subprocess::spawn({.argv = {"sleep", "30"}});
+    ASSERT_TRUE(p);
+    pid = p->pid();
+  }
+  EXPECT_NE(::kill(pid, 0), 0);  // gone, and reaped (no zombie)
+}
+
+}  // namespace
+}  // namespace nex
