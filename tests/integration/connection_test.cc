@@ -1,1 +1,305 @@
+// Connection, messaging and authentication against a real nats-server.
+#include <gtest/gtest.h>
 
+#include <atomic>
+#include <condition_variable>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <thread>
+
+#include "crypto/jwt.h"
+#include "crypto/nkeys.h"
+#include "testing/nats_server_fixture.h"
+
+namespace nex::nats {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::NatsServerTest;
+namespace fs = std::filesystem;
+
+// Waits for a counter to reach a value (events arrive on libnats' threads).
+class Latch {
+ public:
+  void add(int n = 1) {
+    std::lock_guard l(mu_);
+    count_ += n;
+    cv_.notify_all();
+  }
+  bool wait_for(int n, std::chrono::milliseconds timeout = 5s) {
+    std::unique_lock l(mu_);
+    return cv_.wait_for(l, timeout, [&] { return count_ >= n; });
+  }
+  int count() {
+    std::lock_guard l(mu_);
+    return count_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int count_ = 0;
+};
+
+class ConnectionTest : public NatsServerTest {};
+
+TEST_F(ConnectionTest, PublishSubscribeWithHeaders) {
+  auto conn = connect();
+  Latch got;
+  std::string subject, data, header;
+  ASSERT_OK_AND_ASSIGN(sub, conn.subscribe("greet.*", [&](Message m) {
+    subject = m.subject();
+    data = m.data();
+    header = m.header("X-Who").value_or("");
+    got.add();
+  }));
+  ASSERT_OK_AND_ASSIGN(msg, Message::create("greet.world", std::string("hi\0there", 8)));
+  ASSERT_OK(msg.set_header("X-Who", "tester"));
+  ASSERT_OK(conn.publish(msg));
+  ASSERT_TRUE(got.wait_for(1));
+  EXPECT_EQ(subject, "greet.world");
+  EXPECT_EQ(data, std::string("hi\0there", 8));  // binary-safe
+  EXPECT_EQ(header, "tester");
+}
+
+TEST_F(ConnectionTest, RequestReplyAndNoResponders) {
+  auto server_conn = connect();
+  auto client = connect();
+  ASSERT_OK_AND_ASSIGN(sub, server_conn.subscribe("svc.echo", [&](Message m) {
+    (void)server_conn.publish(m.reply(), "echo: " + std::string(m.data()));
+  }));
+  ASSERT_OK(server_conn.flush());
+  ASSERT_OK_AND_ASSIGN(reply, client.request("svc.echo", "ping", 2s));
+  EXPECT_EQ(reply.data(), "echo: ping");
+
+  auto none = client.request("svc.nobody", "ping", 2s);
+  ASSERT_FALSE(none);
+  EXPECT_EQ(none.error().code, ErrorCode::kNoResponders);
+  EXPECT_NE(none.error().message.find("svc.nobody"), std::string::npos);
+}
+
+TEST_F(ConnectionTest, QueueSubscribersShareTheLoad) {
+  auto conn = connect();
+  std::atomic<int> a{0}, b{0};
+  Latch total;
+  ASSERT_OK_AND_ASSIGN(s1, conn.subscribe("work", [&](Message) { ++a; total.add(); }, "workers"));
+  ASSERT_OK_AND_ASSIGN(s2, conn.subscribe("work", [&](Message) { ++b; total.add(); }, "workers"));
+  ASSERT_OK(conn.flush());
+  constexpr int kMessages = 400;
+  for (int i = 0; i < kMessages; ++i) ASSERT_OK(conn.publish("work", "job"));
+  ASSERT_TRUE(total.wait_for(kMessages));
+  std::this_thread::sleep_for(100ms);
+  EXPECT_EQ(a + b, kMessages);  // each message delivered exactly once
+  EXPECT_GT(a, 0);
+  EXPECT_GT(b, 0);
+}
+
+TEST_F(ConnectionTest, SyncSubscriptionTimesOut) {
+  auto conn = connect();
+  ASSERT_OK_AND_ASSIGN(sub, conn.subscribe_sync("quiet"));
+  auto r = sub.next(50ms);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, ErrorCode::kTimeout);
+  ASSERT_OK(conn.publish("quiet", "now"));
+  ASSERT_OK_AND_ASSIGN(m, sub.next(2s));
+  EXPECT_EQ(m.data(), "now");
+}
+
+TEST_F(ConnectionTest, UnsubscribeStopsDeliveryEvenFromInsideTheHandler) {
+  auto conn = connect();
+  std::atomic<int> seen{0};
+  Subscription sub;
+  ASSERT_OK_AND_ASSIGN(s, conn.subscribe("once", [&](Message) {
+    if (++seen == 1) sub.unsubscribe();
+  }));
+  sub = std::move(s);
+  for (int i = 0; i < 50; ++i) ASSERT_OK(conn.publish("once", "x"));
+  ASSERT_OK(conn.flush());
+  std::this_thread::sleep_for(200ms);
+  EXPECT_GE(seen, 1);
+  const int after = seen;
+  for (int i = 0; i < 50; ++i) ASSERT_OK(conn.publish("once", "x"));
+  ASSERT_OK(conn.flush());
+  std::this_thread::sleep_for(100ms);
+  EXPECT_EQ(seen, after);
+}
+
+TEST_F(ConnectionTest, DestroyingSubscriptionsUnderLoadIsSafe) {
+  // Guards the libnats 3.4.1 race between delivery and destruction (specs §9).
+  auto pub = connect();
+  auto conn = connect();
+  std::atomic<bool> stop{false};
+  std::thread flood([&] {
+    for (int i = 0; i < 200000 && !stop; ++i) (void)pub.publish("flood", "payload");
+  });
+  std::atomic<long> delivered{0};
+  for (int i = 0; i < 200; ++i) {
+    auto sub = conn.subscribe("flood", [&](Message) {
+      ++delivered;
+      std::this_thread::yield();
+    });
+    ASSERT_TRUE(sub);
+    std::this_thread::sleep_for(1ms);
+  }
+  stop = true;
+  flood.join();
+  EXPECT_GT(delivered, 0);
+}
+
+TEST_F(ConnectionTest, ReconnectsAfterServerRestartAndCallsBack) {
+  Latch disconnected, reconnected;
+  ASSERT_OK_AND_ASSIGN(conn, Connection::connect({.urls = {server().url()},
+                                                  .reconnect_wait_min = 20ms,
+                                                  .reconnect_wait_max = 200ms,
+                                                  .on_disconnected = [&] { disconnected.add(); },
+                                                  .on_reconnected = [&] { reconnected.add(); }}));
+  Latch got;
+  ASSERT_OK_AND_ASSIGN(sub, conn.subscribe("after.restart", [&](Message) { got.add(); }));
+  ASSERT_OK(conn.flush());
+  ASSERT_OK(server().restart());
+  ASSERT_TRUE(disconnected.wait_for(1, 10s));
+  ASSERT_TRUE(reconnected.wait_for(1, 20s));
+  EXPECT_TRUE(conn.connected());
+  // The subscription was re-established by the reconnect.
+  auto other = connect();
+  ASSERT_OK(other.publish("after.restart", "x"));
+  EXPECT_TRUE(got.wait_for(1));
+}
+
+TEST(ConnectionErrors, UnreachableServerNamesTheUrl) {
+  auto conn = Connection::connect({.urls = {"nats://127.0.0.1:1"}, .connect_timeout = 500ms});
+  ASSERT_FALSE(conn);
+  EXPECT_EQ(conn.error().code, ErrorCode::kUnavailable);
+  EXPECT_NE(conn.error().message.find("nats://127.0.0.1:1"), std::string::npos);
+}
+
+// --- Authentication: each test runs its own server with a config file. ---
+
+class AuthTest : public ::testing::Test {
+ protected:
+  void SetUp() override { NEX_REQUIRE_NATS_SERVER(); }
+
+  void start_with_config(const std::string& config) {
+    dir_ = fs::temp_directory_path() / ("nex-auth-" + std::to_string(getpid()) + "-" +
+                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::create_directories(dir_);
+    std::ofstream(dir_ / "server.conf") << config;
+    auto s = LocalNatsServer::start({.jetstream = false, .config_file = dir_ / "server.conf"});
+    ASSERT_TRUE(s) << s.error().message;
+    server_ = std::make_unique<LocalNatsServer>(std::move(*s));
+  }
+  void TearDown() override {
+    server_.reset();
+    std::error_code ec;
+    if (!dir_.empty()) fs::remove_all(dir_, ec);
+  }
+  std::string url() const { return server_->url(); }
+
+  fs::path dir_;
+  std::unique_ptr<LocalNatsServer> server_;
+};
+
+TEST_F(AuthTest, UserAndPassword) {
+  start_with_config("authorization { user: alice, password: \"s3cr3t pw\" }\n");
+  EXPECT_TRUE(Connection::connect({.urls = {url()}, .user = "alice", .password = "s3cr3t pw"}));
+  auto bad = Connection::connect({.urls = {url()}, .user = "alice", .password = "wrong"});
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().code, ErrorCode::kPermissionDenied);
+}
+
+TEST_F(AuthTest, Token) {
+  start_with_config("authorization { token: \"t0ken\" }\n");
+  EXPECT_TRUE(Connection::connect({.urls = {url()}, .token = "t0ken"}));
+  EXPECT_FALSE(Connection::connect({.urls = {url()}, .token = "nope"}));
+}
+
+TEST_F(AuthTest, NkeyLoginSucceedsEveryTime) {
+  // 512 logins with fresh keys: without the retry, libnats 3.4.1 fails ~1 in 256 of them.
+  std::string users;
+  std::vector<std::string> seeds;
+  for (int i = 0; i < 16; ++i) {
+    auto kp = crypto::KeyPair::create(crypto::KeyType::kUser);
+    users += "{ nkey: " + kp->public_key() + " }\n";
+    seeds.push_back(kp->seed());
+  }
+  start_with_config("authorization { users: [\n" + users + "] }\n");
+  for (int i = 0; i < 512; ++i) {
+    auto conn = Connection::connect({.urls = {url()}, .nkey_seed = seeds[i % seeds.size()]});
+    ASSERT_TRUE(conn) << "login " << i << ": " << conn.error().message;
+  }
+  auto stranger = crypto::KeyPair::create(crypto::KeyType::kUser);
+  auto denied = Connection::connect({.urls = {url()}, .nkey_seed = stranger->seed()});
+  ASSERT_FALSE(denied);
+  EXPECT_EQ(denied.error().code, ErrorCode::kPermissionDenied);
+  EXPECT_FALSE(Connection::connect({.urls = {url()}, .nkey_seed = "SUNOTASEED"}));
+}
+
+TEST_F(AuthTest, CredsFileInOperatorMode) {
+  // A whole decentralized-auth chain signed by our JWT code, accepted by the real server.
+  auto op = *crypto::KeyPair::create(crypto::KeyType::kOperator);
+  auto acct = *crypto::KeyPair::create(crypto::KeyType::kAccount);
+  auto user = *crypto::KeyPair::create(crypto::KeyType::kUser);
+  const std::string op_jwt = crypto::encode_jwt(
+      {.sub = op.public_key(), .name = "op", .nats = {{"type", "operator"}, {"version", 2}}}, op);
+  nlohmann::json limits = {{"subs", -1}, {"data", -1}, {"payload", -1}, {"imports", -1},
+                           {"exports", -1}, {"wildcards", true}, {"conn", -1}, {"leaf", -1}};
+  const std::string acct_jwt = crypto::encode_jwt(
+      {.sub = acct.public_key(), .name = "acct",
+       .nats = {{"limits", limits}, {"type", "account"}, {"version", 2}}}, op);
+  const std::string user_jwt = crypto::encode_jwt(
+      {.sub = user.public_key(), .name = "user",
+       .nats = {{"pub", nlohmann::json::object()}, {"sub", nlohmann::json::object()},
+                {"subs", -1}, {"data", -1}, {"payload", -1}, {"type", "user"}, {"version", 2}}},
+      acct);
+  start_with_config("operator: " + op_jwt + "\nresolver: MEMORY\nresolver_preload: {\n  " +
+                    acct.public_key() + ": " + acct_jwt + "\n}\n");
+  const fs::path creds = dir_ / "user.creds";
+  std::ofstream(creds) << "-----BEGIN NATS USER JWT-----\n" << user_jwt
+                       << "\n------END NATS USER JWT------\n\n"
+                       << "-----BEGIN USER NKEY SEED-----\n" << user.seed()
+                       << "\n------END USER NKEY SEED------\n";
+  for (int i = 0; i < 256; ++i) {
+    auto conn = Connection::connect({.urls = {url()}, .creds_file = creds.string()});
+    ASSERT_TRUE(conn) << conn.error().message;
+    if (i == 0) {
+      ASSERT_OK_AND_ASSIGN(sub, conn->subscribe_sync("creds.check"));
+      ASSERT_OK(conn->publish("creds.check", "ok"));
+      ASSERT_OK_AND_ASSIGN(m, sub.next(2s));
+      EXPECT_EQ(m.data(), "ok");
+    }
+  }
+  EXPECT_FALSE(Connection::connect({.urls = {url()}}));  // no credentials
+}
+
+TEST_F(AuthTest, TlsWithCustomCa) {
+  // A throwaway CA and server certificate for 127.0.0.1, made with the openssl CLI.
+  dir_ = fs::temp_directory_path() / ("nex-tls-" + std::to_string(getpid()));
+  fs::create_directories(dir_);
+  const std::string d = dir_.string();
+  const std::string script =
+      "cd '" + d + "' && "
+      "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 1 -subj /CN=nex-test-ca 2>/dev/null && "
+      "openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=127.0.0.1 2>/dev/null && "
+      "printf 'subjectAltName=IP:127.0.0.1' > san.ext && "
+      "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 1 -extfile san.ext 2>/dev/null";
+  if (std::system(script.c_str()) != 0) GTEST_SKIP() << "openssl CLI unavailable to make test certificates";
+  const fs::path conf = dir_ / "server.conf";
+  std::ofstream(conf) << "tls { cert_file: '" << d << "/server.pem', key_file: '" << d << "/server.key' }\n";
+  auto s = LocalNatsServer::start({.jetstream = false, .config_file = conf});
+  ASSERT_TRUE(s) << s.error().message;
+  server_ = std::make_unique<LocalNatsServer>(std::move(*s));
+  const std::string tls_url = "tls://127.0.0.1:" + std::to_string(server_->port());
+
+  auto good = Connection::connect({.urls = {tls_url}, .tls = TlsOptions{.ca_file = d + "/ca.pem"}});
+  ASSERT_TRUE(good) << good.error().message;
+  ASSERT_OK_AND_ASSIGN(sub, good->subscribe_sync("tls.check"));
+  ASSERT_OK(good->publish("tls.check", "secure"));
+  ASSERT_OK_AND_ASSIGN(m, sub.next(2s));
+  EXPECT_EQ(m.data(), "secure");
+  // Without trusting the CA, verification fails.
+  EXPECT_FALSE(Connection::connect({.urls = {tls_url}, .tls = TlsOptions{}}));
+}
+
+}  // namespace
+}  // namespace nex::nats
