@@ -1,1 +1,88 @@
+// `nex up` driven as a user runs it: it prints a NATS URL that works with JetStream, and Ctrl-C
+// (SIGINT) stops it cleanly with nothing left behind.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
 
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <sstream>
+#include <thread>
+
+#include "core/subprocess.h"
+#include "nats/key_value.h"
+#include "testing/nats_server_fixture.h"
+
+namespace nex {
+namespace {
+
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+
+std::string slurp(const fs::path& p) {
+  std::ifstream in(p);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+TEST(CliUp, RunsLocalJetStreamAndStopsCleanlyOnCtrlC) {
+  NEX_REQUIRE_NATS_SERVER();
+  const fs::path out = fs::temp_directory_path() / ("nex-up-" + std::to_string(getpid()) + ".out");
+  fs::remove(out);
+  auto up = Subprocess::spawn({.argv = {NEX_BINARY, "up", "--port", "0"},
+                               .stdout_path = out.string(),
+                               .stderr_path = out.string()});
+  ASSERT_TRUE(up) << up.error().message;
+
+  std::smatch match;
+  std::string text;
+  const std::regex url_re("listening on (nats://127\\.0\\.0\\.1:[0-9]+)");
+  const std::regex store_re("JetStream store: (\\S+)");
+  for (int i = 0; i < 200 && !std::regex_search(text, match, url_re); ++i) {
+    std::this_thread::sleep_for(50ms);
+    text = slurp(out);
+  }
+  ASSERT_TRUE(std::regex_search(text, match, url_re)) << text;
+  const std::string url = match[1];
+  ASSERT_TRUE(std::regex_search(text, match, store_re)) << text;
+  const fs::path store = match[1].str();
+  EXPECT_TRUE(fs::exists(store));
+  EXPECT_NE(text.find("Ctrl-C"), std::string::npos);
+
+  {
+    ASSERT_OK_AND_ASSIGN(conn, nats::Connection::connect({.urls = {url}}));
+    ASSERT_OK_AND_ASSIGN(js, nats::JetStream::create(conn));
+    ASSERT_OK_AND_ASSIGN(kv, nats::KeyValue::create(js, {.bucket = "smoke"}));
+    ASSERT_OK(kv.put("hello", "world"));
+    EXPECT_EQ(kv.get("hello")->value, "world");
+  }
+
+  ASSERT_TRUE(up->signal(SIGINT));
+  auto status = up->wait_for(15s);
+  ASSERT_TRUE(status) << "nex up did not stop on SIGINT";
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << slurp(out);
+  EXPECT_NE(slurp(out).find("Stopped."), std::string::npos);
+  EXPECT_FALSE(fs::exists(store)) << "the temporary store was left behind";
+  EXPECT_FALSE(nats::Connection::connect({.urls = {url}, .connect_timeout = 500ms}))
+      << "the NATS server outlived nex up";
+  fs::remove(out);
+}
+
+TEST(CliUp, VersionAndUsageExitCodes) {
+  auto run = [](std::vector<std::string> argv) {
+    argv.insert(argv.begin(), NEX_BINARY);
+    auto p = Subprocess::spawn({.argv = argv, .stdout_path = "/dev/null", .stderr_path = "/dev/null"});
+    auto st = p->wait_for(10s);
+    return WEXITSTATUS(*st);
+  };
+  EXPECT_EQ(run({"version"}), 0);
+  EXPECT_EQ(run({"--help"}), 0);
+  EXPECT_EQ(run({}), 2);
+  EXPECT_EQ(run({"no-such-command"}), 2);
+  EXPECT_EQ(run({"up", "--port", "not-a-number"}), 2);
+}
+
+}  // namespace
+}  // namespace nex

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs every Debian package nex needs (only what is missing; `apt-get update` at most once),
+# then configures and builds nex in Release into build/. Works as root or through sudo.
+# NEX_WERROR=ON turns compiler warnings into errors (CI builds).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(
+  build-essential cmake pkg-config          # toolchain
+  libnats-dev nats-server                   # NATS client library and the real server
+  libsodium-dev libssl-dev                  # nkeys/xkeys (Ed25519, NaCl box); SHA-2 and TLS
+  nlohmann-json3-dev libcli11-dev libfmt-dev libspdlog-dev
+  libgtest-dev libgmock-dev                 # tests
+  openssl                                   # the TLS test makes its certificates with it
+  ca-certificates
+)
+# Node.js runs the interoperability test with the official JavaScript client. Keep a Node.js
+# that is already installed (it may not come from Debian); otherwise take Debian's.
+command -v node > /dev/null || packages+=(nodejs)
+command -v npm > /dev/null || packages+=(npm)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2> /dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+  echo "==> Installing: ${missing[*]}"
+  $sudo apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+echo "==> Building nex (Release) in build/"
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DNEX_WERROR="${NEX_WERROR:-OFF}" > /dev/null
+cmake --build build -j"$(nproc)"
+echo "==> Built build/bin/nex"
