@@ -200,7 +200,7 @@ Result<Subscription> Connection::subscribe(std::string_view subject, MessageHand
     Subscription::discard(state);
     return fail(to_error(s, "subscribe to '" + subj + "'"));
   }
-  return Subscription::attach(state, sub);
+  return Subscription::attach(state, impl_->nc, sub);
 }
 
 Result<SyncSubscription> Connection::subscribe_sync(std::string_view subject,
@@ -211,7 +211,7 @@ Result<SyncSubscription> Connection::subscribe_sync(std::string_view subject,
   natsStatus s = q.empty() ? natsConnection_SubscribeSync(&sub, impl_->nc, subj.c_str())
                            : natsConnection_QueueSubscribeSync(&sub, impl_->nc, subj.c_str(), q.c_str());
   if (s != NATS_OK) return fail(to_error(s, "subscribe to '" + subj + "'"));
-  return SyncSubscription(sub);
+  return SyncSubscription(impl_->nc, sub);
 }
 
 Status Connection::flush(std::chrono::milliseconds timeout) const {

@@ -205,7 +205,7 @@ Result<SyncSubscription> JetStream::ordered_consumer(const std::string& stream,
   if (auto s = js_SubscribeSync(&sub, impl_->js, filter_subject.c_str(), &o, &so, &jerr); s != NATS_OK) {
     return fail(to_error(s, "consume " + filter_subject, jerr));
   }
-  return SyncSubscription(sub);
+  return SyncSubscription(impl_->connection.raw(), sub);
 }
 
 Result<uint64_t> JetStream::backlog(const SyncSubscription& sub) const {

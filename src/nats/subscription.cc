@@ -6,14 +6,24 @@
 
 namespace nex::nats {
 
-// Owned jointly by the Subscription handle and libnats: freed by whichever of "handle released"
-// and "libnats completed the subscription" happens last.
+namespace {
+
+// Waits until the server has answered a PING sent after the UNSUB: the read loop handles
+// messages in order, so it is then done with every message for the subscription. A closed or
+// disconnected connection fails at once, and then the read loop is not running either.
+void fence(natsConnection* nc) { natsConnection_FlushTimeout(nc, 2000); }
+
+}  // namespace
+
+// Owned jointly by the Subscription handle and libnats: freed by whichever of "the handle
+// unsubscribed and fenced" and "libnats completed the subscription" happens last.
 struct Subscription::State {
   std::mutex mu;
   MessageHandler handler;
+  natsConnection* nc = nullptr;
   natsSubscription* sub = nullptr;
-  bool completed = false;
-  bool released = false;
+  bool completed = false;  // libnats ran on_complete: no handler call is running or will run
+  bool fenced = false;     // unsubscribed, and the read loop is past it
 };
 
 Subscription::State* Subscription::new_state(MessageHandler handler) {
@@ -24,7 +34,8 @@ Subscription::State* Subscription::new_state(MessageHandler handler) {
 
 void Subscription::discard(State* state) { delete state; }
 
-Result<Subscription> Subscription::attach(State* state, natsSubscription* sub) {
+Result<Subscription> Subscription::attach(State* state, natsConnection* nc, natsSubscription* sub) {
+  state->nc = nc;
   state->sub = sub;
   if (auto s = natsSubscription_SetOnCompleteCB(sub, &Subscription::on_complete, state);
       s != NATS_OK) {
@@ -42,16 +53,19 @@ void Subscription::on_message(natsConnection*, natsSubscription*, natsMsg* msg, 
 
 void Subscription::on_complete(void* closure) {
   auto* state = static_cast<State*>(closure);
-  bool free_now = false;
+  finish(state, &State::completed);
+}
+
+void Subscription::finish(State* state, bool State::*flag) {
   {
+    // Setting one's own flag and seeing the other's must be one step, so that exactly one of
+    // the two parties frees the state.
     std::lock_guard lock(state->mu);
-    state->completed = true;
-    free_now = state->released;
+    state->*flag = true;
+    if (!state->completed || !state->fenced) return;
   }
-  if (free_now) {
-    natsSubscription_Destroy(state->sub);
-    delete state;
-  }
+  natsSubscription_Destroy(state->sub);
+  delete state;
 }
 
 Subscription& Subscription::operator=(Subscription&& other) noexcept {
@@ -65,35 +79,28 @@ Subscription& Subscription::operator=(Subscription&& other) noexcept {
 void Subscription::unsubscribe() {
   State* state = std::exchange(state_, nullptr);
   if (state == nullptr) return;
-  bool free_now = false;
-  {
-    std::lock_guard lock(state->mu);
-    state->released = true;
-    if (!state->completed) natsSubscription_Unsubscribe(state->sub);
-    free_now = state->completed;
-  }
-  if (free_now) {
-    natsSubscription_Destroy(state->sub);
-    delete state;
-  }
+  // Unsubscribe is safe even after completion: our reference keeps the libnats object alive.
+  natsSubscription_Unsubscribe(state->sub);
+  fence(state->nc);
+  finish(state, &State::fenced);
 }
 
 SyncSubscription& SyncSubscription::operator=(SyncSubscription&& other) noexcept {
   if (this != &other) {
-    if (sub_ != nullptr) {
-      natsSubscription_Unsubscribe(sub_);
-      natsSubscription_Destroy(sub_);
-    }
+    close();
+    nc_ = other.nc_;
     sub_ = std::exchange(other.sub_, nullptr);
   }
   return *this;
 }
 
-SyncSubscription::~SyncSubscription() {
-  if (sub_ != nullptr) {
-    natsSubscription_Unsubscribe(sub_);
-    natsSubscription_Destroy(sub_);
-  }
+SyncSubscription::~SyncSubscription() { close(); }
+
+void SyncSubscription::close() {
+  if (sub_ == nullptr) return;
+  natsSubscription_Unsubscribe(sub_);
+  fence(nc_);
+  natsSubscription_Destroy(std::exchange(sub_, nullptr));
 }
 
 Result<Message> SyncSubscription::next(std::chrono::milliseconds timeout) {

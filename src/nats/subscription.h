@@ -1,6 +1,11 @@
 // Subscriptions. Subscription delivers to a handler on libnats' delivery thread; the handler
 // stays valid until libnats reports the subscription complete, so destroying a Subscription
 // while a message is being delivered is safe. SyncSubscription is pulled with next().
+//
+// Unsubscribing costs one round trip to the server: libnats 3.4.1's read loop can still hold a
+// subscription it looked up just before the UNSUB, and locks it after another thread freed it
+// (fixed upstream in 3.6.1). A flush after the UNSUB proves the read loop is past every message
+// for it; only then is the libnats subscription released.
 #pragma once
 
 #include <nats/nats.h>
@@ -37,15 +42,18 @@ class Subscription {
   static void on_message(natsConnection*, natsSubscription*, natsMsg* msg, void* closure);
   static void on_complete(void* closure);
   static void discard(State* state);  // for a failed subscribe: no libnats subscription exists
-  static Result<Subscription> attach(State* state, natsSubscription* sub);
+  static Result<Subscription> attach(State* state, natsConnection* nc, natsSubscription* sub);
+  // Marks one party done; the second to finish frees the state and the libnats subscription.
+  static void finish(State* state, bool State::*flag);
   explicit Subscription(State* state) : state_(state) {}
   State* state_ = nullptr;
 };
 
 class SyncSubscription {
  public:
-  explicit SyncSubscription(natsSubscription* sub) : sub_(sub) {}
-  SyncSubscription(SyncSubscription&& other) noexcept : sub_(std::exchange(other.sub_, nullptr)) {}
+  SyncSubscription(natsConnection* nc, natsSubscription* sub) : nc_(nc), sub_(sub) {}
+  SyncSubscription(SyncSubscription&& other) noexcept
+      : nc_(other.nc_), sub_(std::exchange(other.sub_, nullptr)) {}
   SyncSubscription& operator=(SyncSubscription&& other) noexcept;
   SyncSubscription(const SyncSubscription&) = delete;
   SyncSubscription& operator=(const SyncSubscription&) = delete;
@@ -56,6 +64,8 @@ class SyncSubscription {
   natsSubscription* raw() const { return sub_; }
 
  private:
+  void close();
+  natsConnection* nc_ = nullptr;
   natsSubscription* sub_ = nullptr;
 };
 
