@@ -52,7 +52,8 @@ struct Generator {
 };
 
 double mib_per_s(size_t bytes, Clock::duration d) {
-  return (static_cast<double>(bytes) / (1024.0 * 1024.0)) / std::chrono::duration<double>(d).count();
+  return (static_cast<double>(bytes) / (1024.0 * 1024.0)) /
+         std::chrono::duration<double>(d).count();
 }
 
 template <typename F>
@@ -148,16 +149,19 @@ int main(int argc, char** argv) {
     return true;
   });
 
-  std::printf("\nObject store vs raw JetStream: one %zu MiB object, 128 KiB chunks, %lld in flight,\n"
-              "file storage, nats-server on loopback, %d runs\n\n",
-              size_mib, static_cast<long long>(ObjectStore::kMaxChunksInFlight), runs);
+  std::printf(
+      "\nObject store vs raw JetStream: one %zu MiB object, 128 KiB chunks, %lld in flight,\n"
+      "file storage, nats-server on loopback, %d runs\n\n",
+      size_mib, static_cast<long long>(ObjectStore::kMaxChunksInFlight), runs);
   std::printf("| %-44s | %10s | %10s |\n", "operation", "median", "best");
-  std::printf("|%s|%s|%s|\n", std::string(46, '-').c_str(), std::string(12, '-').c_str(), std::string(12, '-').c_str());
+  std::printf("|%s|%s|%s|\n", std::string(46, '-').c_str(), std::string(12, '-').c_str(),
+              std::string(12, '-').c_str());
   row("object store put (MiB/s)", put);
   row("raw JetStream publish, same bytes (MiB/s)", publish);
   row("object store get, digest verified (MiB/s)", get);
   row("raw JetStream ordered read, same bytes (MiB/s)", read);
-  std::printf("\nPeak RSS growth while putting and getting the object: %.1f MiB (object: %zu MiB)\n",
-              rss_growth / 1024.0, size_mib);
+  std::printf(
+      "\nPeak RSS growth while putting and getting the object: %.1f MiB (object: %zu MiB)\n",
+      rss_growth / 1024.0, size_mib);
   return 0;
 }

@@ -33,24 +33,27 @@ int run_up(const UpOptions& opts) {
     std::fprintf(stderr, "nex up: cannot start the local NATS server: %s\n",
                  server.error().message.c_str());
     if (opts.port == 4222) {
-      std::fprintf(stderr, "If another NATS server already uses port 4222, try `nex up --port 0`.\n");
+      std::fprintf(stderr,
+                   "If another NATS server already uses port 4222, try `nex up --port 0`.\n");
     }
     return 1;
   }
   // Prove it is usable (connect + JetStream answer) before saying it is ready.
   auto conn = nats::Connection::connect({.urls = {server->url()}, .name = "nex up"});
   if (!conn) {
-    std::fprintf(stderr, "nex up: started NATS but cannot connect: %s\n", conn.error().message.c_str());
+    std::fprintf(stderr, "nex up: started NATS but cannot connect: %s\n",
+                 conn.error().message.c_str());
     return 1;
   }
 
   std::printf("NATS server with JetStream listening on %s\n", server->url().c_str());
   std::printf("JetStream store: %s%s\n", server->store_dir().c_str(),
               opts.store_dir.empty() ? " (temporary, removed on exit)" : "");
-  std::printf("\nThis build of nex runs the local NATS server only; the node daemon that\n"
-              "accepts workloads (nex node up, nex devrun) comes with the next milestone.\n"
-              "Try it with any NATS client meanwhile, e.g.  NATS_URL=%s\n",
-              server->url().c_str());
+  std::printf(
+      "\nThis build of nex runs the local NATS server only; the node daemon that\n"
+      "accepts workloads (nex node up, nex devrun) comes with the next milestone.\n"
+      "Try it with any NATS client meanwhile, e.g.  NATS_URL=%s\n",
+      server->url().c_str());
   std::printf("\nPress Ctrl-C to stop.\n");
   std::fflush(stdout);
 
@@ -67,7 +70,8 @@ int run_up(const UpOptions& opts) {
 void register_up_command(CLI::App& app, CommandAction& action) {
   auto opts = std::make_shared<UpOptions>();
   auto* cmd = app.add_subcommand("up", "Run a local NATS server with JetStream, ready for nex");
-  cmd->add_option("--port", opts->port, "Client port for the local NATS server (0 picks a free one)")
+  cmd->add_option("--port", opts->port,
+                  "Client port for the local NATS server (0 picks a free one)")
       ->capture_default_str();
   cmd->add_option("--store", opts->store_dir,
                   "JetStream store directory (default: a temporary directory removed on exit)");

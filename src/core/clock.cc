@@ -1,7 +1,7 @@
 #include "core/clock.h"
 
-#include <ctime>
 #include <fmt/format.h>
+#include <ctime>
 
 namespace nex {
 
@@ -12,7 +12,8 @@ int64_t unix_seconds_now() {
 }
 
 std::string rfc3339_nano(std::chrono::system_clock::time_point t) {
-  const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+  const auto ns =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
   const std::time_t secs = static_cast<std::time_t>(ns / 1'000'000'000);
   std::tm tm{};
   gmtime_r(&secs, &tm);

@@ -15,10 +15,14 @@ int base32_value(char c) {
 
 int sodium_variant(Base64 variant) {
   switch (variant) {
-    case Base64::kStandard: return sodium_base64_VARIANT_ORIGINAL;
-    case Base64::kStandardNoPad: return sodium_base64_VARIANT_ORIGINAL_NO_PADDING;
-    case Base64::kUrl: return sodium_base64_VARIANT_URLSAFE;
-    case Base64::kUrlNoPad: return sodium_base64_VARIANT_URLSAFE_NO_PADDING;
+    case Base64::kStandard:
+      return sodium_base64_VARIANT_ORIGINAL;
+    case Base64::kStandardNoPad:
+      return sodium_base64_VARIANT_ORIGINAL_NO_PADDING;
+    case Base64::kUrl:
+      return sodium_base64_VARIANT_URLSAFE;
+    case Base64::kUrlNoPad:
+      return sodium_base64_VARIANT_URLSAFE_NO_PADDING;
   }
   return sodium_base64_VARIANT_ORIGINAL;
 }

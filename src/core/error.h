@@ -1,5 +1,6 @@
 // One error type across modules: a code a caller can branch on and a message a person can act on.
-// Functions that can fail return Result<T> (std::expected); exceptions never cross module boundaries.
+// Functions that can fail return Result<T> (std::expected); exceptions never cross module
+// boundaries.
 #pragma once
 
 #include <expected>
@@ -15,7 +16,7 @@ enum class ErrorCode {
   kPermissionDenied,  // authentication or authorization failed, or a signature did not verify
   kTimeout,
   kNoResponders,
-  kCorrupt,  // stored or received data failed an integrity check (CRC, digest, MAC)
+  kCorrupt,      // stored or received data failed an integrity check (CRC, digest, MAC)
   kUnavailable,  // a server or peer could not be reached
   kIo,
   kInternal,
@@ -45,9 +46,9 @@ inline std::unexpected<Error> fail(Error error) { return std::unexpected(std::mo
 }  // namespace nex
 
 // Propagates the error of a Result/Status expression, otherwise yields nothing.
-#define NEX_RETURN_IF_ERROR(expr)                            \
-  do {                                                       \
-    if (auto nex_status_ = (expr); !nex_status_) {           \
+#define NEX_RETURN_IF_ERROR(expr)                             \
+  do {                                                        \
+    if (auto nex_status_ = (expr); !nex_status_) {            \
       return std::unexpected(std::move(nex_status_.error())); \
-    }                                                        \
+    }                                                         \
   } while (0)

@@ -51,14 +51,16 @@ Result<Subprocess> Subprocess::spawn(const SpawnOptions& options) {
   if (!options.stdout_path.empty()) {
     out_fd = ::open(options.stdout_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     if (out_fd < 0) {
-      return fail(ErrorCode::kIo, "spawn: open " + options.stdout_path + ": " + std::strerror(errno));
+      return fail(ErrorCode::kIo,
+                  "spawn: open " + options.stdout_path + ": " + std::strerror(errno));
     }
   }
   if (!options.stderr_path.empty()) {
     err_fd = ::open(options.stderr_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     if (err_fd < 0) {
       if (out_fd >= 0) ::close(out_fd);
-      return fail(ErrorCode::kIo, "spawn: open " + options.stderr_path + ": " + std::strerror(errno));
+      return fail(ErrorCode::kIo,
+                  "spawn: open " + options.stderr_path + ": " + std::strerror(errno));
     }
   }
   // A pipe whose write end closes on exec tells the parent whether exec succeeded.

@@ -26,8 +26,8 @@ json claims_to_json(const JwtClaims& c) {
 Result<int64_t> int_claim(const json& payload, const char* name) {
   const auto& v = *payload.find(name);
   if (!v.is_number_integer()) {
-    return fail(ErrorCode::kInvalidArgument, std::string("invalid JWT: claim '") + name +
-                                                 "' must be an integer (unix seconds)");
+    return fail(ErrorCode::kInvalidArgument,
+                std::string("invalid JWT: claim '") + name + "' must be an integer (unix seconds)");
   }
   return v.get<int64_t>();
 }
@@ -43,9 +43,11 @@ Result<std::string> string_claim(const json& payload, const char* name) {
 }
 
 Result<JwtClaims> parse_claims(const json& payload) {
-  if (!payload.is_object()) return fail(ErrorCode::kInvalidArgument, "invalid JWT: claims are not an object");
+  if (!payload.is_object())
+    return fail(ErrorCode::kInvalidArgument, "invalid JWT: claims are not an object");
   JwtClaims c;
-  for (auto [field, name] : {std::pair{&c.jti, "jti"}, {&c.iss, "iss"}, {&c.sub, "sub"}, {&c.name, "name"}}) {
+  for (auto [field, name] :
+       {std::pair{&c.jti, "jti"}, {&c.iss, "iss"}, {&c.sub, "sub"}, {&c.name, "name"}}) {
     auto v = string_claim(payload, name);
     if (!v) return fail(v.error());
     *field = std::move(*v);
@@ -63,7 +65,8 @@ Result<JwtClaims> parse_claims(const json& payload) {
     }
   }
   if (auto it = payload.find("nats"); it != payload.end()) {
-    if (!it->is_object()) return fail(ErrorCode::kInvalidArgument, "invalid JWT: claim 'nats' must be an object");
+    if (!it->is_object())
+      return fail(ErrorCode::kInvalidArgument, "invalid JWT: claim 'nats' must be an object");
     c.nats = *it;
   }
   return c;
@@ -72,17 +75,22 @@ Result<JwtClaims> parse_claims(const json& payload) {
 Result<json> decode_segment(std::string_view segment, const char* what) {
   auto raw = base64_decode(segment, Base64::kUrlNoPad);
   if (!raw) raw = base64_decode(segment, Base64::kUrl);  // tolerate padded encoders
-  if (!raw) return fail(ErrorCode::kInvalidArgument, std::string("invalid JWT: ") + what + " is not base64url");
+  if (!raw)
+    return fail(ErrorCode::kInvalidArgument,
+                std::string("invalid JWT: ") + what + " is not base64url");
   json j = json::parse(raw->begin(), raw->end(), nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded() || !j.is_object()) {
-    return fail(ErrorCode::kInvalidArgument, std::string("invalid JWT: ") + what + " is not a JSON object");
+    return fail(ErrorCode::kInvalidArgument,
+                std::string("invalid JWT: ") + what + " is not a JSON object");
   }
   return j;
 }
 
 }  // namespace
 
-static std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+static std::string dump(const json& j) {
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
 
 std::string encode_jwt(JwtClaims claims, const KeyPair& issuer) {
   claims.iss = issuer.public_key();
@@ -90,8 +98,9 @@ std::string encode_jwt(JwtClaims claims, const KeyPair& issuer) {
   claims.jti.clear();
   // jti = base32(SHA-512/256(claims with an empty jti)), as nats-io/jwt does.
   claims.jti = base32_encode(sha512_256(as_bytes(dump(claims_to_json(claims)))));
-  const std::string signing_input = base64_encode(as_bytes(kHeader), Base64::kUrlNoPad) + "." +
-                                    base64_encode(as_bytes(dump(claims_to_json(claims))), Base64::kUrlNoPad);
+  const std::string signing_input =
+      base64_encode(as_bytes(kHeader), Base64::kUrlNoPad) + "." +
+      base64_encode(as_bytes(dump(claims_to_json(claims))), Base64::kUrlNoPad);
   const Signature sig = issuer.sign(as_bytes(signing_input));
   return signing_input + "." + base64_encode(sig, Base64::kUrlNoPad);
 }
@@ -114,7 +123,8 @@ Result<DecodedJwt> decode_jwt(std::string_view token) {
   if (!payload) return fail(payload.error());
   auto claims = parse_claims(*payload);
   if (!claims) return fail(claims.error());
-  if (claims->iss.empty()) return fail(ErrorCode::kInvalidArgument, "invalid JWT: missing 'iss' claim");
+  if (claims->iss.empty())
+    return fail(ErrorCode::kInvalidArgument, "invalid JWT: missing 'iss' claim");
   auto sig = base64_decode(token.substr(dot2 + 1), Base64::kUrlNoPad);
   if (!sig) sig = base64_decode(token.substr(dot2 + 1), Base64::kUrl);
   if (!sig) return fail(ErrorCode::kInvalidArgument, "invalid JWT: signature is not base64url");
@@ -128,12 +138,16 @@ Status validate_jwt(const JwtClaims& c, const JwtExpectations& expect) {
   const int64_t now = expect.now != 0 ? expect.now : unix_seconds_now();
   const int64_t skew = expect.clock_skew_seconds;
   if (c.iat == 0) return fail(ErrorCode::kInvalidArgument, "invalid JWT: missing 'iat' claim");
-  if (c.iat > now + skew) return fail(ErrorCode::kPermissionDenied, "JWT issued in the future (iat)");
-  if (c.exp && *c.exp <= now - skew) return fail(ErrorCode::kPermissionDenied, "JWT has expired (exp)");
-  if (c.nbf && *c.nbf > now + skew) return fail(ErrorCode::kPermissionDenied, "JWT is not valid yet (nbf)");
+  if (c.iat > now + skew)
+    return fail(ErrorCode::kPermissionDenied, "JWT issued in the future (iat)");
+  if (c.exp && *c.exp <= now - skew)
+    return fail(ErrorCode::kPermissionDenied, "JWT has expired (exp)");
+  if (c.nbf && *c.nbf > now + skew)
+    return fail(ErrorCode::kPermissionDenied, "JWT is not valid yet (nbf)");
   if (expect.issuer_type) {
     auto iss = decode_public_key(c.iss);
-    if (!iss) return fail(ErrorCode::kInvalidArgument, "invalid JWT issuer: " + iss.error().message);
+    if (!iss)
+      return fail(ErrorCode::kInvalidArgument, "invalid JWT issuer: " + iss.error().message);
     if (iss->type != *expect.issuer_type) {
       return fail(ErrorCode::kPermissionDenied,
                   "JWT issuer must be a " + std::string(key_type_name(*expect.issuer_type)) +

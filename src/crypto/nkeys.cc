@@ -15,7 +15,8 @@ uint16_t crc16_xmodem(std::span<const uint8_t> data) {
   for (uint8_t byte : data) {
     crc ^= static_cast<uint16_t>(byte) << 8;
     for (int i = 0; i < 8; ++i) {
-      crc = (crc & 0x8000) ? static_cast<uint16_t>((crc << 1) ^ 0x1021) : static_cast<uint16_t>(crc << 1);
+      crc = (crc & 0x8000) ? static_cast<uint16_t>((crc << 1) ^ 0x1021)
+                           : static_cast<uint16_t>(crc << 1);
     }
   }
   return crc;
@@ -30,7 +31,8 @@ void append_crc(Bytes& raw) {
 // base32 decode + CRC check; returns the bytes without the CRC.
 Result<Bytes> decode_checked(std::string_view text) {
   auto raw = base32_decode(text);
-  if (!raw) return fail(ErrorCode::kInvalidArgument, "invalid nkey encoding: " + raw.error().message);
+  if (!raw)
+    return fail(ErrorCode::kInvalidArgument, "invalid nkey encoding: " + raw.error().message);
   if (raw->size() < 4) return fail(ErrorCode::kInvalidArgument, "invalid nkey: too short");
   const size_t n = raw->size() - 2;
   const uint16_t want = static_cast<uint16_t>((*raw)[n] | ((*raw)[n + 1] << 8));
@@ -59,14 +61,22 @@ bool valid_type_byte(uint8_t b) {
 
 std::string_view key_type_name(KeyType type) {
   switch (type) {
-    case KeyType::kSeed: return "seed";
-    case KeyType::kPrivate: return "private";
-    case KeyType::kServer: return "server";
-    case KeyType::kCluster: return "cluster";
-    case KeyType::kOperator: return "operator";
-    case KeyType::kAccount: return "account";
-    case KeyType::kUser: return "user";
-    case KeyType::kCurve: return "curve";
+    case KeyType::kSeed:
+      return "seed";
+    case KeyType::kPrivate:
+      return "private";
+    case KeyType::kServer:
+      return "server";
+    case KeyType::kCluster:
+      return "cluster";
+    case KeyType::kOperator:
+      return "operator";
+    case KeyType::kAccount:
+      return "account";
+    case KeyType::kUser:
+      return "user";
+    case KeyType::kCurve:
+      return "curve";
   }
   return "unknown";
 }
@@ -97,7 +107,8 @@ Result<Bytes> decode_key(KeyType expected_prefix, std::string_view text) {
 Result<DecodedPublicKey> decode_public_key(std::string_view text) {
   auto raw = decode_checked(text);
   if (!raw) return fail(raw.error());
-  if (raw->size() != 33) return fail(ErrorCode::kInvalidArgument, "invalid public nkey: wrong length");
+  if (raw->size() != 33)
+    return fail(ErrorCode::kInvalidArgument, "invalid public nkey: wrong length");
   if (!valid_type_byte((*raw)[0])) {
     return fail(ErrorCode::kInvalidArgument, "invalid public nkey: unknown or non-public prefix");
   }

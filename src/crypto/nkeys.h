@@ -15,14 +15,14 @@
 namespace nex::crypto {
 
 enum class KeyType : uint8_t {
-  kSeed = 18 << 3,     // 'S'
-  kPrivate = 15 << 3,  // 'P'
-  kServer = 13 << 3,   // 'N' (nodes)
-  kCluster = 2 << 3,   // 'C'
+  kSeed = 18 << 3,      // 'S'
+  kPrivate = 15 << 3,   // 'P'
+  kServer = 13 << 3,    // 'N' (nodes)
+  kCluster = 2 << 3,    // 'C'
   kOperator = 14 << 3,  // 'O'
-  kAccount = 0,        // 'A'
-  kUser = 20 << 3,     // 'U'
-  kCurve = 23 << 3,    // 'X'
+  kAccount = 0,         // 'A'
+  kUser = 20 << 3,      // 'U'
+  kCurve = 23 << 3,     // 'X'
 };
 
 std::string_view key_type_name(KeyType type);

@@ -35,8 +35,9 @@ Result<XKey> XKey::from_seed(std::string_view seed) {
   auto decoded = decode_seed(seed);
   if (!decoded) return fail(decoded.error());
   if (decoded->type != KeyType::kCurve) {
-    return fail(ErrorCode::kInvalidArgument, "invalid xkey seed: expected a curve (SX…) seed, got " +
-                                                 std::string(key_type_name(decoded->type)));
+    return fail(ErrorCode::kInvalidArgument,
+                "invalid xkey seed: expected a curve (SX…) seed, got " +
+                    std::string(key_type_name(decoded->type)));
   }
   XKey key = from_raw_seed(decoded->seed);
   sodium_memzero(decoded->seed.data(), decoded->seed.size());
@@ -73,7 +74,8 @@ Result<Bytes> XKey::seal_with_nonce(std::span<const uint8_t> message,
   return out;
 }
 
-Result<Bytes> XKey::open(std::span<const uint8_t> sealed, std::string_view sender_public_key) const {
+Result<Bytes> XKey::open(std::span<const uint8_t> sealed,
+                         std::string_view sender_public_key) const {
   auto sender = decode_public_key(KeyType::kCurve, sender_public_key);
   if (!sender) return fail(sender.error().wrap("sender"));
   if (sealed.size() < kHeaderLen + crypto_box_MACBYTES) {

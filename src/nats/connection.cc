@@ -71,7 +71,9 @@ struct Connection::Impl {
     delay = std::min(delay, max);
     // Up to 10% jitter so a fleet of nodes does not reconnect in lockstep.
     const int64_t jitter = delay / 10;
-    return delay + (jitter > 0 ? static_cast<int64_t>(randombytes_uniform(static_cast<uint32_t>(jitter))) : 0);
+    return delay + (jitter > 0
+                        ? static_cast<int64_t>(randombytes_uniform(static_cast<uint32_t>(jitter)))
+                        : 0);
   }
   static natsStatus sign_nonce(char** err_text, unsigned char** signature, int* length,
                                const char* nonce, void* closure) {
@@ -91,7 +93,8 @@ struct Connection::Impl {
 
 Result<Connection> Connection::connect(const ConnectOptions& options) {
   ensure_sodium();
-  if (options.urls.empty()) return fail(ErrorCode::kInvalidArgument, "connect: no server URL given");
+  if (options.urls.empty())
+    return fail(ErrorCode::kInvalidArgument, "connect: no server URL given");
   auto impl = std::make_shared<Impl>();
   impl->options = options;
   if (!options.nkey_seed.empty()) {
@@ -134,7 +137,8 @@ Result<Connection> Connection::connect(const ConnectOptions& options) {
   if (s == NATS_OK) s = natsOptions_SetAllowReconnect(o, options.reconnect);
   if (s == NATS_OK && options.reconnect) {
     s = natsOptions_SetMaxReconnect(o, -1);
-    if (s == NATS_OK) s = natsOptions_SetCustomReconnectDelay(o, &Impl::reconnect_delay, impl.get());
+    if (s == NATS_OK)
+      s = natsOptions_SetCustomReconnectDelay(o, &Impl::reconnect_delay, impl.get());
   }
   if (s == NATS_OK) s = natsOptions_SetDisconnectedCB(o, &Impl::on_disconnected, impl.get());
   if (s == NATS_OK) s = natsOptions_SetReconnectedCB(o, &Impl::on_reconnected, impl.get());
@@ -180,7 +184,8 @@ Result<Message> Connection::request(std::string_view subject, std::string_view d
 
 Result<Message> Connection::request(const Message& msg, std::chrono::milliseconds timeout) const {
   natsMsg* reply = nullptr;
-  if (auto s = natsConnection_RequestMsg(&reply, impl_->nc, msg.raw(), timeout.count()); s != NATS_OK) {
+  if (auto s = natsConnection_RequestMsg(&reply, impl_->nc, msg.raw(), timeout.count());
+      s != NATS_OK) {
     return fail(to_error(s, "request on '" + std::string(msg.subject()) + "'"));
   }
   return Message(reply);
@@ -192,10 +197,10 @@ Result<Subscription> Connection::subscribe(std::string_view subject, MessageHand
   const std::string q(queue);
   auto* state = Subscription::new_state(std::move(handler));
   natsSubscription* sub = nullptr;
-  natsStatus s = q.empty()
-                     ? natsConnection_Subscribe(&sub, impl_->nc, subj.c_str(), &Subscription::on_message, state)
-                     : natsConnection_QueueSubscribe(&sub, impl_->nc, subj.c_str(), q.c_str(),
-                                                     &Subscription::on_message, state);
+  natsStatus s = q.empty() ? natsConnection_Subscribe(&sub, impl_->nc, subj.c_str(),
+                                                      &Subscription::on_message, state)
+                           : natsConnection_QueueSubscribe(&sub, impl_->nc, subj.c_str(), q.c_str(),
+                                                           &Subscription::on_message, state);
   if (s != NATS_OK) {
     Subscription::discard(state);
     return fail(to_error(s, "subscribe to '" + subj + "'"));
@@ -208,22 +213,15 @@ Result<SyncSubscription> Connection::subscribe_sync(std::string_view subject,
   const std::string subj(subject);
   const std::string q(queue);
   natsSubscription* sub = nullptr;
-  natsStatus s = q.empty() ? natsConnection_SubscribeSync(&sub, impl_->nc, subj.c_str())
-                           : natsConnection_QueueSubscribeSync(&sub, impl_->nc, subj.c_str(), q.c_str());
+  natsStatus s = q.empty()
+                     ? natsConnection_SubscribeSync(&sub, impl_->nc, subj.c_str())
+                     : natsConnection_QueueSubscribeSync(&sub, impl_->nc, subj.c_str(), q.c_str());
   if (s != NATS_OK) return fail(to_error(s, "subscribe to '" + subj + "'"));
   return SyncSubscription(impl_->nc, sub);
 }
 
 Status Connection::flush(std::chrono::milliseconds timeout) const {
   return check(natsConnection_FlushTimeout(impl_->nc, timeout.count()), "flush");
-}
-
-std::string Connection::new_inbox() const {
-  natsInbox* inbox = nullptr;
-  if (natsInbox_Create(&inbox) != NATS_OK) return "_INBOX." + std::to_string(std::rand());
-  std::string out(inbox);
-  natsInbox_Destroy(inbox);
-  return out;
 }
 
 std::string Connection::connected_url() const {

@@ -54,7 +54,8 @@ class Connection {
   // 3.4.1 drops signatures that begin with a zero byte, so ~1 in 256 logins fail spuriously.
   static Result<Connection> connect(const ConnectOptions& options);
 
-  Status publish(std::string_view subject, std::string_view data, std::string_view reply = {}) const;
+  Status publish(std::string_view subject, std::string_view data,
+                 std::string_view reply = {}) const;
   Status publish(const Message& msg) const;
   Result<Message> request(std::string_view subject, std::string_view data,
                           std::chrono::milliseconds timeout) const;
@@ -63,10 +64,10 @@ class Connection {
   // An empty queue means a plain subscription.
   Result<Subscription> subscribe(std::string_view subject, MessageHandler handler,
                                  std::string_view queue = {}) const;
-  Result<SyncSubscription> subscribe_sync(std::string_view subject, std::string_view queue = {}) const;
+  Result<SyncSubscription> subscribe_sync(std::string_view subject,
+                                          std::string_view queue = {}) const;
 
   Status flush(std::chrono::milliseconds timeout = std::chrono::seconds(5)) const;
-  std::string new_inbox() const;
   std::string connected_url() const;
   bool connected() const;
   int64_t max_payload() const;

@@ -22,8 +22,9 @@ struct JetStream::Impl {
   static void on_async_error(jsCtx*, jsPubAckErr* pae, void* closure) {
     auto* self = static_cast<Impl*>(closure);
     std::string subject = pae->Msg ? natsMsg_GetSubject(pae->Msg) : "";
-    Error err{ErrorCode::kInternal, "publish on '" + subject + "': " +
-                                        (pae->ErrText ? pae->ErrText : natsStatus_GetText(pae->Err))};
+    Error err{ErrorCode::kInternal,
+              "publish on '" + subject +
+                  "': " + (pae->ErrText ? pae->ErrText : natsStatus_GetText(pae->Err))};
     if (pae->Err == NATS_TIMEOUT) err.code = ErrorCode::kTimeout;
     std::lock_guard lock(self->mu);
     if (!self->async_error) self->async_error = std::move(err);
@@ -97,7 +98,8 @@ Result<PubAck> JetStream::publish(std::string_view subject, std::string_view dat
 Status JetStream::publish_async(Message msg) const {
   natsMsg* raw = msg.release();
   if (auto s = js_PublishMsgAsync(impl_->js, &raw, nullptr); s != NATS_OK) {
-    Error err = to_error(s, "JetStream publish on '" + std::string(raw ? natsMsg_GetSubject(raw) : "") + "'");
+    Error err = to_error(
+        s, "JetStream publish on '" + std::string(raw ? natsMsg_GetSubject(raw) : "") + "'");
     natsMsg_Destroy(raw);  // still ours on failure
     return std::unexpected(std::move(err));
   }
@@ -181,11 +183,13 @@ Status JetStream::purge_stream(const std::string& stream, const std::string& sub
   return {};
 }
 
-Result<Message> JetStream::last_message(const std::string& stream, const std::string& subject) const {
+Result<Message> JetStream::last_message(const std::string& stream,
+                                        const std::string& subject) const {
   natsMsg* msg = nullptr;
   jsErrCode jerr = static_cast<jsErrCode>(0);
   jsOptions o = impl_->api_options();
-  if (auto s = js_GetLastMsg(&msg, impl_->js, stream.c_str(), subject.c_str(), &o, &jerr); s != NATS_OK) {
+  if (auto s = js_GetLastMsg(&msg, impl_->js, stream.c_str(), subject.c_str(), &o, &jerr);
+      s != NATS_OK) {
     return fail(to_error(s, "last message on " + subject, jerr));
   }
   return Message(msg);
@@ -202,7 +206,8 @@ Result<SyncSubscription> JetStream::ordered_consumer(const std::string& stream,
   jsOptions o = impl_->api_options();
   natsSubscription* sub = nullptr;
   jsErrCode jerr = static_cast<jsErrCode>(0);
-  if (auto s = js_SubscribeSync(&sub, impl_->js, filter_subject.c_str(), &o, &so, &jerr); s != NATS_OK) {
+  if (auto s = js_SubscribeSync(&sub, impl_->js, filter_subject.c_str(), &o, &so, &jerr);
+      s != NATS_OK) {
     return fail(to_error(s, "consume " + filter_subject, jerr));
   }
   return SyncSubscription(impl_->connection.raw(), sub);

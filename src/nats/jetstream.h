@@ -38,7 +38,7 @@ struct StreamConfig {
   int64_t max_bytes = -1;
   int64_t max_msg_size = -1;
   int64_t max_msgs_per_subject = -1;
-  std::chrono::nanoseconds max_age{0};  // 0 = unlimited
+  std::chrono::nanoseconds max_age{0};           // 0 = unlimited
   std::chrono::nanoseconds duplicate_window{0};  // 0 = server default (2 min)
   bool allow_rollup = false;
   bool allow_direct = false;
@@ -67,7 +67,8 @@ struct JsMetadata {
 
 class JetStream {
  public:
-  static Result<JetStream> create(const Connection& connection, const JetStreamOptions& options = {});
+  static Result<JetStream> create(const Connection& connection,
+                                  const JetStreamOptions& options = {});
 
   const Connection& connection() const;
   std::chrono::milliseconds timeout() const;

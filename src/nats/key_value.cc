@@ -23,13 +23,20 @@ KvEntry to_entry(kvEntry* e) {
   out.bucket = kvEntry_Bucket(e);
   out.key = kvEntry_Key(e);
   const void* data = kvEntry_Value(e);
-  if (data != nullptr) out.value.assign(static_cast<const char*>(data), static_cast<size_t>(kvEntry_ValueLen(e)));
+  if (data != nullptr)
+    out.value.assign(static_cast<const char*>(data), static_cast<size_t>(kvEntry_ValueLen(e)));
   out.revision = kvEntry_Revision(e);
   out.created_ns = kvEntry_Created(e);
   switch (kvEntry_Operation(e)) {
-    case kvOp_Delete: out.operation = KvOperation::kDelete; break;
-    case kvOp_Purge: out.operation = KvOperation::kPurge; break;
-    default: out.operation = KvOperation::kPut; break;
+    case kvOp_Delete:
+      out.operation = KvOperation::kDelete;
+      break;
+    case kvOp_Purge:
+      out.operation = KvOperation::kPurge;
+      break;
+    default:
+      out.operation = KvOperation::kPut;
+      break;
   }
   kvEntry_Destroy(e);
   return out;
@@ -77,7 +84,8 @@ Result<std::optional<KvEntry>> KvWatcher::next(std::chrono::milliseconds timeout
 Result<KeyValue> KeyValue::create(const JetStream& js, const KeyValueConfig& c) {
   NEX_RETURN_IF_ERROR(validate_bucket_name(c.bucket));
   if (c.history < 1 || c.history > 64) {
-    return fail(ErrorCode::kInvalidArgument, "invalid KV history " + std::to_string(c.history) + ": must be 1..64");
+    return fail(ErrorCode::kInvalidArgument,
+                "invalid KV history " + std::to_string(c.history) + ": must be 1..64");
   }
   auto impl = std::make_shared<Impl>(js);
   impl->bucket = c.bucket;
@@ -120,7 +128,8 @@ Result<uint64_t> KeyValue::put(std::string_view key, std::string_view value) con
   NEX_RETURN_IF_ERROR(validate_kv_key(key));
   const std::string k(key);
   uint64_t rev = 0;
-  if (auto s = kvStore_Put(&rev, impl_->kv, k.c_str(), value.data(), static_cast<int>(value.size()));
+  if (auto s =
+          kvStore_Put(&rev, impl_->kv, k.c_str(), value.data(), static_cast<int>(value.size()));
       s != NATS_OK) {
     return fail(to_error(s, "put " + k));
   }
@@ -131,21 +140,28 @@ Result<uint64_t> KeyValue::create(std::string_view key, std::string_view value) 
   NEX_RETURN_IF_ERROR(validate_kv_key(key));
   const std::string k(key);
   uint64_t rev = 0;
-  jsErrCode jerr = static_cast<jsErrCode>(0);
-  if (auto s = kvStore_Create(&rev, impl_->kv, k.c_str(), value.data(), static_cast<int>(value.size()));
+  if (auto s =
+          kvStore_Create(&rev, impl_->kv, k.c_str(), value.data(), static_cast<int>(value.size()));
       s != NATS_OK) {
-    Error err = to_error(s, "create " + k, jerr);
-    if (s == NATS_ERR) err.code = ErrorCode::kAlreadyExists;  // wrong last sequence
+    Error err = to_error(s, "create " + k);
+    // libnats reports an existing key as a generic "wrong last sequence" error.
+    if (auto existing = get(key); existing) {
+      err = Error{ErrorCode::kAlreadyExists, "create " + k +
+                                                 ": the key already has a value (revision " +
+                                                 std::to_string(existing->revision) + ")"};
+    }
     return fail(std::move(err));
   }
   return rev;
 }
 
-Result<uint64_t> KeyValue::update(std::string_view key, std::string_view value, uint64_t last) const {
+Result<uint64_t> KeyValue::update(std::string_view key, std::string_view value,
+                                  uint64_t last) const {
   NEX_RETURN_IF_ERROR(validate_kv_key(key));
   const std::string k(key);
   uint64_t rev = 0;
-  if (auto s = kvStore_Update(&rev, impl_->kv, k.c_str(), value.data(), static_cast<int>(value.size()), last);
+  if (auto s = kvStore_Update(&rev, impl_->kv, k.c_str(), value.data(),
+                              static_cast<int>(value.size()), last);
       s != NATS_OK) {
     return fail(to_error(s, "update " + k));
   }

@@ -66,7 +66,8 @@ class KeyValue {
   // Fails with kAlreadyExists when the key holds a value.
   Result<uint64_t> create(std::string_view key, std::string_view value) const;
   // Compare-and-set against the key's last revision.
-  Result<uint64_t> update(std::string_view key, std::string_view value, uint64_t last_revision) const;
+  Result<uint64_t> update(std::string_view key, std::string_view value,
+                          uint64_t last_revision) const;
   // kNotFound for a missing or deleted key.
   Result<KvEntry> get(std::string_view key) const;
   Status erase(std::string_view key) const;  // KV "delete": keeps history, marks a tombstone

@@ -1,8 +1,8 @@
 #include "nats/local_server.h"
 
-#include <nlohmann/json.hpp>
 #include <stdlib.h>
 #include <sys/wait.h>
+#include <nlohmann/json.hpp>
 
 #include <cstring>
 #include <fstream>
@@ -69,7 +69,8 @@ Result<LocalNatsServer> LocalNatsServer::start(const LocalServerOptions& options
   if (!binary) return fail(binary.error());
   std::string tmpl = (fs::temp_directory_path() / "nex-nats-XXXXXX").string();
   if (mkdtemp(tmpl.data()) == nullptr) {
-    return fail(ErrorCode::kIo, std::string("cannot create a temporary directory: ") + std::strerror(errno));
+    return fail(ErrorCode::kIo,
+                std::string("cannot create a temporary directory: ") + std::strerror(errno));
   }
   auto impl = std::make_unique<Impl>();
   impl->options = options;
@@ -86,9 +87,13 @@ Status LocalNatsServer::Impl::launch() {
   std::error_code ec;
   fs::remove_all(ports_dir, ec);
   fs::create_directories(ports_dir, ec);
-  std::vector<std::string> argv = {options.binary, "-a", options.host, "-p",
+  std::vector<std::string> argv = {options.binary,
+                                   "-a",
+                                   options.host,
+                                   "-p",
                                    std::to_string(port > 0 ? port : options.port),
-                                   "--ports_file_dir", ports_dir.string()};
+                                   "--ports_file_dir",
+                                   ports_dir.string()};
   if (options.jetstream) {
     fs::create_directories(store_dir, ec);
     argv.insert(argv.end(), {"-js", "-sd", store_dir.string()});
@@ -96,12 +101,14 @@ Status LocalNatsServer::Impl::launch() {
   if (!options.config_file.empty()) argv.insert(argv.end(), {"-c", options.config_file.string()});
   argv.insert(argv.end(), options.extra_args.begin(), options.extra_args.end());
 
-  auto proc = Subprocess::spawn({.argv = argv, .stdout_path = log_file.string(), .stderr_path = log_file.string()});
+  auto proc = Subprocess::spawn(
+      {.argv = argv, .stdout_path = log_file.string(), .stderr_path = log_file.string()});
   if (!proc) return fail(proc.error());
   process = std::move(*proc);
 
   // nats-server writes "<ports_dir>/nats-server_<pid>.ports" once it accepts clients.
-  const fs::path ports_file = ports_dir / ("nats-server_" + std::to_string(process.pid()) + ".ports");
+  const fs::path ports_file =
+      ports_dir / ("nats-server_" + std::to_string(process.pid()) + ".ports");
   const auto deadline = std::chrono::steady_clock::now() + options.ready_timeout;
   while (std::chrono::steady_clock::now() < deadline) {
     if (auto st = process.wait_for(std::chrono::milliseconds(0))) {
@@ -109,7 +116,8 @@ Status LocalNatsServer::Impl::launch() {
       std::stringstream tail;
       tail << log.rdbuf();
       return fail(ErrorCode::kUnavailable, "nats-server exited during start-up (status " +
-                                               std::to_string(WEXITSTATUS(*st)) + "): " + tail.str());
+                                               std::to_string(WEXITSTATUS(*st)) +
+                                               "): " + tail.str());
     }
     std::ifstream in(ports_file);
     if (in) {

@@ -20,7 +20,7 @@ struct LocalServerOptions {
   std::string host = "127.0.0.1";
   int port = -1;  // -1: the server picks a free port
   bool jetstream = true;
-  std::filesystem::path store_dir;  // empty: a temporary directory removed on stop
+  std::filesystem::path store_dir;    // empty: a temporary directory removed on stop
   std::filesystem::path config_file;  // optional `-c FILE`
   std::vector<std::string> extra_args;
   std::chrono::milliseconds ready_timeout{15000};

@@ -7,22 +7,37 @@ namespace nex::nats {
 Error to_error(natsStatus status, std::string_view context, jsErrCode js_code) {
   ErrorCode code = ErrorCode::kInternal;
   switch (status) {
-    case NATS_TIMEOUT: code = ErrorCode::kTimeout; break;
-    case NATS_NO_RESPONDERS: code = ErrorCode::kNoResponders; break;
-    case NATS_NOT_FOUND: code = ErrorCode::kNotFound; break;
+    case NATS_TIMEOUT:
+      code = ErrorCode::kTimeout;
+      break;
+    case NATS_NO_RESPONDERS:
+      code = ErrorCode::kNoResponders;
+      break;
+    case NATS_NOT_FOUND:
+      code = ErrorCode::kNotFound;
+      break;
     case NATS_CONNECTION_AUTH_FAILED:
-    case NATS_NOT_PERMITTED: code = ErrorCode::kPermissionDenied; break;
+    case NATS_NOT_PERMITTED:
+      code = ErrorCode::kPermissionDenied;
+      break;
     case NATS_NO_SERVER:
     case NATS_CONNECTION_CLOSED:
     case NATS_CONNECTION_DISCONNECTED:
-    case NATS_STALE_CONNECTION: code = ErrorCode::kUnavailable; break;
+    case NATS_STALE_CONNECTION:
+      code = ErrorCode::kUnavailable;
+      break;
     case NATS_INVALID_ARG:
     case NATS_INVALID_SUBJECT:
     case NATS_INVALID_QUEUE_NAME:
-    case NATS_MAX_PAYLOAD: code = ErrorCode::kInvalidArgument; break;
+    case NATS_MAX_PAYLOAD:
+      code = ErrorCode::kInvalidArgument;
+      break;
     case NATS_IO_ERROR:
-    case NATS_SYS_ERROR: code = ErrorCode::kIo; break;
-    default: break;
+    case NATS_SYS_ERROR:
+      code = ErrorCode::kIo;
+      break;
+    default:
+      break;
   }
   if (js_code == JSStreamNotFoundErr || js_code == JSConsumerNotFoundErr ||
       js_code == JSNoMessageFoundErr) {
@@ -41,7 +56,8 @@ Error to_error(natsStatus status, std::string_view context, jsErrCode js_code) {
   } else {
     message += natsStatus_GetText(status);
   }
-  if (js_code != 0) message += " (JetStream error " + std::to_string(static_cast<int>(js_code)) + ")";
+  if (js_code != 0)
+    message += " (JetStream error " + std::to_string(static_cast<int>(js_code)) + ")";
   return Error{code, std::move(message)};
 }
 

@@ -10,7 +10,8 @@
 
 namespace nex::nats {
 
-Error to_error(natsStatus status, std::string_view context, jsErrCode js_code = static_cast<jsErrCode>(0));
+Error to_error(natsStatus status, std::string_view context,
+               jsErrCode js_code = static_cast<jsErrCode>(0));
 
 inline Status check(natsStatus status, std::string_view context) {
   if (status == NATS_OK) return {};

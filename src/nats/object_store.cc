@@ -83,7 +83,8 @@ Result<ObjectInfo> object_info_from_json(std::string_view text) {
             read_field(j, "nuid", info.nuid) && read_field(j, "size", info.size) &&
             read_field(j, "chunks", info.chunks) && read_field(j, "digest", info.digest) &&
             read_field(j, "deleted", info.deleted);
-  if (auto it = j.find("mtime"); ok && it != j.end() && it->is_string()) info.mtime = it->get<std::string>();
+  if (auto it = j.find("mtime"); ok && it != j.end() && it->is_string())
+    info.mtime = it->get<std::string>();
   if (auto it = j.find("options"); ok && it != j.end() && it->is_object()) {
     ok = read_field(*it, "max_chunk_size", info.max_chunk_size);
   }
@@ -104,7 +105,8 @@ Result<ObjectStore> ObjectStore::create(const JetStream& js, const ObjectStoreCo
   sc.max_age = c.ttl;
   sc.allow_rollup = true;
   sc.allow_direct = true;
-  if (auto si = js.add_stream(sc); !si) return fail(si.error().wrap("create object store " + c.bucket));
+  if (auto si = js.add_stream(sc); !si)
+    return fail(si.error().wrap("create object store " + c.bucket));
   return ObjectStore(js, c.bucket);
 }
 
@@ -241,7 +243,8 @@ Result<ObjectInfo> ObjectStore::info(const std::string& name) const {
   auto info = object_info_from_json(msg->data());
   if (!info) return fail(info.error().wrap("object '" + name + "'"));
   if (info->deleted) {
-    return fail(ErrorCode::kNotFound, "object '" + name + "' not found in bucket '" + bucket_ + "' (deleted)");
+    return fail(ErrorCode::kNotFound,
+                "object '" + name + "' not found in bucket '" + bucket_ + "' (deleted)");
   }
   return info;
 }
@@ -257,8 +260,8 @@ Result<ObjectInfo> ObjectStore::get(const std::string& name, const ObjectWriter&
     for (uint32_t i = 0; i < found->chunks; ++i) {
       auto msg = sub->next(js_.timeout());
       if (!msg) {
-        return fail(ErrorCode::kCorrupt, "get " + name + ": chunk " + std::to_string(i + 1) + " of " +
-                                             std::to_string(found->chunks) + " missing (" +
+        return fail(ErrorCode::kCorrupt, "get " + name + ": chunk " + std::to_string(i + 1) +
+                                             " of " + std::to_string(found->chunks) + " missing (" +
                                              msg.error().message + ")");
       }
       const std::string_view data = msg->data();

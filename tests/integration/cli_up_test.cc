@@ -73,7 +73,8 @@ TEST(CliUp, RunsLocalJetStreamAndStopsCleanlyOnCtrlC) {
 TEST(CliUp, VersionAndUsageExitCodes) {
   auto run = [](std::vector<std::string> argv) {
     argv.insert(argv.begin(), NEX_BINARY);
-    auto p = Subprocess::spawn({.argv = argv, .stdout_path = "/dev/null", .stderr_path = "/dev/null"});
+    auto p =
+        Subprocess::spawn({.argv = argv, .stdout_path = "/dev/null", .stderr_path = "/dev/null"});
     auto st = p->wait_for(10s);
     return WEXITSTATUS(*st);
   };

@@ -83,8 +83,20 @@ TEST_F(ConnectionTest, QueueSubscribersShareTheLoad) {
   auto conn = connect();
   std::atomic<int> a{0}, b{0};
   Latch total;
-  ASSERT_OK_AND_ASSIGN(s1, conn.subscribe("work", [&](Message) { ++a; total.add(); }, "workers"));
-  ASSERT_OK_AND_ASSIGN(s2, conn.subscribe("work", [&](Message) { ++b; total.add(); }, "workers"));
+  ASSERT_OK_AND_ASSIGN(s1, conn.subscribe(
+                               "work",
+                               [&](Message) {
+                                 ++a;
+                                 total.add();
+                               },
+                               "workers"));
+  ASSERT_OK_AND_ASSIGN(s2, conn.subscribe(
+                               "work",
+                               [&](Message) {
+                                 ++b;
+                                 total.add();
+                               },
+                               "workers"));
   ASSERT_OK(conn.flush());
   constexpr int kMessages = 400;
   for (int i = 0; i < kMessages; ++i) ASSERT_OK(conn.publish("work", "job"));
@@ -181,8 +193,9 @@ class AuthTest : public ::testing::Test {
   void SetUp() override { NEX_REQUIRE_NATS_SERVER(); }
 
   void start_with_config(const std::string& config) {
-    dir_ = fs::temp_directory_path() / ("nex-auth-" + std::to_string(getpid()) + "-" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    dir_ = fs::temp_directory_path() /
+           ("nex-auth-" + std::to_string(getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::create_directories(dir_);
     std::ofstream(dir_ / "server.conf") << config;
     auto s = LocalNatsServer::start({.jetstream = false, .config_file = dir_ / "server.conf"});
@@ -242,23 +255,30 @@ TEST_F(AuthTest, CredsFileInOperatorMode) {
   auto user = *crypto::KeyPair::create(crypto::KeyType::kUser);
   const std::string op_jwt = crypto::encode_jwt(
       {.sub = op.public_key(), .name = "op", .nats = {{"type", "operator"}, {"version", 2}}}, op);
-  nlohmann::json limits = {{"subs", -1}, {"data", -1}, {"payload", -1}, {"imports", -1},
-                           {"exports", -1}, {"wildcards", true}, {"conn", -1}, {"leaf", -1}};
-  const std::string acct_jwt = crypto::encode_jwt(
-      {.sub = acct.public_key(), .name = "acct",
-       .nats = {{"limits", limits}, {"type", "account"}, {"version", 2}}}, op);
-  const std::string user_jwt = crypto::encode_jwt(
-      {.sub = user.public_key(), .name = "user",
-       .nats = {{"pub", nlohmann::json::object()}, {"sub", nlohmann::json::object()},
-                {"subs", -1}, {"data", -1}, {"payload", -1}, {"type", "user"}, {"version", 2}}},
-      acct);
+  nlohmann::json limits = {{"subs", -1},    {"data", -1},        {"payload", -1}, {"imports", -1},
+                           {"exports", -1}, {"wildcards", true}, {"conn", -1},    {"leaf", -1}};
+  const std::string acct_jwt =
+      crypto::encode_jwt({.sub = acct.public_key(),
+                          .name = "acct",
+                          .nats = {{"limits", limits}, {"type", "account"}, {"version", 2}}},
+                         op);
+  const std::string user_jwt = crypto::encode_jwt({.sub = user.public_key(),
+                                                   .name = "user",
+                                                   .nats = {{"pub", nlohmann::json::object()},
+                                                            {"sub", nlohmann::json::object()},
+                                                            {"subs", -1},
+                                                            {"data", -1},
+                                                            {"payload", -1},
+                                                            {"type", "user"},
+                                                            {"version", 2}}},
+                                                  acct);
   start_with_config("operator: " + op_jwt + "\nresolver: MEMORY\nresolver_preload: {\n  " +
                     acct.public_key() + ": " + acct_jwt + "\n}\n");
   const fs::path creds = dir_ / "user.creds";
-  std::ofstream(creds) << "-----BEGIN NATS USER JWT-----\n" << user_jwt
-                       << "\n------END NATS USER JWT------\n\n"
-                       << "-----BEGIN USER NKEY SEED-----\n" << user.seed()
-                       << "\n------END USER NKEY SEED------\n";
+  std::ofstream(creds) << "-----BEGIN NATS USER JWT-----\n"
+                       << user_jwt << "\n------END NATS USER JWT------\n\n"
+                       << "-----BEGIN USER NKEY SEED-----\n"
+                       << user.seed() << "\n------END USER NKEY SEED------\n";
   for (int i = 0; i < 256; ++i) {
     auto conn = Connection::connect({.urls = {url()}, .creds_file = creds.string()});
     ASSERT_TRUE(conn) << conn.error().message;
@@ -277,15 +297,20 @@ TEST_F(AuthTest, TlsWithCustomCa) {
   dir_ = fs::temp_directory_path() / ("nex-tls-" + std::to_string(getpid()));
   fs::create_directories(dir_);
   const std::string d = dir_.string();
-  const std::string script =
-      "cd '" + d + "' && "
-      "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 1 -subj /CN=nex-test-ca 2>/dev/null && "
-      "openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=127.0.0.1 2>/dev/null && "
-      "printf 'subjectAltName=IP:127.0.0.1' > san.ext && "
-      "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 1 -extfile san.ext 2>/dev/null";
-  if (std::system(script.c_str()) != 0) GTEST_SKIP() << "openssl CLI unavailable to make test certificates";
+  const std::string script = "cd '" + d +
+                             "' && "
+                             "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem "
+                             "-days 1 -subj /CN=nex-test-ca 2>/dev/null && "
+                             "openssl req -newkey rsa:2048 -nodes -keyout server.key -out "
+                             "server.csr -subj /CN=127.0.0.1 2>/dev/null && "
+                             "printf 'subjectAltName=IP:127.0.0.1' > san.ext && "
+                             "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key "
+                             "-CAcreateserial -out server.pem -days 1 -extfile san.ext 2>/dev/null";
+  if (std::system(script.c_str()) != 0)
+    GTEST_SKIP() << "openssl CLI unavailable to make test certificates";
   const fs::path conf = dir_ / "server.conf";
-  std::ofstream(conf) << "tls { cert_file: '" << d << "/server.pem', key_file: '" << d << "/server.key' }\n";
+  std::ofstream(conf) << "tls { cert_file: '" << d << "/server.pem', key_file: '" << d
+                      << "/server.key' }\n";
   auto s = LocalNatsServer::start({.jetstream = false, .config_file = conf});
   ASSERT_TRUE(s) << s.error().message;
   server_ = std::make_unique<LocalNatsServer>(std::move(*s));

@@ -2,8 +2,8 @@
 // v2, run with the machine's Node.js) reads objects and KV entries that nex wrote, and writes
 // ones nex reads. Names with '/', '?', spaces and unicode; sizes 0, 1, 131072, 131073, 20 MiB.
 #include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 #include <sys/wait.h>
+#include <nlohmann/json.hpp>
 
 #include <filesystem>
 #include <fstream>
@@ -43,7 +43,8 @@ class InteropJsTest : public NatsServerTest {
   void SetUp() override {
     NatsServerTest::SetUp();
     if (IsSkipped() || HasFatalFailure()) return;
-    if (std::system("node --version > /dev/null 2>&1") != 0) GTEST_SKIP() << "node (Node.js) is not installed";
+    if (std::system("node --version > /dev/null 2>&1") != 0)
+      GTEST_SKIP() << "node (Node.js) is not installed";
     ASSERT_TRUE(fs::exists(fs::path(NEX_INTEROP_DIR) / "node_modules" / "nats"))
         << "the npm client is missing: run `npm ci` in " << NEX_INTEROP_DIR
         << " (scripts/test.sh does this)";
@@ -57,8 +58,10 @@ class InteropJsTest : public NatsServerTest {
 
   // Writes deterministic contents for every object and KV entry; returns the manifest path.
   fs::path write_manifest(const std::string& object_bucket, const std::string& kv_bucket) {
-    nlohmann::json m = {{"object_bucket", object_bucket}, {"kv_bucket", kv_bucket},
-                        {"objects", nlohmann::json::array()}, {"kv", nlohmann::json::array()}};
+    nlohmann::json m = {{"object_bucket", object_bucket},
+                        {"kv_bucket", kv_bucket},
+                        {"objects", nlohmann::json::array()},
+                        {"kv", nlohmann::json::array()}};
     std::mt19937 rng(42);
     auto make = [&](const std::string& tag, size_t size) {
       const fs::path f = dir_ / (object_bucket + "-" + tag + ".bin");
@@ -69,7 +72,8 @@ class InteropJsTest : public NatsServerTest {
     };
     int i = 0;
     for (const auto& [name, size] : kObjects) {
-      m["objects"].push_back({{"name", name}, {"file", make("o" + std::to_string(i++), size).string()}});
+      m["objects"].push_back(
+          {{"name", name}, {"file", make("o" + std::to_string(i++), size).string()}});
     }
     for (const auto& [key, size] : kKvEntries) {
       m["kv"].push_back({{"key", key}, {"file", make("k" + std::to_string(i++), size).string()}});
@@ -88,7 +92,8 @@ class InteropJsTest : public NatsServerTest {
     ASSERT_TRUE(p) << p.error().message;
     auto status = p->wait_for(std::chrono::minutes(3));
     ASSERT_TRUE(status) << "node did not finish";
-    EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << "node " << mode << ":\n" << slurp(log);
+    EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << "node " << mode << ":\n"
+                                                                 << slurp(log);
   }
 
   fs::path dir_;
@@ -101,8 +106,10 @@ TEST_F(InteropJsTest, JavaScriptClientReadsWhatNexWrote) {
   ASSERT_OK_AND_ASSIGN(kv, KeyValue::create(js, {.bucket = kb}));
   const fs::path manifest = write_manifest(ob, kb);
   const auto m = nlohmann::json::parse(slurp(manifest));
-  for (const auto& o : m["objects"]) ASSERT_OK(os.put_file(o["name"], o["file"].get<std::string>()));
-  for (const auto& e : m["kv"]) ASSERT_OK(kv.put(e["key"].get<std::string>(), slurp(e["file"].get<std::string>())));
+  for (const auto& o : m["objects"])
+    ASSERT_OK(os.put_file(o["name"], o["file"].get<std::string>()));
+  for (const auto& e : m["kv"])
+    ASSERT_OK(kv.put(e["key"].get<std::string>(), slurp(e["file"].get<std::string>())));
   run_node("read", manifest);
 }
 

@@ -60,7 +60,8 @@ TEST_F(JetStreamTest, PipelinedPublishesAreAllAcknowledged) {
 TEST_F(JetStreamTest, PipelinedPublishFailuresSurface) {
   auto js = jetstream();
   const std::string name = unique("SMALL");
-  ASSERT_OK(js.add_stream({.name = name, .subjects = {name}, .discard = Discard::kNew, .max_msgs = 3}));
+  ASSERT_OK(
+      js.add_stream({.name = name, .subjects = {name}, .discard = Discard::kNew, .max_msgs = 3}));
   for (int i = 0; i < 10; ++i) {
     ASSERT_OK_AND_ASSIGN(m, Message::create(name, "x"));
     ASSERT_OK(js.publish_async(std::move(m)));

@@ -48,6 +48,8 @@ TEST_F(KeyValueTest, CreateAndCompareAndSet) {
   ASSERT_OK_AND_ASSIGN(rev, kv.create("lock", "me"));
   auto again = kv.create("lock", "you");
   ASSERT_FALSE(again);
+  EXPECT_EQ(again.error().code, ErrorCode::kAlreadyExists);
+  EXPECT_NE(again.error().message.find("already has a value"), std::string::npos);
   ASSERT_OK_AND_ASSIGN(rev2, kv.update("lock", "me2", rev));
   EXPECT_GT(rev2, rev);
   EXPECT_FALSE(kv.update("lock", "stale", rev));

@@ -66,7 +66,8 @@ TEST_F(ObjectStoreTest, RoundTripsEverySizeAtTheChunkBoundaries) {
 TEST_F(ObjectStoreTest, MetaSubjectIsPaddedBase64UrlOfTheName) {
   ASSERT_OK(os_->put_bytes("a", "x"));
   // "a" -> "YQ==": unpadded names break Go readers (specs §4).
-  ASSERT_OK_AND_ASSIGN(meta, js_->last_message("OBJ_" + os_->bucket(), "$O." + os_->bucket() + ".M.YQ=="));
+  ASSERT_OK_AND_ASSIGN(
+      meta, js_->last_message("OBJ_" + os_->bucket(), "$O." + os_->bucket() + ".M.YQ=="));
   EXPECT_EQ(meta.header("Nats-Rollup").value_or(""), "sub");
   auto info = object_info_from_json(meta.data());
   ASSERT_TRUE(info);
@@ -76,7 +77,7 @@ TEST_F(ObjectStoreTest, MetaSubjectIsPaddedBase64UrlOfTheName) {
 
 TEST_F(ObjectStoreTest, OverwritePurgesThePreviousChunks) {
   ASSERT_OK(os_->put_bytes("doc", content(300 * 1024, 1)));  // 3 chunks
-  EXPECT_EQ(stream_messages(), 4u);                           // 3 chunks + meta
+  EXPECT_EQ(stream_messages(), 4u);                          // 3 chunks + meta
   ASSERT_OK(os_->put_bytes("doc", "short"));
   EXPECT_EQ(stream_messages(), 2u);  // 1 chunk + the rolled-up meta
   ASSERT_OK_AND_ASSIGN(got, os_->get_bytes("doc"));

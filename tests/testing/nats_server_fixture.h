@@ -33,22 +33,22 @@ class NatsServerTest : public ::testing::Test {
 
 // Skips the current test, printing why, when nats-server is not installed. A server that is
 // installed but fails to start is a test failure, not a skip.
-#define NEX_REQUIRE_NATS_SERVER()                                              \
-  do {                                                                         \
+#define NEX_REQUIRE_NATS_SERVER()                                               \
+  do {                                                                          \
     if (auto nex_bin_ = ::nex::nats::LocalNatsServer::find_binary(); !nex_bin_) \
-      GTEST_SKIP() << nex_bin_.error().message;                                \
+      GTEST_SKIP() << nex_bin_.error().message;                                 \
   } while (0)
 
 // Unwraps a Result in a test, failing with its error message.
-#define ASSERT_OK_AND_ASSIGN(lhs, expr)                                        \
-  auto lhs##_result_ = (expr);                                                 \
-  ASSERT_TRUE(lhs##_result_.has_value()) << lhs##_result_.error().message;     \
+#define ASSERT_OK_AND_ASSIGN(lhs, expr)                                    \
+  auto lhs##_result_ = (expr);                                             \
+  ASSERT_TRUE(lhs##_result_.has_value()) << lhs##_result_.error().message; \
   auto lhs = std::move(*lhs##_result_)
 
-#define ASSERT_OK(expr)                                                        \
-  do {                                                                         \
-    auto nex_st_ = (expr);                                                     \
-    ASSERT_TRUE(nex_st_.has_value()) << nex_st_.error().message;               \
+#define ASSERT_OK(expr)                                          \
+  do {                                                           \
+    auto nex_st_ = (expr);                                       \
+    ASSERT_TRUE(nex_st_.has_value()) << nex_st_.error().message; \
   } while (0)
 
 }  // namespace nex::testing

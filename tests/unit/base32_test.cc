@@ -6,9 +6,13 @@ namespace nex {
 namespace {
 
 TEST(Base32, Rfc4648VectorsWithoutPadding) {
-  const std::pair<const char*, const char*> vectors[] = {
-      {"", ""}, {"f", "MY"}, {"fo", "MZXQ"}, {"foo", "MZXW6"}, {"foob", "MZXW6YQ"},
-      {"fooba", "MZXW6YTB"}, {"foobar", "MZXW6YTBOI"}};
+  const std::pair<const char*, const char*> vectors[] = {{"", ""},
+                                                         {"f", "MY"},
+                                                         {"fo", "MZXQ"},
+                                                         {"foo", "MZXW6"},
+                                                         {"foob", "MZXW6YQ"},
+                                                         {"fooba", "MZXW6YTB"},
+                                                         {"foobar", "MZXW6YTBOI"}};
   for (auto [plain, encoded] : vectors) {
     EXPECT_EQ(base32_encode(as_bytes(plain)), encoded);
     auto back = base32_decode(encoded);

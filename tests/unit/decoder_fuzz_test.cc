@@ -33,7 +33,8 @@ class Mutator {
           if (!s.empty()) s.erase(rng_() % s.size(), 1);
           break;
         case 3:  // insert a byte
-          s.insert(s.begin() + static_cast<long>(rng_() % (s.size() + 1)), static_cast<char>(rng_()));
+          s.insert(s.begin() + static_cast<long>(rng_() % (s.size() + 1)),
+                   static_cast<char>(rng_()));
           break;
         case 4:  // truncate
           s.resize(rng_() % (s.size() + 1));
@@ -111,8 +112,8 @@ TEST(DecoderFuzz, RandomBytesIntoTextDecoders) {
 }
 
 TEST(DecoderFuzz, ObjectMetadata) {
-  nats::ObjectInfo info{.name = "n", .bucket = "b", .nuid = "x", .size = 3, .chunks = 1,
-                        .digest = "SHA-256=abc"};
+  nats::ObjectInfo info{
+      .name = "n", .bucket = "b", .nuid = "x", .size = 3, .chunks = 1, .digest = "SHA-256=abc"};
   const std::string json = nats::object_info_to_json(info);
   Mutator m(5);
   for (int i = 0; i < kIterations; ++i) (void)nats::object_info_from_json(m.mutate(json));

@@ -66,7 +66,8 @@ TEST(Jwt, TwoTokensForTheSameClaimsDifferInJtiWhenTimesDiffer) {
   a.iat = 1000;
   JwtClaims b = a;
   b.iat = 1001;
-  EXPECT_NE(decode_jwt(encode_jwt(a, issuer))->claims.jti, decode_jwt(encode_jwt(b, issuer))->claims.jti);
+  EXPECT_NE(decode_jwt(encode_jwt(a, issuer))->claims.jti,
+            decode_jwt(encode_jwt(b, issuer))->claims.jti);
 }
 
 TEST(Jwt, RejectsTamperingAndForgery) {
@@ -111,13 +112,23 @@ TEST(Jwt, MalformedTokensAreClearErrors) {
       {token + ".x", "three"},
       {"!!!." + p + "." + s, "header is not base64url"},
       {h + ".@@@." + s, "payload is not base64url"},
-      {base64_encode(as_bytes("not json"), Base64::kUrlNoPad) + "." + p + "." + s, "header is not a JSON object"},
-      {base64_encode(as_bytes(R"({"typ":"JWT","alg":"HS256"})"), Base64::kUrlNoPad) + "." + p + "." + s, "header must be"},
-      {base64_encode(as_bytes(R"({"typ":1,"alg":2})"), Base64::kUrlNoPad) + "." + p + "." + s, "header must be"},
-      {h + "." + base64_encode(as_bytes("[1,2]"), Base64::kUrlNoPad) + "." + s, "payload is not a JSON object"},
-      {h + "." + base64_encode(as_bytes(R"({"sub":"x"})"), Base64::kUrlNoPad) + "." + s, "missing 'iss'"},
-      {h + "." + base64_encode(as_bytes(R"({"iss":"x","iat":"soon"})"), Base64::kUrlNoPad) + "." + s, "'iat' must be an integer"},
-      {h + "." + base64_encode(as_bytes(R"({"iss":"nonsense","iat":1})"), Base64::kUrlNoPad) + "." + s, "invalid JWT"},
+      {base64_encode(as_bytes("not json"), Base64::kUrlNoPad) + "." + p + "." + s,
+       "header is not a JSON object"},
+      {base64_encode(as_bytes(R"({"typ":"JWT","alg":"HS256"})"), Base64::kUrlNoPad) + "." + p +
+           "." + s,
+       "header must be"},
+      {base64_encode(as_bytes(R"({"typ":1,"alg":2})"), Base64::kUrlNoPad) + "." + p + "." + s,
+       "header must be"},
+      {h + "." + base64_encode(as_bytes("[1,2]"), Base64::kUrlNoPad) + "." + s,
+       "payload is not a JSON object"},
+      {h + "." + base64_encode(as_bytes(R"({"sub":"x"})"), Base64::kUrlNoPad) + "." + s,
+       "missing 'iss'"},
+      {h + "." + base64_encode(as_bytes(R"({"iss":"x","iat":"soon"})"), Base64::kUrlNoPad) + "." +
+           s,
+       "'iat' must be an integer"},
+      {h + "." + base64_encode(as_bytes(R"({"iss":"nonsense","iat":1})"), Base64::kUrlNoPad) + "." +
+           s,
+       "invalid JWT"},
       {h + "." + p + ".%%%", "signature is not base64url"},
       {h + "." + p + "." + s.substr(0, 20), "signature verification failed"},
   };
@@ -149,9 +160,11 @@ TEST(Jwt, ValidatesTimesAndIssuerType) {
 
   auto wrong_type = check(JwtClaims{.sub = "s"}, {.issuer_type = KeyType::kOperator});
   ASSERT_FALSE(wrong_type);
-  EXPECT_NE(wrong_type.error().message.find("must be a operator key, got account"), std::string::npos);
+  EXPECT_NE(wrong_type.error().message.find("must be a operator key, got account"),
+            std::string::npos);
 
-  EXPECT_TRUE(check(JwtClaims{.sub = "s", .exp = now + 60, .nbf = now - 60}, {.issuer_type = KeyType::kAccount}));
+  EXPECT_TRUE(check(JwtClaims{.sub = "s", .exp = now + 60, .nbf = now - 60},
+                    {.issuer_type = KeyType::kAccount}));
 }
 
 }  // namespace

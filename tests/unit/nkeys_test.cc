@@ -58,8 +58,10 @@ TEST(NKeys, SpecSignatureVector) {
 }
 
 TEST(NKeys, EveryTypeRoundTrips) {
-  const std::pair<KeyType, char> types[] = {{KeyType::kServer, 'N'}, {KeyType::kCluster, 'C'},
-                                            {KeyType::kOperator, 'O'}, {KeyType::kAccount, 'A'},
+  const std::pair<KeyType, char> types[] = {{KeyType::kServer, 'N'},
+                                            {KeyType::kCluster, 'C'},
+                                            {KeyType::kOperator, 'O'},
+                                            {KeyType::kAccount, 'A'},
                                             {KeyType::kUser, 'U'}};
   for (auto [type, letter] : types) {
     auto kp = KeyPair::create(type);

@@ -19,7 +19,8 @@ std::string read_file(const std::filesystem::path& p) {
 }
 
 TEST(Subprocess, RunsWithEnvironmentAndRedirectedOutput) {
-  const auto out = std::filesystem::temp_directory_path() / ("nex-subprocess-" + std::to_string(getpid()));
+  const auto out =
+      std::filesystem::temp_directory_path() / ("nex-subprocess-" + std::to_string(getpid()));
   std::filesystem::remove(out);
   auto p = Subprocess::spawn({.argv = {"sh", "-c", "echo \"$GREETING\"; exit 3"},
                               .env = {"GREETING=hello"},

@@ -32,7 +32,8 @@ TEST(XKeys, SpecSealVector) {
   ASSERT_TRUE(sealed) << sealed.error().message;
   std::string nonce_hex;
   for (int i = 0; i < 24; ++i) nonce_hex += "07";
-  EXPECT_EQ(hex_encode(*sealed), "786b7631" + nonce_hex + "f770d7c81414828f03bbcd413a9bc212cc0b7c576e");
+  EXPECT_EQ(hex_encode(*sealed),
+            "786b7631" + nonce_hex + "f770d7c81414828f03bbcd413a9bc212cc0b7c576e");
   auto b = XKey::from_seed(kSeedB);
   ASSERT_TRUE(b);
   auto opened = b->open(*sealed, kPublicA);
@@ -93,7 +94,8 @@ TEST(XKeys, MalformedOrTamperedSealsAreRefused) {
   EXPECT_FALSE(recipient.open(*sealed, stranger.public_key()));
   // Keys of the wrong type.
   EXPECT_FALSE(XKey::from_seed("SUAACAQDAQCQMBYIBEFAWDANBYHRAEISCMKBKFQXDAMRUGY4DUPB6IC5CQ"));
-  auto not_curve = sender.seal(as_bytes("x"), "UB43KVROR7TFJ6KAPCYRF2FJROTZAH4FHLTJLPWX4DRZCC5NASLGJBFE");
+  auto not_curve =
+      sender.seal(as_bytes("x"), "UB43KVROR7TFJ6KAPCYRF2FJROTZAH4FHLTJLPWX4DRZCC5NASLGJBFE");
   ASSERT_FALSE(not_curve);
   EXPECT_NE(not_curve.error().message.find("recipient"), std::string::npos);
 }
