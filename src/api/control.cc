@@ -1,0 +1,225 @@
+#include "api/control.h"
+
+#include <regex>
+
+#include "api/json_fields.h"
+
+namespace nex::api {
+
+using nlohmann::json;
+
+std::string_view to_string(WorkloadType type) {
+  switch (type) {
+    case WorkloadType::kNative:
+      return "native";
+    case WorkloadType::kV8:
+      return "v8";
+    case WorkloadType::kWasm:
+      return "wasm";
+  }
+  return "native";
+}
+
+Result<WorkloadType> parse_workload_type(std::string_view text) {
+  if (text == "native" || text == "elf") return WorkloadType::kNative;
+  if (text == "v8" || text == "javascript") return WorkloadType::kV8;
+  if (text == "wasm") return WorkloadType::kWasm;
+  return fail(ErrorCode::kInvalidArgument,
+              "unknown workload type '" + std::string(text) + "': expected native, v8 or wasm");
+}
+
+Result<Location> parse_location(std::string_view url) {
+  constexpr std::string_view kScheme = "nats://";
+  if (url.rfind(kScheme, 0) != 0) {
+    return fail(ErrorCode::kInvalidArgument,
+                "location '" + std::string(url) + "' must look like nats://BUCKET/key");
+  }
+  const std::string_view rest = url.substr(kScheme.size());
+  const size_t slash = rest.find('/');
+  if (slash == 0 || slash == std::string_view::npos || slash + 1 >= rest.size()) {
+    return fail(ErrorCode::kInvalidArgument,
+                "location '" + std::string(url) + "' must look like nats://BUCKET/key");
+  }
+  return Location{std::string(rest.substr(0, slash)), std::string(rest.substr(slash + 1))};
+}
+
+Status validate_workload_name(std::string_view name) {
+  static const std::regex kName("[a-zA-Z0-9_-]+");
+  if (!std::regex_match(name.begin(), name.end(), kName)) {
+    return fail(ErrorCode::kInvalidArgument,
+                "workload name '" + std::string(name) + "' must match ^[a-zA-Z0-9_-]+$");
+  }
+  return {};
+}
+
+Status validate_namespace(std::string_view ns) {
+  static const std::regex kNs("[a-zA-Z0-9_-]+");
+  if (!std::regex_match(ns.begin(), ns.end(), kNs)) {
+    return fail(ErrorCode::kInvalidArgument,
+                "namespace '" + std::string(ns) + "' must match ^[a-zA-Z0-9_-]+$");
+  }
+  return {};
+}
+
+Result<DeployRequest> parse_deploy_request(std::string_view text) {
+  auto j = FieldReader::parse_object(text, "deploy request");
+  if (!j) return fail(j.error());
+  FieldReader f(*j, "deploy request");
+  DeployRequest r;
+  f.string_list("argv", r.argv);
+  f.string("description", r.description);
+  std::string type = "native";
+  f.string("type", type);
+  f.boolean("essential", r.essential);
+  f.string("workload_jwt", r.workload_jwt, /*required=*/true);
+  f.string("environment", r.environment);
+  f.string("jsdomain", r.jsdomain);
+  f.string("sender_public_key", r.sender_public_key, /*required=*/true);
+  f.string("target_node", r.target_node);
+  f.string_list("trigger_subjects", r.trigger_subjects);
+  f.optional_integer("retry_count", r.retry_count);
+  f.string("retried_at", r.retried_at);
+  f.string("hash", r.hash);
+  f.string("workload_name", r.workload_name);
+  if (const json* hs = f.raw("host_services")) {
+    if (!hs->is_object()) {
+      f.fail_field("host_services", "must be an object");
+    } else {
+      FieldReader h(*hs, "deploy request host_services");
+      h.string("nats_url", r.host_services.nats_url);
+      h.string("nats_user_jwt", r.host_services.nats_user_jwt);
+      h.string("nats_user_seed", r.host_services.nats_user_seed);
+      NEX_RETURN_IF_ERROR(h.status());
+    }
+  }
+  // location: "nats://B/k", or Go's marshalled url.URL {"Scheme","Host","Path",...}.
+  const json* loc = f.raw("location");
+  if (loc == nullptr) {
+    f.fail_field("location", "is required (nats://BUCKET/key)");
+  } else if (loc->is_string()) {
+    auto parsed = parse_location(loc->get<std::string>());
+    if (!parsed) {
+      f.fail_field("location", "must look like nats://BUCKET/key");
+    } else {
+      r.location = *parsed;
+    }
+  } else if (loc->is_object()) {
+    const std::string scheme =
+        loc->value("Scheme", json()).is_string() ? (*loc)["Scheme"].get<std::string>() : "";
+    const std::string host =
+        loc->value("Host", json()).is_string() ? (*loc)["Host"].get<std::string>() : "";
+    std::string path =
+        loc->value("Path", json()).is_string() ? (*loc)["Path"].get<std::string>() : "";
+    if (!path.empty() && path[0] == '/') path.erase(0, 1);
+    if (scheme != "nats" || host.empty() || path.empty()) {
+      f.fail_field("location", "must look like nats://BUCKET/key");
+    } else {
+      r.location = Location{host, path};
+    }
+  } else {
+    f.fail_field("location", "must be a string like nats://BUCKET/key");
+  }
+  NEX_RETURN_IF_ERROR(f.status());
+  auto t = parse_workload_type(type);
+  if (!t)
+    return fail(ErrorCode::kInvalidArgument, "deploy request: field 'type': " + t.error().message);
+  r.type = *t;
+  if (!r.workload_name.empty()) NEX_RETURN_IF_ERROR(validate_workload_name(r.workload_name));
+  if (!r.hash.empty()) {
+    static const std::regex kHex("[0-9a-fA-F]{64}");
+    if (!std::regex_match(r.hash, kHex)) {
+      return fail(
+          ErrorCode::kInvalidArgument,
+          "deploy request: field 'hash' must be the hex SHA-256 of the artifact (64 hex digits)");
+    }
+  }
+  return r;
+}
+
+json to_json(const DeployRequest& r) {
+  json j = {{"argv", r.argv},
+            {"description", r.description},
+            {"type", to_string(r.type)},
+            {"location", r.location.to_string()},
+            {"essential", r.essential},
+            {"workload_jwt", r.workload_jwt},
+            {"environment", r.environment},
+            {"sender_public_key", r.sender_public_key},
+            {"target_node", r.target_node},
+            {"trigger_subjects", r.trigger_subjects}};
+  if (!r.jsdomain.empty()) j["jsdomain"] = r.jsdomain;
+  if (r.retry_count) j["retry_count"] = *r.retry_count;
+  if (!r.retried_at.empty()) j["retried_at"] = r.retried_at;
+  if (!r.host_services.empty()) {
+    j["host_services"] = {{"nats_url", r.host_services.nats_url},
+                          {"nats_user_jwt", r.host_services.nats_user_jwt},
+                          {"nats_user_seed", r.host_services.nats_user_seed}};
+  }
+  if (!r.hash.empty()) j["hash"] = r.hash;
+  if (!r.workload_name.empty()) j["workload_name"] = r.workload_name;
+  return j;
+}
+
+Result<StopRequest> parse_stop_request(std::string_view text) {
+  auto j = FieldReader::parse_object(text, "stop request");
+  if (!j) return fail(j.error());
+  FieldReader f(*j, "stop request");
+  StopRequest r;
+  f.string("workload_id", r.workload_id, /*required=*/true);
+  f.string("workload_jwt", r.workload_jwt, /*required=*/true);
+  f.string("target_node", r.target_node);
+  NEX_RETURN_IF_ERROR(f.status());
+  return r;
+}
+
+json to_json(const StopRequest& r) {
+  return {{"workload_id", r.workload_id},
+          {"workload_jwt", r.workload_jwt},
+          {"target_node", r.target_node}};
+}
+
+Result<AuctionRequest> parse_auction_request(std::string_view text) {
+  AuctionRequest r;
+  if (text.empty()) return r;
+  auto j = FieldReader::parse_object(text, "auction request");
+  if (!j) return fail(j.error());
+  FieldReader f(*j, "auction request");
+  f.string("arch", r.arch);
+  f.string("os", r.os);
+  if (const json* s = f.raw("sandboxed")) {
+    if (!s->is_boolean()) {
+      f.fail_field("sandboxed", "must be true or false");
+    } else {
+      r.sandboxed = s->get<bool>();
+    }
+  }
+  f.string_map("tags", r.tags);
+  f.string_list("workload_types", r.workload_types);
+  NEX_RETURN_IF_ERROR(f.status());
+  return r;
+}
+
+std::string response_type(std::string_view kind) {
+  return "io.nats.nex.v1." + std::string(kind) + "_response";
+}
+
+std::string envelope(std::string_view kind, const json& data) {
+  return dump(json{{"type", response_type(kind)}, {"data", data}, {"error", nullptr}});
+}
+
+std::string envelope_error(std::string_view kind, std::string_view error) {
+  return dump(json{{"type", response_type(kind)}, {"data", ""}, {"error", std::string(error)}});
+}
+
+std::string format_uptime(int64_t seconds) {
+  if (seconds < 0) seconds = 0;
+  const int64_t d = seconds / 86400, h = seconds % 86400 / 3600, m = seconds % 3600 / 60,
+                s = seconds % 60;
+  std::string out;
+  if (d > 0) out += std::to_string(d) + "d";
+  if (d > 0 || h > 0) out += std::to_string(h) + "h";
+  if (d > 0 || h > 0 || m > 0) out += std::to_string(m) + "m";
+  return out + std::to_string(s) + "s";
+}
+
+}  // namespace nex::api

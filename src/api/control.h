@@ -1,0 +1,92 @@
+// The control protocol of Nex 0.2.x (specs/nex-wire.md): request and response shapes of the
+// $NEX.* subjects, their JSON, and the reply envelope. Parsing validates every field and says
+// which one is wrong; serialising emits the canonical form.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+
+namespace nex::api {
+
+using Tags = std::map<std::string, std::string>;
+
+enum class WorkloadType { kNative, kV8, kWasm };
+std::string_view to_string(WorkloadType type);
+Result<WorkloadType> parse_workload_type(std::string_view text);
+inline bool is_function(WorkloadType t) { return t != WorkloadType::kNative; }
+
+// "nats://BUCKET/key".
+struct Location {
+  std::string bucket;
+  std::string key;
+  std::string to_string() const { return "nats://" + bucket + "/" + key; }
+};
+Result<Location> parse_location(std::string_view url);
+
+struct HostServicesConfig {
+  std::string nats_url;
+  std::string nats_user_jwt;
+  std::string nats_user_seed;
+  bool empty() const { return nats_url.empty() && nats_user_jwt.empty() && nats_user_seed.empty(); }
+};
+
+struct DeployRequest {
+  std::vector<std::string> argv;
+  std::string description;
+  WorkloadType type = WorkloadType::kNative;
+  Location location;
+  bool essential = false;
+  std::string workload_jwt;
+  std::string environment;  // base64 of an xkey seal of a JSON object of strings
+  std::string jsdomain;
+  std::string sender_public_key;
+  std::string target_node;
+  std::vector<std::string> trigger_subjects;
+  std::optional<int64_t> retry_count;
+  std::string retried_at;
+  HostServicesConfig host_services;
+  std::string hash;           // hex SHA-256 of the artifact (0.3)
+  std::string workload_name;  // (0.3); else the JWT's sub
+};
+// Accepts `location` as a string or as the marshalled Go URL object of 0.2.x clients.
+Result<DeployRequest> parse_deploy_request(std::string_view json);
+nlohmann::json to_json(const DeployRequest& r);
+
+struct StopRequest {
+  std::string workload_id;
+  std::string workload_jwt;
+  std::string target_node;
+};
+Result<StopRequest> parse_stop_request(std::string_view json);
+nlohmann::json to_json(const StopRequest& r);
+
+struct AuctionRequest {
+  std::string arch;
+  std::string os;
+  std::optional<bool> sandboxed;
+  Tags tags;
+  std::vector<std::string> workload_types;
+};
+Result<AuctionRequest> parse_auction_request(std::string_view json);
+
+// Workload names are used in subjects and bucket names.
+Status validate_workload_name(std::string_view name);
+Status validate_namespace(std::string_view ns);
+
+// {"type": T, "data": {...}, "error": null}; on failure data is "" and error the reason.
+std::string envelope(std::string_view kind, const nlohmann::json& data);
+std::string envelope_error(std::string_view kind, std::string_view error);
+// kind is "ping", "info", "run", "stop", "auction" or "lameduck".
+std::string response_type(std::string_view kind);
+
+// "1h2m3s" as Nex prints uptimes.
+std::string format_uptime(int64_t seconds);
+
+}  // namespace nex::api

@@ -1,0 +1,170 @@
+#include "node/node_config.h"
+
+#include <fstream>
+#include <sstream>
+
+#include "api/json_fields.h"
+#include "crypto/nkeys.h"
+
+namespace nex::node {
+
+using api::FieldReader;
+using nlohmann::json;
+
+namespace {
+
+// Runs `body` on the sub-object `field` when present; reports a non-object on the parent.
+Status read_object(FieldReader& parent, const char* field,
+                   const std::function<Status(FieldReader&)>& body) {
+  const json* v = parent.raw(field);
+  if (v == nullptr) return {};
+  if (!v->is_object()) {
+    parent.fail_field(field, "must be an object");
+    return {};
+  }
+  FieldReader r(*v, std::string("node config: ") + field);
+  return body(r);
+}
+
+}  // namespace
+
+Result<NodeConfig> parse_node_config(std::string_view text) {
+  auto j = FieldReader::parse_object(text, "node config");
+  if (!j) return fail(j.error());
+  FieldReader f(*j, "node config");
+  NodeConfig c;
+  f.no_unknown_fields({"default_resource_dir",
+                       "kernel_filepath",
+                       "kernel_path",
+                       "kernel_file",
+                       "rootfs_filepath",
+                       "rootfs_path",
+                       "rootfs_file",
+                       "machine_pool_size",
+                       "machine_template",
+                       "cni",
+                       "tags",
+                       "valid_issuers",
+                       "requester_public_keys",
+                       "workload_types",
+                       "no_sandbox",
+                       "node_limits",
+                       "deny_trigger_subjects",
+                       "agent_handshake_timeout_ms",
+                       "agent_ping_timeout_ms",
+                       "host_services",
+                       "autostart"});
+  std::string s;
+  if (f.string("default_resource_dir", s); !s.empty()) c.default_resource_dir = s;
+  // The seeds spell the file fields three ways; all mean the same.
+  for (const char* name : {"kernel_path", "kernel_file", "kernel_filepath"}) {
+    s.clear();
+    if (f.string(name, s); !s.empty()) c.kernel_filepath = s;
+  }
+  for (const char* name : {"rootfs_path", "rootfs_file", "rootfs_filepath"}) {
+    s.clear();
+    if (f.string(name, s); !s.empty()) c.rootfs_filepath = s;
+  }
+  f.integer("machine_pool_size", c.machine_pool_size);
+  NEX_RETURN_IF_ERROR(read_object(f, "machine_template", [&](FieldReader& r) {
+    r.no_unknown_fields({"vcpu_count", "memsize_mib"});
+    r.integer("vcpu_count", c.machine_template.vcpu_count);
+    r.integer("memsize_mib", c.machine_template.memsize_mib);
+    if (c.machine_template.vcpu_count < 1) r.fail_field("vcpu_count", "must be at least 1");
+    if (c.machine_template.memsize_mib < 16) r.fail_field("memsize_mib", "must be at least 16");
+    return r.status();
+  }));
+  NEX_RETURN_IF_ERROR(read_object(f, "cni", [&](FieldReader& r) {
+    r.no_unknown_fields({"network_name", "interface_name", "bin_path", "subnet"});
+    r.string("network_name", c.cni.network_name);
+    r.string("interface_name", c.cni.interface_name);
+    r.string_list("bin_path", c.cni.bin_path);
+    return r.status();
+  }));
+  f.string_map("tags", c.tags);
+  std::vector<std::string> issuers;
+  f.string_list("requester_public_keys", issuers);
+  f.string_list("valid_issuers", c.valid_issuers);
+  c.valid_issuers.insert(c.valid_issuers.end(), issuers.begin(), issuers.end());
+  if (f.raw("workload_types") != nullptr) {
+    std::vector<std::string> types;
+    f.string_list("workload_types", types);
+    c.workload_types.clear();
+    for (const auto& t : types) {
+      auto parsed = api::parse_workload_type(t);
+      if (!parsed) {
+        f.fail_field("workload_types", "must list native, v8 or wasm (got '" + t + "')");
+        break;
+      }
+      c.workload_types.push_back(*parsed);
+    }
+  }
+  f.boolean("no_sandbox", c.no_sandbox);
+  NEX_RETURN_IF_ERROR(read_object(f, "node_limits", [&](FieldReader& r) {
+    r.no_unknown_fields({"max_workloads", "max_total_bytes", "max_workload_bytes"});
+    r.integer("max_workloads", c.node_limits.max_workloads);
+    r.integer("max_total_bytes", c.node_limits.max_total_bytes);
+    r.integer("max_workload_bytes", c.node_limits.max_workload_bytes);
+    for (auto [name, v] : {std::pair{"max_workloads", c.node_limits.max_workloads},
+                           {"max_total_bytes", c.node_limits.max_total_bytes},
+                           {"max_workload_bytes", c.node_limits.max_workload_bytes}}) {
+      if (v < 0) r.fail_field(name, "must not be negative (0 means unlimited)");
+    }
+    return r.status();
+  }));
+  f.string_list("deny_trigger_subjects", c.deny_trigger_subjects);
+  f.integer("agent_handshake_timeout_ms", c.agent_handshake_timeout_ms);
+  f.integer("agent_ping_timeout_ms", c.agent_ping_timeout_ms);
+  NEX_RETURN_IF_ERROR(read_object(f, "host_services", [&](FieldReader& r) {
+    r.string("nats_url", c.host_services.nats_url);
+    r.string("nats_user_jwt", c.host_services.nats_user_jwt);
+    r.string("nats_user_seed", c.host_services.nats_user_seed);
+    return r.status();
+  }));
+  if (const json* a = f.raw("autostart")) {
+    if (!a->is_array()) {
+      f.fail_field("autostart", "must be an array of deploy requests");
+    } else {
+      for (size_t i = 0; i < a->size(); ++i) {
+        auto req = api::parse_deploy_request(api::dump((*a)[i]));
+        if (!req) {
+          return fail(ErrorCode::kInvalidArgument,
+                      "node config: autostart[" + std::to_string(i) + "]: " + req.error().message);
+        }
+        c.autostart.push_back(std::move(*req));
+      }
+    }
+  }
+  NEX_RETURN_IF_ERROR(f.status());
+
+  if (c.machine_pool_size < 1) {
+    return fail(ErrorCode::kInvalidArgument,
+                "node config: field 'machine_pool_size' must be at least 1");
+  }
+  if (c.agent_handshake_timeout_ms < 100 || c.agent_ping_timeout_ms < 10) {
+    return fail(ErrorCode::kInvalidArgument,
+                "node config: agent timeouts must be at least 100 ms (handshake) and 10 ms (ping)");
+  }
+  for (const auto& key : c.valid_issuers) {
+    if (auto k = crypto::decode_public_key(crypto::KeyType::kAccount, key); !k) {
+      return fail(ErrorCode::kInvalidArgument,
+                  "node config: field 'valid_issuers' entry '" + key +
+                      "' is not an account public key (A…): " + k.error().message);
+    }
+  }
+  if (c.kernel_filepath.empty()) c.kernel_filepath = c.default_resource_dir / "vmlinux";
+  if (c.rootfs_filepath.empty()) c.rootfs_filepath = c.default_resource_dir / "rootfs.ext4";
+  return c;
+}
+
+Result<NodeConfig> load_node_config(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  if (!in) return fail(ErrorCode::kNotFound, "cannot read node config " + path.string());
+  std::stringstream text;
+  text << in.rdbuf();
+  auto c = parse_node_config(text.str());
+  if (!c) return fail(c.error().code, path.string() + ": " + c.error().message);
+  return c;
+}
+
+}  // namespace nex::node

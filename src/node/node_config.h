@@ -1,0 +1,59 @@
+// The node's configuration file (`nex node up --config FILE`): the fields Nex users know from
+// the seeds, validated with messages that name the field. Unknown fields are errors, so a typo
+// never silently falls back to a default.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "api/control.h"
+#include "core/error.h"
+
+namespace nex::node {
+
+struct MachineTemplate {
+  int64_t vcpu_count = 1;
+  int64_t memsize_mib = 256;
+};
+
+struct CniConfig {
+  std::string network_name = "fcnet";
+  std::string interface_name = "veth0";
+  std::vector<std::string> bin_path = {"/opt/cni/bin", "/usr/lib/cni"};
+};
+
+struct NodeLimits {
+  int64_t max_workloads = 0;       // 0 = unlimited
+  int64_t max_total_bytes = 0;     // sum of artifact sizes; 0 = unlimited
+  int64_t max_workload_bytes = 0;  // one artifact; 0 = unlimited
+};
+
+struct NodeConfig {
+  std::filesystem::path default_resource_dir = "/tmp/wd";
+  std::filesystem::path kernel_filepath;  // default: <default_resource_dir>/vmlinux
+  std::filesystem::path rootfs_filepath;  // default: <default_resource_dir>/rootfs.ext4
+  int64_t machine_pool_size = 1;
+  MachineTemplate machine_template;
+  CniConfig cni;
+  api::Tags tags;
+  std::vector<std::string> valid_issuers;  // account public keys; empty = any issuer
+  std::vector<api::WorkloadType> workload_types = {
+      api::WorkloadType::kNative, api::WorkloadType::kV8, api::WorkloadType::kWasm};
+  bool no_sandbox = false;
+  NodeLimits node_limits;
+  std::vector<std::string> deny_trigger_subjects;  // besides $SYS.>, $JS.>, $NEX.>
+  int64_t agent_handshake_timeout_ms = 5000;
+  int64_t agent_ping_timeout_ms = 750;
+  api::HostServicesConfig host_services;
+  std::vector<api::DeployRequest> autostart;
+};
+
+// Parses and validates a configuration document. Errors name the field ("node config: field
+// 'machine_pool_size' must be an integer of at least 1").
+Result<NodeConfig> parse_node_config(std::string_view json);
+Result<NodeConfig> load_node_config(const std::filesystem::path& path);
+
+}  // namespace nex::node

@@ -1,0 +1,106 @@
+#include <gtest/gtest.h>
+
+#include "api/control.h"
+
+namespace nex::api {
+namespace {
+
+constexpr const char* kValid = R"({"argv":["-v"],"description":"d","type":"native",
+  "location":"nats://NEXCLIFILES/echoservice","essential":true,"workload_jwt":"a.b.c",
+  "environment":"eGt2MQ==","sender_public_key":"XABC","target_node":"NABC","trigger_subjects":[],
+  "hash":"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+  "workload_name":"echoservice"})";
+
+TEST(DeployRequest, ParsesTheWireShape) {
+  auto r = parse_deploy_request(kValid);
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->argv, std::vector<std::string>{"-v"});
+  EXPECT_EQ(r->type, WorkloadType::kNative);
+  EXPECT_EQ(r->location.bucket, "NEXCLIFILES");
+  EXPECT_EQ(r->location.key, "echoservice");
+  EXPECT_TRUE(r->essential);
+  EXPECT_EQ(r->workload_name, "echoservice");
+  // Round trip through the canonical form.
+  auto again = parse_deploy_request(to_json(*r).dump());
+  ASSERT_TRUE(again) << again.error().message;
+  EXPECT_EQ(to_json(*again), to_json(*r));
+}
+
+TEST(DeployRequest, AcceptsGoMarshalledUrlLocation) {
+  auto j = nlohmann::json::parse(kValid);
+  j["location"] = {{"Scheme", "nats"},  {"Opaque", ""},           {"User", nullptr},
+                   {"Host", "MYFILES"}, {"Path", "/echoservice"}, {"RawPath", ""},
+                   {"RawQuery", ""},    {"Fragment", ""}};
+  auto r = parse_deploy_request(j.dump());
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->location.to_string(), "nats://MYFILES/echoservice");
+}
+
+TEST(DeployRequest, BadInputNamesTheField) {
+  auto with = [](const char* field, nlohmann::json value) {
+    auto j = nlohmann::json::parse(kValid);
+    if (value.is_discarded()) {
+      j.erase(field);
+    } else {
+      j[field] = value;
+    }
+    return parse_deploy_request(j.dump());
+  };
+  const nlohmann::json removed = nlohmann::json(nlohmann::json::value_t::discarded);
+  struct Case {
+    const char* field;
+    nlohmann::json value;
+    const char* expect;
+  } cases[] = {
+      {"argv", "not-a-list", "field 'argv' must be an array of strings"},
+      {"argv", {1, 2}, "field 'argv' must be an array of strings"},
+      {"essential", "yes", "field 'essential' must be true or false"},
+      {"location", removed, "field 'location' is required"},
+      {"location", "http://x/y", "field 'location' must look like nats://BUCKET/key"},
+      {"location", "nats://bucket-only", "field 'location' must look like nats://BUCKET/key"},
+      {"location", 42, "field 'location' must be a string"},
+      {"workload_jwt", removed, "field 'workload_jwt' is required"},
+      {"sender_public_key", removed, "field 'sender_public_key' is required"},
+      {"type", "python", "unknown workload type 'python'"},
+      {"retry_count", "three", "field 'retry_count' must be an integer"},
+      {"hash", "xyz", "field 'hash' must be the hex SHA-256"},
+      {"workload_name", "has space", "must match ^[a-zA-Z0-9_-]+$"},
+      {"host_services", "x", "field 'host_services' must be an object"},
+  };
+  for (const auto& c : cases) {
+    auto r = with(c.field, c.value);
+    ASSERT_FALSE(r) << c.field;
+    EXPECT_NE(r.error().message.find(c.expect), std::string::npos)
+        << c.field << ": " << r.error().message;
+  }
+  auto not_json = parse_deploy_request("{nope");
+  ASSERT_FALSE(not_json);
+  EXPECT_EQ(not_json.error().message, "deploy request is not valid JSON");
+  EXPECT_FALSE(parse_deploy_request("[]"));
+}
+
+TEST(StopRequest, RequiresIdAndJwt) {
+  EXPECT_TRUE(parse_stop_request(R"({"workload_id":"x","workload_jwt":"a.b.c"})"));
+  auto r = parse_stop_request(R"({"workload_jwt":"a.b.c"})");
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("'workload_id' is required"), std::string::npos);
+}
+
+TEST(Envelope, MatchesNex) {
+  EXPECT_EQ(nlohmann::json::parse(envelope("ping", {{"node_id", "N"}})),
+            nlohmann::json::parse(
+                R"({"type":"io.nats.nex.v1.ping_response","data":{"node_id":"N"},"error":null})"));
+  EXPECT_EQ(
+      nlohmann::json::parse(envelope_error("run", "nope")),
+      nlohmann::json::parse(R"({"type":"io.nats.nex.v1.run_response","data":"","error":"nope"})"));
+}
+
+TEST(Uptime, FormatsLikeGoDurations) {
+  EXPECT_EQ(format_uptime(0), "0s");
+  EXPECT_EQ(format_uptime(61), "1m1s");
+  EXPECT_EQ(format_uptime(3723), "1h2m3s");
+  EXPECT_EQ(format_uptime(90061), "1d1h1m1s");
+}
+
+}  // namespace
+}  // namespace nex::api

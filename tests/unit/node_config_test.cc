@@ -1,0 +1,69 @@
+#include "node/node_config.h"
+
+#include <gtest/gtest.h>
+
+namespace nex::node {
+namespace {
+
+TEST(NodeConfig, SeedConfigsParseAsWritten) {
+  // seeds/000 (requester_public_keys, kernel_path) and seeds/002 (simple.json).
+  auto a = parse_node_config(R"({"kernel_path": "/k/vmlinux", "rootfs_path": "/k/rootfs.ext4",
+    "machine_pool_size": 1, "cni": {"network_name": "fcnet", "interface_name": "veth0"},
+    "machine_template": {"vcpu_count": 1, "memsize_mib": 256}, "requester_public_keys": []})");
+  ASSERT_TRUE(a) << a.error().message;
+  EXPECT_EQ(a->kernel_filepath, "/k/vmlinux");
+  auto b = parse_node_config(R"({"default_resource_dir": "/tmp/wd", "machine_pool_size": 1,
+    "cni": {"network_name": "fcnet", "interface_name": "veth0"},
+    "machine_template": {"vcpu_count": 1, "memsize_mib": 256}, "tags": {"simple": "true"}})");
+  ASSERT_TRUE(b) << b.error().message;
+  EXPECT_EQ(b->rootfs_filepath, "/tmp/wd/rootfs.ext4");
+  EXPECT_EQ(b->tags.at("simple"), "true");
+}
+
+TEST(NodeConfig, EveryFieldIsRead) {
+  auto c = parse_node_config(R"({"no_sandbox": true, "workload_types": ["native"],
+    "node_limits": {"max_workloads": 3, "max_total_bytes": 100, "max_workload_bytes": 10},
+    "deny_trigger_subjects": ["secret.>"], "agent_handshake_timeout_ms": 2000,
+    "agent_ping_timeout_ms": 500, "host_services": {"nats_url": "nats://127.0.0.1:4222"},
+    "valid_issuers": ["AB43KVROR7TFJ6KAPCYRF2FJROTZAH4FHLTJLPWX4DRZCC5NASLGIFW3"]})");
+  ASSERT_TRUE(c) << c.error().message;
+  EXPECT_TRUE(c->no_sandbox);
+  EXPECT_EQ(c->workload_types, std::vector<api::WorkloadType>{api::WorkloadType::kNative});
+  EXPECT_EQ(c->node_limits.max_workloads, 3);
+  EXPECT_EQ(c->node_limits.max_workload_bytes, 10);
+  EXPECT_EQ(c->deny_trigger_subjects, std::vector<std::string>{"secret.>"});
+  EXPECT_EQ(c->agent_handshake_timeout_ms, 2000);
+  EXPECT_EQ(c->host_services.nats_url, "nats://127.0.0.1:4222");
+  EXPECT_EQ(c->valid_issuers.size(), 1u);
+}
+
+TEST(NodeConfig, ErrorsNameTheField) {
+  const std::pair<const char*, const char*> cases[] = {
+      {R"({"machine_pool_sise": 1})", "unknown field 'machine_pool_sise'"},
+      {R"({"machine_pool_size": "1"})", "field 'machine_pool_size' must be an integer"},
+      {R"({"machine_pool_size": 0})", "field 'machine_pool_size' must be at least 1"},
+      {R"({"machine_template": {"vcpu_count": 0}})", "field 'vcpu_count' must be at least 1"},
+      {R"({"machine_template": {"cpus": 2}})",
+       "node config: machine_template: unknown field 'cpus'"},
+      {R"({"cni": []})", "field 'cni' must be an object"},
+      {R"({"tags": {"a": 1}})", "field 'tags' must be an object of strings"},
+      {R"({"no_sandbox": "true"})", "field 'no_sandbox' must be true or false"},
+      {R"({"workload_types": ["native", "python"]})",
+       "field 'workload_types' must list native, v8 or wasm"},
+      {R"({"node_limits": {"max_workloads": -1}})", "field 'max_workloads' must not be negative"},
+      {R"({"valid_issuers": ["UB43KVROR7TFJ6KAPCYRF2FJROTZAH4FHLTJLPWX4DRZCC5NASLGJBFE"]})",
+       "is not an account public key"},
+      {R"({"autostart": [{"location": "nats://B/k"}]})",
+       "autostart[0]: deploy request: field 'workload_jwt'"},
+      {"not json", "node config is not valid JSON"},
+  };
+  for (auto [text, expect] : cases) {
+    auto c = parse_node_config(text);
+    ASSERT_FALSE(c) << text;
+    EXPECT_NE(c.error().message.find(expect), std::string::npos) << text << "\n"
+                                                                 << c.error().message;
+  }
+}
+
+}  // namespace
+}  // namespace nex::node
