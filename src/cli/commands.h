@@ -5,6 +5,10 @@
 #include <CLI/CLI.hpp>
 
 #include <functional>
+#include <string>
+
+#include "cli/connection_flags.h"
+#include "node/node.h"
 
 namespace nex::cli {
 
@@ -13,5 +17,10 @@ using CommandAction = std::function<int()>;
 
 void register_version_command(CLI::App& app, CommandAction& action);
 void register_up_command(CLI::App& app, CommandAction& action);
+void register_node_command(CLI::App& app, CommandAction& action, ConnectionFlags& flags);
+
+// Runs a node until SIGINT/SIGTERM, then stops it gracefully; `on_ready` runs once it serves.
+int run_node(const nats::ConnectOptions& control, const node::NodeConfig& config,
+             const std::string& state_dir, const std::function<void(const node::Node&)>& on_ready);
 
 }  // namespace nex::cli

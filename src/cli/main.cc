@@ -5,9 +5,14 @@
 int main(int argc, char** argv) {
   CLI::App app{"nex: the NATS Execution Engine. Deploy services and functions to nodes over NATS."};
   app.require_subcommand(1);
+  app.fallthrough();  // global flags (-s, --creds, ...) may follow the subcommand, as users type
+                      // them
   nex::cli::CommandAction action;
+  nex::cli::ConnectionFlags flags;
+  flags.add_to(app);
   nex::cli::register_version_command(app, action);
   nex::cli::register_up_command(app, action);
+  nex::cli::register_node_command(app, action, flags);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

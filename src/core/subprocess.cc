@@ -63,6 +63,15 @@ Result<Subprocess> Subprocess::spawn(const SpawnOptions& options) {
                   "spawn: open " + options.stderr_path + ": " + std::strerror(errno));
     }
   }
+  int out_pipe[2] = {-1, -1};
+  int err_pipe[2] = {-1, -1};
+  if (options.pipe_output) {
+    if (::pipe2(out_pipe, O_CLOEXEC) != 0 || ::pipe2(err_pipe, O_CLOEXEC) != 0) {
+      return fail(ErrorCode::kIo, std::string("spawn: pipe: ") + std::strerror(errno));
+    }
+    out_fd = out_pipe[1];
+    err_fd = err_pipe[1];
+  }
   // A pipe whose write end closes on exec tells the parent whether exec succeeded.
   int exec_pipe[2];
   if (::pipe2(exec_pipe, O_CLOEXEC) != 0) {
@@ -104,19 +113,32 @@ Result<Subprocess> Subprocess::spawn(const SpawnOptions& options) {
   ::close(exec_pipe[0]);
   if (n == static_cast<ssize_t>(sizeof child_errno)) {
     ::waitpid(pid, nullptr, 0);
+    if (options.pipe_output) {
+      ::close(out_pipe[0]);
+      ::close(err_pipe[0]);
+    }
     return fail(ErrorCode::kNotFound,
                 "spawn: cannot execute " + options.argv[0] + ": " + std::strerror(child_errno));
   }
-  return Subprocess(pid);
+  Subprocess child(pid);
+  child.out_fd_ = out_pipe[0];
+  child.err_fd_ = err_pipe[0];
+  return child;
 }
 
 Subprocess::Subprocess(Subprocess&& other) noexcept
-    : pid_(std::exchange(other.pid_, -1)), status_(other.status_) {}
+    : pid_(std::exchange(other.pid_, -1)),
+      out_fd_(std::exchange(other.out_fd_, -1)),
+      err_fd_(std::exchange(other.err_fd_, -1)),
+      status_(other.status_) {}
 
 Subprocess& Subprocess::operator=(Subprocess&& other) noexcept {
   if (this != &other) {
     if (pid_ > 0) terminate();
+    close_pipes();
     pid_ = std::exchange(other.pid_, -1);
+    out_fd_ = std::exchange(other.out_fd_, -1);
+    err_fd_ = std::exchange(other.err_fd_, -1);
     status_ = other.status_;
   }
   return *this;
@@ -124,6 +146,12 @@ Subprocess& Subprocess::operator=(Subprocess&& other) noexcept {
 
 Subprocess::~Subprocess() {
   if (pid_ > 0) terminate();
+  close_pipes();
+}
+
+void Subprocess::close_pipes() {
+  if (out_fd_ >= 0) ::close(std::exchange(out_fd_, -1));
+  if (err_fd_ >= 0) ::close(std::exchange(err_fd_, -1));
 }
 
 bool Subprocess::running() { return pid_ > 0 && !wait_for(std::chrono::milliseconds(0)); }

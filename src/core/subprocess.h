@@ -21,6 +21,8 @@ struct SpawnOptions {
   // Where stdout/stderr go: empty inherits the parent's; a path appends to that file.
   std::string stdout_path;
   std::string stderr_path;
+  // Capture stdout/stderr through pipes instead (read them from stdout_fd()/stderr_fd()).
+  bool pipe_output = false;
   // Kill the child with SIGKILL if this process dies. Bound to the spawning *thread* (a Linux
   // PR_SET_PDEATHSIG detail): spawn long-lived children from a long-lived thread.
   bool die_with_parent = true;
@@ -39,6 +41,9 @@ class Subprocess {
   ~Subprocess();
 
   pid_t pid() const { return pid_; }
+  // Read ends of the output pipes when spawned with pipe_output (owned by this object).
+  int stdout_fd() const { return out_fd_; }
+  int stderr_fd() const { return err_fd_; }
   bool running();
   Status signal(int signo);
   // Waits up to `timeout` for the child to exit; returns its wait status if it did.
@@ -48,7 +53,10 @@ class Subprocess {
 
  private:
   explicit Subprocess(pid_t pid) : pid_(pid) {}
+  void close_pipes();
   pid_t pid_ = -1;
+  int out_fd_ = -1;
+  int err_fd_ = -1;
   std::optional<int> status_;
 };
 

@@ -120,6 +120,9 @@ Result<Connection> Connection::connect(const ConnectOptions& options) {
   if (s == NATS_OK && impl->nkey) {
     s = natsOptions_SetNKey(o, impl->nkey->public_key().c_str(), &Impl::sign_nonce, impl.get());
   }
+  if (s == NATS_OK && !options.inbox_prefix.empty()) {
+    s = natsOptions_SetCustomInboxPrefix(o, options.inbox_prefix.c_str());
+  }
   if (s == NATS_OK && !options.creds_file.empty()) {
     s = natsOptions_SetUserCredentialsFromFiles(o, options.creds_file.c_str(), nullptr);
   }

@@ -33,8 +33,9 @@ struct ConnectOptions {
   std::string user;
   std::string password;
   std::string token;
-  std::string nkey_seed;   // a user nkey seed ("SU…"): login by signing the server's nonce
-  std::string creds_file;  // a .creds file (user JWT + seed)
+  std::string nkey_seed;     // a user nkey seed ("SU…"): login by signing the server's nonce
+  std::string creds_file;    // a .creds file (user JWT + seed)
+  std::string inbox_prefix;  // replaces "_INBOX" for request replies (for narrow permissions)
   std::optional<TlsOptions> tls;
   std::chrono::milliseconds connect_timeout{2000};
   // Reconnect forever, waiting reconnect_wait_min, doubling per attempt up to reconnect_wait_max.

@@ -1,0 +1,137 @@
+#include "agent/agent.h"
+
+#include <sys/stat.h>
+
+#include <fstream>
+
+#include "api/events.h"
+#include "api/json_fields.h"
+#include "core/clock.h"
+#include "core/encoding.h"
+#include "crypto/digest.h"
+
+namespace nex::agent {
+
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+namespace {
+
+Result<std::string> file_sha256(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return fail(ErrorCode::kNotFound, "artifact not found at " + path.string());
+  crypto::Sha256 sha;
+  std::vector<char> buf(1 << 16);
+  while (in) {
+    in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
+    sha.update(
+        std::span(reinterpret_cast<const uint8_t*>(buf.data()), static_cast<size_t>(in.gcount())));
+  }
+  return hex_encode(sha.finish());
+}
+
+}  // namespace
+
+Agent::Agent(nats::Connection conn, std::string workload_id, fs::path artifact_path)
+    : conn_(std::move(conn)),
+      id_(std::move(workload_id)),
+      artifact_path_(std::move(artifact_path)) {}
+
+Status Agent::start() {
+  auto deploy = conn_.subscribe(api::agent_subject::deploy(id_),
+                                [this](nats::Message m) { on_deploy(std::move(m)); });
+  if (!deploy) return fail(deploy.error());
+  subs_.push_back(std::move(*deploy));
+  auto undeploy = conn_.subscribe(api::agent_subject::undeploy(id_),
+                                  [this](nats::Message m) { on_undeploy(std::move(m)); });
+  if (!undeploy) return fail(undeploy.error());
+  subs_.push_back(std::move(*undeploy));
+  auto ping =
+      conn_.subscribe(api::agent_subject::ping(id_), [this](nats::Message m) { reply(m, "{}"); });
+  if (!ping) return fail(ping.error());
+  subs_.push_back(std::move(*ping));
+  NEX_RETURN_IF_ERROR(conn_.flush());
+
+  const json hello = {{"id", id_},
+                      {"start_time", rfc3339_nano(std::chrono::system_clock::now())},
+                      {"message", "Host-supervisor started"}};
+  auto ack =
+      conn_.request(api::agent_subject::handshake(id_), api::dump(hello), std::chrono::seconds(5));
+  if (!ack) return fail(ack.error().wrap("handshake"));
+  return {};
+}
+
+void Agent::run_until_stopped() {
+  // Also ends when the node's internal server goes away (the agent does not reconnect).
+  std::unique_lock lock(mu_);
+  while (!stop_cv_.wait_for(lock, std::chrono::milliseconds(250),
+                            [this] { return stopping_ || !conn_.connected(); })) {
+  }
+}
+
+void Agent::request_stop() {
+  std::lock_guard lock(mu_);
+  stopping_ = true;
+  stop_cv_.notify_all();
+}
+
+void Agent::reply(const nats::Message& msg, const std::string& body) {
+  if (!msg.reply().empty()) (void)conn_.publish(msg.reply(), body);
+}
+
+void Agent::publish_log(const std::string& level, const std::string& text) {
+  (void)conn_.publish(api::agent_subject::logs(id_),
+                      api::dump({{"source", workload_name_}, {"level", level}, {"text", text}}));
+}
+
+void Agent::publish_event(const std::string& type, json data) {
+  (void)conn_.publish(api::agent_subject::events(id_, type),
+                      api::dump(api::cloud_event(id_, type, std::move(data))));
+}
+
+void Agent::on_deploy(nats::Message msg) {
+  auto refuse = [&](const std::string& why) {
+    reply(msg, api::dump({{"accepted", false}, {"message", why}}));
+  };
+  auto req = api::parse_agent_deploy_request(msg.data());
+  if (!req) return refuse(req.error().message);
+  if (req->workload_type != api::WorkloadType::kNative) {
+    return refuse("this agent runs native workloads; '" +
+                  std::string(api::to_string(req->workload_type)) + "' is not supported yet");
+  }
+  std::lock_guard lock(mu_);
+  if (runner_) runner_.reset();  // a redeploy after the previous run ended
+  if (!req->hash.empty()) {
+    auto actual = file_sha256(artifact_path_);
+    if (!actual) return refuse(actual.error().message);
+    if (*actual != req->hash)
+      return refuse("artifact SHA-256 mismatch: expected " + req->hash + ", got " + *actual);
+  }
+  ::chmod(artifact_path_.c_str(), 0700);
+  workload_name_ = req->workload_name;
+  auto runner = NativeRunner::start(
+      artifact_path_, req->argv, req->environment,
+      [this](bool is_stderr, std::string line) { publish_log(is_stderr ? "error" : "info", line); },
+      [this](int code, std::string message) {
+        publish_event(kWorkloadExitedEvent,
+                      {{"workload_name", workload_name_}, {"code", code}, {"message", message}});
+      });
+  if (!runner) return refuse("cannot start the workload: " + runner.error().message);
+  runner_ = std::move(*runner);
+  reply(msg, api::dump({{"accepted", true}, {"message", "workload started"}}));
+}
+
+void Agent::on_undeploy(nats::Message msg) {
+  std::unique_ptr<NativeRunner> runner;
+  {
+    std::lock_guard lock(mu_);
+    runner = std::move(runner_);
+  }
+  if (runner) runner->stop(std::chrono::seconds(5));
+  (void)conn_.flush();  // the exit event goes out before the reply
+  reply(msg, "{}");
+  (void)conn_.flush();
+  request_stop();
+}
+
+}  // namespace nex::agent

@@ -1,0 +1,50 @@
+// Agent: the per-workload supervisor inside a sandbox. It connects to the node's internal NATS
+// with its own account, announces itself (handshake), then serves the node's deploy, undeploy
+// and ping requests and reports its workload's output as logs and its end as an event.
+#pragma once
+
+#include <condition_variable>
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "agent/native_runner.h"
+#include "api/agent.h"
+#include "nats/connection.h"
+
+namespace nex::agent {
+
+// Internal event the agent sends when its workload process ends; the node decides whether
+// that is an undeploy or a restart.
+inline constexpr const char* kWorkloadExitedEvent = "workload_exited";
+
+class Agent {
+ public:
+  Agent(nats::Connection conn, std::string workload_id, std::filesystem::path artifact_path);
+
+  // Subscribes to the agent's subjects and performs the handshake.
+  Status start();
+  // Blocks until the workload was undeployed or the node went away.
+  void run_until_stopped();
+
+ private:
+  void on_deploy(nats::Message msg);
+  void on_undeploy(nats::Message msg);
+  void publish_log(const std::string& level, const std::string& text);
+  void publish_event(const std::string& type, nlohmann::json data);
+  void reply(const nats::Message& msg, const std::string& body);
+  void request_stop();
+
+  nats::Connection conn_;
+  std::string id_;
+  std::filesystem::path artifact_path_;
+  std::string workload_name_;
+  std::vector<nats::Subscription> subs_;
+  std::mutex mu_;
+  std::condition_variable stop_cv_;
+  bool stopping_ = false;
+  std::unique_ptr<NativeRunner> runner_;
+};
+
+}  // namespace nex::agent

@@ -1,0 +1,57 @@
+// nex-agent: started by the node inside a sandbox, one per workload. Reads its bootstrap from
+// the environment (NEX_WORKLOADID, NEX_NODE_NATS_HOST/PORT, NEX_NODE_NATS_NKEY_SEED).
+#include <cstdio>
+#include <cstdlib>
+#include <thread>
+
+#include "agent/agent.h"
+
+namespace {
+
+std::string take_env(const char* name) {
+  const char* v = std::getenv(name);
+  std::string out = v ? v : "";
+  unsetenv(name);  // nothing the agent starts later inherits its bootstrap secrets
+  return out;
+}
+
+}  // namespace
+
+int main() {
+  using namespace nex;
+  const std::string id = take_env(api::kEnvWorkloadId);
+  const std::string host = take_env(api::kEnvNatsHost);
+  const std::string port = take_env(api::kEnvNatsPort);
+  const std::string seed = take_env(api::kEnvNatsSeed);
+  const std::string artifact = take_env(api::kEnvArtifactPath);
+  if (id.empty() || host.empty() || port.empty() || seed.empty()) {
+    std::fprintf(
+        stderr,
+        "nex-agent: missing bootstrap environment (%s, %s, %s, %s); it is started by a nex node\n",
+        api::kEnvWorkloadId, api::kEnvNatsHost, api::kEnvNatsPort, api::kEnvNatsSeed);
+    return 2;
+  }
+  // The node may still be applying this agent's account to its internal server: retry briefly.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  Result<nats::Connection> conn = fail(ErrorCode::kUnavailable, "not connected");
+  while (std::chrono::steady_clock::now() < deadline) {
+    conn = nats::Connection::connect({.urls = {"nats://" + host + ":" + port},
+                                      .name = "nex-agent " + id,
+                                      .nkey_seed = seed,
+                                      .inbox_prefix = "_INBOX_" + id,
+                                      .reconnect = false});
+    if (conn) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  if (!conn) {
+    std::fprintf(stderr, "nex-agent %s: %s\n", id.c_str(), conn.error().message.c_str());
+    return 1;
+  }
+  agent::Agent agent(*conn, id, artifact);
+  if (auto st = agent.start(); !st) {
+    std::fprintf(stderr, "nex-agent %s: %s\n", id.c_str(), st.error().message.c_str());
+    return 1;
+  }
+  agent.run_until_stopped();
+  return 0;
+}

@@ -1,0 +1,55 @@
+#include "api/agent.h"
+
+#include "api/json_fields.h"
+
+namespace nex::api {
+
+using nlohmann::json;
+
+json to_json(const AgentDeployRequest& r) {
+  json j = {{"argv", r.argv},
+            {"description", r.description},
+            {"environment", r.environment},
+            {"essential", r.essential},
+            {"hash", r.hash},
+            {"namespace", r.ns},
+            {"retried_at", r.retried_at},
+            {"retry_count", r.retry_count},
+            {"total_bytes", r.total_bytes},
+            {"trigger_subjects", r.trigger_subjects},
+            {"workload_name", r.workload_name},
+            {"workload_type", to_string(r.workload_type)}};
+  if (!r.host_services.empty()) {
+    j["host_services"] = {{"nats_url", r.host_services.nats_url},
+                          {"nats_user_jwt", r.host_services.nats_user_jwt},
+                          {"nats_user_seed", r.host_services.nats_user_seed}};
+  }
+  return j;
+}
+
+Result<AgentDeployRequest> parse_agent_deploy_request(std::string_view text) {
+  auto j = FieldReader::parse_object(text, "agent deploy request");
+  if (!j) return fail(j.error());
+  FieldReader f(*j, "agent deploy request");
+  AgentDeployRequest r;
+  std::string type = "native";
+  f.string_list("argv", r.argv);
+  f.string("description", r.description);
+  f.string_map("environment", r.environment);
+  f.boolean("essential", r.essential);
+  f.string("hash", r.hash);
+  f.string("namespace", r.ns);
+  f.string("retried_at", r.retried_at);
+  f.integer("retry_count", r.retry_count);
+  f.integer("total_bytes", r.total_bytes);
+  f.string_list("trigger_subjects", r.trigger_subjects);
+  f.string("workload_name", r.workload_name, /*required=*/true);
+  f.string("workload_type", type);
+  NEX_RETURN_IF_ERROR(f.status());
+  auto t = parse_workload_type(type);
+  if (!t) return fail(t.error());
+  r.workload_type = *t;
+  return r;
+}
+
+}  // namespace nex::api

@@ -1,0 +1,65 @@
+// The node <-> agent protocol on the internal NATS server (specs/nex-wire.md): subjects and
+// JSON. The agent's subjects are agentint.{id}.*; the node's, seen by the agent, hostint.{id}.*.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "api/control.h"
+#include "core/error.h"
+
+namespace nex::api {
+
+namespace agent_subject {
+inline std::string deploy(const std::string& id) { return "agentint." + id + ".deploy"; }
+inline std::string undeploy(const std::string& id) { return "agentint." + id + ".undeploy"; }
+inline std::string ping(const std::string& id) { return "agentint." + id + ".ping"; }
+inline std::string handshake(const std::string& id) { return "hostint." + id + ".handshake"; }
+inline std::string logs(const std::string& id) { return "hostint." + id + ".logs"; }
+inline std::string events(const std::string& id, const std::string& type) {
+  return "hostint." + id + ".events." + type;
+}
+}  // namespace agent_subject
+
+// Environment variables a process or namespace sandbox hands its agent.
+inline constexpr const char* kEnvWorkloadId = "NEX_WORKLOADID";
+inline constexpr const char* kEnvNatsHost = "NEX_NODE_NATS_HOST";
+inline constexpr const char* kEnvNatsPort = "NEX_NODE_NATS_PORT";
+inline constexpr const char* kEnvNatsSeed = "NEX_NODE_NATS_NKEY_SEED";
+// ours: where a local sandbox finds the artifact the node placed for it.
+inline constexpr const char* kEnvArtifactPath = "NEX_ARTIFACT_PATH";
+
+struct AgentDeployRequest {
+  std::vector<std::string> argv;
+  std::string description;
+  std::map<std::string, std::string> environment;  // decrypted
+  bool essential = false;
+  std::string hash;
+  std::string ns;  // "namespace" on the wire
+  std::string retried_at;
+  int64_t retry_count = 0;
+  int64_t total_bytes = 0;
+  std::vector<std::string> trigger_subjects;
+  std::string workload_name;
+  WorkloadType workload_type = WorkloadType::kNative;
+  HostServicesConfig host_services;
+};
+nlohmann::json to_json(const AgentDeployRequest& r);
+Result<AgentDeployRequest> parse_agent_deploy_request(std::string_view json);
+
+struct AgentDeployResponse {
+  bool accepted = false;
+  std::string message;
+};
+
+struct LogLine {
+  std::string source;
+  std::string level;  // "info" for stdout, "error" for stderr
+  std::string text;
+};
+
+}  // namespace nex::api

@@ -1,0 +1,35 @@
+// CloudEvents 1.0 (structured JSON) as Nex publishes them on $NEX.events.{ns}.{type}, and the
+// event types it uses.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <string>
+
+namespace nex::api {
+
+namespace event_type {
+inline constexpr const char* kNodeStarted = "node_started";
+inline constexpr const char* kNodeStopped = "node_stopped";
+inline constexpr const char* kLameDuck = "node_entered_lameduck";
+inline constexpr const char* kHeartbeat = "heartbeat";
+inline constexpr const char* kWorkloadDeployed = "workload_deployed";
+inline constexpr const char* kWorkloadUndeployed = "workload_undeployed";
+// ours: an essential workload kept failing and the node stopped restarting it.
+inline constexpr const char* kWorkloadCrashLoop = "workload_crash_loop";
+}  // namespace event_type
+
+inline constexpr const char* kSystemNamespace = "system";
+
+// A structured CloudEvent with a fresh id and the current time.
+nlohmann::json cloud_event(const std::string& source, const std::string& type, nlohmann::json data);
+
+inline std::string events_subject(const std::string& ns, const std::string& type) {
+  return "$NEX.events." + ns + "." + type;
+}
+inline std::string logs_subject(const std::string& ns, const std::string& node,
+                                const std::string& name, const std::string& id) {
+  return "$NEX.logs." + ns + "." + node + "." + name + "." + id;
+}
+
+}  // namespace nex::api

@@ -1,0 +1,133 @@
+#include "node/agent_pool.h"
+
+#include "api/agent.h"
+#include "core/xid.h"
+
+namespace nex::node {
+
+Result<std::unique_ptr<AgentPool>> AgentPool::start(InternalServer& internal,
+                                                    sandbox::Driver& driver,
+                                                    AgentPoolOptions options) {
+  std::unique_ptr<AgentPool> pool(new AgentPool(internal, driver, std::move(options)));
+  AgentPool* p = pool.get();
+  auto sub = internal.connection().subscribe("hostint.*.handshake", [p](nats::Message m) {
+    // hostint.{id}.handshake
+    const std::string subject(m.subject());
+    const size_t a = subject.find('.'), b = subject.find('.', a + 1);
+    if (!m.reply().empty()) (void)p->internal_.connection().publish(m.reply(), "{}");
+    p->on_handshake(subject.substr(a + 1, b - a - 1));
+  });
+  if (!sub) return fail(sub.error());
+  pool->handshakes_ = std::move(*sub);
+  pool->refiller_ = std::thread([p] { p->refill_loop(); });
+  return pool;
+}
+
+AgentPool::~AgentPool() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+    cv_.notify_all();
+  }
+  if (refiller_.joinable()) refiller_.join();
+  handshakes_.unsubscribe();
+  for (auto& a : ready_) {
+    a.sandbox->stop(std::chrono::seconds(2));
+    (void)internal_.remove_workload(a.id);
+  }
+  for (auto& [id, p] : starting_) p.agent.sandbox->stop(std::chrono::seconds(2));
+}
+
+void AgentPool::on_handshake(const std::string& id) {
+  std::lock_guard lock(mu_);
+  auto it = starting_.find(id);
+  if (it == starting_.end()) {
+    early_handshakes_.insert(id);
+    return;
+  }
+  ready_.push_back(std::move(it->second.agent));
+  starting_.erase(it);
+  cv_.notify_all();
+}
+
+size_t AgentPool::ready_count() {
+  std::lock_guard lock(mu_);
+  return ready_.size();
+}
+
+Result<WarmAgent> AgentPool::take(std::chrono::milliseconds timeout) {
+  std::unique_lock lock(mu_);
+  if (!cv_.wait_for(lock, timeout, [this] { return !ready_.empty() || stopping_; }) ||
+      ready_.empty()) {
+    return fail(ErrorCode::kUnavailable, "no warm agent became available in time");
+  }
+  WarmAgent agent = std::move(ready_.front());
+  ready_.pop_front();
+  cv_.notify_all();  // the refiller starts a replacement
+  return agent;
+}
+
+void AgentPool::refill_loop() {
+  std::unique_lock lock(mu_);
+  while (!stopping_) {
+    // Discard agents that missed their handshake.
+    const auto now = std::chrono::steady_clock::now();
+    for (auto it = starting_.begin(); it != starting_.end();) {
+      if (it->second.deadline < now) {
+        it->second.agent.sandbox->stop(std::chrono::seconds(1));
+        (void)internal_.remove_workload(it->first);
+        it = starting_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    const size_t have = ready_.size() + starting_.size();
+    if (have < options_.size) {
+      std::vector<std::string> ids;
+      for (size_t i = have; i < options_.size; ++i) ids.push_back(next_xid());
+      lock.unlock();
+      auto seeds = internal_.add_workloads(ids);
+      std::vector<Pending> started;
+      if (seeds) {
+        for (const auto& id : ids) {
+          const auto dir = options_.work_dir / id;
+          const auto artifact = dir / "workload";
+          auto sandbox = driver_.start(
+              {.workload_id = id,
+               .agent_binary = options_.agent_binary,
+               .work_dir = dir,
+               .env = {std::string(api::kEnvWorkloadId) + "=" + id,
+                       std::string(api::kEnvNatsHost) + "=" + internal_.host(),
+                       std::string(api::kEnvNatsPort) + "=" + std::to_string(internal_.port()),
+                       std::string(api::kEnvNatsSeed) + "=" + seeds->at(id),
+                       std::string(api::kEnvArtifactPath) + "=" + artifact.string()},
+               .log_file = options_.work_dir / (id + ".agent.log")});
+          if (!sandbox) {
+            (void)internal_.remove_workload(id);
+            continue;
+          }
+          started.push_back({WarmAgent{id, artifact, std::move(*sandbox)},
+                             std::chrono::steady_clock::now() + options_.handshake_timeout});
+        }
+      }
+      lock.lock();
+      for (auto& p : started) {
+        if (early_handshakes_.erase(p.agent.id) > 0) {
+          ready_.push_back(std::move(p.agent));
+        } else {
+          const std::string id = p.agent.id;
+          starting_.emplace(id, std::move(p));
+        }
+      }
+      cv_.notify_all();
+      if (!seeds || started.size() < ids.size()) {
+        cv_.wait_for(lock, std::chrono::seconds(1),
+                     [this] { return stopping_; });  // don't spin on failure
+      }
+      continue;
+    }
+    cv_.wait_for(lock, std::chrono::milliseconds(250));
+  }
+}
+
+}  // namespace nex::node

@@ -1,0 +1,84 @@
+#include "node/internal_server.h"
+
+#include <signal.h>
+
+#include <fstream>
+
+namespace nex::node {
+namespace fs = std::filesystem;
+
+Result<std::unique_ptr<InternalServer>> InternalServer::start(const fs::path& work_dir) {
+  std::unique_ptr<InternalServer> s(new InternalServer());
+  s->work_dir_ = work_dir;
+  std::error_code ec;
+  fs::create_directories(work_dir, ec);
+  if (ec) return fail(ErrorCode::kIo, "cannot create " + work_dir.string() + ": " + ec.message());
+  NEX_RETURN_IF_ERROR(s->write_config_and_reload(/*reload=*/false));
+  auto server = nats::LocalNatsServer::start(
+      {.host = s->host_, .jetstream = false, .config_file = work_dir / "internal-nats.conf"});
+  if (!server) return fail(server.error().wrap("internal NATS server"));
+  s->server_ = std::make_unique<nats::LocalNatsServer>(std::move(*server));
+  auto conn = nats::Connection::connect({.urls = {s->server_->url()},
+                                         .name = "nex-node internal",
+                                         .nkey_seed = s->node_user_.seed()});
+  if (!conn) return fail(conn.error().wrap("internal NATS server"));
+  s->conn_ = std::move(*conn);
+  return s;
+}
+
+InternalServer::~InternalServer() {
+  conn_.reset();
+  server_.reset();
+  std::error_code ec;
+  fs::remove(work_dir_ / "internal-nats.conf", ec);
+}
+
+Status InternalServer::write_config_and_reload(bool reload) {
+  std::string conf =
+      "# Written by the nex node; rewritten as workloads come and go.\nauthorization {\n  users: "
+      "[\n";
+  conf += "    { nkey: " + node_user_.public_key() + " }\n";
+  for (const auto& [id, user] : workload_users_) {
+    conf += "    { nkey: " + user + ", permissions: { publish: { allow: [\"hostint." + id +
+            ".>\"] }, subscribe: { allow: [\"agentint." + id + ".>\", \"" + inbox_prefix(id) +
+            ".>\"] }, allow_responses: true } }\n";
+  }
+  conf += "  ]\n}\n";
+  // Write-then-rename so the server never reads a half-written file.
+  const fs::path path = work_dir_ / "internal-nats.conf";
+  const fs::path tmp = work_dir_ / "internal-nats.conf.tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << conf;
+    if (!out) return fail(ErrorCode::kIo, "cannot write " + tmp.string());
+  }
+  std::error_code ec;
+  fs::rename(tmp, path, ec);
+  if (ec) return fail(ErrorCode::kIo, "cannot write " + path.string() + ": " + ec.message());
+  if (reload && ::kill(server_->pid(), SIGHUP) != 0) {
+    return fail(ErrorCode::kUnavailable, "cannot reload the internal NATS server");
+  }
+  return {};
+}
+
+Result<std::map<std::string, std::string>> InternalServer::add_workloads(
+    const std::vector<std::string>& ids) {
+  std::map<std::string, std::string> seeds;
+  std::lock_guard lock(mu_);
+  for (const auto& id : ids) {
+    auto user = crypto::KeyPair::create(crypto::KeyType::kUser);
+    if (!user) return fail(user.error());
+    workload_users_[id] = user->public_key();
+    seeds[id] = user->seed();
+  }
+  NEX_RETURN_IF_ERROR(write_config_and_reload(/*reload=*/true));
+  return seeds;
+}
+
+Status InternalServer::remove_workload(const std::string& id) {
+  std::lock_guard lock(mu_);
+  if (workload_users_.erase(id) == 0) return {};
+  return write_config_and_reload(/*reload=*/true);
+}
+
+}  // namespace nex::node

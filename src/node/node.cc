@@ -1,0 +1,781 @@
+#include "node/node.h"
+
+#include <fmt/format.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "api/events.h"
+#include "api/json_fields.h"
+#include "core/clock.h"
+#include "core/elf_info.h"
+#include "core/encoding.h"
+#include "crypto/jwt.h"
+#include "nats/object_store.h"
+
+namespace nex::node {
+
+using nlohmann::json;
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr auto kDeployTimeout = 10s;
+constexpr auto kUndeployGrace = 5s;
+constexpr auto kHealthInterval = 5s;
+constexpr auto kHeartbeatInterval = 30s;
+constexpr int kMaxRestarts = 5;  // an essential workload that fails more often is a crash loop
+const std::vector<std::string> kAlwaysDenied = {"$SYS.>", "$JS.>", "$NEX.>"};
+
+void log_line(const std::string& text) {
+  std::fprintf(stderr, "%s %s\n",
+               rfc3339_nano(std::chrono::system_clock::now()).substr(0, 19).c_str(), text.c_str());
+}
+
+std::vector<std::string_view> tokens(std::string_view s) {
+  std::vector<std::string_view> out;
+  size_t start = 0;
+  for (size_t dot; (dot = s.find('.', start)) != std::string_view::npos; start = dot + 1) {
+    out.push_back(s.substr(start, dot - start));
+  }
+  out.push_back(s.substr(start));
+  return out;
+}
+
+// Token i of "$NEX.DEPLOY.{ns}.{node}" style subjects.
+std::string token(std::string_view subject, size_t i) {
+  auto t = tokens(subject);
+  return i < t.size() ? std::string(t[i]) : std::string();
+}
+
+std::string go_arch() {
+  utsname u{};
+  uname(&u);
+  const std::string m = u.machine;
+  if (m == "x86_64") return "amd64";
+  if (m == "aarch64") return "arm64";
+  return m;
+}
+
+json meminfo() {
+  std::ifstream in("/proc/meminfo");
+  json out = {{"total", 0}, {"free", 0}, {"available", 0}};
+  for (std::string key, unit; in >> key;) {
+    int64_t value = 0;
+    in >> value;
+    std::getline(in, unit);
+    if (key == "MemTotal:") out["total"] = value;
+    if (key == "MemFree:") out["free"] = value;
+    if (key == "MemAvailable:") out["available"] = value;
+  }
+  return out;
+}
+
+int64_t seconds_since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - t)
+      .count();
+}
+
+Result<std::map<std::string, std::string>> open_environment(const api::DeployRequest& req,
+                                                            const crypto::XKey& node_xkey) {
+  std::map<std::string, std::string> env;
+  if (req.environment.empty()) return env;
+  auto sealed = base64_decode(req.environment, Base64::kStandard);
+  if (!sealed)
+    return fail(ErrorCode::kInvalidArgument, "field 'environment' must be base64 of an xkey seal");
+  auto plain = node_xkey.open(*sealed, req.sender_public_key);
+  if (!plain) {
+    return fail(ErrorCode::kPermissionDenied,
+                "the environment could not be decrypted: seal it to this node's xkey " +
+                    node_xkey.public_key() + " (" + plain.error().message + ")");
+  }
+  auto j = api::FieldReader::parse_object(as_chars(*plain), "decrypted environment");
+  if (!j) return fail(j.error());
+  for (auto it = j->begin(); it != j->end(); ++it) {
+    if (!it->is_string()) {
+      return fail(ErrorCode::kInvalidArgument,
+                  "decrypted environment: value of '" + it.key() + "' must be a string");
+    }
+    env[it.key()] = it->get<std::string>();
+  }
+  return env;
+}
+
+}  // namespace
+
+bool subjects_overlap(std::string_view a, std::string_view b) {
+  auto ta = tokens(a), tb = tokens(b);
+  for (size_t i = 0;; ++i) {
+    const bool ea = i >= ta.size(), eb = i >= tb.size();
+    if (ea || eb) return ea && eb;
+    if (ta[i] == ">" || tb[i] == ">") return true;
+    if (ta[i] != "*" && tb[i] != "*" && ta[i] != tb[i]) return false;
+  }
+}
+
+struct Node::Workload {
+  std::string id;
+  std::string ns;
+  std::string name;
+  std::string description;
+  api::WorkloadType type = api::WorkloadType::kNative;
+  std::string issuer;
+  std::string deploy_jti;
+  std::string hash;
+  int64_t bytes = 0;
+  bool essential = false;
+  std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
+  WarmAgent agent;
+  api::AgentDeployRequest request;  // kept to restart an essential workload
+  bool healthy = true;
+  bool stopping = false;
+  int restarts = 0;
+  std::optional<std::chrono::steady_clock::time_point> restart_at;
+};
+
+Node::Node(NodeOptions options, NodeIdentity identity)
+    : options_(std::move(options)), identity_(std::move(identity)) {}
+
+Result<std::unique_ptr<Node>> Node::start(NodeOptions options) {
+  if (!options.config.no_sandbox) {
+    return fail(
+        ErrorCode::kInvalidArgument,
+        "node config: sandboxed execution (\"no_sandbox\": false) needs the namespace or microVM "
+        "driver, which this build does not include yet; set \"no_sandbox\": true to run "
+        "workloads as plain processes on this host");
+  }
+  if (options.agent_binary.empty()) {
+    options.agent_binary = fs::read_symlink("/proc/self/exe").parent_path() / "nex-agent";
+  }
+  if (access(options.agent_binary.c_str(), X_OK) != 0) {
+    return fail(ErrorCode::kNotFound, "nex-agent not found at " + options.agent_binary.string());
+  }
+  auto identity = NodeIdentity::claim(options.state_dir);
+  if (!identity) return fail(identity.error());
+  std::unique_ptr<Node> node(new Node(std::move(options), std::move(*identity)));
+  Node& n = *node;
+
+  // A previous run killed with SIGKILL may have left sandboxes' files: the pid lock says no
+  // other node uses this directory, so start clean.
+  n.run_dir_ = n.options_.state_dir / "run";
+  std::error_code ec;
+  fs::remove_all(n.run_dir_, ec);
+  fs::create_directories(n.run_dir_, ec);
+
+  nats::ConnectOptions control = n.options_.control;
+  if (control.name.empty()) control.name = "nex-node " + n.id();
+  auto conn = nats::Connection::connect(control);
+  if (!conn) return fail(conn.error());
+  n.control_ = std::move(*conn);
+  log_line("Established node NATS connection to: " + n.control_->connected_url());
+
+  auto driver = sandbox::make_driver("process");
+  if (!driver) return fail(driver.error());
+  n.driver_ = std::move(*driver);
+  auto internal = InternalServer::start(n.run_dir_ / "internal");
+  if (!internal) return fail(internal.error());
+  n.internal_ = std::move(*internal);
+  log_line(fmt::format("Internal NATS server started client_url=nats://{}:{}", n.internal_->host(),
+                       n.internal_->port()));
+
+  for (const auto& [subject, handler] :
+       std::vector<std::pair<std::string, void (Node::*)(nats::Message)>>{
+           {"hostint.*.logs", &Node::on_agent_log},
+           {"hostint.*.events.*", &Node::on_agent_event}}) {
+    auto sub = n.internal_->connection().subscribe(
+        subject, [&n, handler](nats::Message m) { (n.*handler)(std::move(m)); });
+    if (!sub) return fail(sub.error());
+    n.subscriptions_.push_back(std::move(*sub));
+  }
+  auto pool = AgentPool::start(*n.internal_, *n.driver_,
+                               {.size = static_cast<size_t>(n.options_.config.machine_pool_size),
+                                .agent_binary = n.options_.agent_binary,
+                                .work_dir = n.run_dir_ / "sandboxes",
+                                .handshake_timeout = std::chrono::milliseconds(
+                                    n.options_.config.agent_handshake_timeout_ms)});
+  if (!pool) return fail(pool.error());
+  n.pool_ = std::move(*pool);
+
+  const std::string id = n.id();
+  n.serve("$NEX.PING", &Node::on_ping);
+  n.serve("$NEX.PING." + id, &Node::on_ping);
+  n.serve("$NEX.AUCTION", &Node::on_auction);
+  n.serve("$NEX.WPING.>", &Node::on_wping);
+  n.serve("$NEX.INFO.*." + id, &Node::on_info);
+  n.serve("$NEX.DEPLOY.*." + id, &Node::on_deploy);
+  n.serve("$NEX.STOP.*." + id, &Node::on_stop);
+  n.serve("$NEX.LAMEDUCK." + id, &Node::on_lameduck);
+  if (auto st = n.control_->flush(); !st) return fail(st.error());
+
+  n.maintenance_ = std::thread([&n] { n.maintenance_loop(); });
+  log_line("Use this key as the recipient for encrypted run requests public_xkey=" + n.xkey());
+  log_line("NATS execution engine awaiting commands id=" + id + " version=" + n.options_.version);
+  n.publish_event(api::kSystemNamespace, api::event_type::kNodeStarted,
+                  {{"version", n.options_.version}, {"id", id}, {"tags", n.tags()}});
+
+  for (const auto& req : n.options_.config.autostart) {
+    auto r = n.deploy("default", api::dump(api::to_json(req)));
+    log_line(r ? "Autostarted workload " + (*r)["name"].get<std::string>()
+               : "Autostart failed: " + r.error().message);
+  }
+  return node;
+}
+
+Node::~Node() { stop(); }
+
+void Node::serve(const std::string& subject, void (Node::*handler)(nats::Message)) {
+  auto sub = control_->subscribe(subject, [this, handler](nats::Message m) {
+    if (!stopped_) (this->*handler)(std::move(m));
+  });
+  if (sub) {
+    subscriptions_.push_back(std::move(*sub));
+  } else {
+    log_line("cannot subscribe to " + subject + ": " + sub.error().message);
+  }
+}
+
+void Node::reply(const nats::Message& msg, const std::string& body) {
+  if (!msg.reply().empty()) (void)control_->publish(msg.reply(), body);
+}
+
+api::Tags Node::tags() {
+  api::Tags t = options_.config.tags;
+  t["nex.os"] = "linux";
+  t["nex.arch"] = go_arch();
+  t["nex.cpucount"] = std::to_string(std::thread::hardware_concurrency());
+  t["nex.unsafe"] = driver_ && driver_->sandboxed() ? "false" : "true";
+  if (lameduck_) t["nex.lameduck"] = "true";
+  return t;
+}
+
+std::vector<api::WorkloadType> Node::supported_types() const {
+  // What the configuration allows and this build can run.
+  std::vector<api::WorkloadType> out;
+  for (auto t : options_.config.workload_types) {
+    if (t == api::WorkloadType::kNative) out.push_back(t);
+  }
+  return out;
+}
+
+json Node::ping_data() {
+  std::lock_guard lock(mu_);
+  return {{"node_id", id()},
+          {"nexus", ""},
+          {"version", options_.version},
+          {"uptime", api::format_uptime(seconds_since(started_))},
+          {"target_xkey", xkey()},
+          {"tags", tags()},
+          {"running_machines", workloads_.size()}};
+}
+
+void Node::publish_event(const std::string& ns, const std::string& type, json data,
+                         const std::string& source) {
+  json ev = api::cloud_event(source.empty() ? id() : source, type, std::move(data));
+  ev["namespace"] = ns;
+  (void)control_->publish(api::events_subject(ns, type), api::dump(ev));
+}
+
+void Node::on_ping(nats::Message msg) { reply(msg, api::envelope("ping", ping_data())); }
+
+void Node::on_auction(nats::Message msg) {
+  auto req = api::parse_auction_request(msg.data());
+  if (!req) return;  // a malformed auction is simply not answered, like a non-match
+  const api::Tags mine = tags();
+  if (!req->os.empty() && req->os != "linux") return;
+  if (!req->arch.empty() && req->arch != mine.at("nex.arch")) return;
+  if (req->sandboxed && *req->sandboxed && !driver_->sandboxed()) return;
+  if (lameduck_) return;
+  for (const auto& [k, v] : req->tags) {
+    auto it = mine.find(k);
+    if (it == mine.end() || it->second != v) return;
+  }
+  const auto types = supported_types();
+  for (const auto& t : req->workload_types) {
+    auto parsed = api::parse_workload_type(t);
+    if (!parsed || std::find(types.begin(), types.end(), *parsed) == types.end()) return;
+  }
+  reply(msg, api::envelope("auction", ping_data()));
+}
+
+void Node::on_wping(nats::Message msg) {
+  // $NEX.WPING.{ns} or $NEX.WPING.{ns}.{idOrName}
+  const std::string ns = token(msg.subject(), 2);
+  const std::string which = token(msg.subject(), 3);
+  json machines = json::array();
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& [wid, w] : workloads_) {
+      if (w->ns != ns || (!which.empty() && which != w->id && which != w->name)) continue;
+      machines.push_back({{"id", w->id},
+                          {"namespace", w->ns},
+                          {"name", w->name},
+                          {"type", api::to_string(w->type)}});
+    }
+  }
+  if (machines.empty()) return;  // only nodes holding a match answer
+  json data = ping_data();
+  data["running_machines"] = machines;
+  data.erase("nexus");
+  reply(msg, api::envelope("ping", data));
+}
+
+void Node::on_info(nats::Message msg) {
+  const std::string ns = token(msg.subject(), 2);
+  json machines = json::array();
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& [wid, w] : workloads_) {
+      if (w->ns != ns) continue;
+      const std::string runtime = api::format_uptime(seconds_since(w->started));
+      machines.push_back({{"id", w->id},
+                          {"healthy", w->healthy},
+                          {"uptime", runtime},
+                          {"namespace", w->ns},
+                          {"workload",
+                           {{"name", w->name},
+                            {"description", w->description},
+                            {"runtime", runtime},
+                            {"type", api::to_string(w->type)},
+                            {"hash", w->hash}}}});
+    }
+  }
+  json types = json::array();
+  for (auto t : supported_types()) types.push_back(api::to_string(t));
+  reply(msg, api::envelope("info", {{"version", options_.version},
+                                    {"uptime", api::format_uptime(seconds_since(started_))},
+                                    {"public_xkey", xkey()},
+                                    {"tags", tags()},
+                                    {"memory", meminfo()},
+                                    {"machines", machines},
+                                    {"supported_workload_types", types}}));
+}
+
+void Node::on_lameduck(nats::Message msg) {
+  lameduck_ = true;
+  log_line("Entering lame duck mode: no new workloads will be accepted");
+  publish_event(api::kSystemNamespace, api::event_type::kLameDuck,
+                {{"version", options_.version}, {"id", id()}});
+  reply(msg, api::envelope("lameduck", {{"node_id", id()}, {"success", true}}));
+}
+
+void Node::on_deploy(nats::Message msg) {
+  auto r = deploy(token(msg.subject(), 2), msg.data());
+  if (r) {
+    reply(msg, api::envelope("run", *r));
+  } else {
+    log_line("Deploy refused: " + r.error().message);
+    reply(msg, api::envelope_error("run", r.error().message));
+  }
+}
+
+void Node::on_stop(nats::Message msg) {
+  auto r = stop_workload(token(msg.subject(), 2), msg.data());
+  if (r) {
+    reply(msg, api::envelope("stop", *r));
+  } else {
+    log_line("Stop refused: " + r.error().message);
+    reply(msg, api::envelope_error("stop", r.error().message));
+  }
+}
+
+Result<json> Node::deploy(const std::string& ns, std::string_view body) {
+  std::lock_guard deploy_lock(deploy_mu_);
+  const NodeConfig& cfg = options_.config;
+  // The checks run in the order specs/nex-wire.md lists.
+  NEX_RETURN_IF_ERROR(api::validate_namespace(ns));
+  if (lameduck_)
+    return fail(ErrorCode::kUnavailable, "node is in lame duck mode and accepts no new workloads");
+  size_t running = 0;
+  int64_t total_bytes = 0;
+  {
+    std::lock_guard lock(mu_);
+    running = workloads_.size();
+    for (const auto& [wid, w] : workloads_) total_bytes += w->bytes;
+  }
+  if (cfg.node_limits.max_workloads > 0 &&
+      static_cast<int64_t>(running) >= cfg.node_limits.max_workloads) {
+    return fail(ErrorCode::kUnavailable,
+                fmt::format("node is full: it runs {} workloads (node_limits.max_workloads {})",
+                            running, cfg.node_limits.max_workloads));
+  }
+  auto req = api::parse_deploy_request(body);
+  if (!req) return fail(req.error());
+  const auto& allowed = cfg.workload_types;
+  if (std::find(allowed.begin(), allowed.end(), req->type) == allowed.end()) {
+    std::string list;
+    for (auto t : allowed) list += (list.empty() ? "" : ", ") + std::string(api::to_string(t));
+    return fail(ErrorCode::kInvalidArgument,
+                "workload type '" + std::string(api::to_string(req->type)) +
+                    "' is not accepted by this node (workload_types: " + list + ")");
+  }
+  if (!api::is_function(req->type) && !req->trigger_subjects.empty()) {
+    return fail(ErrorCode::kInvalidArgument,
+                "trigger_subjects are only for function workloads (v8, wasm), not native services");
+  }
+  if (api::is_function(req->type) && req->trigger_subjects.empty()) {
+    return fail(ErrorCode::kInvalidArgument,
+                "function workloads need at least one trigger subject");
+  }
+  std::vector<std::string> denied = kAlwaysDenied;
+  denied.insert(denied.end(), cfg.deny_trigger_subjects.begin(), cfg.deny_trigger_subjects.end());
+  for (const auto& s : req->trigger_subjects) {
+    for (const auto& d : denied) {
+      if (subjects_overlap(s, d)) {
+        return fail(
+            ErrorCode::kPermissionDenied,
+            "trigger subject '" + s + "' is not allowed: it overlaps the denied '" + d + "'");
+      }
+    }
+  }
+  const auto runnable = supported_types();
+  if (std::find(runnable.begin(), runnable.end(), req->type) == runnable.end()) {
+    return fail(ErrorCode::kInvalidArgument,
+                "this node cannot run '" + std::string(api::to_string(req->type)) +
+                    "' workloads yet: this build runs native services only");
+  }
+  auto env = open_environment(*req, identity_.xkey());
+  if (!env) return fail(env.error());
+  auto jwt = crypto::verify_jwt(
+      req->workload_jwt, {.issuer_type = crypto::KeyType::kAccount, .clock_skew_seconds = 60});
+  if (!jwt) return fail(jwt.error().code, "workload_jwt: " + jwt.error().message);
+  const std::string name = req->workload_name.empty() ? jwt->claims.sub : req->workload_name;
+  NEX_RETURN_IF_ERROR(api::validate_workload_name(name));
+  if (!req->workload_name.empty() && !jwt->claims.sub.empty() &&
+      jwt->claims.sub != req->workload_name) {
+    return fail(ErrorCode::kPermissionDenied,
+                "workload_name '" + req->workload_name +
+                    "' differs from the name the JWT was signed for ('" + jwt->claims.sub + "')");
+  }
+  const std::string issuer = jwt->claims.iss;
+  if (!cfg.valid_issuers.empty() && std::find(cfg.valid_issuers.begin(), cfg.valid_issuers.end(),
+                                              issuer) == cfg.valid_issuers.end()) {
+    return fail(ErrorCode::kPermissionDenied,
+                "issuer " + issuer + " is not allowed on this node (valid_issuers)");
+  }
+  std::string claimed_hash = req->hash;
+  if (auto h = jwt->claims.nats.find("hash");
+      h != jwt->claims.nats.end() && h->is_string() && !h->get<std::string>().empty()) {
+    if (!claimed_hash.empty() && claimed_hash != h->get<std::string>()) {
+      return fail(ErrorCode::kPermissionDenied,
+                  "field 'hash' differs from the hash the JWT was signed for");
+    }
+    claimed_hash = h->get<std::string>();
+  }
+
+  auto agent = pool_->take(std::chrono::milliseconds(cfg.agent_handshake_timeout_ms));
+  if (!agent) return fail(agent.error());
+  // From here on, a failure must release the agent: nothing is left half-started.
+  auto release = [&](Error err) -> Result<json> {
+    agent->sandbox->stop(1s);
+    (void)internal_->remove_workload(agent->id);
+    return fail(std::move(err));
+  };
+
+  auto js = nats::JetStream::create(*control_, {.domain = req->jsdomain});
+  if (!js) return release(js.error());
+  auto store = nats::ObjectStore::bind(*js, req->location.bucket);
+  if (!store) return release(store.error().wrap("location " + req->location.to_string()));
+  auto info = store->info(req->location.key);
+  if (!info) return release(info.error().wrap("location " + req->location.to_string()));
+  const int64_t size = static_cast<int64_t>(info->size);
+  if (cfg.node_limits.max_workload_bytes > 0 && size > cfg.node_limits.max_workload_bytes) {
+    return release(
+        {ErrorCode::kInvalidArgument,
+         fmt::format(
+             "artifact is {} bytes, over this node's limit of {} (node_limits.max_workload_bytes)",
+             size, cfg.node_limits.max_workload_bytes)});
+  }
+  if (cfg.node_limits.max_total_bytes > 0 && total_bytes + size > cfg.node_limits.max_total_bytes) {
+    return release({ErrorCode::kInvalidArgument,
+                    fmt::format("artifact of {} bytes would take the node past its total of {} "
+                                "bytes (node_limits.max_total_bytes)",
+                                size, cfg.node_limits.max_total_bytes)});
+  }
+  auto got = store->get_file(req->location.key, agent->artifact_path);
+  if (!got) return release(got.error().wrap("download " + req->location.to_string()));
+  // The object store verified the content against its SHA-256 digest; compare that digest with
+  // the hash the request and its JWT vouch for.
+  std::string actual_hash;
+  if (auto raw = base64_decode(std::string_view(got->digest).substr(8), Base64::kUrl); raw)
+    actual_hash = hex_encode(*raw);
+  if (!claimed_hash.empty() && actual_hash != claimed_hash) {
+    return release({ErrorCode::kPermissionDenied,
+                    "artifact hash mismatch: the request vouches for " + claimed_hash +
+                        " but the artifact's SHA-256 is " + actual_hash});
+  }
+  if (req->type == api::WorkloadType::kNative) {
+    if (auto st = check_static_executable(agent->artifact_path); !st) {
+      return release(st.error().wrap("artifact " + req->location.to_string() + " refused"));
+    }
+  }
+
+  api::AgentDeployRequest areq;
+  areq.argv = req->argv;
+  areq.description = req->description;
+  areq.environment = std::move(*env);
+  areq.essential = req->essential;
+  areq.hash = actual_hash;
+  areq.ns = ns;
+  areq.retried_at = req->retried_at;
+  areq.retry_count = req->retry_count.value_or(0);
+  areq.total_bytes = size;
+  areq.trigger_subjects = req->trigger_subjects;
+  areq.workload_name = name;
+  areq.workload_type = req->type;
+  areq.host_services = req->host_services;
+  auto resp = internal_->connection().request(api::agent_subject::deploy(agent->id),
+                                              api::dump(api::to_json(areq)), kDeployTimeout);
+  if (!resp) return release(resp.error().wrap("agent"));
+  auto answer = api::FieldReader::parse_object(resp->data(), "agent deploy response");
+  if (!answer) return release(answer.error());
+  if (!answer->value("accepted", false)) {
+    return release({ErrorCode::kInvalidArgument,
+                    "the agent refused the workload: " +
+                        answer->value("message", std::string("no reason given"))});
+  }
+
+  auto w = std::make_shared<Workload>();
+  w->id = agent->id;
+  w->ns = ns;
+  w->name = name;
+  w->description = req->description;
+  w->type = req->type;
+  w->issuer = issuer;
+  w->deploy_jti = jwt->claims.jti;
+  w->hash = actual_hash;
+  w->bytes = size;
+  w->essential = req->essential;
+  w->agent = std::move(*agent);
+  w->request = std::move(areq);
+  {
+    std::lock_guard lock(mu_);
+    workloads_[w->id] = w;
+  }
+  log_line("Workload deployed name=" + name + " id=" + w->id + " namespace=" + ns);
+  publish_event(ns, api::event_type::kWorkloadDeployed,
+                {{"workload_name", name}, {"code", 0}, {"message", "workload deployed"}},
+                id() + "-" + w->id);
+  return json{{"started", true}, {"id", w->id}, {"issuer", issuer}, {"name", name}};
+}
+
+Result<json> Node::stop_workload(const std::string& ns, std::string_view body) {
+  auto req = api::parse_stop_request(body);
+  if (!req) return fail(req.error());
+  std::shared_ptr<Workload> w;
+  {
+    std::lock_guard lock(mu_);
+    auto it = workloads_.find(req->workload_id);
+    if (it != workloads_.end() && it->second->ns == ns && !it->second->stopping) w = it->second;
+  }
+  if (!w) return fail(ErrorCode::kNotFound, "no such workload: " + req->workload_id);
+  auto jwt = crypto::verify_jwt(
+      req->workload_jwt, {.issuer_type = crypto::KeyType::kAccount, .clock_skew_seconds = 60});
+  if (!jwt) return fail(jwt.error().code, "workload_jwt: " + jwt.error().message);
+  if (jwt->claims.iss != w->issuer) {
+    return fail(ErrorCode::kPermissionDenied,
+                "only the issuer that deployed workload " + w->id + " may stop it");
+  }
+  if (jwt->claims.sub != w->name) {
+    return fail(ErrorCode::kPermissionDenied,
+                "the stop JWT names workload '" + jwt->claims.sub + "', not '" + w->name + "'");
+  }
+  if (jwt->claims.jti == w->deploy_jti) {
+    return fail(ErrorCode::kPermissionDenied,
+                "the stop request replays the deploy JWT: sign a fresh one");
+  }
+  {
+    std::lock_guard lock(mu_);
+    if (w->stopping) return fail(ErrorCode::kNotFound, "no such workload: " + req->workload_id);
+    w->stopping = true;
+  }
+  (void)internal_->connection().request(api::agent_subject::undeploy(w->id), "",
+                                        kUndeployGrace + 2s);
+  remove_workload(w, 0, "workload stopped");
+  return json{{"stopped", true}, {"id", w->id}, {"issuer", w->issuer}, {"name", w->name}};
+}
+
+void Node::remove_workload(const std::shared_ptr<Workload>& w, int code,
+                           const std::string& message) {
+  {
+    std::lock_guard lock(mu_);
+    if (workloads_.erase(w->id) == 0) return;
+  }
+  w->agent.sandbox->stop(kUndeployGrace);
+  (void)internal_->remove_workload(w->id);
+  log_line("Workload undeployed name=" + w->name + " id=" + w->id + " (" + message + ")");
+  publish_event(w->ns, api::event_type::kWorkloadUndeployed,
+                {{"workload_name", w->name}, {"code", code}, {"message", message}},
+                id() + "-" + w->id);
+}
+
+void Node::on_agent_log(nats::Message msg) {
+  const std::string wid = token(msg.subject(), 1);
+  std::shared_ptr<Workload> w;
+  {
+    std::lock_guard lock(mu_);
+    auto it = workloads_.find(wid);
+    if (it == workloads_.end()) return;
+    w = it->second;
+  }
+  auto j = api::FieldReader::parse_object(msg.data(), "log");
+  if (!j) return;
+  const std::string text = j->value("text", std::string());
+  const std::string level = j->value("level", std::string("info"));
+  (void)control_->publish(api::logs_subject(w->ns, id(), w->name, w->id),
+                          api::dump({{"text", text}, {"level", level}, {"id", w->id}}));
+}
+
+void Node::on_agent_event(nats::Message msg) {
+  const std::string wid = token(msg.subject(), 1);
+  const std::string type = token(msg.subject(), 3);
+  std::shared_ptr<Workload> w;
+  {
+    std::lock_guard lock(mu_);
+    auto it = workloads_.find(wid);
+    if (it == workloads_.end()) return;
+    w = it->second;
+  }
+  auto ev = api::FieldReader::parse_object(msg.data(), "event");
+  if (!ev) return;
+  json data = ev->value("data", json::object());
+  if (type == "workload_exited") {
+    const int code = data.value("code", 0);
+    on_workload_exited(w, code, data.value("message", std::string()));
+    return;
+  }
+  publish_event(w->ns, type, data, id() + "-" + w->id);
+}
+
+void Node::on_workload_exited(const std::shared_ptr<Workload>& w, int code,
+                              const std::string& message) {
+  {
+    std::lock_guard lock(mu_);
+    if (w->stopping) return;  // a stop in progress reports the undeploy itself
+    if (w->essential && code != 0 && w->restarts < kMaxRestarts) {
+      // Exponential backoff: 250 ms, 500 ms, 1 s, 2 s, 4 s.
+      const auto delay = std::chrono::milliseconds(250) * (1 << w->restarts);
+      w->restarts += 1;
+      w->healthy = false;
+      w->restart_at = std::chrono::steady_clock::now() + delay;
+      log_line(fmt::format("Essential workload {} {}; restarting in {} ms (attempt {} of {})",
+                           w->name, message, delay.count(), w->restarts, kMaxRestarts));
+      maintenance_cv_.notify_all();
+      return;
+    }
+  }
+  if (w->essential && code != 0) {
+    publish_event(w->ns, api::event_type::kWorkloadCrashLoop,
+                  {{"workload_name", w->name},
+                   {"code", code},
+                   {"restarts", w->restarts},
+                   {"message", "gave up restarting after " + std::to_string(w->restarts) +
+                                   " attempts: " + message}},
+                  id() + "-" + w->id);
+  }
+  remove_workload(w, code, message);
+}
+
+void Node::maintenance_loop() {
+  auto next_health = std::chrono::steady_clock::now() + kHealthInterval;
+  auto next_heartbeat = std::chrono::steady_clock::now() + kHeartbeatInterval;
+  std::unique_lock lock(maintenance_mu_);
+  while (!maintenance_stop_) {
+    maintenance_cv_.wait_for(lock, 100ms);
+    if (maintenance_stop_) break;
+    lock.unlock();
+    const auto now = std::chrono::steady_clock::now();
+    std::vector<std::shared_ptr<Workload>> all;
+    {
+      std::lock_guard l(mu_);
+      for (auto& [wid, w] : workloads_) all.push_back(w);
+    }
+    for (auto& w : all) {
+      bool restart = false;
+      {
+        std::lock_guard l(mu_);
+        if (w->restart_at && *w->restart_at <= now && !w->stopping) {
+          w->restart_at.reset();
+          restart = true;
+        }
+      }
+      if (!restart) continue;
+      w->request.retry_count = w->restarts;
+      w->request.retried_at = rfc3339_nano(std::chrono::system_clock::now());
+      auto r = internal_->connection().request(api::agent_subject::deploy(w->id),
+                                               api::dump(api::to_json(w->request)), kDeployTimeout);
+      const bool ok = r && api::FieldReader::parse_object(r->data(), "agent reply")
+                               .value_or(json::object())
+                               .value("accepted", false);
+      if (ok) {
+        std::lock_guard l(mu_);
+        w->healthy = true;
+      } else {
+        remove_workload(w, 1, "restart failed");
+      }
+    }
+    if (now >= next_health) {
+      next_health = now + kHealthInterval;
+      for (auto& w : all) {
+        const bool ok =
+            internal_->connection()
+                .request(api::agent_subject::ping(w->id), "",
+                         std::chrono::milliseconds(options_.config.agent_ping_timeout_ms))
+                .has_value();
+        std::lock_guard l(mu_);
+        if (!w->restart_at) w->healthy = ok;
+      }
+    }
+    if (now >= next_heartbeat) {
+      next_heartbeat = now + kHeartbeatInterval;
+      json d = ping_data();
+      publish_event(api::kSystemNamespace, api::event_type::kHeartbeat,
+                    {{"version", d["version"]},
+                     {"node_id", d["node_id"]},
+                     {"nexus", ""},
+                     {"uptime", d["uptime"]},
+                     {"tags", d["tags"]},
+                     {"running_machines", d["running_machines"]}});
+    }
+    lock.lock();
+  }
+}
+
+void Node::stop() {
+  if (stopped_.exchange(true)) return;
+  log_line("Shutting down: undeploying every workload");
+  {
+    std::lock_guard lock(maintenance_mu_);
+    maintenance_stop_ = true;
+    maintenance_cv_.notify_all();
+  }
+  if (maintenance_.joinable()) maintenance_.join();
+  subscriptions_.clear();  // no more control requests
+  std::vector<std::shared_ptr<Workload>> all;
+  {
+    std::lock_guard lock(mu_);
+    for (auto& [wid, w] : workloads_) {
+      w->stopping = true;
+      all.push_back(w);
+    }
+  }
+  for (auto& w : all) {
+    (void)internal_->connection().request(api::agent_subject::undeploy(w->id), "",
+                                          kUndeployGrace + 2s);
+    remove_workload(w, 0, "node shutting down");
+  }
+  publish_event(api::kSystemNamespace, api::event_type::kNodeStopped,
+                {{"id", id()}, {"graceful", true}});
+  (void)control_->flush();
+  pool_.reset();
+  internal_.reset();
+  std::error_code ec;
+  fs::remove_all(run_dir_, ec);
+  log_line("Node stopped");
+}
+
+}  // namespace nex::node

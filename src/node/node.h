@@ -1,0 +1,103 @@
+// Node: the daemon behind `nex node up`. It answers the control API on the control NATS
+// (PING, AUCTION, WPING, INFO, DEPLOY, STOP, LAMEDUCK), keeps a warm pool of agents behind its
+// private NATS server, runs each workload through one agent, republishes their logs and events,
+// restarts essential workloads with backoff, and on shutdown undeploys everything and leaves
+// nothing behind.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "api/agent.h"
+#include "api/control.h"
+#include "nats/connection.h"
+#include "node/agent_pool.h"
+#include "node/internal_server.h"
+#include "node/node_config.h"
+#include "node/node_identity.h"
+#include "sandbox/driver.h"
+
+namespace nex::node {
+
+struct NodeOptions {
+  NodeConfig config;
+  nats::ConnectOptions control;  // the control NATS the node serves its API on
+  std::filesystem::path state_dir;
+  std::filesystem::path agent_binary;  // default: nex-agent beside the running executable
+  std::string version;
+};
+
+class Node {
+ public:
+  static Result<std::unique_ptr<Node>> start(NodeOptions options);
+  // Stops gracefully if stop() was not called.
+  ~Node();
+
+  std::string id() const { return identity_.id(); }
+  std::string xkey() const { return identity_.xkey().public_key(); }
+  // Undeploys every workload, announces node_stopped and releases everything.
+  void stop();
+
+ private:
+  struct Workload;
+  Node(NodeOptions options, NodeIdentity identity);
+
+  // Control API.
+  void serve(const std::string& subject, void (Node::*handler)(nats::Message));
+  void on_ping(nats::Message msg);
+  void on_auction(nats::Message msg);
+  void on_wping(nats::Message msg);
+  void on_info(nats::Message msg);
+  void on_deploy(nats::Message msg);
+  void on_stop(nats::Message msg);
+  void on_lameduck(nats::Message msg);
+  Result<nlohmann::json> deploy(const std::string& ns, std::string_view body);
+  Result<nlohmann::json> stop_workload(const std::string& ns, std::string_view body);
+
+  // Agents.
+  void on_agent_log(nats::Message msg);
+  void on_agent_event(nats::Message msg);
+  void on_workload_exited(const std::shared_ptr<Workload>& w, int code, const std::string& message);
+  void remove_workload(const std::shared_ptr<Workload>& w, int code, const std::string& message);
+  void maintenance_loop();
+
+  nlohmann::json ping_data();
+  api::Tags tags();
+  std::vector<api::WorkloadType> supported_types() const;
+  void publish_event(const std::string& ns, const std::string& type, nlohmann::json data,
+                     const std::string& source = {});
+  void reply(const nats::Message& msg, const std::string& body);
+
+  NodeOptions options_;
+  NodeIdentity identity_;
+  std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
+  std::filesystem::path run_dir_;
+  std::optional<nats::Connection> control_;
+  std::unique_ptr<sandbox::Driver> driver_;
+  std::unique_ptr<InternalServer> internal_;
+  std::unique_ptr<AgentPool> pool_;
+  std::vector<nats::Subscription> subscriptions_;
+  std::atomic<bool> lameduck_{false};
+  std::atomic<bool> stopped_{false};
+
+  std::mutex mu_;  // guards workloads_
+  std::map<std::string, std::shared_ptr<Workload>> workloads_;
+  std::mutex deploy_mu_;  // deploys one at a time, so limits hold
+
+  std::mutex maintenance_mu_;
+  std::condition_variable maintenance_cv_;
+  bool maintenance_stop_ = false;
+  std::thread maintenance_;
+};
+
+// True when the two subjects (with * and > wildcards) can match a common subject.
+bool subjects_overlap(std::string_view a, std::string_view b);
+
+}  // namespace nex::node

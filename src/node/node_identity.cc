@@ -1,0 +1,98 @@
+#include "node/node_identity.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <sstream>
+
+namespace nex::node {
+namespace fs = std::filesystem;
+
+namespace {
+
+Result<std::string> read_or_create(const fs::path& path, const std::function<std::string()>& make) {
+  if (fs::exists(path)) {
+    std::ifstream in(path);
+    std::string text;
+    in >> text;
+    return text;
+  }
+  const std::string seed = make();
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0)
+    return fail(ErrorCode::kIo, "cannot create " + path.string() + ": " + std::strerror(errno));
+  const std::string line = seed + "\n";
+  const bool ok = ::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size());
+  ::close(fd);
+  if (!ok) return fail(ErrorCode::kIo, "cannot write " + path.string());
+  return seed;
+}
+
+}  // namespace
+
+Result<NodeIdentity> NodeIdentity::claim(const fs::path& state_dir) {
+  std::error_code ec;
+  fs::create_directories(state_dir, ec);
+  if (ec)
+    return fail(ErrorCode::kIo,
+                "cannot create state directory " + state_dir.string() + ": " + ec.message());
+  ::chmod(state_dir.c_str(), 0700);
+
+  const fs::path pid_file = state_dir / "node.pid";
+  const int fd = ::open(pid_file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0)
+    return fail(ErrorCode::kIo, "cannot open " + pid_file.string() + ": " + std::strerror(errno));
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    std::ifstream in(pid_file);
+    std::string pid;
+    in >> pid;
+    ::close(fd);
+    return fail(ErrorCode::kAlreadyExists, "another nex node (pid " + (pid.empty() ? "?" : pid) +
+                                               ") is running with state directory " +
+                                               state_dir.string());
+  }
+  const std::string pid = std::to_string(::getpid()) + "\n";
+  if (::ftruncate(fd, 0) != 0 || ::write(fd, pid.data(), pid.size()) < 0) {
+    ::close(fd);
+    return fail(ErrorCode::kIo, "cannot write " + pid_file.string());
+  }
+
+  auto server_seed = read_or_create(state_dir / "node.nk", [] {
+    return crypto::KeyPair::create(crypto::KeyType::kServer)->seed();
+  });
+  auto xkey_seed =
+      read_or_create(state_dir / "node.xk", [] { return crypto::XKey::create().seed(); });
+  if (!server_seed || !xkey_seed) {
+    ::close(fd);
+    return fail(server_seed ? xkey_seed.error() : server_seed.error());
+  }
+  auto server_key = crypto::KeyPair::from_seed(*server_seed);
+  auto xkey = crypto::XKey::from_seed(*xkey_seed);
+  if (!server_key || server_key->type() != crypto::KeyType::kServer || !xkey) {
+    ::close(fd);
+    return fail(ErrorCode::kCorrupt,
+                "the node keys in " + state_dir.string() +
+                    " are damaged (node.nk must hold an SN… seed, node.xk an SX… seed)");
+  }
+  return NodeIdentity(std::move(*server_key), std::move(*xkey), fd, pid_file);
+}
+
+NodeIdentity::NodeIdentity(NodeIdentity&& other) noexcept
+    : server_key_(other.server_key_),
+      xkey_(other.xkey_),
+      lock_fd_(std::exchange(other.lock_fd_, -1)),
+      pid_file_(std::move(other.pid_file_)) {}
+
+NodeIdentity::~NodeIdentity() {
+  if (lock_fd_ < 0) return;
+  std::error_code ec;
+  fs::remove(pid_file_, ec);
+  ::close(lock_fd_);
+}
+
+}  // namespace nex::node

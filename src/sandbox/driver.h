@@ -1,0 +1,57 @@
+// The sandbox Driver: how a node runs an agent in isolation, in the spirit of Nomad's task
+// drivers. Each isolation level (process, namespace, microVM) implements the same small
+// lifecycle: start a sandbox running the agent, signal it, wait for it, stop it (which also
+// releases everything it held), and inspect its resource use.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+
+namespace nex::sandbox {
+
+struct SandboxSpec {
+  std::string workload_id;
+  std::filesystem::path agent_binary;
+  std::filesystem::path work_dir;  // private to the sandbox; the driver removes it on stop
+  std::vector<std::string> env;    // KEY=VALUE handed to the agent
+  std::filesystem::path log_file;  // the agent's own stdout/stderr
+};
+
+struct SandboxStats {
+  int64_t rss_bytes = 0;  // the agent and everything it started
+};
+
+class Sandbox {
+ public:
+  virtual ~Sandbox() = default;
+  virtual const std::string& id() const = 0;
+  virtual pid_t pid() const = 0;
+  virtual bool running() = 0;
+  virtual Status signal(int signo) = 0;
+  // The agent's wait status once it has exited within `timeout`.
+  virtual std::optional<int> wait(std::chrono::milliseconds timeout) = 0;
+  // Ends the agent (SIGTERM, SIGKILL after `grace`) and releases the sandbox's resources.
+  virtual void stop(std::chrono::milliseconds grace) = 0;
+  virtual Result<SandboxStats> stats() = 0;
+};
+
+class Driver {
+ public:
+  virtual ~Driver() = default;
+  virtual std::string_view name() const = 0;
+  virtual bool sandboxed() const = 0;  // false: workloads run as plain host processes
+  virtual Result<std::unique_ptr<Sandbox>> start(const SandboxSpec& spec) = 0;
+};
+
+// Drivers by name ("process"); kNotFound for an unknown name.
+Result<std::unique_ptr<Driver>> make_driver(std::string_view name);
+
+}  // namespace nex::sandbox

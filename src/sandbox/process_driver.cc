@@ -1,0 +1,104 @@
+#include "sandbox/process_driver.h"
+
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#include "core/subprocess.h"
+
+namespace nex::sandbox {
+namespace fs = std::filesystem;
+
+namespace {
+
+class ProcessSandbox : public Sandbox {
+ public:
+  ProcessSandbox(std::string id, fs::path work_dir, Subprocess process)
+      : id_(std::move(id)), work_dir_(std::move(work_dir)), process_(std::move(process)) {}
+  ~ProcessSandbox() override { stop(std::chrono::seconds(5)); }
+
+  const std::string& id() const override { return id_; }
+  pid_t pid() const override { return process_.pid(); }
+  bool running() override { return process_.running(); }
+  Status signal(int signo) override { return process_.signal(signo); }
+  std::optional<int> wait(std::chrono::milliseconds timeout) override {
+    return process_.wait_for(timeout);
+  }
+  void stop(std::chrono::milliseconds grace) override {
+    process_.terminate(grace);
+    std::error_code ec;
+    if (!work_dir_.empty()) fs::remove_all(work_dir_, ec);
+  }
+  Result<SandboxStats> stats() override {
+    return SandboxStats{process_tree_rss_bytes(process_.pid())};
+  }
+
+ private:
+  std::string id_;
+  fs::path work_dir_;
+  Subprocess process_;
+};
+
+}  // namespace
+
+int64_t process_tree_rss_bytes(pid_t root) {
+  // Map every process to its parent, then add up the tree under `root`.
+  std::multimap<pid_t, pid_t> children;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator("/proc", ec)) {
+    const std::string name = entry.path().filename();
+    if (name.empty() || !std::isdigit(static_cast<unsigned char>(name[0]))) continue;
+    std::ifstream stat(entry.path() / "stat");
+    std::string line;
+    if (!std::getline(stat, line)) continue;
+    const size_t close = line.rfind(')');
+    if (close == std::string::npos) continue;
+    std::istringstream rest(line.substr(close + 2));
+    char state;
+    pid_t ppid;
+    if (rest >> state >> ppid) children.emplace(ppid, std::stoi(name));
+  }
+  int64_t total = 0;
+  std::vector<pid_t> todo = {root};
+  while (!todo.empty()) {
+    const pid_t pid = todo.back();
+    todo.pop_back();
+    std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+    for (std::string line; std::getline(status, line);) {
+      if (line.rfind("VmRSS:", 0) == 0) total += std::stoll(line.substr(6)) * 1024;
+    }
+    auto [lo, hi] = children.equal_range(pid);
+    for (auto it = lo; it != hi; ++it) todo.push_back(it->second);
+  }
+  return total;
+}
+
+Result<std::unique_ptr<Sandbox>> ProcessDriver::start(const SandboxSpec& spec) {
+  std::error_code ec;
+  fs::create_directories(spec.work_dir, ec);
+  if (ec)
+    return fail(ErrorCode::kIo, "cannot create " + spec.work_dir.string() + ": " + ec.message());
+  // The agent gets only what it needs from the node's environment.
+  std::vector<std::string> env = spec.env;
+  env.push_back("PATH=/usr/local/bin:/usr/bin:/bin");
+  auto process = Subprocess::spawn({.argv = {spec.agent_binary.string()},
+                                    .env = env,
+                                    .clear_env = true,
+                                    .stdout_path = spec.log_file.string(),
+                                    .stderr_path = spec.log_file.string(),
+                                    .die_with_parent = true});
+  if (!process) {
+    fs::remove_all(spec.work_dir, ec);
+    return fail(process.error().wrap("start agent"));
+  }
+  return std::unique_ptr<Sandbox>(
+      std::make_unique<ProcessSandbox>(spec.workload_id, spec.work_dir, std::move(*process)));
+}
+
+Result<std::unique_ptr<Driver>> make_driver(std::string_view name) {
+  if (name == "process") return std::unique_ptr<Driver>(std::make_unique<ProcessDriver>());
+  return fail(ErrorCode::kNotFound,
+              "unknown sandbox driver '" + std::string(name) + "' (available: process)");
+}
+
+}  // namespace nex::sandbox

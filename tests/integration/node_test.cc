@@ -1,0 +1,267 @@
+// The node end to end, against real nats-server processes: deploy the static echo service over
+// $NEX.DEPLOY, use it, watch its logs and events, stop it, and every refusal the spec lists.
+#include "node/node.h"
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <condition_variable>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <thread>
+
+#include "api/control.h"
+#include "api/events.h"
+#include "core/clock.h"
+#include "core/subprocess.h"
+#include "crypto/digest.h"
+#include "crypto/jwt.h"
+#include "crypto/xkeys.h"
+#include "nats/object_store.h"
+#include "node/internal_server.h"
+#include "testing/nats_server_fixture.h"
+
+namespace nex::node {
+namespace {
+
+using namespace std::chrono_literals;
+using nlohmann::json;
+using testing::NatsServerTest;
+namespace fs = std::filesystem;
+
+const fs::path kBinDir = fs::read_symlink("/proc/self/exe").parent_path();
+
+std::string slurp(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+// Collects messages on a subject, for asserting what a user watching it would see.
+class Collector {
+ public:
+  Collector(const nats::Connection& conn, const std::string& subject) {
+    sub_ = *conn.subscribe(subject, [this](nats::Message m) {
+      std::lock_guard l(mu_);
+      messages_.push_back({std::string(m.subject()), std::string(m.data())});
+      cv_.notify_all();
+    });
+    (void)conn.flush();
+  }
+  // Waits for a message whose body contains `needle`.
+  std::optional<std::pair<std::string, std::string>> wait_for(const std::string& needle,
+                                                              std::chrono::milliseconds t = 10s) {
+    std::unique_lock l(mu_);
+    std::optional<std::pair<std::string, std::string>> found;
+    cv_.wait_for(l, t, [&] {
+      for (auto& m : messages_) {
+        if (m.second.find(needle) != std::string::npos) {
+          found = m;
+          return true;
+        }
+      }
+      return false;
+    });
+    return found;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<std::pair<std::string, std::string>> messages_;
+  nats::Subscription sub_;
+};
+
+class NodeTest : public NatsServerTest {
+ protected:
+  void SetUp() override {
+    NatsServerTest::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
+    state_dir_ = fs::temp_directory_path() /
+                 ("nex-node-test-" + std::to_string(getpid()) + "-" + unique("s"));
+    conn_ = std::make_unique<nats::Connection>(connect());
+    js_ = std::make_unique<nats::JetStream>(jetstream());
+    auto os = nats::ObjectStore::create(*js_, {.bucket = "NEXCLIFILES"});
+    ASSERT_TRUE(os) << os.error().message;
+    ASSERT_OK(os->put_file("echoservice", kBinDir / "echoservice"));
+  }
+  void TearDown() override {
+    node_.reset();
+    std::error_code ec;
+    fs::remove_all(state_dir_, ec);
+  }
+
+  void start_node(NodeConfig config = {}) {
+    config.no_sandbox = true;
+    auto n = Node::start({.config = config,
+                          .control = {.urls = {server().url()}},
+                          .state_dir = state_dir_,
+                          .version = "test"});
+    ASSERT_TRUE(n) << n.error().message;
+    node_ = std::move(*n);
+  }
+
+  std::string jwt_for(const std::string& name, const crypto::KeyPair& issuer,
+                      std::optional<int64_t> exp = {}) {
+    return crypto::encode_jwt({.sub = name, .exp = exp, .nats = {{"type", "workload"}}}, issuer);
+  }
+  // A stop JWT differs from the deploy JWT in its claims (a token with the deploy's exact
+  // claims is the deploy token, a replay).
+  std::string stop_jwt_for(const std::string& name, const crypto::KeyPair& issuer) {
+    return crypto::encode_jwt({.sub = name, .nats = {{"type", "workload_stop"}}}, issuer);
+  }
+
+  // A deploy request as `nex run` would build it.
+  json deploy_request(const std::string& name, const std::map<std::string, std::string>& env = {}) {
+    json env_json = json::object();
+    for (auto& [k, v] : env) env_json[k] = v;
+    auto sealed = publisher_.seal(as_bytes(env_json.dump()), node_->xkey());
+    return {{"argv", json::array()},
+            {"description", "echo service under test"},
+            {"type", "native"},
+            {"location", "nats://NEXCLIFILES/echoservice"},
+            {"essential", false},
+            {"workload_jwt", jwt_for(name, issuer_)},
+            {"environment", base64_encode(*sealed, Base64::kStandard)},
+            {"sender_public_key", publisher_.public_key()},
+            {"target_node", node_->id()},
+            {"trigger_subjects", json::array()},
+            {"workload_name", name}};
+  }
+
+  // Sends a control request and returns the envelope.
+  json control(const std::string& subject, const std::string& body,
+               std::chrono::milliseconds t = 20s) {
+    auto r = conn_->request(subject, body, t);
+    if (!r) return json{{"transport_error", r.error().message}};
+    return json::parse(r->data());
+  }
+  json deploy(const json& req, const std::string& ns = "default") {
+    return control("$NEX.DEPLOY." + ns + "." + node_->id(), req.dump());
+  }
+  json stop(const std::string& id, const std::string& jwt, const std::string& ns = "default") {
+    return control("$NEX.STOP." + ns + "." + node_->id(),
+                   json{{"workload_id", id}, {"workload_jwt", jwt}}.dump());
+  }
+  json info(const std::string& ns = "default") {
+    return control("$NEX.INFO." + ns + "." + node_->id(), "");
+  }
+
+  // Waits until the echo service answers on its subject.
+  bool echo_answers(const std::string& subject, std::chrono::milliseconds t = 10s) {
+    const auto deadline = std::chrono::steady_clock::now() + t;
+    while (std::chrono::steady_clock::now() < deadline) {
+      auto r = conn_->request(subject, "hello nex", 500ms);
+      if (r && r->data() == "hello nex") return true;
+      std::this_thread::sleep_for(20ms);
+    }
+    return false;
+  }
+
+  fs::path state_dir_;
+  std::unique_ptr<nats::Connection> conn_;
+  std::unique_ptr<nats::JetStream> js_;
+  std::unique_ptr<Node> node_;
+  crypto::KeyPair issuer_ = *crypto::KeyPair::create(crypto::KeyType::kAccount);
+  crypto::XKey publisher_ = crypto::XKey::create();
+};
+
+TEST_F(NodeTest, DeploysUsesAndStopsTheEchoService) {
+  start_node();
+  Collector logs(*conn_, "$NEX.logs.default.*.echoservice.*");
+  Collector events(*conn_, "$NEX.events.default.*");
+  json r = deploy(deploy_request(
+      "echoservice", {{"NATS_URL", server().url()}, {"ECHO_SUBJECT", "svc.echo.test"}}));
+  ASSERT_TRUE(r["error"].is_null()) << r.dump();
+  EXPECT_EQ(r["type"], "io.nats.nex.v1.run_response");
+  const std::string id = r["data"]["id"];
+  EXPECT_EQ(r["data"]["name"], "echoservice");
+  EXPECT_EQ(r["data"]["issuer"], issuer_.public_key());
+  EXPECT_TRUE(r["data"]["started"]);
+
+  ASSERT_TRUE(echo_answers("svc.echo.test")) << "the deployed service never answered";
+  auto line = logs.wait_for("Echo service using NATS url");
+  ASSERT_TRUE(line) << "no log line from the service";
+  EXPECT_EQ(line->first, "$NEX.logs.default." + node_->id() + ".echoservice." + id);
+  EXPECT_EQ(json::parse(line->second)["level"], "info");
+  EXPECT_EQ(json::parse(line->second)["id"], id);
+  auto deployed = events.wait_for("workload_deployed");
+  ASSERT_TRUE(deployed);
+  json ev = json::parse(deployed->second);
+  EXPECT_EQ(ev["specversion"], "1.0");
+  EXPECT_EQ(ev["source"], node_->id() + "-" + id);
+  EXPECT_EQ(ev["data"]["workload_name"], "echoservice");
+
+  json in = info();
+  ASSERT_EQ(in["data"]["machines"].size(), 1u) << in.dump();
+  EXPECT_EQ(in["data"]["machines"][0]["id"], id);
+  EXPECT_EQ(in["data"]["machines"][0]["healthy"], true);
+  EXPECT_EQ(in["data"]["machines"][0]["workload"]["name"], "echoservice");
+  EXPECT_EQ(in["data"]["machines"][0]["workload"]["hash"],
+            hex_encode(crypto::sha256(as_bytes(slurp(kBinDir / "echoservice")))));
+  EXPECT_EQ(info("other")["data"]["machines"].size(), 0u);  // filtered by namespace
+
+  json s = stop(id, stop_jwt_for("echoservice", issuer_));
+  ASSERT_TRUE(s["error"].is_null()) << s.dump();
+  EXPECT_EQ(s["type"], "io.nats.nex.v1.stop_response");
+  EXPECT_TRUE(s["data"]["stopped"]);
+  EXPECT_TRUE(events.wait_for("workload_undeployed"));
+  EXPECT_EQ(info()["data"]["machines"].size(), 0u);
+  auto gone = conn_->request("svc.echo.test", "x", 500ms);
+  ASSERT_FALSE(gone);
+  EXPECT_EQ(gone.error().code, ErrorCode::kNoResponders);
+}
+
+}  // namespace
+}  // namespace nex::node
+
+namespace nex::node {
+namespace {
+
+TEST_F(NodeTest, StopIsRefusedToOtherIssuersReplaysAndOtherNamespaces) {
+  start_node();
+  json req = deploy_request("echoservice",
+                            {{"NATS_URL", server().url()}, {"ECHO_SUBJECT", "svc.echo.stop"}});
+  json r = deploy(req);
+  ASSERT_TRUE(r["error"].is_null()) << r.dump();
+  const std::string id = r["data"]["id"];
+  auto other = *crypto::KeyPair::create(crypto::KeyType::kAccount);
+
+  json s1 = stop(id, stop_jwt_for("echoservice", other));
+  EXPECT_EQ(s1["data"], "");
+  EXPECT_NE(s1["error"].get<std::string>().find("only the issuer that deployed"), std::string::npos)
+      << s1.dump();
+  json s2 = stop(id, req["workload_jwt"]);
+  EXPECT_NE(s2["error"].get<std::string>().find("replays the deploy JWT"), std::string::npos)
+      << s2.dump();
+  json s3 = stop(id, stop_jwt_for("echoservice", issuer_), "elsewhere");
+  EXPECT_NE(s3["error"].get<std::string>().find("no such workload"), std::string::npos)
+      << s3.dump();
+  json s4 = stop(id, stop_jwt_for("othername", issuer_));
+  EXPECT_NE(s4["error"].get<std::string>().find("names workload 'othername'"), std::string::npos)
+      << s4.dump();
+  json s5 = stop(id, "not.a.jwt");
+  EXPECT_NE(s5["error"].get<std::string>().find("workload_jwt"), std::string::npos) << s5.dump();
+  // After all that, it still runs, and its own issuer can stop it.
+  EXPECT_TRUE(echo_answers("svc.echo.stop"));
+  EXPECT_TRUE(stop(id, stop_jwt_for("echoservice", issuer_))["error"].is_null());
+}
+
+TEST_F(NodeTest, EnvironmentSealedToAnotherNodeIsRefused) {
+  start_node();
+  json req = deploy_request("echoservice", {{"NATS_URL", server().url()}});
+  auto elsewhere = crypto::XKey::create();
+  auto sealed = publisher_.seal(as_bytes(R"({"NATS_URL":"x"})"), elsewhere.public_key());
+  req["environment"] = base64_encode(*sealed, Base64::kStandard);
+  json r = deploy(req);
+  EXPECT_EQ(r["data"], "");
+  EXPECT_NE(r["error"].get<std::string>().find("could not be decrypted"), std::string::npos)
+      << r.dump();
+  EXPECT_NE(r["error"].get<std::string>().find(node_->xkey()), std::string::npos);
+}
+
+}  // namespace
+}  // namespace nex::node
