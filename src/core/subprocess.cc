@@ -1,8 +1,10 @@
 #include "core/subprocess.h"
 
 #include <fcntl.h>
+#include <linux/close_range.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -94,6 +96,9 @@ Result<Subprocess> Subprocess::spawn(const SpawnOptions& options) {
     }
     if (out_fd >= 0) ::dup2(out_fd, STDOUT_FILENO);
     if (err_fd >= 0) ::dup2(err_fd, STDERR_FILENO);
+    // Descriptors another thread opened without O_CLOEXEC must not leak into the program.
+    // (Marking them close-on-exec keeps the exec-status pipe working until exec.)
+    ::syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC);
     sigset_t none;
     sigemptyset(&none);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);

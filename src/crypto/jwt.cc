@@ -140,8 +140,8 @@ Status validate_jwt(const JwtClaims& c, const JwtExpectations& expect) {
   if (c.iat == 0) return fail(ErrorCode::kInvalidArgument, "invalid JWT: missing 'iat' claim");
   if (c.iat > now + skew)
     return fail(ErrorCode::kPermissionDenied, "JWT issued in the future (iat)");
-  if (c.exp && *c.exp <= now - skew)
-    return fail(ErrorCode::kPermissionDenied, "JWT has expired (exp)");
+  // The skew forgives a signer's clock running ahead (iat, nbf); expiry is never extended.
+  if (c.exp && *c.exp <= now) return fail(ErrorCode::kPermissionDenied, "JWT has expired (exp)");
   if (c.nbf && *c.nbf > now + skew)
     return fail(ErrorCode::kPermissionDenied, "JWT is not valid yet (nbf)");
   if (expect.issuer_type) {

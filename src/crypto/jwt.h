@@ -44,8 +44,8 @@ struct JwtExpectations {
   int64_t clock_skew_seconds = 0;
 };
 
-// exp must be in the future, nbf not in the future, iat present and not in the future (beyond
-// the allowed skew), and iss of the expected type.
+// exp must be in the future, nbf and iat not in the future (beyond the allowed skew), iat
+// present, and iss of the expected type.
 Status validate_jwt(const JwtClaims& claims, const JwtExpectations& expect);
 
 // decode_jwt + validate_jwt.

@@ -2,6 +2,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -295,18 +298,24 @@ Result<std::string> ObjectStore::get_bytes(const std::string& name) const {
 Result<ObjectInfo> ObjectStore::get_file(const std::string& name,
                                          const std::filesystem::path& path) const {
   const std::filesystem::path partial = path.string() + ".partial";
-  std::ofstream out(partial, std::ios::binary | std::ios::trunc);
-  if (!out) {
+  // O_CLOEXEC: a process forked meanwhile must not inherit a writable descriptor, or executing
+  // the file later fails with ETXTBSY (and the child would hold it open for its lifetime).
+  const int fd = ::open(partial.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) {
     return fail(ErrorCode::kIo, "cannot write " + partial.string() + ": " + std::strerror(errno));
   }
   auto got = get(name, [&](std::string_view chunk) -> Status {
-    out.write(chunk.data(), static_cast<std::streamsize>(chunk.size()));
-    if (!out) return fail(ErrorCode::kIo, "write " + partial.string() + " failed");
+    while (!chunk.empty()) {
+      const ssize_t n = ::write(fd, chunk.data(), chunk.size());
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0)
+        return fail(ErrorCode::kIo, "write " + partial.string() + ": " + std::strerror(errno));
+      chunk.remove_prefix(static_cast<size_t>(n));
+    }
     return {};
   });
-  out.close();
+  if (::close(fd) != 0 && got) got = fail(ErrorCode::kIo, "write " + partial.string() + " failed");
   std::error_code ec;
-  if (got && !out) got = fail(ErrorCode::kIo, "write " + partial.string() + " failed");
   if (got) std::filesystem::rename(partial, path, ec);
   if (!got || ec) {
     std::filesystem::remove(partial, ec);

@@ -528,17 +528,8 @@ Result<json> Node::deploy(const std::string& ns, std::string_view body) {
   areq.workload_name = name;
   areq.workload_type = req->type;
   areq.host_services = req->host_services;
-  auto resp = internal_->connection().request(api::agent_subject::deploy(agent->id),
-                                              api::dump(api::to_json(areq)), kDeployTimeout);
-  if (!resp) return release(resp.error().wrap("agent"));
-  auto answer = api::FieldReader::parse_object(resp->data(), "agent deploy response");
-  if (!answer) return release(answer.error());
-  if (!answer->value("accepted", false)) {
-    return release({ErrorCode::kInvalidArgument,
-                    "the agent refused the workload: " +
-                        answer->value("message", std::string("no reason given"))});
-  }
-
+  // Registered before the agent starts it, so the workload's first log lines and an early exit
+  // find it.
   auto w = std::make_shared<Workload>();
   w->id = agent->id;
   w->ns = ns;
@@ -550,16 +541,42 @@ Result<json> Node::deploy(const std::string& ns, std::string_view body) {
   w->hash = actual_hash;
   w->bytes = size;
   w->essential = req->essential;
+  w->request = areq;
   w->agent = std::move(*agent);
-  w->request = std::move(areq);
   {
     std::lock_guard lock(mu_);
     workloads_[w->id] = w;
   }
+  auto unregister = [&](Error err) -> Result<json> {
+    {
+      std::lock_guard lock(mu_);
+      workloads_.erase(w->id);
+    }
+    w->agent.sandbox->stop(1s);
+    (void)internal_->remove_workload(w->id);
+    return fail(std::move(err));
+  };
+  auto resp = internal_->connection().request(api::agent_subject::deploy(w->id),
+                                              api::dump(api::to_json(areq)), kDeployTimeout);
+  if (!resp) return unregister(resp.error().wrap("agent"));
+  auto answer = api::FieldReader::parse_object(resp->data(), "agent deploy response");
+  if (!answer) return unregister(answer.error());
+  if (!answer->value("accepted", false)) {
+    return unregister({ErrorCode::kInvalidArgument,
+                       "the agent refused the workload: " +
+                           answer->value("message", std::string("no reason given"))});
+  }
   log_line("Workload deployed name=" + name + " id=" + w->id + " namespace=" + ns);
-  publish_event(ns, api::event_type::kWorkloadDeployed,
-                {{"workload_name", name}, {"code", 0}, {"message", "workload deployed"}},
-                id() + "-" + w->id);
+  bool still_running = false;
+  {
+    std::lock_guard lock(mu_);
+    still_running = workloads_.count(w->id) > 0;
+  }
+  if (still_running) {  // (an instant exit was already reported as undeployed)
+    publish_event(ns, api::event_type::kWorkloadDeployed,
+                  {{"workload_name", name}, {"code", 0}, {"message", "workload deployed"}},
+                  id() + "-" + w->id);
+  }
   return json{{"started", true}, {"id", w->id}, {"issuer", issuer}, {"name", name}};
 }
 

@@ -265,3 +265,137 @@ TEST_F(NodeTest, EnvironmentSealedToAnotherNodeIsRefused) {
 
 }  // namespace
 }  // namespace nex::node
+
+namespace nex::node {
+namespace {
+
+// The processes this test process has started that run `binary_name`, directly or not.
+int descendants_running(const std::string& exe_substring) {
+  int count = 0;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator("/proc", ec)) {
+    const std::string name = e.path().filename();
+    if (name.empty() || !std::isdigit(static_cast<unsigned char>(name[0]))) continue;
+    std::error_code ec2;
+    const fs::path exe = fs::read_symlink(e.path() / "exe", ec2);
+    if (!ec2 && exe.string().find(exe_substring) != std::string::npos) ++count;
+  }
+  return count;
+}
+
+class NodeRefusals : public NodeTest {
+ protected:
+  void SetUp() override {
+    NodeTest::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
+    auto os = nats::ObjectStore::bind(*js_, "NEXCLIFILES");
+    ASSERT_OK(os->put_file("dynamic", "/bin/true"));  // dynamically linked
+    ASSERT_OK(os->put_bytes("script", "#!/bin/sh\necho not an ELF\n"));
+  }
+
+  // Deploys `req` and expects a refusal containing `expect`; then checks the node still answers
+  // and holds nothing but its warm pool.
+  void expect_refused(const std::string& body, const std::string& expect) {
+    json r = control("$NEX.DEPLOY.default." + node_->id(), body);
+    EXPECT_EQ(r["type"], "io.nats.nex.v1.run_response") << r.dump();
+    EXPECT_EQ(r["data"], "") << r.dump();
+    ASSERT_TRUE(r["error"].is_string()) << r.dump();
+    EXPECT_NE(r["error"].get<std::string>().find(expect), std::string::npos)
+        << "expected an error containing \"" << expect << "\", got: " << r["error"];
+    json ping = control("$NEX.PING." + node_->id(), "");
+    EXPECT_TRUE(ping["error"].is_null()) << "the node stopped answering after: " << expect;
+    EXPECT_EQ(info()["data"]["machines"].size(), 0u);
+    EXPECT_EQ(descendants_running(state_dir_.string()), 0) << "a workload process was left running";
+    // The pool refills to its size; nothing else stays in the sandboxes directory.
+    const auto deadline = std::chrono::steady_clock::now() + 5s;
+    size_t dirs = 0;
+    do {
+      dirs = 0;
+      for (const auto& e : fs::directory_iterator(state_dir_ / "run" / "sandboxes"))
+        dirs += e.is_directory();
+      if (dirs == 1) break;
+      std::this_thread::sleep_for(20ms);
+    } while (std::chrono::steady_clock::now() < deadline);
+    EXPECT_EQ(dirs, 1u) << "sandbox directories left behind after: " << expect;
+  }
+  void expect_refused(const json& req, const std::string& expect) {
+    expect_refused(req.dump(), expect);
+  }
+};
+
+TEST_F(NodeRefusals, BadRequestsGetPreciseErrors) {
+  start_node();
+  const json good = deploy_request("echoservice", {{"NATS_URL", server().url()}});
+  auto with = [&](const char* field, json value) {
+    json r = good;
+    r[field] = std::move(value);
+    return r;
+  };
+  auto without = [&](const char* field) {
+    json r = good;
+    r.erase(field);
+    return r;
+  };
+  expect_refused(std::string("{not json"), "deploy request is not valid JSON");
+  expect_refused(with("argv", "run fast"), "field 'argv' must be an array of strings");
+  expect_refused(with("essential", "yes"), "field 'essential' must be true or false");
+  expect_refused(without("location"), "field 'location' is required");
+  expect_refused(with("location", "nats://NO_SUCH_BUCKET/echoservice"),
+                 "bucket 'NO_SUCH_BUCKET' does not exist");
+  expect_refused(with("location", "nats://NEXCLIFILES/missing"), "object 'missing' not found");
+  std::string forged = good["workload_jwt"];
+  forged.back() = forged.back() == 'A' ? 'B' : 'A';
+  expect_refused(with("workload_jwt", forged), "workload_jwt: invalid JWT");
+  expect_refused(with("workload_jwt", "unsigned"), "workload_jwt: invalid JWT");
+  expect_refused(with("workload_jwt", jwt_for("echoservice", issuer_, unix_seconds_now() - 10)),
+                 "workload_jwt: JWT has expired");
+  auto user = *crypto::KeyPair::create(crypto::KeyType::kUser);
+  expect_refused(with("workload_jwt", jwt_for("echoservice", user)),
+                 "JWT issuer must be a account key");
+  expect_refused(with("trigger_subjects", {"svc.trigger"}),
+                 "trigger_subjects are only for function workloads");
+  json sys = with("type", "v8");
+  sys["trigger_subjects"] = {"$SYS.REQ.SERVER.PING"};
+  expect_refused(sys, "trigger subject '$SYS.REQ.SERVER.PING' is not allowed");
+  sys["trigger_subjects"] = {">"};
+  expect_refused(sys, "trigger subject '>' is not allowed");
+  expect_refused(with("location", "nats://NEXCLIFILES/dynamic"), "dynamically linked");
+  expect_refused(with("location", "nats://NEXCLIFILES/script"), "not an ELF binary");
+  expect_refused(with("hash", std::string(64, 'a')),
+                 "artifact hash mismatch: the request vouches for aaaa");
+  // Everything refused, the same node still deploys a good request.
+  json ok = deploy(good);
+  EXPECT_TRUE(ok["error"].is_null()) << ok.dump();
+}
+
+TEST_F(NodeRefusals, IssuerNotAllowed) {
+  NodeConfig c;
+  c.valid_issuers = {crypto::KeyPair::create(crypto::KeyType::kAccount)->public_key()};
+  start_node(c);
+  expect_refused(deploy_request("echoservice"), "is not allowed on this node (valid_issuers)");
+}
+
+TEST_F(NodeRefusals, ArtifactOverTheSizeLimit) {
+  NodeConfig c;
+  c.node_limits.max_workload_bytes = 4096;
+  start_node(c);
+  expect_refused(deploy_request("echoservice"),
+                 "over this node's limit of 4096 (node_limits.max_workload_bytes)");
+}
+
+TEST_F(NodeRefusals, MoreThanMaxWorkloads) {
+  NodeConfig c;
+  c.node_limits.max_workloads = 1;
+  start_node(c);
+  json first = deploy(deploy_request("echoservice", {{"NATS_URL", server().url()}}));
+  ASSERT_TRUE(first["error"].is_null()) << first.dump();
+  json second = deploy(deploy_request("echoservice2", {{"NATS_URL", server().url()}}));
+  EXPECT_NE(second["error"].get<std::string>().find(
+                "node is full: it runs 1 workloads (node_limits.max_workloads 1)"),
+            std::string::npos)
+      << second.dump();
+  EXPECT_EQ(info()["data"]["machines"].size(), 1u);
+}
+
+}  // namespace
+}  // namespace nex::node
