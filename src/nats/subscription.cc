@@ -9,9 +9,14 @@ namespace nex::nats {
 namespace {
 
 // Waits until the server has answered a PING sent after the UNSUB: the read loop handles
-// messages in order, so it is then done with every message for the subscription. A closed or
-// disconnected connection fails at once, and then the read loop is not running either.
-void fence(natsConnection* nc) { natsConnection_FlushTimeout(nc, 2000); }
+// messages in order, so it is then done with every message for the subscription. When the
+// connection is not connected there is nothing to wait for: the read loop that noticed the
+// disconnect had finished with the messages it read (and libnats' flush would block for its
+// whole timeout while reconnecting).
+void fence(natsConnection* nc) {
+  if (natsConnection_Status(nc) != NATS_CONN_STATUS_CONNECTED) return;
+  natsConnection_FlushTimeout(nc, 2000);
+}
 
 }  // namespace
 

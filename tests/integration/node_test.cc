@@ -269,8 +269,10 @@ TEST_F(NodeTest, EnvironmentSealedToAnotherNodeIsRefused) {
 namespace nex::node {
 namespace {
 
-// The processes this test process has started that run `binary_name`, directly or not.
-int descendants_running(const std::string& exe_substring) {
+// Processes whose executable path contains `exe_substring` and, when `environ_substring` is
+// given, whose initial environment mentions it (agents carry their sandbox's paths there): so
+// tests running in parallel count only their own node's processes.
+int processes_running(const std::string& exe_substring, const std::string& environ_substring = {}) {
   int count = 0;
   std::error_code ec;
   for (const auto& e : fs::directory_iterator("/proc", ec)) {
@@ -278,7 +280,9 @@ int descendants_running(const std::string& exe_substring) {
     if (name.empty() || !std::isdigit(static_cast<unsigned char>(name[0]))) continue;
     std::error_code ec2;
     const fs::path exe = fs::read_symlink(e.path() / "exe", ec2);
-    if (!ec2 && exe.string().find(exe_substring) != std::string::npos) ++count;
+    if (ec2 || exe.string().find(exe_substring) == std::string::npos) continue;
+    if (!environ_substring.empty() && slurp(e.path() / "environ").find(environ_substring) == std::string::npos) continue;
+    ++count;
   }
   return count;
 }
@@ -305,7 +309,7 @@ class NodeRefusals : public NodeTest {
     json ping = control("$NEX.PING." + node_->id(), "");
     EXPECT_TRUE(ping["error"].is_null()) << "the node stopped answering after: " << expect;
     EXPECT_EQ(info()["data"]["machines"].size(), 0u);
-    EXPECT_EQ(descendants_running(state_dir_.string()), 0) << "a workload process was left running";
+    EXPECT_EQ(processes_running(state_dir_.string()), 0) << "a workload process was left running";
     // The pool refills to its size; nothing else stays in the sandboxes directory.
     const auto deadline = std::chrono::steady_clock::now() + 5s;
     size_t dirs = 0;
@@ -395,6 +399,229 @@ TEST_F(NodeRefusals, MoreThanMaxWorkloads) {
             std::string::npos)
       << second.dump();
   EXPECT_EQ(info()["data"]["machines"].size(), 1u);
+}
+
+}  // namespace
+}  // namespace nex::node
+
+namespace nex::node {
+namespace {
+
+TEST(InternalServerIsolation, AnAgentReachesOnlyItsOwnSubjects) {
+  NEX_REQUIRE_NATS_SERVER();
+  const fs::path dir = fs::temp_directory_path() / ("nex-internal-" + std::to_string(getpid()));
+  auto internal = InternalServer::start(dir);
+  ASSERT_TRUE(internal) << internal.error().message;
+  ASSERT_OK_AND_ASSIGN(seeds, (*internal)->add_workloads({"wa", "wb"}));
+  const std::string url = "nats://127.0.0.1:" + std::to_string((*internal)->port());
+  auto as = [&](const std::string& id) {
+    Result<nats::Connection> c = fail(ErrorCode::kUnavailable, "");
+    for (int i = 0; i < 100 && !c; ++i) {  // the reload is applied asynchronously
+      c = nats::Connection::connect(
+          {.urls = {url}, .nkey_seed = seeds.at(id), .inbox_prefix = inbox_prefix(id)});
+      if (!c) std::this_thread::sleep_for(20ms);
+    }
+    return c;
+  };
+  ASSERT_OK_AND_ASSIGN(a, as("wa"));
+  ASSERT_OK_AND_ASSIGN(b, as("wb"));
+  const auto& node_conn = (*internal)->connection();
+  std::atomic<int> node_got_from_a{0}, node_got_b_subject{0}, a_stole{0};
+  ASSERT_OK_AND_ASSIGN(n1, node_conn.subscribe("hostint.wa.>", [&](nats::Message m) {
+    ++node_got_from_a;
+    if (!m.reply().empty()) (void)node_conn.publish(m.reply(), "ok");
+  }));
+  ASSERT_OK_AND_ASSIGN(
+      n2, node_conn.subscribe("hostint.wb.>", [&](nats::Message) { ++node_got_b_subject; }));
+  ASSERT_OK_AND_ASSIGN(bsub, b.subscribe("agentint.wb.ping", [&](nats::Message m) {
+    (void)b.publish(m.reply(), "pong-b");
+  }));
+  ASSERT_OK(node_conn.flush());
+  ASSERT_OK(b.flush());
+
+  // Its own subjects work both ways.
+  ASSERT_OK_AND_ASSIGN(own, a.request("hostint.wa.handshake", "{}", 2s));
+  EXPECT_EQ(own.data(), "ok");
+  ASSERT_OK_AND_ASSIGN(pong, node_conn.request("agentint.wb.ping", "", 2s));
+  EXPECT_EQ(pong.data(), "pong-b");
+
+  // Workload A tries workload B's subjects: publishing as B, listening to B, B's inbox.
+  ASSERT_OK(a.publish("hostint.wb.logs", "{\"text\":\"forged\"}"));
+  auto steal = a.subscribe("agentint.wb.>", [&](nats::Message) { ++a_stole; });
+  auto steal_inbox = a.subscribe("_INBOX_wb.>", [&](nats::Message) { ++a_stole; });
+  auto steal_node = a.subscribe("hostint.>", [&](nats::Message) { ++a_stole; });
+  (void)a.flush();
+  ASSERT_OK_AND_ASSIGN(pong2, node_conn.request("agentint.wb.ping", "", 2s));
+  EXPECT_EQ(pong2.data(), "pong-b");
+  ASSERT_OK(node_conn.publish("agentint.wb.notify", "x"));  // A listens there, and must not hear it
+  (void)b.request("hostint.wb.handshake", "{}", 300ms);
+  std::this_thread::sleep_for(300ms);
+  EXPECT_EQ(node_got_b_subject, 1) << "only B's own message may reach hostint.wb.>";
+  EXPECT_EQ(a_stole, 0) << "workload A received another workload's traffic";
+  // And a workload cannot talk to the control plane or arbitrary subjects either.
+  auto ctrl = a.request("$NEX.PING", "", 300ms);
+  EXPECT_FALSE(ctrl);
+
+  (*internal)->remove_workload("wa");
+  internal->reset();
+  fs::remove_all(dir);
+}
+
+TEST_F(NodeTest, IdentityPersistsAndOneNodePerStateDirectory) {
+  start_node();
+  const std::string first_id = node_->id();
+  const std::string first_xkey = node_->xkey();
+  auto second = Node::start({.config = {.no_sandbox = true},
+                             .control = {.urls = {server().url()}},
+                             .state_dir = state_dir_});
+  ASSERT_FALSE(second);
+  EXPECT_NE(second.error().message.find("another nex node (pid " + std::to_string(getpid()) +
+                                        ") is running"),
+            std::string::npos)
+      << second.error().message;
+  node_.reset();
+  EXPECT_EQ(fs::status(state_dir_ / "node.nk").permissions() & fs::perms::all,
+            fs::perms::owner_read | fs::perms::owner_write);
+  start_node();
+  EXPECT_EQ(node_->id(), first_id);
+  EXPECT_EQ(node_->xkey(), first_xkey);
+  EXPECT_EQ(first_id[0], 'N');
+}
+
+TEST_F(NodeTest, EssentialWorkloadIsRestartedWithBackoffThenReportedAsCrashLoop) {
+  start_node();
+  Collector events(*conn_, "$NEX.events.default.*");
+  // The echo service exits with status 1 when it cannot reach NATS.
+  json req = deploy_request("crasher", {{"NATS_URL", "nats://127.0.0.1:1"}});
+  req["essential"] = true;
+  const auto start = std::chrono::steady_clock::now();
+  json r = deploy(req);
+  ASSERT_TRUE(r["error"].is_null()) << r.dump();
+  auto crash = events.wait_for("workload_crash_loop", 30s);
+  ASSERT_TRUE(crash) << "no crash-loop event";
+  const auto elapsed = std::chrono::steady_clock::now() - start;
+  json data = json::parse(crash->second)["data"];
+  EXPECT_EQ(data["workload_name"], "crasher");
+  EXPECT_EQ(data["restarts"], 5);
+  EXPECT_EQ(data["code"], 1);
+  // Backoff 250 ms + 500 ms + 1 s + 2 s + 4 s: not retried at full speed.
+  EXPECT_GE(elapsed, 7s);
+  auto undeployed = events.wait_for("workload_undeployed");
+  ASSERT_TRUE(undeployed);
+  EXPECT_EQ(json::parse(undeployed->second)["data"]["code"], 1);
+  EXPECT_EQ(info()["data"]["machines"].size(), 0u);
+}
+
+TEST_F(NodeTest, NonEssentialExitIsReportedWithItsCode) {
+  start_node();
+  Collector events(*conn_, "$NEX.events.default.*");
+  json r = deploy(deploy_request("oneshot", {{"NATS_URL", "nats://127.0.0.1:1"}}));
+  ASSERT_TRUE(r["error"].is_null()) << r.dump();
+  auto undeployed = events.wait_for("workload_undeployed");
+  ASSERT_TRUE(undeployed);
+  json d = json::parse(undeployed->second)["data"];
+  EXPECT_EQ(d["code"], 1);
+  EXPECT_EQ(d["workload_name"], "oneshot");
+  EXPECT_NE(d["message"].get<std::string>().find("exited with code 1"), std::string::npos);
+}
+
+TEST_F(NodeTest, PingAuctionWpingAndLameDuck) {
+  start_node();
+  json ping = control("$NEX.PING", "");
+  EXPECT_EQ(ping["type"], "io.nats.nex.v1.ping_response");
+  EXPECT_EQ(ping["data"]["node_id"], node_->id());
+  EXPECT_EQ(ping["data"]["target_xkey"], node_->xkey());
+  EXPECT_EQ(ping["data"]["tags"]["nex.os"], "linux");
+  EXPECT_EQ(ping["data"]["tags"]["nex.unsafe"], "true");
+  EXPECT_EQ(control("$NEX.PING." + node_->id(), "")["data"]["node_id"], node_->id());
+
+  EXPECT_EQ(
+      control("$NEX.AUCTION", R"({"os":"linux","workload_types":["native"]})")["data"]["node_id"],
+      node_->id());
+  for (const char* miss : {R"({"os":"windows"})", R"({"sandboxed":true})",
+                           R"({"tags":{"zone":"mars"}})", R"({"workload_types":["wasm"]})"}) {
+    EXPECT_TRUE(control("$NEX.AUCTION", miss, 300ms).contains("transport_error"))
+        << "answered " << miss;
+  }
+
+  EXPECT_TRUE(
+      control("$NEX.WPING.default", "", 300ms).contains("transport_error"));  // nothing running
+  json r = deploy(deploy_request("echoservice", {{"NATS_URL", server().url()}}));
+  ASSERT_TRUE(r["error"].is_null()) << r.dump();
+  json wping = control("$NEX.WPING.default.echoservice", "");
+  ASSERT_EQ(wping["data"]["running_machines"].size(), 1u) << wping.dump();
+  EXPECT_EQ(wping["data"]["running_machines"][0]["id"], r["data"]["id"]);
+  EXPECT_TRUE(control("$NEX.WPING.other", "", 300ms).contains("transport_error"));
+
+  json duck = control("$NEX.LAMEDUCK." + node_->id(), "");
+  EXPECT_EQ(duck["data"]["success"], true);
+  EXPECT_EQ(control("$NEX.PING", "")["data"]["tags"]["nex.lameduck"], "true");
+  json refused = deploy(deploy_request("late", {{"NATS_URL", server().url()}}));
+  EXPECT_NE(refused["error"].get<std::string>().find("lame duck"), std::string::npos)
+      << refused.dump();
+  EXPECT_EQ(info()["data"]["machines"].size(), 1u);  // running workloads keep running
+}
+
+TEST_F(NodeTest, GracefulStopUndeploysEverythingAndCleansUp) {
+  start_node();
+  Collector events(*conn_, "$NEX.events.>");
+  json r = deploy(deploy_request(
+      "echoservice", {{"NATS_URL", server().url()}, {"ECHO_SUBJECT", "svc.echo.graceful"}}));
+  ASSERT_TRUE(r["error"].is_null()) << r.dump();
+  ASSERT_TRUE(echo_answers("svc.echo.graceful"));
+  node_->stop();
+  auto stopped = events.wait_for("node_stopped");
+  ASSERT_TRUE(stopped);
+  EXPECT_EQ(json::parse(stopped->second)["data"]["graceful"], true);
+  EXPECT_TRUE(events.wait_for("workload_undeployed"));
+  EXPECT_FALSE(conn_->request("svc.echo.graceful", "x", 300ms));
+  EXPECT_EQ(processes_running(state_dir_.string()), 0);
+  EXPECT_EQ(processes_running("nex-agent", state_dir_.string()), 0);
+  EXPECT_FALSE(fs::exists(state_dir_ / "run"));
+}
+
+TEST_F(NodeTest, NothingOutlivesANodeKilledWithSigkill) {
+  auto node = Subprocess::spawn({.argv = {(kBinDir / "nex").string(), "node", "up", "-s",
+                                          server().url(), "--state-dir", state_dir_.string()},
+                                 .stdout_path = (state_dir_.string() + ".log"),
+                                 .stderr_path = (state_dir_.string() + ".log")});
+  ASSERT_TRUE(node) << node.error().message;
+  // Find it, deploy the echo service to it, and check it answers.
+  std::string node_id;
+  for (int i = 0; i < 200 && node_id.empty(); ++i) {
+    json p = control("$NEX.PING", "", 200ms);
+    if (p.contains("data") && p["data"].is_object()) {
+      node_id = p["data"]["node_id"];
+    } else {
+      std::this_thread::sleep_for(50ms);
+    }
+  }
+  ASSERT_FALSE(node_id.empty()) << slurp(state_dir_.string() + ".log");
+  const std::string xkey = control("$NEX.PING." + node_id, "")["data"]["target_xkey"];
+  auto sealed = publisher_.seal(
+      as_bytes(json{{"NATS_URL", server().url()}, {"ECHO_SUBJECT", "svc.echo.kill"}}.dump()), xkey);
+  json req = {{"type", "native"},
+              {"location", "nats://NEXCLIFILES/echoservice"},
+              {"workload_jwt", jwt_for("echoservice", issuer_)},
+              {"environment", base64_encode(*sealed, Base64::kStandard)},
+              {"sender_public_key", publisher_.public_key()},
+              {"workload_name", "echoservice"}};
+  json r = control("$NEX.DEPLOY.default." + node_id, req.dump());
+  ASSERT_TRUE(r["error"].is_null()) << r.dump();
+  ASSERT_TRUE(echo_answers("svc.echo.kill"));
+  ASSERT_GT(processes_running(state_dir_.string()), 0);
+
+  ASSERT_TRUE(node->signal(SIGKILL));
+  node->wait_for(5s);
+  const auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (std::chrono::steady_clock::now() < deadline &&
+         (processes_running(state_dir_.string()) > 0 || processes_running("nex-agent", state_dir_.string()) > 0)) {
+    std::this_thread::sleep_for(20ms);
+  }
+  EXPECT_EQ(processes_running(state_dir_.string()), 0) << "a workload outlived the node";
+  EXPECT_EQ(processes_running("nex-agent", state_dir_.string()), 0) << "an agent outlived the node";
+  EXPECT_FALSE(conn_->request("svc.echo.kill", "x", 300ms));
+  fs::remove(state_dir_.string() + ".log");
 }
 
 }  // namespace
