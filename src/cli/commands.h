@@ -19,6 +19,9 @@ void register_version_command(CLI::App& app, CommandAction& action);
 void register_up_command(CLI::App& app, CommandAction& action);
 void register_node_command(CLI::App& app, CommandAction& action, ConnectionFlags& flags);
 
+// ~/.nex/node: where a node keeps its identity unless told otherwise.
+std::string default_state_dir();
+
 // Runs a node until SIGINT/SIGTERM, then stops it gracefully; `on_ready` runs once it serves.
 int run_node(const nats::ConnectOptions& control, const node::NodeConfig& config,
              const std::string& state_dir, const std::function<void(const node::Node&)>& on_ready);

@@ -16,12 +16,12 @@ struct NodeUpOptions {
   std::string state_dir;
 };
 
+}  // namespace
+
 std::string default_state_dir() {
   const char* home = std::getenv("HOME");
   return std::string(home && *home ? home : "/tmp") + "/.nex/node";
 }
-
-}  // namespace
 
 int run_node(const nats::ConnectOptions& control, const node::NodeConfig& config,
              const std::string& state_dir, const std::function<void(const node::Node&)>& on_ready) {

@@ -1,12 +1,12 @@
 // `nex up`: the one-command local environment. Starts a real nats-server with JetStream on
-// loopback and keeps it running until Ctrl-C, then shuts it down cleanly.
+// loopback and a node using it, keeps both running until Ctrl-C, then shuts them down cleanly.
 #include <signal.h>
 
 #include <cstdio>
 #include <filesystem>
 
 #include "cli/commands.h"
-#include "nats/connection.h"
+#include "node/node.h"
 #include "nats/local_server.h"
 
 namespace nex::cli {
@@ -15,10 +15,11 @@ namespace {
 struct UpOptions {
   int port = 4222;
   std::string store_dir;
+  std::string state_dir;
 };
 
 int run_up(const UpOptions& opts) {
-  // Block the shutdown signals before any thread starts so only sigwait below receives them.
+  // Block the shutdown signals before any thread starts so only run_node's sigwait gets them.
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
@@ -30,51 +31,47 @@ int run_up(const UpOptions& opts) {
   if (!opts.store_dir.empty()) server_options.store_dir = std::filesystem::absolute(opts.store_dir);
   auto server = nats::LocalNatsServer::start(server_options);
   if (!server) {
-    std::fprintf(stderr, "nex up: cannot start the local NATS server: %s\n",
-                 server.error().message.c_str());
+    std::fprintf(stderr, "nex up: cannot start the local NATS server: %s\n", server.error().message.c_str());
     if (opts.port == 4222) {
-      std::fprintf(stderr,
-                   "If another NATS server already uses port 4222, try `nex up --port 0`.\n");
+      std::fprintf(stderr, "If another NATS server already uses port 4222, try `nex up --port 0`.\n");
     }
     return 1;
   }
-  // Prove it is usable (connect + JetStream answer) before saying it is ready.
-  auto conn = nats::Connection::connect({.urls = {server->url()}, .name = "nex up"});
-  if (!conn) {
-    std::fprintf(stderr, "nex up: started NATS but cannot connect: %s\n",
-                 conn.error().message.c_str());
-    return 1;
-  }
-
-  std::printf("NATS server with JetStream listening on %s\n", server->url().c_str());
-  std::printf("JetStream store: %s%s\n", server->store_dir().c_str(),
-              opts.store_dir.empty() ? " (temporary, removed on exit)" : "");
-  std::printf(
-      "\nThis build of nex runs the local NATS server only; the node daemon that\n"
-      "accepts workloads (nex node up, nex devrun) comes with the next milestone.\n"
-      "Try it with any NATS client meanwhile, e.g.  NATS_URL=%s\n",
-      server->url().c_str());
-  std::printf("\nPress Ctrl-C to stop.\n");
-  std::fflush(stdout);
-
-  int signo = 0;
-  sigwait(&signals, &signo);
+  node::NodeConfig config;
+  config.no_sandbox = true;  // the process driver: the one this build has
+  const std::string url = server->url();
+  const int rc = run_node({.urls = {url}, .name = "nex up node"}, config, opts.state_dir,
+                          [&](const node::Node& node) {
+    std::printf("NATS server with JetStream listening on %s\n", url.c_str());
+    std::printf("JetStream store: %s%s\n", server->store_dir().c_str(),
+                opts.store_dir.empty() ? " (temporary, removed on exit)" : "");
+    std::printf("Node %s is up (no sandbox: workloads run as processes of this user)\n", node.id().c_str());
+    std::printf("\nThe node serves the Nex control API on this NATS ($NEX.PING, $NEX.INFO, $NEX.DEPLOY,\n"
+                "...); any NATS client can use it, e.g.  nats --server %s req '$NEX.PING' ''\n"
+                "The nex commands that deploy for you (nex devrun, nex run, nex node ls) come with the\n"
+                "CLI milestone.\n"
+                "\nPress Ctrl-C to stop.\n",
+                url.c_str());
+    std::fflush(stdout);
+  });
   std::printf("\nStopping NATS server...\n");
   server->stop();
   std::printf("Stopped.\n");
-  return 0;
+  return rc;
 }
 
 }  // namespace
 
 void register_up_command(CLI::App& app, CommandAction& action) {
   auto opts = std::make_shared<UpOptions>();
-  auto* cmd = app.add_subcommand("up", "Run a local NATS server with JetStream, ready for nex");
+  auto* cmd = app.add_subcommand("up", "Run a local NATS server with JetStream and a node, ready for nex devrun");
   cmd->add_option("--port", opts->port,
                   "Client port for the local NATS server (0 picks a free one)")
       ->capture_default_str();
   cmd->add_option("--store", opts->store_dir,
                   "JetStream store directory (default: a temporary directory removed on exit)");
+  opts->state_dir = default_state_dir();
+  cmd->add_option("--state-dir", opts->state_dir, "where the node keeps its identity")->capture_default_str();
   cmd->callback([opts, &action] { action = [opts] { return run_up(*opts); }; });
 }
 

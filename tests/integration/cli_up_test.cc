@@ -1,5 +1,5 @@
-// `nex up` driven as a user runs it: it prints a NATS URL that works with JetStream, and Ctrl-C
-// (SIGINT) stops it cleanly with nothing left behind.
+// `nex up` driven as a user runs it: it prints a NATS URL that works with JetStream and the id
+// of a node answering on it, and Ctrl-C (SIGINT) stops both cleanly with nothing left behind.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -31,7 +31,8 @@ TEST(CliUp, RunsLocalJetStreamAndStopsCleanlyOnCtrlC) {
   NEX_REQUIRE_NATS_SERVER();
   const fs::path out = fs::temp_directory_path() / ("nex-up-" + std::to_string(getpid()) + ".out");
   fs::remove(out);
-  auto up = Subprocess::spawn({.argv = {NEX_BINARY, "up", "--port", "0"},
+  const fs::path state = fs::temp_directory_path() / ("nex-up-state-" + std::to_string(getpid()));
+  auto up = Subprocess::spawn({.argv = {NEX_BINARY, "up", "--port", "0", "--state-dir", state.string()},
                                .stdout_path = out.string(),
                                .stderr_path = out.string()});
   ASSERT_TRUE(up) << up.error().message;
@@ -50,6 +51,10 @@ TEST(CliUp, RunsLocalJetStreamAndStopsCleanlyOnCtrlC) {
   const fs::path store = match[1].str();
   EXPECT_TRUE(fs::exists(store));
   EXPECT_NE(text.find("Ctrl-C"), std::string::npos);
+  EXPECT_NE(text.find("nats --server " + url + " req '$NEX.PING'"), std::string::npos);
+  const std::regex node_re("Node (N[A-Z2-7]{55}) is up");
+  ASSERT_TRUE(std::regex_search(text, match, node_re)) << text;
+  const std::string node_id = match[1];
 
   {
     ASSERT_OK_AND_ASSIGN(conn, nats::Connection::connect({.urls = {url}}));
@@ -57,6 +62,9 @@ TEST(CliUp, RunsLocalJetStreamAndStopsCleanlyOnCtrlC) {
     ASSERT_OK_AND_ASSIGN(kv, nats::KeyValue::create(js, {.bucket = "smoke"}));
     ASSERT_OK(kv.put("hello", "world"));
     EXPECT_EQ(kv.get("hello")->value, "world");
+    // The node answers on the control subjects of that NATS.
+    ASSERT_OK_AND_ASSIGN(pong, conn.request("$NEX.PING." + node_id, "", 5s));
+    EXPECT_NE(std::string(pong.data()).find(node_id), std::string::npos);
   }
 
   ASSERT_TRUE(up->signal(SIGINT));
@@ -68,6 +76,7 @@ TEST(CliUp, RunsLocalJetStreamAndStopsCleanlyOnCtrlC) {
   EXPECT_FALSE(nats::Connection::connect({.urls = {url}, .connect_timeout = 500ms}))
       << "the NATS server outlived nex up";
   fs::remove(out);
+  fs::remove_all(state);
 }
 
 TEST(CliUp, VersionAndUsageExitCodes) {
