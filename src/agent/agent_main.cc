@@ -53,5 +53,9 @@ int main() {
     return 1;
   }
   agent.run_until_stopped();
+  if (!conn->connected()) {
+    std::fprintf(stderr, "nex-agent %s: lost the connection to the node; exiting\n", id.c_str());
+    return 1;
+  }
   return 0;
 }

@@ -1,5 +1,9 @@
 #include "node/agent_pool.h"
 
+#include <sys/wait.h>
+
+#include <cstdio>
+
 #include "api/agent.h"
 #include "core/xid.h"
 
@@ -56,15 +60,27 @@ size_t AgentPool::ready_count() {
 }
 
 Result<WarmAgent> AgentPool::take(std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
   std::unique_lock lock(mu_);
-  if (!cv_.wait_for(lock, timeout, [this] { return !ready_.empty() || stopping_; }) ||
-      ready_.empty()) {
-    return fail(ErrorCode::kUnavailable, "no warm agent became available in time");
+  for (;;) {
+    if (!cv_.wait_until(lock, deadline, [this] { return !ready_.empty() || stopping_; }) ||
+        ready_.empty()) {
+      return fail(ErrorCode::kUnavailable, "no warm agent became available in time");
+    }
+    WarmAgent agent = std::move(ready_.front());
+    ready_.pop_front();
+    cv_.notify_all();  // the refiller starts a replacement
+    auto status = agent.sandbox->wait(std::chrono::milliseconds(0));
+    if (!status) return agent;
+    // An agent that died while idle is reported and replaced, never handed out.
+    std::fprintf(stderr, "nex node: agent %s exited while idle in the pool (%s %d); replacing it\n",
+                 agent.id.c_str(), WIFSIGNALED(*status) ? "signal" : "exit code",
+                 WIFSIGNALED(*status) ? WTERMSIG(*status) : WEXITSTATUS(*status));
+    lock.unlock();
+    agent.sandbox->stop(std::chrono::seconds(1));
+    (void)internal_.remove_workload(agent.id);
+    lock.lock();
   }
-  WarmAgent agent = std::move(ready_.front());
-  ready_.pop_front();
-  cv_.notify_all();  // the refiller starts a replacement
-  return agent;
 }
 
 void AgentPool::refill_loop() {

@@ -4,6 +4,8 @@
 
 #include <fstream>
 
+#include "core/nuid.h"
+
 namespace nex::node {
 namespace fs = std::filesystem;
 
@@ -41,7 +43,7 @@ Status InternalServer::write_config_and_reload(bool reload) {
   for (const auto& [id, user] : workload_users_) {
     conf += "    { nkey: " + user + ", permissions: { publish: { allow: [\"hostint." + id +
             ".>\"] }, subscribe: { allow: [\"agentint." + id + ".>\", \"" + inbox_prefix(id) +
-            ".>\"] }, allow_responses: true } }\n";
+            ".>\"] } } }\n";
   }
   conf += "  ]\n}\n";
   // Write-then-rename so the server never reads a half-written file.
@@ -73,6 +75,21 @@ Result<std::map<std::string, std::string>> InternalServer::add_workloads(
   }
   NEX_RETURN_IF_ERROR(write_config_and_reload(/*reload=*/true));
   return seeds;
+}
+
+Result<nats::Message> InternalServer::request_agent(const std::string& id,
+                                                    const std::string& subject,
+                                                    std::string_view body,
+                                                    std::chrono::milliseconds timeout) const {
+  const std::string reply = "hostint." + id + ".reply." + next_nuid();
+  // The SUB goes out before the PUB on the same connection, so the answer cannot be missed.
+  auto sub = conn_->subscribe_sync(reply);
+  if (!sub) return fail(sub.error());
+  NEX_RETURN_IF_ERROR(conn_->publish(subject, body, reply));
+  auto answer = sub->next(timeout);
+  if (!answer)
+    return fail(answer.error().code, "request on '" + subject + "': " + answer.error().message);
+  return answer;
 }
 
 Status InternalServer::remove_workload(const std::string& id) {

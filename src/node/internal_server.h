@@ -1,8 +1,12 @@
 // InternalServer: the node's private nats-server (a child process on loopback) that carries
 // node <-> agent traffic. Every workload gets a user of its own that may publish only to
-// hostint.{id}.>, subscribe only to agentint.{id}.> and its own inbox prefix _INBOX_{id}, and
-// answer the requests it receives; so an agent can reach only its own subjects. The node
-// rewrites the configuration and reloads the server as workloads come and go.
+// hostint.{id}.> and subscribe only to agentint.{id}.> and its own inbox prefix _INBOX_{id};
+// so an agent can reach only its own subjects. The node's requests to an agent carry a reply
+// subject inside the agent's own space (hostint.{id}.reply.<token>): nats-server 2.9.10 resets
+// `allow_responses` state on every configuration reload and then refuses in-flight replies
+// (checked: about one request in five failed across reloads), while plain publish permissions
+// survive reloads. The node rewrites the configuration and reloads the server as workloads
+// come and go.
 //
 // specs/nex-wire.md describes one account per workload with service imports/exports. The
 // nats-server 2.9.10 this project runs does not route service imports of accounts added by a
@@ -41,6 +45,11 @@ class InternalServer {
   Result<std::map<std::string, std::string>> add_workloads(const std::vector<std::string>& ids);
   // Removes a workload's user (its agent is disconnected by the reload).
   Status remove_workload(const std::string& id);
+
+  // A request to an agent, answered on hostint.{id}.reply.<token>.
+  Result<nats::Message> request_agent(const std::string& id, const std::string& subject,
+                                      std::string_view body,
+                                      std::chrono::milliseconds timeout) const;
 
  private:
   InternalServer() = default;

@@ -556,8 +556,8 @@ Result<json> Node::deploy(const std::string& ns, std::string_view body) {
     (void)internal_->remove_workload(w->id);
     return fail(std::move(err));
   };
-  auto resp = internal_->connection().request(api::agent_subject::deploy(w->id),
-                                              api::dump(api::to_json(areq)), kDeployTimeout);
+  auto resp = internal_->request_agent(w->id, api::agent_subject::deploy(w->id),
+                                       api::dump(api::to_json(areq)), kDeployTimeout);
   if (!resp) return unregister(resp.error().wrap("agent"));
   auto answer = api::FieldReader::parse_object(resp->data(), "agent deploy response");
   if (!answer) return unregister(answer.error());
@@ -610,8 +610,8 @@ Result<json> Node::stop_workload(const std::string& ns, std::string_view body) {
     if (w->stopping) return fail(ErrorCode::kNotFound, "no such workload: " + req->workload_id);
     w->stopping = true;
   }
-  (void)internal_->connection().request(api::agent_subject::undeploy(w->id), "",
-                                        kUndeployGrace + 2s);
+  (void)internal_->request_agent(w->id, api::agent_subject::undeploy(w->id), "",
+                                 kUndeployGrace + 2s);
   remove_workload(w, 0, "workload stopped");
   return json{{"stopped", true}, {"id", w->id}, {"issuer", w->issuer}, {"name", w->name}};
 }
@@ -723,8 +723,8 @@ void Node::maintenance_loop() {
       if (!restart) continue;
       w->request.retry_count = w->restarts;
       w->request.retried_at = rfc3339_nano(std::chrono::system_clock::now());
-      auto r = internal_->connection().request(api::agent_subject::deploy(w->id),
-                                               api::dump(api::to_json(w->request)), kDeployTimeout);
+      auto r = internal_->request_agent(w->id, api::agent_subject::deploy(w->id),
+                                        api::dump(api::to_json(w->request)), kDeployTimeout);
       const bool ok = r && api::FieldReader::parse_object(r->data(), "agent reply")
                                .value_or(json::object())
                                .value("accepted", false);
@@ -739,9 +739,9 @@ void Node::maintenance_loop() {
       next_health = now + kHealthInterval;
       for (auto& w : all) {
         const bool ok =
-            internal_->connection()
-                .request(api::agent_subject::ping(w->id), "",
-                         std::chrono::milliseconds(options_.config.agent_ping_timeout_ms))
+            internal_
+                ->request_agent(w->id, api::agent_subject::ping(w->id), "",
+                                std::chrono::milliseconds(options_.config.agent_ping_timeout_ms))
                 .has_value();
         std::lock_guard l(mu_);
         if (!w->restart_at) w->healthy = ok;
@@ -781,8 +781,8 @@ void Node::stop() {
     }
   }
   for (auto& w : all) {
-    (void)internal_->connection().request(api::agent_subject::undeploy(w->id), "",
-                                          kUndeployGrace + 2s);
+    (void)internal_->request_agent(w->id, api::agent_subject::undeploy(w->id), "",
+                                   kUndeployGrace + 2s);
     remove_workload(w, 0, "node shutting down");
   }
   publish_event(api::kSystemNamespace, api::event_type::kNodeStopped,

@@ -32,9 +32,10 @@ TEST(CliUp, RunsLocalJetStreamAndStopsCleanlyOnCtrlC) {
   const fs::path out = fs::temp_directory_path() / ("nex-up-" + std::to_string(getpid()) + ".out");
   fs::remove(out);
   const fs::path state = fs::temp_directory_path() / ("nex-up-state-" + std::to_string(getpid()));
-  auto up = Subprocess::spawn({.argv = {NEX_BINARY, "up", "--port", "0", "--state-dir", state.string()},
-                               .stdout_path = out.string(),
-                               .stderr_path = out.string()});
+  auto up =
+      Subprocess::spawn({.argv = {NEX_BINARY, "up", "--port", "0", "--state-dir", state.string()},
+                         .stdout_path = out.string(),
+                         .stderr_path = out.string()});
   ASSERT_TRUE(up) << up.error().message;
 
   std::smatch match;

@@ -138,21 +138,33 @@ TEST_F(ConnectionTest, UnsubscribeStopsDeliveryEvenFromInsideTheHandler) {
 }
 
 TEST_F(ConnectionTest, DestroyingSubscriptionsUnderLoadIsSafe) {
-  // Guards the libnats 3.4.1 race between delivery and destruction (specs §9).
+  // Guards the libnats 3.4.1 race between delivery and destruction (specs §9): subscriptions
+  // are destroyed while messages for them are arriving.
   auto pub = connect();
   auto conn = connect();
   std::atomic<bool> stop{false};
-  std::thread flood([&] {
-    for (int i = 0; i < 200000 && !stop; ++i) (void)pub.publish("flood", "payload");
+  std::thread flood([&] {  // bounded in count and time
+    const auto deadline = std::chrono::steady_clock::now() + 20s;
+    for (int i = 0; i < 5'000'000 && !stop && std::chrono::steady_clock::now() < deadline; ++i) {
+      (void)pub.publish("flood", "payload");
+    }
   });
+  {
+    Latch flowing;
+    ASSERT_OK_AND_ASSIGN(probe, conn.subscribe("flood", [&](Message) { flowing.add(); }));
+    ASSERT_TRUE(flowing.wait_for(1, 10s)) << "the flood never reached the subscriber";
+  }
   std::atomic<long> delivered{0};
   for (int i = 0; i < 200; ++i) {
+    std::atomic<int> got{0};
     auto sub = conn.subscribe("flood", [&](Message) {
+      ++got;
       ++delivered;
       std::this_thread::yield();
     });
     ASSERT_TRUE(sub);
-    std::this_thread::sleep_for(1ms);
+    // Destroy it while it is receiving (or after 50 ms, whichever comes first).
+    for (int w = 0; w < 50 && got == 0; ++w) std::this_thread::sleep_for(1ms);
   }
   stop = true;
   flood.join();
