@@ -5,14 +5,17 @@
 //
 // Prints: deploy latency (request sent -> first request answered on the service's subject) over
 // N deploys, p50/p99, beside the time from starting the same binary directly to its first
-// answer; resident memory per idle workload (the agent alone, and agent + service); INFO
-// latency with M workloads running.
+// answer; INFO latency with M workloads running; memory per idle workload (the agent, and the
+// service it runs) as RSS, PSS and private memory. RSS counts the shared libraries every agent
+// maps in full; private memory is what one more workload adds.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <sstream>
 #include <thread>
 
 #include "api/control.h"
@@ -23,7 +26,6 @@
 #include "nats/local_server.h"
 #include "nats/object_store.h"
 #include "node/node.h"
-#include "sandbox/process_driver.h"
 
 using namespace nex;
 using nlohmann::json;
@@ -53,30 +55,58 @@ bool wait_for_answer(const nats::Connection& c, const std::string& subject) {
   return false;
 }
 
-// Resident set sizes of this node's agents (found by their sandbox paths) and of their trees.
-std::pair<std::vector<int64_t>, std::vector<int64_t>> agent_memory(const std::string& state_dir) {
-  std::vector<int64_t> agents, trees;
+struct Memory {
+  int64_t rss = 0;       // resident, counting shared library pages in full
+  int64_t pss = 0;       // shared pages divided among the processes that map them
+  int64_t private_ = 0;  // pages only this process uses: what one more workload costs
+};
+
+Memory memory_of(pid_t pid) {
+  Memory m;
+  std::ifstream rollup("/proc/" + std::to_string(pid) + "/smaps_rollup");
+  for (std::string line; std::getline(rollup, line);) {  // "Rss:   8668 kB" (after a header line)
+    std::istringstream fields(line);
+    std::string key;
+    int64_t kb = 0;
+    if (!(fields >> key >> kb)) continue;
+    if (key == "Rss:") m.rss = kb * 1024;
+    if (key == "Pss:") m.pss = kb * 1024;
+    if (key == "Private_Clean:" || key == "Private_Dirty:") m.private_ += kb * 1024;
+  }
+  return m;
+}
+
+// Memory of this node's agents that run a workload (found by their sandbox paths), and of the
+// workloads they run.
+std::pair<std::vector<Memory>, std::vector<Memory>> agent_memory(const std::string& state_dir) {
+  std::multimap<pid_t, pid_t> children;
+  std::vector<pid_t> agents;
   for (const auto& e : fs::directory_iterator("/proc")) {
     const std::string name = e.path().filename();
     if (name.empty() || !std::isdigit(static_cast<unsigned char>(name[0]))) continue;
+    std::ifstream stat(e.path() / "stat");
+    std::string line;
+    std::getline(stat, line);
+    if (auto close = line.rfind(')'); close != std::string::npos) {
+      std::istringstream rest(line.substr(close + 2));
+      char state;
+      pid_t ppid;
+      if (rest >> state >> ppid) children.emplace(ppid, std::stoi(name));
+    }
     std::error_code ec;
     if (fs::read_symlink(e.path() / "exe", ec).filename() != "nex-agent") continue;
     std::ifstream env(e.path() / "environ");
     std::string environ((std::istreambuf_iterator<char>(env)), std::istreambuf_iterator<char>());
-    if (environ.find(state_dir) == std::string::npos) continue;
-    const pid_t pid = std::stoi(name);
-    const int64_t tree = sandbox::process_tree_rss_bytes(pid);
-    std::ifstream status(e.path() / "status");
-    int64_t own = 0;
-    for (std::string line; std::getline(status, line);) {
-      if (line.rfind("VmRSS:", 0) == 0) own = std::stoll(line.substr(6)) * 1024;
-    }
-    if (tree > own) {  // an agent with a workload (warm agents have no child)
-      agents.push_back(own);
-      trees.push_back(tree);
-    }
+    if (environ.find(state_dir) != std::string::npos) agents.push_back(std::stoi(name));
   }
-  return {agents, trees};
+  std::vector<Memory> agent_mem, workload_mem;
+  for (pid_t a : agents) {
+    auto [lo, hi] = children.equal_range(a);
+    if (lo == hi) continue;  // a warm agent with no workload yet
+    agent_mem.push_back(memory_of(a));
+    for (auto it = lo; it != hi; ++it) workload_mem.push_back(memory_of(it->second));
+  }
+  return {agent_mem, workload_mem};
 }
 
 }  // namespace
@@ -183,7 +213,7 @@ int main(int argc, char** argv) {
     if (!wait_for_answer(conn, "bench.idle." + std::to_string(i))) return 1;
   }
   std::this_thread::sleep_for(std::chrono::seconds(1));
-  auto [agent_rss, tree_rss] = agent_memory(state.string());
+  auto [agent_mem, workload_mem] = agent_memory(state.string());
   std::vector<double> info_ms;
   size_t machines = 0;
   for (int i = 0; i < 200; ++i) {
@@ -193,9 +223,9 @@ int main(int argc, char** argv) {
     info_ms.push_back(ms(Clock::now() - t0));
     machines = json::parse(r->data())["data"]["machines"].size();
   }
-  auto mean_mib = [](const std::vector<int64_t>& v) {
+  auto mean_mib = [](const std::vector<Memory>& v, int64_t Memory::*field) {
     double sum = 0;
-    for (auto x : v) sum += static_cast<double>(x);
+    for (const auto& m : v) sum += static_cast<double>(m.*field);
     return v.empty() ? 0.0 : sum / static_cast<double>(v.size()) / (1024.0 * 1024.0);
   };
 
@@ -213,12 +243,17 @@ int main(int argc, char** argv) {
   std::printf("| %-58s | %7.2f ms | %7.2f ms |\n",
               ("INFO request with " + std::to_string(machines) + " workloads running").c_str(),
               percentile(info_ms, 0.5), percentile(info_ms, 0.99));
-  std::printf("\n| %-58s | %9s |\n", "memory per idle workload (mean RSS)", "MiB");
-  std::printf("|%s|%s|\n", std::string(60, '-').c_str(), std::string(11, '-').c_str());
-  std::printf("| %-58s | %9.2f |\n",
-              ("nex-agent alone, over " + std::to_string(agent_rss.size()) + " workloads").c_str(),
-              mean_mib(agent_rss));
-  std::printf("| %-58s | %9.2f |\n", "nex-agent + the echo service it runs", mean_mib(tree_rss));
+  std::printf("\n| %-42s | %9s | %9s | %9s |\n", "memory per idle workload, mean (MiB)", "RSS",
+              "PSS", "private");
+  std::printf("|%s|%s|%s|%s|\n", std::string(44, '-').c_str(), std::string(11, '-').c_str(),
+              std::string(11, '-').c_str(), std::string(11, '-').c_str());
+  std::printf("| %-42s | %9.2f | %9.2f | %9.2f |\n",
+              ("nex-agent, over " + std::to_string(agent_mem.size()) + " workloads").c_str(),
+              mean_mib(agent_mem, &Memory::rss), mean_mib(agent_mem, &Memory::pss),
+              mean_mib(agent_mem, &Memory::private_));
+  std::printf("| %-42s | %9.2f | %9.2f | %9.2f |\n", "the echo service it runs",
+              mean_mib(workload_mem, &Memory::rss), mean_mib(workload_mem, &Memory::pss),
+              mean_mib(workload_mem, &Memory::private_));
   std::fflush(stdout);
   (*node)->stop();
   node->reset();

@@ -80,6 +80,22 @@ TEST(CliUp, RunsLocalJetStreamAndStopsCleanlyOnCtrlC) {
   fs::remove_all(state);
 }
 
+TEST(CliNodeUp, BadConfigRefusesToStartNamingTheField) {
+  const fs::path conf = fs::temp_directory_path() / ("nex-bad-config-" + std::to_string(getpid()) + ".json");
+  const fs::path out = conf.string() + ".out";
+  std::ofstream(conf) << R"({"machine_pool_size": "two"})";
+  auto p = Subprocess::spawn({.argv = {NEX_BINARY, "node", "up", "--config", conf.string(), "-s", "nats://127.0.0.1:1"},
+                              .stdout_path = out.string(),
+                              .stderr_path = out.string()});
+  ASSERT_TRUE(p);
+  auto st = p->wait_for(10s);
+  ASSERT_TRUE(st);
+  EXPECT_EQ(WEXITSTATUS(*st), 1);
+  EXPECT_NE(slurp(out).find("field 'machine_pool_size' must be an integer"), std::string::npos) << slurp(out);
+  fs::remove(conf);
+  fs::remove(out);
+}
+
 TEST(CliUp, VersionAndUsageExitCodes) {
   auto run = [](std::vector<std::string> argv) {
     argv.insert(argv.begin(), NEX_BINARY);

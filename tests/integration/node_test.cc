@@ -297,6 +297,10 @@ class NodeRefusals : public NodeTest {
     auto os = nats::ObjectStore::bind(*js_, "NEXCLIFILES");
     ASSERT_OK(os->put_file("dynamic", "/bin/true"));  // dynamically linked
     ASSERT_OK(os->put_bytes("script", "#!/bin/sh\necho not an ELF\n"));
+    std::string arm = slurp(kBinDir / "echoservice");
+    arm[18] = static_cast<char>(183);  // e_machine = EM_AARCH64
+    arm[19] = 0;
+    ASSERT_OK(os->put_bytes("arm64", arm));
   }
 
   // Deploys `req` and expects a refusal containing `expect`; then checks the node still answers
@@ -367,6 +371,7 @@ TEST_F(NodeRefusals, BadRequestsGetPreciseErrors) {
   expect_refused(sys, "trigger subject '>' is not allowed");
   expect_refused(with("location", "nats://NEXCLIFILES/dynamic"), "dynamically linked");
   expect_refused(with("location", "nats://NEXCLIFILES/script"), "not an ELF binary");
+  expect_refused(with("location", "nats://NEXCLIFILES/arm64"), "built for arm64, but this node runs x86-64");
   expect_refused(with("hash", std::string(64, 'a')),
                  "artifact hash mismatch: the request vouches for aaaa");
   // Everything refused, the same node still deploys a good request.
@@ -556,6 +561,7 @@ TEST_F(NodeTest, EssentialWorkloadIsRestartedWithBackoffThenReportedAsCrashLoop)
 TEST_F(NodeTest, NonEssentialExitIsReportedWithItsCode) {
   start_node();
   Collector events(*conn_, "$NEX.events.default.*");
+  Collector logs(*conn_, "$NEX.logs.default.*.oneshot.*");
   json r = deploy(deploy_request("oneshot", {{"NATS_URL", "nats://127.0.0.1:1"}}));
   ASSERT_TRUE(r["error"].is_null()) << r.dump();
   auto undeployed = events.wait_for("workload_undeployed");
@@ -564,6 +570,10 @@ TEST_F(NodeTest, NonEssentialExitIsReportedWithItsCode) {
   EXPECT_EQ(d["code"], 1);
   EXPECT_EQ(d["workload_name"], "oneshot");
   EXPECT_NE(d["message"].get<std::string>().find("exited with code 1"), std::string::npos);
+  // What it wrote to stderr arrives as an error-level log line.
+  auto err = logs.wait_for("cannot connect");
+  ASSERT_TRUE(err);
+  EXPECT_EQ(json::parse(err->second)["level"], "error");
 }
 
 TEST_F(NodeTest, PingAuctionWpingAndLameDuck) {
@@ -604,8 +614,12 @@ TEST_F(NodeTest, PingAuctionWpingAndLameDuck) {
 }
 
 TEST_F(NodeTest, GracefulStopUndeploysEverythingAndCleansUp) {
-  start_node();
   Collector events(*conn_, "$NEX.events.>");
+  start_node();
+  auto started = events.wait_for("node_started");
+  ASSERT_TRUE(started);
+  EXPECT_EQ(started->first, "$NEX.events.system.node_started");
+  EXPECT_EQ(json::parse(started->second)["data"]["id"], node_->id());
   json r = deploy(deploy_request(
       "echoservice", {{"NATS_URL", server().url()}, {"ECHO_SUBJECT", "svc.echo.graceful"}}));
   ASSERT_TRUE(r["error"].is_null()) << r.dump();
