@@ -93,12 +93,17 @@ static void reply_discovery(const char *verb, const char *reply) {
   if (n > 0 && (size_t)n < sizeof body) publish(reply, body, (size_t)n);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
   const char *url = getenv("NATS_URL");
   if (!url || !*url) url = "nats://127.0.0.1:4222";
   if (getenv("ECHO_SUBJECT") && *getenv("ECHO_SUBJECT")) subject = getenv("ECHO_SUBJECT");
   setvbuf(stdout, NULL, _IOLBF, 0);
   printf("Echo service using NATS url '%s'\n", url);
+  if (argc > 1) {
+    printf("Arguments:");
+    for (int i = 1; i < argc; ++i) printf(" %s", argv[i]);
+    printf("\n");
+  }
 
   static const char digits[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
   srand((unsigned)time(NULL) ^ (unsigned)getpid());

@@ -19,11 +19,7 @@ json to_json(const AgentDeployRequest& r) {
             {"trigger_subjects", r.trigger_subjects},
             {"workload_name", r.workload_name},
             {"workload_type", to_string(r.workload_type)}};
-  if (!r.host_services.empty()) {
-    j["host_services"] = {{"nats_url", r.host_services.nats_url},
-                          {"nats_user_jwt", r.host_services.nats_user_jwt},
-                          {"nats_user_seed", r.host_services.nats_user_seed}};
-  }
+  if (!r.host_services.empty()) j["host_services"] = to_json(r.host_services);
   return j;
 }
 
@@ -45,6 +41,7 @@ Result<AgentDeployRequest> parse_agent_deploy_request(std::string_view text) {
   f.string_list("trigger_subjects", r.trigger_subjects);
   f.string("workload_name", r.workload_name, /*required=*/true);
   f.string("workload_type", type);
+  read_host_services(f, r.host_services);
   NEX_RETURN_IF_ERROR(f.status());
   auto t = parse_workload_type(type);
   if (!t) return fail(t.error());

@@ -43,22 +43,41 @@ Result<Location> parse_location(std::string_view url) {
   return Location{std::string(rest.substr(0, slash)), std::string(rest.substr(slash + 1))};
 }
 
-Status validate_workload_name(std::string_view name) {
+namespace {
+
+// Names that end up in subjects and bucket names.
+Status validate_name(std::string_view what, std::string_view value) {
   static const std::regex kName("[a-zA-Z0-9_-]+");
-  if (!std::regex_match(name.begin(), name.end(), kName)) {
+  if (!std::regex_match(value.begin(), value.end(), kName)) {
     return fail(ErrorCode::kInvalidArgument,
-                "workload name '" + std::string(name) + "' must match ^[a-zA-Z0-9_-]+$");
+                std::string(what) + " '" + std::string(value) + "' must match ^[a-zA-Z0-9_-]+$");
   }
   return {};
 }
 
-Status validate_namespace(std::string_view ns) {
-  static const std::regex kNs("[a-zA-Z0-9_-]+");
-  if (!std::regex_match(ns.begin(), ns.end(), kNs)) {
-    return fail(ErrorCode::kInvalidArgument,
-                "namespace '" + std::string(ns) + "' must match ^[a-zA-Z0-9_-]+$");
-  }
-  return {};
+}  // namespace
+
+Status validate_workload_name(std::string_view name) {
+  return validate_name("workload name", name);
+}
+Status validate_namespace(std::string_view ns) { return validate_name("namespace", ns); }
+
+json to_json(const HostServicesConfig& h) {
+  return {{"nats_url", h.nats_url},
+          {"nats_user_jwt", h.nats_user_jwt},
+          {"nats_user_seed", h.nats_user_seed}};
+}
+
+void read_host_services(FieldReader& parent, HostServicesConfig& out) {
+  const json* hs = parent.raw("host_services");
+  if (hs == nullptr) return;
+  if (!hs->is_object()) return parent.fail_field("host_services", "must be an object");
+  FieldReader h(*hs, "host_services");
+  h.string("nats_url", out.nats_url);
+  h.string("nats_user_jwt", out.nats_user_jwt);
+  h.string("nats_user_seed", out.nats_user_seed);
+  if (auto st = h.status(); !st)
+    parent.fail_field("host_services", "is invalid: " + st.error().message);
 }
 
 Result<DeployRequest> parse_deploy_request(std::string_view text) {
@@ -81,17 +100,7 @@ Result<DeployRequest> parse_deploy_request(std::string_view text) {
   f.string("retried_at", r.retried_at);
   f.string("hash", r.hash);
   f.string("workload_name", r.workload_name);
-  if (const json* hs = f.raw("host_services")) {
-    if (!hs->is_object()) {
-      f.fail_field("host_services", "must be an object");
-    } else {
-      FieldReader h(*hs, "deploy request host_services");
-      h.string("nats_url", r.host_services.nats_url);
-      h.string("nats_user_jwt", r.host_services.nats_user_jwt);
-      h.string("nats_user_seed", r.host_services.nats_user_seed);
-      NEX_RETURN_IF_ERROR(h.status());
-    }
-  }
+  read_host_services(f, r.host_services);
   // location: "nats://B/k", or Go's marshalled url.URL {"Scheme","Host","Path",...}.
   const json* loc = f.raw("location");
   if (loc == nullptr) {
@@ -150,11 +159,7 @@ json to_json(const DeployRequest& r) {
   if (!r.jsdomain.empty()) j["jsdomain"] = r.jsdomain;
   if (r.retry_count) j["retry_count"] = *r.retry_count;
   if (!r.retried_at.empty()) j["retried_at"] = r.retried_at;
-  if (!r.host_services.empty()) {
-    j["host_services"] = {{"nats_url", r.host_services.nats_url},
-                          {"nats_user_jwt", r.host_services.nats_user_jwt},
-                          {"nats_user_seed", r.host_services.nats_user_seed}};
-  }
+  if (!r.host_services.empty()) j["host_services"] = to_json(r.host_services);
   if (!r.hash.empty()) j["hash"] = r.hash;
   if (!r.workload_name.empty()) j["workload_name"] = r.workload_name;
   return j;

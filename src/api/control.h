@@ -15,6 +15,8 @@
 
 namespace nex::api {
 
+class FieldReader;  // api/json_fields.h
+
 using Tags = std::map<std::string, std::string>;
 
 enum class WorkloadType { kNative, kV8, kWasm };
@@ -36,6 +38,10 @@ struct HostServicesConfig {
   std::string nats_user_seed;
   bool empty() const { return nats_url.empty() && nats_user_jwt.empty() && nats_user_seed.empty(); }
 };
+
+nlohmann::json to_json(const HostServicesConfig& h);
+// Reads an optional "host_services" object field, reporting problems through `parent`.
+void read_host_services(FieldReader& parent, HostServicesConfig& out);
 
 struct DeployRequest {
   std::vector<std::string> argv;

@@ -106,6 +106,21 @@ Result<std::map<std::string, std::string>> open_environment(const api::DeployReq
   return env;
 }
 
+// The agent's {accepted, message} answer to a deploy: ok, or its reason for refusing.
+Status agent_accepted(std::string_view reply) {
+  auto j = api::FieldReader::parse_object(reply, "agent deploy response");
+  if (!j) return fail(j.error());
+  api::FieldReader f(*j, "agent deploy response");
+  bool accepted = false;
+  std::string message = "no reason given";
+  f.boolean("accepted", accepted);
+  f.string("message", message);
+  NEX_RETURN_IF_ERROR(f.status());
+  if (!accepted)
+    return fail(ErrorCode::kInvalidArgument, "the agent refused the workload: " + message);
+  return {};
+}
+
 }  // namespace
 
 bool subjects_overlap(std::string_view a, std::string_view b) {
@@ -559,13 +574,7 @@ Result<json> Node::deploy(const std::string& ns, std::string_view body) {
   auto resp = internal_->request_agent(w->id, api::agent_subject::deploy(w->id),
                                        api::dump(api::to_json(areq)), kDeployTimeout);
   if (!resp) return unregister(resp.error().wrap("agent"));
-  auto answer = api::FieldReader::parse_object(resp->data(), "agent deploy response");
-  if (!answer) return unregister(answer.error());
-  if (!answer->value("accepted", false)) {
-    return unregister({ErrorCode::kInvalidArgument,
-                       "the agent refused the workload: " +
-                           answer->value("message", std::string("no reason given"))});
-  }
+  if (auto st = agent_accepted(resp->data()); !st) return unregister(st.error());
   log_line("Workload deployed name=" + name + " id=" + w->id + " namespace=" + ns);
   bool still_running = false;
   {
@@ -630,42 +639,47 @@ void Node::remove_workload(const std::shared_ptr<Workload>& w, int code,
                 id() + "-" + w->id);
 }
 
+std::shared_ptr<Node::Workload> Node::find_workload(const std::string& workload_id) {
+  std::lock_guard lock(mu_);
+  auto it = workloads_.find(workload_id);
+  return it == workloads_.end() ? nullptr : it->second;
+}
+
+// Agents speak for workloads, which are not trusted: their messages are read with FieldReader,
+// which never throws, and anything malformed is dropped.
 void Node::on_agent_log(nats::Message msg) {
-  const std::string wid = token(msg.subject(), 1);
-  std::shared_ptr<Workload> w;
-  {
-    std::lock_guard lock(mu_);
-    auto it = workloads_.find(wid);
-    if (it == workloads_.end()) return;
-    w = it->second;
-  }
+  auto w = find_workload(token(msg.subject(), 1));
+  if (!w) return;
   auto j = api::FieldReader::parse_object(msg.data(), "log");
   if (!j) return;
-  const std::string text = j->value("text", std::string());
-  const std::string level = j->value("level", std::string("info"));
+  api::FieldReader f(*j, "log");
+  std::string text;
+  std::string level = "info";
+  f.string("text", text);
+  f.string("level", level);
+  if (!f.status()) return;
   (void)control_->publish(api::logs_subject(w->ns, id(), w->name, w->id),
                           api::dump({{"text", text}, {"level", level}, {"id", w->id}}));
 }
 
 void Node::on_agent_event(nats::Message msg) {
-  const std::string wid = token(msg.subject(), 1);
+  auto w = find_workload(token(msg.subject(), 1));
   const std::string type = token(msg.subject(), 3);
-  std::shared_ptr<Workload> w;
-  {
-    std::lock_guard lock(mu_);
-    auto it = workloads_.find(wid);
-    if (it == workloads_.end()) return;
-    w = it->second;
-  }
+  if (!w) return;
   auto ev = api::FieldReader::parse_object(msg.data(), "event");
   if (!ev) return;
-  json data = ev->value("data", json::object());
+  const json* data = api::FieldReader(*ev, "event").raw("data");
+  if (data == nullptr || !data->is_object()) return;
   if (type == "workload_exited") {
-    const int code = data.value("code", 0);
-    on_workload_exited(w, code, data.value("message", std::string()));
+    api::FieldReader d(*data, "workload_exited event");
+    int64_t code = 0;
+    std::string message;
+    d.integer("code", code);
+    d.string("message", message);
+    if (d.status()) on_workload_exited(w, static_cast<int>(code), message);
     return;
   }
-  publish_event(w->ns, type, data, id() + "-" + w->id);
+  publish_event(w->ns, type, *data, id() + "-" + w->id);
 }
 
 void Node::on_workload_exited(const std::shared_ptr<Workload>& w, int code,
@@ -725,9 +739,7 @@ void Node::maintenance_loop() {
       w->request.retried_at = rfc3339_nano(std::chrono::system_clock::now());
       auto r = internal_->request_agent(w->id, api::agent_subject::deploy(w->id),
                                         api::dump(api::to_json(w->request)), kDeployTimeout);
-      const bool ok = r && api::FieldReader::parse_object(r->data(), "agent reply")
-                               .value_or(json::object())
-                               .value("accepted", false);
+      const bool ok = r && agent_accepted(r->data());
       if (ok) {
         std::lock_guard l(mu_);
         w->healthy = true;

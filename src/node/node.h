@@ -62,6 +62,7 @@ class Node {
   Result<nlohmann::json> stop_workload(const std::string& ns, std::string_view body);
 
   // Agents.
+  std::shared_ptr<Workload> find_workload(const std::string& workload_id);
   void on_agent_log(nats::Message msg);
   void on_agent_event(nats::Message msg);
   void on_workload_exited(const std::shared_ptr<Workload>& w, int code, const std::string& message);

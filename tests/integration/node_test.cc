@@ -173,8 +173,10 @@ TEST_F(NodeTest, DeploysUsesAndStopsTheEchoService) {
   start_node();
   Collector logs(*conn_, "$NEX.logs.default.*.echoservice.*");
   Collector events(*conn_, "$NEX.events.default.*");
-  json r = deploy(deploy_request(
-      "echoservice", {{"NATS_URL", server().url()}, {"ECHO_SUBJECT", "svc.echo.test"}}));
+  json req = deploy_request("echoservice",
+                            {{"NATS_URL", server().url()}, {"ECHO_SUBJECT", "svc.echo.test"}});
+  req["argv"] = {"--greeting", "hello world"};
+  json r = deploy(req);
   ASSERT_TRUE(r["error"].is_null()) << r.dump();
   EXPECT_EQ(r["type"], "io.nats.nex.v1.run_response");
   const std::string id = r["data"]["id"];
@@ -184,6 +186,8 @@ TEST_F(NodeTest, DeploysUsesAndStopsTheEchoService) {
 
   ASSERT_TRUE(echo_answers("svc.echo.test")) << "the deployed service never answered";
   auto line = logs.wait_for("Echo service using NATS url");
+  EXPECT_TRUE(logs.wait_for("Arguments: --greeting hello world"))
+      << "argv did not reach the service";
   ASSERT_TRUE(line) << "no log line from the service";
   EXPECT_EQ(line->first, "$NEX.logs.default." + node_->id() + ".echoservice." + id);
   EXPECT_EQ(json::parse(line->second)["level"], "info");
@@ -371,7 +375,8 @@ TEST_F(NodeRefusals, BadRequestsGetPreciseErrors) {
   expect_refused(sys, "trigger subject '>' is not allowed");
   expect_refused(with("location", "nats://NEXCLIFILES/dynamic"), "dynamically linked");
   expect_refused(with("location", "nats://NEXCLIFILES/script"), "not an ELF binary");
-  expect_refused(with("location", "nats://NEXCLIFILES/arm64"), "built for arm64, but this node runs x86-64");
+  expect_refused(with("location", "nats://NEXCLIFILES/arm64"),
+                 "built for arm64, but this node runs x86-64");
   expect_refused(with("hash", std::string(64, 'a')),
                  "artifact hash mismatch: the request vouches for aaaa");
   // Everything refused, the same node still deploys a good request.
@@ -511,6 +516,30 @@ TEST(InternalServerIsolation, AgentRepliesSurviveConfigurationReloads) {
   EXPECT_EQ(failures, 0);
   internal->reset();
   fs::remove_all(dir);
+}
+
+TEST_F(NodeTest, AutostartDeploysConfiguredWorkloads) {
+  // The environment is sealed to the node's xkey, so learn it from a first start.
+  start_node();
+  const std::string xkey = node_->xkey();
+  node_.reset();
+  auto sealed = publisher_.seal(
+      as_bytes(json{{"NATS_URL", server().url()}, {"ECHO_SUBJECT", "svc.echo.auto"}}.dump()), xkey);
+  auto req = api::parse_deploy_request(json{
+      {"type", "native"},
+      {"location", "nats://NEXCLIFILES/echoservice"},
+      {"workload_jwt", jwt_for("autoecho", issuer_)},
+      {"environment", base64_encode(*sealed, Base64::kStandard)},
+      {"sender_public_key", publisher_.public_key()},
+      {"workload_name", "autoecho"}}.dump());
+  ASSERT_TRUE(req) << req.error().message;
+  NodeConfig config;
+  config.autostart = {*req};
+  start_node(config);
+  EXPECT_TRUE(echo_answers("svc.echo.auto"));
+  json in = info();
+  ASSERT_EQ(in["data"]["machines"].size(), 1u) << in.dump();
+  EXPECT_EQ(in["data"]["machines"][0]["workload"]["name"], "autoecho");
 }
 
 TEST_F(NodeTest, IdentityPersistsAndOneNodePerStateDirectory) {
