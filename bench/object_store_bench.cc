@@ -70,10 +70,10 @@ std::vector<double> measure(int runs, size_t bytes, F&& body) {
 
 void row(const char* what, const std::vector<double>& v) {
   if (v.empty()) {
-    std::printf("| %-44s | %10s | %10s |\n", what, "failed", "");
+    std::printf("| %-46s | %10s | %10s |\n", what, "failed", "");
     return;
   }
-  std::printf("| %-44s | %10.1f | %10.1f |\n", what, v[v.size() / 2], v.back());
+  std::printf("| %-46s | %10.1f | %10.1f |\n", what, v[v.size() / 2], v.back());
 }
 
 }  // namespace
@@ -153,8 +153,8 @@ int main(int argc, char** argv) {
       "\nObject store vs raw JetStream: one %zu MiB object, 128 KiB chunks, %lld in flight,\n"
       "file storage, nats-server on loopback, %d runs\n\n",
       size_mib, static_cast<long long>(ObjectStore::kMaxChunksInFlight), runs);
-  std::printf("| %-44s | %10s | %10s |\n", "operation", "median", "best");
-  std::printf("|%s|%s|%s|\n", std::string(46, '-').c_str(), std::string(12, '-').c_str(),
+  std::printf("| %-46s | %10s | %10s |\n", "operation", "median", "best");
+  std::printf("|%s|%s|%s|\n", std::string(48, '-').c_str(), std::string(12, '-').c_str(),
               std::string(12, '-').c_str());
   row("object store put (MiB/s)", put);
   row("raw JetStream publish, same bytes (MiB/s)", publish);
