@@ -8,6 +8,7 @@
 #include <string>
 
 #include "cli/connection_flags.h"
+#include "cli/control_client.h"
 #include "node/node.h"
 
 namespace nex::cli {
@@ -18,6 +19,11 @@ using CommandAction = std::function<int()>;
 void register_version_command(CLI::App& app, CommandAction& action);
 void register_up_command(CLI::App& app, CommandAction& action);
 void register_node_command(CLI::App& app, CommandAction& action, ConnectionFlags& flags);
+
+// Connects to the control NATS the flags name (no reconnecting: a CLI reports and exits).
+Result<ControlClient> connect_control(const ConnectionFlags& flags);
+// Prints "nex: <message>" to stderr; returns exit code 1.
+int report(const Error& e);
 
 // ~/.nex/node: where a node keeps its identity unless told otherwise.
 std::string default_state_dir();

@@ -20,6 +20,11 @@ void ConnectionFlags::add_to(CLI::App& app) {
   app.add_option("--tlsca", tls_ca, "TLS certificate authority");
   app.add_option("--timeout", timeout_seconds, "time to wait for NATS and for answers, in seconds")
       ->capture_default_str();
+  const char* ns_env = std::getenv("NEX_NAMESPACE");
+  if (ns_env && *ns_env) ns = ns_env;
+  app.add_option("--namespace", ns, "namespace of the workloads (env NEX_NAMESPACE)")
+      ->capture_default_str();
+  app.add_flag("--json", json, "print machine-readable JSON");
 }
 
 Result<nats::ConnectOptions> ConnectionFlags::options(const std::string& client_name) const {

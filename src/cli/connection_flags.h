@@ -21,9 +21,14 @@ struct ConnectionFlags {
   std::string tls_key;
   std::string tls_ca;
   double timeout_seconds = 2.0;
+  std::string ns = "default";  // --namespace, env NEX_NAMESPACE
+  bool json = false;           // --json: machine-readable output
 
   void add_to(CLI::App& app);
   Result<nats::ConnectOptions> options(const std::string& client_name) const;
+  std::chrono::milliseconds timeout() const {
+    return std::chrono::milliseconds(static_cast<int64_t>(timeout_seconds * 1000));
+  }
 };
 
 }  // namespace nex::cli

@@ -4,8 +4,11 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "api/control.h"
 #include "cli/commands.h"
 #include "cli/connection_flags.h"
+#include "cli/control_client.h"
+#include "cli/table.h"
 #include "node/node.h"
 
 namespace nex::cli {
@@ -44,6 +47,112 @@ int run_node(const nats::ConnectOptions& control, const node::NodeConfig& config
   return 0;
 }
 
+Result<ControlClient> connect_control(const ConnectionFlags& flags) {
+  auto options = flags.options("nex cli");
+  if (!options) return fail(options.error());
+  options->reconnect = false;
+  auto conn = nats::Connection::connect(*options);
+  if (!conn) return fail(conn.error());
+  return ControlClient(std::move(*conn), flags.timeout());
+}
+
+int report(const Error& e) {
+  std::fprintf(stderr, "nex: %s\n", e.message.c_str());
+  return 1;
+}
+
+namespace {
+
+const char* kNoNodes =
+    "No nex node answered on %s within %.1fs.\n"
+    "Start one with `nex node up --config FILE` (or `nex up` for a local NATS server and a "
+    "node).\n";
+
+std::string tags_text(const nlohmann::json& tags) {
+  std::string out;
+  if (!tags.is_object()) return out;
+  for (auto it = tags.begin(); it != tags.end(); ++it) {
+    if (!out.empty()) out += ", ";
+    out += it.key() + "=" + (it->is_string() ? it->get<std::string>() : it->dump());
+  }
+  return out;
+}
+
+std::string str(const nlohmann::json& j, const char* key) {
+  auto it = j.find(key);
+  if (it == j.end()) return "";
+  return it->is_string() ? it->get<std::string>() : it->dump();
+}
+
+int node_ls(const ConnectionFlags& flags, bool full) {
+  auto client = connect_control(flags);
+  if (!client) return report(client.error());
+  auto nodes = client->gather("$NEX.PING");
+  if (!nodes) return report(nodes.error());
+  if (flags.json) {
+    std::printf("%s\n", nlohmann::json(*nodes).dump(2).c_str());
+    return 0;
+  }
+  if (nodes->empty()) {
+    std::printf(kNoNodes, flags.server.c_str(), flags.timeout_seconds);
+    return 0;
+  }
+  std::vector<std::string> header = {"ID", "Name", "Version", "Uptime", "Workloads"};
+  if (full) header.insert(header.end(), {"Xkey", "Tags"});
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& n : *nodes) {
+    const auto& tags = n.value("tags", nlohmann::json::object());
+    std::vector<std::string> row = {
+        str(n, "node_id"), tags.is_object() ? str(tags, "node_name") : "", str(n, "version"),
+        str(n, "uptime"), str(n, "running_machines")};
+    if (full) row.insert(row.end(), {str(n, "target_xkey"), tags_text(tags)});
+    rows.push_back(std::move(row));
+  }
+  std::printf("%s", render_table("NATS Execution Nodes", header, rows).c_str());
+  return 0;
+}
+
+int node_info(const ConnectionFlags& flags, const std::string& node_id) {
+  auto client = connect_control(flags);
+  if (!client) return report(client.error());
+  auto info = client->request("$NEX.INFO." + flags.ns + "." + node_id);
+  if (!info) {
+    if (info.error().code == ErrorCode::kNoResponders || info.error().code == ErrorCode::kTimeout) {
+      std::fprintf(stderr,
+                   "nex: node %s did not answer on %s; `nex node ls` lists the nodes that do\n",
+                   node_id.c_str(), flags.server.c_str());
+      return 1;
+    }
+    return report(info.error());
+  }
+  if (flags.json) {
+    std::printf("%s\n", info->dump(2).c_str());
+    return 0;
+  }
+  const auto& mem = info->value("memory", nlohmann::json::object());
+  auto kb = [&](const char* k) {
+    return with_thousands(mem.is_object() ? mem.value(k, 0LL) : 0LL);
+  };
+  std::printf("NEX Node Information\nNode: %s\nXkey: %s\nVersion: %s\nUptime: %s\nTags: %s\n",
+              node_id.c_str(), str(*info, "public_xkey").c_str(), str(*info, "version").c_str(),
+              str(*info, "uptime").c_str(),
+              tags_text(info->value("tags", nlohmann::json::object())).c_str());
+  std::printf("Memory in kB:\nFree: %s Available: %s\nTotal: %s\nWorkloads:\n", kb("free").c_str(),
+              kb("available").c_str(), kb("total").c_str());
+  const auto& machines = info->value("machines", nlohmann::json::array());
+  if (!machines.is_array() || machines.empty())
+    std::printf("(none in namespace %s)\n", flags.ns.c_str());
+  for (const auto& m : machines) {
+    const auto& w = m.value("workload", nlohmann::json::object());
+    std::printf("Id: %s Healthy: %s\nRuntime: %s Name: %s\nDescription: %s\n", str(m, "id").c_str(),
+                str(m, "healthy").c_str(), str(w, "runtime").c_str(), str(w, "name").c_str(),
+                str(w, "description").c_str());
+  }
+  return 0;
+}
+
+}  // namespace
+
 void register_node_command(CLI::App& app, CommandAction& action, ConnectionFlags& flags) {
   auto* node = app.add_subcommand("node", "Run and inspect nex nodes");
   node->require_subcommand(1);
@@ -73,6 +182,20 @@ void register_node_command(CLI::App& app, CommandAction& action, ConnectionFlags
       return run_node(*control, config,
                       opts->state_dir.empty() ? default_state_dir() : opts->state_dir, {});
     };
+  });
+
+  auto full = std::make_shared<bool>(false);
+  auto* ls = node->add_subcommand("ls", "List the nodes that answer on this NATS");
+  ls->add_flag("--full", *full, "also show each node's xkey and tags");
+  ls->callback(
+      [full, &action, &flags] { action = [full, &flags] { return node_ls(flags, *full); }; });
+
+  auto info_id = std::make_shared<std::string>();
+  auto* info =
+      node->add_subcommand("info", "Show a node's details and its workloads in the namespace");
+  info->add_option("id", *info_id, "the node's id (N...)")->required();
+  info->callback([info_id, &action, &flags] {
+    action = [info_id, &flags] { return node_info(flags, *info_id); };
   });
 }
 

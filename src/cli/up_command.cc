@@ -6,8 +6,8 @@
 #include <filesystem>
 
 #include "cli/commands.h"
-#include "node/node.h"
 #include "nats/local_server.h"
+#include "node/node.h"
 
 namespace nex::cli {
 namespace {
@@ -31,29 +31,35 @@ int run_up(const UpOptions& opts) {
   if (!opts.store_dir.empty()) server_options.store_dir = std::filesystem::absolute(opts.store_dir);
   auto server = nats::LocalNatsServer::start(server_options);
   if (!server) {
-    std::fprintf(stderr, "nex up: cannot start the local NATS server: %s\n", server.error().message.c_str());
+    std::fprintf(stderr, "nex up: cannot start the local NATS server: %s\n",
+                 server.error().message.c_str());
     if (opts.port == 4222) {
-      std::fprintf(stderr, "If another NATS server already uses port 4222, try `nex up --port 0`.\n");
+      std::fprintf(stderr,
+                   "If another NATS server already uses port 4222, try `nex up --port 0`.\n");
     }
     return 1;
   }
   node::NodeConfig config;
   config.no_sandbox = true;  // the process driver: the one this build has
   const std::string url = server->url();
-  const int rc = run_node({.urls = {url}, .name = "nex up node"}, config, opts.state_dir,
-                          [&](const node::Node& node) {
-    std::printf("NATS server with JetStream listening on %s\n", url.c_str());
-    std::printf("JetStream store: %s%s\n", server->store_dir().c_str(),
-                opts.store_dir.empty() ? " (temporary, removed on exit)" : "");
-    std::printf("Node %s is up (no sandbox: workloads run as processes of this user)\n", node.id().c_str());
-    std::printf("\nThe node serves the Nex control API on this NATS ($NEX.PING, $NEX.INFO, $NEX.DEPLOY,\n"
-                "...); any NATS client can use it, e.g.  nats --server %s req '$NEX.PING' ''\n"
-                "The nex commands that deploy for you (nex devrun, nex run, nex node ls) come with the\n"
-                "CLI milestone.\n"
-                "\nPress Ctrl-C to stop.\n",
-                url.c_str());
-    std::fflush(stdout);
-  });
+  const int rc = run_node(
+      {.urls = {url}, .name = "nex up node"}, config, opts.state_dir, [&](const node::Node& node) {
+        std::printf("NATS server with JetStream listening on %s\n", url.c_str());
+        std::printf("JetStream store: %s%s\n", server->store_dir().c_str(),
+                    opts.store_dir.empty() ? " (temporary, removed on exit)" : "");
+        std::printf("Node %s is up (no sandbox: workloads run as processes of this user)\n",
+                    node.id().c_str());
+        std::printf(
+            "\nThe node serves the Nex control API on this NATS ($NEX.PING, $NEX.INFO, "
+            "$NEX.DEPLOY,\n"
+            "...); any NATS client can use it, e.g.  nats --server %s req '$NEX.PING' ''\n"
+            "The nex commands that deploy for you (nex devrun, nex run, nex node ls) come with "
+            "the\n"
+            "CLI milestone.\n"
+            "\nPress Ctrl-C to stop.\n",
+            url.c_str());
+        std::fflush(stdout);
+      });
   std::printf("\nStopping NATS server...\n");
   server->stop();
   std::printf("Stopped.\n");
@@ -64,14 +70,16 @@ int run_up(const UpOptions& opts) {
 
 void register_up_command(CLI::App& app, CommandAction& action) {
   auto opts = std::make_shared<UpOptions>();
-  auto* cmd = app.add_subcommand("up", "Run a local NATS server with JetStream and a node, ready for nex devrun");
+  auto* cmd = app.add_subcommand(
+      "up", "Run a local NATS server with JetStream and a node, ready for nex devrun");
   cmd->add_option("--port", opts->port,
                   "Client port for the local NATS server (0 picks a free one)")
       ->capture_default_str();
   cmd->add_option("--store", opts->store_dir,
                   "JetStream store directory (default: a temporary directory removed on exit)");
   opts->state_dir = default_state_dir();
-  cmd->add_option("--state-dir", opts->state_dir, "where the node keeps its identity")->capture_default_str();
+  cmd->add_option("--state-dir", opts->state_dir, "where the node keeps its identity")
+      ->capture_default_str();
   cmd->callback([opts, &action] { action = [opts] { return run_up(*opts); }; });
 }
 

@@ -198,15 +198,18 @@ Result<std::unique_ptr<Node>> Node::start(NodeOptions options) {
   log_line(fmt::format("Internal NATS server started client_url=nats://{}:{}", n.internal_->host(),
                        n.internal_->port()));
 
-  for (const auto& [subject, handler] :
-       std::vector<std::pair<std::string, void (Node::*)(nats::Message)>>{
-           {"hostint.*.logs", &Node::on_agent_log},
-           {"hostint.*.events.*", &Node::on_agent_event}}) {
-    auto sub = n.internal_->connection().subscribe(
-        subject, [&n, handler](nats::Message m) { (n.*handler)(std::move(m)); });
-    if (!sub) return fail(sub.error());
-    n.subscriptions_.push_back(std::move(*sub));
-  }
+  // Logs and events share one subscription, so they are handled in the order the agent sent
+  // them: a crashing workload's last lines are republished before its exit removes it.
+  auto agent_traffic = n.internal_->connection().subscribe("hostint.*.>", [&n](nats::Message m) {
+    const std::string kind = token(m.subject(), 2);
+    if (kind == "logs") {
+      n.on_agent_log(std::move(m));
+    } else if (kind == "events") {
+      n.on_agent_event(std::move(m));
+    }  // handshakes belong to the pool, replies to their requests
+  });
+  if (!agent_traffic) return fail(agent_traffic.error());
+  n.subscriptions_.push_back(std::move(*agent_traffic));
   auto pool = AgentPool::start(*n.internal_, *n.driver_,
                                {.size = static_cast<size_t>(n.options_.config.machine_pool_size),
                                 .agent_binary = n.options_.agent_binary,

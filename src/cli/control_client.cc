@@ -1,0 +1,48 @@
+#include "cli/control_client.h"
+
+#include "api/json_fields.h"
+#include "core/nuid.h"
+
+namespace nex::cli {
+
+using nlohmann::json;
+
+Result<json> unwrap_envelope(std::string_view body) {
+  auto j = api::FieldReader::parse_object(body, "node reply");
+  if (!j) return fail(j.error());
+  auto err = j->find("error");
+  if (err != j->end() && err->is_string() && !err->get<std::string>().empty()) {
+    return fail(ErrorCode::kInvalidArgument, err->get<std::string>());
+  }
+  auto data = j->find("data");
+  if (data == j->end() || !data->is_object())
+    return fail(ErrorCode::kCorrupt, "node reply has no data");
+  return *data;
+}
+
+Result<std::vector<json>> ControlClient::gather(const std::string& subject,
+                                                const std::string& body) {
+  const std::string inbox = "_INBOX." + next_nuid();
+  auto sub = conn_.subscribe_sync(inbox);
+  if (!sub) return fail(sub.error());
+  NEX_RETURN_IF_ERROR(conn_.publish(subject, body, inbox));
+  std::vector<json> out;
+  const auto deadline = std::chrono::steady_clock::now() + timeout_;
+  for (;;) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) break;
+    auto msg = sub->next(left);
+    if (!msg) break;
+    if (auto data = unwrap_envelope(msg->data()); data) out.push_back(std::move(*data));
+  }
+  return out;
+}
+
+Result<json> ControlClient::request(const std::string& subject, const std::string& body) {
+  auto reply = conn_.request(subject, body, timeout_);
+  if (!reply) return fail(reply.error());
+  return unwrap_envelope(reply->data());
+}
+
+}  // namespace nex::cli
