@@ -19,6 +19,7 @@ using CommandAction = std::function<int()>;
 void register_version_command(CLI::App& app, CommandAction& action);
 void register_up_command(CLI::App& app, CommandAction& action);
 void register_node_command(CLI::App& app, CommandAction& action, ConnectionFlags& flags);
+void register_workload_commands(CLI::App& app, CommandAction& action, ConnectionFlags& flags);
 
 // Connects to the control NATS the flags name (no reconnecting: a CLI reports and exits).
 Result<ControlClient> connect_control(const ConnectionFlags& flags);

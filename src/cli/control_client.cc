@@ -20,15 +20,15 @@ Result<json> unwrap_envelope(std::string_view body) {
   return *data;
 }
 
-Result<std::vector<json>> ControlClient::gather(const std::string& subject,
-                                                const std::string& body) {
+Result<std::vector<json>> ControlClient::gather(const std::string& subject, const std::string& body,
+                                                size_t max_answers) {
   const std::string inbox = "_INBOX." + next_nuid();
   auto sub = conn_.subscribe_sync(inbox);
   if (!sub) return fail(sub.error());
   NEX_RETURN_IF_ERROR(conn_.publish(subject, body, inbox));
   std::vector<json> out;
   const auto deadline = std::chrono::steady_clock::now() + timeout_;
-  for (;;) {
+  while (out.size() < max_answers) {
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
         deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) break;

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include <chrono>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -20,10 +21,12 @@ class ControlClient {
       : conn_(std::move(conn)), timeout_(timeout) {}
 
   const nats::Connection& connection() const { return conn_; }
-  // The `data` of every envelope that arrives on `subject` within the timeout.
+  // The `data` of every envelope that arrives on `subject` within the timeout, or of the first
+  // `max_answers` of them as soon as they arrived.
   Result<std::vector<nlohmann::json>> gather(const std::string& subject,
-                                             const std::string& body = {});
-  // One request; its `data`, or the node's `error` as kPermissionDenied/kInvalidArgument.
+                                             const std::string& body = {},
+                                             size_t max_answers = SIZE_MAX);
+  // One request; its `data`, or the node's `error` as kInvalidArgument.
   Result<nlohmann::json> request(const std::string& subject, const std::string& body = {});
 
  private:

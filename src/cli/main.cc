@@ -13,6 +13,7 @@ int main(int argc, char** argv) {
   nex::cli::register_version_command(app, action);
   nex::cli::register_up_command(app, action);
   nex::cli::register_node_command(app, action, flags);
+  nex::cli::register_workload_commands(app, action, flags);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -50,14 +50,13 @@ int run_up(const UpOptions& opts) {
         std::printf("Node %s is up (no sandbox: workloads run as processes of this user)\n",
                     node.id().c_str());
         std::printf(
-            "\nThe node serves the Nex control API on this NATS ($NEX.PING, $NEX.INFO, "
-            "$NEX.DEPLOY,\n"
-            "...); any NATS client can use it, e.g.  nats --server %s req '$NEX.PING' ''\n"
-            "The nex commands that deploy for you (nex devrun, nex run, nex node ls) come with "
-            "the\n"
-            "CLI milestone.\n"
+            "\nTry, in another terminal:\n"
+            "  export NATS_URL=%s\n"
+            "  nex node ls\n"
+            "  nex devrun ./echoservice NATS_URL=%s\n"
+            "  nex node info %s\n"
             "\nPress Ctrl-C to stop.\n",
-            url.c_str());
+            url.c_str(), url.c_str(), node.id().c_str());
         std::fflush(stdout);
       });
   std::printf("\nStopping NATS server...\n");

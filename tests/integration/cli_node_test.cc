@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "core/subprocess.h"
+#include "nats/connection.h"
 #include "testing/nats_server_fixture.h"
 
 namespace nex {
@@ -118,6 +119,85 @@ TEST_F(CliNode, ErrorsSayWhatToDo) {
   EXPECT_NE(unreachable.out.find("nats://127.0.0.1:1"), std::string::npos) << unreachable.out;
   CliResult usage = nex({"node", "info"});
   EXPECT_EQ(usage.code, 2) << usage.out;
+}
+
+TEST_F(CliNode, DevrunTwiceReplacesTheFirstAndStopEndsIt) {
+  // As in the seeds: `nex devrun ./echoservice NATS_URL=...`, keys created in ~/.nex.
+  const fs::path home = state_ / "home";
+  fs::create_directories(home);
+  fs::copy_file(fs::read_symlink("/proc/self/exe").parent_path() / "echoservice",
+                home / "echoservice");
+  const std::vector<std::string> env = {"HOME=" + home.string(), "NATS_URL=" + url_};
+  auto run = [&](std::vector<std::string> args) {
+    // Run from the user's directory so "./echoservice" means what it says.
+    std::vector<std::string> cmd = {"sh", "-c", "cd '" + home.string() + "' && exec \"$0\" \"$@\"",
+                                    NEX_BINARY};
+    cmd.insert(cmd.end(), args.begin(), args.end());
+    const fs::path out = home / "out.txt";
+    auto p = Subprocess::spawn(
+        {.argv = cmd, .env = env, .stdout_path = out.string(), .stderr_path = out.string()});
+    auto st = p->wait_for(30s);
+    CliResult r{st ? WEXITSTATUS(*st) : -1, slurp(out)};
+    fs::remove(out);
+    return r;
+  };
+  CliResult first = run({"devrun", "./echoservice", "NATS_URL=" + url_, "ECHO_SUBJECT=svc.echo"});
+  ASSERT_EQ(first.code, 0) << first.out;
+  EXPECT_NE(first.out.find("Created issuer account key: " + (home / ".nex/issuer.nk").string()),
+            std::string::npos)
+      << first.out;
+  EXPECT_EQ(fs::status(home / ".nex/issuer.nk").permissions() & fs::perms::all,
+            fs::perms::owner_read | fs::perms::owner_write);
+  EXPECT_EQ(fs::status(home / ".nex/publisher.xk").permissions() & fs::perms::all,
+            fs::perms::owner_read | fs::perms::owner_write);
+  std::smatch m;
+  const std::regex accepted(
+      "🚀 Workload 'echoservice' accepted\\. You can now refer to this workload with ID: "
+      "([a-v0-9]{20}) on node (N[A-Z2-7]{55})");
+  ASSERT_TRUE(std::regex_search(first.out, m, accepted)) << first.out;
+  const std::string first_id = m[1];
+  EXPECT_EQ(m[2], node_);
+
+  auto conn = nats::Connection::connect({.urls = {url_}});
+  ASSERT_TRUE(conn);
+  auto answered = [&] {
+    for (int i = 0; i < 200; ++i) {
+      auto r = conn->request("svc.echo", "this is a test", 500ms);
+      if (r && r->data() == "this is a test") return true;
+      std::this_thread::sleep_for(20ms);
+    }
+    return false;
+  };
+  ASSERT_TRUE(answered()) << "nats req svc.echo got no answer";
+
+  CliResult second = run({"devrun", "./echoservice", "NATS_URL=" + url_, "ECHO_SUBJECT=svc.echo"});
+  ASSERT_EQ(second.code, 0) << second.out;
+  EXPECT_NE(second.out.find("Reusing existing issuer account key"), std::string::npos)
+      << second.out;
+  EXPECT_NE(second.out.find("Reusing existing publisher xkey"), std::string::npos) << second.out;
+  EXPECT_NE(second.out.find("Stopped the previous 'echoservice' (" + first_id + ")"),
+            std::string::npos)
+      << second.out;
+  ASSERT_TRUE(std::regex_search(second.out, m, accepted)) << second.out;
+  const std::string second_id = m[1];
+  EXPECT_NE(second_id, first_id);
+  ASSERT_TRUE(answered());
+  CliResult info = run({"node", "info", node_});
+  EXPECT_EQ(info.out.find(first_id), std::string::npos) << "the first instance still runs:\n"
+                                                        << info.out;
+  EXPECT_NE(info.out.find("Id: " + second_id + " Healthy: true"), std::string::npos) << info.out;
+
+  CliResult stopped = run({"stop", node_, second_id});
+  EXPECT_EQ(stopped.code, 0) << stopped.out;
+  auto gone = conn->request("svc.echo", "x", 500ms);
+  EXPECT_FALSE(gone);
+
+  CliResult missing = run({"devrun", "./missing"});
+  EXPECT_EQ(missing.code, 1);
+  EXPECT_NE(missing.out.find("file not found: ./missing"), std::string::npos) << missing.out;
+  CliResult dynamic = run({"devrun", "/bin/true"});
+  EXPECT_EQ(dynamic.code, 1);
+  EXPECT_NE(dynamic.out.find("cc -static"), std::string::npos) << dynamic.out;
 }
 
 TEST(CliNodeAlone, LsWithNoNodeSaysHowToStartOne) {

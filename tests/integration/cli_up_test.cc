@@ -52,7 +52,7 @@ TEST(CliUp, RunsLocalJetStreamAndStopsCleanlyOnCtrlC) {
   const fs::path store = match[1].str();
   EXPECT_TRUE(fs::exists(store));
   EXPECT_NE(text.find("Ctrl-C"), std::string::npos);
-  EXPECT_NE(text.find("nats --server " + url + " req '$NEX.PING'"), std::string::npos);
+  EXPECT_NE(text.find("nex devrun ./echoservice NATS_URL=" + url), std::string::npos);
   const std::regex node_re("Node (N[A-Z2-7]{55}) is up");
   ASSERT_TRUE(std::regex_search(text, match, node_re)) << text;
   const std::string node_id = match[1];
@@ -81,17 +81,20 @@ TEST(CliUp, RunsLocalJetStreamAndStopsCleanlyOnCtrlC) {
 }
 
 TEST(CliNodeUp, BadConfigRefusesToStartNamingTheField) {
-  const fs::path conf = fs::temp_directory_path() / ("nex-bad-config-" + std::to_string(getpid()) + ".json");
+  const fs::path conf =
+      fs::temp_directory_path() / ("nex-bad-config-" + std::to_string(getpid()) + ".json");
   const fs::path out = conf.string() + ".out";
   std::ofstream(conf) << R"({"machine_pool_size": "two"})";
-  auto p = Subprocess::spawn({.argv = {NEX_BINARY, "node", "up", "--config", conf.string(), "-s", "nats://127.0.0.1:1"},
-                              .stdout_path = out.string(),
-                              .stderr_path = out.string()});
+  auto p = Subprocess::spawn(
+      {.argv = {NEX_BINARY, "node", "up", "--config", conf.string(), "-s", "nats://127.0.0.1:1"},
+       .stdout_path = out.string(),
+       .stderr_path = out.string()});
   ASSERT_TRUE(p);
   auto st = p->wait_for(10s);
   ASSERT_TRUE(st);
   EXPECT_EQ(WEXITSTATUS(*st), 1);
-  EXPECT_NE(slurp(out).find("field 'machine_pool_size' must be an integer"), std::string::npos) << slurp(out);
+  EXPECT_NE(slurp(out).find("field 'machine_pool_size' must be an integer"), std::string::npos)
+      << slurp(out);
   fs::remove(conf);
   fs::remove(out);
 }
