@@ -31,12 +31,7 @@ const std::vector<std::pair<std::string, size_t>> kObjects = {
 const std::vector<std::pair<std::string, size_t>> kKvEntries = {
     {"nex.interop.text", 5}, {"a/b=c_d-e", 1000}, {"empty", 0}};
 
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
+using ::nex::testing::slurp;
 
 class InteropJsTest : public NatsServerTest {
  protected:

@@ -33,12 +33,7 @@ namespace fs = std::filesystem;
 
 const fs::path kBinDir = fs::read_symlink("/proc/self/exe").parent_path();
 
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
+using ::nex::testing::slurp;
 
 // Collects messages on a subject, for asserting what a user watching it would see.
 class Collector {

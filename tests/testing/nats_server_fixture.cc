@@ -1,8 +1,17 @@
 #include "testing/nats_server_fixture.h"
 
 #include <atomic>
+#include <fstream>
+#include <sstream>
 
 namespace nex::testing {
+
+std::string slurp(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
 
 std::unique_ptr<nats::LocalNatsServer> NatsServerTest::server_;
 std::string NatsServerTest::skip_reason_;

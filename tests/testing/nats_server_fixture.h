@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <memory>
 #include <string>
 
@@ -13,6 +14,9 @@
 #include "nats/local_server.h"
 
 namespace nex::testing {
+
+// The whole content of a file ("" when it cannot be read).
+std::string slurp(const std::filesystem::path& path);
 
 class NatsServerTest : public ::testing::Test {
  protected:
