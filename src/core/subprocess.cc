@@ -94,6 +94,7 @@ Result<Subprocess> Subprocess::spawn(const SpawnOptions& options) {
       ::prctl(PR_SET_PDEATHSIG, SIGKILL);
       if (::getppid() != parent) ::_exit(127);
     }
+    if (options.own_process_group) ::setpgid(0, 0);
     if (out_fd >= 0) ::dup2(out_fd, STDOUT_FILENO);
     if (err_fd >= 0) ::dup2(err_fd, STDERR_FILENO);
     // Descriptors another thread opened without O_CLOEXEC must not leak into the program.

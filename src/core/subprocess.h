@@ -26,6 +26,9 @@ struct SpawnOptions {
   // Kill the child with SIGKILL if this process dies. Bound to the spawning *thread* (a Linux
   // PR_SET_PDEATHSIG detail): spawn long-lived children from a long-lived thread.
   bool die_with_parent = true;
+  // Put the child in a process group of its own, so a terminal's Ctrl-C (sent to the whole
+  // foreground group) reaches only the parent, which then stops its children in order.
+  bool own_process_group = true;
 };
 
 class Subprocess {

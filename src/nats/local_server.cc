@@ -67,15 +67,22 @@ Status LocalNatsServer::restart() {
 Result<LocalNatsServer> LocalNatsServer::start(const LocalServerOptions& options) {
   auto binary = find_binary(options.binary);
   if (!binary) return fail(binary.error());
-  std::string tmpl = (fs::temp_directory_path() / "nex-nats-XXXXXX").string();
-  if (mkdtemp(tmpl.data()) == nullptr) {
-    return fail(ErrorCode::kIo,
-                std::string("cannot create a temporary directory: ") + std::strerror(errno));
+  std::string work_dir = options.work_dir.string();
+  if (work_dir.empty()) {
+    work_dir = (fs::temp_directory_path() / "nex-nats-XXXXXX").string();
+    if (mkdtemp(work_dir.data()) == nullptr) {
+      return fail(ErrorCode::kIo,
+                  std::string("cannot create a temporary directory: ") + std::strerror(errno));
+    }
+  } else {
+    std::error_code ec;
+    fs::create_directories(work_dir, ec);
+    if (ec) return fail(ErrorCode::kIo, "cannot create " + work_dir + ": " + ec.message());
   }
   auto impl = std::make_unique<Impl>();
   impl->options = options;
   impl->options.binary = binary->string();
-  impl->work_dir = tmpl;
+  impl->work_dir = work_dir;
   impl->store_dir = options.store_dir.empty() ? impl->work_dir / "store" : options.store_dir;
   impl->log_file = impl->work_dir / "nats-server.log";
   NEX_RETURN_IF_ERROR(impl->launch());

@@ -20,7 +20,10 @@ struct LocalServerOptions {
   std::string host = "127.0.0.1";
   int port = -1;  // -1: the server picks a free port
   bool jetstream = true;
-  std::filesystem::path store_dir;    // empty: a temporary directory removed on stop
+  std::filesystem::path store_dir;  // empty: a temporary directory removed on stop
+  // Where the log and ports file go (created, and removed on stop); empty: a new temporary
+  // directory. A daemon passes a directory of its own so a crash leaves nothing in /tmp.
+  std::filesystem::path work_dir;
   std::filesystem::path config_file;  // optional `-c FILE`
   std::vector<std::string> extra_args;
   std::chrono::milliseconds ready_timeout{15000};

@@ -16,8 +16,10 @@ Result<std::unique_ptr<InternalServer>> InternalServer::start(const fs::path& wo
   fs::create_directories(work_dir, ec);
   if (ec) return fail(ErrorCode::kIo, "cannot create " + work_dir.string() + ": " + ec.message());
   NEX_RETURN_IF_ERROR(s->write_config_and_reload(/*reload=*/false));
-  auto server = nats::LocalNatsServer::start(
-      {.host = s->host_, .jetstream = false, .config_file = work_dir / "internal-nats.conf"});
+  auto server = nats::LocalNatsServer::start({.host = s->host_,
+                                              .jetstream = false,
+                                              .work_dir = work_dir / "server",
+                                              .config_file = work_dir / "internal-nats.conf"});
   if (!server) return fail(server.error().wrap("internal NATS server"));
   s->server_ = std::make_unique<nats::LocalNatsServer>(std::move(*server));
   auto conn = nats::Connection::connect({.urls = {s->server_->url()},

@@ -802,7 +802,7 @@ void Node::stop() {
   }
   publish_event(api::kSystemNamespace, api::event_type::kNodeStopped,
                 {{"id", id()}, {"graceful", true}});
-  (void)control_->flush();
+  if (control_->connected()) (void)control_->flush(2s);  // a dead server cannot be flushed to
   pool_.reset();
   internal_.reset();
   std::error_code ec;
