@@ -237,8 +237,6 @@ bool Connection::connected() const {
   return natsConnection_Status(impl_->nc) == NATS_CONN_STATUS_CONNECTED;
 }
 
-int64_t Connection::max_payload() const { return natsConnection_GetMaxPayload(impl_->nc); }
-
 natsConnection* Connection::raw() const { return impl_->nc; }
 
 }  // namespace nex::nats

@@ -71,7 +71,6 @@ class Connection {
   Status flush(std::chrono::milliseconds timeout = std::chrono::seconds(5)) const;
   std::string connected_url() const;
   bool connected() const;
-  int64_t max_payload() const;
 
   natsConnection* raw() const;
 

@@ -54,11 +54,6 @@ void AgentPool::on_handshake(const std::string& id) {
   cv_.notify_all();
 }
 
-size_t AgentPool::ready_count() {
-  std::lock_guard lock(mu_);
-  return ready_.size();
-}
-
 Result<WarmAgent> AgentPool::take(std::chrono::milliseconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   std::unique_lock lock(mu_);

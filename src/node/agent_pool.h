@@ -41,7 +41,6 @@ class AgentPool {
 
   // A handshaken agent, waiting up to `timeout` for one.
   Result<WarmAgent> take(std::chrono::milliseconds timeout);
-  size_t ready_count();
 
  private:
   AgentPool(InternalServer& internal, sandbox::Driver& driver, AgentPoolOptions options)

@@ -381,24 +381,22 @@ void Node::on_lameduck(nats::Message msg) {
   reply(msg, api::envelope("lameduck", {{"node_id", id()}, {"success", true}}));
 }
 
-void Node::on_deploy(nats::Message msg) {
-  auto r = deploy(token(msg.subject(), 2), msg.data());
+// Replies with the envelope of `kind`: the result's data, or its error (also logged).
+void Node::reply_result(const nats::Message& msg, std::string_view kind, const Result<json>& r) {
   if (r) {
-    reply(msg, api::envelope("run", *r));
+    reply(msg, api::envelope(kind, *r));
   } else {
-    log_line("Deploy refused: " + r.error().message);
-    reply(msg, api::envelope_error("run", r.error().message));
+    log_line(std::string(kind == "run" ? "Deploy" : "Stop") + " refused: " + r.error().message);
+    reply(msg, api::envelope_error(kind, r.error().message));
   }
 }
 
+void Node::on_deploy(nats::Message msg) {
+  reply_result(msg, "run", deploy(token(msg.subject(), 2), msg.data()));
+}
+
 void Node::on_stop(nats::Message msg) {
-  auto r = stop_workload(token(msg.subject(), 2), msg.data());
-  if (r) {
-    reply(msg, api::envelope("stop", *r));
-  } else {
-    log_line("Stop refused: " + r.error().message);
-    reply(msg, api::envelope_error("stop", r.error().message));
-  }
+  reply_result(msg, "stop", stop_workload(token(msg.subject(), 2), msg.data()));
 }
 
 Result<json> Node::deploy(const std::string& ns, std::string_view body) {

@@ -75,6 +75,8 @@ class Node {
   void publish_event(const std::string& ns, const std::string& type, nlohmann::json data,
                      const std::string& source = {});
   void reply(const nats::Message& msg, const std::string& body);
+  void reply_result(const nats::Message& msg, std::string_view kind,
+                    const Result<nlohmann::json>& r);
 
   NodeOptions options_;
   NodeIdentity identity_;
