@@ -17,6 +17,12 @@ inline constexpr const char* kWorkloadDeployed = "workload_deployed";
 inline constexpr const char* kWorkloadUndeployed = "workload_undeployed";
 // ours: an essential workload kept failing and the node stopped restarting it.
 inline constexpr const char* kWorkloadCrashLoop = "workload_crash_loop";
+inline constexpr const char* kFunctionExecSucceeded = "function_exec_succeeded";
+inline constexpr const char* kFunctionExecFailed = "function_exec_failed";
+inline constexpr const char* kAll[] = {
+    kNodeStarted,       kNodeStopped,           kLameDuck,
+    kHeartbeat,         kWorkloadDeployed,      kWorkloadUndeployed,
+    kWorkloadCrashLoop, kFunctionExecSucceeded, kFunctionExecFailed};
 }  // namespace event_type
 
 inline constexpr const char* kSystemNamespace = "system";

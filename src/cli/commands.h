@@ -4,6 +4,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include <filesystem>
 #include <functional>
 #include <string>
 
@@ -20,12 +21,17 @@ void register_version_command(CLI::App& app, CommandAction& action);
 void register_up_command(CLI::App& app, CommandAction& action);
 void register_node_command(CLI::App& app, CommandAction& action, ConnectionFlags& flags);
 void register_workload_commands(CLI::App& app, CommandAction& action, ConnectionFlags& flags);
+void register_observe_commands(CLI::App& app, CommandAction& action, ConnectionFlags& flags);
+// Registered last: it describes the commands registered before it.
+void register_completion_command(CLI::App& app, CommandAction& action);
 
 // Connects to the control NATS the flags name (no reconnecting: a CLI reports and exits).
 Result<ControlClient> connect_control(const ConnectionFlags& flags);
 // Prints "nex: <message>" to stderr; returns exit code 1.
 int report(const Error& e);
 
+// ~/.nex: the CLI's keys (issuer.nk, publisher.xk) and, in node/, a node's identity.
+std::filesystem::path nex_home();
 // ~/.nex/node: where a node keeps its identity unless told otherwise.
 std::string default_state_dir();
 

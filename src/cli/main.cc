@@ -4,7 +4,12 @@
 
 int main(int argc, char** argv) {
   CLI::App app{"nex: the NATS Execution Engine. Deploy services and functions to nodes over NATS."};
+  app.name("nex");
   app.require_subcommand(1);
+  app.footer(
+      "Start here: `nex up` runs a local NATS server and a node; then, in another terminal,\n"
+      "`nex node ls`, `nex devrun ./echoservice NATS_URL=nats://127.0.0.1:4222`, `nex logs`.\n"
+      "`nex COMMAND --help` shows a command's arguments. Exit codes: 0 success, 1 error, 2 usage.");
   app.fallthrough();  // global flags (-s, --creds, ...) may follow the subcommand, as users type
                       // them
   nex::cli::CommandAction action;
@@ -14,6 +19,8 @@ int main(int argc, char** argv) {
   nex::cli::register_up_command(app, action);
   nex::cli::register_node_command(app, action, flags);
   nex::cli::register_workload_commands(app, action, flags);
+  nex::cli::register_observe_commands(app, action, flags);
+  nex::cli::register_completion_command(app, action);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

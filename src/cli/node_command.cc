@@ -21,10 +21,7 @@ struct NodeUpOptions {
 
 }  // namespace
 
-std::string default_state_dir() {
-  const char* home = std::getenv("HOME");
-  return std::string(home && *home ? home : "/tmp") + "/.nex/node";
-}
+std::string default_state_dir() { return (nex_home() / "node").string(); }
 
 int run_node(const nats::ConnectOptions& control, const node::NodeConfig& config,
              const std::string& state_dir, const std::function<void(const node::Node&)>& on_ready) {
@@ -151,6 +148,57 @@ int node_info(const ConnectionFlags& flags, const std::string& node_id) {
   return 0;
 }
 
+int node_lameduck(const ConnectionFlags& flags, const std::string& node_id) {
+  auto client = connect_control(flags);
+  if (!client) return report(client.error());
+  auto r = client->request("$NEX.LAMEDUCK." + node_id);
+  if (!r) {
+    return report({r.error().code,
+                   "node " + node_id + " did not enter lame duck mode: " + r.error().message});
+  }
+  if (flags.json) {
+    std::printf("%s\n", r->dump(2).c_str());
+  } else {
+    std::printf(
+        "Node %s is in lame duck mode: it accepts no new workloads; the running ones keep "
+        "running.\n",
+        node_id.c_str());
+  }
+  return 0;
+}
+
+// $NEX.WPING: which nodes run a workload (all of the namespace's, or one by id or name).
+int node_probe(const ConnectionFlags& flags, const std::string& workload) {
+  auto client = connect_control(flags);
+  if (!client) return report(client.error());
+  std::string subject = "$NEX.WPING." + flags.ns;
+  if (!workload.empty()) subject += "." + workload;
+  auto nodes = client->gather(subject);
+  if (!nodes) return report(nodes.error());
+  if (flags.json) {
+    std::printf("%s\n", nlohmann::json(*nodes).dump(2).c_str());
+    return 0;
+  }
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& n : *nodes) {
+    const auto& machines = n.value("running_machines", nlohmann::json::array());
+    for (const auto& m : machines.is_array() ? machines : nlohmann::json::array()) {
+      rows.push_back(
+          {str(m, "id"), str(m, "name"), str(m, "type"), str(m, "namespace"), str(n, "node_id")});
+    }
+  }
+  if (rows.empty()) {
+    std::printf("No workload%s answered in namespace %s within %.1fs.\n",
+                workload.empty() ? "" : (" '" + workload + "'").c_str(), flags.ns.c_str(),
+                flags.timeout_seconds);
+    return workload.empty() ? 0 : 1;
+  }
+  std::printf("%s", render_table("Workloads answering in namespace " + flags.ns,
+                                 {"ID", "Name", "Type", "Namespace", "Node"}, rows)
+                        .c_str());
+  return 0;
+}
+
 }  // namespace
 
 void register_node_command(CLI::App& app, CommandAction& action, ConnectionFlags& flags) {
@@ -196,6 +244,22 @@ void register_node_command(CLI::App& app, CommandAction& action, ConnectionFlags
   info->add_option("id", *info_id, "the node's id (N...)")->required();
   info->callback([info_id, &action, &flags] {
     action = [info_id, &flags] { return node_info(flags, *info_id); };
+  });
+
+  auto ld_id = std::make_shared<std::string>();
+  auto* lameduck = node->add_subcommand(
+      "lameduck", "Tell a node to accept no new workloads (before maintenance or retirement)");
+  lameduck->add_option("id", *ld_id, "the node's id (N...)")->required();
+  lameduck->callback([ld_id, &action, &flags] {
+    action = [ld_id, &flags] { return node_lameduck(flags, *ld_id); };
+  });
+
+  auto probe_target = std::make_shared<std::string>();
+  auto* probe = node->add_subcommand(
+      "probe", "Find which nodes run a workload (all of the namespace's, or one by id or name)");
+  probe->add_option("workload", *probe_target, "a workload id or name");
+  probe->callback([probe_target, &action, &flags] {
+    action = [probe_target, &flags] { return node_probe(flags, *probe_target); };
   });
 }
 

@@ -55,6 +55,8 @@ int run_up(const UpOptions& opts) {
             "  nex node ls\n"
             "  nex devrun ./echoservice NATS_URL=%s\n"
             "  nex node info %s\n"
+            "  nex logs        # the workloads' output, live\n"
+            "  nex events      # deploys, stops and node events, live\n"
             "\nPress Ctrl-C to stop.\n",
             url.c_str(), url.c_str(), node.id().c_str());
         std::fflush(stdout);

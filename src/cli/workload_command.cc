@@ -1,15 +1,16 @@
-// `nex devrun` and `nex stop`: deploy a file to a node the quick way, and stop a workload.
+// `nex devrun`, `nex run` and `nex stop`: deploy a workload (the quick way or the explicit way)
+// and stop one.
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <fstream>
-#include <regex>
 
 #include "api/control.h"
 #include "cli/commands.h"
 #include "core/elf_info.h"
 #include "core/encoding.h"
-#include "crypto/digest.h"
 #include "crypto/jwt.h"
 #include "crypto/xkeys.h"
 #include "nats/object_store.h"
@@ -18,53 +19,60 @@ namespace nex::cli {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
+fs::path nex_home() {
+  const char* home = std::getenv("HOME");
+  return fs::path(home && *home ? home : "/tmp") / ".nex";
+}
+
 namespace {
 
 constexpr const char* kDevBucket = "NEXCLIFILES";
 
-fs::path nex_home() {
-  const char* home = std::getenv("HOME");
-  return fs::path(home && *home ? home : "/tmp") / ".nex";
+// The first nkey seed in `path` (a token starting with 'S'), as `nk -gen` and nex write them.
+Result<std::string> read_seed(const fs::path& path, const char* what) {
+  std::ifstream in(path);
+  if (!in)
+    return fail(ErrorCode::kNotFound, std::string("cannot read the ") + what + " " + path.string());
+  for (std::string token; in >> token;) {
+    if (token.starts_with('S')) return token;
+  }
+  return fail(ErrorCode::kInvalidArgument, path.string() + " holds no nkey seed (S...)");
 }
 
 // Reads a seed from `path`, or creates one (mode 0600) with `make`, saying which.
 Result<std::string> seed_file(const fs::path& path, const char* what,
                               const std::function<std::string()>& make) {
   if (fs::exists(path)) {
-    std::ifstream in(path);
-    std::string seed;
-    in >> seed;
     std::printf("Reusing existing %s: %s\n", what, path.c_str());
-    return seed;
+    return read_seed(path, what);
   }
   std::error_code ec;
   fs::create_directories(path.parent_path(), ec);
   ::chmod(path.parent_path().c_str(), 0700);
   const std::string seed = make();
   {
-    std::ofstream out(path);
-    out << seed << "\n";
-    if (!out) return fail(ErrorCode::kIo, "cannot write " + path.string());
+    // Created with 0600 from the start, so the seed is never readable by others.
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) return fail(ErrorCode::kIo, "cannot create " + path.string());
+    const std::string line = seed + "\n";
+    const bool ok = ::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size());
+    ::close(fd);
+    if (!ok) return fail(ErrorCode::kIo, "cannot write " + path.string());
   }
-  ::chmod(path.c_str(), 0600);
   std::printf("Created %s: %s\n", what, path.c_str());
   return seed;
 }
 
-Result<api::WorkloadType> detect_type(const fs::path& file) {
-  std::ifstream in(file, std::ios::binary);
-  char magic[4] = {};
-  in.read(magic, 4);
-  if (in.gcount() == 4 && std::memcmp(magic,
-                                      "\x7f"
-                                      "ELF",
-                                      4) == 0)
+// The type of a workload from its first bytes and its name.
+Result<api::WorkloadType> detect_type(std::string_view head, const std::string& name) {
+  if (head.starts_with("\x7f"
+                       "ELF"))
     return api::WorkloadType::kNative;
-  if (in.gcount() == 4 && std::memcmp(magic, "\0asm", 4) == 0) return api::WorkloadType::kWasm;
-  if (file.extension() == ".js") return api::WorkloadType::kV8;
-  if (file.extension() == ".wasm") return api::WorkloadType::kWasm;
+  if (head.starts_with(std::string_view("\0asm", 4))) return api::WorkloadType::kWasm;
+  if (name.ends_with(".js")) return api::WorkloadType::kV8;
+  if (name.ends_with(".wasm")) return api::WorkloadType::kWasm;
   return fail(ErrorCode::kInvalidArgument,
-              file.string() +
+              name +
                   " is neither a Linux executable, a .js nor a .wasm file: "
                   "say what it is with --type native|v8|wasm");
 }
@@ -78,14 +86,116 @@ std::string workload_name_for(const fs::path& file) {
   return name.empty() ? "workload" : name;
 }
 
-struct DevrunOptions {
-  std::string file;
+// KEY=VALUE entries as the workload's environment; keys upper-cased as Nex does.
+Result<std::map<std::string, std::string>> parse_env(const std::vector<std::string>& entries) {
+  std::map<std::string, std::string> env;
+  for (const auto& kv : entries) {
+    const size_t eq = kv.find('=');
+    if (eq == std::string::npos || eq == 0)
+      return fail(ErrorCode::kInvalidArgument,
+                  "environment entries are KEY=VALUE, got '" + kv + "'");
+    std::string key = kv.substr(0, eq);
+    for (char& c : key) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    env[key] = kv.substr(eq + 1);
+  }
+  return env;
+}
+
+// Who signs a deploy and seals its environment.
+struct Signer {
+  crypto::KeyPair issuer;
+  crypto::XKey publisher;
+};
+
+Result<Signer> load_signer(const std::string& issuer_seed, const std::string& xkey_seed,
+                           const std::string& where) {
+  auto issuer = crypto::KeyPair::from_seed(issuer_seed);
+  if (!issuer || issuer->type() != crypto::KeyType::kAccount)
+    return fail(ErrorCode::kInvalidArgument,
+                "the issuer key in " + where + " is not an account seed (SA...)");
+  auto publisher = crypto::XKey::from_seed(xkey_seed);
+  if (!publisher)
+    return fail(ErrorCode::kInvalidArgument,
+                "the publisher xkey in " + where + " is not a curve seed (SX...)");
+  return Signer{std::move(*issuer), std::move(*publisher)};
+}
+
+// What a deploy asks for, besides where the artifact is.
+struct WorkloadOptions {
   std::vector<std::string> env;  // KEY=VALUE
   std::vector<std::string> triggers;
   std::vector<std::string> argv;
   std::string type;
   std::string name;
+  std::string description;
   bool essential = false;
+};
+
+struct Target {
+  std::string node_id;
+  std::string xkey;
+};
+
+// Signs, seals and sends the deploy request; prints the node's answer.
+int deploy(ControlClient& client, const ConnectionFlags& flags, const Signer& signer,
+           const Target& node, const api::Location& location, const std::string& hash,
+           api::WorkloadType type, const std::string& name, const WorkloadOptions& o) {
+  auto env = parse_env(o.env);
+  if (!env) return report(env.error());
+  auto sealed = signer.publisher.seal(as_bytes(json(*env).dump()), node.xkey);
+  if (!sealed) return report(sealed.error().wrap("node xkey"));
+  api::DeployRequest req;
+  req.argv = o.argv;
+  req.description = o.description;
+  req.type = type;
+  req.location = location;
+  req.essential = o.essential;
+  json claims = {{"type", "workload"}};
+  if (!hash.empty()) claims["hash"] = hash;
+  req.workload_jwt = crypto::encode_jwt({.sub = name, .nats = claims}, signer.issuer);
+  req.environment = base64_encode(*sealed, Base64::kStandard);
+  req.sender_public_key = signer.publisher.public_key();
+  req.target_node = node.node_id;
+  req.trigger_subjects = o.triggers;
+  req.hash = hash;
+  req.workload_name = name;
+  auto run =
+      client.request("$NEX.DEPLOY." + flags.ns + "." + node.node_id, api::to_json(req).dump());
+  if (!run) return report(run.error().wrap("node " + node.node_id + " refused the workload"));
+  if (flags.json) {
+    std::printf("%s\n", json{{"node_id", node.node_id}, {"workload", *run}}.dump(2).c_str());
+  } else {
+    std::printf(
+        "🚀 Workload '%s' accepted. You can now refer to this workload with ID: %s on node %s\n",
+        name.c_str(), run->value("id", "").c_str(), node.node_id.c_str());
+  }
+  return 0;
+}
+
+std::string stop_jwt(const crypto::KeyPair& issuer, const std::string& name) {
+  return crypto::encode_jwt({.sub = name, .nats = {{"type", "workload_stop"}}}, issuer);
+}
+
+Result<json> send_stop(ControlClient& client, const ConnectionFlags& flags,
+                       const crypto::KeyPair& issuer, const std::string& node_id,
+                       const std::string& workload_id, const std::string& name) {
+  return client.request("$NEX.STOP." + flags.ns + "." + node_id,
+                        api::to_json(api::StopRequest{.workload_id = workload_id,
+                                                      .workload_jwt = stop_jwt(issuer, name),
+                                                      .target_node = node_id})
+                            .dump());
+}
+
+// The workloads a node runs in the namespace, from $NEX.INFO.
+Result<json> node_machines(ControlClient& client, const ConnectionFlags& flags,
+                           const std::string& node_id) {
+  auto info = client.request("$NEX.INFO." + flags.ns + "." + node_id);
+  if (!info) return fail(info.error().wrap("node " + node_id));
+  return info->value("machines", json::array());
+}
+
+struct DevrunOptions : WorkloadOptions {
+  std::string file;
   bool stop_previous = true;
 };
 
@@ -93,23 +203,20 @@ int devrun(const ConnectionFlags& flags, const DevrunOptions& o) {
   const fs::path file = o.file;
   if (!fs::is_regular_file(file))
     return report({ErrorCode::kNotFound, "file not found: " + o.file});
-  auto type = o.type.empty() ? detect_type(file) : api::parse_workload_type(o.type);
+  std::string head(4, '\0');
+  {
+    std::ifstream in(file, std::ios::binary);
+    in.read(head.data(), 4);
+    head.resize(static_cast<size_t>(in.gcount()));
+  }
+  auto type = o.type.empty() ? detect_type(head, file.filename().string())
+                             : api::parse_workload_type(o.type);
   if (!type) return report(type.error());
   if (*type == api::WorkloadType::kNative) {
     if (auto st = check_static_executable(file); !st)
       return report(st.error().wrap(o.file + " cannot run on a nex node"));
   }
-  std::map<std::string, std::string> env;
-  for (const auto& kv : o.env) {
-    const size_t eq = kv.find('=');
-    if (eq == std::string::npos || eq == 0) {
-      return report(
-          {ErrorCode::kInvalidArgument, "environment entries are KEY=VALUE, got '" + kv + "'"});
-    }
-    std::string key = kv.substr(0, eq);
-    for (char& c : key) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-    env[key] = kv.substr(eq + 1);
-  }
+  if (auto env = parse_env(o.env); !env) return report(env.error());
   auto issuer_seed = seed_file(nex_home() / "issuer.nk", "issuer account key", [] {
     return crypto::KeyPair::create(crypto::KeyType::kAccount)->seed();
   });
@@ -117,15 +224,12 @@ int devrun(const ConnectionFlags& flags, const DevrunOptions& o) {
   auto xkey_seed = seed_file(nex_home() / "publisher.xk", "publisher xkey",
                              [] { return crypto::XKey::create().seed(); });
   if (!xkey_seed) return report(xkey_seed.error());
-  auto issuer = crypto::KeyPair::from_seed(*issuer_seed);
-  auto publisher = crypto::XKey::from_seed(*xkey_seed);
-  if (!issuer || !publisher)
-    return report({ErrorCode::kCorrupt, "the keys in " + nex_home().string() + " are damaged"});
+  auto signer = load_signer(*issuer_seed, *xkey_seed, nex_home().string());
+  if (!signer) return report(signer.error());
 
   auto client = connect_control(flags);
   if (!client) return report(client.error());
-  // Choose a node that can run this type.
-  // Choose the first node that bids.
+  // The first node that bids for this type gets the workload.
   auto nodes = client->gather(
       "$NEX.AUCTION", json{{"os", "linux"}, {"workload_types", {api::to_string(*type)}}}.dump(), 1);
   if (!nodes) return report(nodes.error());
@@ -135,10 +239,8 @@ int devrun(const ConnectionFlags& flags, const DevrunOptions& o) {
                                              " workloads answered on " + flags.server +
                                              ": start one with `nex node up` (or `nex up`)"});
   }
-  const std::string node_id = (*nodes)[0].value("node_id", "");
-  const std::string node_xkey = (*nodes)[0].value("target_xkey", "");
+  const Target node{(*nodes)[0].value("node_id", ""), (*nodes)[0].value("target_xkey", "")};
 
-  // Upload the file.
   auto js = nats::JetStream::create(client->connection());
   if (!js) return report(js.error());
   auto store = nats::ObjectStore::create(
@@ -147,71 +249,89 @@ int devrun(const ConnectionFlags& flags, const DevrunOptions& o) {
   const std::string name = o.name.empty() ? workload_name_for(file) : o.name;
   auto put = store->put_file(name, file);
   if (!put) return report(put.error());
-  std::string hash;
-  if (auto raw = base64_decode(std::string_view(put->digest).substr(8), Base64::kUrl); raw)
-    hash = hex_encode(*raw);
 
   // Replace what an earlier devrun of the same name left on that node.
   if (o.stop_previous) {
-    auto info = client->request("$NEX.INFO." + flags.ns + "." + node_id);
-    for (const auto& m : info ? info->value("machines", json::array()) : json::array()) {
+    auto machines = node_machines(*client, flags, node.node_id);
+    for (const auto& m : machines ? *machines : json::array()) {
       if (m.value("workload", json::object()).value("name", "") != name) continue;
-      const std::string jwt =
-          crypto::encode_jwt({.sub = name, .nats = {{"type", "workload_stop"}}}, *issuer);
-      auto stopped = client->request(
-          "$NEX.STOP." + flags.ns + "." + node_id,
-          json{{"workload_id", m.value("id", "")}, {"workload_jwt", jwt}, {"target_node", node_id}}
-              .dump());
-      if (stopped)
-        std::printf("Stopped the previous '%s' (%s)\n", name.c_str(), m.value("id", "").c_str());
+      const std::string id = m.value("id", "");
+      if (send_stop(*client, flags, signer->issuer, node.node_id, id, name))
+        std::printf("Stopped the previous '%s' (%s)\n", name.c_str(), id.c_str());
     }
   }
+  WorkloadOptions w = o;
+  if (w.description.empty()) w.description = "Workload published in devmode";
+  return deploy(*client, flags, *signer, node, {kDevBucket, name}, nats::digest_hex(put->digest),
+                *type, name, w);
+}
 
-  json env_json(env);
-  auto sealed = publisher->seal(as_bytes(env_json.dump()), node_xkey);
-  if (!sealed) return report(sealed.error().wrap("node xkey"));
-  api::DeployRequest req;
-  req.argv = o.argv;
-  req.description = "Workload published in devmode";
-  req.type = *type;
-  req.location = {kDevBucket, name};
-  req.essential = o.essential;
-  req.workload_jwt =
-      crypto::encode_jwt({.sub = name, .nats = {{"type", "workload"}, {"hash", hash}}}, *issuer);
-  req.environment = base64_encode(*sealed, Base64::kStandard);
-  req.sender_public_key = publisher->public_key();
-  req.target_node = node_id;
-  req.trigger_subjects = o.triggers;
-  req.hash = hash;
-  req.workload_name = name;
-  auto run = client->request("$NEX.DEPLOY." + flags.ns + "." + node_id, api::to_json(req).dump());
-  if (!run) return report(run.error().wrap("node " + node_id + " refused the workload"));
-  const std::string id = run->value("id", "");
-  if (flags.json) {
-    std::printf("%s\n", run->dump(2).c_str());
-  } else {
-    std::printf(
-        "🚀 Workload '%s' accepted. You can now refer to this workload with ID: %s on node %s\n",
-        name.c_str(), id.c_str(), node_id.c_str());
+struct RunOptions : WorkloadOptions {
+  std::string url;  // nats://BUCKET/key
+  std::string node_id;
+  std::string xkey_file;
+  std::string issuer_file;
+};
+
+int run(const ConnectionFlags& flags, const RunOptions& o) {
+  auto location = api::parse_location(o.url);
+  if (!location) return report(location.error());
+  if (auto st = api::validate_workload_name(o.name); !st) return report(st.error());
+  if (auto env = parse_env(o.env); !env) return report(env.error());
+  auto issuer_seed = read_seed(o.issuer_file, "issuer key");
+  if (!issuer_seed) return report(issuer_seed.error());
+  auto xkey_seed = read_seed(o.xkey_file, "publisher xkey");
+  if (!xkey_seed) return report(xkey_seed.error());
+  auto signer = load_signer(*issuer_seed, *xkey_seed, o.issuer_file + " / " + o.xkey_file);
+  if (!signer) return report(signer.error());
+
+  auto client = connect_control(flags);
+  if (!client) return report(client.error());
+  auto pong = client->request("$NEX.PING." + o.node_id);
+  if (!pong) {
+    return report({pong.error().code, "node " + o.node_id + " did not answer on " + flags.server +
+                                          "; `nex node ls` lists the nodes that do"});
   }
-  return 0;
+  const Target node{o.node_id, pong->value("target_xkey", "")};
+
+  // The artifact must exist; its digest is what the JWT vouches for, its first bytes its type.
+  auto js = nats::JetStream::create(client->connection());
+  if (!js) return report(js.error());
+  auto store = nats::ObjectStore::bind(*js, location->bucket);
+  if (!store) {
+    return report(store.error().wrap(flags.server));
+  }
+  auto info = store->info(location->key);
+  if (!info) return report(info.error().wrap(o.url));
+  auto type = api::parse_workload_type(o.type.empty() ? "native" : o.type);
+  if (o.type.empty()) {
+    std::string head;
+    constexpr ErrorCode kEnough = ErrorCode::kAlreadyExists;  // stops the read after one chunk
+    auto got = store->get(location->key, [&](std::string_view chunk) -> Status {
+      head.append(chunk.substr(0, 4));
+      return fail(kEnough, "");
+    });
+    if (!got && got.error().code != kEnough) return report(got.error().wrap(o.url));
+    type = detect_type(head, location->key);
+  }
+  if (!type) return report(type.error());
+  return deploy(*client, flags, *signer, node, *location, nats::digest_hex(info->digest), *type,
+                o.name, o);
 }
 
 int stop(const ConnectionFlags& flags, const std::string& node_id, const std::string& workload_id,
          const std::string& issuer_file) {
-  std::ifstream in(issuer_file);
-  std::string seed;
-  if (!(in >> seed))
-    return report({ErrorCode::kNotFound, "cannot read the issuer key " + issuer_file});
-  auto issuer = crypto::KeyPair::from_seed(seed);
+  auto seed = read_seed(issuer_file, "issuer key");
+  if (!seed) return report(seed.error());
+  auto issuer = crypto::KeyPair::from_seed(*seed);
   if (!issuer) return report(issuer.error().wrap(issuer_file));
   auto client = connect_control(flags);
   if (!client) return report(client.error());
   // The stop JWT names the workload: learn its name from the node.
-  auto info = client->request("$NEX.INFO." + flags.ns + "." + node_id);
-  if (!info) return report(info.error().wrap("node " + node_id));
+  auto machines = node_machines(*client, flags, node_id);
+  if (!machines) return report(machines.error());
   std::string name;
-  for (const auto& m : info->value("machines", json::array())) {
+  for (const auto& m : *machines) {
     if (m.value("id", "") == workload_id)
       name = m.value("workload", json::object()).value("name", "");
   }
@@ -219,33 +339,62 @@ int stop(const ConnectionFlags& flags, const std::string& node_id, const std::st
     return report({ErrorCode::kNotFound, "node " + node_id + " runs no workload " + workload_id +
                                              " in namespace " + flags.ns});
   }
-  const std::string jwt =
-      crypto::encode_jwt({.sub = name, .nats = {{"type", "workload_stop"}}}, *issuer);
-  auto r = client->request(
-      "$NEX.STOP." + flags.ns + "." + node_id,
-      json{{"workload_id", workload_id}, {"workload_jwt", jwt}, {"target_node", node_id}}.dump());
+  auto r = send_stop(*client, flags, *issuer, node_id, workload_id, name);
   if (!r) return report(r.error().wrap("node " + node_id + " refused to stop " + workload_id));
-  std::printf("Workload %s (%s) stopped\n", workload_id.c_str(), name.c_str());
+  if (flags.json) {
+    std::printf("%s\n", r->dump(2).c_str());
+  } else {
+    std::printf("Workload %s (%s) stopped\n", workload_id.c_str(), name.c_str());
+  }
   return 0;
+}
+
+// The flags devrun and run share.
+void add_workload_options(CLI::App* cmd, WorkloadOptions& o) {
+  cmd->add_option("env", o.env, "KEY=VALUE environment entries (encrypted to the node)");
+  cmd->add_option("--trigger_subject", o.triggers, "subject that triggers a function (repeatable)");
+  cmd->add_option("--type", o.type, "native, v8 or wasm (default: detected from the file)")
+      ->check(CLI::IsMember({"native", "v8", "wasm"}));
+  cmd->add_option("--argv", o.argv, "arguments for the workload");
+  cmd->add_option("--description", o.description, "what the workload is, for `nex node info`");
+  cmd->add_flag("--essential", o.essential, "restart the workload when it fails");
 }
 
 }  // namespace
 
 void register_workload_commands(CLI::App& app, CommandAction& action, ConnectionFlags& flags) {
-  auto o = std::make_shared<DevrunOptions>();
+  auto d = std::make_shared<DevrunOptions>();
   auto* dev =
       app.add_subcommand("devrun", "Upload a file and run it on a node, with keys made for you");
-  dev->add_option("file", o->file, "a static Linux executable, a .js or a .wasm file")->required();
-  dev->add_option("env", o->env, "KEY=VALUE environment entries (encrypted to the node)");
-  dev->add_option("--trigger_subject", o->triggers,
-                  "subject that triggers a function (repeatable)");
-  dev->add_option("--type", o->type, "native, v8 or wasm (default: detected from the file)");
-  dev->add_option("--argv", o->argv, "arguments for the workload");
-  dev->add_option("--name", o->name, "workload name (default: the file's name)");
-  dev->add_flag("--essential", o->essential, "restart the workload when it fails");
-  dev->add_option("--stop", o->stop_previous, "stop the previous workload of the same name first")
+  dev->add_option("file", d->file, "a static Linux executable, a .js or a .wasm file")->required();
+  add_workload_options(dev, *d);
+  dev->add_option("--name", d->name, "workload name (default: the file's name)");
+  dev->add_option("--stop", d->stop_previous, "stop the previous workload of the same name first")
       ->capture_default_str();
-  dev->callback([o, &action, &flags] { action = [o, &flags] { return devrun(flags, *o); }; });
+  dev->footer(
+      "Creates ~/.nex/issuer.nk and ~/.nex/publisher.xk when missing, uploads the file to the "
+      "object store bucket NEXCLIFILES and deploys it to the first node that bids for it.\n"
+      "Example: nex devrun ./echoservice NATS_URL=nats://127.0.0.1:4222");
+  dev->callback([d, &action, &flags] { action = [d, &flags] { return devrun(flags, *d); }; });
+
+  auto r = std::make_shared<RunOptions>();
+  r->xkey_file = (nex_home() / "publisher.xk").string();
+  r->issuer_file = (nex_home() / "issuer.nk").string();
+  auto* run_cmd = app.add_subcommand(
+      "run", "Run a workload already in an object store on a given node, stating everything");
+  run_cmd->add_option("url", r->url, "where the artifact is: nats://BUCKET/key")->required();
+  run_cmd->add_option("node", r->node_id, "the node's id (N...)")->required();
+  add_workload_options(run_cmd, *r);
+  run_cmd->add_option("--xkey", r->xkey_file, "publisher xkey seed file (SX...)")
+      ->capture_default_str();
+  run_cmd->add_option("--issuer", r->issuer_file, "issuer account seed file (SA...)")
+      ->capture_default_str();
+  run_cmd->add_option("--name", r->name, "workload name, [a-zA-Z0-9_-]+")->required();
+  run_cmd->footer(
+      "Example: nex run --xkey=./keys/publisher.xk --issuer=./keys/issuer.nk --name=echoservice "
+      "--description='This is the echo service' nats://MYFILES/echoservice NODE_ID "
+      "nats_url=nats://127.0.0.1:4222");
+  run_cmd->callback([r, &action, &flags] { action = [r, &flags] { return run(flags, *r); }; });
 
   auto node_id = std::make_shared<std::string>();
   auto workload_id = std::make_shared<std::string>();

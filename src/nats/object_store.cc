@@ -28,15 +28,7 @@ std::string digest_string(const crypto::Sha256Digest& d) {
 
 // Accepts the padded base64url form Go writes, and standard base64 from older clients.
 bool digest_matches(const std::string& stated, const crypto::Sha256Digest& actual) {
-  if (stated.rfind(kDigestPrefix, 0) != 0) return false;
-  const std::string_view b64 = std::string_view(stated).substr(kDigestPrefix.size());
-  for (Base64 v : {Base64::kUrl, Base64::kUrlNoPad, Base64::kStandard, Base64::kStandardNoPad}) {
-    if (auto raw = base64_decode(b64, v); raw && raw->size() == actual.size() &&
-                                          std::equal(raw->begin(), raw->end(), actual.begin())) {
-      return true;
-    }
-  }
-  return false;
+  return digest_hex(stated) == hex_encode(actual);
 }
 
 Status validate_name(const std::string& name) {
@@ -354,6 +346,16 @@ Status ObjectStore::remove(const std::string& name) const {
   tombstone.mtime = rfc3339_nano(std::chrono::system_clock::now());
   NEX_RETURN_IF_ERROR(publish_meta(tombstone));
   return js_.purge_stream(stream(), chunk_subject(found->nuid));
+}
+
+std::string digest_hex(std::string_view digest) {
+  if (!digest.starts_with(kDigestPrefix)) return {};
+  const std::string_view b64 = digest.substr(kDigestPrefix.size());
+  for (Base64 v : {Base64::kUrl, Base64::kUrlNoPad, Base64::kStandard, Base64::kStandardNoPad}) {
+    if (auto raw = base64_decode(b64, v); raw && raw->size() == crypto::Sha256Digest{}.size())
+      return hex_encode(*raw);
+  }
+  return {};
 }
 
 }  // namespace nex::nats

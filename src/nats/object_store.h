@@ -98,5 +98,8 @@ class ObjectStore {
 // ADR-20 metadata JSON, both ways. from_json tolerates absent optional fields.
 std::string object_info_to_json(const ObjectInfo& info);
 Result<ObjectInfo> object_info_from_json(std::string_view json);
+// The hex SHA-256 of an ObjectInfo digest ("SHA-256=" + base64, padded or not, url or standard
+// alphabet); empty when it is not one.
+std::string digest_hex(std::string_view digest);
 
 }  // namespace nex::nats

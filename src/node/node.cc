@@ -516,9 +516,7 @@ Result<json> Node::deploy(const std::string& ns, std::string_view body) {
   if (!got) return release(got.error().wrap("download " + req->location.to_string()));
   // The object store verified the content against its SHA-256 digest; compare that digest with
   // the hash the request and its JWT vouch for.
-  std::string actual_hash;
-  if (auto raw = base64_decode(std::string_view(got->digest).substr(8), Base64::kUrl); raw)
-    actual_hash = hex_encode(*raw);
+  const std::string actual_hash = nats::digest_hex(got->digest);
   if (!claimed_hash.empty() && actual_hash != claimed_hash) {
     return release({ErrorCode::kPermissionDenied,
                     "artifact hash mismatch: the request vouches for " + claimed_hash +

@@ -1,4 +1,6 @@
-// `nex node ls` and `nex node info`, run as a user types them against `nex up`.
+// The nex CLI run as a user types it against `nex up`: the seeds' walkthrough (node ls, devrun,
+// a request answered, node info, logs, events, stop, devrun twice), run, lameduck, probe, logs
+// filters and bash completion.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -11,7 +13,10 @@
 #include <thread>
 
 #include "core/subprocess.h"
+#include "crypto/nkeys.h"
+#include "crypto/xkeys.h"
 #include "nats/connection.h"
+#include "nats/object_store.h"
 #include "testing/nats_server_fixture.h"
 
 namespace nex {
@@ -77,6 +82,62 @@ class CliNode : public ::testing::Test {
     fs::remove_all(state_, ec);
     fs::remove(log_, ec);
   }
+  // The user's home (HOME, for ~/.nex) and working directory, holding a copy of the echo service.
+  fs::path home() {
+    const fs::path home = state_ / "home";
+    if (!fs::exists(home / "echoservice")) {
+      fs::create_directories(home);
+      fs::copy_file(fs::read_symlink("/proc/self/exe").parent_path() / "echoservice",
+                    home / "echoservice");
+    }
+    return home;
+  }
+  // Starts `nex ARGS...` from the user's directory with NATS_URL set, output to `out`.
+  Subprocess start(std::vector<std::string> args, const fs::path& out) {
+    // Run from the user's directory so "./echoservice" means what it says.
+    std::vector<std::string> cmd = {
+        "sh", "-c", "cd '" + home().string() + "' && exec \"$0\" \"$@\"", NEX_BINARY};
+    cmd.insert(cmd.end(), args.begin(), args.end());
+    auto p = Subprocess::spawn({.argv = cmd,
+                                .env = {"HOME=" + home().string(), "NATS_URL=" + url_},
+                                .stdout_path = out.string(),
+                                .stderr_path = out.string()});
+    EXPECT_TRUE(p) << p.error().message;
+    return std::move(*p);
+  }
+  // Runs `nex ARGS...` as the user types it, to completion.
+  CliResult user(std::vector<std::string> args) {
+    const fs::path out = home() / "out.txt";
+    auto p = start(std::move(args), out);
+    auto st = p.wait_for(30s);
+    CliResult r{st ? WEXITSTATUS(*st) : -1, slurp(out)};
+    fs::remove(out);
+    return r;
+  }
+  // `nex logs` / `nex events` in the background, once they follow their subjects.
+  Subprocess follow(std::vector<std::string> args, const fs::path& out) {
+    Subprocess p = start(std::move(args), out);
+    for (int i = 0; i < 200 && slurp(out).find("Following") == std::string::npos; ++i)
+      std::this_thread::sleep_for(20ms);
+    EXPECT_NE(slurp(out).find("Following"), std::string::npos) << slurp(out);
+    return p;
+  }
+  bool echo_answers(const nats::Connection& conn, const std::string& subject) {
+    for (int i = 0; i < 200; ++i) {
+      auto r = conn.request(subject, "this is a test", 500ms);
+      if (r && r->data() == "this is a test") return true;
+      std::this_thread::sleep_for(20ms);
+    }
+    return false;
+  }
+  static bool eventually_contains(const fs::path& file, const std::string& text) {
+    for (int i = 0; i < 250; ++i) {
+      if (slurp(file).find(text) != std::string::npos) return true;
+      std::this_thread::sleep_for(20ms);
+    }
+    return false;
+  }
+
   fs::path state_, log_;
   std::unique_ptr<Subprocess> up_;
   std::string url_, node_;
@@ -116,34 +177,24 @@ TEST_F(CliNode, ErrorsSayWhatToDo) {
   EXPECT_EQ(usage.code, 2) << usage.out;
 }
 
-TEST_F(CliNode, DevrunTwiceReplacesTheFirstAndStopEndsIt) {
+TEST_F(CliNode, TheSeedWalkthroughAsAUserTypesIt) {
+  // Logs and events followed from the start, as a user would in other terminals.
+  const fs::path logs_out = state_ / "logs.txt", events_out = state_ / "events.txt";
+  Subprocess logs = follow({"logs"}, logs_out);
+  Subprocess events = follow({"events"}, events_out);
+
+  CliResult ls = user({"node", "ls"});
+  EXPECT_NE(ls.out.find(node_), std::string::npos) << ls.out;
+
   // As in the seeds: `nex devrun ./echoservice NATS_URL=...`, keys created in ~/.nex.
-  const fs::path home = state_ / "home";
-  fs::create_directories(home);
-  fs::copy_file(fs::read_symlink("/proc/self/exe").parent_path() / "echoservice",
-                home / "echoservice");
-  const std::vector<std::string> env = {"HOME=" + home.string(), "NATS_URL=" + url_};
-  auto run = [&](std::vector<std::string> args) {
-    // Run from the user's directory so "./echoservice" means what it says.
-    std::vector<std::string> cmd = {"sh", "-c", "cd '" + home.string() + "' && exec \"$0\" \"$@\"",
-                                    NEX_BINARY};
-    cmd.insert(cmd.end(), args.begin(), args.end());
-    const fs::path out = home / "out.txt";
-    auto p = Subprocess::spawn(
-        {.argv = cmd, .env = env, .stdout_path = out.string(), .stderr_path = out.string()});
-    auto st = p->wait_for(30s);
-    CliResult r{st ? WEXITSTATUS(*st) : -1, slurp(out)};
-    fs::remove(out);
-    return r;
-  };
-  CliResult first = run({"devrun", "./echoservice", "NATS_URL=" + url_, "ECHO_SUBJECT=svc.echo"});
+  CliResult first = user({"devrun", "./echoservice", "NATS_URL=" + url_});
   ASSERT_EQ(first.code, 0) << first.out;
-  EXPECT_NE(first.out.find("Created issuer account key: " + (home / ".nex/issuer.nk").string()),
+  EXPECT_NE(first.out.find("Created issuer account key: " + (home() / ".nex/issuer.nk").string()),
             std::string::npos)
       << first.out;
-  EXPECT_EQ(fs::status(home / ".nex/issuer.nk").permissions() & fs::perms::all,
+  EXPECT_EQ(fs::status(home() / ".nex/issuer.nk").permissions() & fs::perms::all,
             fs::perms::owner_read | fs::perms::owner_write);
-  EXPECT_EQ(fs::status(home / ".nex/publisher.xk").permissions() & fs::perms::all,
+  EXPECT_EQ(fs::status(home() / ".nex/publisher.xk").permissions() & fs::perms::all,
             fs::perms::owner_read | fs::perms::owner_write);
   std::smatch m;
   const std::regex accepted(
@@ -153,19 +204,20 @@ TEST_F(CliNode, DevrunTwiceReplacesTheFirstAndStopEndsIt) {
   const std::string first_id = m[1];
   EXPECT_EQ(m[2], node_);
 
+  // `nats req svc.echo 'this is a test'`
   auto conn = nats::Connection::connect({.urls = {url_}});
   ASSERT_TRUE(conn);
-  auto answered = [&] {
-    for (int i = 0; i < 200; ++i) {
-      auto r = conn->request("svc.echo", "this is a test", 500ms);
-      if (r && r->data() == "this is a test") return true;
-      std::this_thread::sleep_for(20ms);
-    }
-    return false;
-  };
-  ASSERT_TRUE(answered()) << "nats req svc.echo got no answer";
+  ASSERT_TRUE(echo_answers(*conn, "svc.echo")) << "nats req svc.echo got no answer";
 
-  CliResult second = run({"devrun", "./echoservice", "NATS_URL=" + url_, "ECHO_SUBJECT=svc.echo"});
+  // `nex logs` shows what the service printed, naming it; `nex events` shows the deploy.
+  EXPECT_TRUE(eventually_contains(logs_out, "echoservice (" + first_id + " on " +
+                                                node_.substr(0, 8) + ") Starting echo service"))
+      << slurp(logs_out);
+  EXPECT_TRUE(eventually_contains(logs_out, "INFO")) << slurp(logs_out);
+  EXPECT_TRUE(eventually_contains(events_out, "workload_deployed")) << slurp(events_out);
+  EXPECT_TRUE(eventually_contains(events_out, node_ + "-" + first_id)) << slurp(events_out);
+
+  CliResult second = user({"devrun", "./echoservice", "NATS_URL=" + url_});
   ASSERT_EQ(second.code, 0) << second.out;
   EXPECT_NE(second.out.find("Reusing existing issuer account key"), std::string::npos)
       << second.out;
@@ -176,23 +228,181 @@ TEST_F(CliNode, DevrunTwiceReplacesTheFirstAndStopEndsIt) {
   ASSERT_TRUE(std::regex_search(second.out, m, accepted)) << second.out;
   const std::string second_id = m[1];
   EXPECT_NE(second_id, first_id);
-  ASSERT_TRUE(answered());
-  CliResult info = run({"node", "info", node_});
+  ASSERT_TRUE(echo_answers(*conn, "svc.echo"));
+  CliResult info = user({"node", "info", node_});
   EXPECT_EQ(info.out.find(first_id), std::string::npos) << "the first instance still runs:\n"
                                                         << info.out;
   EXPECT_NE(info.out.find("Id: " + second_id + " Healthy: true"), std::string::npos) << info.out;
 
-  CliResult stopped = run({"stop", node_, second_id});
+  // `nex node probe` finds it by name; a name nothing runs is an error.
+  CliResult probe = user({"node", "probe", "echoservice"});
+  EXPECT_EQ(probe.code, 0) << probe.out;
+  EXPECT_NE(probe.out.find(second_id), std::string::npos) << probe.out;
+  CliResult nothing = user({"node", "probe", "nosuchworkload", "--timeout", "0.5"});
+  EXPECT_EQ(nothing.code, 1) << nothing.out;
+  EXPECT_NE(nothing.out.find("No workload 'nosuchworkload' answered"), std::string::npos)
+      << nothing.out;
+
+  CliResult stopped = user({"stop", node_, second_id});
   EXPECT_EQ(stopped.code, 0) << stopped.out;
   auto gone = conn->request("svc.echo", "x", 500ms);
   EXPECT_FALSE(gone);
+  EXPECT_TRUE(eventually_contains(events_out, "workload_undeployed")) << slurp(events_out);
 
-  CliResult missing = run({"devrun", "./missing"});
+  // Ctrl-C ends the followers cleanly.
+  for (Subprocess* p : {&logs, &events}) {
+    ASSERT_TRUE(p->signal(SIGINT));
+    auto st = p->wait_for(5s);
+    ASSERT_TRUE(st);
+    EXPECT_TRUE(WIFEXITED(*st) && WEXITSTATUS(*st) == 0);
+  }
+
+  CliResult missing = user({"devrun", "./missing"});
   EXPECT_EQ(missing.code, 1);
   EXPECT_NE(missing.out.find("file not found: ./missing"), std::string::npos) << missing.out;
-  CliResult dynamic = run({"devrun", "/bin/true"});
+  CliResult dynamic = user({"devrun", "/bin/true"});
   EXPECT_EQ(dynamic.code, 1);
   EXPECT_NE(dynamic.out.find("cc -static"), std::string::npos) << dynamic.out;
+}
+
+TEST_F(CliNode, RunDeploysFromAnObjectStoreStatingEverything) {
+  // The artifact is in the user's own bucket, put there with any NATS client.
+  {
+    ASSERT_OK_AND_ASSIGN(conn, nats::Connection::connect({.urls = {url_}}));
+    ASSERT_OK_AND_ASSIGN(js, nats::JetStream::create(conn));
+    ASSERT_OK_AND_ASSIGN(store, nats::ObjectStore::create(js, {.bucket = "MYFILES"}));
+    ASSERT_OK(store.put_file("echoservice", home() / "echoservice"));
+    ASSERT_OK(store.put_bytes("notes.txt", "just text"));
+  }
+  const fs::path keys = home() / "keys";
+  fs::create_directories(keys);
+  {
+    std::ofstream(keys / "issuer.nk") << crypto::KeyPair::create(crypto::KeyType::kAccount)->seed();
+    std::ofstream(keys / "publisher.xk") << crypto::XKey::create().seed();
+  }
+  const std::vector<std::string> keys_flags = {"--xkey=./keys/publisher.xk",
+                                               "--issuer=./keys/issuer.nk"};
+  auto run = [&](std::vector<std::string> args, bool with_keys = true) {
+    std::vector<std::string> cmd = {"run"};
+    if (with_keys) cmd.insert(cmd.end(), keys_flags.begin(), keys_flags.end());
+    cmd.insert(cmd.end(), args.begin(), args.end());
+    return user(cmd);
+  };
+  // As seed 001 types it (lower-case nats_url becomes NATS_URL).
+  const std::vector<std::string> seed_args = {
+      "--name=echoservice",         "--description=This is the echo service",
+      "nats://MYFILES/echoservice", node_,
+      "nats_url=" + url_,           "echo_subject=svc.run"};
+  CliResult ok = run(seed_args);
+  ASSERT_EQ(ok.code, 0) << ok.out;
+  EXPECT_NE(ok.out.find("🚀 Workload 'echoservice' accepted"), std::string::npos) << ok.out;
+  auto conn = nats::Connection::connect({.urls = {url_}});
+  ASSERT_TRUE(conn);
+  EXPECT_TRUE(echo_answers(*conn, "svc.run"));
+  // Unlike devrun, run starts a second instance beside the first.
+  CliResult again = run(seed_args);
+  ASSERT_EQ(again.code, 0) << again.out;
+  CliResult probe = user({"node", "probe", "echoservice", "--json"});
+  auto found = nlohmann::json::parse(probe.out, nullptr, false);
+  ASSERT_TRUE(found.is_array() && found.size() == 1) << probe.out;
+  EXPECT_EQ(found[0]["running_machines"].size(), 2u) << probe.out;
+  CliResult info = user({"node", "info", node_});
+  EXPECT_NE(info.out.find("Description: This is the echo service"), std::string::npos) << info.out;
+
+  struct Case {
+    std::vector<std::string> args;
+    bool with_keys;
+    std::string expect;
+  };
+  for (const Case& c : std::vector<Case>{
+           {{"--name=e", "nats://NOPE/echoservice", node_}, true, "'NOPE' does not exist"},
+           {{"--name=e", "nats://MYFILES/nope", node_}, true, "'nope' not found"},
+           {{"--name=e", "MYFILES/echoservice", node_}, true, "nats://BUCKET/key"},
+           {{"--name=bad name", "nats://MYFILES/echoservice", node_}, true, "^[a-zA-Z0-9_-]+$"},
+           {{"--name=e", "nats://MYFILES/echoservice", "NNOSUCHNODE", "--timeout", "0.5"},
+            true,
+            "node NNOSUCHNODE did not answer"},
+           {{"--name=e", "nats://MYFILES/notes.txt", node_}, true, "--type native|v8|wasm"},
+           {{"--name=e", "nats://MYFILES/echoservice", node_, "novalue"}, true, "KEY=VALUE"},
+           {{"--name=e", "--xkey=./keys/publisher.xk", "--issuer=./keys/publisher.xk",
+             "nats://MYFILES/echoservice", node_},
+            false,
+            "not an account seed"},
+           {{"--name=e", "--xkey=./keys/publisher.xk", "--issuer=./keys/none.nk",
+             "nats://MYFILES/echoservice", node_},
+            false,
+            "cannot read the issuer key"},
+       }) {
+    CliResult r = run(c.args, c.with_keys);
+    EXPECT_EQ(r.code, 1) << r.out;
+    EXPECT_NE(r.out.find(c.expect), std::string::npos) << c.expect << "\n" << r.out;
+  }
+  CliResult usage = run({"nats://MYFILES/echoservice", node_});  // --name is required
+  EXPECT_EQ(usage.code, 2) << usage.out;
+}
+
+TEST_F(CliNode, LameduckTurnsNewWorkloadsAway) {
+  CliResult ld = user({"node", "lameduck", node_});
+  ASSERT_EQ(ld.code, 0) << ld.out;
+  EXPECT_NE(ld.out.find("lame duck mode"), std::string::npos) << ld.out;
+  CliResult full = user({"node", "ls", "--full"});
+  EXPECT_NE(full.out.find("nex.lameduck=true"), std::string::npos) << full.out;
+  CliResult dev = user({"devrun", "./echoservice", "--timeout", "0.5"});
+  EXPECT_EQ(dev.code, 1) << dev.out;
+  EXPECT_NE(dev.out.find("no nex node"), std::string::npos) << dev.out;
+}
+
+TEST_F(CliNode, LogsFiltersByLevelAndPrintsRawJson) {
+  // Only errors, as JSON: the echo service's info lines never show.
+  const fs::path out = state_ / "errors.txt";
+  Subprocess errors =
+      follow({"logs", "--level", "error", "--json", "--workload_name", "echoservice"}, out);
+  const fs::path all_out = state_ / "all.txt";
+  Subprocess all = follow({"logs", "--json"}, all_out);
+  CliResult dev = user({"devrun", "./echoservice", "NATS_URL=" + url_});
+  ASSERT_EQ(dev.code, 0) << dev.out;
+  ASSERT_TRUE(eventually_contains(all_out, "Starting echo service")) << slurp(all_out);
+  const std::string first = slurp(all_out).substr(slurp(all_out).find('{'));
+  auto line = nlohmann::json::parse(first.substr(0, first.find('\n')), nullptr, false);
+  EXPECT_EQ(line.value("level", ""), "info") << first;
+  EXPECT_FALSE(line.value("id", "").empty()) << first;
+  EXPECT_EQ(slurp(out).find("Starting echo service"), std::string::npos) << slurp(out);
+  for (Subprocess* p : {&errors, &all}) {
+    ASSERT_TRUE(p->signal(SIGINT));
+    ASSERT_TRUE(p->wait_for(5s));
+  }
+  CliResult bad = user({"logs", "--level", "loud"});
+  EXPECT_EQ(bad.code, 2) << bad.out;
+  CliResult dotted = user({"logs", "--workload_name", "a.b"});
+  EXPECT_EQ(dotted.code, 1) << dotted.out;
+  EXPECT_NE(dotted.out.find("--workload_name must be one word"), std::string::npos) << dotted.out;
+  CliResult type = user({"events", "--type", "nonsense"});
+  EXPECT_EQ(type.code, 1) << type.out;
+  EXPECT_NE(type.out.find("workload_deployed"), std::string::npos) << type.out;
+}
+
+TEST(CliCompletion, BashCompletesCommandsAndFlags) {
+  const fs::path script =
+      fs::temp_directory_path() / ("nex-completion-" + std::to_string(getpid()) + ".sh");
+  CliResult gen = nex({"completion", "bash"});
+  ASSERT_EQ(gen.code, 0) << gen.out;
+  std::ofstream(script)
+      << gen.out
+      << "COMP_WORDS=(nex node l); COMP_CWORD=2; _nex; echo \"1:${COMPREPLY[*]}\"\n"
+         "COMP_WORDS=(nex logs --l); COMP_CWORD=2; _nex; echo \"2:${COMPREPLY[*]}\"\n"
+         "COMP_WORDS=(nex -s x de); COMP_CWORD=3; _nex; echo \"3:${COMPREPLY[*]}\"\n";
+  const fs::path out = script.string() + ".out";
+  auto p = Subprocess::spawn({.argv = {"bash", script.string()},
+                              .stdout_path = out.string(),
+                              .stderr_path = out.string()});
+  ASSERT_TRUE(p);
+  ASSERT_TRUE(p->wait_for(10s));
+  const std::string text = slurp(out);
+  EXPECT_NE(text.find("1:ls lameduck\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("2:--level\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("3:devrun\n"), std::string::npos) << text;
+  fs::remove(script);
+  fs::remove(out);
 }
 
 TEST(CliNodeAlone, LsWithNoNodeSaysHowToStartOne) {
