@@ -10,6 +10,7 @@ packages=(
   libnats-dev nats-server                   # NATS client library and the real server
   libsodium-dev libssl-dev                  # nkeys/xkeys (Ed25519, NaCl box); SHA-2 and TLS
   nlohmann-json3-dev libcli11-dev libfmt-dev libspdlog-dev
+  libmozjs-102-dev                          # SpiderMonkey: JavaScript and WebAssembly functions
   libgtest-dev libgmock-dev                 # tests
   openssl                                   # the TLS test makes its certificates with it
   ca-certificates

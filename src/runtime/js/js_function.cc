@@ -1,0 +1,499 @@
+#include "runtime/js/js_function.h"
+
+#include <js/CompilationAndEvaluation.h>
+#include <js/ContextOptions.h>
+#include <js/Conversions.h>
+#include <js/ErrorReport.h>
+#include <js/Exception.h>
+#include <js/GCAPI.h>
+#include <js/Initialization.h>
+#include <js/Interrupt.h>
+#include <js/JSON.h>
+#include <js/Promise.h>
+#include <js/SourceText.h>
+#include <js/Stack.h>
+#include <js/experimental/JSStencil.h>
+#include <js/experimental/TypedData.h>
+#include <jsapi.h>
+#include <jsfriendapi.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdio>
+#include <cstring>
+#include <deque>
+#include <fstream>
+#include <future>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <vector>
+
+namespace nex::runtime {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+void init_engine_once() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    if (!JS_Init()) {
+      std::fprintf(stderr, "nex: SpiderMonkey failed to initialize\n");
+      std::abort();
+    }
+    // The engine's own static destructors fail unless it was shut down first.
+    std::atexit([] { JS_ShutDown(); });
+  });
+}
+
+// Resident memory of this process (the agent: engine plus the function's data).
+size_t resident_bytes() {
+  std::ifstream statm("/proc/self/statm");
+  size_t pages = 0, resident = 0;
+  statm >> pages >> resident;
+  return resident * static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+}
+
+const JSClass kGlobalClass = {"global", JSCLASS_GLOBAL_FLAGS, &JS::DefaultGlobalClassOps};
+
+std::string to_utf8(JSContext* cx, JS::HandleString s) {
+  JS::UniqueChars chars = JS_EncodeStringToUTF8(cx, s);
+  return chars ? std::string(chars.get()) : std::string();
+}
+
+std::string value_to_string(JSContext* cx, JS::HandleValue v) {
+  JS::RootedString s(cx, JS::ToString(cx, v));
+  if (!s) {
+    JS_ClearPendingException(cx);
+    return "(unprintable value)";
+  }
+  return to_utf8(cx, s);
+}
+
+// "file:line: Error: message" for a pending exception, and clears it.
+std::string take_exception(JSContext* cx) {
+  JS::ExceptionStack stack(cx);
+  if (!JS::StealPendingExceptionStack(cx, &stack)) return "unknown error";
+  JS::ErrorReportBuilder report(cx);
+  if (!report.init(cx, stack, JS::ErrorReportBuilder::WithSideEffects)) {
+    JS_ClearPendingException(cx);
+    return value_to_string(cx, stack.exception());
+  }
+  std::string out;
+  if (const JSErrorReport* r = report.report(); r && r->filename)
+    out = std::string(r->filename) + ":" + std::to_string(r->lineno) + ": ";
+  return out + (report.toStringResult() ? report.toStringResult().c_str() : "error");
+}
+
+// JSON.stringify(v) as UTF-8.
+bool stringify(JSContext* cx, JS::HandleValue v, std::string& out) {
+  JS::RootedValue copy(cx, v);
+  std::u16string text;
+  if (!JS_Stringify(
+          cx, &copy, nullptr, JS::NullHandleValue,
+          [](const char16_t* buf, uint32_t len, void* data) {
+            static_cast<std::u16string*>(data)->append(buf, len);
+            return true;
+          },
+          &text))
+    return false;
+  JS::RootedString s(cx, JS_NewUCStringCopyN(cx, text.data(), text.size()));
+  if (!s) return false;
+  out = to_utf8(cx, s);
+  return true;
+}
+
+}  // namespace
+
+class JsFunction::Impl {
+ public:
+  struct Job {
+    std::string subject;
+    std::string payload;
+    std::function<void(InvocationResult)> done;
+  };
+
+  // What the watchdog knows about one worker.
+  struct WorkerState {
+    JSContext* cx = nullptr;
+    std::atomic<int64_t> deadline{0};  // steady-clock ns; 0 when not running user code
+    std::atomic<int> stop_reason{0};   // 0 run on, 1 timed out, 2 out of memory
+  };
+
+  Impl(std::string name, std::string source, FunctionLimits limits, FunctionLogger logger)
+      : name_(std::move(name)),
+        source_(std::move(source)),
+        limits_(limits),
+        logger_(std::move(logger)) {}
+
+  ~Impl() {
+    {
+      std::lock_guard lock(mu_);
+      stopping_ = true;
+      for (auto& s : states_) {  // invocations in flight end now
+        if (s->deadline.load() != 0 && s->cx) {
+          s->stop_reason = 3;
+          JS_RequestInterruptCallback(s->cx);
+        }
+      }
+    }
+    work_cv_.notify_all();
+    watch_cv_.notify_all();
+    for (auto& t : workers_) t.join();
+    if (watchdog_.joinable()) watchdog_.join();
+    for (auto& job : jobs_) job.done({false, "the function was stopped"});
+  }
+
+  // Starts the first worker, which compiles the source; returns its verdict.
+  Status start() {
+    watchdog_ = std::thread([this] { watch(); });
+    std::unique_lock lock(mu_);
+    spawn_worker_locked();
+    started_cv_.wait(lock, [this] { return compiled_.has_value(); });
+    return *compiled_;
+  }
+
+  void enqueue(Job job) {
+    {
+      std::lock_guard lock(mu_);
+      jobs_.push_back(std::move(job));
+      // Grow the pool on demand, up to the limit: an idle function keeps one engine.
+      if (idle_ == 0 && static_cast<int>(workers_.size()) < limits_.concurrency && compiled_ &&
+          *compiled_)
+        spawn_worker_locked();
+    }
+    work_cv_.notify_one();
+  }
+
+ private:
+  void spawn_worker_locked() {
+    auto state = std::make_unique<WorkerState>();
+    WorkerState* s = state.get();
+    states_.push_back(std::move(state));
+    workers_.emplace_back([this, s] { worker(*s); });
+  }
+
+  static bool on_interrupt(JSContext* cx) {
+    auto* s = static_cast<WorkerState*>(JS_GetContextPrivate(cx));
+    return s->stop_reason.load() == 0;  // false ends the script, uncatchably
+  }
+
+  // Deadlines and the memory limit, checked every few milliseconds while code runs.
+  void watch() {
+    std::unique_lock lock(mu_);
+    while (!stopping_) {
+      if (running_ == 0) {
+        watch_cv_.wait(lock, [this] { return stopping_ || running_ > 0; });
+        continue;
+      }
+      watch_cv_.wait_for(lock, std::chrono::milliseconds(5));
+      const int64_t now = Clock::now().time_since_epoch().count();
+      const bool over_memory = resident_bytes() > limits_.memory_bytes;
+      for (auto& s : states_) {
+        const int64_t deadline = s->deadline.load();
+        if (deadline == 0 || s->stop_reason.load() != 0) continue;
+        int reason = now >= deadline ? 1 : over_memory ? 2 : 0;
+        if (reason != 0) {
+          s->stop_reason = reason;
+          JS_RequestInterruptCallback(s->cx);
+        }
+      }
+    }
+  }
+
+  // Runs `body` (user code) under the deadline and memory watch.
+  template <typename F>
+  bool guarded(WorkerState& s, F&& body) {
+    s.stop_reason = 0;
+    s.deadline = (Clock::now() + limits_.timeout).time_since_epoch().count();
+    {
+      std::lock_guard lock(mu_);
+      ++running_;
+    }
+    watch_cv_.notify_all();
+    const bool ok = body();
+    s.deadline = 0;
+    {
+      std::lock_guard lock(mu_);
+      --running_;
+    }
+    return ok;
+  }
+
+  std::string failure(JSContext* cx, WorkerState& s) {
+    if (JS_IsExceptionPending(cx)) return take_exception(cx);
+    if (s.stop_reason == 1)
+      return "timed out after " + std::to_string(limits_.timeout.count()) + " ms";
+    if (s.stop_reason == 2)
+      return "memory limit exceeded (" + std::to_string(limits_.memory_bytes >> 20) + " MiB)";
+    return "the function was stopped";
+  }
+
+  static bool console(JSContext* cx, unsigned argc, JS::Value* vp) {
+    JS::CallArgs args = JS::CallArgsFromVp(argc, vp);
+    JS::RootedObject callee(cx, &args.callee());
+    JS::RootedValue level_v(cx, js::GetFunctionNativeReserved(callee, 0));
+    auto* self = static_cast<Impl*>(level_v.toPrivate());
+    JS::RootedValue which(cx, js::GetFunctionNativeReserved(callee, 1));
+    JS::RootedString which_s(cx, which.toString());
+    std::string line;
+    for (unsigned i = 0; i < args.length(); ++i) {
+      if (i) line += ' ';
+      JS::RootedValue v(cx, args[i]);
+      if (v.isObject() && !JS::IsCallable(&v.toObject())) {
+        // Objects as JSON, as Node prints them (roughly).
+        std::string json;
+        if (stringify(cx, v, json)) {
+          line += json;
+          continue;
+        }
+        JS_ClearPendingException(cx);
+      }
+      line += value_to_string(cx, v);
+    }
+    if (self->logger_) self->logger_(to_utf8(cx, which_s), line);
+    args.rval().setUndefined();
+    return true;
+  }
+
+  // A fresh global with `console`, and the function the script evaluates to.
+  bool prepare(JSContext* cx, WorkerState& s, JS::Stencil* stencil,
+               JS::PersistentRootedObject& global, JS::PersistentRootedValue& fn,
+               std::string& error) {
+    JS::RealmOptions options;
+    global = JS_NewGlobalObject(cx, &kGlobalClass, nullptr, JS::FireOnNewGlobalHook, options);
+    if (!global) {
+      error = failure(cx, s);
+      return false;
+    }
+    JSAutoRealm realm(cx, global);
+    JS::RootedObject console_obj(cx, JS_NewPlainObject(cx));
+    if (!console_obj) return false;
+    for (const char* level : {"log", "info", "warn", "error", "debug"}) {
+      JSFunction* f = js::DefineFunctionWithReserved(cx, console_obj, level, console, 0, 0);
+      if (!f) return false;
+      JS::RootedObject fo(cx, JS_GetFunctionObject(f));
+      js::SetFunctionNativeReserved(fo, 0, JS::PrivateValue(this));
+      const char* mapped = std::strcmp(level, "log") == 0 ? "info" : level;
+      js::SetFunctionNativeReserved(fo, 1, JS::StringValue(JS_NewStringCopyZ(cx, mapped)));
+    }
+    if (!JS_DefineProperty(cx, global, "console", console_obj, JSPROP_READONLY)) return false;
+    JS::CompileOptions options_c(cx);
+    options_c.setFileAndLine(name_.c_str(), 1);
+    JS::InstantiateOptions instantiate(options_c);
+    JS::RootedScript script(cx, JS::InstantiateGlobalStencil(cx, instantiate, stencil));
+    JS::RootedValue result(cx);
+    const bool ok = script && guarded(s, [&] { return JS_ExecuteScript(cx, script, &result); });
+    if (!ok) {
+      error = failure(cx, s);
+      return false;
+    }
+    if (!result.isObject() || !JS::IsCallable(&result.toObject())) {
+      error = name_ + " must evaluate to a function, like (subject, payload) => payload";
+      return false;
+    }
+    fn = result;
+    return true;
+  }
+
+  // The reply bytes of a returned value.
+  bool convert(JSContext* cx, JS::HandleValue v, std::string& out) {
+    if (v.isUndefined() || v.isNull()) return true;
+    if (v.isString()) {
+      JS::RootedString s(cx, v.toString());
+      out = to_utf8(cx, s);
+      return true;
+    }
+    if (v.isObject()) {
+      JSObject* obj = &v.toObject();
+      if (JS_IsArrayBufferViewObject(obj)) {
+        bool shared = false;
+        JS::AutoCheckCannotGC nogc;
+        const size_t len = JS_GetArrayBufferViewByteLength(obj);
+        const auto* data = static_cast<const char*>(JS_GetArrayBufferViewData(obj, &shared, nogc));
+        out.assign(data ? data : "", data ? len : 0);
+        return true;
+      }
+    }
+    return stringify(cx, v, out);
+  }
+
+  InvocationResult run(JSContext* cx, WorkerState& s, JS::HandleObject global, JS::HandleValue fn,
+                       const Job& job) {
+    JSAutoRealm realm(cx, global);
+    JS::RootedObject payload(cx, JS_NewUint8Array(cx, job.payload.size()));
+    if (!payload) return {false, failure(cx, s)};
+    {
+      bool shared = false;
+      JS::AutoCheckCannotGC nogc;
+      if (!job.payload.empty())
+        std::memcpy(JS_GetUint8ArrayData(payload, &shared, nogc), job.payload.data(),
+                    job.payload.size());
+    }
+    JS::RootedValueArray<2> args(cx);
+    JS::RootedString subject(
+        cx, JS_NewStringCopyUTF8N(cx, JS::UTF8Chars(job.subject.data(), job.subject.size())));
+    if (!subject) return {false, failure(cx, s)};
+    args[0].setString(subject);
+    args[1].setObject(*payload);
+    JS::RootedValue rv(cx);
+    std::string error;
+    const bool ok = guarded(s, [&] {
+      if (!JS_CallFunctionValue(cx, global, fn, args, &rv)) return false;
+      if (rv.isObject()) {
+        JS::RootedObject promise(cx, &rv.toObject());
+        if (JS::IsPromiseObject(promise)) {
+          js::RunJobs(cx);
+          switch (JS::GetPromiseState(promise)) {
+            case JS::PromiseState::Fulfilled:
+              rv.set(JS::GetPromiseResult(promise));
+              break;
+            case JS::PromiseState::Rejected: {
+              JS::RootedValue reason(cx, JS::GetPromiseResult(promise));
+              JS_SetPendingException(cx, reason);
+              return false;
+            }
+            case JS::PromiseState::Pending:
+              error = "the function's promise never settled";
+              return false;
+          }
+        }
+      }
+      return true;
+    });
+    if (!ok) return {false, error.empty() ? failure(cx, s) : error};
+    InvocationResult result{true, {}};
+    if (!convert(cx, rv, result.body)) return {false, failure(cx, s)};
+    return result;
+  }
+
+  void worker(WorkerState& s) {
+    JSContext* cx = JS_NewContext(limits_.memory_bytes);
+    bool ready = cx != nullptr;
+    if (ready) {
+      s.cx = cx;
+      JS_SetContextPrivate(cx, &s);
+      JS_SetNativeStackQuota(cx, 1 << 20);  // well inside the thread's 8 MiB stack
+      JS_SetGCParameter(cx, JSGC_MAX_BYTES, static_cast<uint32_t>(limits_.memory_bytes));
+      // The job queue must exist before the self-hosted code is initialized.
+      ready = js::UseInternalJobQueues(cx) && JS::InitSelfHostedCode(cx) &&
+              JS_AddInterruptCallback(cx, on_interrupt);
+    }
+    if (ready) {
+      serve(cx, s);
+    } else {
+      std::lock_guard lock(mu_);
+      if (!compiled_) compiled_ = fail(ErrorCode::kInternal, "cannot start the JavaScript engine");
+      started_cv_.notify_all();
+    }
+    if (cx) JS_DestroyContext(cx);
+  }
+
+  // Compiles the source in this worker's engine (a stencil is not shared between engines) and
+  // serves jobs until the function is destroyed. The first worker's verdict is the deploy's.
+  bool serve(JSContext* cx, WorkerState& s) {
+    JS::CompileOptions options(cx);
+    options.setFileAndLine(name_.c_str(), 1);
+    JS::SourceText<mozilla::Utf8Unit> text;
+    RefPtr<JS::Stencil> stencil;
+    std::string error;
+    {
+      // Compile errors become exception objects, which live in a realm.
+      JS::RootedObject home(cx, JS_NewGlobalObject(cx, &kGlobalClass, nullptr,
+                                                   JS::FireOnNewGlobalHook, JS::RealmOptions()));
+      if (!home) return false;
+      JSAutoRealm realm(cx, home);
+      if (text.init(cx, source_.data(), source_.size(), JS::SourceOwnership::Borrowed))
+        stencil = JS::CompileGlobalScriptToStencil(cx, options, text);
+      if (!stencil) error = JS_IsExceptionPending(cx) ? take_exception(cx) : "cannot compile";
+    }
+    JS::PersistentRootedObject global(cx);
+    JS::PersistentRootedValue fn(cx);
+    const bool ready = stencil && prepare(cx, s, stencil, global, fn, error);
+    {
+      std::lock_guard lock(mu_);
+      if (!compiled_) {
+        compiled_ = ready ? Status{} : fail(ErrorCode::kInvalidArgument, error);
+        started_cv_.notify_all();
+      }
+    }
+    return ready && loop(cx, s, stencil, global, fn);
+  }
+
+  bool loop(JSContext* cx, WorkerState& s, JS::Stencil* stencil, JS::PersistentRootedObject& global,
+            JS::PersistentRootedValue& fn) {
+    std::string prepare_error;
+    for (;;) {
+      // Prepared while idle, so an invocation does not wait for its fresh global.
+      if (!global && !prepare(cx, s, stencil, global, fn, prepare_error)) global = nullptr;
+      Job job;
+      {
+        std::unique_lock lock(mu_);
+        ++idle_;
+        work_cv_.wait(lock, [this] { return stopping_ || !jobs_.empty(); });
+        --idle_;
+        if (stopping_) return true;
+        job = std::move(jobs_.front());
+        jobs_.pop_front();
+      }
+      InvocationResult result;
+      if (!global) {
+        result = {false, prepare_error};
+      } else {
+        result = run(cx, s, global, fn, job);
+      }
+      // The global served its one invocation; the next one gets a fresh one.
+      global = nullptr;
+      fn = JS::UndefinedValue();
+      const bool stopped = s.stop_reason != 0;
+      job.done(std::move(result));
+      if (stopped) JS_GC(cx);  // give back what a runaway invocation took
+    }
+  }
+
+  std::string name_;
+  std::string source_;
+  FunctionLimits limits_;
+  FunctionLogger logger_;
+
+  std::mutex mu_;
+  std::condition_variable work_cv_, watch_cv_, started_cv_;
+  std::deque<Job> jobs_;
+  std::vector<std::thread> workers_;
+  std::vector<std::unique_ptr<WorkerState>> states_;
+  std::thread watchdog_;
+  std::optional<Status> compiled_;
+  int idle_ = 0;
+  int running_ = 0;
+  bool stopping_ = false;
+};
+
+JsFunction::JsFunction(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+JsFunction::~JsFunction() = default;
+
+Result<std::unique_ptr<JsFunction>> JsFunction::create(const std::string& name,
+                                                       const std::string& source,
+                                                       const FunctionLimits& limits,
+                                                       FunctionLogger logger) {
+  init_engine_once();
+  auto impl = std::make_unique<Impl>(name, source, limits, std::move(logger));
+  NEX_RETURN_IF_ERROR(impl->start());
+  return std::unique_ptr<JsFunction>(new JsFunction(std::move(impl)));
+}
+
+void JsFunction::invoke(std::string subject, std::string payload,
+                        std::function<void(InvocationResult)> done) {
+  impl_->enqueue({std::move(subject), std::move(payload), std::move(done)});
+}
+
+InvocationResult JsFunction::call(std::string subject, std::string payload) {
+  std::promise<InvocationResult> p;
+  auto f = p.get_future();
+  invoke(std::move(subject), std::move(payload),
+         [&p](InvocationResult r) { p.set_value(std::move(r)); });
+  return f.get();
+}
+
+}  // namespace nex::runtime

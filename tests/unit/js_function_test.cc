@@ -1,0 +1,189 @@
+// JavaScript functions on the real SpiderMonkey engine: the seed's echo, fresh globals, return
+// types, errors, limits (time, memory) and many invocations at once.
+#include "runtime/js/js_function.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <future>
+#include <mutex>
+#include <vector>
+
+namespace nex::runtime {
+namespace {
+
+using namespace std::chrono_literals;
+
+struct Logged {
+  std::mutex mu;
+  std::vector<std::pair<std::string, std::string>> lines;
+  FunctionLogger logger() {
+    return [this](std::string_view level, std::string_view text) {
+      std::lock_guard lock(mu);
+      lines.emplace_back(level, text);
+    };
+  }
+};
+
+std::unique_ptr<JsFunction> make(const std::string& source, FunctionLimits limits = {},
+                                 FunctionLogger logger = {}) {
+  auto f = JsFunction::create("test.js", source, limits, std::move(logger));
+  EXPECT_TRUE(f) << f.error().message;
+  return f ? std::move(*f) : nullptr;
+}
+
+TEST(JsFunction, TheSeedsEchoRepliesWithThePayloadAndLogsTheSubject) {
+  Logged log;
+  auto f = make("(subject, payload) => {\n  console.log(subject);\n  return payload;\n};", {},
+                log.logger());
+  ASSERT_TRUE(f);
+  auto r = f->call("js.echo", "heya");
+  ASSERT_TRUE(r.ok) << r.body;
+  EXPECT_EQ(r.body, "heya");
+  std::lock_guard lock(log.mu);
+  ASSERT_EQ(log.lines.size(), 1u);
+  EXPECT_EQ(log.lines[0].first, "info");
+  EXPECT_EQ(log.lines[0].second, "js.echo");
+}
+
+TEST(JsFunction, ReturnValuesBecomeBytes) {
+  struct Case {
+    const char* source;
+    std::string expect;
+  };
+  for (const Case& c : std::vector<Case>{
+           {"(s, p) => 'héllo ' + s", "héllo x.y"},
+           {"(s, p) => ({n: p.length, ok: true})", "{\"n\":3,\"ok\":true}"},
+           {"(s, p) => [1, 'two']", "[1,\"two\"]"},
+           {"(s, p) => 42", "42"},
+           {"(s, p) => undefined", ""},
+           {"(s, p) => new Uint8Array([104, 105])", "hi"},
+           {"(s, p) => p.subarray(1)", "bc"},
+           {"async (s, p) => { await null; return 'later'; }", "later"},
+       }) {
+    auto f = make(c.source);
+    ASSERT_TRUE(f);
+    auto r = f->call("x.y", "abc");
+    EXPECT_TRUE(r.ok) << c.source << ": " << r.body;
+    EXPECT_EQ(r.body, c.expect) << c.source;
+  }
+}
+
+TEST(JsFunction, EveryInvocationGetsAFreshGlobal) {
+  auto f = make(
+      "(s, p) => { const before = typeof [].extra; Array.prototype.extra = 1;\n"
+      "globalThis.count = (globalThis.count || 0) + 1; return String(globalThis.count) + before; }");
+  ASSERT_TRUE(f);
+  for (int i = 0; i < 20; ++i) {
+    auto r = f->call("s", "");
+    ASSERT_TRUE(r.ok) << r.body;
+    EXPECT_EQ(r.body, "1undefined") << "state leaked into invocation " << i;
+  }
+}
+
+TEST(JsFunction, ThrownErrorsAndRejectionsAreErrorReplies) {
+  auto f = make("(s, p) => {\n  if (s === 'bad') throw new Error('boom');\n  return 'fine';\n}");
+  ASSERT_TRUE(f);
+  auto r = f->call("bad", "");
+  EXPECT_FALSE(r.ok);
+  EXPECT_NE(r.body.find("Error: boom"), std::string::npos) << r.body;
+  EXPECT_NE(r.body.find("test.js:2"), std::string::npos) << r.body;
+  EXPECT_TRUE(f->call("good", "").ok) << "an error does not break the function";
+
+  auto rejected = make("async (s, p) => { throw new TypeError('nope'); }");
+  ASSERT_TRUE(rejected);
+  auto rr = rejected->call("s", "");
+  EXPECT_FALSE(rr.ok);
+  EXPECT_NE(rr.body.find("TypeError: nope"), std::string::npos) << rr.body;
+
+  auto never = make("(s, p) => new Promise(() => {})");
+  ASSERT_TRUE(never);
+  auto nr = never->call("s", "");
+  EXPECT_FALSE(nr.ok);
+  EXPECT_NE(nr.body.find("never settled"), std::string::npos) << nr.body;
+}
+
+TEST(JsFunction, SourceThatIsNotAFunctionIsRefusedAtDeploy) {
+  auto syntax = JsFunction::create("broken.js", "(s, p) => {", {}, {});
+  ASSERT_FALSE(syntax);
+  EXPECT_NE(syntax.error().message.find("broken.js:1"), std::string::npos)
+      << syntax.error().message;
+  EXPECT_NE(syntax.error().message.find("SyntaxError"), std::string::npos)
+      << syntax.error().message;
+  auto value = JsFunction::create("value.js", "42", {}, {});
+  ASSERT_FALSE(value);
+  EXPECT_NE(value.error().message.find("must evaluate to a function"), std::string::npos);
+  auto throws = JsFunction::create("throws.js", "throw new Error('at load')", {}, {});
+  ASSERT_FALSE(throws);
+  EXPECT_NE(throws.error().message.find("at load"), std::string::npos);
+}
+
+TEST(JsFunction, AnInfiniteLoopTimesOutAndTheFunctionKeepsServing) {
+  auto f = make("(s, p) => { if (s === 'loop') for (;;) {} return 'ok'; }",
+                {.timeout = 300ms, .concurrency = 2});
+  ASSERT_TRUE(f);
+  const auto start = std::chrono::steady_clock::now();
+  auto r = f->call("loop", "");
+  const auto took = std::chrono::steady_clock::now() - start;
+  EXPECT_FALSE(r.ok);
+  EXPECT_NE(r.body.find("timed out after 300 ms"), std::string::npos) << r.body;
+  EXPECT_LT(took, 2s);
+  auto ok = f->call("fine", "");
+  EXPECT_TRUE(ok.ok) << ok.body;
+  EXPECT_EQ(ok.body, "ok");
+}
+
+TEST(JsFunction, ARunawayInvocationDoesNotBlockOthers) {
+  auto f = make("(s, p) => { if (s === 'loop') for (;;) {} return s; }",
+                {.timeout = 2000ms, .concurrency = 2});
+  ASSERT_TRUE(f);
+  std::promise<InvocationResult> looped;
+  f->invoke("loop", "", [&](InvocationResult r) { looped.set_value(std::move(r)); });
+  const auto start = std::chrono::steady_clock::now();
+  auto r = f->call("quick", "");
+  EXPECT_TRUE(r.ok) << r.body;
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 1500ms) << "waited for the runaway";
+  EXPECT_FALSE(looped.get_future().get().ok);
+}
+
+TEST(JsFunction, UnboundedAllocationIsAMemoryError) {
+  auto f = make(
+      "(s, p) => { if (s === 'hog') { const a = []; for (;;) a.push(new Array(100000).fill(1.5)); "
+      "} return 'ok'; }",
+      {.timeout = 20000ms, .memory_bytes = size_t{256} << 20, .concurrency = 1});
+  ASSERT_TRUE(f);
+  auto r = f->call("hog", "");
+  EXPECT_FALSE(r.ok);
+  EXPECT_TRUE(r.body.find("memory") != std::string::npos) << r.body;
+  auto ok = f->call("fine", "");
+  EXPECT_TRUE(ok.ok) << ok.body;
+}
+
+TEST(JsFunction, AOneMebibytePayloadRoundTrips) {
+  auto f = make("(s, p) => p");
+  ASSERT_TRUE(f);
+  std::string payload(1 << 20, '\0');
+  for (size_t i = 0; i < payload.size(); ++i) payload[i] = static_cast<char>(i * 7);
+  auto r = f->call("big", payload);
+  ASSERT_TRUE(r.ok) << r.body;
+  EXPECT_EQ(r.body, payload);
+}
+
+TEST(JsFunction, AThousandInvocationsInParallelAllAnswerCorrectly) {
+  auto f = make("(s, p) => s + ':' + p.length", {.concurrency = 4});
+  ASSERT_TRUE(f);
+  constexpr int kCalls = 1000;
+  std::vector<std::promise<InvocationResult>> results(kCalls);
+  for (int i = 0; i < kCalls; ++i) {
+    f->invoke("call." + std::to_string(i), std::string(static_cast<size_t>(i), 'x'),
+              [&results, i](InvocationResult r) { results[static_cast<size_t>(i)].set_value(r); });
+  }
+  for (int i = 0; i < kCalls; ++i) {
+    auto r = results[static_cast<size_t>(i)].get_future().get();
+    ASSERT_TRUE(r.ok) << r.body;
+    EXPECT_EQ(r.body, "call." + std::to_string(i) + ":" + std::to_string(i));
+  }
+}
+
+}  // namespace
+}  // namespace nex::runtime
