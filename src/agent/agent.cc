@@ -95,10 +95,9 @@ void Agent::on_deploy(nats::Message msg) {
   };
   auto req = api::parse_agent_deploy_request(msg.data());
   if (!req) return refuse(req.error().message);
-  if (req->workload_type != api::WorkloadType::kNative) {
-    return refuse("this agent runs native workloads; '" +
-                  std::string(api::to_string(req->workload_type)) + "' is not supported yet");
-  }
+  if (req->workload_type == api::WorkloadType::kWasm)
+    return refuse(
+        "this agent runs native services and JavaScript functions; wasm is not supported yet");
   std::lock_guard lock(mu_);
   if (runner_) runner_.reset();  // a redeploy after the previous run ended
   if (!req->hash.empty()) {
@@ -106,6 +105,11 @@ void Agent::on_deploy(nats::Message msg) {
     if (!actual) return refuse(actual.error().message);
     if (*actual != req->hash)
       return refuse("artifact SHA-256 mismatch: expected " + req->hash + ", got " + *actual);
+  }
+  if (req->workload_type == api::WorkloadType::kV8) {
+    if (auto st = start_function(*req); !st) return refuse(st.error().message);
+    reply(msg, api::dump({{"accepted", true}, {"message", "function ready"}}));
+    return;
   }
   ::chmod(artifact_path_.c_str(), 0700);
   workload_name_ = req->workload_name;
@@ -121,12 +125,80 @@ void Agent::on_deploy(nats::Message msg) {
   reply(msg, api::dump({{"accepted", true}, {"message", "workload started"}}));
 }
 
+Status Agent::start_function(const api::AgentDeployRequest& req) {
+  std::ifstream in(artifact_path_, std::ios::binary);
+  if (!in) return fail(ErrorCode::kNotFound, "artifact not found at " + artifact_path_.string());
+  const std::string source((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  workload_name_ = req.workload_name;
+  namespace_ = req.ns;
+  runtime::FunctionLimits limits;
+  if (req.function_limits.timeout_ms)
+    limits.timeout = std::chrono::milliseconds(req.function_limits.timeout_ms);
+  if (req.function_limits.memory_mib)
+    limits.memory_bytes = static_cast<size_t>(req.function_limits.memory_mib) << 20;
+  if (req.function_limits.concurrency)
+    limits.concurrency = static_cast<int>(req.function_limits.concurrency);
+  auto function =
+      runtime::JsFunction::create(req.workload_name + ".js", source, limits,
+                                  [this](std::string_view level, std::string_view text) {
+                                    publish_log(std::string(level), std::string(text));
+                                  });
+  if (!function) return fail(function.error().wrap("the function does not load"));
+  function_ = std::move(*function);
+  auto sub = conn_.subscribe(api::agent_subject::trigger(id_),
+                             [this](nats::Message m) { on_trigger(std::move(m)); });
+  if (!sub) return fail(sub.error());
+  subs_.push_back(std::move(*sub));
+  return conn_.flush();
+}
+
+void Agent::on_trigger(nats::Message msg) {
+  const std::string subject =
+      msg.header(api::kHeaderTriggerSubject).value_or(std::string(msg.subject()));
+  const std::string reply_to(msg.reply());
+  std::shared_ptr<runtime::JsFunction> function;
+  {
+    std::lock_guard lock(mu_);
+    function = function_;
+  }
+  if (!function) return;  // undeployed meanwhile
+  const auto start = std::chrono::steady_clock::now();
+  function->invoke(subject, std::string(msg.data()),
+                   [this, subject, reply_to, start](runtime::InvocationResult r) {
+                     const int64_t elapsed = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                                 std::chrono::steady_clock::now() - start)
+                                                 .count();
+                     if (!reply_to.empty()) {
+                       auto answer = nats::Message::create(reply_to, r.body);
+                       if (answer) {
+                         (void)answer->set_header(api::kHeaderRuntimeNs, std::to_string(elapsed));
+                         if (!r.ok) (void)answer->set_header(api::kHeaderError, r.body);
+                         (void)conn_.publish(*answer);
+                       }
+                     }
+                     json data = {{"workload_name", workload_name_},
+                                  {"trigger_subject", subject},
+                                  {"namespace", namespace_}};
+                     if (r.ok) {
+                       data["elapsed_nanos"] = elapsed;
+                       publish_event(api::event_type::kFunctionExecSucceeded, std::move(data));
+                     } else {
+                       data["error"] = r.body;
+                       publish_event(api::event_type::kFunctionExecFailed, std::move(data));
+                     }
+                   });
+}
+
 void Agent::on_undeploy(nats::Message msg) {
   std::unique_ptr<NativeRunner> runner;
+  std::shared_ptr<runtime::JsFunction> function;
   {
     std::lock_guard lock(mu_);
     runner = std::move(runner_);
+    function = std::move(function_);
   }
+  function.reset();  // invocations in flight end with an error reply (once the last trigger
+                     // handler lets go of it)
   if (runner) runner->stop(std::chrono::seconds(5));
   (void)conn_.flush();  // the exit event goes out before the reply
   reply(msg, "{}");

@@ -1,6 +1,7 @@
 // Agent: the per-workload supervisor inside a sandbox. It connects to the node's internal NATS
 // with its own account, announces itself (handshake), then serves the node's deploy, undeploy
-// and ping requests and reports its workload's output as logs and its end as an event.
+// and ping requests and reports its workload's output as logs and its end as an event. A native
+// workload runs as a child process; a function runs in the agent, once per trigger.
 #pragma once
 
 #include <condition_variable>
@@ -12,6 +13,7 @@
 #include "agent/native_runner.h"
 #include "api/agent.h"
 #include "nats/connection.h"
+#include "runtime/js/js_function.h"
 
 namespace nex::agent {
 
@@ -31,6 +33,9 @@ class Agent {
  private:
   void on_deploy(nats::Message msg);
   void on_undeploy(nats::Message msg);
+  // v8 workloads: compiles the function and serves agentint.{id}.trigger.
+  Status start_function(const api::AgentDeployRequest& req);
+  void on_trigger(nats::Message msg);
   void publish_log(const std::string& level, const std::string& text);
   void publish_event(const std::string& type, nlohmann::json data);
   void reply(const nats::Message& msg, const std::string& body);
@@ -45,6 +50,8 @@ class Agent {
   std::condition_variable stop_cv_;
   bool stopping_ = false;
   std::unique_ptr<NativeRunner> runner_;
+  std::shared_ptr<runtime::JsFunction> function_;  // guarded by mu_
+  std::string namespace_;
 };
 
 }  // namespace nex::agent

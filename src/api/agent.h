@@ -18,12 +18,23 @@ namespace agent_subject {
 inline std::string deploy(const std::string& id) { return "agentint." + id + ".deploy"; }
 inline std::string undeploy(const std::string& id) { return "agentint." + id + ".undeploy"; }
 inline std::string ping(const std::string& id) { return "agentint." + id + ".ping"; }
+inline std::string trigger(const std::string& id) { return "agentint." + id + ".trigger"; }
 inline std::string handshake(const std::string& id) { return "hostint." + id + ".handshake"; }
+// ours: where the agent answers a trigger; the node forwards the answer to the caller.
+inline std::string trigger_reply(const std::string& id, const std::string& token) {
+  return "hostint." + id + ".trigger_reply." + token;
+}
 inline std::string logs(const std::string& id) { return "hostint." + id + ".logs"; }
 inline std::string events(const std::string& id, const std::string& type) {
   return "hostint." + id + ".events." + type;
 }
 }  // namespace agent_subject
+
+// Function triggers (specs/nex-wire.md): the user's subject travels in a header; the answer
+// carries the run time and, for a failed invocation, the error (ours).
+inline constexpr const char* kHeaderTriggerSubject = "x-nex-trigger-subject";
+inline constexpr const char* kHeaderRuntimeNs = "x-nex-runtime-ns";
+inline constexpr const char* kHeaderError = "x-nex-error";
 
 // Environment variables a process or namespace sandbox hands its agent.
 inline constexpr const char* kEnvWorkloadId = "NEX_WORKLOADID";
@@ -47,6 +58,7 @@ struct AgentDeployRequest {
   std::string workload_name;
   WorkloadType workload_type = WorkloadType::kNative;
   HostServicesConfig host_services;
+  FunctionLimitsConfig function_limits;  // ours
 };
 nlohmann::json to_json(const AgentDeployRequest& r);
 Result<AgentDeployRequest> parse_agent_deploy_request(std::string_view json);

@@ -80,6 +80,38 @@ void read_host_services(FieldReader& parent, HostServicesConfig& out) {
     parent.fail_field("host_services", "is invalid: " + st.error().message);
 }
 
+json to_json(const FunctionLimitsConfig& l) {
+  json j = json::object();
+  if (l.timeout_ms) j["timeout_ms"] = l.timeout_ms;
+  if (l.memory_mib) j["memory_mib"] = l.memory_mib;
+  if (l.concurrency) j["concurrency"] = l.concurrency;
+  return j;
+}
+
+void read_function_limits(FieldReader& parent, FunctionLimitsConfig& out) {
+  const json* fl = parent.raw("function_limits");
+  if (fl == nullptr) return;
+  if (!fl->is_object()) return parent.fail_field("function_limits", "must be an object");
+  FieldReader l(*fl, "function_limits");
+  l.no_unknown_fields({"timeout_ms", "memory_mib", "concurrency"});
+  l.integer("timeout_ms", out.timeout_ms);
+  l.integer("memory_mib", out.memory_mib);
+  l.integer("concurrency", out.concurrency);
+  struct Bound {
+    const char* field;
+    int64_t value, lo, hi;
+  };
+  for (const Bound& b : {Bound{"timeout_ms", out.timeout_ms, 1, 300000},
+                         Bound{"memory_mib", out.memory_mib, 16, 65536},
+                         Bound{"concurrency", out.concurrency, 1, 256}}) {
+    if (b.value != 0 && (b.value < b.lo || b.value > b.hi))
+      l.fail_field(b.field, "must be between " + std::to_string(b.lo) + " and " +
+                                std::to_string(b.hi) + " (or absent for the default)");
+  }
+  if (auto st = l.status(); !st)
+    parent.fail_field("function_limits", "is invalid: " + st.error().message);
+}
+
 Result<DeployRequest> parse_deploy_request(std::string_view text) {
   auto j = FieldReader::parse_object(text, "deploy request");
   if (!j) return fail(j.error());
@@ -101,6 +133,7 @@ Result<DeployRequest> parse_deploy_request(std::string_view text) {
   f.string("hash", r.hash);
   f.string("workload_name", r.workload_name);
   read_host_services(f, r.host_services);
+  read_function_limits(f, r.function_limits);
   // location: "nats://B/k", or Go's marshalled url.URL {"Scheme","Host","Path",...}.
   const json* loc = f.raw("location");
   if (loc == nullptr) {
@@ -160,6 +193,7 @@ json to_json(const DeployRequest& r) {
   if (r.retry_count) j["retry_count"] = *r.retry_count;
   if (!r.retried_at.empty()) j["retried_at"] = r.retried_at;
   if (!r.host_services.empty()) j["host_services"] = to_json(r.host_services);
+  if (!r.function_limits.empty()) j["function_limits"] = to_json(r.function_limits);
   if (!r.hash.empty()) j["hash"] = r.hash;
   if (!r.workload_name.empty()) j["workload_name"] = r.workload_name;
   return j;

@@ -43,6 +43,17 @@ nlohmann::json to_json(const HostServicesConfig& h);
 // Reads an optional "host_services" object field, reporting problems through `parent`.
 void read_host_services(FieldReader& parent, HostServicesConfig& out);
 
+// ours: limits of a function workload; 0 means the node's default (5 s, 256 MiB, 4 at once).
+struct FunctionLimitsConfig {
+  int64_t timeout_ms = 0;   // 1 .. 300000
+  int64_t memory_mib = 0;   // 16 .. 65536
+  int64_t concurrency = 0;  // 1 .. 256
+  bool empty() const { return timeout_ms == 0 && memory_mib == 0 && concurrency == 0; }
+};
+nlohmann::json to_json(const FunctionLimitsConfig& l);
+// Reads an optional "function_limits" object field, reporting problems through `parent`.
+void read_function_limits(FieldReader& parent, FunctionLimitsConfig& out);
+
 struct DeployRequest {
   std::vector<std::string> argv;
   std::string description;
@@ -58,8 +69,9 @@ struct DeployRequest {
   std::optional<int64_t> retry_count;
   std::string retried_at;
   HostServicesConfig host_services;
-  std::string hash;           // hex SHA-256 of the artifact (0.3)
-  std::string workload_name;  // (0.3); else the JWT's sub
+  std::string hash;                      // hex SHA-256 of the artifact (0.3)
+  std::string workload_name;             // (0.3); else the JWT's sub
+  FunctionLimitsConfig function_limits;  // ours
 };
 // Accepts `location` as a string or as the marshalled Go URL object of 0.2.x clients.
 Result<DeployRequest> parse_deploy_request(std::string_view json);

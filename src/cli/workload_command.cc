@@ -129,6 +129,7 @@ struct WorkloadOptions {
   std::string name;
   std::string description;
   bool essential = false;
+  api::FunctionLimitsConfig limits;
 };
 
 struct Target {
@@ -159,6 +160,7 @@ int deploy(ControlClient& client, const ConnectionFlags& flags, const Signer& si
   req.trigger_subjects = o.triggers;
   req.hash = hash;
   req.workload_name = name;
+  req.function_limits = o.limits;
   auto run =
       client.request("$NEX.DEPLOY." + flags.ns + "." + node.node_id, api::to_json(req).dump());
   if (!run) return report(run.error().wrap("node " + node.node_id + " refused the workload"));
@@ -358,6 +360,12 @@ void add_workload_options(CLI::App* cmd, WorkloadOptions& o) {
   cmd->add_option("--argv", o.argv, "arguments for the workload");
   cmd->add_option("--description", o.description, "what the workload is, for `nex node info`");
   cmd->add_flag("--essential", o.essential, "restart the workload when it fails");
+  cmd->add_option("--function_timeout", o.limits.timeout_ms,
+                  "functions: time limit per invocation, ms (default 5000)");
+  cmd->add_option("--function_memory", o.limits.memory_mib,
+                  "functions: memory limit, MiB (default 256)");
+  cmd->add_option("--function_concurrency", o.limits.concurrency,
+                  "functions: invocations run at once (default 4)");
 }
 
 }  // namespace

@@ -233,6 +233,8 @@ std::string Connection::connected_url() const {
   return buf;
 }
 
+int64_t Connection::max_payload() const { return natsConnection_GetMaxPayload(impl_->nc); }
+
 bool Connection::connected() const {
   return natsConnection_Status(impl_->nc) == NATS_CONN_STATUS_CONNECTED;
 }

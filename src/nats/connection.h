@@ -70,6 +70,8 @@ class Connection {
 
   Status flush(std::chrono::milliseconds timeout = std::chrono::seconds(5)) const;
   std::string connected_url() const;
+  // The largest message (headers included) the connected server accepts.
+  int64_t max_payload() const;
   bool connected() const;
 
   natsConnection* raw() const;

@@ -39,8 +39,10 @@ InternalServer::~InternalServer() {
 
 Status InternalServer::write_config_and_reload(bool reload) {
   std::string conf =
-      "# Written by the nex node; rewritten as workloads come and go.\nauthorization {\n  users: "
-      "[\n";
+      "# Written by the nex node; rewritten as workloads come and go.\n"
+      "# Function triggers carry the user's largest payload plus headers.\n"
+      "max_payload: 8MB\n"
+      "authorization {\n  users: [\n";
   conf += "    { nkey: " + node_user_.public_key() + " }\n";
   for (const auto& [id, user] : workload_users_) {
     conf += "    { nkey: " + user + ", permissions: { publish: { allow: [\"hostint." + id +

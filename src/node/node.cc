@@ -14,6 +14,7 @@
 #include "core/clock.h"
 #include "core/elf_info.h"
 #include "core/encoding.h"
+#include "core/nuid.h"
 #include "crypto/jwt.h"
 #include "nats/object_store.h"
 
@@ -26,6 +27,8 @@ using namespace std::chrono_literals;
 namespace {
 
 constexpr auto kDeployTimeout = 10s;
+// How long the node remembers a trigger's caller: beyond the function's time limit (5 s).
+constexpr auto kTriggerAnswerWindow = std::chrono::seconds(30);
 constexpr auto kUndeployGrace = 5s;
 constexpr auto kHealthInterval = 5s;
 constexpr auto kHeartbeatInterval = 30s;
@@ -151,6 +154,7 @@ struct Node::Workload {
   bool stopping = false;
   int restarts = 0;
   std::optional<std::chrono::steady_clock::time_point> restart_at;
+  std::vector<nats::Subscription> triggers;  // functions: the trigger subjects, on control NATS
 };
 
 Node::Node(NodeOptions options, NodeIdentity identity)
@@ -206,6 +210,8 @@ Result<std::unique_ptr<Node>> Node::start(NodeOptions options) {
       n.on_agent_log(std::move(m));
     } else if (kind == "events") {
       n.on_agent_event(std::move(m));
+    } else if (kind == "trigger_reply") {
+      n.on_trigger_reply(std::move(m));
     }  // handshakes belong to the pool, replies to their requests
   });
   if (!agent_traffic) return fail(agent_traffic.error());
@@ -275,7 +281,7 @@ std::vector<api::WorkloadType> Node::supported_types() const {
   // What the configuration allows and this build can run.
   std::vector<api::WorkloadType> out;
   for (auto t : options_.config.workload_types) {
-    if (t == api::WorkloadType::kNative) out.push_back(t);
+    if (t != api::WorkloadType::kWasm) out.push_back(t);
   }
   return out;
 }
@@ -542,6 +548,7 @@ Result<json> Node::deploy(const std::string& ns, std::string_view body) {
   areq.workload_name = name;
   areq.workload_type = req->type;
   areq.host_services = req->host_services;
+  areq.function_limits = req->function_limits;
   // Registered before the agent starts it, so the workload's first log lines and an early exit
   // find it.
   auto w = std::make_shared<Workload>();
@@ -574,6 +581,12 @@ Result<json> Node::deploy(const std::string& ns, std::string_view body) {
                                        api::dump(api::to_json(areq)), kDeployTimeout);
   if (!resp) return unregister(resp.error().wrap("agent"));
   if (auto st = agent_accepted(resp->data()); !st) return unregister(st.error());
+  if (api::is_function(w->type)) {
+    if (auto st = subscribe_triggers(w); !st) {
+      (void)internal_->request_agent(w->id, api::agent_subject::undeploy(w->id), "", 2s);
+      return unregister(st.error().wrap("trigger subjects"));
+    }
+  }
   log_line("Workload deployed name=" + name + " id=" + w->id + " namespace=" + ns);
   bool still_running = false;
   {
@@ -630,6 +643,7 @@ void Node::remove_workload(const std::shared_ptr<Workload>& w, int code,
     std::lock_guard lock(mu_);
     if (workloads_.erase(w->id) == 0) return;
   }
+  w->triggers.clear();  // no new invocations reach the agent
   w->agent.sandbox->stop(kUndeployGrace);
   (void)internal_->remove_workload(w->id);
   log_line("Workload undeployed name=" + w->name + " id=" + w->id + " (" + message + ")");
@@ -678,6 +692,10 @@ void Node::on_agent_event(nats::Message msg) {
     if (d.status()) on_workload_exited(w, static_cast<int>(code), message);
     return;
   }
+  // An agent speaks only for its function's invocations; nothing else is republished.
+  if (type != api::event_type::kFunctionExecSucceeded &&
+      type != api::event_type::kFunctionExecFailed)
+    return;
   publish_event(w->ns, type, *data, id() + "-" + w->id);
 }
 
@@ -708,6 +726,62 @@ void Node::on_workload_exited(const std::shared_ptr<Workload>& w, int code,
                   id() + "-" + w->id);
   }
   remove_workload(w, code, message);
+}
+
+Status Node::subscribe_triggers(const std::shared_ptr<Workload>& w) {
+  for (const auto& subject : w->request.trigger_subjects) {
+    const std::string id = w->id;
+    auto sub = control_->subscribe(
+        subject, [this, id](nats::Message m) { on_trigger(id, std::move(m)); }, subject);
+    if (!sub) return fail(sub.error().wrap(subject));
+    w->triggers.push_back(std::move(*sub));
+  }
+  return control_->flush();
+}
+
+void Node::on_trigger(const std::string& workload_id, nats::Message msg) {
+  const std::string token = next_nuid();
+  if (!msg.reply().empty()) {
+    std::lock_guard lock(triggers_mu_);
+    pending_triggers_[token] = {workload_id, std::string(msg.reply()),
+                                std::chrono::steady_clock::now() + kTriggerAnswerWindow};
+  }
+  auto forward = nats::Message::create(api::agent_subject::trigger(workload_id), msg.data(),
+                                       api::agent_subject::trigger_reply(workload_id, token));
+  if (!forward) return;
+  (void)forward->set_header(api::kHeaderTriggerSubject, std::string(msg.subject()));
+  (void)internal_->connection().publish(*forward);
+}
+
+void Node::on_trigger_reply(nats::Message msg) {
+  // hostint.{id}.trigger_reply.{token}
+  const std::string id(token(msg.subject(), 1));
+  const std::string tok(token(msg.subject(), 3));
+  PendingTrigger pending;
+  {
+    std::lock_guard lock(triggers_mu_);
+    auto it = pending_triggers_.find(tok);
+    if (it == pending_triggers_.end() || it->second.workload_id != id) return;
+    pending = std::move(it->second);
+    pending_triggers_.erase(it);
+  }
+  auto answer = nats::Message::create(pending.reply, msg.data());
+  if (!answer) return;
+  // The run time rides along unless the headers would push a maximal reply over the limit.
+  if (auto ns = msg.header(api::kHeaderRuntimeNs);
+      ns && static_cast<int64_t>(msg.data().size()) + 64 <= control_->max_payload())
+    (void)answer->set_header(api::kHeaderRuntimeNs, *ns);
+  if (auto error = msg.header(api::kHeaderError)) {
+    // As NATS micro services report errors, so `nats req` and service clients recognize it.
+    (void)answer->set_header("Nats-Service-Error", *error);
+    (void)answer->set_header("Nats-Service-Error-Code", "500");
+  }
+  (void)control_->publish(*answer);
+}
+
+void Node::expire_triggers(std::chrono::steady_clock::time_point now) {
+  std::lock_guard lock(triggers_mu_);
+  std::erase_if(pending_triggers_, [now](const auto& entry) { return entry.second.expires < now; });
 }
 
 void Node::maintenance_loop() {
@@ -746,6 +820,7 @@ void Node::maintenance_loop() {
         remove_workload(w, 1, "restart failed");
       }
     }
+    expire_triggers(now);
     if (now >= next_health) {
       next_health = now + kHealthInterval;
       for (auto& w : all) {

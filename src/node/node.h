@@ -13,6 +13,7 @@
 #include <memory>
 #include <mutex>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "api/agent.h"
@@ -69,6 +70,15 @@ class Node {
   void remove_workload(const std::shared_ptr<Workload>& w, int code, const std::string& message);
   void maintenance_loop();
 
+  // Function triggers: the node subscribes to a function's trigger subjects (queue group = the
+  // subject, so copies share the load) and forwards each request to its agent; the agent's
+  // answer comes back on hostint.{id}.trigger_reply.{token} and goes to the caller. Only tokens
+  // the node issued are answered, once, so an agent cannot make the node publish elsewhere.
+  Status subscribe_triggers(const std::shared_ptr<Workload>& w);
+  void on_trigger(const std::string& workload_id, nats::Message msg);
+  void on_trigger_reply(nats::Message msg);
+  void expire_triggers(std::chrono::steady_clock::time_point now);
+
   nlohmann::json ping_data();
   api::Tags tags();
   std::vector<api::WorkloadType> supported_types() const;
@@ -93,6 +103,14 @@ class Node {
   std::mutex mu_;  // guards workloads_
   std::map<std::string, std::shared_ptr<Workload>> workloads_;
   std::mutex deploy_mu_;  // deploys one at a time, so limits hold
+
+  struct PendingTrigger {
+    std::string workload_id;
+    std::string reply;  // the caller's inbox
+    std::chrono::steady_clock::time_point expires;
+  };
+  std::mutex triggers_mu_;  // guards pending_triggers_
+  std::unordered_map<std::string, PendingTrigger> pending_triggers_;
 
   std::mutex maintenance_mu_;
   std::condition_variable maintenance_cv_;

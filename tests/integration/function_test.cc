@@ -1,0 +1,165 @@
+// JavaScript functions through a real node and nats-server: the seed's echo on its trigger
+// subject, logs and events, error replies, time-outs, a bad script refused at deploy, a 1 MiB
+// payload and a thousand requests at once.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <map>
+
+#include "api/events.h"
+#include "core/nuid.h"
+#include "testing/node_fixture.h"
+
+namespace nex::node {
+namespace {
+
+using namespace std::chrono_literals;
+using nlohmann::json;
+using testing::Collector;
+
+constexpr const char* kSeedEcho =
+    "(subject, payload) => {\n  console.log(subject);\n  return payload;\n};\n";
+
+class FunctionTest : public testing::NodeTest {
+ protected:
+  void SetUp() override {
+    NodeTest::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
+    auto os = nats::ObjectStore::bind(*js_, "NEXCLIFILES");
+    ASSERT_TRUE(os);
+    for (const auto& [key, source] : std::map<std::string, std::string>{
+             {"echo.js", kSeedEcho},
+             {"fails.js",
+              "(subject, payload) => {\n  if (subject.endsWith('.loop')) for (;;) {}\n"
+              "  throw new Error('boom: ' + subject);\n}"},
+             {"broken.js", "(subject, payload) => {"},
+         }) {
+      ASSERT_OK(os->put_bytes(key, source));
+    }
+    NodeConfig config;
+    config.workload_types = {api::WorkloadType::kNative, api::WorkloadType::kV8};
+    start_node(config);
+  }
+
+  json function_request(const std::string& name, const std::string& key,
+                        const std::vector<std::string>& triggers, json limits = nullptr) {
+    json req = deploy_request(name);
+    req["type"] = "v8";
+    req["location"] = "nats://NEXCLIFILES/" + key;
+    req["trigger_subjects"] = triggers;
+    if (!limits.is_null()) req["function_limits"] = limits;
+    return req;
+  }
+};
+
+TEST_F(FunctionTest, TheSeedsJavaScriptEchoAnswersOnItsTriggerSubject) {
+  Collector logs(*conn_, "$NEX.logs.default.*.echofunctionjs.*");
+  Collector events(*conn_, "$NEX.events.default.*");
+  json r = deploy(function_request("echofunctionjs", "echo.js", {"js.echo"}));
+  ASSERT_TRUE(r["error"].is_null()) << r.dump();
+  const std::string id = r["data"]["id"];
+
+  // `nats req js.echo 'heya'`
+  auto reply = conn_->request("js.echo", "heya", 5s);
+  ASSERT_TRUE(reply) << reply.error().message;
+  EXPECT_EQ(reply->data(), "heya");
+  EXPECT_TRUE(reply->header("x-nex-runtime-ns").has_value());
+  EXPECT_FALSE(reply->header("Nats-Service-Error").has_value());
+  EXPECT_TRUE(logs.wait_for("js.echo")) << "console.log(subject) did not reach the logs";
+  auto ev = events.wait_for(api::event_type::kFunctionExecSucceeded);
+  ASSERT_TRUE(ev);
+  auto event = json::parse(ev->second);
+  EXPECT_EQ(event["data"]["trigger_subject"], "js.echo");
+  EXPECT_EQ(event["data"]["workload_name"], "echofunctionjs");
+  EXPECT_GT(event["data"]["elapsed_nanos"].get<int64_t>(), 0);
+
+  json machines = info()["data"]["machines"];
+  ASSERT_EQ(machines.size(), 1u);
+  EXPECT_EQ(machines[0]["workload"]["type"], "v8");
+
+  json stopped = stop(id, stop_jwt_for("echofunctionjs", issuer_));
+  ASSERT_TRUE(stopped["error"].is_null()) << stopped.dump();
+  auto after = conn_->request("js.echo", "heya", 500ms);
+  EXPECT_FALSE(after) << "the trigger subject still answers after stop";
+}
+
+TEST_F(FunctionTest, ThrowsAndTimeoutsAreErrorRepliesAndTheFunctionKeepsServing) {
+  Collector events(*conn_, "$NEX.events.default.*");
+  json r = deploy(function_request("fails", "fails.js", {"fn.fail.*"}, {{"timeout_ms", 300}}));
+  ASSERT_TRUE(r["error"].is_null()) << r.dump();
+  auto thrown = conn_->request("fn.fail.now", "x", 5s);
+  ASSERT_TRUE(thrown) << thrown.error().message;
+  auto error = thrown->header("Nats-Service-Error");
+  ASSERT_TRUE(error);
+  EXPECT_NE(error->find("Error: boom: fn.fail.now"), std::string::npos) << *error;
+  EXPECT_EQ(thrown->header("Nats-Service-Error-Code"), "500");
+  auto ev = events.wait_for(api::event_type::kFunctionExecFailed);
+  ASSERT_TRUE(ev);
+  EXPECT_NE(ev->second.find("boom: fn.fail.now"), std::string::npos) << ev->second;
+
+  const auto start = std::chrono::steady_clock::now();
+  auto looped = conn_->request("fn.fail.loop", "x", 5s);
+  ASSERT_TRUE(looped) << "an infinite loop must end in an error reply, not silence";
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 3s);
+  ASSERT_TRUE(looped->header("Nats-Service-Error"));
+  EXPECT_NE(looped->header("Nats-Service-Error")->find("timed out after 300 ms"),
+            std::string::npos);
+  auto again = conn_->request("fn.fail.again", "x", 5s);
+  ASSERT_TRUE(again);
+  EXPECT_NE(again->header("Nats-Service-Error").value_or("").find("boom: fn.fail.again"),
+            std::string::npos);
+}
+
+TEST_F(FunctionTest, AScriptThatDoesNotCompileIsRefusedAtDeployAndLeavesNothing) {
+  json r = deploy(function_request("broken", "broken.js", {"fn.broken"}));
+  ASSERT_TRUE(r["error"].is_string()) << r.dump();
+  EXPECT_NE(r["error"].get<std::string>().find("SyntaxError"), std::string::npos) << r.dump();
+  EXPECT_TRUE(info()["data"]["machines"].empty());
+  EXPECT_FALSE(conn_->request("fn.broken", "x", 300ms));
+  json bad = deploy(function_request("echo", "echo.js", {"fn.echo"}, {{"timeout_ms", 0.5}}));
+  EXPECT_NE(bad["error"].get<std::string>().find("function_limits"), std::string::npos)
+      << bad.dump();
+  json big = deploy(function_request("echo", "echo.js", {"fn.echo"}, {{"timeout_ms", 999999}}));
+  EXPECT_NE(big["error"].get<std::string>().find("between 1 and 300000"), std::string::npos)
+      << big.dump();
+}
+
+TEST_F(FunctionTest, AOneMebibytePayloadRoundTrips) {
+  json r = deploy(function_request("echo", "echo.js", {"fn.big"}));
+  ASSERT_TRUE(r["error"].is_null()) << r.dump();
+  std::string payload(1 << 20, '\0');
+  for (size_t i = 0; i < payload.size(); ++i) payload[i] = static_cast<char>(i * 13 + 1);
+  auto reply = conn_->request("fn.big", payload, 10s);
+  ASSERT_TRUE(reply) << reply.error().message;
+  EXPECT_EQ(reply->data().size(), payload.size());
+  EXPECT_TRUE(reply->data() == payload);
+}
+
+TEST_F(FunctionTest, AThousandRequestsInParallelAreAllAnsweredCorrectly) {
+  json r = deploy(function_request("echo", "echo.js", {"fn.many"}, {{"concurrency", 4}}));
+  ASSERT_TRUE(r["error"].is_null()) << r.dump();
+  constexpr int kRequests = 1000;
+  const std::string inbox = "_INBOX." + next_nuid();
+  std::mutex mu;
+  std::condition_variable cv;
+  std::map<std::string, std::string> answers;  // reply subject -> body
+  auto sub = conn_->subscribe(inbox + ".*", [&](nats::Message m) {
+    std::lock_guard lock(mu);
+    answers[std::string(m.subject())] = std::string(m.data());
+    cv.notify_all();
+  });
+  ASSERT_TRUE(sub);
+  ASSERT_OK(conn_->flush());
+  for (int i = 0; i < kRequests; ++i) {
+    ASSERT_OK(
+        conn_->publish("fn.many", "payload " + std::to_string(i), inbox + "." + std::to_string(i)));
+  }
+  std::unique_lock lock(mu);
+  ASSERT_TRUE(cv.wait_for(lock, 60s, [&] { return answers.size() == kRequests; }))
+      << answers.size() << " of " << kRequests << " answered";
+  for (int i = 0; i < kRequests; ++i)
+    EXPECT_EQ(answers[inbox + "." + std::to_string(i)], "payload " + std::to_string(i));
+}
+
+}  // namespace
+}  // namespace nex::node

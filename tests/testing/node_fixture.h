@@ -1,0 +1,162 @@
+// NodeTest: a node started in-process on a real nats-server with JetStream, with the echo service
+// in the NEXCLIFILES bucket and helpers to deploy, stop and inspect as a control client does.
+// Collector: what a user watching a subject would see.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <condition_variable>
+#include <filesystem>
+#include <mutex>
+#include <optional>
+#include <thread>
+
+#include "core/encoding.h"
+#include "crypto/jwt.h"
+#include "crypto/xkeys.h"
+#include "nats/object_store.h"
+#include "node/node.h"
+#include "testing/nats_server_fixture.h"
+
+namespace nex::testing {
+
+using namespace std::chrono_literals;
+
+inline const std::filesystem::path kBinDir =
+    std::filesystem::read_symlink("/proc/self/exe").parent_path();
+
+// Collects messages on a subject, for asserting what a user watching it would see.
+class Collector {
+ public:
+  Collector(const nats::Connection& conn, const std::string& subject) {
+    sub_ = *conn.subscribe(subject, [this](nats::Message m) {
+      std::lock_guard l(mu_);
+      messages_.push_back({std::string(m.subject()), std::string(m.data())});
+      cv_.notify_all();
+    });
+    (void)conn.flush();
+  }
+  // Waits for a message whose body contains `needle`.
+  std::optional<std::pair<std::string, std::string>> wait_for(const std::string& needle,
+                                                              std::chrono::milliseconds t = 10s) {
+    std::unique_lock l(mu_);
+    std::optional<std::pair<std::string, std::string>> found;
+    cv_.wait_for(l, t, [&] {
+      for (auto& m : messages_) {
+        if (m.second.find(needle) != std::string::npos) {
+          found = m;
+          return true;
+        }
+      }
+      return false;
+    });
+    return found;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<std::pair<std::string, std::string>> messages_;
+  nats::Subscription sub_;
+};
+
+class NodeTest : public NatsServerTest {
+ protected:
+  using json = nlohmann::json;
+  using NodeConfig = node::NodeConfig;
+  using Node = node::Node;
+
+ protected:
+  void SetUp() override {
+    NatsServerTest::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
+    state_dir_ = std::filesystem::temp_directory_path() /
+                 ("nex-node-test-" + std::to_string(getpid()) + "-" + unique("s"));
+    conn_ = std::make_unique<nats::Connection>(connect());
+    js_ = std::make_unique<nats::JetStream>(jetstream());
+    auto os = nats::ObjectStore::create(*js_, {.bucket = "NEXCLIFILES"});
+    ASSERT_TRUE(os) << os.error().message;
+    ASSERT_OK(os->put_file("echoservice", kBinDir / "echoservice"));
+  }
+  void TearDown() override {
+    node_.reset();
+    std::error_code ec;
+    std::filesystem::remove_all(state_dir_, ec);
+  }
+
+  void start_node(NodeConfig config = {}) {
+    config.no_sandbox = true;
+    auto n = Node::start({.config = config,
+                          .control = {.urls = {server().url()}},
+                          .state_dir = state_dir_,
+                          .version = "test"});
+    ASSERT_TRUE(n) << n.error().message;
+    node_ = std::move(*n);
+  }
+
+  std::string jwt_for(const std::string& name, const crypto::KeyPair& issuer,
+                      std::optional<int64_t> exp = {}) {
+    return crypto::encode_jwt({.sub = name, .exp = exp, .nats = {{"type", "workload"}}}, issuer);
+  }
+  // A stop JWT differs from the deploy JWT in its claims (a token with the deploy's exact
+  // claims is the deploy token, a replay).
+  std::string stop_jwt_for(const std::string& name, const crypto::KeyPair& issuer) {
+    return crypto::encode_jwt({.sub = name, .nats = {{"type", "workload_stop"}}}, issuer);
+  }
+
+  // A deploy request as `nex run` would build it.
+  json deploy_request(const std::string& name, const std::map<std::string, std::string>& env = {}) {
+    json env_json = json::object();
+    for (auto& [k, v] : env) env_json[k] = v;
+    auto sealed = publisher_.seal(as_bytes(env_json.dump()), node_->xkey());
+    return {{"argv", json::array()},
+            {"description", "echo service under test"},
+            {"type", "native"},
+            {"location", "nats://NEXCLIFILES/echoservice"},
+            {"essential", false},
+            {"workload_jwt", jwt_for(name, issuer_)},
+            {"environment", base64_encode(*sealed, Base64::kStandard)},
+            {"sender_public_key", publisher_.public_key()},
+            {"target_node", node_->id()},
+            {"trigger_subjects", json::array()},
+            {"workload_name", name}};
+  }
+
+  // Sends a control request and returns the envelope.
+  json control(const std::string& subject, const std::string& body,
+               std::chrono::milliseconds t = 20s) {
+    auto r = conn_->request(subject, body, t);
+    if (!r) return json{{"transport_error", r.error().message}};
+    return json::parse(r->data());
+  }
+  json deploy(const json& req, const std::string& ns = "default") {
+    return control("$NEX.DEPLOY." + ns + "." + node_->id(), req.dump());
+  }
+  json stop(const std::string& id, const std::string& jwt, const std::string& ns = "default") {
+    return control("$NEX.STOP." + ns + "." + node_->id(),
+                   json{{"workload_id", id}, {"workload_jwt", jwt}}.dump());
+  }
+  json info(const std::string& ns = "default") {
+    return control("$NEX.INFO." + ns + "." + node_->id(), "");
+  }
+
+  // Waits until the echo service answers on its subject.
+  bool echo_answers(const std::string& subject, std::chrono::milliseconds t = 10s) {
+    const auto deadline = std::chrono::steady_clock::now() + t;
+    while (std::chrono::steady_clock::now() < deadline) {
+      auto r = conn_->request(subject, "hello nex", 500ms);
+      if (r && r->data() == "hello nex") return true;
+      std::this_thread::sleep_for(20ms);
+    }
+    return false;
+  }
+
+  std::filesystem::path state_dir_;
+  std::unique_ptr<nats::Connection> conn_;
+  std::unique_ptr<nats::JetStream> js_;
+  std::unique_ptr<Node> node_;
+  crypto::KeyPair issuer_ = *crypto::KeyPair::create(crypto::KeyType::kAccount);
+  crypto::XKey publisher_ = crypto::XKey::create();
+};
+
+}  // namespace nex::testing
