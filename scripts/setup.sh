@@ -12,6 +12,7 @@ packages=(
   nlohmann-json3-dev libcli11-dev libfmt-dev libspdlog-dev
   libmozjs-102-dev                          # SpiderMonkey: JavaScript and WebAssembly functions
   libgtest-dev libgmock-dev                 # tests
+  clang lld wasi-libc libclang-rt-14-dev-wasm32 wabt  # tests build WebAssembly modules (C, WAT)
   openssl                                   # the TLS test makes its certificates with it
   ca-certificates
 )

@@ -95,9 +95,6 @@ void Agent::on_deploy(nats::Message msg) {
   };
   auto req = api::parse_agent_deploy_request(msg.data());
   if (!req) return refuse(req.error().message);
-  if (req->workload_type == api::WorkloadType::kWasm)
-    return refuse(
-        "this agent runs native services and JavaScript functions; wasm is not supported yet");
   std::lock_guard lock(mu_);
   if (runner_) runner_.reset();  // a redeploy after the previous run ended
   if (!req->hash.empty()) {
@@ -106,7 +103,7 @@ void Agent::on_deploy(nats::Message msg) {
     if (*actual != req->hash)
       return refuse("artifact SHA-256 mismatch: expected " + req->hash + ", got " + *actual);
   }
-  if (req->workload_type == api::WorkloadType::kV8) {
+  if (api::is_function(req->workload_type)) {
     if (auto st = start_function(*req); !st) return refuse(st.error().message);
     reply(msg, api::dump({{"accepted", true}, {"message", "function ready"}}));
     return;
@@ -138,11 +135,15 @@ Status Agent::start_function(const api::AgentDeployRequest& req) {
     limits.memory_bytes = static_cast<size_t>(req.function_limits.memory_mib) << 20;
   if (req.function_limits.concurrency)
     limits.concurrency = static_cast<int>(req.function_limits.concurrency);
-  auto function =
-      runtime::JsFunction::create(req.workload_name + ".js", source, limits,
-                                  [this](std::string_view level, std::string_view text) {
-                                    publish_log(std::string(level), std::string(text));
-                                  });
+  const bool js = req.workload_type == api::WorkloadType::kV8;
+  auto function = runtime::Function::create(
+      {.language = js ? runtime::Language::kJavaScript : runtime::Language::kWasm,
+       .name = req.workload_name + (js ? ".js" : ".wasm"),
+       .code = source,
+       .environment = req.environment},
+      limits, [this](std::string_view level, std::string_view text) {
+        publish_log(std::string(level), std::string(text));
+      });
   if (!function) return fail(function.error().wrap("the function does not load"));
   function_ = std::move(*function);
   auto sub = conn_.subscribe(api::agent_subject::trigger(id_),
@@ -156,7 +157,7 @@ void Agent::on_trigger(nats::Message msg) {
   const std::string subject =
       msg.header(api::kHeaderTriggerSubject).value_or(std::string(msg.subject()));
   const std::string reply_to(msg.reply());
-  std::shared_ptr<runtime::JsFunction> function;
+  std::shared_ptr<runtime::Function> function;
   {
     std::lock_guard lock(mu_);
     function = function_;
@@ -191,7 +192,7 @@ void Agent::on_trigger(nats::Message msg) {
 
 void Agent::on_undeploy(nats::Message msg) {
   std::unique_ptr<NativeRunner> runner;
-  std::shared_ptr<runtime::JsFunction> function;
+  std::shared_ptr<runtime::Function> function;
   {
     std::lock_guard lock(mu_);
     runner = std::move(runner_);

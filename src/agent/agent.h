@@ -13,7 +13,7 @@
 #include "agent/native_runner.h"
 #include "api/agent.h"
 #include "nats/connection.h"
-#include "runtime/js/js_function.h"
+#include "runtime/function.h"
 
 namespace nex::agent {
 
@@ -33,7 +33,7 @@ class Agent {
  private:
   void on_deploy(nats::Message msg);
   void on_undeploy(nats::Message msg);
-  // v8 workloads: compiles the function and serves agentint.{id}.trigger.
+  // Functions (v8, wasm): compiles the function and serves agentint.{id}.trigger.
   Status start_function(const api::AgentDeployRequest& req);
   void on_trigger(nats::Message msg);
   void publish_log(const std::string& level, const std::string& text);
@@ -50,7 +50,7 @@ class Agent {
   std::condition_variable stop_cv_;
   bool stopping_ = false;
   std::unique_ptr<NativeRunner> runner_;
-  std::shared_ptr<runtime::JsFunction> function_;  // guarded by mu_
+  std::shared_ptr<runtime::Function> function_;  // guarded by mu_
   std::string namespace_;
 };
 

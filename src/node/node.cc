@@ -281,7 +281,7 @@ std::vector<api::WorkloadType> Node::supported_types() const {
   // What the configuration allows and this build can run.
   std::vector<api::WorkloadType> out;
   for (auto t : options_.config.workload_types) {
-    if (t != api::WorkloadType::kWasm) out.push_back(t);
+    out.push_back(t);  // native services, and JavaScript and WebAssembly functions
   }
   return out;
 }

@@ -265,6 +265,36 @@ TEST_F(CliNode, TheSeedWalkthroughAsAUserTypesIt) {
   EXPECT_NE(dynamic.out.find("cc -static"), std::string::npos) << dynamic.out;
 }
 
+TEST_F(CliNode, FunctionsDeployAsTheSeedsShow) {
+  // `nex devrun /path/to/echo.js --trigger_subject=js.echo`, then `nats req js.echo 'heya'`.
+  const fs::path js = fs::path(NEX_EXAMPLES_DIR) / "echofunction/echo.js";
+  CliResult dev_js = user({"devrun", js.string(), "--trigger_subject=js.echo"});
+  ASSERT_EQ(dev_js.code, 0) << dev_js.out;
+  EXPECT_NE(dev_js.out.find("🚀 Workload 'echo' accepted"), std::string::npos) << dev_js.out;
+  auto conn = nats::Connection::connect({.urls = {url_}});
+  ASSERT_TRUE(conn);
+  auto heya = conn->request("js.echo", "heya", 5s);
+  ASSERT_TRUE(heya) << heya.error().message;
+  EXPECT_EQ(heya->data(), "heya");
+
+  // `nex devrun echofunction.wasm --trigger_subject=wasm.echo`, `nats req wasm.echo 'hello'`.
+  const fs::path wasm = fs::path(NEX_WASM_DIR) / "echo.wasm";
+  if (!fs::exists(wasm)) GTEST_SKIP() << wasm << " was not built (clang with wasi-libc missing)";
+  fs::copy_file(wasm, home() / "echofunction.wasm");
+  CliResult dev_wasm = user({"devrun", "./echofunction.wasm", "--trigger_subject=wasm.echo"});
+  ASSERT_EQ(dev_wasm.code, 0) << dev_wasm.out;
+  auto hello = conn->request("wasm.echo", "hello", 5s);
+  ASSERT_TRUE(hello) << hello.error().message;
+  EXPECT_EQ(hello->data(), "hellowasm.echo");
+
+  CliResult info = user({"node", "info", node_});
+  EXPECT_NE(info.out.find("Name: echo\n"), std::string::npos) << info.out;
+  EXPECT_NE(info.out.find("Name: echofunction\n"), std::string::npos) << info.out;
+  CliResult no_trigger = user({"devrun", js.string()});
+  EXPECT_EQ(no_trigger.code, 1);
+  EXPECT_NE(no_trigger.out.find("trigger subject"), std::string::npos) << no_trigger.out;
+}
+
 TEST_F(CliNode, RunDeploysFromAnObjectStoreStatingEverything) {
   // The artifact is in the user's own bucket, put there with any NATS client.
   {

@@ -16,6 +16,7 @@ namespace {
 using namespace std::chrono_literals;
 using nlohmann::json;
 using testing::Collector;
+namespace fs = std::filesystem;
 
 constexpr const char* kSeedEcho =
     "(subject, payload) => {\n  console.log(subject);\n  return payload;\n};\n";
@@ -36,9 +37,7 @@ class FunctionTest : public testing::NodeTest {
          }) {
       ASSERT_OK(os->put_bytes(key, source));
     }
-    NodeConfig config;
-    config.workload_types = {api::WorkloadType::kNative, api::WorkloadType::kV8};
-    start_node(config);
+    start_node();  // native, v8 and wasm by default
   }
 
   json function_request(const std::string& name, const std::string& key,
@@ -159,6 +158,39 @@ TEST_F(FunctionTest, AThousandRequestsInParallelAreAllAnsweredCorrectly) {
       << answers.size() << " of " << kRequests << " answered";
   for (int i = 0; i < kRequests; ++i)
     EXPECT_EQ(answers[inbox + "." + std::to_string(i)], "payload " + std::to_string(i));
+}
+
+TEST_F(FunctionTest, WebAssemblyFunctionsRunOnTheirTriggerSubjects) {
+  const fs::path dir = NEX_WASM_DIR;
+  if (!fs::exists(dir / "echo.wasm") || !fs::exists(dir / "exit3.wasm"))
+    GTEST_SKIP() << "the wasm test modules were not built (clang with wasi-libc missing)";
+  auto os = nats::ObjectStore::bind(*js_, "NEXCLIFILES");
+  ASSERT_TRUE(os);
+  ASSERT_OK(os->put_file("echo.wasm", dir / "echo.wasm"));
+  ASSERT_OK(os->put_file("exit3.wasm", dir / "exit3.wasm"));
+  Collector logs(*conn_, "$NEX.logs.default.*.quitter.*");
+  auto echo = function_request("echofunctionwasm", "echo.wasm", {"wasm.echo"});
+  echo["type"] = "wasm";
+  json r = deploy(echo);
+  ASSERT_TRUE(r["error"].is_null()) << r.dump();
+  auto reply = conn_->request("wasm.echo", "hello", 5s);
+  ASSERT_TRUE(reply) << reply.error().message;
+  EXPECT_EQ(reply->data(), "hellowasm.echo");
+
+  auto quitter = function_request("quitter", "exit3.wasm", {"wasm.quit"});
+  quitter["type"] = "wasm";
+  r = deploy(quitter);
+  ASSERT_TRUE(r["error"].is_null()) << r.dump();
+  auto failed = conn_->request("wasm.quit", "", 5s);
+  ASSERT_TRUE(failed);
+  EXPECT_EQ(failed->header("Nats-Service-Error"), "exited with code 3");
+  EXPECT_TRUE(logs.wait_for("giving up"));
+
+  auto wrong = function_request("wrong", "echo.js", {"wasm.wrong"});
+  wrong["type"] = "wasm";  // JavaScript is not a module
+  r = deploy(wrong);
+  ASSERT_TRUE(r["error"].is_string()) << r.dump();
+  EXPECT_NE(r["error"].get<std::string>().find("CompileError"), std::string::npos) << r.dump();
 }
 
 }  // namespace

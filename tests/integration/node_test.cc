@@ -474,7 +474,9 @@ TEST_F(NodeTest, NonEssentialExitIsReportedWithItsCode) {
 }
 
 TEST_F(NodeTest, PingAuctionWpingAndLameDuck) {
-  start_node();
+  NodeConfig config;
+  config.workload_types = {api::WorkloadType::kNative, api::WorkloadType::kV8};
+  start_node(config);  // this node does not take wasm, so it does not bid for it
   json ping = control("$NEX.PING", "");
   EXPECT_EQ(ping["type"], "io.nats.nex.v1.ping_response");
   EXPECT_EQ(ping["data"]["node_id"], node_->id());

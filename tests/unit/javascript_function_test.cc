@@ -1,6 +1,6 @@
 // JavaScript functions on the real SpiderMonkey engine: the seed's echo, fresh globals, return
 // types, errors, limits (time, memory) and many invocations at once.
-#include "runtime/js/js_function.h"
+#include "runtime/function.h"
 
 #include <gtest/gtest.h>
 
@@ -25,14 +25,14 @@ struct Logged {
   }
 };
 
-std::unique_ptr<JsFunction> make(const std::string& source, FunctionLimits limits = {},
-                                 FunctionLogger logger = {}) {
-  auto f = JsFunction::create("test.js", source, limits, std::move(logger));
+std::unique_ptr<Function> make(const std::string& source, FunctionLimits limits = {},
+                               FunctionLogger logger = {}) {
+  auto f = Function::create({.name = "test.js", .code = source}, limits, std::move(logger));
   EXPECT_TRUE(f) << f.error().message;
   return f ? std::move(*f) : nullptr;
 }
 
-TEST(JsFunction, TheSeedsEchoRepliesWithThePayloadAndLogsTheSubject) {
+TEST(JavaScriptFunction, TheSeedsEchoRepliesWithThePayloadAndLogsTheSubject) {
   Logged log;
   auto f = make("(subject, payload) => {\n  console.log(subject);\n  return payload;\n};", {},
                 log.logger());
@@ -46,7 +46,7 @@ TEST(JsFunction, TheSeedsEchoRepliesWithThePayloadAndLogsTheSubject) {
   EXPECT_EQ(log.lines[0].second, "js.echo");
 }
 
-TEST(JsFunction, ReturnValuesBecomeBytes) {
+TEST(JavaScriptFunction, ReturnValuesBecomeBytes) {
   struct Case {
     const char* source;
     std::string expect;
@@ -69,10 +69,11 @@ TEST(JsFunction, ReturnValuesBecomeBytes) {
   }
 }
 
-TEST(JsFunction, EveryInvocationGetsAFreshGlobal) {
+TEST(JavaScriptFunction, EveryInvocationGetsAFreshGlobal) {
   auto f = make(
       "(s, p) => { const before = typeof [].extra; Array.prototype.extra = 1;\n"
-      "globalThis.count = (globalThis.count || 0) + 1; return String(globalThis.count) + before; }");
+      "globalThis.count = (globalThis.count || 0) + 1; return String(globalThis.count) + before; "
+      "}");
   ASSERT_TRUE(f);
   for (int i = 0; i < 20; ++i) {
     auto r = f->call("s", "");
@@ -81,7 +82,7 @@ TEST(JsFunction, EveryInvocationGetsAFreshGlobal) {
   }
 }
 
-TEST(JsFunction, ThrownErrorsAndRejectionsAreErrorReplies) {
+TEST(JavaScriptFunction, ThrownErrorsAndRejectionsAreErrorReplies) {
   auto f = make("(s, p) => {\n  if (s === 'bad') throw new Error('boom');\n  return 'fine';\n}");
   ASSERT_TRUE(f);
   auto r = f->call("bad", "");
@@ -103,22 +104,23 @@ TEST(JsFunction, ThrownErrorsAndRejectionsAreErrorReplies) {
   EXPECT_NE(nr.body.find("never settled"), std::string::npos) << nr.body;
 }
 
-TEST(JsFunction, SourceThatIsNotAFunctionIsRefusedAtDeploy) {
-  auto syntax = JsFunction::create("broken.js", "(s, p) => {", {}, {});
+TEST(JavaScriptFunction, SourceThatIsNotAFunctionIsRefusedAtDeploy) {
+  auto syntax = Function::create({.name = "broken.js", .code = "(s, p) => {"}, {}, {});
   ASSERT_FALSE(syntax);
   EXPECT_NE(syntax.error().message.find("broken.js:1"), std::string::npos)
       << syntax.error().message;
   EXPECT_NE(syntax.error().message.find("SyntaxError"), std::string::npos)
       << syntax.error().message;
-  auto value = JsFunction::create("value.js", "42", {}, {});
+  auto value = Function::create({.name = "value.js", .code = "42"}, {}, {});
   ASSERT_FALSE(value);
   EXPECT_NE(value.error().message.find("must evaluate to a function"), std::string::npos);
-  auto throws = JsFunction::create("throws.js", "throw new Error('at load')", {}, {});
+  auto throws =
+      Function::create({.name = "throws.js", .code = "throw new Error('at load')"}, {}, {});
   ASSERT_FALSE(throws);
   EXPECT_NE(throws.error().message.find("at load"), std::string::npos);
 }
 
-TEST(JsFunction, AnInfiniteLoopTimesOutAndTheFunctionKeepsServing) {
+TEST(JavaScriptFunction, AnInfiniteLoopTimesOutAndTheFunctionKeepsServing) {
   auto f = make("(s, p) => { if (s === 'loop') for (;;) {} return 'ok'; }",
                 {.timeout = 300ms, .concurrency = 2});
   ASSERT_TRUE(f);
@@ -133,7 +135,7 @@ TEST(JsFunction, AnInfiniteLoopTimesOutAndTheFunctionKeepsServing) {
   EXPECT_EQ(ok.body, "ok");
 }
 
-TEST(JsFunction, ARunawayInvocationDoesNotBlockOthers) {
+TEST(JavaScriptFunction, ARunawayInvocationDoesNotBlockOthers) {
   auto f = make("(s, p) => { if (s === 'loop') for (;;) {} return s; }",
                 {.timeout = 2000ms, .concurrency = 2});
   ASSERT_TRUE(f);
@@ -146,7 +148,7 @@ TEST(JsFunction, ARunawayInvocationDoesNotBlockOthers) {
   EXPECT_FALSE(looped.get_future().get().ok);
 }
 
-TEST(JsFunction, UnboundedAllocationIsAMemoryError) {
+TEST(JavaScriptFunction, UnboundedAllocationIsAMemoryError) {
   auto f = make(
       "(s, p) => { if (s === 'hog') { const a = []; for (;;) a.push(new Array(100000).fill(1.5)); "
       "} return 'ok'; }",
@@ -159,7 +161,7 @@ TEST(JsFunction, UnboundedAllocationIsAMemoryError) {
   EXPECT_TRUE(ok.ok) << ok.body;
 }
 
-TEST(JsFunction, AOneMebibytePayloadRoundTrips) {
+TEST(JavaScriptFunction, AOneMebibytePayloadRoundTrips) {
   auto f = make("(s, p) => p");
   ASSERT_TRUE(f);
   std::string payload(1 << 20, '\0');
@@ -169,7 +171,7 @@ TEST(JsFunction, AOneMebibytePayloadRoundTrips) {
   EXPECT_EQ(r.body, payload);
 }
 
-TEST(JsFunction, AThousandInvocationsInParallelAllAnswerCorrectly) {
+TEST(JavaScriptFunction, AThousandInvocationsInParallelAllAnswerCorrectly) {
   auto f = make("(s, p) => s + ':' + p.length", {.concurrency = 4});
   ASSERT_TRUE(f);
   constexpr int kCalls = 1000;

@@ -1,4 +1,5 @@
-#include "runtime/js/js_function.h"
+#include "runtime/function.h"
+#include "runtime/wasi.h"
 
 #include <js/CompilationAndEvaluation.h>
 #include <js/ContextOptions.h>
@@ -16,6 +17,7 @@
 #include <js/experimental/TypedData.h>
 #include <jsapi.h>
 #include <jsfriendapi.h>
+#include <malloc.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -107,7 +109,7 @@ bool stringify(JSContext* cx, JS::HandleValue v, std::string& out) {
 
 }  // namespace
 
-class JsFunction::Impl {
+class Function::Impl {
  public:
   struct Job {
     std::string subject;
@@ -122,11 +124,16 @@ class JsFunction::Impl {
     std::atomic<int> stop_reason{0};   // 0 run on, 1 timed out, 2 out of memory
   };
 
-  Impl(std::string name, std::string source, FunctionLimits limits, FunctionLogger logger)
-      : name_(std::move(name)),
+  Impl(Language language, std::string name, std::string source,
+       const std::map<std::string, std::string>& environment, FunctionLimits limits,
+       FunctionLogger logger)
+      : language_(language),
+        name_(std::move(name)),
         source_(std::move(source)),
         limits_(limits),
-        logger_(std::move(logger)) {}
+        logger_(std::move(logger)) {
+    for (const auto& [k, v] : environment) environ_.push_back(k + "=" + v);
+  }
 
   ~Impl() {
     {
@@ -160,8 +167,9 @@ class JsFunction::Impl {
       std::lock_guard lock(mu_);
       jobs_.push_back(std::move(job));
       // Grow the pool on demand, up to the limit: an idle function keeps one engine.
-      if (idle_ == 0 && static_cast<int>(workers_.size()) < limits_.concurrency && compiled_ &&
-          *compiled_)
+      // (Jobs queued beyond the idle workers would wait.)
+      if (static_cast<int>(jobs_.size()) > idle_ &&
+          static_cast<int>(workers_.size()) < limits_.concurrency && compiled_ && *compiled_)
         spawn_worker_locked();
     }
     work_cv_.notify_one();
@@ -389,45 +397,160 @@ class JsFunction::Impl {
       started_cv_.notify_all();
     }
     if (cx) JS_DestroyContext(cx);
+    ::malloc_trim(0);
   }
 
-  // Compiles the source in this worker's engine (a stencil is not shared between engines) and
-  // serves jobs until the function is destroyed. The first worker's verdict is the deploy's.
-  bool serve(JSContext* cx, WorkerState& s) {
-    JS::CompileOptions options(cx);
-    options.setFileAndLine(name_.c_str(), 1);
-    JS::SourceText<mozilla::Utf8Unit> text;
+  // A worker's engine-bound state.
+  struct Engine {
+    // JavaScript: the compiled script and the next invocation's fresh global and function.
     RefPtr<JS::Stencil> stencil;
-    std::string error;
-    {
-      // Compile errors become exception objects, which live in a realm.
-      JS::RootedObject home(cx, JS_NewGlobalObject(cx, &kGlobalClass, nullptr,
-                                                   JS::FireOnNewGlobalHook, JS::RealmOptions()));
-      if (!home) return false;
-      JSAutoRealm realm(cx, home);
-      if (text.init(cx, source_.data(), source_.size(), JS::SourceOwnership::Borrowed))
-        stencil = JS::CompileGlobalScriptToStencil(cx, options, text);
-      if (!stencil) error = JS_IsExceptionPending(cx) ? take_exception(cx) : "cannot compile";
-    }
-    JS::PersistentRootedObject global(cx);
-    JS::PersistentRootedValue fn(cx);
-    const bool ready = stencil && prepare(cx, s, stencil, global, fn, error);
+    JS::PersistentRootedObject global;
+    JS::PersistentRootedValue fn;
+    // WebAssembly: the compiled module, the import object and an instantiating helper, all in
+    // one home global.
+    JS::PersistentRootedObject home;
+    JS::PersistentRootedValue module, imports, instantiate;
+    std::string error;  // why the next invocation cannot run, if it cannot
+    int invocations = 0;
+    explicit Engine(JSContext* cx)
+        : global(cx), fn(cx), home(cx), module(cx), imports(cx), instantiate(cx) {}
+  };
+
+  // Compiles in this worker's engine (compiled code is not shared between engines) and serves
+  // jobs until the function is destroyed. The first worker's verdict is the deploy's.
+  bool serve(JSContext* cx, WorkerState& s) {
+    Engine e(cx);
+    e.home =
+        JS_NewGlobalObject(cx, &kGlobalClass, nullptr, JS::FireOnNewGlobalHook, JS::RealmOptions());
+    bool ready = e.home != nullptr;
+    if (ready) ready = language_ == Language::kJavaScript ? setup_js(cx, s, e) : setup_wasm(cx, e);
     {
       std::lock_guard lock(mu_);
       if (!compiled_) {
-        compiled_ = ready ? Status{} : fail(ErrorCode::kInvalidArgument, error);
+        compiled_ = ready ? Status{} : fail(ErrorCode::kInvalidArgument, e.error);
         started_cv_.notify_all();
       }
     }
-    return ready && loop(cx, s, stencil, global, fn);
+    return ready && loop(cx, s, e);
   }
 
-  bool loop(JSContext* cx, WorkerState& s, JS::Stencil* stencil, JS::PersistentRootedObject& global,
-            JS::PersistentRootedValue& fn) {
-    std::string prepare_error;
+  bool setup_js(JSContext* cx, WorkerState& s, Engine& e) {
+    JS::CompileOptions options(cx);
+    options.setFileAndLine(name_.c_str(), 1);
+    JS::SourceText<mozilla::Utf8Unit> text;
+    {
+      JSAutoRealm realm(cx, e.home);  // compile errors are exception objects, in a realm
+      if (text.init(cx, source_.data(), source_.size(), JS::SourceOwnership::Borrowed))
+        e.stencil = JS::CompileGlobalScriptToStencil(cx, options, text);
+      if (!e.stencil) {
+        e.error = JS_IsExceptionPending(cx) ? take_exception(cx) : "cannot compile";
+        return false;
+      }
+    }
+    return prepare(cx, s, e.stencil, e.global, e.fn, e.error);
+  }
+
+  // Compiles the module and checks it is a WASI command that needs nothing nex lacks.
+  bool setup_wasm(JSContext* cx, Engine& e) {
+    static constexpr const char* kHelper = R"((function (bytes, wasi) {
+  const m = new WebAssembly.Module(bytes);
+  const exports = WebAssembly.Module.exports(m);
+  if (!exports.some(x => x.name === '_start' && x.kind === 'function'))
+    throw new Error('the module exports no _start function: build it as a WASI command ' +
+                    '(clang --target=wasm32-wasi, or cargo build --target wasm32-wasi)');
+  if (!exports.some(x => x.name === 'memory' && x.kind === 'memory'))
+    throw new Error('the module exports no memory');
+  for (const i of WebAssembly.Module.imports(m))
+    if (i.module !== 'wasi_snapshot_preview1' || !(i.name in wasi))
+      throw new Error('the module imports ' + i.module + '.' + i.name +
+                      ', which nex does not provide');
+  return [m, {wasi_snapshot_preview1: wasi},
+          (m, imports) => new WebAssembly.Instance(m, imports).exports];
+}))";
+    JSAutoRealm realm(cx, e.home);
+    JS::CompileOptions options(cx);
+    options.setFileAndLine(name_.c_str(), 1);
+    JS::SourceText<mozilla::Utf8Unit> text;
+    JS::RootedValue helper(cx);
+    if (!text.init(cx, kHelper, std::strlen(kHelper), JS::SourceOwnership::Borrowed) ||
+        !JS::Evaluate(cx, options, text, &helper)) {
+      e.error = take_exception(cx);
+      return false;
+    }
+    JS::RootedObject bytes(cx, JS_NewUint8Array(cx, source_.size()));
+    JS::RootedObject wasi_imports(cx, wasi::make_imports(cx));
+    if (!bytes || !wasi_imports) {
+      e.error = take_exception(cx);
+      return false;
+    }
+    {
+      bool shared = false;
+      JS::AutoCheckCannotGC nogc;
+      std::memcpy(JS_GetUint8ArrayData(bytes, &shared, nogc), source_.data(), source_.size());
+    }
+    JS::RootedValueArray<2> args(cx);
+    args[0].setObject(*bytes);
+    args[1].setObject(*wasi_imports);
+    JS::RootedValue parts(cx);
+    if (!JS_CallFunctionValue(cx, nullptr, helper, args, &parts)) {
+      e.error = name_ + ": " + take_exception(cx);
+      return false;
+    }
+    JS::RootedObject array(cx, &parts.toObject());
+    JS::RootedValue v(cx);
+    if (!JS_GetElement(cx, array, 0, &v)) return false;
+    e.module = v;
+    if (!JS_GetElement(cx, array, 1, &v)) return false;
+    e.imports = v;
+    if (!JS_GetElement(cx, array, 2, &v)) return false;
+    e.instantiate = v;
+    return true;
+  }
+
+  // A fresh instance runs _start with argv = [name, subject], stdin = payload; its stdout is
+  // the reply. proc_exit(0) is success; another code, a trap or a limit is an error.
+  InvocationResult run_wasm(JSContext* cx, WorkerState& s, Engine& e, const Job& job) {
+    JSAutoRealm realm(cx, e.home);
+    wasi::Invocation inv;
+    inv.args = {name_, job.subject};
+    inv.environ = environ_;
+    inv.stdin_data = job.payload;
+    inv.stop = &s.stop_reason;
+    inv.stderr_line = [this](std::string_view line) {
+      if (logger_) logger_("error", line);
+    };
+    JS::RootedObject memory(cx);
+    inv.memory = &memory;
+    wasi::ActiveInvocation active(inv);
+    const bool ok = guarded(s, [&] {
+      JS::RootedValueArray<2> args(cx);
+      args[0].set(e.module);
+      args[1].set(e.imports);
+      JS::RootedValue exports(cx);
+      if (!JS_CallFunctionValue(cx, nullptr, e.instantiate, args, &exports)) return false;
+      JS::RootedObject ex(cx, &exports.toObject());
+      JS::RootedValue mem(cx);
+      if (!JS_GetProperty(cx, ex, "memory", &mem) || !mem.isObject()) return false;
+      memory = &mem.toObject();
+      JS::RootedValue rv(cx);
+      return JS_CallFunctionName(cx, ex, "_start", JS::HandleValueArray::empty(), &rv);
+    });
+    wasi::finish(inv);
+    if (!ok && inv.exit_code && s.stop_reason == 0) {
+      JS_ClearPendingException(cx);
+      if (*inv.exit_code != 0) return {false, "exited with code " + std::to_string(*inv.exit_code)};
+    } else if (!ok) {
+      return {false, failure(cx, s)};
+    }
+    return {true, std::move(inv.stdout_data)};
+  }
+
+  bool loop(JSContext* cx, WorkerState& s, Engine& e) {
+    const bool js = language_ == Language::kJavaScript;
     for (;;) {
       // Prepared while idle, so an invocation does not wait for its fresh global.
-      if (!global && !prepare(cx, s, stencil, global, fn, prepare_error)) global = nullptr;
+      if (js && !e.global && !prepare(cx, s, e.stencil, e.global, e.fn, e.error))
+        e.global = nullptr;
       Job job;
       {
         std::unique_lock lock(mu_);
@@ -439,22 +562,31 @@ class JsFunction::Impl {
         jobs_.pop_front();
       }
       InvocationResult result;
-      if (!global) {
-        result = {false, prepare_error};
+      if (!js) {
+        result = run_wasm(cx, s, e, job);
+      } else if (e.global) {
+        result = run(cx, s, e.global, e.fn, job);
       } else {
-        result = run(cx, s, global, fn, job);
+        result = {false, e.error};
       }
       // The global served its one invocation; the next one gets a fresh one.
-      global = nullptr;
-      fn = JS::UndefinedValue();
+      e.global = nullptr;
+      e.fn = JS::UndefinedValue();
       const bool stopped = s.stop_reason != 0;
       job.done(std::move(result));
-      if (stopped) JS_GC(cx);  // give back what a runaway invocation took
+      // Give back what a runaway invocation took; and collect spent instances and their
+      // memories regularly, before they pile up.
+      if (stopped || ++e.invocations % kCollectEvery == 0) JS_GC(cx);
+      if (stopped) ::malloc_trim(0);  // and hand the pages back, so the limit is not left tripped
     }
   }
 
+  static constexpr int kCollectEvery = 256;
+
+  Language language_;
   std::string name_;
-  std::string source_;
+  std::string source_;                // JavaScript source or WebAssembly module bytes
+  std::vector<std::string> environ_;  // "KEY=VALUE", for WebAssembly
   FunctionLimits limits_;
   FunctionLogger logger_;
 
@@ -470,25 +602,25 @@ class JsFunction::Impl {
   bool stopping_ = false;
 };
 
-JsFunction::JsFunction(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
-JsFunction::~JsFunction() = default;
+Function::Function(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Function::~Function() = default;
 
-Result<std::unique_ptr<JsFunction>> JsFunction::create(const std::string& name,
-                                                       const std::string& source,
-                                                       const FunctionLimits& limits,
-                                                       FunctionLogger logger) {
+Result<std::unique_ptr<Function>> Function::create(const FunctionSpec& spec,
+                                                   const FunctionLimits& limits,
+                                                   FunctionLogger logger) {
   init_engine_once();
-  auto impl = std::make_unique<Impl>(name, source, limits, std::move(logger));
+  auto impl = std::make_unique<Impl>(spec.language, spec.name, spec.code, spec.environment, limits,
+                                     std::move(logger));
   NEX_RETURN_IF_ERROR(impl->start());
-  return std::unique_ptr<JsFunction>(new JsFunction(std::move(impl)));
+  return std::unique_ptr<Function>(new Function(std::move(impl)));
 }
 
-void JsFunction::invoke(std::string subject, std::string payload,
-                        std::function<void(InvocationResult)> done) {
+void Function::invoke(std::string subject, std::string payload,
+                      std::function<void(InvocationResult)> done) {
   impl_->enqueue({std::move(subject), std::move(payload), std::move(done)});
 }
 
-InvocationResult JsFunction::call(std::string subject, std::string payload) {
+InvocationResult Function::call(std::string subject, std::string payload) {
   std::promise<InvocationResult> p;
   auto f = p.get_future();
   invoke(std::move(subject), std::move(payload),

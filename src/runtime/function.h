@@ -1,0 +1,75 @@
+// Function: a function workload on SpiderMonkey, JavaScript (Nex's "v8" type) or WebAssembly.
+// Invocations run on worker threads, each with its own engine (SpiderMonkey's compiled code
+// cannot be shared between engines), started on demand up to `concurrency`; the code is compiled
+// once per engine.
+//
+// JavaScript: each invocation instantiates the compiled script in a fresh global (so nothing
+// leaks between invocations; the worker prepares it while idle) and calls the function it
+// evaluates to with (subject, payload as Uint8Array). A string or any ArrayBuffer view is the
+// reply's bytes, undefined is empty, anything else is JSON; a Promise is awaited.
+//
+// WebAssembly: a WASI preview1 command module (see wasi.h); each invocation is a fresh instance.
+//
+// A throw, a trap, a non-zero exit, a time-out or running out of memory is an error with a
+// message; the worker stays usable.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "core/error.h"
+
+namespace nex::runtime {
+
+struct FunctionLimits {
+  std::chrono::milliseconds timeout{5000};  // per invocation
+  size_t memory_bytes = size_t{256} << 20;  // engine heap per worker
+  int concurrency = 4;                      // invocations served at once
+};
+
+// A line the function wrote with console.log/info/warn/error/debug.
+using FunctionLogger = std::function<void(std::string_view level, std::string_view text)>;
+
+struct InvocationResult {
+  bool ok = false;
+  std::string body;  // the reply when ok, else the error message
+};
+
+enum class Language { kJavaScript, kWasm };
+
+struct FunctionSpec {
+  Language language = Language::kJavaScript;
+  std::string name;  // JavaScript: the file name in error messages; WebAssembly: argv[0]
+  std::string code;  // JavaScript source or WebAssembly module bytes
+  std::map<std::string, std::string> environment;  // WebAssembly's environ
+};
+
+class Function {
+ public:
+  // Compiles the code; kInvalidArgument with the engine's message (file:line) if it does not
+  // compile, does not evaluate to a function (JavaScript) or is not a WASI command that needs
+  // only what nex provides (WebAssembly).
+  static Result<std::unique_ptr<Function>> create(const FunctionSpec& spec,
+                                                  const FunctionLimits& limits,
+                                                  FunctionLogger logger);
+  ~Function();
+
+  // Runs the function; `done` is called once, on a worker thread. Never blocks on the invocation.
+  void invoke(std::string subject, std::string payload, std::function<void(InvocationResult)> done);
+
+  // Blocking convenience for tests and tools.
+  InvocationResult call(std::string subject, std::string payload);
+
+  class Impl;
+
+ private:
+  explicit Function(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace nex::runtime
