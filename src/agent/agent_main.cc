@@ -39,6 +39,7 @@ int main() {
                                       .name = "nex-agent " + id,
                                       .nkey_seed = seed,
                                       .inbox_prefix = "_INBOX_" + id,
+                                      .send_asap = true,
                                       .reconnect = false});
     if (conn) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(10));

@@ -112,6 +112,7 @@ Result<Connection> Connection::connect(const ConnectOptions& options) {
   natsStatus s = natsOptions_SetServers(o, urls.data(), static_cast<int>(urls.size()));
   if (s == NATS_OK) s = natsOptions_SetNoRandomize(o, true);
   if (s == NATS_OK && !options.name.empty()) s = natsOptions_SetName(o, options.name.c_str());
+  if (s == NATS_OK && options.send_asap) s = natsOptions_SetSendAsap(o, true);
   if (s == NATS_OK) s = natsOptions_SetTimeout(o, options.connect_timeout.count());
   if (s == NATS_OK && !options.user.empty()) {
     s = natsOptions_SetUserInfo(o, options.user.c_str(), options.password.c_str());

@@ -38,6 +38,9 @@ struct ConnectOptions {
   std::string inbox_prefix;  // replaces "_INBOX" for request replies (for narrow permissions)
   std::optional<TlsOptions> tls;
   std::chrono::milliseconds connect_timeout{2000};
+  // Write each publish at once. libnats otherwise lets its flusher wait ~1 ms to batch writes,
+  // which a message relayed through several hops pays at every hop.
+  bool send_asap = false;
   // Reconnect forever, waiting reconnect_wait_min, doubling per attempt up to reconnect_wait_max.
   bool reconnect = true;
   std::chrono::milliseconds reconnect_wait_min{100};

@@ -24,7 +24,8 @@ Result<std::unique_ptr<InternalServer>> InternalServer::start(const fs::path& wo
   s->server_ = std::make_unique<nats::LocalNatsServer>(std::move(*server));
   auto conn = nats::Connection::connect({.urls = {s->server_->url()},
                                          .name = "nex-node internal",
-                                         .nkey_seed = s->node_user_.seed()});
+                                         .nkey_seed = s->node_user_.seed(),
+                                         .send_asap = true});
   if (!conn) return fail(conn.error().wrap("internal NATS server"));
   s->conn_ = std::move(*conn);
   return s;

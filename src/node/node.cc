@@ -188,6 +188,7 @@ Result<std::unique_ptr<Node>> Node::start(NodeOptions options) {
 
   nats::ConnectOptions control = n.options_.control;
   if (control.name.empty()) control.name = "nex-node " + n.id();
+  control.send_asap = true;  // function replies go out at once
   auto conn = nats::Connection::connect(control);
   if (!conn) return fail(conn.error());
   n.control_ = std::move(*conn);
@@ -210,12 +211,16 @@ Result<std::unique_ptr<Node>> Node::start(NodeOptions options) {
       n.on_agent_log(std::move(m));
     } else if (kind == "events") {
       n.on_agent_event(std::move(m));
-    } else if (kind == "trigger_reply") {
-      n.on_trigger_reply(std::move(m));
     }  // handshakes belong to the pool, replies to their requests
   });
   if (!agent_traffic) return fail(agent_traffic.error());
   n.subscriptions_.push_back(std::move(*agent_traffic));
+  // Function answers have their own subscription (and delivery thread), so they never queue
+  // behind the logs and events of busy workloads.
+  auto answers = n.internal_->connection().subscribe(
+      "hostint.*.trigger_reply.*", [&n](nats::Message m) { n.on_trigger_reply(std::move(m)); });
+  if (!answers) return fail(answers.error());
+  n.subscriptions_.push_back(std::move(*answers));
   auto pool = AgentPool::start(*n.internal_, *n.driver_,
                                {.size = static_cast<size_t>(n.options_.config.machine_pool_size),
                                 .agent_binary = n.options_.agent_binary,

@@ -189,14 +189,23 @@ class Function::Impl {
   }
 
   // Deadlines and the memory limit, checked every few milliseconds while code runs.
+  // Deadlines and the memory limit, checked every few milliseconds while code runs. The
+  // watchdog sleeps for good only after a second without work, so a busy function does not pay
+  // a thread wake-up per invocation.
   void watch() {
     std::unique_lock lock(mu_);
+    auto last_busy = Clock::now();
     while (!stopping_) {
-      if (running_ == 0) {
-        watch_cv_.wait(lock, [this] { return stopping_ || running_ > 0; });
+      if (running_.load() > 0) last_busy = Clock::now();
+      if (Clock::now() - last_busy > std::chrono::seconds(1)) {
+        watch_sleeping_ = true;
+        watch_cv_.wait(lock, [this] { return stopping_ || running_.load() > 0; });
+        watch_sleeping_ = false;
+        last_busy = Clock::now();
         continue;
       }
       watch_cv_.wait_for(lock, std::chrono::milliseconds(5));
+      if (running_.load() == 0) continue;
       const int64_t now = Clock::now().time_since_epoch().count();
       const bool over_memory = resident_bytes() > limits_.memory_bytes;
       for (auto& s : states_) {
@@ -216,17 +225,13 @@ class Function::Impl {
   bool guarded(WorkerState& s, F&& body) {
     s.stop_reason = 0;
     s.deadline = (Clock::now() + limits_.timeout).time_since_epoch().count();
-    {
+    if (running_.fetch_add(1) == 0 && watch_sleeping_.load()) {
       std::lock_guard lock(mu_);
-      ++running_;
+      watch_cv_.notify_all();
     }
-    watch_cv_.notify_all();
     const bool ok = body();
     s.deadline = 0;
-    {
-      std::lock_guard lock(mu_);
-      --running_;
-    }
+    running_.fetch_sub(1);
     return ok;
   }
 
@@ -266,11 +271,18 @@ class Function::Impl {
     return true;
   }
 
-  // A fresh global with `console`, and the function the script evaluates to.
-  bool prepare(JSContext* cx, WorkerState& s, JS::Stencil* stencil,
-               JS::PersistentRootedObject& global, JS::PersistentRootedValue& fn,
-               std::string& error) {
+  struct Engine;
+
+  // A fresh global with `console`, and the function the script evaluates to. The global is a
+  // realm of its own, in a compartment of its own, sharing the worker's GC zone (a zone per
+  // global made each one cost several times more to create and to collect).
+  bool prepare(JSContext* cx, WorkerState& s, Engine& e) {
+    JS::Stencil* stencil = e.stencil;
+    JS::PersistentRootedObject& global = e.global;
+    JS::PersistentRootedValue& fn = e.fn;
+    std::string& error = e.error;
     JS::RealmOptions options;
+    options.creationOptions().setNewCompartmentInExistingZone(e.home);
     global = JS_NewGlobalObject(cx, &kGlobalClass, nullptr, JS::FireOnNewGlobalHook, options);
     if (!global) {
       error = failure(cx, s);
@@ -447,7 +459,7 @@ class Function::Impl {
         return false;
       }
     }
-    return prepare(cx, s, e.stencil, e.global, e.fn, e.error);
+    return prepare(cx, s, e);
   }
 
   // Compiles the module and checks it is a WASI command that needs nothing nex lacks.
@@ -549,7 +561,7 @@ class Function::Impl {
     const bool js = language_ == Language::kJavaScript;
     for (;;) {
       // Prepared while idle, so an invocation does not wait for its fresh global.
-      if (js && !e.global && !prepare(cx, s, e.stencil, e.global, e.fn, e.error))
+      if (js && !e.global && !prepare(cx, s, e))
         e.global = nullptr;
       Job job;
       {
@@ -598,7 +610,8 @@ class Function::Impl {
   std::thread watchdog_;
   std::optional<Status> compiled_;
   int idle_ = 0;
-  int running_ = 0;
+  std::atomic<int> running_{0};         // invocations in user code
+  std::atomic<bool> watch_sleeping_{false};
   bool stopping_ = false;
 };
 

@@ -1,0 +1,261 @@
+// Function benchmark, side by side in one run on one nats-server: the native echo service, a
+// JavaScript function and a WebAssembly function on a nex node (process driver), and a peer
+// function host in Node.js (the `nats` npm client; the same JavaScript with `vm`, the same
+// WebAssembly with `node:wasi`, see bench/peer/function_peer.mjs).
+//
+//   build/bin/function_bench [--requests N] [--seconds S]
+//
+// Prints, per target: cold start (deploy request, or the peer's process start, to the first
+// answer), then request/reply latency p50/p99 and throughput with 1 and with 32 concurrent
+// requesters. Every reply is checked. Load is bounded: N requests per requester, at most S
+// seconds per measurement.
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "core/encoding.h"
+#include "core/subprocess.h"
+#include "crypto/jwt.h"
+#include "crypto/xkeys.h"
+#include "nats/local_server.h"
+#include "nats/object_store.h"
+#include "node/node.h"
+
+using namespace nex;
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+namespace fs = std::filesystem;
+
+namespace {
+
+const fs::path kBinDir = fs::read_symlink("/proc/self/exe").parent_path();
+const fs::path kSourceDir = NEX_SOURCE_DIR;
+
+// The echo function without console.log: a log line per request would measure the log path.
+constexpr const char* kEchoJs = "(subject, payload) => payload;\n";
+
+double ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
+
+double percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())))];
+}
+
+struct Target {
+  std::string label;
+  std::string subject;
+  std::string expect_suffix;  // the wasm echo appends the subject
+  double cold_ms = 0;
+};
+
+struct Load {
+  double p50 = 0, p99 = 0, per_second = 0;
+  int64_t errors = 0;
+};
+
+// `requesters` threads, each sending up to `requests` requests one after another, for at most
+// `seconds`; every reply checked.
+Load measure(const nats::Connection& conn, const Target& t, int requesters, int requests,
+             double seconds) {
+  std::vector<std::vector<double>> lat(static_cast<size_t>(requesters));
+  std::atomic<int64_t> errors{0};
+  const auto start = Clock::now();
+  const auto stop_at =
+      start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
+  std::vector<std::thread> threads;
+  for (int r = 0; r < requesters; ++r) {
+    threads.emplace_back([&, r] {
+      for (int i = 0; i < requests && Clock::now() < stop_at; ++i) {
+        const std::string payload = "payload-" + std::to_string(r) + "-" + std::to_string(i);
+        const auto t0 = Clock::now();
+        auto reply = conn.request(t.subject, payload, std::chrono::seconds(5));
+        const auto t1 = Clock::now();
+        if (!reply || reply->data() != payload + t.expect_suffix) {
+          errors++;
+          continue;
+        }
+        lat[static_cast<size_t>(r)].push_back(ms(t1 - t0));
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  const double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
+  std::vector<double> all;
+  for (auto& l : lat) all.insert(all.end(), l.begin(), l.end());
+  return {percentile(all, 0.50), percentile(all, 0.99), static_cast<double>(all.size()) / elapsed,
+          errors.load()};
+}
+
+// Requests until the target answers correctly; the time it took.
+std::optional<double> time_to_first_answer(const nats::Connection& conn, const Target& t,
+                                           Clock::time_point since) {
+  const auto deadline = Clock::now() + std::chrono::seconds(30);
+  while (Clock::now() < deadline) {
+    auto r = conn.request(t.subject, "x", std::chrono::milliseconds(500));
+    if (r && r->data() == "x" + t.expect_suffix) return ms(Clock::now() - since);
+    if (!r) std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int requests = 2000;
+  double seconds = 5;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    if (std::strcmp(argv[i], "--requests") == 0) requests = std::max(1, std::atoi(argv[i + 1]));
+    if (std::strcmp(argv[i], "--seconds") == 0) seconds = std::max(0.5, std::atof(argv[i + 1]));
+  }
+  const fs::path wasm = kBinDir / "wasm" / "echo.wasm";
+  const fs::path npm_dir = kSourceDir / "tests" / "interop";
+  if (!fs::exists(wasm)) {
+    std::fprintf(stderr, "%s is missing: build with clang and wasi-libc installed\n", wasm.c_str());
+    return 1;
+  }
+  if (!fs::exists(npm_dir / "node_modules" / "nats")) {
+    std::fprintf(stderr, "the nats npm package is missing: run `npm ci` in %s\n", npm_dir.c_str());
+    return 1;
+  }
+  auto server = nats::LocalNatsServer::start({});
+  if (!server) {
+    std::fprintf(stderr, "nats-server: %s\n", server.error().message.c_str());
+    return 1;
+  }
+  auto conn = *nats::Connection::connect({.urls = {server->url()}});
+  auto js = *nats::JetStream::create(conn);
+  auto os = nats::ObjectStore::create(js, {.bucket = "NEXCLIFILES"});
+  const fs::path work =
+      fs::temp_directory_path() / ("nex-function-bench-" + std::to_string(getpid()));
+  fs::create_directories(work);
+  std::ofstream(work / "echo.js") << kEchoJs;
+  if (!os || !os->put_file("echoservice", kBinDir / "echoservice") ||
+      !os->put_file("echo.js", work / "echo.js") || !os->put_file("echo.wasm", wasm)) {
+    std::fprintf(stderr, "cannot upload the workloads\n");
+    return 1;
+  }
+  node::NodeConfig config;
+  config.no_sandbox = true;
+  config.machine_pool_size = 3;
+  std::fprintf(stderr, "starting the node (its log follows on stderr)\n");
+  auto node = node::Node::start({.config = config,
+                                 .control = {.urls = {server->url()}},
+                                 .state_dir = work / "state",
+                                 .version = "bench"});
+  if (!node) {
+    std::fprintf(stderr, "node: %s\n", node.error().message.c_str());
+    return 1;
+  }
+  std::this_thread::sleep_for(std::chrono::seconds(1));  // the warm pool fills
+  const auto issuer = *crypto::KeyPair::create(crypto::KeyType::kAccount);
+  const auto publisher = crypto::XKey::create();
+
+  std::vector<Target> targets = {
+      {"native echo service (nex)", "bench.native", ""},
+      {"JavaScript function (nex)", "bench.js", ""},
+      {"WebAssembly function (nex)", "bench.wasm", ""},
+      {"JavaScript function (Node.js vm peer)", "bench.peer.js", ""},
+      {"WebAssembly function (Node.js wasi peer)", "bench.peer.wasm", ""}};
+  targets[2].expect_suffix = "bench.wasm";
+  targets[4].expect_suffix = "bench.peer.wasm";
+
+  auto deploy = [&](Target& t, const std::string& type, const std::string& key) -> bool {
+    json env = json::object();
+    if (type == "native") env = {{"NATS_URL", server->url()}, {"ECHO_SUBJECT", t.subject}};
+    auto sealed = publisher.seal(as_bytes(env.dump()), (*node)->xkey());
+    json req = {{"type", type},
+                {"location", "nats://NEXCLIFILES/" + key},
+                {"workload_jwt", crypto::encode_jwt({.sub = "bench" + type}, issuer)},
+                {"environment", base64_encode(*sealed, Base64::kStandard)},
+                {"sender_public_key", publisher.public_key()},
+                {"workload_name", "bench" + type},
+                {"function_limits", {{"concurrency", 4}}}};
+    if (type != "native") req["trigger_subjects"] = {t.subject};
+    const auto t0 = Clock::now();
+    auto r =
+        conn.request("$NEX.DEPLOY.default." + (*node)->id(), req.dump(), std::chrono::seconds(30));
+    if (!r || !json::parse(r->data())["error"].is_null()) {
+      std::fprintf(stderr, "deploy %s refused: %s\n", type.c_str(),
+                   r ? std::string(r->data()).c_str() : r.error().message.c_str());
+      return false;
+    }
+    auto first = time_to_first_answer(conn, t, t0);
+    if (!first) return false;
+    t.cold_ms = *first;
+    return true;
+  };
+  if (!deploy(targets[0], "native", "echoservice") || !deploy(targets[1], "v8", "echo.js") ||
+      !deploy(targets[2], "wasm", "echo.wasm"))
+    return 1;
+
+  // The peer: a process start to its first answer is its cold start.
+  const auto peer_start = Clock::now();
+  auto peer =
+      Subprocess::spawn({.argv = {"node", (kSourceDir / "bench/peer/function_peer.mjs").string(),
+                                  (work / "echo.js").string(), wasm.string()},
+                         .env = {"NATS_URL=" + server->url(), "NEX_NPM_DIR=" + npm_dir.string()},
+                         .stdout_path = (work / "peer.log").string(),
+                         .stderr_path = (work / "peer.log").string(),
+                         .die_with_parent = true});
+  if (!peer) {
+    std::fprintf(stderr, "node: %s\n", peer.error().message.c_str());
+    return 1;
+  }
+  for (int i : {3, 4}) {
+    auto first = time_to_first_answer(conn, targets[static_cast<size_t>(i)], peer_start);
+    if (!first) {
+      std::fprintf(stderr, "the Node.js peer did not answer on %s\n",
+                   targets[static_cast<size_t>(i)].subject.c_str());
+      return 1;
+    }
+    targets[static_cast<size_t>(i)].cold_ms = *first;
+  }
+
+  std::vector<std::pair<Load, Load>> loads;
+  for (const auto& t : targets) {
+    std::fprintf(stderr, "measuring %s\n", t.label.c_str());
+    (void)measure(conn, t, 4, 200, 2);  // warm up (JIT, pools)
+    Load one = measure(conn, t, 1, requests, seconds);
+    Load many = measure(conn, t, 32, std::max(1, requests / 8), seconds);
+    loads.emplace_back(one, many);
+  }
+  (void)peer->terminate(std::chrono::seconds(2));
+
+  std::printf(
+      "\nFunction round trips through one nats-server (%s), %d requests per requester (at most "
+      "%.0f s)\n\n",
+      server->url().c_str(), requests, seconds);
+  std::printf("| %-40s | %10s | %9s | %9s | %11s | %9s | %9s | %11s | %6s |\n", "target",
+              "cold start", "1: p50", "1: p99", "1: req/s", "32: p50", "32: p99", "32: req/s",
+              "errors");
+  std::printf("|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n", std::string(42, '-').c_str(),
+              std::string(12, '-').c_str(), std::string(11, '-').c_str(),
+              std::string(11, '-').c_str(), std::string(13, '-').c_str(),
+              std::string(11, '-').c_str(), std::string(11, '-').c_str(),
+              std::string(13, '-').c_str(), std::string(8, '-').c_str());
+  for (size_t i = 0; i < targets.size(); ++i) {
+    const auto& [one, many] = loads[i];
+    std::printf(
+        "| %-40s | %7.1f ms | %6.3f ms | %6.3f ms | %11.0f | %6.3f ms | %6.3f ms | %11.0f | %6lld "
+        "|\n",
+        targets[i].label.c_str(), targets[i].cold_ms, one.p50, one.p99, one.per_second, many.p50,
+        many.p99, many.per_second, static_cast<long long>(one.errors + many.errors));
+  }
+  const auto& native = loads[0];
+  std::printf("\nAgainst the native service: ");
+  for (size_t i = 1; i < 3; ++i) {
+    std::printf("%s p50 %.2fx, 32-requester throughput %.2fx%s", targets[i].label.c_str(),
+                loads[i].first.p50 / native.first.p50,
+                loads[i].second.per_second / native.second.per_second, i == 1 ? "; " : "\n");
+  }
+  (*node)->stop();
+  std::error_code ec;
+  fs::remove_all(work, ec);
+  return 0;
+}
