@@ -144,6 +144,11 @@ int node_info(const ConnectionFlags& flags, const std::string& node_id) {
     std::printf("Id: %s Healthy: %s\nRuntime: %s Name: %s\nDescription: %s\n", str(m, "id").c_str(),
                 str(m, "healthy").c_str(), str(w, "runtime").c_str(), str(w, "name").c_str(),
                 str(w, "description").c_str());
+    if (m.contains("function_invocations")) {
+      std::printf("Invocations: %s Total run time: %.3f ms\n",
+                  with_thousands(m.value("function_invocations", 0LL)).c_str(),
+                  static_cast<double>(m.value("function_runtime_ns", 0LL)) / 1e6);
+    }
   }
   return 0;
 }

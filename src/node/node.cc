@@ -155,6 +155,8 @@ struct Node::Workload {
   int restarts = 0;
   std::optional<std::chrono::steady_clock::time_point> restart_at;
   std::vector<nats::Subscription> triggers;  // functions: the trigger subjects, on control NATS
+  std::atomic<int64_t> invocations{0};       // functions: answered triggers
+  std::atomic<int64_t> runtime_ns{0};        // functions: their total run time in the agent
 };
 
 Node::Node(NodeOptions options, NodeIdentity identity)
@@ -361,16 +363,21 @@ void Node::on_info(nats::Message msg) {
     for (const auto& [wid, w] : workloads_) {
       if (w->ns != ns) continue;
       const std::string runtime = api::format_uptime(seconds_since(w->started));
-      machines.push_back({{"id", w->id},
-                          {"healthy", w->healthy},
-                          {"uptime", runtime},
-                          {"namespace", w->ns},
-                          {"workload",
-                           {{"name", w->name},
-                            {"description", w->description},
-                            {"runtime", runtime},
-                            {"type", api::to_string(w->type)},
-                            {"hash", w->hash}}}});
+      json machine = {{"id", w->id},
+                      {"healthy", w->healthy},
+                      {"uptime", runtime},
+                      {"namespace", w->ns},
+                      {"workload",
+                       {{"name", w->name},
+                        {"description", w->description},
+                        {"runtime", runtime},
+                        {"type", api::to_string(w->type)},
+                        {"hash", w->hash}}}};
+      if (api::is_function(w->type)) {  // ours: what the function has done so far
+        machine["function_invocations"] = w->invocations.load();
+        machine["function_runtime_ns"] = w->runtime_ns.load();
+      }
+      machines.push_back(std::move(machine));
     }
   }
   json types = json::array();
@@ -769,6 +776,11 @@ void Node::on_trigger_reply(nats::Message msg) {
     if (it == pending_triggers_.end() || it->second.workload_id != id) return;
     pending = std::move(it->second);
     pending_triggers_.erase(it);
+  }
+  if (auto w = find_workload(id)) {
+    w->invocations++;
+    if (auto ns = msg.header(api::kHeaderRuntimeNs))
+      w->runtime_ns += std::strtoll(ns->c_str(), nullptr, 10);
   }
   auto answer = nats::Message::create(pending.reply, msg.data());
   if (!answer) return;

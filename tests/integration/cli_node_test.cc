@@ -290,6 +290,7 @@ TEST_F(CliNode, FunctionsDeployAsTheSeedsShow) {
   CliResult info = user({"node", "info", node_});
   EXPECT_NE(info.out.find("Name: echo\n"), std::string::npos) << info.out;
   EXPECT_NE(info.out.find("Name: echofunction\n"), std::string::npos) << info.out;
+  EXPECT_NE(info.out.find("Invocations: 1 Total run time: "), std::string::npos) << info.out;
   CliResult no_trigger = user({"devrun", js.string()});
   EXPECT_EQ(no_trigger.code, 1);
   EXPECT_NE(no_trigger.out.find("trigger subject"), std::string::npos) << no_trigger.out;

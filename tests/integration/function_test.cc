@@ -75,6 +75,8 @@ TEST_F(FunctionTest, TheSeedsJavaScriptEchoAnswersOnItsTriggerSubject) {
   json machines = info()["data"]["machines"];
   ASSERT_EQ(machines.size(), 1u);
   EXPECT_EQ(machines[0]["workload"]["type"], "v8");
+  EXPECT_EQ(machines[0]["function_invocations"], 1);
+  EXPECT_GT(machines[0]["function_runtime_ns"].get<int64_t>(), 0);
 
   json stopped = stop(id, stop_jwt_for("echofunctionjs", issuer_));
   ASSERT_TRUE(stopped["error"].is_null()) << stopped.dump();
