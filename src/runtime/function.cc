@@ -117,11 +117,14 @@ class Function::Impl {
     std::function<void(InvocationResult)> done;
   };
 
+  // Why a worker's user code is being stopped.
+  static constexpr int kRunOn = 0, kTimedOut = 1, kOutOfMemory = 2, kShuttingDown = 3;
+
   // What the watchdog knows about one worker.
   struct WorkerState {
     JSContext* cx = nullptr;
     std::atomic<int64_t> deadline{0};  // steady-clock ns; 0 when not running user code
-    std::atomic<int> stop_reason{0};   // 0 run on, 1 timed out, 2 out of memory
+    std::atomic<int> stop_reason{kRunOn};
   };
 
   Impl(Language language, std::string name, std::string source,
@@ -141,7 +144,7 @@ class Function::Impl {
       stopping_ = true;
       for (auto& s : states_) {  // invocations in flight end now
         if (s->deadline.load() != 0 && s->cx) {
-          s->stop_reason = 3;
+          s->stop_reason = kShuttingDown;
           JS_RequestInterruptCallback(s->cx);
         }
       }
@@ -185,10 +188,9 @@ class Function::Impl {
 
   static bool on_interrupt(JSContext* cx) {
     auto* s = static_cast<WorkerState*>(JS_GetContextPrivate(cx));
-    return s->stop_reason.load() == 0;  // false ends the script, uncatchably
+    return s->stop_reason.load() == kRunOn;  // false ends the script, uncatchably
   }
 
-  // Deadlines and the memory limit, checked every few milliseconds while code runs.
   // Deadlines and the memory limit, checked every few milliseconds while code runs. The
   // watchdog sleeps for good only after a second without work, so a busy function does not pay
   // a thread wake-up per invocation.
@@ -210,9 +212,9 @@ class Function::Impl {
       const bool over_memory = resident_bytes() > limits_.memory_bytes;
       for (auto& s : states_) {
         const int64_t deadline = s->deadline.load();
-        if (deadline == 0 || s->stop_reason.load() != 0) continue;
-        int reason = now >= deadline ? 1 : over_memory ? 2 : 0;
-        if (reason != 0) {
+        if (deadline == 0 || s->stop_reason.load() != kRunOn) continue;
+        const int reason = now >= deadline ? kTimedOut : over_memory ? kOutOfMemory : kRunOn;
+        if (reason != kRunOn) {
           s->stop_reason = reason;
           JS_RequestInterruptCallback(s->cx);
         }
@@ -223,7 +225,7 @@ class Function::Impl {
   // Runs `body` (user code) under the deadline and memory watch.
   template <typename F>
   bool guarded(WorkerState& s, F&& body) {
-    s.stop_reason = 0;
+    s.stop_reason = kRunOn;
     s.deadline = (Clock::now() + limits_.timeout).time_since_epoch().count();
     if (running_.fetch_add(1) == 0 && watch_sleeping_.load()) {
       std::lock_guard lock(mu_);
@@ -237,9 +239,9 @@ class Function::Impl {
 
   std::string failure(JSContext* cx, WorkerState& s) {
     if (JS_IsExceptionPending(cx)) return take_exception(cx);
-    if (s.stop_reason == 1)
+    if (s.stop_reason == kTimedOut)
       return "timed out after " + std::to_string(limits_.timeout.count()) + " ms";
-    if (s.stop_reason == 2)
+    if (s.stop_reason == kOutOfMemory)
       return "memory limit exceeded (" + std::to_string(limits_.memory_bytes >> 20) + " MiB)";
     return "the function was stopped";
   }
@@ -548,7 +550,7 @@ class Function::Impl {
       return JS_CallFunctionName(cx, ex, "_start", JS::HandleValueArray::empty(), &rv);
     });
     wasi::finish(inv);
-    if (!ok && inv.exit_code && s.stop_reason == 0) {
+    if (!ok && inv.exit_code && s.stop_reason == kRunOn) {
       JS_ClearPendingException(cx);
       if (*inv.exit_code != 0) return {false, "exited with code " + std::to_string(*inv.exit_code)};
     } else if (!ok) {
@@ -561,8 +563,7 @@ class Function::Impl {
     const bool js = language_ == Language::kJavaScript;
     for (;;) {
       // Prepared while idle, so an invocation does not wait for its fresh global.
-      if (js && !e.global && !prepare(cx, s, e))
-        e.global = nullptr;
+      if (js && !e.global && !prepare(cx, s, e)) e.global = nullptr;
       Job job;
       {
         std::unique_lock lock(mu_);
@@ -584,7 +585,7 @@ class Function::Impl {
       // The global served its one invocation; the next one gets a fresh one.
       e.global = nullptr;
       e.fn = JS::UndefinedValue();
-      const bool stopped = s.stop_reason != 0;
+      const bool stopped = s.stop_reason != kRunOn;
       job.done(std::move(result));
       // Give back what a runaway invocation took; and collect spent instances and their
       // memories regularly, before they pile up.
@@ -610,7 +611,7 @@ class Function::Impl {
   std::thread watchdog_;
   std::optional<Status> compiled_;
   int idle_ = 0;
-  std::atomic<int> running_{0};         // invocations in user code
+  std::atomic<int> running_{0};  // invocations in user code
   std::atomic<bool> watch_sleeping_{false};
   bool stopping_ = false;
 };

@@ -162,6 +162,29 @@ TEST_F(FunctionTest, AThousandRequestsInParallelAreAllAnsweredCorrectly) {
     EXPECT_EQ(answers[inbox + "." + std::to_string(i)], "payload " + std::to_string(i));
 }
 
+TEST_F(FunctionTest, CopiesShareTheLoadAndEveryTriggerSubjectWorks) {
+  // Two copies of one function, each on two subjects: queue groups split the requests.
+  for (const char* name : {"echo-a", "echo-b"}) {
+    json r = deploy(function_request(name, "echo.js", {"fn.shared.one", "fn.shared.two"}));
+    ASSERT_TRUE(r["error"].is_null()) << r.dump();
+  }
+  for (int i = 0; i < 100; ++i) {
+    const std::string subject = i % 2 ? "fn.shared.one" : "fn.shared.two";
+    auto reply = conn_->request(subject, "n" + std::to_string(i), 5s);
+    ASSERT_TRUE(reply) << subject << ": " << reply.error().message;
+    EXPECT_EQ(reply->data(), "n" + std::to_string(i));
+  }
+  int64_t total = 0;
+  const json machines = info()["data"]["machines"];
+  ASSERT_EQ(machines.size(), 2u);
+  for (const auto& m : machines) {
+    const int64_t n = m["function_invocations"];
+    EXPECT_GT(n, 10) << m["workload"]["name"] << " got almost nothing: the load was not shared";
+    total += n;
+  }
+  EXPECT_EQ(total, 100) << "a request was answered twice or not at all";
+}
+
 TEST_F(FunctionTest, WebAssemblyFunctionsRunOnTheirTriggerSubjects) {
   const fs::path dir = NEX_WASM_DIR;
   if (!fs::exists(dir / "echo.wasm") || !fs::exists(dir / "exit3.wasm"))
