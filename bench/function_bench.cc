@@ -3,7 +3,7 @@
 // function host in Node.js (the `nats` npm client; the same JavaScript with `vm`, the same
 // WebAssembly with `node:wasi`, see bench/peer/function_peer.mjs).
 //
-//   build/bin/function_bench [--requests N] [--seconds S]
+//   build/bin/function_bench [--requests N] [--seconds S] [--only LABEL-SUBSTRING]
 //
 // Prints, per target: cold start (deploy request, or the peer's process start, to the first
 // answer), then request/reply latency p50/p99 and throughput with 1 and with 32 concurrent
@@ -109,7 +109,9 @@ std::optional<double> time_to_first_answer(const nats::Connection& conn, const T
 int main(int argc, char** argv) {
   int requests = 2000;
   double seconds = 5;
+  std::string only;  // measure only targets whose label contains this
   for (int i = 1; i + 1 < argc; i += 2) {
+    if (std::strcmp(argv[i], "--only") == 0) only = argv[i + 1];
     if (std::strcmp(argv[i], "--requests") == 0) requests = std::max(1, std::atoi(argv[i + 1]));
     if (std::strcmp(argv[i], "--seconds") == 0) seconds = std::max(0.5, std::atof(argv[i + 1]));
   }
@@ -140,16 +142,23 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "cannot upload the workloads\n");
     return 1;
   }
+  // Two nodes: one whose agents take triggers directly (the default), one that relays them.
   node::NodeConfig config;
   config.no_sandbox = true;
   config.machine_pool_size = 3;
-  std::fprintf(stderr, "starting the node (its log follows on stderr)\n");
+  std::fprintf(stderr, "starting the nodes (their logs follow on stderr)\n");
   auto node = node::Node::start({.config = config,
                                  .control = {.urls = {server->url()}},
                                  .state_dir = work / "state",
                                  .version = "bench"});
-  if (!node) {
-    std::fprintf(stderr, "node: %s\n", node.error().message.c_str());
+  config.function_triggers = "relay";
+  config.machine_pool_size = 2;
+  auto relay_node = node::Node::start({.config = config,
+                                       .control = {.urls = {server->url()}},
+                                       .state_dir = work / "state-relay",
+                                       .version = "bench"});
+  if (!node || !relay_node) {
+    std::fprintf(stderr, "node: %s\n", (node ? relay_node.error() : node.error()).message.c_str());
     return 1;
   }
   std::this_thread::sleep_for(std::chrono::seconds(1));  // the warm pool fills
@@ -159,16 +168,17 @@ int main(int argc, char** argv) {
   std::vector<Target> targets = {
       {"native echo service (nex)", "bench.native", ""},
       {"JavaScript function (nex)", "bench.js", ""},
-      {"WebAssembly function (nex)", "bench.wasm", ""},
+      {"WebAssembly function (nex)", "bench.wasm", "bench.wasm"},
       {"JavaScript function (Node.js vm peer)", "bench.peer.js", ""},
-      {"WebAssembly function (Node.js wasi peer)", "bench.peer.wasm", ""}};
-  targets[2].expect_suffix = "bench.wasm";
-  targets[4].expect_suffix = "bench.peer.wasm";
+      {"WebAssembly function (Node.js wasi peer)", "bench.peer.wasm", "bench.peer.wasm"},
+      {"JavaScript function (nex, node relays)", "bench.relay.js", ""},
+      {"WebAssembly function (nex, node relays)", "bench.relay.wasm", "bench.relay.wasm"}};
 
-  auto deploy = [&](Target& t, const std::string& type, const std::string& key) -> bool {
+  auto deploy = [&](node::Node& n, Target& t, const std::string& type,
+                    const std::string& key) -> bool {
     json env = json::object();
     if (type == "native") env = {{"NATS_URL", server->url()}, {"ECHO_SUBJECT", t.subject}};
-    auto sealed = publisher.seal(as_bytes(env.dump()), (*node)->xkey());
+    auto sealed = publisher.seal(as_bytes(env.dump()), n.xkey());
     json req = {{"type", type},
                 {"location", "nats://NEXCLIFILES/" + key},
                 {"workload_jwt", crypto::encode_jwt({.sub = "bench" + type}, issuer)},
@@ -178,8 +188,7 @@ int main(int argc, char** argv) {
                 {"function_limits", {{"concurrency", 4}}}};
     if (type != "native") req["trigger_subjects"] = {t.subject};
     const auto t0 = Clock::now();
-    auto r =
-        conn.request("$NEX.DEPLOY.default." + (*node)->id(), req.dump(), std::chrono::seconds(30));
+    auto r = conn.request("$NEX.DEPLOY.default." + n.id(), req.dump(), std::chrono::seconds(30));
     if (!r || !json::parse(r->data())["error"].is_null()) {
       std::fprintf(stderr, "deploy %s refused: %s\n", type.c_str(),
                    r ? std::string(r->data()).c_str() : r.error().message.c_str());
@@ -190,8 +199,11 @@ int main(int argc, char** argv) {
     t.cold_ms = *first;
     return true;
   };
-  if (!deploy(targets[0], "native", "echoservice") || !deploy(targets[1], "v8", "echo.js") ||
-      !deploy(targets[2], "wasm", "echo.wasm"))
+  if (!deploy(**node, targets[0], "native", "echoservice") ||
+      !deploy(**node, targets[1], "v8", "echo.js") ||
+      !deploy(**node, targets[2], "wasm", "echo.wasm") ||
+      !deploy(**relay_node, targets[5], "v8", "echo.js") ||
+      !deploy(**relay_node, targets[6], "wasm", "echo.wasm"))
     return 1;
 
   // The peer: a process start to its first answer is its cold start.
@@ -219,6 +231,10 @@ int main(int argc, char** argv) {
 
   std::vector<std::pair<Load, Load>> loads;
   for (const auto& t : targets) {
+    if (t.label.find(only) == std::string::npos && t.label.find("native") == std::string::npos) {
+      loads.emplace_back();
+      continue;
+    }
     std::fprintf(stderr, "measuring %s\n", t.label.c_str());
     (void)measure(conn, t, 4, 200, 2);  // warm up (JIT, pools)
     Load one = measure(conn, t, 1, requests, seconds);
@@ -248,13 +264,15 @@ int main(int argc, char** argv) {
         many.p99, many.per_second, static_cast<long long>(one.errors + many.errors));
   }
   const auto& native = loads[0];
-  std::printf("\nAgainst the native service: ");
-  for (size_t i = 1; i < 3; ++i) {
-    std::printf("%s p50 %.2fx, 32-requester throughput %.2fx%s", targets[i].label.c_str(),
+  std::printf(
+      "\nAgainst the native service (1-requester p50 ratio, 32-requester throughput ratio):\n");
+  for (size_t i : {1, 2, 5, 6}) {
+    std::printf("  %-40s p50 %.2fx, throughput %.2fx\n", targets[i].label.c_str(),
                 loads[i].first.p50 / native.first.p50,
-                loads[i].second.per_second / native.second.per_second, i == 1 ? "; " : "\n");
+                loads[i].second.per_second / native.second.per_second);
   }
   (*node)->stop();
+  (*relay_node)->stop();
   std::error_code ec;
   fs::remove_all(work, ec);
   return 0;

@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include <fstream>
+#include <sstream>
 
 #include "api/events.h"
 #include "api/json_fields.h"
@@ -146,17 +147,38 @@ Status Agent::start_function(const api::AgentDeployRequest& req) {
       });
   if (!function) return fail(function.error().wrap("the function does not load"));
   function_ = std::move(*function);
-  auto sub = conn_.subscribe(api::agent_subject::trigger(id_),
-                             [this](nats::Message m) { on_trigger(std::move(m)); });
+  if (!req.trigger_nats_url.empty()) {
+    // Direct: callers reach this agent through the user's NATS, with no hop through the node.
+    nats::ConnectOptions options{.name = "nex-agent " + id_ + " triggers", .send_asap = true};
+    std::stringstream urls(req.trigger_nats_url);
+    for (std::string url; std::getline(urls, url, ',');) options.urls.push_back(url);
+    auto conn = nats::Connection::connect(options);
+    if (!conn) return fail(conn.error().wrap("trigger NATS"));
+    trigger_conn_ = std::make_shared<nats::Connection>(std::move(*conn));
+    for (const auto& subject : req.trigger_subjects) {
+      auto sub = trigger_conn_->subscribe(
+          subject,
+          [this](nats::Message m) {
+            invoke(std::string(m.subject()), std::string(m.data()), std::string(m.reply()),
+                   trigger_conn_);
+          },
+          subject);  // queue group = subject: copies of the function share the load
+      if (!sub) return fail(sub.error().wrap(subject));
+      trigger_subs_.push_back(std::move(*sub));
+    }
+    return trigger_conn_->flush();
+  }
+  auto sub = conn_.subscribe(api::agent_subject::trigger(id_), [this](nats::Message m) {
+    invoke(m.header(api::kHeaderTriggerSubject).value_or(std::string(m.subject())),
+           std::string(m.data()), std::string(m.reply()), nullptr);
+  });
   if (!sub) return fail(sub.error());
   subs_.push_back(std::move(*sub));
   return conn_.flush();
 }
 
-void Agent::on_trigger(nats::Message msg) {
-  const std::string subject =
-      msg.header(api::kHeaderTriggerSubject).value_or(std::string(msg.subject()));
-  const std::string reply_to(msg.reply());
+void Agent::invoke(std::string subject, std::string payload, std::string reply_to,
+                   std::shared_ptr<nats::Connection> direct) {
   std::shared_ptr<runtime::Function> function;
   {
     std::lock_guard lock(mu_);
@@ -164,24 +186,33 @@ void Agent::on_trigger(nats::Message msg) {
   }
   if (!function) return;  // undeployed meanwhile
   const auto start = std::chrono::steady_clock::now();
-  function->invoke(subject, std::string(msg.data()),
-                   [this, subject, reply_to, start](runtime::InvocationResult r) {
+  function->invoke(subject, std::move(payload),
+                   [this, subject, reply_to, start, direct](runtime::InvocationResult r) {
                      const int64_t elapsed = std::chrono::duration_cast<std::chrono::nanoseconds>(
                                                  std::chrono::steady_clock::now() - start)
                                                  .count();
-                     if (!reply_to.empty()) {
-                       auto answer = nats::Message::create(reply_to, r.body);
-                       if (answer) {
+                     const nats::Connection& out = direct ? *direct : conn_;
+                     if (auto answer = nats::Message::create(reply_to, r.body);
+                         answer && !reply_to.empty()) {
+                       // The run time rides along unless the header would push a maximal reply over
+                       // the limit.
+                       if (static_cast<int64_t>(r.body.size()) + 64 <= out.max_payload())
                          (void)answer->set_header(api::kHeaderRuntimeNs, std::to_string(elapsed));
-                         if (!r.ok) (void)answer->set_header(api::kHeaderError, r.body);
-                         (void)conn_.publish(*answer);
+                       if (!r.ok && direct) {
+                         // As NATS micro services report errors.
+                         (void)answer->set_header(api::kHeaderServiceError, r.body);
+                         (void)answer->set_header(api::kHeaderServiceErrorCode, "500");
+                       } else if (!r.ok) {
+                         (void)answer->set_header(api::kHeaderError,
+                                                  r.body);  // the node turns it into the above
                        }
+                       (void)out.publish(*answer);
                      }
                      json data = {{"workload_name", workload_name_},
                                   {"trigger_subject", subject},
-                                  {"namespace", namespace_}};
+                                  {"namespace", namespace_},
+                                  {"elapsed_nanos", elapsed}};
                      if (r.ok) {
-                       data["elapsed_nanos"] = elapsed;
                        publish_event(api::event_type::kFunctionExecSucceeded, std::move(data));
                      } else {
                        data["error"] = r.body;
@@ -193,6 +224,7 @@ void Agent::on_trigger(nats::Message msg) {
 void Agent::on_undeploy(nats::Message msg) {
   std::unique_ptr<NativeRunner> runner;
   std::shared_ptr<runtime::Function> function;
+  trigger_subs_.clear();  // no new triggers; invocations in flight still answer
   {
     std::lock_guard lock(mu_);
     runner = std::move(runner_);

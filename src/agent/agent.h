@@ -35,7 +35,10 @@ class Agent {
   void on_undeploy(nats::Message msg);
   // Functions (v8, wasm): compiles the function and serves agentint.{id}.trigger.
   Status start_function(const api::AgentDeployRequest& req);
-  void on_trigger(nats::Message msg);
+  // Runs one invocation and answers `reply_to`: directly on `direct` (the user's NATS), or
+  // through the node when it is null.
+  void invoke(std::string subject, std::string payload, std::string reply_to,
+              std::shared_ptr<nats::Connection> direct);
   void publish_log(const std::string& level, const std::string& text);
   void publish_event(const std::string& type, nlohmann::json data);
   void reply(const nats::Message& msg, const std::string& body);
@@ -50,7 +53,9 @@ class Agent {
   std::condition_variable stop_cv_;
   bool stopping_ = false;
   std::unique_ptr<NativeRunner> runner_;
-  std::shared_ptr<runtime::Function> function_;  // guarded by mu_
+  std::shared_ptr<runtime::Function> function_;     // guarded by mu_
+  std::shared_ptr<nats::Connection> trigger_conn_;  // direct triggers: the user's NATS
+  std::vector<nats::Subscription> trigger_subs_;
   std::string namespace_;
 };
 

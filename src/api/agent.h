@@ -35,6 +35,9 @@ inline std::string events(const std::string& id, const std::string& type) {
 inline constexpr const char* kHeaderTriggerSubject = "x-nex-trigger-subject";
 inline constexpr const char* kHeaderRuntimeNs = "x-nex-runtime-ns";
 inline constexpr const char* kHeaderError = "x-nex-error";
+// How a function's failure reaches its caller, as NATS micro services report errors.
+inline constexpr const char* kHeaderServiceError = "Nats-Service-Error";
+inline constexpr const char* kHeaderServiceErrorCode = "Nats-Service-Error-Code";
 
 // Environment variables a process or namespace sandbox hands its agent.
 inline constexpr const char* kEnvWorkloadId = "NEX_WORKLOADID";
@@ -59,6 +62,9 @@ struct AgentDeployRequest {
   WorkloadType workload_type = WorkloadType::kNative;
   HostServicesConfig host_services;
   FunctionLimitsConfig function_limits;  // ours
+  // ours: when set, the agent subscribes to the trigger subjects on this NATS (comma-separated
+  // URLs; no credentials) and answers callers directly, instead of the node relaying.
+  std::string trigger_nats_url;
 };
 nlohmann::json to_json(const AgentDeployRequest& r);
 Result<AgentDeployRequest> parse_agent_deploy_request(std::string_view json);

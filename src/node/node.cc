@@ -561,6 +561,7 @@ Result<json> Node::deploy(const std::string& ns, std::string_view body) {
   areq.workload_type = req->type;
   areq.host_services = req->host_services;
   areq.function_limits = req->function_limits;
+  if (api::is_function(req->type)) areq.trigger_nats_url = direct_trigger_url();
   // Registered before the agent starts it, so the workload's first log lines and an early exit
   // find it.
   auto w = std::make_shared<Workload>();
@@ -593,7 +594,7 @@ Result<json> Node::deploy(const std::string& ns, std::string_view body) {
                                        api::dump(api::to_json(areq)), kDeployTimeout);
   if (!resp) return unregister(resp.error().wrap("agent"));
   if (auto st = agent_accepted(resp->data()); !st) return unregister(st.error());
-  if (api::is_function(w->type)) {
+  if (api::is_function(w->type) && areq.trigger_nats_url.empty()) {
     if (auto st = subscribe_triggers(w); !st) {
       (void)internal_->request_agent(w->id, api::agent_subject::undeploy(w->id), "", 2s);
       return unregister(st.error().wrap("trigger subjects"));
@@ -708,6 +709,10 @@ void Node::on_agent_event(nats::Message msg) {
   if (type != api::event_type::kFunctionExecSucceeded &&
       type != api::event_type::kFunctionExecFailed)
     return;
+  w->invocations++;
+  int64_t elapsed = 0;
+  if (api::FieldReader(*data, "event data").integer("elapsed_nanos", elapsed); elapsed > 0)
+    w->runtime_ns += elapsed;
   publish_event(w->ns, type, *data, id() + "-" + w->id);
 }
 
@@ -738,6 +743,18 @@ void Node::on_workload_exited(const std::shared_ptr<Workload>& w, int code,
                   id() + "-" + w->id);
   }
   remove_workload(w, code, message);
+}
+
+std::string Node::direct_trigger_url() const {
+  const auto& c = options_.control;
+  if (options_.config.function_triggers != "direct") return {};
+  // Credentials are never handed to an agent: with any, the node relays.
+  if (!c.user.empty() || !c.password.empty() || !c.token.empty() || !c.nkey_seed.empty() ||
+      !c.creds_file.empty() || c.tls)
+    return {};
+  std::string urls;
+  for (const auto& u : c.urls) urls += (urls.empty() ? "" : ",") + u;
+  return urls;
 }
 
 Status Node::subscribe_triggers(const std::shared_ptr<Workload>& w) {
@@ -777,11 +794,6 @@ void Node::on_trigger_reply(nats::Message msg) {
     pending = std::move(it->second);
     pending_triggers_.erase(it);
   }
-  if (auto w = find_workload(id)) {
-    w->invocations++;
-    if (auto ns = msg.header(api::kHeaderRuntimeNs))
-      w->runtime_ns += std::strtoll(ns->c_str(), nullptr, 10);
-  }
   auto answer = nats::Message::create(pending.reply, msg.data());
   if (!answer) return;
   // The run time rides along unless the headers would push a maximal reply over the limit.
@@ -790,8 +802,8 @@ void Node::on_trigger_reply(nats::Message msg) {
     (void)answer->set_header(api::kHeaderRuntimeNs, *ns);
   if (auto error = msg.header(api::kHeaderError)) {
     // As NATS micro services report errors, so `nats req` and service clients recognize it.
-    (void)answer->set_header("Nats-Service-Error", *error);
-    (void)answer->set_header("Nats-Service-Error-Code", "500");
+    (void)answer->set_header(api::kHeaderServiceError, *error);
+    (void)answer->set_header(api::kHeaderServiceErrorCode, "500");
   }
   (void)control_->publish(*answer);
 }

@@ -70,10 +70,13 @@ class Node {
   void remove_workload(const std::shared_ptr<Workload>& w, int code, const std::string& message);
   void maintenance_loop();
 
-  // Function triggers: the node subscribes to a function's trigger subjects (queue group = the
+  // Function triggers, relayed (when the agent cannot take them directly, see NodeConfig::
+  // function_triggers): the node subscribes to a function's trigger subjects (queue group = the
   // subject, so copies share the load) and forwards each request to its agent; the agent's
   // answer comes back on hostint.{id}.trigger_reply.{token} and goes to the caller. Only tokens
   // the node issued are answered, once, so an agent cannot make the node publish elsewhere.
+  // The control NATS URLs for an agent to take triggers from directly, or "" to relay.
+  std::string direct_trigger_url() const;
   Status subscribe_triggers(const std::shared_ptr<Workload>& w);
   void on_trigger(const std::string& workload_id, nats::Message msg);
   void on_trigger_reply(nats::Message msg);

@@ -52,6 +52,7 @@ Result<NodeConfig> parse_node_config(std::string_view text) {
                        "deny_trigger_subjects",
                        "agent_handshake_timeout_ms",
                        "agent_ping_timeout_ms",
+                       "function_triggers",
                        "host_services",
                        "autostart"});
   std::string s;
@@ -115,6 +116,9 @@ Result<NodeConfig> parse_node_config(std::string_view text) {
   f.string_list("deny_trigger_subjects", c.deny_trigger_subjects);
   f.integer("agent_handshake_timeout_ms", c.agent_handshake_timeout_ms);
   f.integer("agent_ping_timeout_ms", c.agent_ping_timeout_ms);
+  f.string("function_triggers", c.function_triggers);
+  if (c.function_triggers != "direct" && c.function_triggers != "relay")
+    f.fail_field("function_triggers", "must be \"direct\" or \"relay\"");
   NEX_RETURN_IF_ERROR(read_object(f, "host_services", [&](FieldReader& r) {
     r.string("nats_url", c.host_services.nats_url);
     r.string("nats_user_jwt", c.host_services.nats_user_jwt);

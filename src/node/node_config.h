@@ -47,6 +47,10 @@ struct NodeConfig {
   std::vector<std::string> deny_trigger_subjects;  // besides $SYS.>, $JS.>, $NEX.>
   int64_t agent_handshake_timeout_ms = 5000;
   int64_t agent_ping_timeout_ms = 750;
+  // ours: how triggers reach a function's agent. "direct": the agent subscribes to the trigger
+  // subjects on the control NATS itself, when that needs no credentials (there is nothing to
+  // hand over); otherwise, and with "relay", the node relays each trigger over the internal NATS.
+  std::string function_triggers = "direct";
   api::HostServicesConfig host_services;
   std::vector<api::DeployRequest> autostart;
 };

@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <map>
+#include <thread>
 
 #include "api/events.h"
 #include "core/nuid.h"
@@ -37,8 +38,12 @@ class FunctionTest : public testing::NodeTest {
          }) {
       ASSERT_OK(os->put_bytes(key, source));
     }
-    start_node();  // native, v8 and wasm by default
+    NodeConfig config;  // native, v8 and wasm by default
+    config.function_triggers = route();
+    start_node(config);
   }
+  // How triggers reach the agent: on their own ("direct", the default) or through the node.
+  virtual std::string route() const { return "direct"; }
 
   json function_request(const std::string& name, const std::string& key,
                         const std::vector<std::string>& triggers, json limits = nullptr) {
@@ -183,6 +188,39 @@ TEST_F(FunctionTest, CopiesShareTheLoadAndEveryTriggerSubjectWorks) {
     total += n;
   }
   EXPECT_EQ(total, 100) << "a request was answered twice or not at all";
+}
+
+// The same guarantees when the node relays triggers (as it must when its NATS needs credentials).
+class RelayedFunctionTest : public FunctionTest {
+  std::string route() const override { return "relay"; }
+};
+
+TEST_F(RelayedFunctionTest, EchoErrorsAndAThousandRequestsThroughTheNode) {
+  json r = deploy(function_request("echo", "echo.js", {"relay.echo"}));
+  ASSERT_TRUE(r["error"].is_null()) << r.dump();
+  r = deploy(function_request("fails", "fails.js", {"relay.fail"}));
+  ASSERT_TRUE(r["error"].is_null()) << r.dump();
+  auto reply = conn_->request("relay.echo", "heya", 5s);
+  ASSERT_TRUE(reply) << reply.error().message;
+  EXPECT_EQ(reply->data(), "heya");
+  auto failed = conn_->request("relay.fail", "x", 5s);
+  ASSERT_TRUE(failed);
+  EXPECT_NE(failed->header("Nats-Service-Error").value_or("").find("boom: relay.fail"),
+            std::string::npos);
+  EXPECT_EQ(failed->header("Nats-Service-Error-Code"), "500");
+  std::atomic<int> right{0};
+  std::vector<std::thread> callers;
+  for (int t = 0; t < 8; ++t) {
+    callers.emplace_back([&, t] {
+      for (int i = 0; i < 125; ++i) {
+        const std::string body = std::to_string(t) + "/" + std::to_string(i);
+        auto a = conn_->request("relay.echo", body, 10s);
+        if (a && a->data() == body) right++;
+      }
+    });
+  }
+  for (auto& c : callers) c.join();
+  EXPECT_EQ(right.load(), 1000);
 }
 
 TEST_F(FunctionTest, WebAssemblyFunctionsRunOnTheirTriggerSubjects) {

@@ -82,6 +82,28 @@ TEST(JavaScriptFunction, EveryInvocationGetsAFreshGlobal) {
   }
 }
 
+TEST(JavaScriptFunction, AFunctionFindsNoWayOutOfItsGlobal) {
+  // What a script would reach for to touch the host: none of it exists in a function's global.
+  auto f = make(
+      "(s, p) => ['require', 'process', 'os', 'load', 'read', 'readFile', 'snarf', 'evaluate',\n"
+      "  'fetch', 'XMLHttpRequest', 'WebSocket', 'Deno', 'Bun', 'import', 'quit', 'system',\n"
+      "  'setTimeout', 'SharedArrayBuffer', 'Atomics', 'hostServices']\n"
+      "  .filter(name => typeof globalThis[name] !== 'undefined').join(',')");
+  ASSERT_TRUE(f);
+  auto r = f->call("s", "");
+  ASSERT_TRUE(r.ok) << r.body;
+  EXPECT_EQ(r.body, "") << "reachable from a function: " << r.body;
+  auto eval_escape =
+      make("(s, p) => { try { return String(eval('typeof os')); } catch (e) { return 'threw'; } }");
+  ASSERT_TRUE(eval_escape);
+  EXPECT_EQ(eval_escape->call("s", "").body, "undefined");
+  auto import_escape = make(
+      "async (s, p) => { try { await import('fs'); return 'imported'; } catch (e) { return "
+      "'refused'; } }");
+  ASSERT_TRUE(import_escape);
+  EXPECT_EQ(import_escape->call("s", "").body, "refused");
+}
+
 TEST(JavaScriptFunction, ThrownErrorsAndRejectionsAreErrorReplies) {
   auto f = make("(s, p) => {\n  if (s === 'bad') throw new Error('boom');\n  return 'fine';\n}");
   ASSERT_TRUE(f);
