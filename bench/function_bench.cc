@@ -25,6 +25,7 @@
 #include "nats/local_server.h"
 #include "nats/object_store.h"
 #include "node/node.h"
+#include "process_memory.h"
 
 using namespace nex;
 using nlohmann::json;
@@ -52,6 +53,7 @@ struct Target {
   std::string subject;
   std::string expect_suffix;  // the wasm echo appends the subject
   double cold_ms = 0;
+  std::string workload_id;  // nex targets
 };
 
 struct Load {
@@ -194,6 +196,7 @@ int main(int argc, char** argv) {
                    r ? std::string(r->data()).c_str() : r.error().message.c_str());
       return false;
     }
+    t.workload_id = json::parse(r->data())["data"]["id"];
     auto first = time_to_first_answer(conn, t, t0);
     if (!first) return false;
     t.cold_ms = *first;
@@ -270,6 +273,19 @@ int main(int argc, char** argv) {
     std::printf("  %-40s p50 %.2fx, throughput %.2fx\n", targets[i].label.c_str(),
                 loads[i].first.p50 / native.first.p50,
                 loads[i].second.per_second / native.second.per_second);
+  }
+  // Memory of an idle function workload: its agent, after the load, once it has gone quiet.
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  std::printf("\n| %-40s | %9s | %9s | %9s |\n", "memory per idle workload (MiB)", "RSS", "PSS",
+              "private");
+  std::printf("|%s|%s|%s|%s|\n", std::string(42, '-').c_str(), std::string(11, '-').c_str(),
+              std::string(11, '-').c_str(), std::string(11, '-').c_str());
+  for (size_t i : {1, 2}) {
+    const pid_t pid = bench::agent_pid(targets[i].workload_id);
+    const bench::Memory m = bench::memory_of(pid);
+    std::printf("| %-40s | %9.2f | %9.2f | %9.2f |\n", (targets[i].label + ", its agent").c_str(),
+                static_cast<double>(m.rss) / (1 << 20), static_cast<double>(m.pss) / (1 << 20),
+                static_cast<double>(m.private_) / (1 << 20));
   }
   (*node)->stop();
   (*relay_node)->stop();

@@ -26,8 +26,11 @@
 #include "nats/local_server.h"
 #include "nats/object_store.h"
 #include "node/node.h"
+#include "process_memory.h"
 
 using namespace nex;
+using bench::Memory;
+using bench::memory_of;
 using nlohmann::json;
 using Clock = std::chrono::steady_clock;
 namespace fs = std::filesystem;
@@ -53,27 +56,6 @@ bool wait_for_answer(const nats::Connection& c, const std::string& subject) {
       std::this_thread::sleep_for(std::chrono::microseconds(200));
   }
   return false;
-}
-
-struct Memory {
-  int64_t rss = 0;       // resident, counting shared library pages in full
-  int64_t pss = 0;       // shared pages divided among the processes that map them
-  int64_t private_ = 0;  // pages only this process uses: what one more workload costs
-};
-
-Memory memory_of(pid_t pid) {
-  Memory m;
-  std::ifstream rollup("/proc/" + std::to_string(pid) + "/smaps_rollup");
-  for (std::string line; std::getline(rollup, line);) {  // "Rss:   8668 kB" (after a header line)
-    std::istringstream fields(line);
-    std::string key;
-    int64_t kb = 0;
-    if (!(fields >> key >> kb)) continue;
-    if (key == "Rss:") m.rss = kb * 1024;
-    if (key == "Pss:") m.pss = kb * 1024;
-    if (key == "Private_Clean:" || key == "Private_Dirty:") m.private_ += kb * 1024;
-  }
-  return m;
 }
 
 // Memory of this node's agents that run a workload (found by their sandbox paths), and of the

@@ -426,6 +426,7 @@ class Function::Impl {
     JS::PersistentRootedValue module, imports, instantiate;
     std::string error;  // why the next invocation cannot run, if it cannot
     int invocations = 0;
+    bool shrunk = false;  // memory given back since the last invocation
     explicit Engine(JSContext* cx)
         : global(cx), fn(cx), home(cx), module(cx), imports(cx), instantiate(cx) {}
   };
@@ -568,12 +569,23 @@ class Function::Impl {
       {
         std::unique_lock lock(mu_);
         ++idle_;
-        work_cv_.wait(lock, [this] { return stopping_ || !jobs_.empty(); });
+        const auto has_work = [this] { return stopping_ || !jobs_.empty(); };
+        if (!work_cv_.wait_for(lock, kIdleBeforeShrink, has_work) && !e.shrunk) {
+          // Gone quiet: give the engine's spare memory back once, until the next invocation.
+          lock.unlock();
+          JS::PrepareForFullGC(cx);
+          JS::NonIncrementalGC(cx, JS::GCOptions::Shrink, JS::GCReason::API);
+          ::malloc_trim(0);
+          e.shrunk = true;
+          lock.lock();
+        }
+        work_cv_.wait(lock, has_work);
         --idle_;
         if (stopping_) return true;
         job = std::move(jobs_.front());
         jobs_.pop_front();
       }
+      e.shrunk = false;
       InvocationResult result;
       if (!js) {
         result = run_wasm(cx, s, e, job);
@@ -595,6 +607,7 @@ class Function::Impl {
   }
 
   static constexpr int kCollectEvery = 256;
+  static constexpr auto kIdleBeforeShrink = std::chrono::seconds(1);
 
   Language language_;
   std::string name_;

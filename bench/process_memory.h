@@ -1,0 +1,50 @@
+// Memory of processes as /proc tells it, for the benchmarks' tables.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <sstream>
+#include <string>
+
+namespace nex::bench {
+
+struct Memory {
+  int64_t rss = 0;       // resident, counting shared library pages in full
+  int64_t pss = 0;       // shared pages divided among the processes that map them
+  int64_t private_ = 0;  // pages only this process uses: what one more workload costs
+};
+
+inline Memory memory_of(pid_t pid) {
+  Memory m;
+  std::ifstream rollup("/proc/" + std::to_string(pid) + "/smaps_rollup");
+  for (std::string line; std::getline(rollup, line);) {  // "Rss:   8668 kB" (after a header line)
+    std::istringstream fields(line);
+    std::string key;
+    int64_t kb = 0;
+    if (!(fields >> key >> kb)) continue;
+    if (key == "Rss:") m.rss = kb * 1024;
+    if (key == "Pss:") m.pss = kb * 1024;
+    if (key == "Private_Clean:" || key == "Private_Dirty:") m.private_ += kb * 1024;
+  }
+  return m;
+}
+
+// The nex-agent process running workload `id` (its NEX_WORKLOADID), or 0.
+inline pid_t agent_pid(const std::string& id) {
+  const std::string needle = "NEX_WORKLOADID=" + id + '\0';
+  for (const auto& e : std::filesystem::directory_iterator("/proc")) {
+    std::error_code ec;
+    if (std::filesystem::read_symlink(e.path() / "exe", ec).filename() != "nex-agent") continue;
+    std::ifstream env(e.path() / "environ");
+    const std::string environ((std::istreambuf_iterator<char>(env)),
+                              std::istreambuf_iterator<char>());
+    if (environ.find(needle) != std::string::npos) return std::stoi(e.path().filename().string());
+  }
+  return 0;
+}
+
+}  // namespace nex::bench
