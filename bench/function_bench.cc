@@ -186,8 +186,7 @@ int main(int argc, char** argv) {
                 {"workload_jwt", crypto::encode_jwt({.sub = "bench" + type}, issuer)},
                 {"environment", base64_encode(*sealed, Base64::kStandard)},
                 {"sender_public_key", publisher.public_key()},
-                {"workload_name", "bench" + type},
-                {"function_limits", {{"concurrency", 4}}}};
+                {"workload_name", "bench" + type}};
     if (type != "native") req["trigger_subjects"] = {t.subject};
     const auto t0 = Clock::now();
     auto r = conn.request("$NEX.DEPLOY.default." + n.id(), req.dump(), std::chrono::seconds(30));

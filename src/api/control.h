@@ -43,7 +43,8 @@ nlohmann::json to_json(const HostServicesConfig& h);
 // Reads an optional "host_services" object field, reporting problems through `parent`.
 void read_host_services(FieldReader& parent, HostServicesConfig& out);
 
-// ours: limits of a function workload; 0 means the node's default (5 s, 256 MiB, 4 at once).
+// ours: limits of a function workload; 0 means the default (5 s, 256 MiB, as many at once as the
+// host has cores, at most 4).
 struct FunctionLimitsConfig {
   int64_t timeout_ms = 0;   // 1 .. 300000
   int64_t memory_mib = 0;   // 16 .. 65536

@@ -365,7 +365,7 @@ void add_workload_options(CLI::App* cmd, WorkloadOptions& o) {
   cmd->add_option("--function_memory", o.limits.memory_mib,
                   "functions: memory limit, MiB (default 256)");
   cmd->add_option("--function_concurrency", o.limits.concurrency,
-                  "functions: invocations run at once (default 4)");
+                  "functions: invocations run at once (default: cores, at most 4)");
 }
 
 }  // namespace

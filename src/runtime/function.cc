@@ -20,6 +20,7 @@
 #include <malloc.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstdio>
@@ -628,6 +629,10 @@ class Function::Impl {
   std::atomic<bool> watch_sleeping_{false};
   bool stopping_ = false;
 };
+
+int default_concurrency() {
+  return static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 1u, 4u));
+}
 
 Function::Function(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Function::~Function() = default;

@@ -26,10 +26,14 @@
 
 namespace nex::runtime {
 
+int default_concurrency();
+
 struct FunctionLimits {
   std::chrono::milliseconds timeout{5000};  // per invocation
   size_t memory_bytes = size_t{256} << 20;  // engine heap per worker
-  int concurrency = 4;                      // invocations served at once
+  // Invocations served at once (one engine each): as many as the host has cores, at most 4.
+  // More engines than cores add memory, not throughput, unless invocations wait (sleep).
+  int concurrency = default_concurrency();
 };
 
 // A line the function wrote with console.log/info/warn/error/debug.
