@@ -55,6 +55,8 @@ int run_up(const UpOptions& opts) {
             "  nex node ls\n"
             "  nex devrun ./echoservice NATS_URL=%s\n"
             "  nex node info %s\n"
+            "  nex devrun examples/echofunction/echo.js --trigger_subject=js.echo"
+            "   # a function\n"
             "  nex logs        # the workloads' output, live\n"
             "  nex events      # deploys, stops and node events, live\n"
             "\nPress Ctrl-C to stop.\n",
