@@ -18,14 +18,12 @@
 #include <fstream>
 #include <thread>
 
+#include "bench_support.h"
 #include "core/encoding.h"
 #include "core/subprocess.h"
 #include "crypto/jwt.h"
 #include "crypto/xkeys.h"
-#include "nats/local_server.h"
-#include "nats/object_store.h"
 #include "node/node.h"
-#include "process_memory.h"
 
 using namespace nex;
 using nlohmann::json;
@@ -59,6 +57,7 @@ struct Target {
 struct Load {
   double p50 = 0, p99 = 0, per_second = 0;
   int64_t errors = 0;
+  bool measured = false;  // false: left out with --only
 };
 
 // `requesters` threads, each sending up to `requests` requests one after another, for at most
@@ -91,7 +90,7 @@ Load measure(const nats::Connection& conn, const Target& t, int requesters, int 
   std::vector<double> all;
   for (auto& l : lat) all.insert(all.end(), l.begin(), l.end());
   return {percentile(all, 0.50), percentile(all, 0.99), static_cast<double>(all.size()) / elapsed,
-          errors.load()};
+          errors.load(), true};
 }
 
 // Requests until the target answers correctly; the time it took.
@@ -127,36 +126,29 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "the nats npm package is missing: run `npm ci` in %s\n", npm_dir.c_str());
     return 1;
   }
-  auto server = nats::LocalNatsServer::start({});
-  if (!server) {
-    std::fprintf(stderr, "nats-server: %s\n", server.error().message.c_str());
-    return 1;
-  }
-  auto conn = *nats::Connection::connect({.urls = {server->url()}});
-  auto js = *nats::JetStream::create(conn);
-  auto os = nats::ObjectStore::create(js, {.bucket = "NEXCLIFILES"});
   const fs::path work =
       fs::temp_directory_path() / ("nex-function-bench-" + std::to_string(getpid()));
   fs::create_directories(work);
   std::ofstream(work / "echo.js") << kEchoJs;
-  if (!os || !os->put_file("echoservice", kBinDir / "echoservice") ||
-      !os->put_file("echo.js", work / "echo.js") || !os->put_file("echo.wasm", wasm)) {
-    std::fprintf(stderr, "cannot upload the workloads\n");
-    return 1;
-  }
+  auto local = bench::start_nats_with_files({{"echoservice", kBinDir / "echoservice"},
+                                             {"echo.js", work / "echo.js"},
+                                             {"echo.wasm", wasm}});
+  if (!local) return 1;
+  const std::string url = local->server.url();
+  const nats::Connection& conn = local->conn;
   // Two nodes: one whose agents take triggers directly (the default), one that relays them.
   node::NodeConfig config;
   config.no_sandbox = true;
   config.machine_pool_size = 3;
   std::fprintf(stderr, "starting the nodes (their logs follow on stderr)\n");
   auto node = node::Node::start({.config = config,
-                                 .control = {.urls = {server->url()}},
+                                 .control = {.urls = {url}},
                                  .state_dir = work / "state",
                                  .version = "bench"});
   config.function_triggers = "relay";
   config.machine_pool_size = 2;
   auto relay_node = node::Node::start({.config = config,
-                                       .control = {.urls = {server->url()}},
+                                       .control = {.urls = {url}},
                                        .state_dir = work / "state-relay",
                                        .version = "bench"});
   if (!node || !relay_node) {
@@ -179,7 +171,7 @@ int main(int argc, char** argv) {
   auto deploy = [&](node::Node& n, Target& t, const std::string& type,
                     const std::string& key) -> bool {
     json env = json::object();
-    if (type == "native") env = {{"NATS_URL", server->url()}, {"ECHO_SUBJECT", t.subject}};
+    if (type == "native") env = {{"NATS_URL", url}, {"ECHO_SUBJECT", t.subject}};
     auto sealed = publisher.seal(as_bytes(env.dump()), n.xkey());
     json req = {{"type", type},
                 {"location", "nats://NEXCLIFILES/" + key},
@@ -213,7 +205,7 @@ int main(int argc, char** argv) {
   auto peer =
       Subprocess::spawn({.argv = {"node", (kSourceDir / "bench/peer/function_peer.mjs").string(),
                                   (work / "echo.js").string(), wasm.string()},
-                         .env = {"NATS_URL=" + server->url(), "NEX_NPM_DIR=" + npm_dir.string()},
+                         .env = {"NATS_URL=" + url, "NEX_NPM_DIR=" + npm_dir.string()},
                          .stdout_path = (work / "peer.log").string(),
                          .stderr_path = (work / "peer.log").string(),
                          .die_with_parent = true});
@@ -248,7 +240,7 @@ int main(int argc, char** argv) {
   std::printf(
       "\nFunction round trips through one nats-server (%s), %d requests per requester (at most "
       "%.0f s)\n\n",
-      server->url().c_str(), requests, seconds);
+      url.c_str(), requests, seconds);
   std::printf("| %-40s | %10s | %9s | %9s | %11s | %9s | %9s | %11s | %6s |\n", "target",
               "cold start", "1: p50", "1: p99", "1: req/s", "32: p50", "32: p99", "32: req/s",
               "errors");
@@ -259,6 +251,7 @@ int main(int argc, char** argv) {
               std::string(13, '-').c_str(), std::string(8, '-').c_str());
   for (size_t i = 0; i < targets.size(); ++i) {
     const auto& [one, many] = loads[i];
+    if (!one.measured) continue;
     std::printf(
         "| %-40s | %7.1f ms | %6.3f ms | %6.3f ms | %11.0f | %6.3f ms | %6.3f ms | %11.0f | %6lld "
         "|\n",
@@ -269,6 +262,7 @@ int main(int argc, char** argv) {
   std::printf(
       "\nAgainst the native service (1-requester p50 ratio, 32-requester throughput ratio):\n");
   for (size_t i : {1, 2, 5, 6}) {
+    if (!loads[i].first.measured) continue;
     std::printf("  %-40s p50 %.2fx, throughput %.2fx\n", targets[i].label.c_str(),
                 loads[i].first.p50 / native.first.p50,
                 loads[i].second.per_second / native.second.per_second);

@@ -19,14 +19,12 @@
 #include <thread>
 
 #include "api/control.h"
+#include "bench_support.h"
 #include "core/encoding.h"
 #include "core/subprocess.h"
 #include "crypto/jwt.h"
 #include "crypto/xkeys.h"
-#include "nats/local_server.h"
-#include "nats/object_store.h"
 #include "node/node.h"
-#include "process_memory.h"
 
 using namespace nex;
 using bench::Memory;
@@ -100,27 +98,17 @@ int main(int argc, char** argv) {
     if (std::strcmp(argv[i], "--deploys") == 0) deploys = std::stoi(argv[i + 1]);
     if (std::strcmp(argv[i], "--workloads") == 0) workloads = std::stoi(argv[i + 1]);
   }
-  auto server = nats::LocalNatsServer::start({});
-  if (!server) {
-    std::fprintf(stderr, "nats-server: %s\n", server.error().message.c_str());
-    return 1;
-  }
-  auto conn = *nats::Connection::connect({.urls = {server->url()}});
-  auto js = *nats::JetStream::create(conn);
-  auto os = nats::ObjectStore::create(js, {.bucket = "NEXCLIFILES"});
-  if (!os || !os->put_file("echoservice", kBinDir / "echoservice")) {
-    std::fprintf(stderr, "cannot upload the echo service\n");
-    return 1;
-  }
+  auto local = bench::start_nats_with_files({{"echoservice", kBinDir / "echoservice"}});
+  if (!local) return 1;
+  const std::string url = local->server.url();
+  const nats::Connection& conn = local->conn;
   const fs::path state = fs::temp_directory_path() / ("nex-node-bench-" + std::to_string(getpid()));
   std::fprintf(stderr, "starting the node (its log follows on stderr)\n");
   node::NodeConfig config;
   config.no_sandbox = true;
   config.machine_pool_size = 4;
-  auto node = node::Node::start({.config = config,
-                                 .control = {.urls = {server->url()}},
-                                 .state_dir = state,
-                                 .version = "bench"});
+  auto node = node::Node::start(
+      {.config = config, .control = {.urls = {url}}, .state_dir = state, .version = "bench"});
   if (!node) {
     std::fprintf(stderr, "node: %s\n", node.error().message.c_str());
     return 1;
@@ -129,7 +117,7 @@ int main(int argc, char** argv) {
   const auto publisher = crypto::XKey::create();
   const std::string deploy_subject = "$NEX.DEPLOY.default." + (*node)->id();
   auto deploy_request = [&](const std::string& name, const std::string& subject) {
-    const json env = {{"NATS_URL", server->url()}, {"ECHO_SUBJECT", subject}};
+    const json env = {{"NATS_URL", url}, {"ECHO_SUBJECT", subject}};
     auto sealed = publisher.seal(as_bytes(env.dump()), (*node)->xkey());
     return json{{"type", "native"},
                 {"location", "nats://NEXCLIFILES/echoservice"},
@@ -176,10 +164,9 @@ int main(int argc, char** argv) {
 
     const std::string direct_subject = "bench.direct." + std::to_string(i);
     const auto t1 = Clock::now();
-    auto p =
-        Subprocess::spawn({.argv = {(kBinDir / "echoservice").string()},
-                           .env = {"NATS_URL=" + server->url(), "ECHO_SUBJECT=" + direct_subject},
-                           .stdout_path = "/dev/null"});
+    auto p = Subprocess::spawn({.argv = {(kBinDir / "echoservice").string()},
+                                .env = {"NATS_URL=" + url, "ECHO_SUBJECT=" + direct_subject},
+                                .stdout_path = "/dev/null"});
     if (!p || !wait_for_answer(conn, direct_subject)) return 1;
     direct_ms.push_back(ms(Clock::now() - t1));
   }

@@ -3,7 +3,6 @@
 #include <sys/stat.h>
 
 #include <fstream>
-#include <sstream>
 
 #include "api/events.h"
 #include "api/json_fields.h"
@@ -147,12 +146,11 @@ Status Agent::start_function(const api::AgentDeployRequest& req) {
       });
   if (!function) return fail(function.error().wrap("the function does not load"));
   function_ = std::move(*function);
-  if (!req.trigger_nats_url.empty()) {
+  if (!req.trigger_nats_urls.empty()) {
     // Direct: callers reach this agent through the user's NATS, with no hop through the node.
-    nats::ConnectOptions options{.name = "nex-agent " + id_ + " triggers", .send_asap = true};
-    std::stringstream urls(req.trigger_nats_url);
-    for (std::string url; std::getline(urls, url, ',');) options.urls.push_back(url);
-    auto conn = nats::Connection::connect(options);
+    auto conn = nats::Connection::connect({.urls = req.trigger_nats_urls,
+                                           .name = "nex-agent " + id_ + " triggers",
+                                           .send_asap = true});
     if (!conn) return fail(conn.error().wrap("trigger NATS"));
     trigger_conn_ = std::make_shared<nats::Connection>(std::move(*conn));
     for (const auto& subject : req.trigger_subjects) {
@@ -186,39 +184,33 @@ void Agent::invoke(std::string subject, std::string payload, std::string reply_t
   }
   if (!function) return;  // undeployed meanwhile
   const auto start = std::chrono::steady_clock::now();
-  function->invoke(subject, std::move(payload),
-                   [this, subject, reply_to, start, direct](runtime::InvocationResult r) {
-                     const int64_t elapsed = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                                 std::chrono::steady_clock::now() - start)
-                                                 .count();
-                     const nats::Connection& out = direct ? *direct : conn_;
-                     if (auto answer = nats::Message::create(reply_to, r.body);
-                         answer && !reply_to.empty()) {
-                       // The run time rides along unless the header would push a maximal reply over
-                       // the limit.
-                       if (static_cast<int64_t>(r.body.size()) + 64 <= out.max_payload())
-                         (void)answer->set_header(api::kHeaderRuntimeNs, std::to_string(elapsed));
-                       if (!r.ok && direct) {
-                         // As NATS micro services report errors.
-                         (void)answer->set_header(api::kHeaderServiceError, r.body);
-                         (void)answer->set_header(api::kHeaderServiceErrorCode, "500");
-                       } else if (!r.ok) {
-                         (void)answer->set_header(api::kHeaderError,
-                                                  r.body);  // the node turns it into the above
-                       }
-                       (void)out.publish(*answer);
-                     }
-                     json data = {{"workload_name", workload_name_},
-                                  {"trigger_subject", subject},
-                                  {"namespace", namespace_},
-                                  {"elapsed_nanos", elapsed}};
-                     if (r.ok) {
-                       publish_event(api::event_type::kFunctionExecSucceeded, std::move(data));
-                     } else {
-                       data["error"] = r.body;
-                       publish_event(api::event_type::kFunctionExecFailed, std::move(data));
-                     }
-                   });
+  function->invoke(subject, std::move(payload), [=, this](runtime::InvocationResult r) {
+    const int64_t elapsed = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                std::chrono::steady_clock::now() - start)
+                                .count();
+    if (!reply_to.empty()) answer(direct ? *direct : conn_, reply_to, r, elapsed);
+    json data = {{"workload_name", workload_name_},
+                 {"trigger_subject", subject},
+                 {"namespace", namespace_},
+                 {"elapsed_nanos", elapsed}};
+    if (!r.ok) data["error"] = r.body;
+    publish_event(
+        r.ok ? api::event_type::kFunctionExecSucceeded : api::event_type::kFunctionExecFailed,
+        std::move(data));
+  });
+}
+
+void Agent::answer(const nats::Connection& out, const std::string& reply_to,
+                   const runtime::InvocationResult& r, int64_t elapsed_ns) {
+  auto answer = nats::Message::create(reply_to, r.body);
+  if (!answer) return;
+  if (api::runtime_header_fits(r.body.size(), out.max_payload()))
+    (void)answer->set_header(api::kHeaderRuntimeNs, std::to_string(elapsed_ns));
+  if (!r.ok) {
+    (void)answer->set_header(api::kHeaderServiceError, r.body);
+    (void)answer->set_header(api::kHeaderServiceErrorCode, "500");
+  }
+  (void)out.publish(*answer);
 }
 
 void Agent::on_undeploy(nats::Message msg) {

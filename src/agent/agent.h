@@ -39,6 +39,10 @@ class Agent {
   // through the node when it is null.
   void invoke(std::string subject, std::string payload, std::string reply_to,
               std::shared_ptr<nats::Connection> direct);
+  // The invocation's reply: the result, its run time, and errors as NATS micro services report
+  // them (the node forwards relayed answers as they are).
+  void answer(const nats::Connection& out, const std::string& reply_to,
+              const runtime::InvocationResult& r, int64_t elapsed_ns);
   void publish_log(const std::string& level, const std::string& text);
   void publish_event(const std::string& type, nlohmann::json data);
   void reply(const nats::Message& msg, const std::string& body);

@@ -21,7 +21,7 @@ json to_json(const AgentDeployRequest& r) {
             {"workload_type", to_string(r.workload_type)}};
   if (!r.host_services.empty()) j["host_services"] = to_json(r.host_services);
   if (!r.function_limits.empty()) j["function_limits"] = to_json(r.function_limits);
-  if (!r.trigger_nats_url.empty()) j["trigger_nats_url"] = r.trigger_nats_url;
+  if (!r.trigger_nats_urls.empty()) j["trigger_nats_urls"] = r.trigger_nats_urls;
   return j;
 }
 
@@ -45,7 +45,7 @@ Result<AgentDeployRequest> parse_agent_deploy_request(std::string_view text) {
   f.string("workload_type", type);
   read_host_services(f, r.host_services);
   read_function_limits(f, r.function_limits);
-  f.string("trigger_nats_url", r.trigger_nats_url);
+  f.string_list("trigger_nats_urls", r.trigger_nats_urls);
   NEX_RETURN_IF_ERROR(f.status());
   auto t = parse_workload_type(type);
   if (!t) return fail(t.error());

@@ -31,13 +31,16 @@ inline std::string events(const std::string& id, const std::string& type) {
 }  // namespace agent_subject
 
 // Function triggers (specs/nex-wire.md): the user's subject travels in a header; the answer
-// carries the run time and, for a failed invocation, the error (ours).
+// carries the run time and, for a failed invocation, the error as NATS micro services report it.
 inline constexpr const char* kHeaderTriggerSubject = "x-nex-trigger-subject";
 inline constexpr const char* kHeaderRuntimeNs = "x-nex-runtime-ns";
-inline constexpr const char* kHeaderError = "x-nex-error";
-// How a function's failure reaches its caller, as NATS micro services report errors.
 inline constexpr const char* kHeaderServiceError = "Nats-Service-Error";
 inline constexpr const char* kHeaderServiceErrorCode = "Nats-Service-Error-Code";
+
+// The run time rides along unless its header would push a maximal reply over the limit.
+inline bool runtime_header_fits(size_t body_bytes, int64_t max_payload) {
+  return static_cast<int64_t>(body_bytes) + 64 <= max_payload;
+}
 
 // Environment variables a process or namespace sandbox hands its agent.
 inline constexpr const char* kEnvWorkloadId = "NEX_WORKLOADID";
@@ -62,9 +65,9 @@ struct AgentDeployRequest {
   WorkloadType workload_type = WorkloadType::kNative;
   HostServicesConfig host_services;
   FunctionLimitsConfig function_limits;  // ours
-  // ours: when set, the agent subscribes to the trigger subjects on this NATS (comma-separated
-  // URLs; no credentials) and answers callers directly, instead of the node relaying.
-  std::string trigger_nats_url;
+  // ours: when set, the agent subscribes to the trigger subjects on this NATS (no credentials)
+  // and answers callers directly, instead of the node relaying.
+  std::vector<std::string> trigger_nats_urls;
 };
 nlohmann::json to_json(const AgentDeployRequest& r);
 Result<AgentDeployRequest> parse_agent_deploy_request(std::string_view json);

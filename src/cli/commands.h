@@ -17,6 +17,11 @@ namespace nex::cli {
 // Set by a command's callback; run after parsing so errors propagate as exit codes.
 using CommandAction = std::function<int()>;
 
+// Makes `run` the action when `cmd` is the command the user typed.
+inline void on_parsed(CLI::App* cmd, CommandAction& action, CommandAction run) {
+  cmd->callback([&action, run = std::move(run)] { action = run; });
+}
+
 void register_version_command(CLI::App& app, CommandAction& action);
 void register_up_command(CLI::App& app, CommandAction& action);
 void register_node_command(CLI::App& app, CommandAction& action, ConnectionFlags& flags);

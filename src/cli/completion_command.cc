@@ -65,11 +65,9 @@ void register_completion_command(CLI::App& app, CommandAction& action) {
   auto* cmd = app.add_subcommand("completion", "Print a shell completion script");
   auto* bash = cmd->add_subcommand("bash", "bash: source <(nex completion bash)");
   cmd->require_subcommand(1);
-  bash->callback([&app, &action] {
-    action = [&app] {
-      std::printf("%s", bash_script(app).c_str());
-      return 0;
-    };
+  on_parsed(bash, action, [&app] {
+    std::printf("%s", bash_script(app).c_str());
+    return 0;
   });
 }
 

@@ -153,6 +153,26 @@ int node_info(const ConnectionFlags& flags, const std::string& node_id) {
   return 0;
 }
 
+int node_up(const ConnectionFlags& flags, const NodeUpOptions& opts) {
+  node::NodeConfig config;
+  config.no_sandbox = true;  // without a file: the process driver, the one this build has
+  if (!opts.config.empty()) {
+    auto loaded = node::load_node_config(opts.config);
+    if (!loaded) {
+      std::fprintf(stderr, "nex node up: %s\n", loaded.error().message.c_str());
+      return 1;
+    }
+    config = std::move(*loaded);
+  }
+  auto control = flags.options("nex-node");
+  if (!control) {
+    std::fprintf(stderr, "nex node up: %s\n", control.error().message.c_str());
+    return 1;
+  }
+  return run_node(*control, config, opts.state_dir.empty() ? default_state_dir() : opts.state_dir,
+                  {});
+}
+
 int node_lameduck(const ConnectionFlags& flags, const std::string& node_id) {
   auto client = connect_control(flags);
   if (!client) return report(client.error());
@@ -215,57 +235,30 @@ void register_node_command(CLI::App& app, CommandAction& action, ConnectionFlags
   up->add_option("--config", opts->config, "node configuration file (JSON)");
   up->add_option("--state-dir", opts->state_dir,
                  "where the node keeps its identity (default ~/.nex/node)");
-  up->callback([opts, &action, &flags] {
-    action = [opts, &flags] {
-      node::NodeConfig config;
-      config.no_sandbox = true;  // without a file: the process driver, the one this build has
-      if (!opts->config.empty()) {
-        auto loaded = node::load_node_config(opts->config);
-        if (!loaded) {
-          std::fprintf(stderr, "nex node up: %s\n", loaded.error().message.c_str());
-          return 1;
-        }
-        config = std::move(*loaded);
-      }
-      auto control = flags.options("nex-node");
-      if (!control) {
-        std::fprintf(stderr, "nex node up: %s\n", control.error().message.c_str());
-        return 1;
-      }
-      return run_node(*control, config,
-                      opts->state_dir.empty() ? default_state_dir() : opts->state_dir, {});
-    };
-  });
+  on_parsed(up, action, [opts, &flags] { return node_up(flags, *opts); });
 
   auto full = std::make_shared<bool>(false);
   auto* ls = node->add_subcommand("ls", "List the nodes that answer on this NATS");
   ls->add_flag("--full", *full, "also show each node's xkey and tags");
-  ls->callback(
-      [full, &action, &flags] { action = [full, &flags] { return node_ls(flags, *full); }; });
+  on_parsed(ls, action, [full, &flags] { return node_ls(flags, *full); });
 
   auto info_id = std::make_shared<std::string>();
   auto* info =
       node->add_subcommand("info", "Show a node's details and its workloads in the namespace");
   info->add_option("id", *info_id, "the node's id (N...)")->required();
-  info->callback([info_id, &action, &flags] {
-    action = [info_id, &flags] { return node_info(flags, *info_id); };
-  });
+  on_parsed(info, action, [info_id, &flags] { return node_info(flags, *info_id); });
 
   auto ld_id = std::make_shared<std::string>();
   auto* lameduck = node->add_subcommand(
       "lameduck", "Tell a node to accept no new workloads (before maintenance or retirement)");
   lameduck->add_option("id", *ld_id, "the node's id (N...)")->required();
-  lameduck->callback([ld_id, &action, &flags] {
-    action = [ld_id, &flags] { return node_lameduck(flags, *ld_id); };
-  });
+  on_parsed(lameduck, action, [ld_id, &flags] { return node_lameduck(flags, *ld_id); });
 
   auto probe_target = std::make_shared<std::string>();
   auto* probe = node->add_subcommand(
       "probe", "Find which nodes run a workload (all of the namespace's, or one by id or name)");
   probe->add_option("workload", *probe_target, "a workload id or name");
-  probe->callback([probe_target, &action, &flags] {
-    action = [probe_target, &flags] { return node_probe(flags, *probe_target); };
-  });
+  on_parsed(probe, action, [probe_target, &flags] { return node_probe(flags, *probe_target); });
 }
 
 }  // namespace nex::cli

@@ -10,6 +10,7 @@
 
 #include "api/events.h"
 #include "api/json_fields.h"
+#include "api/subject.h"
 #include "cli/commands.h"
 
 namespace nex::cli {
@@ -149,14 +150,9 @@ int logs(const ConnectionFlags& flags, const LogsOptions& o) {
           return;
         }
         // $NEX.logs.{ns}.{node}.{name}.{id}
-        std::vector<std::string> tokens;
-        std::string_view subject = m.subject();
-        for (size_t start = 0, dot; start <= subject.size(); start = dot + 1) {
-          dot = subject.find('.', start);
-          if (dot == std::string_view::npos) dot = subject.size();
-          tokens.emplace_back(subject.substr(start, dot - start));
-        }
-        if (tokens.size() != 6) return;
+        const auto t = api::subject_tokens(m.subject());
+        if (t.size() != 6) return;
+        const std::string node(t[3]), name(t[4]), id(t[5]);
         const char* colour = rank >= 4   ? p.red()
                              : rank == 3 ? p.yellow()
                              : rank == 2 ? p.green()
@@ -165,8 +161,8 @@ int logs(const ConnectionFlags& flags, const LogsOptions& o) {
         for (char& c : label) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
         const std::string text = line->value("text", "");
         std::printf("%s %s%-5s%s %s%s%s %s(%s on %.8s)%s %s\n", clock_now().c_str(), colour,
-                    label.c_str(), p.reset(), p.cyan(), tokens[4].c_str(), p.reset(), p.dim(),
-                    tokens[5].c_str(), tokens[3].c_str(), p.reset(), text.c_str());
+                    label.c_str(), p.reset(), p.cyan(), name.c_str(), p.reset(), p.dim(),
+                    id.c_str(), node.c_str(), p.reset(), text.c_str());
       });
 }
 
@@ -236,7 +232,7 @@ void register_observe_commands(CLI::App& app, CommandAction& action, ConnectionF
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))
       ->capture_default_str();
   lg->footer("Reads $NEX.logs.{namespace}.{node}.{workload_name}.{workload_id}.");
-  lg->callback([lo, &action, &flags] { action = [lo, &flags] { return logs(flags, *lo); }; });
+  on_parsed(lg, action, [lo, &flags] { return logs(flags, *lo); });
 
   auto type = std::make_shared<std::string>("*");
   auto* ev = app.add_subcommand(
@@ -244,8 +240,7 @@ void register_observe_commands(CLI::App& app, CommandAction& action, ConnectionF
   ev->add_option("--type", *type, "only events of this type, e.g. workload_deployed");
   ev->footer(
       "Reads $NEX.events.{namespace}.{type} and, for node events, $NEX.events.system.{type}.");
-  ev->callback(
-      [type, &action, &flags] { action = [type, &flags] { return events(flags, *type); }; });
+  on_parsed(ev, action, [type, &flags] { return events(flags, *type); });
 }
 
 }  // namespace nex::cli

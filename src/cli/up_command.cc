@@ -83,7 +83,7 @@ void register_up_command(CLI::App& app, CommandAction& action) {
   opts->state_dir = default_state_dir();
   cmd->add_option("--state-dir", opts->state_dir, "where the node keeps its identity")
       ->capture_default_str();
-  cmd->callback([opts, &action] { action = [opts] { return run_up(*opts); }; });
+  on_parsed(cmd, action, [opts] { return run_up(*opts); });
 }
 
 }  // namespace nex::cli

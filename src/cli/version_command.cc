@@ -8,11 +8,9 @@ namespace nex::cli {
 
 void register_version_command(CLI::App& app, CommandAction& action) {
   auto* cmd = app.add_subcommand("version", "Print the version of nex");
-  cmd->callback([&action] {
-    action = [] {
-      std::printf("nex %s (libnats %s)\n", NEX_VERSION, nats_GetVersion());
-      return 0;
-    };
+  on_parsed(cmd, action, [] {
+    std::printf("nex %s (libnats %s)\n", NEX_VERSION, nats_GetVersion());
+    return 0;
   });
 }
 

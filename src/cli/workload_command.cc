@@ -383,7 +383,7 @@ void register_workload_commands(CLI::App& app, CommandAction& action, Connection
       "Creates ~/.nex/issuer.nk and ~/.nex/publisher.xk when missing, uploads the file to the "
       "object store bucket NEXCLIFILES and deploys it to the first node that bids for it.\n"
       "Example: nex devrun ./echoservice NATS_URL=nats://127.0.0.1:4222");
-  dev->callback([d, &action, &flags] { action = [d, &flags] { return devrun(flags, *d); }; });
+  on_parsed(dev, action, [d, &flags] { return devrun(flags, *d); });
 
   auto r = std::make_shared<RunOptions>();
   r->xkey_file = (nex_home() / "publisher.xk").string();
@@ -402,7 +402,7 @@ void register_workload_commands(CLI::App& app, CommandAction& action, Connection
       "Example: nex run --xkey=./keys/publisher.xk --issuer=./keys/issuer.nk --name=echoservice "
       "--description='This is the echo service' nats://MYFILES/echoservice NODE_ID "
       "nats_url=nats://127.0.0.1:4222");
-  run_cmd->callback([r, &action, &flags] { action = [r, &flags] { return run(flags, *r); }; });
+  on_parsed(run_cmd, action, [r, &flags] { return run(flags, *r); });
 
   auto node_id = std::make_shared<std::string>();
   auto workload_id = std::make_shared<std::string>();
@@ -411,9 +411,7 @@ void register_workload_commands(CLI::App& app, CommandAction& action, Connection
   st->add_option("node", *node_id, "node id")->required();
   st->add_option("workload", *workload_id, "workload id")->required();
   st->add_option("--issuer", *issuer, "the issuer's account seed file")->capture_default_str();
-  st->callback([=, &action, &flags] {
-    action = [=, &flags] { return stop(flags, *node_id, *workload_id, *issuer); };
-  });
+  on_parsed(st, action, [=, &flags] { return stop(flags, *node_id, *workload_id, *issuer); });
 }
 
 }  // namespace nex::cli

@@ -11,6 +11,7 @@
 
 #include "api/events.h"
 #include "api/json_fields.h"
+#include "api/subject.h"
 #include "core/clock.h"
 #include "core/elf_info.h"
 #include "core/encoding.h"
@@ -40,19 +41,9 @@ void log_line(const std::string& text) {
                rfc3339_nano(std::chrono::system_clock::now()).substr(0, 19).c_str(), text.c_str());
 }
 
-std::vector<std::string_view> tokens(std::string_view s) {
-  std::vector<std::string_view> out;
-  size_t start = 0;
-  for (size_t dot; (dot = s.find('.', start)) != std::string_view::npos; start = dot + 1) {
-    out.push_back(s.substr(start, dot - start));
-  }
-  out.push_back(s.substr(start));
-  return out;
-}
-
 // Token i of "$NEX.DEPLOY.{ns}.{node}" style subjects.
 std::string token(std::string_view subject, size_t i) {
-  auto t = tokens(subject);
+  auto t = api::subject_tokens(subject);
   return i < t.size() ? std::string(t[i]) : std::string();
 }
 
@@ -127,7 +118,7 @@ Status agent_accepted(std::string_view reply) {
 }  // namespace
 
 bool subjects_overlap(std::string_view a, std::string_view b) {
-  auto ta = tokens(a), tb = tokens(b);
+  auto ta = api::subject_tokens(a), tb = api::subject_tokens(b);
   for (size_t i = 0;; ++i) {
     const bool ea = i >= ta.size(), eb = i >= tb.size();
     if (ea || eb) return ea && eb;
@@ -561,7 +552,7 @@ Result<json> Node::deploy(const std::string& ns, std::string_view body) {
   areq.workload_type = req->type;
   areq.host_services = req->host_services;
   areq.function_limits = req->function_limits;
-  if (api::is_function(req->type)) areq.trigger_nats_url = direct_trigger_url();
+  if (api::is_function(req->type)) areq.trigger_nats_urls = direct_trigger_urls();
   // Registered before the agent starts it, so the workload's first log lines and an early exit
   // find it.
   auto w = std::make_shared<Workload>();
@@ -594,7 +585,7 @@ Result<json> Node::deploy(const std::string& ns, std::string_view body) {
                                        api::dump(api::to_json(areq)), kDeployTimeout);
   if (!resp) return unregister(resp.error().wrap("agent"));
   if (auto st = agent_accepted(resp->data()); !st) return unregister(st.error());
-  if (api::is_function(w->type) && areq.trigger_nats_url.empty()) {
+  if (api::is_function(w->type) && areq.trigger_nats_urls.empty()) {
     if (auto st = subscribe_triggers(w); !st) {
       (void)internal_->request_agent(w->id, api::agent_subject::undeploy(w->id), "", 2s);
       return unregister(st.error().wrap("trigger subjects"));
@@ -745,16 +736,14 @@ void Node::on_workload_exited(const std::shared_ptr<Workload>& w, int code,
   remove_workload(w, code, message);
 }
 
-std::string Node::direct_trigger_url() const {
+std::vector<std::string> Node::direct_trigger_urls() const {
   const auto& c = options_.control;
   if (options_.config.function_triggers != "direct") return {};
   // Credentials are never handed to an agent: with any, the node relays.
   if (!c.user.empty() || !c.password.empty() || !c.token.empty() || !c.nkey_seed.empty() ||
       !c.creds_file.empty() || c.tls)
     return {};
-  std::string urls;
-  for (const auto& u : c.urls) urls += (urls.empty() ? "" : ",") + u;
-  return urls;
+  return c.urls;
 }
 
 Status Node::subscribe_triggers(const std::shared_ptr<Workload>& w) {
@@ -796,15 +785,12 @@ void Node::on_trigger_reply(nats::Message msg) {
   }
   auto answer = nats::Message::create(pending.reply, msg.data());
   if (!answer) return;
-  // The run time rides along unless the headers would push a maximal reply over the limit.
+  // The agent's headers as they are, but the run time only if it fits this NATS's limit.
+  for (const char* h : {api::kHeaderServiceError, api::kHeaderServiceErrorCode})
+    if (auto v = msg.header(h)) (void)answer->set_header(h, *v);
   if (auto ns = msg.header(api::kHeaderRuntimeNs);
-      ns && static_cast<int64_t>(msg.data().size()) + 64 <= control_->max_payload())
+      ns && api::runtime_header_fits(msg.data().size(), control_->max_payload()))
     (void)answer->set_header(api::kHeaderRuntimeNs, *ns);
-  if (auto error = msg.header(api::kHeaderError)) {
-    // As NATS micro services report errors, so `nats req` and service clients recognize it.
-    (void)answer->set_header(api::kHeaderServiceError, *error);
-    (void)answer->set_header(api::kHeaderServiceErrorCode, "500");
-  }
   (void)control_->publish(*answer);
 }
 

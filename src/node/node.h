@@ -75,8 +75,8 @@ class Node {
   // subject, so copies share the load) and forwards each request to its agent; the agent's
   // answer comes back on hostint.{id}.trigger_reply.{token} and goes to the caller. Only tokens
   // the node issued are answered, once, so an agent cannot make the node publish elsewhere.
-  // The control NATS URLs for an agent to take triggers from directly, or "" to relay.
-  std::string direct_trigger_url() const;
+  // The control NATS URLs for an agent to take triggers from directly; none: relay.
+  std::vector<std::string> direct_trigger_urls() const;
   Status subscribe_triggers(const std::shared_ptr<Workload>& w);
   void on_trigger(const std::string& workload_id, nats::Message msg);
   void on_trigger_reply(nats::Message msg);

@@ -274,21 +274,34 @@ class Function::Impl {
     return true;
   }
 
-  struct Engine;
+  // A worker's engine-bound state.
+  struct Engine {
+    // The worker's own global: compile errors are reported in it, JavaScript globals share its
+    // GC zone, and WebAssembly runs in it.
+    JS::PersistentRootedObject home;
+    // JavaScript: the compiled script and the next invocation's fresh global and function.
+    RefPtr<JS::Stencil> stencil;
+    JS::PersistentRootedObject global;
+    JS::PersistentRootedValue fn;
+    // WebAssembly: the compiled module, the import object and an instantiating helper.
+    JS::PersistentRootedValue module, imports, instantiate;
+    std::string error;  // why the next invocation cannot run, if it cannot
+    int invocations = 0;
+    bool shrunk = false;  // memory given back since the last invocation
+    explicit Engine(JSContext* cx)
+        : home(cx), global(cx), fn(cx), module(cx), imports(cx), instantiate(cx) {}
+  };
 
   // A fresh global with `console`, and the function the script evaluates to. The global is a
   // realm of its own, in a compartment of its own, sharing the worker's GC zone (a zone per
   // global made each one cost several times more to create and to collect).
   bool prepare(JSContext* cx, WorkerState& s, Engine& e) {
-    JS::Stencil* stencil = e.stencil;
     JS::PersistentRootedObject& global = e.global;
-    JS::PersistentRootedValue& fn = e.fn;
-    std::string& error = e.error;
     JS::RealmOptions options;
     options.creationOptions().setNewCompartmentInExistingZone(e.home);
     global = JS_NewGlobalObject(cx, &kGlobalClass, nullptr, JS::FireOnNewGlobalHook, options);
     if (!global) {
-      error = failure(cx, s);
+      e.error = failure(cx, s);
       return false;
     }
     JSAutoRealm realm(cx, global);
@@ -306,18 +319,18 @@ class Function::Impl {
     JS::CompileOptions options_c(cx);
     options_c.setFileAndLine(name_.c_str(), 1);
     JS::InstantiateOptions instantiate(options_c);
-    JS::RootedScript script(cx, JS::InstantiateGlobalStencil(cx, instantiate, stencil));
+    JS::RootedScript script(cx, JS::InstantiateGlobalStencil(cx, instantiate, e.stencil));
     JS::RootedValue result(cx);
     const bool ok = script && guarded(s, [&] { return JS_ExecuteScript(cx, script, &result); });
     if (!ok) {
-      error = failure(cx, s);
+      e.error = failure(cx, s);
       return false;
     }
     if (!result.isObject() || !JS::IsCallable(&result.toObject())) {
-      error = name_ + " must evaluate to a function, like (subject, payload) => payload";
+      e.error = name_ + " must evaluate to a function, like (subject, payload) => payload";
       return false;
     }
-    fn = result;
+    e.fn = result;
     return true;
   }
 
@@ -343,8 +356,10 @@ class Function::Impl {
     return stringify(cx, v, out);
   }
 
-  InvocationResult run(JSContext* cx, WorkerState& s, JS::HandleObject global, JS::HandleValue fn,
-                       const Job& job) {
+  // Calls the prepared function in its fresh global.
+  InvocationResult run_js(JSContext* cx, WorkerState& s, Engine& e, const Job& job) {
+    JS::HandleObject global = e.global;
+    JS::HandleValue fn = e.fn;
     JSAutoRealm realm(cx, global);
     JS::RootedObject payload(cx, JS_NewUint8Array(cx, job.payload.size()));
     if (!payload) return {false, failure(cx, s)};
@@ -414,23 +429,6 @@ class Function::Impl {
     if (cx) JS_DestroyContext(cx);
     ::malloc_trim(0);
   }
-
-  // A worker's engine-bound state.
-  struct Engine {
-    // JavaScript: the compiled script and the next invocation's fresh global and function.
-    RefPtr<JS::Stencil> stencil;
-    JS::PersistentRootedObject global;
-    JS::PersistentRootedValue fn;
-    // WebAssembly: the compiled module, the import object and an instantiating helper, all in
-    // one home global.
-    JS::PersistentRootedObject home;
-    JS::PersistentRootedValue module, imports, instantiate;
-    std::string error;  // why the next invocation cannot run, if it cannot
-    int invocations = 0;
-    bool shrunk = false;  // memory given back since the last invocation
-    explicit Engine(JSContext* cx)
-        : global(cx), fn(cx), home(cx), module(cx), imports(cx), instantiate(cx) {}
-  };
 
   // Compiles in this worker's engine (compiled code is not shared between engines) and serves
   // jobs until the function is destroyed. The first worker's verdict is the deploy's.
@@ -591,7 +589,7 @@ class Function::Impl {
       if (!js) {
         result = run_wasm(cx, s, e, job);
       } else if (e.global) {
-        result = run(cx, s, e.global, e.fn, job);
+        result = run_js(cx, s, e, job);
       } else {
         result = {false, e.error};
       }

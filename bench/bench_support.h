@@ -1,16 +1,56 @@
-// Memory of processes as /proc tells it, for the benchmarks' tables.
+// What the benchmarks share: a local nats-server with the workloads to deploy in its
+// NEXCLIFILES bucket, and the memory of processes as /proc tells it.
 #pragma once
 
 #include <sys/types.h>
 
 #include <cstdint>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <map>
+#include <optional>
 #include <sstream>
 #include <string>
 
+#include "nats/local_server.h"
+#include "nats/object_store.h"
+
 namespace nex::bench {
+
+// A nats-server with JetStream on a free port, a connection to it, and `files` (object name ->
+// path) in the NEXCLIFILES bucket; reports what failed on stderr.
+struct LocalNats {
+  nats::LocalNatsServer server;
+  nats::Connection conn;
+};
+
+inline std::optional<LocalNats> start_nats_with_files(
+    const std::map<std::string, std::filesystem::path>& files) {
+  auto server = nats::LocalNatsServer::start({});
+  if (!server) {
+    std::fprintf(stderr, "nats-server: %s\n", server.error().message.c_str());
+    return std::nullopt;
+  }
+  auto conn = nats::Connection::connect({.urls = {server->url()}});
+  Result<nats::ObjectStore> store = fail(ErrorCode::kUnavailable, "no connection");
+  if (conn) {
+    auto js = nats::JetStream::create(*conn);
+    store = js ? nats::ObjectStore::create(*js, {.bucket = "NEXCLIFILES"}) : fail(js.error());
+  }
+  if (!store) {
+    std::fprintf(stderr, "object store: %s\n", store.error().message.c_str());
+    return std::nullopt;
+  }
+  for (const auto& [name, path] : files) {
+    if (auto put = store->put_file(name, path); !put) {
+      std::fprintf(stderr, "cannot upload %s: %s\n", path.c_str(), put.error().message.c_str());
+      return std::nullopt;
+    }
+  }
+  return LocalNats{std::move(*server), std::move(*conn)};
+}
 
 struct Memory {
   int64_t rss = 0;       // resident, counting shared library pages in full
