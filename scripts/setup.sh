@@ -11,6 +11,7 @@ packages=(
   libsodium-dev libssl-dev                  # nkeys/xkeys (Ed25519, NaCl box); SHA-2 and TLS
   nlohmann-json3-dev libcli11-dev libfmt-dev libspdlog-dev
   libmozjs-102-dev                          # SpiderMonkey: JavaScript and WebAssembly functions
+  libcurl4-openssl-dev                      # the HTTP host service
   libgtest-dev libgmock-dev                 # tests
   clang lld wasi-libc libclang-rt-14-dev-wasm32 wabt  # tests build WebAssembly modules (C, WAT)
   openssl                                   # the TLS test makes its certificates with it

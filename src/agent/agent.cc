@@ -5,6 +5,7 @@
 #include <fstream>
 
 #include "api/events.h"
+#include "api/host_services.h"
 #include "api/json_fields.h"
 #include "core/clock.h"
 #include "core/encoding.h"
@@ -140,7 +141,8 @@ Status Agent::start_function(const api::AgentDeployRequest& req) {
       {.language = js ? runtime::Language::kJavaScript : runtime::Language::kWasm,
        .name = req.workload_name + (js ? ".js" : ".wasm"),
        .code = source,
-       .environment = req.environment},
+       .environment = req.environment,
+       .host_services = [this](const runtime::HostCall& c) { return host_call(c); }},
       limits, [this](std::string_view level, std::string_view text) {
         publish_log(std::string(level), std::string(text));
       });
@@ -211,6 +213,30 @@ void Agent::answer(const nats::Connection& out, const std::string& reply_to,
     (void)answer->set_header(api::kHeaderServiceErrorCode, "500");
   }
   (void)out.publish(*answer);
+}
+
+runtime::HostReply Agent::host_call(const runtime::HostCall& call) {
+  namespace hs = api::host_services;
+  auto msg = nats::Message::create(
+      hs::rpc_subject(id_, namespace_, workload_name_, call.service, call.method), call.body);
+  if (!msg) return {hs::kBadRequest, msg.error().message, {}};
+  for (const auto& [name, value] : call.headers) {
+    if (auto st = msg->set_header(name, value); !st)
+      return {hs::kBadRequest, st.error().message, {}};
+  }
+  auto answer = conn_.request(*msg, std::chrono::milliseconds(hs::kClientTimeoutMs));
+  if (!answer) {
+    const bool timed_out = answer.error().code == ErrorCode::kTimeout;
+    return {timed_out ? hs::kTimedOut : hs::kUnavailable,
+            timed_out ? "the node did not answer within 5 s" : answer.error().message,
+            {}};
+  }
+  runtime::HostReply r;
+  const std::string code = answer->header(hs::kHeaderCode).value_or("");
+  r.code = code.empty() ? hs::kFailed : std::atoi(code.c_str());
+  r.message = answer->header(hs::kHeaderMessage).value_or("");
+  r.body = std::string(answer->data());
+  return r;
 }
 
 void Agent::on_undeploy(nats::Message msg) {

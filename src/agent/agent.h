@@ -43,6 +43,8 @@ class Agent {
   // them (the node forwards relayed answers as they are).
   void answer(const nats::Connection& out, const std::string& reply_to,
               const runtime::InvocationResult& r, int64_t elapsed_ns);
+  // A function's host-service call, asked of the node (blocks the calling worker).
+  runtime::HostReply host_call(const runtime::HostCall& call);
   void publish_log(const std::string& level, const std::string& text);
   void publish_event(const std::string& type, nlohmann::json data);
   void reply(const nats::Message& msg, const std::string& body);

@@ -15,4 +15,16 @@ inline std::vector<std::string_view> subject_tokens(std::string_view subject) {
   return out;
 }
 
+// True when the two subjects (with * and > wildcards) can match a common subject; for a literal
+// subject and a pattern, whether the pattern matches it.
+inline bool subjects_overlap(std::string_view a, std::string_view b) {
+  auto ta = subject_tokens(a), tb = subject_tokens(b);
+  for (size_t i = 0;; ++i) {
+    const bool ea = i >= ta.size(), eb = i >= tb.size();
+    if (ea || eb) return ea && eb;
+    if (ta[i] == ">" || tb[i] == ">") return true;
+    if (ta[i] != "*" && tb[i] != "*" && ta[i] != tb[i]) return false;
+  }
+}
+
 }  // namespace nex::api

@@ -117,16 +117,6 @@ Status agent_accepted(std::string_view reply) {
 
 }  // namespace
 
-bool subjects_overlap(std::string_view a, std::string_view b) {
-  auto ta = api::subject_tokens(a), tb = api::subject_tokens(b);
-  for (size_t i = 0;; ++i) {
-    const bool ea = i >= ta.size(), eb = i >= tb.size();
-    if (ea || eb) return ea && eb;
-    if (ta[i] == ">" || tb[i] == ">") return true;
-    if (ta[i] != "*" && tb[i] != "*" && ta[i] != tb[i]) return false;
-  }
-}
-
 struct Node::Workload {
   std::string id;
   std::string ns;
@@ -214,6 +204,27 @@ Result<std::unique_ptr<Node>> Node::start(NodeOptions options) {
       "hostint.*.trigger_reply.*", [&n](nats::Message m) { n.on_trigger_reply(std::move(m)); });
   if (!answers) return fail(answers.error());
   n.subscriptions_.push_back(std::move(*answers));
+  auto host_services =
+      hs::Server::start({.settings = n.options_.config.host_services_settings,
+                         .node_connection = n.options_.config.host_services,
+                         .control = *n.control_,
+                         .creds_dir = n.run_dir_,
+                         .internal_port = n.internal_->port(),
+                         .find_caller = [&n](const std::string& wid) -> std::optional<hs::Caller> {
+                           auto w = n.find_workload(wid);
+                           if (!w) return std::nullopt;
+                           return hs::Caller{w->ns, w->name, w->request.host_services};
+                         },
+                         .on_denied =
+                             [&n](const std::string& wid, const std::string& text) {
+                               auto w = n.find_workload(wid);
+                               if (!w) return;
+                               log_line("Workload " + w->name + " (" + wid + "): " + text);
+                               n.publish_workload_log(*w, "warn", text);
+                             }},
+                        n.internal_->connection());
+  if (!host_services) return fail(host_services.error());
+  n.host_services_ = std::move(*host_services);
   auto pool = AgentPool::start(*n.internal_, *n.driver_,
                                {.size = static_cast<size_t>(n.options_.config.machine_pool_size),
                                 .agent_binary = n.options_.agent_binary,
@@ -450,7 +461,7 @@ Result<json> Node::deploy(const std::string& ns, std::string_view body) {
   denied.insert(denied.end(), cfg.deny_trigger_subjects.begin(), cfg.deny_trigger_subjects.end());
   for (const auto& s : req->trigger_subjects) {
     for (const auto& d : denied) {
-      if (subjects_overlap(s, d)) {
+      if (api::subjects_overlap(s, d)) {
         return fail(
             ErrorCode::kPermissionDenied,
             "trigger subject '" + s + "' is not allowed: it overlaps the denied '" + d + "'");
@@ -675,8 +686,13 @@ void Node::on_agent_log(nats::Message msg) {
   f.string("text", text);
   f.string("level", level);
   if (!f.status()) return;
-  (void)control_->publish(api::logs_subject(w->ns, id(), w->name, w->id),
-                          api::dump({{"text", text}, {"level", level}, {"id", w->id}}));
+  publish_workload_log(*w, level, text);
+}
+
+void Node::publish_workload_log(const Workload& w, const std::string& level,
+                                const std::string& text) {
+  (void)control_->publish(api::logs_subject(w.ns, id(), w.name, w.id),
+                          api::dump({{"text", text}, {"level", level}, {"id", w.id}}));
 }
 
 void Node::on_agent_event(nats::Message msg) {
@@ -889,6 +905,7 @@ void Node::stop() {
   publish_event(api::kSystemNamespace, api::event_type::kNodeStopped,
                 {{"id", id()}, {"graceful", true}});
   if (control_->connected()) (void)control_->flush(2s);  // a dead server cannot be flushed to
+  host_services_.reset();
   pool_.reset();
   internal_.reset();
   std::error_code ec;

@@ -20,6 +20,7 @@
 #include "api/control.h"
 #include "nats/connection.h"
 #include "node/agent_pool.h"
+#include "node/host_services/server.h"
 #include "node/internal_server.h"
 #include "node/node_config.h"
 #include "node/node_identity.h"
@@ -66,6 +67,8 @@ class Node {
   std::shared_ptr<Workload> find_workload(const std::string& workload_id);
   void on_agent_log(nats::Message msg);
   void on_agent_event(nats::Message msg);
+  // A line in the workload's log, as if the workload had written it.
+  void publish_workload_log(const Workload& w, const std::string& level, const std::string& text);
   void on_workload_exited(const std::shared_ptr<Workload>& w, int code, const std::string& message);
   void remove_workload(const std::shared_ptr<Workload>& w, int code, const std::string& message);
   void maintenance_loop();
@@ -99,6 +102,7 @@ class Node {
   std::unique_ptr<sandbox::Driver> driver_;
   std::unique_ptr<InternalServer> internal_;
   std::unique_ptr<AgentPool> pool_;
+  std::unique_ptr<hs::Server> host_services_;
   std::vector<nats::Subscription> subscriptions_;
   std::atomic<bool> lameduck_{false};
   std::atomic<bool> stopped_{false};
@@ -120,8 +124,5 @@ class Node {
   bool maintenance_stop_ = false;
   std::thread maintenance_;
 };
-
-// True when the two subjects (with * and > wildcards) can match a common subject.
-bool subjects_overlap(std::string_view a, std::string_view b);
 
 }  // namespace nex::node

@@ -119,11 +119,14 @@ Result<NodeConfig> parse_node_config(std::string_view text) {
   f.string("function_triggers", c.function_triggers);
   if (c.function_triggers != "direct" && c.function_triggers != "relay")
     f.fail_field("function_triggers", "must be \"direct\" or \"relay\"");
-  NEX_RETURN_IF_ERROR(read_object(f, "host_services", [&](FieldReader& r) {
+  NEX_RETURN_IF_ERROR(read_object(f, "host_services", [&](FieldReader& r) -> Status {
     r.string("nats_url", c.host_services.nats_url);
     r.string("nats_user_jwt", c.host_services.nats_user_jwt);
     r.string("nats_user_seed", c.host_services.nats_user_seed);
-    return r.status();
+    r.no_unknown_fields({"nats_url", "nats_user_jwt", "nats_user_seed", "services"});
+    NEX_RETURN_IF_ERROR(r.status());
+    const json* services = r.raw("services");
+    return services ? hs::read_settings(*services, c.host_services_settings) : Status{};
   }));
   if (const json* a = f.raw("autostart")) {
     if (!a->is_array()) {

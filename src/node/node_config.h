@@ -11,6 +11,7 @@
 
 #include "api/control.h"
 #include "core/error.h"
+#include "node/host_services/settings.h"
 
 namespace nex::node {
 
@@ -51,7 +52,8 @@ struct NodeConfig {
   // subjects on the control NATS itself, when that needs no credentials (there is nothing to
   // hand over); otherwise, and with "relay", the node relays each trigger over the internal NATS.
   std::string function_triggers = "direct";
-  api::HostServicesConfig host_services;
+  api::HostServicesConfig host_services;  // the host-services NATS connection
+  hs::Settings host_services_settings;    // host_services.services: what each may do
   std::vector<api::DeployRequest> autostart;
 };
 

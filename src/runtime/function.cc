@@ -1,4 +1,6 @@
 #include "runtime/function.h"
+#include "runtime/host_services.h"
+#include "runtime/js_values.h"
 #include "runtime/wasi.h"
 
 #include <js/CompilationAndEvaluation.h>
@@ -61,20 +63,6 @@ size_t resident_bytes() {
 
 const JSClass kGlobalClass = {"global", JSCLASS_GLOBAL_FLAGS, &JS::DefaultGlobalClassOps};
 
-std::string to_utf8(JSContext* cx, JS::HandleString s) {
-  JS::UniqueChars chars = JS_EncodeStringToUTF8(cx, s);
-  return chars ? std::string(chars.get()) : std::string();
-}
-
-std::string value_to_string(JSContext* cx, JS::HandleValue v) {
-  JS::RootedString s(cx, JS::ToString(cx, v));
-  if (!s) {
-    JS_ClearPendingException(cx);
-    return "(unprintable value)";
-  }
-  return to_utf8(cx, s);
-}
-
 // "file:line: Error: message" for a pending exception, and clears it.
 std::string take_exception(JSContext* cx) {
   JS::ExceptionStack stack(cx);
@@ -82,30 +70,12 @@ std::string take_exception(JSContext* cx) {
   JS::ErrorReportBuilder report(cx);
   if (!report.init(cx, stack, JS::ErrorReportBuilder::WithSideEffects)) {
     JS_ClearPendingException(cx);
-    return value_to_string(cx, stack.exception());
+    return jsv::value_to_string(cx, stack.exception());
   }
   std::string out;
   if (const JSErrorReport* r = report.report(); r && r->filename)
     out = std::string(r->filename) + ":" + std::to_string(r->lineno) + ": ";
   return out + (report.toStringResult() ? report.toStringResult().c_str() : "error");
-}
-
-// JSON.stringify(v) as UTF-8.
-bool stringify(JSContext* cx, JS::HandleValue v, std::string& out) {
-  JS::RootedValue copy(cx, v);
-  std::u16string text;
-  if (!JS_Stringify(
-          cx, &copy, nullptr, JS::NullHandleValue,
-          [](const char16_t* buf, uint32_t len, void* data) {
-            static_cast<std::u16string*>(data)->append(buf, len);
-            return true;
-          },
-          &text))
-    return false;
-  JS::RootedString s(cx, JS_NewUCStringCopyN(cx, text.data(), text.size()));
-  if (!s) return false;
-  out = to_utf8(cx, s);
-  return true;
 }
 
 }  // namespace
@@ -128,15 +98,14 @@ class Function::Impl {
     std::atomic<int> stop_reason{kRunOn};
   };
 
-  Impl(Language language, std::string name, std::string source,
-       const std::map<std::string, std::string>& environment, FunctionLimits limits,
-       FunctionLogger logger)
-      : language_(language),
-        name_(std::move(name)),
-        source_(std::move(source)),
+  Impl(const FunctionSpec& spec, FunctionLimits limits, FunctionLogger logger)
+      : language_(spec.language),
+        name_(spec.name),
+        source_(spec.code),
+        host_services_(spec.host_services),
         limits_(limits),
         logger_(std::move(logger)) {
-    for (const auto& [k, v] : environment) environ_.push_back(k + "=" + v);
+    for (const auto& [k, v] : spec.environment) environ_.push_back(k + "=" + v);
   }
 
   ~Impl() {
@@ -261,15 +230,15 @@ class Function::Impl {
       if (v.isObject() && !JS::IsCallable(&v.toObject())) {
         // Objects as JSON, as Node prints them (roughly).
         std::string json;
-        if (stringify(cx, v, json)) {
+        if (jsv::stringify(cx, v, json)) {
           line += json;
           continue;
         }
         JS_ClearPendingException(cx);
       }
-      line += value_to_string(cx, v);
+      line += jsv::value_to_string(cx, v);
     }
-    if (self->logger_) self->logger_(to_utf8(cx, which_s), line);
+    if (self->logger_) self->logger_(jsv::to_utf8(cx, which_s), line);
     args.rval().setUndefined();
     return true;
   }
@@ -316,6 +285,7 @@ class Function::Impl {
       js::SetFunctionNativeReserved(fo, 1, JS::StringValue(JS_NewStringCopyZ(cx, mapped)));
     }
     if (!JS_DefineProperty(cx, global, "console", console_obj, JSPROP_READONLY)) return false;
+    if (!host::define_js(cx, global)) return false;
     JS::CompileOptions options_c(cx);
     options_c.setFileAndLine(name_.c_str(), 1);
     JS::InstantiateOptions instantiate(options_c);
@@ -334,45 +304,15 @@ class Function::Impl {
     return true;
   }
 
-  // The reply bytes of a returned value.
-  bool convert(JSContext* cx, JS::HandleValue v, std::string& out) {
-    if (v.isUndefined() || v.isNull()) return true;
-    if (v.isString()) {
-      JS::RootedString s(cx, v.toString());
-      out = to_utf8(cx, s);
-      return true;
-    }
-    if (v.isObject()) {
-      JSObject* obj = &v.toObject();
-      if (JS_IsArrayBufferViewObject(obj)) {
-        bool shared = false;
-        JS::AutoCheckCannotGC nogc;
-        const size_t len = JS_GetArrayBufferViewByteLength(obj);
-        const auto* data = static_cast<const char*>(JS_GetArrayBufferViewData(obj, &shared, nogc));
-        out.assign(data ? data : "", data ? len : 0);
-        return true;
-      }
-    }
-    return stringify(cx, v, out);
-  }
-
   // Calls the prepared function in its fresh global.
   InvocationResult run_js(JSContext* cx, WorkerState& s, Engine& e, const Job& job) {
     JS::HandleObject global = e.global;
     JS::HandleValue fn = e.fn;
     JSAutoRealm realm(cx, global);
-    JS::RootedObject payload(cx, JS_NewUint8Array(cx, job.payload.size()));
+    JS::RootedObject payload(cx, jsv::new_uint8array(cx, job.payload));
     if (!payload) return {false, failure(cx, s)};
-    {
-      bool shared = false;
-      JS::AutoCheckCannotGC nogc;
-      if (!job.payload.empty())
-        std::memcpy(JS_GetUint8ArrayData(payload, &shared, nogc), job.payload.data(),
-                    job.payload.size());
-    }
     JS::RootedValueArray<2> args(cx);
-    JS::RootedString subject(
-        cx, JS_NewStringCopyUTF8N(cx, JS::UTF8Chars(job.subject.data(), job.subject.size())));
+    JS::RootedString subject(cx, jsv::new_string(cx, job.subject));
     if (!subject) return {false, failure(cx, s)};
     args[0].setString(subject);
     args[1].setObject(*payload);
@@ -403,11 +343,12 @@ class Function::Impl {
     });
     if (!ok) return {false, error.empty() ? failure(cx, s) : error};
     InvocationResult result{true, {}};
-    if (!convert(cx, rv, result.body)) return {false, failure(cx, s)};
+    if (!jsv::to_bytes(cx, rv, result.body)) return {false, failure(cx, s)};
     return result;
   }
 
   void worker(WorkerState& s) {
+    host::bind_thread(&host_services_);
     JSContext* cx = JS_NewContext(limits_.memory_bytes);
     bool ready = cx != nullptr;
     if (ready) {
@@ -466,7 +407,7 @@ class Function::Impl {
 
   // Compiles the module and checks it is a WASI command that needs nothing nex lacks.
   bool setup_wasm(JSContext* cx, Engine& e) {
-    static constexpr const char* kHelper = R"((function (bytes, wasi) {
+    static constexpr const char* kHelper = R"((function (bytes, imports) {
   const m = new WebAssembly.Module(bytes);
   const exports = WebAssembly.Module.exports(m);
   if (!exports.some(x => x.name === '_start' && x.kind === 'function'))
@@ -475,11 +416,10 @@ class Function::Impl {
   if (!exports.some(x => x.name === 'memory' && x.kind === 'memory'))
     throw new Error('the module exports no memory');
   for (const i of WebAssembly.Module.imports(m))
-    if (i.module !== 'wasi_snapshot_preview1' || !(i.name in wasi))
+    if (!Object.hasOwn(imports, i.module) || !Object.hasOwn(imports[i.module], i.name))
       throw new Error('the module imports ' + i.module + '.' + i.name +
                       ', which nex does not provide');
-  return [m, {wasi_snapshot_preview1: wasi},
-          (m, imports) => new WebAssembly.Instance(m, imports).exports];
+  return [m, imports, (m, imports) => new WebAssembly.Instance(m, imports).exports];
 }))";
     JSAutoRealm realm(cx, e.home);
     JS::CompileOptions options(cx);
@@ -493,7 +433,11 @@ class Function::Impl {
     }
     JS::RootedObject bytes(cx, JS_NewUint8Array(cx, source_.size()));
     JS::RootedObject wasi_imports(cx, wasi::make_imports(cx));
-    if (!bytes || !wasi_imports) {
+    JS::RootedObject nex_imports(cx, host::make_wasm_imports(cx));
+    JS::RootedObject imports(cx, JS_NewPlainObject(cx));
+    if (!bytes || !wasi_imports || !nex_imports || !imports ||
+        !JS_DefineProperty(cx, imports, wasi::kModule, wasi_imports, JSPROP_ENUMERATE) ||
+        !JS_DefineProperty(cx, imports, host::kWasmModule, nex_imports, JSPROP_ENUMERATE)) {
       e.error = take_exception(cx);
       return false;
     }
@@ -504,7 +448,7 @@ class Function::Impl {
     }
     JS::RootedValueArray<2> args(cx);
     args[0].setObject(*bytes);
-    args[1].setObject(*wasi_imports);
+    args[1].setObject(*imports);
     JS::RootedValue parts(cx);
     if (!JS_CallFunctionValue(cx, nullptr, helper, args, &parts)) {
       e.error = name_ + ": " + take_exception(cx);
@@ -610,7 +554,8 @@ class Function::Impl {
 
   Language language_;
   std::string name_;
-  std::string source_;                // JavaScript source or WebAssembly module bytes
+  std::string source_;  // JavaScript source or WebAssembly module bytes
+  HostServices host_services_;
   std::vector<std::string> environ_;  // "KEY=VALUE", for WebAssembly
   FunctionLimits limits_;
   FunctionLogger logger_;
@@ -639,8 +584,7 @@ Result<std::unique_ptr<Function>> Function::create(const FunctionSpec& spec,
                                                    const FunctionLimits& limits,
                                                    FunctionLogger logger) {
   init_engine_once();
-  auto impl = std::make_unique<Impl>(spec.language, spec.name, spec.code, spec.environment, limits,
-                                     std::move(logger));
+  auto impl = std::make_unique<Impl>(spec, limits, std::move(logger));
   NEX_RETURN_IF_ERROR(impl->start());
   return std::unique_ptr<Function>(new Function(std::move(impl)));
 }

@@ -23,6 +23,7 @@
 #include <string_view>
 
 #include "core/error.h"
+#include "runtime/host_services.h"
 
 namespace nex::runtime {
 
@@ -51,6 +52,7 @@ struct FunctionSpec {
   std::string name;  // JavaScript: the file name in error messages; WebAssembly: argv[0]
   std::string code;  // JavaScript source or WebAssembly module bytes
   std::map<std::string, std::string> environment;  // WebAssembly's environ
+  HostServices host_services;  // what this.hostServices and the "nex" imports call; may be empty
 };
 
 class Function {

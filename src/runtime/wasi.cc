@@ -415,6 +415,24 @@ JSObject* make_imports(JSContext* cx) {
   return obj;
 }
 
+Invocation* current() { return t_current; }
+
+bool read_memory(JSContext* cx, Invocation& inv, uint32_t ptr, uint32_t len, std::string& out) {
+  return with_memory(cx, inv, [&](Memory& m) {
+           if (!m.fits(ptr, len)) return kFault;
+           out.assign(reinterpret_cast<const char*>(m.data + ptr), len);
+           return kSuccess;
+         }) == kSuccess;
+}
+
+bool write_memory(JSContext* cx, Invocation& inv, uint32_t ptr, std::string_view data) {
+  return with_memory(cx, inv, [&](Memory& m) {
+           if (!m.fits(ptr, data.size())) return kFault;
+           std::memcpy(m.data + ptr, data.data(), data.size());
+           return kSuccess;
+         }) == kSuccess;
+}
+
 void finish(Invocation& inv) {
   if (!inv.stderr_pending.empty() && inv.stderr_line) inv.stderr_line(inv.stderr_pending);
   inv.stderr_pending.clear();

@@ -31,7 +31,18 @@ struct Invocation {
   std::optional<int> exit_code;            // set by proc_exit
   const std::atomic<int>* stop = nullptr;  // non-zero: stop sleeping (time-out, memory)
   JS::RootedObject* memory = nullptr;      // the instance's exported memory, once known
+  // The "nex" host-services imports: the last call's result (or error message), and the last
+  // HTTP response's status.
+  std::string host_result;
+  int http_status = 0;
 };
+
+// The invocation this thread serves, if any.
+Invocation* current();
+// Copies guest memory [ptr, ptr + len) into `out`; false when out of bounds.
+bool read_memory(JSContext* cx, Invocation& inv, uint32_t ptr, uint32_t len, std::string& out);
+// Copies `data` into guest memory at `ptr`; false when out of bounds.
+bool write_memory(JSContext* cx, Invocation& inv, uint32_t ptr, std::string_view data);
 
 // Makes `inv` the invocation this thread's host functions serve, for the scope's lifetime.
 class ActiveInvocation {

@@ -1,0 +1,139 @@
+// The key-value and object store services: each workload gets its own buckets,
+// hs_{ns}_{workload}_kv and hs_{ns}_{workload}_obj, created on first use with the configured
+// size limit. The bucket name comes from the caller's identity as the node knows it, never from
+// the request, so a workload cannot name another's bucket.
+#include <map>
+#include <mutex>
+
+#include "api/json_fields.h"
+#include "nats/key_value.h"
+#include "nats/object_store.h"
+#include "node/host_services/service.h"
+
+namespace nex::node::hs {
+namespace {
+
+using nlohmann::json;
+
+// Bucket handles, bound (or created) once per connection and bucket.
+template <typename Bucket, typename Config>
+class Buckets {
+ public:
+  Buckets(const BucketSettings& settings, std::string suffix)
+      : settings_(settings), suffix_(std::move(suffix)) {}
+
+  Result<Bucket> get(const Call& call) {
+    const std::string name = "hs_" + call.ns + "_" + call.workload + "_" + suffix_;
+    NEX_RETURN_IF_ERROR(nats::validate_bucket_name(name));
+    std::lock_guard lock(mu_);
+    const auto key = std::make_pair(call.nc.raw(), name);
+    if (auto it = cache_.find(key); it != cache_.end()) return it->second;
+    auto js = nats::JetStream::create(call.nc);
+    if (!js) return fail(js.error());
+    auto bucket = Bucket::bind(*js, name);
+    if (!bucket && bucket.error().code == ErrorCode::kNotFound)
+      bucket = Bucket::create(*js, Config{.bucket = name, .max_bytes = settings_.max_bytes});
+    if (!bucket) return fail(bucket.error().wrap("bucket " + name));
+    cache_.emplace(key, *bucket);
+    return bucket;
+  }
+
+ private:
+  BucketSettings settings_;
+  std::string suffix_;
+  std::mutex mu_;
+  std::map<std::pair<natsConnection*, std::string>, Bucket> cache_;
+};
+
+class KeyValueService : public Service {
+ public:
+  explicit KeyValueService(const BucketSettings& s) : buckets_(s, "kv") {}
+
+  Reply handle(const Call& call) override {
+    auto kv = buckets_.get(call);
+    if (!kv) return reply_for(kv.error());
+    if (call.method == "keys") {
+      auto keys = kv->keys();
+      return keys ? ok(api::dump(*keys)) : reply_for(keys.error());
+    }
+    const std::string key = call.header(kHeaderKey);
+    if (key.empty())
+      return error(kBadRequest, std::string("header ") + kHeaderKey + " is required");
+    if (auto st = nats::validate_kv_key(key); !st) return error(kBadRequest, st.error().message);
+    if (call.method == "get") {
+      auto entry = kv->get(key);
+      if (!entry && entry.error().code == ErrorCode::kNotFound)
+        return error(kNotFound, "no such key: " + key);
+      return entry ? ok(std::move(entry->value)) : reply_for(entry.error());
+    }
+    if (call.method == "set") {
+      auto revision = kv->put(key, call.msg.data());
+      if (!revision) return reply_for(revision.error());
+      return ok(api::dump({{"revision", *revision}, {"success", true}}));
+    }
+    if (call.method == "delete") {
+      auto st = kv->erase(key);
+      return st ? ok(api::dump({{"success", true}})) : reply_for(st.error());
+    }
+    return error(kBadRequest, "kv has no method '" + call.method + "'");
+  }
+
+ private:
+  Buckets<nats::KeyValue, nats::KeyValueConfig> buckets_;
+};
+
+json info_json(const nats::ObjectInfo& info) {
+  return json::parse(nats::object_info_to_json(info));
+}
+
+class ObjectStoreService : public Service {
+ public:
+  explicit ObjectStoreService(const BucketSettings& s) : buckets_(s, "obj") {}
+
+  Reply handle(const Call& call) override {
+    auto store = buckets_.get(call);
+    if (!store) return reply_for(store.error());
+    if (call.method == "list") {
+      auto list = store->list();
+      if (!list) return reply_for(list.error());
+      json out = json::array();
+      for (const auto& info : *list) out.push_back(info_json(info));
+      return ok(api::dump(out));
+    }
+    const std::string name = call.header(kHeaderObjectName);
+    if (name.empty())
+      return error(kBadRequest, std::string("header ") + kHeaderObjectName + " is required");
+    if (call.method == "get") {
+      auto data = store->get_bytes(name);
+      if (!data && data.error().code == ErrorCode::kNotFound)
+        return error(kNotFound, "no such object: " + name);
+      return data ? ok(std::move(*data)) : reply_for(data.error());
+    }
+    if (call.method == "put") {
+      auto info = store->put_bytes(name, call.msg.data());
+      return info ? ok(api::dump(info_json(*info))) : reply_for(info.error());
+    }
+    if (call.method == "delete") {
+      auto st = store->remove(name);
+      if (!st && st.error().code == ErrorCode::kNotFound)
+        return error(kNotFound, "no such object: " + name);
+      return st ? ok(api::dump({{"success", true}})) : reply_for(st.error());
+    }
+    return error(kBadRequest, "objectstore has no method '" + call.method + "'");
+  }
+
+ private:
+  Buckets<nats::ObjectStore, nats::ObjectStoreConfig> buckets_;
+};
+
+}  // namespace
+
+std::unique_ptr<Service> make_kv_service(const BucketSettings& settings) {
+  return std::make_unique<KeyValueService>(settings);
+}
+
+std::unique_ptr<Service> make_object_store_service(const BucketSettings& settings) {
+  return std::make_unique<ObjectStoreService>(settings);
+}
+
+}  // namespace nex::node::hs

@@ -1,0 +1,253 @@
+// The HTTP service: one request per call with libcurl, http and https only, with the node's time
+// limit, response size limit and redirect limit; redirects are followed here, one at a time, so
+// every hop is checked against the allowed hosts. No connection ever reaches the node's
+// internal NATS port on this host, whatever the URL or a redirect says.
+#include <arpa/inet.h>
+#include <curl/curl.h>
+#include <netinet/in.h>
+
+#include <algorithm>
+#include <memory>
+#include <mutex>
+
+#include "api/json_fields.h"
+#include "core/encoding.h"
+#include "node/host_services/service.h"
+
+namespace nex::node::hs {
+namespace {
+
+using nlohmann::json;
+
+struct Url {
+  std::string scheme, host;
+};
+
+std::optional<Url> parse_url(const std::string& text) {
+  std::unique_ptr<CURLU, decltype(&curl_url_cleanup)> u(curl_url(), curl_url_cleanup);
+  if (!u || curl_url_set(u.get(), CURLUPART_URL, text.c_str(), 0) != CURLUE_OK) return {};
+  Url out;
+  for (auto [part, dest] :
+       {std::pair{CURLUPART_SCHEME, &out.scheme}, {CURLUPART_HOST, &out.host}}) {
+    char* p = nullptr;
+    if (curl_url_get(u.get(), part, &p, 0) != CURLUE_OK) return {};
+    *dest = p;
+    curl_free(p);
+  }
+  std::transform(out.host.begin(), out.host.end(), out.host.begin(), ::tolower);
+  return out;
+}
+
+bool host_allowed(const std::vector<std::string>& allow, const std::string& host) {
+  if (allow.empty()) return true;
+  for (auto pattern : allow) {
+    std::transform(pattern.begin(), pattern.end(), pattern.begin(), ::tolower);
+    if (pattern == host) return true;
+    if (pattern.starts_with("*.") && host.size() > pattern.size() - 1 &&
+        host.ends_with(pattern.substr(1)))
+      return true;
+  }
+  return false;
+}
+
+// An address a connection to the internal NATS port could reach it by.
+bool is_local(const sockaddr* sa) {
+  if (sa->sa_family == AF_INET) {
+    const uint32_t a = ntohl(reinterpret_cast<const sockaddr_in*>(sa)->sin_addr.s_addr);
+    return (a >> 24) == 127 || a == 0;
+  }
+  if (sa->sa_family == AF_INET6) {
+    const in6_addr& a = reinterpret_cast<const sockaddr_in6*>(sa)->sin6_addr;
+    if (IN6_IS_ADDR_LOOPBACK(&a) || IN6_IS_ADDR_UNSPECIFIED(&a)) return true;
+    if (IN6_IS_ADDR_V4MAPPED(&a))
+      return a.s6_addr[12] == 127 ||
+             (a.s6_addr[12] | a.s6_addr[13] | a.s6_addr[14] | a.s6_addr[15]) == 0;
+  }
+  return false;
+}
+
+int port_of(const sockaddr* sa) {
+  if (sa->sa_family == AF_INET) return ntohs(reinterpret_cast<const sockaddr_in*>(sa)->sin_port);
+  if (sa->sa_family == AF_INET6) return ntohs(reinterpret_cast<const sockaddr_in6*>(sa)->sin6_port);
+  return -1;
+}
+
+// One transfer's state, shared with libcurl's callbacks.
+struct Transfer {
+  int internal_port = 0;
+  size_t max_bytes = 0;
+  bool refused_internal = false;
+  bool too_large = false;
+  std::string body;
+  json headers = json::object();
+
+  static curl_socket_t open_socket(void* self, curlsocktype, curl_sockaddr* address) {
+    auto* t = static_cast<Transfer*>(self);
+    const auto* sa = reinterpret_cast<const sockaddr*>(&address->addr);
+    if (port_of(sa) == t->internal_port && is_local(sa)) {
+      t->refused_internal = true;
+      return CURL_SOCKET_BAD;
+    }
+    return ::socket(address->family, address->socktype, address->protocol);
+  }
+  static size_t write(char* data, size_t, size_t n, void* self) {
+    auto* t = static_cast<Transfer*>(self);
+    if (t->body.size() + n > t->max_bytes) {
+      t->too_large = true;
+      return 0;  // aborts the transfer
+    }
+    t->body.append(data, n);
+    return n;
+  }
+  static size_t header(char* data, size_t, size_t n, void* self) {
+    auto* t = static_cast<Transfer*>(self);
+    std::string_view line(data, n);
+    while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.remove_suffix(1);
+    if (line.starts_with("HTTP/")) {
+      t->headers = json::object();  // a new response (after 100 Continue)
+    } else if (auto colon = line.find(':'); colon != std::string_view::npos) {
+      std::string name(line.substr(0, colon));
+      std::string_view value = line.substr(colon + 1);
+      while (!value.empty() && value.front() == ' ') value.remove_prefix(1);
+      t->headers[name].push_back(std::string(value));
+    }
+    return n;
+  }
+};
+
+class HttpService : public Service {
+ public:
+  HttpService(const HttpSettings& s, int internal_port) : s_(s), internal_port_(internal_port) {
+    static std::once_flag once;
+    std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+  }
+
+  Reply handle(const Call& call) override {
+    static const std::vector<std::string> kMethods = {"get",   "post",   "put",
+                                                      "patch", "delete", "head"};
+    if (std::find(kMethods.begin(), kMethods.end(), call.method) == kMethods.end())
+      return error(kBadRequest, "http has no method '" + call.method + "'");
+    std::string url = call.header(kHeaderUrl);
+    if (url.empty())
+      return error(kBadRequest, std::string("header ") + kHeaderUrl + " is required");
+    std::vector<std::string> headers;
+    if (auto h = call.msg.header(kHeaderHttpHeaders)) {
+      auto parsed = json::parse(*h, nullptr, false);
+      if (!parsed.is_object())
+        return error(kBadRequest, std::string("header ") + kHeaderHttpHeaders +
+                                      " must be a JSON object of header names and values");
+      for (const auto& [name, value] : parsed.items()) {
+        if (!value.is_string() || name.empty() ||
+            name.find_first_of(":\r\n") != std::string::npos ||
+            value.get<std::string>().find_first_of("\r\n") != std::string::npos)
+          return error(kBadRequest,
+                       "request header '" + name + "' must be a name and a one-line string");
+        headers.push_back(name + ": " + value.get<std::string>());
+      }
+    }
+    std::string method = call.method;
+    std::string_view body = call.msg.data();
+    for (int hop = 0;; ++hop) {
+      auto u = parse_url(url);
+      if (!u) return error(kBadRequest, "'" + url + "' is not a URL");
+      if (u->scheme != "http" && u->scheme != "https")
+        return error(kBadRequest, "only http and https URLs are allowed, not '" + url + "'");
+      if (!host_allowed(s_.allow_hosts, u->host))
+        return denied("host '" + u->host + "' is not in the node's allowed HTTP hosts");
+      Transfer t{.internal_port = internal_port_,
+                 .max_bytes = static_cast<size_t>(s_.max_response_bytes)};
+      long status = 0;
+      std::string next;
+      if (auto r = perform(method, url, headers, body, t, status, next); r.code != kOk) return r;
+      const bool redirect =
+          status == 301 || status == 302 || status == 303 || status == 307 || status == 308;
+      if (!redirect || next.empty()) return ok(response(status, t));
+      if (hop >= s_.max_redirects)
+        return error(kFailed,
+                     "too many redirects (the limit is " + std::to_string(s_.max_redirects) + ")");
+      if (status == 303 || ((status == 301 || status == 302) && method == "post")) {
+        method = "get";  // as browsers do
+        body = {};
+      }
+      url = next;
+    }
+  }
+
+ private:
+  Reply perform(const std::string& method, const std::string& url,
+                const std::vector<std::string>& headers, std::string_view body, Transfer& t,
+                long& status, std::string& redirect) {
+    std::unique_ptr<CURL, decltype(&curl_easy_cleanup)> h(curl_easy_init(), curl_easy_cleanup);
+    if (!h) return error(kFailed, "cannot start an HTTP request");
+    curl_slist* list = nullptr;
+    for (const auto& line : headers) list = curl_slist_append(list, line.c_str());
+    std::unique_ptr<curl_slist, decltype(&curl_slist_free_all)> list_owner(list,
+                                                                           curl_slist_free_all);
+    char errbuf[CURL_ERROR_SIZE] = {};
+    CURL* c = h.get();
+    curl_easy_setopt(c, CURLOPT_URL, url.c_str());
+    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, static_cast<long>(s_.timeout_ms));
+    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, list);
+    curl_easy_setopt(c, CURLOPT_OPENSOCKETFUNCTION, &Transfer::open_socket);
+    curl_easy_setopt(c, CURLOPT_OPENSOCKETDATA, &t);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, &Transfer::write);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &t);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, &Transfer::header);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, &t);
+    curl_easy_setopt(c, CURLOPT_USERAGENT, "nex-host-services");
+    if (method == "head") {
+      curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+    } else if (method != "get") {
+      std::string upper = method;
+      std::transform(upper.begin(), upper.end(), upper.begin(), ::toupper);
+      curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, upper.c_str());
+      if (method != "delete" || !body.empty()) {
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body.data());
+      }
+    }
+    const CURLcode rc = curl_easy_perform(c);
+    if (t.refused_internal)
+      return denied("'" + url + "' leads to the node's internal NATS port, which is off limits");
+    if (t.too_large)
+      return error(kFailed, "the response is larger than " + std::to_string(s_.max_response_bytes) +
+                                " bytes (the node's limit)");
+    if (rc == CURLE_OPERATION_TIMEDOUT)
+      return error(kTimedOut, "no response from '" + url + "' within " +
+                                  std::to_string(s_.timeout_ms) + " ms");
+    if (rc != CURLE_OK)
+      return error(kFailed, std::string("request to '") + url +
+                                "' failed: " + (errbuf[0] ? errbuf : curl_easy_strerror(rc)));
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    char* location = nullptr;
+    if (curl_easy_getinfo(c, CURLINFO_REDIRECT_URL, &location) == CURLE_OK && location)
+      redirect = location;
+    return ok();
+  }
+
+  // {status, headers: {name: [values]}, body}, plus body_base64 when the body is not UTF-8.
+  static std::string response(long status, Transfer& t) {
+    json out = {{"status", status}, {"headers", std::move(t.headers)}, {"body", t.body}};
+    try {
+      return out.dump();
+    } catch (const json::type_error&) {  // not UTF-8
+      out["body_base64"] = base64_encode(as_bytes(t.body), Base64::kStandard);
+      return api::dump(out);
+    }
+  }
+
+  HttpSettings s_;
+  int internal_port_;
+};
+
+}  // namespace
+
+std::unique_ptr<Service> make_http_service(const HttpSettings& settings, int internal_port) {
+  return std::make_unique<HttpService>(settings, internal_port);
+}
+
+}  // namespace nex::node::hs

@@ -1,0 +1,55 @@
+// Host services, node side: what one service sees of a call and what it answers. The wire is
+// specs/nex-wire.md "Host services": parameters in headers, the value in the body; the answer
+// carries x-nex-hs-code and x-nex-hs-msg.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "api/host_services.h"
+#include "nats/connection.h"
+#include "nats/msg.h"
+#include "node/host_services/settings.h"
+
+namespace nex::node::hs {
+
+using namespace api::host_services;  // codes and header names
+
+struct Reply {
+  int code = kOk;
+  std::string message;  // why it failed; empty on success
+  std::string body;
+  // A refusal by policy: the node logs it as the workload's attempt.
+  bool denied = false;
+};
+inline Reply ok(std::string body = {}) { return {kOk, {}, std::move(body)}; }
+inline Reply error(int code, std::string message) { return {code, std::move(message), {}}; }
+inline Reply denied(std::string message) { return {kForbidden, std::move(message), {}, true}; }
+
+// The answer for a failed operation: its message, with the code its kind of error maps to.
+Reply reply_for(const Error& e);
+
+struct Call {
+  std::string ns;
+  std::string workload;  // the workload's name
+  std::string method;
+  const nats::Message& msg;
+  const nats::Connection& nc;  // the workload's host-services NATS connection
+  std::string header(const char* name) const { return msg.header(name).value_or(""); }
+};
+
+// One host service; called from several threads at once.
+class Service {
+ public:
+  virtual ~Service() = default;
+  virtual Reply handle(const Call& call) = 0;
+};
+
+std::unique_ptr<Service> make_kv_service(const BucketSettings& settings);
+std::unique_ptr<Service> make_object_store_service(const BucketSettings& settings);
+std::unique_ptr<Service> make_messaging_service(const MessagingSettings& settings);
+// `internal_port`: the node's internal NATS, which HTTP requests must never reach.
+std::unique_ptr<Service> make_http_service(const HttpSettings& settings, int internal_port);
+
+}  // namespace nex::node::hs

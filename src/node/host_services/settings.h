@@ -1,0 +1,56 @@
+// What each host service may do, from the node config's "host_services": {"services": {...}}.
+// The shape follows Nex's node config (a service name mapped to {"enabled", "config"}); the
+// configuration keys inside "config" are ours. Every service is enabled by default.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "api/json_fields.h"
+#include "core/error.h"
+
+namespace nex::node::hs {
+
+struct BucketSettings {
+  bool enabled = true;
+  int64_t max_bytes = 512 * 1024;  // the bucket's size limit, set when it is created
+};
+
+struct MessagingSettings {
+  bool enabled = true;
+  int64_t request_timeout_ms = 750;
+  int64_t request_many_timeout_ms = 3000;  // requestMany gathers answers at most this long
+  // A subject must match one allowed pattern and no denied one. $SYS.>, $JS.> and $NEX.> are
+  // always denied.
+  std::vector<std::string> allow_subjects = {">"};
+  std::vector<std::string> deny_subjects;
+};
+
+struct HttpSettings {
+  bool enabled = true;
+  int64_t timeout_ms = 2500;
+  int64_t max_redirects = 3;
+  int64_t max_response_bytes = 1024 * 1024;
+  // Host names (or "*.example.com") requests may go to; empty allows any. Whatever it says,
+  // nothing reaches the node's internal NATS port.
+  std::vector<std::string> allow_hosts;
+};
+
+struct Settings {
+  BucketSettings kv;
+  BucketSettings object_store;
+  MessagingSettings messaging;
+  HttpSettings http;
+};
+
+// Reads the "services" object of the node config's "host_services"; errors name the field.
+Status read_settings(const nlohmann::json& services, Settings& out);
+
+// The subjects messaging never reaches, whatever the configuration says.
+inline const std::vector<std::string>& always_denied_subjects() {
+  static const std::vector<std::string> denied = {"$SYS.>", "$JS.>", "$NEX.>"};
+  return denied;
+}
+
+}  // namespace nex::node::hs
