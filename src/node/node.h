@@ -44,6 +44,9 @@ class Node {
 
   std::string id() const { return identity_.id(); }
   std::string xkey() const { return identity_.xkey().public_key(); }
+  // The port of the node's private NATS server (on loopback), which workloads never reach
+  // except as agents.
+  int internal_nats_port() const { return internal_->port(); }
   // Undeploys every workload, announces node_stopped and releases everything.
   void stop();
 

@@ -1,0 +1,302 @@
+// Host services through a real node, nats-server with JetStream, agents and functions: every
+// method from JavaScript (tests/fixtures/js/host_services.js) and from WebAssembly
+// (tests/fixtures/wasm/host_services.c, built against sdk/wasm/nex.h), HTTP against a local
+// server, and the node's refusals: denied subjects and its internal NATS port.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "nats/key_value.h"
+#include "testing/http_server.h"
+#include "testing/node_fixture.h"
+
+namespace nex::node {
+namespace {
+
+using namespace std::chrono_literals;
+using nlohmann::json;
+using testing::Collector;
+namespace fs = std::filesystem;
+
+std::string read_file(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+testing::HttpResponse http_handler(const testing::HttpRequest& req) {
+  if (req.path == "/hello")
+    return {200, {{"X-Greeting", "hi"}, {"Content-Type", "text/plain"}}, "hello from http"};
+  if (req.path == "/echo") {
+    json seen = {{"method", req.method},
+                 {"custom", req.headers.count("x-custom") ? req.headers.at("x-custom") : ""},
+                 {"body", req.body}};
+    return {201, {{"Content-Type", "application/json"}}, seen.dump()};
+  }
+  if (req.path == "/moved") return {302, {{"Location", "/hello"}}, ""};
+  if (req.path == "/slow") {
+    std::this_thread::sleep_for(2s);
+    return {200, {}, "too late"};
+  }
+  return {404, {}, "no such page"};
+}
+
+class HostServicesTest : public testing::NodeTest {
+ protected:
+  void SetUp() override {
+    NodeTest::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
+    auto os = nats::ObjectStore::bind(*js_, "NEXCLIFILES");
+    ASSERT_TRUE(os);
+    ASSERT_OK(os->put_bytes(
+        "hs.js", read_file(fs::path(NEX_SOURCE_DIR) / "tests/fixtures/js/host_services.js")));
+    wasm_built_ = fs::exists(fs::path(NEX_WASM_DIR) / "host_services.wasm");
+    if (wasm_built_)
+      ASSERT_OK(os->put_file("hs.wasm", fs::path(NEX_WASM_DIR) / "host_services.wasm"));
+    NodeConfig config;
+    config.host_services_settings.object_store.max_bytes = 16 << 20;  // room for 5 MiB
+    config.host_services_settings.http.timeout_ms = 800;
+    config.host_services_settings.messaging.deny_subjects = {"secret.>"};
+    start_node(config);
+    deploy_function("hsjs", "hs.js", "v8", "hs.js");
+    if (wasm_built_) deploy_function("hswasm", "hs.wasm", "wasm", "hs.wasm");
+  }
+
+  void deploy_function(const std::string& name, const std::string& key, const std::string& type,
+                       const std::string& trigger) {
+    json req = deploy_request(name);
+    req["type"] = type;
+    req["location"] = "nats://NEXCLIFILES/" + key;
+    req["trigger_subjects"] = {trigger};
+    json r = deploy(req);
+    ASSERT_TRUE(r["error"].is_null()) << r.dump();
+  }
+
+  void need_wasm() {
+    if (!wasm_built_)
+      GTEST_SKIP() << "the wasm test modules were not built (clang with wasi-libc missing)";
+  }
+
+  // Asks the JavaScript function to do `op`; its answer, or {"error": the error reply}.
+  json js(const json& op) {
+    auto r = conn_->request("hs.js", op.dump(), 15s);
+    if (!r) return {{"transport_error", r.error().message}};
+    if (auto e = r->header("Nats-Service-Error")) return {{"error", *e}};
+    return json::parse(r->data());
+  }
+  // Asks the WebAssembly function: "op\nfirst\nrest"; its output, or "ERROR: ...".
+  std::string wasm(const std::string& op, const std::string& first = "",
+                   const std::string& rest = "") {
+    auto r = conn_->request("hs.wasm", op + "\n" + first + "\n" + rest, 15s);
+    if (!r) return "TRANSPORT: " + r.error().message;
+    if (auto e = r->header("Nats-Service-Error")) return "ERROR: " + *e;
+    return std::string(r->data());
+  }
+
+  bool wasm_built_ = false;
+};
+
+TEST_F(HostServicesTest, KeyValueFromJavaScript) {
+  json set = js({{"op", "kv.set"}, {"key", "hello"}, {"value", "world"}});
+  EXPECT_EQ(set["success"], true) << set.dump();
+  EXPECT_GE(set["revision"].get<int64_t>(), 1);
+  EXPECT_EQ(js({{"op", "kv.get"}, {"key", "hello"}})["value"], "world");
+  EXPECT_TRUE(js({{"op", "kv.get"}, {"key", "hello2"}})["value"].is_null()) << "a missing key";
+  js({{"op", "kv.set"}, {"key", "other"}, {"value", "x"}});
+  EXPECT_EQ(js({{"op", "kv.keys"}}), json::array({"hello", "other"}));
+
+  // It really is in JetStream, in the workload's own bucket.
+  auto kv = nats::KeyValue::bind(*js_, "hs_default_hsjs_kv");
+  ASSERT_TRUE(kv) << kv.error().message;
+  EXPECT_EQ(kv->get("hello")->value, "world");
+
+  EXPECT_EQ(js({{"op", "kv.delete"}, {"key", "hello"}})["deleted"], "hello");
+  EXPECT_TRUE(js({{"op", "kv.get"}, {"key", "hello"}})["value"].is_null());
+  // A bad key is the service's error, thrown as an exception.
+  json bad = js({{"op", "kv.get"}, {"key", "no spaces allowed"}});
+  EXPECT_NE(bad.value("error", "").find("hostServices.kv.get"), std::string::npos) << bad.dump();
+}
+
+TEST_F(HostServicesTest, KeyValueFromWebAssembly) {
+  need_wasm();
+  EXPECT_EQ(wasm("kv_get", "greeting").substr(0, 5), "-404\n") << "a missing key";
+  std::string set = wasm("kv_set", "greeting", "hello wasm");
+  EXPECT_NE(set.find("\"success\":true"), std::string::npos) << set;
+  EXPECT_EQ(wasm("kv_get", "greeting"), "10\nhello wasm");
+  EXPECT_EQ(wasm("kv_keys"), "12\n[\"greeting\"]");
+  EXPECT_EQ(wasm("kv_delete", "greeting").substr(0, 2), "16");
+  EXPECT_EQ(wasm("kv_get", "greeting").substr(0, 5), "-404\n");
+  // Each workload has its own bucket: the JavaScript function's key is not here.
+  js({{"op", "kv.set"}, {"key", "mine"}, {"value", "js"}});
+  EXPECT_EQ(wasm("kv_get", "mine").substr(0, 5), "-404\n");
+}
+
+TEST_F(HostServicesTest, ObjectStoreFromJavaScript) {
+  json info = js({{"op", "obj.put"}, {"name", "hello"}, {"value", "object body"}});
+  EXPECT_EQ(info["name"], "hello") << info.dump();
+  EXPECT_EQ(info["size"], 11);
+  EXPECT_EQ(info["bucket"], "hs_default_hsjs_obj");
+  EXPECT_EQ(js({{"op", "obj.get"}, {"name", "hello"}})["value"], "object body");
+  EXPECT_TRUE(js({{"op", "obj.get"}, {"name", "hello2"}})["value"].is_null()) << "missing (404)";
+  EXPECT_EQ(js({{"op", "obj.list"}}), json::array({"hello"}));
+  EXPECT_EQ(js({{"op", "obj.delete"}, {"name", "hello"}})["deleted"], "hello");
+  EXPECT_EQ(js({{"op", "obj.list"}}), json::array());
+  json missing = js({{"op", "obj.delete"}, {"name", "hello"}});
+  EXPECT_NE(missing.value("error", "").find("no such object"), std::string::npos) << missing.dump();
+
+  json big = js({{"op", "obj.big"}, {"name", "big"}, {"size", 5 << 20}});
+  EXPECT_EQ(big["size"], 5 << 20) << big.dump();
+  EXPECT_EQ(big["back"], 5 << 20);
+  EXPECT_EQ(big["same"], true);
+}
+
+TEST_F(HostServicesTest, ObjectStoreFromWebAssembly) {
+  need_wasm();
+  EXPECT_EQ(wasm("object_get", "doc").substr(0, 5), "-404\n");
+  std::string put = wasm("object_put", "doc", "wasm object");
+  EXPECT_NE(put.find("\"bucket\":\"hs_default_hswasm_obj\""), std::string::npos) << put;
+  EXPECT_EQ(wasm("object_get", "doc"), "11\nwasm object");
+  EXPECT_NE(wasm("object_list").find("\"name\":\"doc\""), std::string::npos);
+  EXPECT_EQ(wasm("object_delete", "doc").substr(0, 2), "16");
+  EXPECT_EQ(wasm("object_list"), "2\n[]");
+  EXPECT_EQ(wasm("object_big", std::to_string(5 << 20)),
+            "1\n" + std::to_string(5 << 20) + "\nsame");
+}
+
+TEST_F(HostServicesTest, MessagingFromJavaScript) {
+  Collector published(*conn_, "greetings.>");
+  EXPECT_EQ(js({{"op", "pub"}, {"subject", "greetings.js"}, {"value", "hi all"}})["published"],
+            "greetings.js");
+  EXPECT_TRUE(published.wait_for("hi all"));
+
+  auto responder = *conn_->subscribe("svc.upper", [this](nats::Message m) {
+    std::string up(m.data());
+    for (auto& c : up) c = static_cast<char>(std::toupper(c));
+    (void)conn_->publish(m.reply(), up);
+  });
+  ASSERT_OK(conn_->flush());
+  EXPECT_EQ(js({{"op", "req"}, {"subject", "svc.upper"}, {"value", "shout"}})["reply"], "SHOUT");
+
+  json none = js({{"op", "req"}, {"subject", "nobody.home"}, {"value", "?"}});
+  EXPECT_NE(none.value("error", "").find("no responders on 'nobody.home'"), std::string::npos)
+      << none.dump();
+
+  std::vector<nats::Subscription> many;
+  for (int i = 0; i < 3; ++i) {
+    many.push_back(*conn_->subscribe("census", [this, i](nats::Message m) {
+      (void)conn_->publish(m.reply(), "responder " + std::to_string(i));
+    }));
+  }
+  ASSERT_OK(conn_->flush());
+  EXPECT_EQ(js({{"op", "reqmany"}, {"subject", "census"}, {"value", "who?"}}),
+            json::array({"responder 0", "responder 1", "responder 2"}));
+}
+
+TEST_F(HostServicesTest, MessagingFromWebAssembly) {
+  need_wasm();
+  Collector published(*conn_, "greetings.>");
+  EXPECT_EQ(wasm("publish", "greetings.wasm", "hello from wasm").substr(0, 2), "16");
+  EXPECT_TRUE(published.wait_for("hello from wasm"));
+  auto responder = *conn_->subscribe("svc.echo", [this](nats::Message m) {
+    (void)conn_->publish(m.reply(), "echo: " + std::string(m.data()));
+  });
+  std::vector<nats::Subscription> many;
+  for (int i = 0; i < 3; ++i) {
+    many.push_back(*conn_->subscribe("census", [this, i](nats::Message m) {
+      (void)conn_->publish(m.reply(), "r" + std::to_string(i));
+    }));
+  }
+  ASSERT_OK(conn_->flush());
+  EXPECT_EQ(wasm("request", "svc.echo", "ping"), "10\necho: ping");
+  std::string none = wasm("request", "nobody.home", "?");
+  EXPECT_EQ(none.substr(0, 5), "-503\n") << none;
+  EXPECT_NE(none.find("no responders"), std::string::npos) << none;
+  std::string gathered = wasm("request_many", "census", "who?");
+  EXPECT_EQ(gathered.substr(0, 3), "18\n") << gathered;  // three frames of 4 + 2 bytes
+  for (const char* r : {"r0\n", "r1\n", "r2\n"}) EXPECT_NE(gathered.find(r), std::string::npos);
+}
+
+TEST_F(HostServicesTest, HttpFromJavaScript) {
+  testing::HttpServer web(http_handler);
+  json got = js({{"op", "http"}, {"method", "get"}, {"url", web.url("/hello")}});
+  EXPECT_EQ(got["status"], 200) << got.dump();
+  EXPECT_EQ(got["response"], "hello from http");
+  EXPECT_EQ(got["headers"]["X-Greeting"], "hi");
+
+  json posted = js({{"op", "http"},
+                    {"method", "post"},
+                    {"url", web.url("/echo")},
+                    {"body", "the body"},
+                    {"headers", {{"X-Custom", "custom value"}}}});
+  EXPECT_EQ(posted["status"], 201) << posted.dump();
+  json seen = json::parse(posted["response"].get<std::string>());
+  EXPECT_EQ(seen["method"], "POST");
+  EXPECT_EQ(seen["custom"], "custom value");
+  EXPECT_EQ(seen["body"], "the body");
+
+  for (const char* method : {"put", "patch"}) {
+    json r = js({{"op", "http"}, {"method", method}, {"url", web.url("/echo")}, {"body", "b"}});
+    std::string upper = method;
+    for (auto& c : upper) c = static_cast<char>(std::toupper(c));
+    EXPECT_EQ(json::parse(r["response"].get<std::string>())["method"], upper);
+  }
+  EXPECT_EQ(
+      json::parse(js({{"op", "http"}, {"method", "del"}, {"url", web.url("/echo")}})["response"]
+                      .get<std::string>())["method"],
+      "DELETE");
+  EXPECT_EQ(js({{"op", "http"}, {"method", "head"}, {"url", web.url("/hello")}})["status"], 200);
+  EXPECT_EQ(js({{"op", "http"}, {"method", "get"}, {"url", web.url("/moved")}})["response"],
+            "hello from http")
+      << "a redirect is followed";
+  EXPECT_EQ(js({{"op", "http"}, {"method", "get"}, {"url", web.url("/nothing")}})["status"], 404);
+  json slow = js({{"op", "http"}, {"method", "get"}, {"url", web.url("/slow")}});
+  EXPECT_NE(slow.value("error", "").find("within 800 ms"), std::string::npos) << slow.dump();
+}
+
+TEST_F(HostServicesTest, HttpFromWebAssembly) {
+  need_wasm();
+  testing::HttpServer web(http_handler);
+  EXPECT_EQ(wasm("http", "get", web.url("/hello") + "\n\n"), "200\n15\nhello from http");
+  std::string posted =
+      wasm("http", "post", web.url("/echo") + "\n{\"X-Custom\":\"from wasm\"}\nwasm body");
+  ASSERT_EQ(posted.substr(0, 4), "201\n") << posted;
+  json seen = json::parse(posted.substr(posted.find('{')));
+  EXPECT_EQ(seen["custom"], "from wasm");
+  EXPECT_EQ(seen["body"], "wasm body");
+  EXPECT_EQ(wasm("http", "get", web.url("/nothing") + "\n\n"), "404\n12\nno such page");
+  std::string slow = wasm("http", "get", web.url("/slow") + "\n\n");
+  EXPECT_EQ(slow.substr(0, 7), "0\n-504\n") << slow;
+}
+
+TEST_F(HostServicesTest, RefusedAttemptsAreClearErrorsAndLogged) {
+  Collector logs(*conn_, "$NEX.logs.default.*.hsjs.*");
+  json sys = js({{"op", "pub"}, {"subject", "$SYS.REQ.SERVER.PING"}, {"value", ""}});
+  EXPECT_NE(sys.value("error", "").find("subject '$SYS.REQ.SERVER.PING' is denied"),
+            std::string::npos)
+      << sys.dump();
+  json secret = js({{"op", "req"}, {"subject", "secret.plans"}, {"value", ""}});
+  EXPECT_NE(secret.value("error", "").find("matches 'secret.>'"), std::string::npos)
+      << secret.dump();
+  const std::string internal =
+      "http://127.0.0.1:" + std::to_string(node_->internal_nats_port()) + "/";
+  json sneaky = js({{"op", "http"}, {"method", "get"}, {"url", internal}});
+  EXPECT_NE(sneaky.value("error", "").find("internal NATS port"), std::string::npos)
+      << sneaky.dump();
+  json zero = js({{"op", "http"},
+                  {"method", "get"},
+                  {"url", "http://0.0.0.0:" + std::to_string(node_->internal_nats_port())}});
+  EXPECT_NE(zero.value("error", "").find("internal NATS port"), std::string::npos) << zero.dump();
+
+  for (const char* needle : {"$SYS.REQ.SERVER.PING", "secret.plans", "internal NATS port"}) {
+    auto line = logs.wait_for(needle);
+    ASSERT_TRUE(line) << "the refusal of " << needle << " was not logged";
+    EXPECT_EQ(json::parse(line->second)["level"], "warn");
+  }
+  // The function and the node carry on.
+  EXPECT_EQ(js({{"op", "kv.set"}, {"key", "still"}, {"value", "here"}})["success"], true);
+}
+
+}  // namespace
+}  // namespace nex::node
