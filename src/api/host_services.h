@@ -8,10 +8,16 @@
 
 namespace nex::api::host_services {
 
+// hostint.{id}.rpc.{ns}.{workload}: the subjects of one workload's calls start so.
+inline std::string rpc_prefix(const std::string& workload_id, const std::string& ns,
+                              const std::string& workload) {
+  return "hostint." + workload_id + ".rpc." + ns + "." + workload;
+}
+
 inline std::string rpc_subject(const std::string& workload_id, const std::string& ns,
                                const std::string& workload, const std::string& service,
                                const std::string& method) {
-  return "hostint." + workload_id + ".rpc." + ns + "." + workload + "." + service + "." + method;
+  return rpc_prefix(workload_id, ns, workload) + "." + service + "." + method;
 }
 
 // Services.

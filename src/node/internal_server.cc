@@ -4,6 +4,9 @@
 
 #include <fstream>
 
+#include <sodium.h>
+
+#include "core/encoding.h"
 #include "core/nuid.h"
 
 namespace nex::node {
@@ -49,6 +52,10 @@ Status InternalServer::write_config_and_reload(bool reload) {
     conf += "    { nkey: " + user + ", permissions: { publish: { allow: [\"hostint." + id +
             ".>\"] }, subscribe: { allow: [\"agentint." + id + ".>\", \"" + inbox_prefix(id) +
             ".>\"] } } }\n";
+    // Quoted: an unquoted value that looks like a number is read as one.
+    conf += "    { user: \"svc_" + id + "\", password: \"" + service_passwords_.at(id) + "\"" +
+            ", permissions: { publish: { allow: [\"hostint." + id +
+            ".rpc.>\"] }, subscribe: { allow: [\"" + service_inbox_prefix(id) + ".>\"] } } }\n";
   }
   conf += "  ]\n}\n";
   // Write-then-rename so the server never reads a half-written file.
@@ -76,6 +83,9 @@ Result<std::map<std::string, std::string>> InternalServer::add_workloads(
     auto user = crypto::KeyPair::create(crypto::KeyType::kUser);
     if (!user) return fail(user.error());
     workload_users_[id] = user->public_key();
+    unsigned char secret[18];
+    randombytes_buf(secret, sizeof secret);
+    service_passwords_[id] = hex_encode(secret);
     seeds[id] = user->seed();
   }
   NEX_RETURN_IF_ERROR(write_config_and_reload(/*reload=*/true));
@@ -97,8 +107,16 @@ Result<nats::Message> InternalServer::request_agent(const std::string& id,
   return answer;
 }
 
+std::string InternalServer::service_url(const std::string& id) {
+  std::lock_guard lock(mu_);
+  auto it = service_passwords_.find(id);
+  if (it == service_passwords_.end()) return {};
+  return "nats://svc_" + id + ":" + it->second + "@" + host_ + ":" + std::to_string(port());
+}
+
 Status InternalServer::remove_workload(const std::string& id) {
   std::lock_guard lock(mu_);
+  service_passwords_.erase(id);
   if (workload_users_.erase(id) == 0) return {};
   return write_config_and_reload(/*reload=*/true);
 }

@@ -1,9 +1,10 @@
 // InternalServer: the node's private nats-server (a child process on loopback) that carries
 // node <-> agent traffic. Every workload gets a user of its own that may publish only to
 // hostint.{id}.> and subscribe only to agentint.{id}.> and its own inbox prefix _INBOX_{id};
-// so an agent can reach only its own subjects. The node's requests to an agent carry a reply
-// subject inside the agent's own space (hostint.{id}.reply.<token>): nats-server 2.9.10 resets
-// `allow_responses` state on every configuration reload and then refuses in-flight replies
+// so an agent can reach only its own subjects. A second user per workload, for a native service
+// itself, may only call host services (hostint.{id}.rpc.>). The node's requests to an agent carry a
+// reply subject inside the agent's own space (hostint.{id}.reply.<token>): nats-server 2.9.10
+// resets `allow_responses` state on every configuration reload and then refuses in-flight replies
 // (checked: about one request in five failed across reloads), while plain publish permissions
 // survive reloads. The node rewrites the configuration and reloads the server as workloads
 // come and go.
@@ -43,6 +44,11 @@ class InternalServer {
 
   // Adds users for these workloads and reloads the server; returns each one's user seed.
   Result<std::map<std::string, std::string>> add_workloads(const std::vector<std::string>& ids);
+  // How the workload itself (a native service, beside its agent) reaches host services: a URL
+  // with a user that may only publish hostint.{id}.rpc.> and read replies under
+  // service_inbox_prefix(id). Empty for an unknown id.
+  std::string service_url(const std::string& id);
+  static std::string service_inbox_prefix(const std::string& id) { return "_INBOX_" + id + "_svc"; }
   // Removes a workload's user (its agent is disconnected by the reload).
   Status remove_workload(const std::string& id);
 
@@ -59,7 +65,8 @@ class InternalServer {
   std::string host_ = "127.0.0.1";
   crypto::KeyPair node_user_ = *crypto::KeyPair::create(crypto::KeyType::kUser);
   std::mutex mu_;
-  std::map<std::string, std::string> workload_users_;  // id -> public user nkey
+  std::map<std::string, std::string> workload_users_;     // id -> public user nkey
+  std::map<std::string, std::string> service_passwords_;  // id -> the service user's password
   std::unique_ptr<nats::LocalNatsServer> server_;
   std::optional<nats::Connection> conn_;
 };

@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "api/events.h"
+#include "api/host_services.h"
 #include "api/json_fields.h"
 #include "api/subject.h"
 #include "core/clock.h"
@@ -552,6 +553,15 @@ Result<json> Node::deploy(const std::string& ns, std::string_view body) {
   areq.argv = req->argv;
   areq.description = req->description;
   areq.environment = std::move(*env);
+  if (req->type == api::WorkloadType::kNative) {
+    // ours: a native service reaches host services over the internal NATS, as a user that may
+    // only call them for this workload (docs/host-services.md).
+    areq.environment["NEX_HOSTSERVICES_NATS_URL"] = internal_->service_url(agent->id);
+    areq.environment["NEX_HOSTSERVICES_INBOX_PREFIX"] =
+        InternalServer::service_inbox_prefix(agent->id);
+    areq.environment["NEX_HOSTSERVICES_SUBJECT_PREFIX"] =
+        api::host_services::rpc_prefix(agent->id, ns, name);
+  }
   areq.essential = req->essential;
   areq.hash = actual_hash;
   areq.ns = ns;

@@ -298,5 +298,46 @@ TEST_F(HostServicesTest, RefusedAttemptsAreClearErrorsAndLogged) {
   EXPECT_EQ(js({{"op", "kv.set"}, {"key", "still"}, {"value", "here"}})["success"], true);
 }
 
+// A native service reaches host services too (examples/hostservices-native/hostcall.c), as a
+// user of the internal NATS that may call them only for itself: another workload's bucket is
+// refused by the node (and logged), another workload's subjects by the NATS server.
+TEST_F(HostServicesTest, NativeServicesCallThemForThemselvesOnly) {
+  ASSERT_EQ(js({{"op", "kv.set"}, {"key", "secret"}, {"value", "the js function's"}})["success"],
+            true);
+  auto os = nats::ObjectStore::bind(*js_, "NEXCLIFILES");
+  ASSERT_OK(os->put_file("hostcall", testing::kBinDir / "hostcall"));
+  std::string victim_id;
+  json machines = info()["data"]["machines"];
+  for (const auto& m : machines)
+    if (m["workload"]["name"] == "hsjs") victim_id = m["id"];
+  ASSERT_FALSE(victim_id.empty());
+  Collector logs(*conn_, "$NEX.logs.default.*.hostcall.*");
+  json req = deploy_request("hostcall");
+  req["location"] = "nats://NEXCLIFILES/hostcall";
+  req["argv"] = {"kv",     "set",
+                 "note",   "written natively",
+                 "kv",     "get",
+                 "note",   "hostint.{id}.rpc.default.hsjs.kv.get",
+                 "secret", "hostint." + victim_id + ".rpc.default.hsjs.kv.get",
+                 "secret"};
+  json r = deploy(req);
+  ASSERT_TRUE(r["error"].is_null()) << r.dump();
+
+  EXPECT_TRUE(logs.wait_for("kv.set -> 200 OK"));
+  EXPECT_TRUE(logs.wait_for("written natively")) << "its own key reads back";
+  EXPECT_TRUE(
+      logs.wait_for("-> 403 workload hostcall in namespace default may not use the host "
+                    "services of hsjs"));
+  EXPECT_TRUE(logs.wait_for("refused by the NATS server"));
+  auto refusal = logs.wait_for("host services refused");
+  ASSERT_TRUE(refusal) << "the node did not log the attempt";
+  EXPECT_EQ(json::parse(refusal->second)["level"], "warn");
+  EXPECT_TRUE(logs.wait_for("2 call(s) failed"));
+  EXPECT_FALSE(logs.wait_for("the js function's", 100ms)) << "another workload's value leaked";
+  auto kv = nats::KeyValue::bind(*js_, "hs_default_hostcall_kv");
+  ASSERT_TRUE(kv);
+  EXPECT_EQ(kv->get("note")->value, "written natively");
+}
+
 }  // namespace
 }  // namespace nex::node

@@ -87,12 +87,18 @@ TEST(JavaScriptFunction, AFunctionFindsNoWayOutOfItsGlobal) {
   auto f = make(
       "(s, p) => ['require', 'process', 'os', 'load', 'read', 'readFile', 'snarf', 'evaluate',\n"
       "  'fetch', 'XMLHttpRequest', 'WebSocket', 'Deno', 'Bun', 'import', 'quit', 'system',\n"
-      "  'setTimeout', 'SharedArrayBuffer', 'Atomics', 'hostServices']\n"
+      "  'setTimeout', 'SharedArrayBuffer', 'Atomics']\n"
       "  .filter(name => typeof globalThis[name] !== 'undefined').join(',')");
   ASSERT_TRUE(f);
   auto r = f->call("s", "");
   ASSERT_TRUE(r.ok) << r.body;
   EXPECT_EQ(r.body, "") << "reachable from a function: " << r.body;
+  // The one door out is hostServices, which only asks the node (here: no node at all).
+  auto host = make(
+      "(s, p) => { try { this.hostServices.kv.get('k'); return 'reached'; }\n"
+      "  catch (e) { return String(e.message); } }");
+  ASSERT_TRUE(host);
+  EXPECT_EQ(host->call("s", "").body, "hostServices.kv.get: host services are not available here");
   auto eval_escape =
       make("(s, p) => { try { return String(eval('typeof os')); } catch (e) { return 'threw'; } }");
   ASSERT_TRUE(eval_escape);
