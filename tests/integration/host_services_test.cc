@@ -59,6 +59,7 @@ class HostServicesTest : public testing::NodeTest {
     config.host_services_settings.object_store.max_bytes = 16 << 20;  // room for 5 MiB
     config.host_services_settings.http.timeout_ms = 800;
     config.host_services_settings.messaging.deny_subjects = {"secret.>"};
+    config.host_services_settings.http.allow_hosts = {"127.0.0.1", "0.0.0.0"};
     start_node(config);
     deploy_function("hsjs", "hs.js", "v8", "hs.js");
     if (wasm_built_) deploy_function("hswasm", "hs.wasm", "wasm", "hs.wasm");
@@ -289,7 +290,17 @@ TEST_F(HostServicesTest, RefusedAttemptsAreClearErrorsAndLogged) {
                   {"url", "http://0.0.0.0:" + std::to_string(node_->internal_nats_port())}});
   EXPECT_NE(zero.value("error", "").find("internal NATS port"), std::string::npos) << zero.dump();
 
-  for (const char* needle : {"$SYS.REQ.SERVER.PING", "secret.plans", "internal NATS port"}) {
+  testing::HttpServer web(http_handler);
+  json elsewhere = js({{"op", "http"},
+                       {"method", "get"},
+                       {"url", "http://localhost:" + std::to_string(web.port()) + "/hello"}});
+  EXPECT_NE(
+      elsewhere.value("error", "").find("host 'localhost' is not in the node's allowed HTTP hosts"),
+      std::string::npos)
+      << elsewhere.dump();
+
+  for (const char* needle :
+       {"$SYS.REQ.SERVER.PING", "secret.plans", "internal NATS port", "host 'localhost'"}) {
     auto line = logs.wait_for(needle);
     ASSERT_TRUE(line) << "the refusal of " << needle << " was not logged";
     EXPECT_EQ(json::parse(line->second)["level"], "warn");

@@ -37,6 +37,35 @@ TEST(NodeConfig, EveryFieldIsRead) {
   EXPECT_EQ(c->valid_issuers.size(), 1u);
 }
 
+TEST(NodeConfig, HostServicesAreConfiguredPerService) {
+  auto c = parse_node_config(R"({"host_services": {"nats_url": "nats://127.0.0.1:4222",
+    "services": {"kv": {"enabled": false}, "objectstore": {"config": {"max_bytes": 8388608}},
+      "messaging": {"config": {"request_timeout_ms": 100, "deny_subjects": ["admin.>"]}},
+      "http": {"enabled": true, "config": {"allow_hosts": ["*.example.org"], "max_redirects": 0}}}}})");
+  ASSERT_TRUE(c) << c.error().message;
+  const auto& s = c->host_services_settings;
+  EXPECT_FALSE(s.kv.enabled);
+  EXPECT_TRUE(s.object_store.enabled) << "services are on unless turned off";
+  EXPECT_EQ(s.object_store.max_bytes, 8388608);
+  EXPECT_EQ(s.messaging.request_timeout_ms, 100);
+  EXPECT_EQ(s.messaging.deny_subjects, std::vector<std::string>{"admin.>"});
+  EXPECT_EQ(s.messaging.allow_subjects, std::vector<std::string>{">"});
+  EXPECT_EQ(s.http.allow_hosts, std::vector<std::string>{"*.example.org"});
+  EXPECT_EQ(s.http.max_redirects, 0);
+
+  for (auto [text, needle] : std::vector<std::pair<const char*, const char*>>{
+           {R"({"host_services": {"services": {"ftp": {}}}})", "no service 'ftp'"},
+           {R"({"host_services": {"services": {"kv": {"config": {"max_bytes": 0}}}}})",
+            "host_services.services.kv.config: field 'max_bytes' must be at least 1"},
+           {R"({"host_services": {"services": {"http": {"config": {"allow_hosts": "x"}}}}})",
+            "'allow_hosts'"},
+           {R"({"host_services": {"natsurl": "nats://x"}})", "'natsurl'"}}) {
+    auto bad = parse_node_config(text);
+    ASSERT_FALSE(bad) << text;
+    EXPECT_NE(bad.error().message.find(needle), std::string::npos) << bad.error().message;
+  }
+}
+
 TEST(NodeConfig, ErrorsNameTheField) {
   const std::pair<const char*, const char*> cases[] = {
       {R"({"machine_pool_sise": 1})", "unknown field 'machine_pool_sise'"},
