@@ -14,10 +14,49 @@
 #include <sstream>
 #include <string>
 
+#include <algorithm>
+#include <vector>
+
+#include "core/encoding.h"
+#include "crypto/jwt.h"
+#include "crypto/xkeys.h"
 #include "nats/local_server.h"
 #include "nats/object_store.h"
 
 namespace nex::bench {
+
+// Where the benchmark's own binary lies: build/bin, beside nex-agent and the test modules.
+inline const std::filesystem::path kBinDir =
+    std::filesystem::read_symlink("/proc/self/exe").parent_path();
+
+inline double percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())))];
+}
+
+// Signs and seals deploy requests as `nex run` does, with one issuer and one publisher key.
+struct Requester {
+  crypto::KeyPair issuer = *crypto::KeyPair::create(crypto::KeyType::kAccount);
+  crypto::XKey publisher = crypto::XKey::create();
+
+  // A deploy of nats://NEXCLIFILES/`key` as workload `name`, its environment sealed to the
+  // node's xkey; functions get their trigger subjects.
+  nlohmann::json deploy_request(const std::string& node_xkey, const std::string& name,
+                                const std::string& type, const std::string& key,
+                                const nlohmann::json& env = nlohmann::json::object(),
+                                const std::vector<std::string>& triggers = {}) const {
+    auto sealed = publisher.seal(as_bytes(env.dump()), node_xkey);
+    nlohmann::json req = {{"type", type},
+                          {"location", "nats://NEXCLIFILES/" + key},
+                          {"workload_jwt", crypto::encode_jwt({.sub = name}, issuer)},
+                          {"environment", base64_encode(*sealed, Base64::kStandard)},
+                          {"sender_public_key", publisher.public_key()},
+                          {"workload_name", name}};
+    if (!triggers.empty()) req["trigger_subjects"] = triggers;
+    return req;
+  }
+};
 
 // A nats-server with JetStream on a free port, a connection to it, and `files` (object name ->
 // path) in the NEXCLIFILES bucket; reports what failed on stderr.

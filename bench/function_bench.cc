@@ -32,19 +32,12 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const fs::path kBinDir = fs::read_symlink("/proc/self/exe").parent_path();
 const fs::path kSourceDir = NEX_SOURCE_DIR;
 
 // The echo function without console.log: a log line per request would measure the log path.
 constexpr const char* kEchoJs = "(subject, payload) => payload;\n";
 
 double ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
-
-double percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return v[std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())))];
-}
 
 struct Target {
   std::string label;
@@ -89,8 +82,8 @@ Load measure(const nats::Connection& conn, const Target& t, int requesters, int 
   const double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
   std::vector<double> all;
   for (auto& l : lat) all.insert(all.end(), l.begin(), l.end());
-  return {percentile(all, 0.50), percentile(all, 0.99), static_cast<double>(all.size()) / elapsed,
-          errors.load(), true};
+  return {bench::percentile(all, 0.50), bench::percentile(all, 0.99),
+          static_cast<double>(all.size()) / elapsed, errors.load(), true};
 }
 
 // Requests until the target answers correctly; the time it took.
@@ -116,7 +109,7 @@ int main(int argc, char** argv) {
     if (std::strcmp(argv[i], "--requests") == 0) requests = std::max(1, std::atoi(argv[i + 1]));
     if (std::strcmp(argv[i], "--seconds") == 0) seconds = std::max(0.5, std::atof(argv[i + 1]));
   }
-  const fs::path wasm = kBinDir / "wasm" / "echo.wasm";
+  const fs::path wasm = bench::kBinDir / "wasm" / "echo.wasm";
   const fs::path npm_dir = kSourceDir / "tests" / "interop";
   if (!fs::exists(wasm)) {
     std::fprintf(stderr, "%s is missing: build with clang and wasi-libc installed\n", wasm.c_str());
@@ -130,7 +123,7 @@ int main(int argc, char** argv) {
       fs::temp_directory_path() / ("nex-function-bench-" + std::to_string(getpid()));
   fs::create_directories(work);
   std::ofstream(work / "echo.js") << kEchoJs;
-  auto local = bench::start_nats_with_files({{"echoservice", kBinDir / "echoservice"},
+  auto local = bench::start_nats_with_files({{"echoservice", bench::kBinDir / "echoservice"},
                                              {"echo.js", work / "echo.js"},
                                              {"echo.wasm", wasm}});
   if (!local) return 1;
@@ -156,8 +149,6 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::this_thread::sleep_for(std::chrono::seconds(1));  // the warm pool fills
-  const auto issuer = *crypto::KeyPair::create(crypto::KeyType::kAccount);
-  const auto publisher = crypto::XKey::create();
 
   std::vector<Target> targets = {
       {"native echo service (nex)", "bench.native", ""},
@@ -168,18 +159,14 @@ int main(int argc, char** argv) {
       {"JavaScript function (nex, node relays)", "bench.relay.js", ""},
       {"WebAssembly function (nex, node relays)", "bench.relay.wasm", "bench.relay.wasm"}};
 
+  const bench::Requester requester;
   auto deploy = [&](node::Node& n, Target& t, const std::string& type,
                     const std::string& key) -> bool {
-    json env = json::object();
-    if (type == "native") env = {{"NATS_URL", url}, {"ECHO_SUBJECT", t.subject}};
-    auto sealed = publisher.seal(as_bytes(env.dump()), n.xkey());
-    json req = {{"type", type},
-                {"location", "nats://NEXCLIFILES/" + key},
-                {"workload_jwt", crypto::encode_jwt({.sub = "bench" + type}, issuer)},
-                {"environment", base64_encode(*sealed, Base64::kStandard)},
-                {"sender_public_key", publisher.public_key()},
-                {"workload_name", "bench" + type}};
-    if (type != "native") req["trigger_subjects"] = {t.subject};
+    const bool native = type == "native";
+    const json req = requester.deploy_request(
+        n.xkey(), "bench" + type, type, key,
+        native ? json{{"NATS_URL", url}, {"ECHO_SUBJECT", t.subject}} : json::object(),
+        native ? std::vector<std::string>{} : std::vector<std::string>{t.subject});
     const auto t0 = Clock::now();
     auto r = conn.request("$NEX.DEPLOY.default." + n.id(), req.dump(), std::chrono::seconds(30));
     if (!r || !json::parse(r->data())["error"].is_null()) {

@@ -14,9 +14,6 @@
 #include <thread>
 
 #include "bench_support.h"
-#include "core/encoding.h"
-#include "crypto/jwt.h"
-#include "crypto/xkeys.h"
 #include "node/node.h"
 
 using namespace nex;
@@ -26,7 +23,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const fs::path kBinDir = fs::read_symlink("/proc/self/exe").parent_path();
 const fs::path kSourceDir = NEX_SOURCE_DIR;
 
 struct Row {
@@ -34,12 +30,6 @@ struct Row {
   std::vector<double> ms;
   int errors = 0;
 };
-
-double percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return v[std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())))];
-}
 
 void measure(const nats::Connection& conn, Row& row, int requests) {
   const auto end = Clock::now() + std::chrono::seconds(10);
@@ -61,8 +51,8 @@ int main(int argc, char** argv) {
   int requests = 1000;
   for (int i = 1; i + 1 < argc; i += 2)
     if (std::strcmp(argv[i], "--requests") == 0) requests = std::max(1, std::atoi(argv[i + 1]));
-  const fs::path hs_wasm = kBinDir / "wasm" / "host_services.wasm";
-  const fs::path echo_wasm = kBinDir / "wasm" / "echo.wasm";
+  const fs::path hs_wasm = bench::kBinDir / "wasm" / "host_services.wasm";
+  const fs::path echo_wasm = bench::kBinDir / "wasm" / "echo.wasm";
   if (!fs::exists(hs_wasm) || !fs::exists(echo_wasm)) {
     std::fprintf(stderr,
                  "the wasm modules are missing: build with clang and wasi-libc installed\n");
@@ -90,18 +80,11 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "node: %s\n", node.error().message.c_str());
     return 1;
   }
-  const auto issuer = *crypto::KeyPair::create(crypto::KeyType::kAccount);
-  const auto publisher = crypto::XKey::create();
+  const bench::Requester requester;
   auto deploy = [&](const std::string& name, const std::string& type, const std::string& key,
                     const std::string& trigger) {
-    auto sealed = publisher.seal(as_bytes("{}"), (*node)->xkey());
-    json req = {{"type", type},
-                {"location", "nats://NEXCLIFILES/" + key},
-                {"workload_jwt", crypto::encode_jwt({.sub = name}, issuer)},
-                {"environment", base64_encode(*sealed, Base64::kStandard)},
-                {"sender_public_key", publisher.public_key()},
-                {"workload_name", name},
-                {"trigger_subjects", {trigger}}};
+    const json req =
+        requester.deploy_request((*node)->xkey(), name, type, key, json::object(), {trigger});
     auto r =
         conn.request("$NEX.DEPLOY.default." + (*node)->id(), req.dump(), std::chrono::seconds(30));
     if (!r || !json::parse(r->data())["error"].is_null()) {
@@ -139,11 +122,11 @@ int main(int argc, char** argv) {
   std::printf("| invocation | p50 ms | p99 ms | call p50 ms | errors |\n|---|---|---|---|---|\n");
   double baseline = 0;
   for (const auto& row : rows) {
-    const double p50 = percentile(row.ms, 0.5);
+    const double p50 = bench::percentile(row.ms, 0.5);
     const bool is_baseline = row.label.find("no host call") != std::string::npos;
     if (is_baseline) baseline = p50;
     std::printf(
-        "| %s | %.3f | %.3f | %s | %d |\n", row.label.c_str(), p50, percentile(row.ms, 0.99),
+        "| %s | %.3f | %.3f | %s | %d |\n", row.label.c_str(), p50, bench::percentile(row.ms, 0.99),
         is_baseline ? "-" : std::to_string(p50 - baseline).substr(0, 5).c_str(), row.errors);
   }
   node->reset();

@@ -35,14 +35,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const fs::path kBinDir = fs::read_symlink("/proc/self/exe").parent_path();
-
 double ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
-
-double percentile(std::vector<double> v, double p) {
-  std::sort(v.begin(), v.end());
-  return v[std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())))];
-}
 
 // Polls `subject` until the echo service answers; returns when it did.
 bool wait_for_answer(const nats::Connection& c, const std::string& subject) {
@@ -98,7 +91,7 @@ int main(int argc, char** argv) {
     if (std::strcmp(argv[i], "--deploys") == 0) deploys = std::stoi(argv[i + 1]);
     if (std::strcmp(argv[i], "--workloads") == 0) workloads = std::stoi(argv[i + 1]);
   }
-  auto local = bench::start_nats_with_files({{"echoservice", kBinDir / "echoservice"}});
+  auto local = bench::start_nats_with_files({{"echoservice", bench::kBinDir / "echoservice"}});
   if (!local) return 1;
   const std::string url = local->server.url();
   const nats::Connection& conn = local->conn;
@@ -113,18 +106,13 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "node: %s\n", node.error().message.c_str());
     return 1;
   }
-  const auto issuer = *crypto::KeyPair::create(crypto::KeyType::kAccount);
-  const auto publisher = crypto::XKey::create();
+  const bench::Requester requester;
+  const auto& issuer = requester.issuer;
   const std::string deploy_subject = "$NEX.DEPLOY.default." + (*node)->id();
   auto deploy_request = [&](const std::string& name, const std::string& subject) {
-    const json env = {{"NATS_URL", url}, {"ECHO_SUBJECT", subject}};
-    auto sealed = publisher.seal(as_bytes(env.dump()), (*node)->xkey());
-    return json{{"type", "native"},
-                {"location", "nats://NEXCLIFILES/echoservice"},
-                {"workload_jwt", crypto::encode_jwt({.sub = name}, issuer)},
-                {"environment", base64_encode(*sealed, Base64::kStandard)},
-                {"sender_public_key", publisher.public_key()},
-                {"workload_name", name}}
+    return requester
+        .deploy_request((*node)->xkey(), name, "native", "echoservice",
+                        {{"NATS_URL", url}, {"ECHO_SUBJECT", subject}})
         .dump();
   };
   auto deploy = [&](const std::string& name, const std::string& subject) -> std::string {
@@ -164,7 +152,7 @@ int main(int argc, char** argv) {
 
     const std::string direct_subject = "bench.direct." + std::to_string(i);
     const auto t1 = Clock::now();
-    auto p = Subprocess::spawn({.argv = {(kBinDir / "echoservice").string()},
+    auto p = Subprocess::spawn({.argv = {(bench::kBinDir / "echoservice").string()},
                                 .env = {"NATS_URL=" + url, "ECHO_SUBJECT=" + direct_subject},
                                 .stdout_path = "/dev/null"});
     if (!p || !wait_for_answer(conn, direct_subject)) return 1;
@@ -206,12 +194,12 @@ int main(int argc, char** argv) {
               std::string(11, '-').c_str());
   std::printf("| %-58s | %7.2f ms | %7.2f ms |\n",
               ("deploy -> first answer, " + std::to_string(deploys) + " deploys").c_str(),
-              percentile(deploy_ms, 0.5), percentile(deploy_ms, 0.99));
+              bench::percentile(deploy_ms, 0.5), bench::percentile(deploy_ms, 0.99));
   std::printf("| %-58s | %7.2f ms | %7.2f ms |\n", "start the binary by hand -> first answer",
-              percentile(direct_ms, 0.5), percentile(direct_ms, 0.99));
+              bench::percentile(direct_ms, 0.5), bench::percentile(direct_ms, 0.99));
   std::printf("| %-58s | %7.2f ms | %7.2f ms |\n",
               ("INFO request with " + std::to_string(machines) + " workloads running").c_str(),
-              percentile(info_ms, 0.5), percentile(info_ms, 0.99));
+              bench::percentile(info_ms, 0.5), bench::percentile(info_ms, 0.99));
   std::printf("\n| %-42s | %9s | %9s | %9s |\n", "memory per idle workload, mean (MiB)", "RSS",
               "PSS", "private");
   std::printf("|%s|%s|%s|%s|\n", std::string(44, '-').c_str(), std::string(11, '-').c_str(),

@@ -205,25 +205,23 @@ Result<std::unique_ptr<Node>> Node::start(NodeOptions options) {
       "hostint.*.trigger_reply.*", [&n](nats::Message m) { n.on_trigger_reply(std::move(m)); });
   if (!answers) return fail(answers.error());
   n.subscriptions_.push_back(std::move(*answers));
-  auto host_services =
-      hs::Server::start({.settings = n.options_.config.host_services_settings,
-                         .node_connection = n.options_.config.host_services,
-                         .control = *n.control_,
-                         .creds_dir = n.run_dir_,
-                         .internal_port = n.internal_->port(),
-                         .find_caller = [&n](const std::string& wid) -> std::optional<hs::Caller> {
-                           auto w = n.find_workload(wid);
-                           if (!w) return std::nullopt;
-                           return hs::Caller{w->ns, w->name, w->request.host_services};
-                         },
-                         .on_denied =
-                             [&n](const std::string& wid, const std::string& text) {
-                               auto w = n.find_workload(wid);
-                               if (!w) return;
-                               log_line("Workload " + w->name + " (" + wid + "): " + text);
-                               n.publish_workload_log(*w, "warn", text);
-                             }},
-                        n.internal_->connection());
+  auto host_services = hs::Server::start(
+      {.settings = n.options_.config.host_services_settings,
+       .node_connection = n.options_.config.host_services,
+       .control = *n.control_,
+       .creds_dir = n.run_dir_,
+       .internal_port = n.internal_->port(),
+       .find_caller = [&n](const std::string& wid) -> std::optional<hs::Caller> {
+         auto w = n.find_workload(wid);
+         if (!w) return std::nullopt;
+         return hs::Caller{w->ns, w->name, w->request.host_services};
+       },
+       .on_denied =
+           [&n](const std::string& wid, const hs::Caller& caller, const std::string& text) {
+             log_line("Workload " + caller.name + " (" + wid + "): " + text);
+             n.publish_workload_log(caller.ns, caller.name, wid, "warn", text);
+           }},
+      n.internal_->connection());
   if (!host_services) return fail(host_services.error());
   n.host_services_ = std::move(*host_services);
   auto pool = AgentPool::start(*n.internal_, *n.driver_,
@@ -696,13 +694,14 @@ void Node::on_agent_log(nats::Message msg) {
   f.string("text", text);
   f.string("level", level);
   if (!f.status()) return;
-  publish_workload_log(*w, level, text);
+  publish_workload_log(w->ns, w->name, w->id, level, text);
 }
 
-void Node::publish_workload_log(const Workload& w, const std::string& level,
+void Node::publish_workload_log(const std::string& ns, const std::string& name,
+                                const std::string& workload_id, const std::string& level,
                                 const std::string& text) {
-  (void)control_->publish(api::logs_subject(w.ns, id(), w.name, w.id),
-                          api::dump({{"text", text}, {"level", level}, {"id", w.id}}));
+  (void)control_->publish(api::logs_subject(ns, id(), name, workload_id),
+                          api::dump({{"text", text}, {"level", level}, {"id", workload_id}}));
 }
 
 void Node::on_agent_event(nats::Message msg) {

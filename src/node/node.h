@@ -71,7 +71,9 @@ class Node {
   void on_agent_log(nats::Message msg);
   void on_agent_event(nats::Message msg);
   // A line in the workload's log, as if the workload had written it.
-  void publish_workload_log(const Workload& w, const std::string& level, const std::string& text);
+  void publish_workload_log(const std::string& ns, const std::string& name,
+                            const std::string& workload_id, const std::string& level,
+                            const std::string& text);
   void on_workload_exited(const std::shared_ptr<Workload>& w, int code, const std::string& message);
   void remove_workload(const std::shared_ptr<Workload>& w, int code, const std::string& message);
   void maintenance_loop();

@@ -44,16 +44,6 @@ class FunctionTest : public testing::NodeTest {
   }
   // How triggers reach the agent: on their own ("direct", the default) or through the node.
   virtual std::string route() const { return "direct"; }
-
-  json function_request(const std::string& name, const std::string& key,
-                        const std::vector<std::string>& triggers, json limits = nullptr) {
-    json req = deploy_request(name);
-    req["type"] = "v8";
-    req["location"] = "nats://NEXCLIFILES/" + key;
-    req["trigger_subjects"] = triggers;
-    if (!limits.is_null()) req["function_limits"] = limits;
-    return req;
-  }
 };
 
 TEST_F(FunctionTest, TheSeedsJavaScriptEchoAnswersOnItsTriggerSubject) {

@@ -67,10 +67,8 @@ class HostServicesTest : public testing::NodeTest {
 
   void deploy_function(const std::string& name, const std::string& key, const std::string& type,
                        const std::string& trigger) {
-    json req = deploy_request(name);
+    json req = function_request(name, key, {trigger});
     req["type"] = type;
-    req["location"] = "nats://NEXCLIFILES/" + key;
-    req["trigger_subjects"] = {trigger};
     json r = deploy(req);
     ASSERT_TRUE(r["error"].is_null()) << r.dump();
   }

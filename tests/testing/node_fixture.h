@@ -122,6 +122,17 @@ class NodeTest : public NatsServerTest {
             {"workload_name", name}};
   }
 
+  // A JavaScript function's deploy request, from NEXCLIFILES/`key` (set "type" for others).
+  json function_request(const std::string& name, const std::string& key,
+                        const std::vector<std::string>& triggers, json limits = nullptr) {
+    json req = deploy_request(name);
+    req["type"] = "v8";
+    req["location"] = "nats://NEXCLIFILES/" + key;
+    req["trigger_subjects"] = triggers;
+    if (!limits.is_null()) req["function_limits"] = limits;
+    return req;
+  }
+
   // Sends a control request and returns the envelope.
   json control(const std::string& subject, const std::string& body,
                std::chrono::milliseconds t = 20s) {

@@ -57,8 +57,7 @@ class KeyValueService : public Service {
       return keys ? ok(api::dump(*keys)) : reply_for(keys.error());
     }
     const std::string key = call.header(kHeaderKey);
-    if (key.empty())
-      return error(kBadRequest, std::string("header ") + kHeaderKey + " is required");
+    if (key.empty()) return missing_header(kHeaderKey);
     if (auto st = nats::validate_kv_key(key); !st) return error(kBadRequest, st.error().message);
     if (call.method == "get") {
       auto entry = kv->get(key);
@@ -101,8 +100,7 @@ class ObjectStoreService : public Service {
       return ok(api::dump(out));
     }
     const std::string name = call.header(kHeaderObjectName);
-    if (name.empty())
-      return error(kBadRequest, std::string("header ") + kHeaderObjectName + " is required");
+    if (name.empty()) return missing_header(kHeaderObjectName);
     if (call.method == "get") {
       auto data = store->get_bytes(name);
       if (!data && data.error().code == ErrorCode::kNotFound)
@@ -111,7 +109,7 @@ class ObjectStoreService : public Service {
     }
     if (call.method == "put") {
       auto info = store->put_bytes(name, call.msg.data());
-      return info ? ok(api::dump(info_json(*info))) : reply_for(info.error());
+      return info ? ok(nats::object_info_to_json(*info)) : reply_for(info.error());
     }
     if (call.method == "delete") {
       auto st = store->remove(name);

@@ -128,8 +128,7 @@ class HttpService : public Service {
     if (std::find(kMethods.begin(), kMethods.end(), call.method) == kMethods.end())
       return error(kBadRequest, "http has no method '" + call.method + "'");
     std::string url = call.header(kHeaderUrl);
-    if (url.empty())
-      return error(kBadRequest, std::string("header ") + kHeaderUrl + " is required");
+    if (url.empty()) return missing_header(kHeaderUrl);
     std::vector<std::string> headers;
     if (auto h = call.msg.header(kHeaderHttpHeaders)) {
       auto parsed = json::parse(*h, nullptr, false);

@@ -30,8 +30,7 @@ class MessagingService : public Service {
 
   Reply handle(const Call& call) override {
     const std::string subject = call.header(kHeaderSubject);
-    if (subject.empty())
-      return error(kBadRequest, std::string("header ") + kHeaderSubject + " is required");
+    if (subject.empty()) return missing_header(kHeaderSubject);
     if (!valid_subject(subject))
       return error(kBadRequest, "'" + subject + "' is not a subject one can publish to");
     if (auto why = refusal(subject); !why.empty()) return denied(why);

@@ -118,7 +118,7 @@ void Server::serve(const nats::Message& msg) {
                                 .nc = *nc});
   }
   if (reply.denied && caller && options_.on_denied)
-    options_.on_denied(id, "host services refused: " + reply.message);
+    options_.on_denied(id, *caller, "host services refused: " + reply.message);
   if (msg.reply().empty()) return;
   auto answer = nats::Message::create(msg.reply(), reply.code == kOk ? reply.body : "");
   if (!answer) return;

@@ -40,7 +40,8 @@ struct ServerOptions {
   int internal_port = 0;
   std::function<std::optional<Caller>(const std::string& workload_id)> find_caller;
   // A refused attempt, to be logged as the workload's.
-  std::function<void(const std::string& workload_id, const std::string& text)> on_denied;
+  std::function<void(const std::string& workload_id, const Caller& caller, const std::string& text)>
+      on_denied;
 };
 
 class Server {

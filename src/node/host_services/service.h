@@ -25,6 +25,10 @@ struct Reply {
 };
 inline Reply ok(std::string body = {}) { return {kOk, {}, std::move(body)}; }
 inline Reply error(int code, std::string message) { return {code, std::move(message), {}}; }
+// A request without the parameter header the method needs.
+inline Reply missing_header(const char* header) {
+  return error(kBadRequest, std::string("header ") + header + " is required");
+}
 inline Reply denied(std::string message) { return {kForbidden, std::move(message), {}, true}; }
 
 // The answer for a failed operation: its message, with the code its kind of error maps to.
