@@ -12,6 +12,9 @@ packages=(
   nlohmann-json3-dev libcli11-dev libfmt-dev libspdlog-dev
   libmozjs-102-dev                          # SpiderMonkey: JavaScript and WebAssembly functions
   libcurl4-openssl-dev                      # the HTTP host service
+  libseccomp-dev                            # the namespace sandbox's system-call filter
+  containernetworking-plugins iptables      # sandbox networks (CNI ptp + host-local, ipMasq)
+  busybox-static e2fsprogs                  # `nex rootfs`: a shell in the image; mkfs.ext4 -d
   libgtest-dev libgmock-dev                 # tests
   clang lld wasi-libc libclang-rt-14-dev-wasm32 wabt  # tests build WebAssembly modules (C, WAT)
   openssl                                   # the TLS test makes its certificates with it

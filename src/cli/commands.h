@@ -27,6 +27,8 @@ void register_up_command(CLI::App& app, CommandAction& action);
 void register_node_command(CLI::App& app, CommandAction& action, ConnectionFlags& flags);
 void register_workload_commands(CLI::App& app, CommandAction& action, ConnectionFlags& flags);
 void register_observe_commands(CLI::App& app, CommandAction& action, ConnectionFlags& flags);
+void register_preflight_command(CLI::App& node, CommandAction& action);
+void register_rootfs_command(CLI::App& app, CommandAction& action);
 // Registered last: it describes the commands registered before it.
 void register_completion_command(CLI::App& app, CommandAction& action);
 
@@ -39,6 +41,12 @@ int report(const Error& e);
 std::filesystem::path nex_home();
 // ~/.nex/node: where a node keeps its identity unless told otherwise.
 std::string default_state_dir();
+
+// The agent installed next to the running nex binary.
+std::filesystem::path agent_next_to_nex();
+// A node configuration for `nex up` and a `nex node up` without a file: the namespace sandbox
+// when this host can run it, else the process driver with `why_unsandboxed` saying why not.
+node::NodeConfig local_node_config(std::string& why_unsandboxed);
 
 // Runs a node until SIGINT/SIGTERM, then stops it gracefully; `on_ready` runs once it serves.
 int run_node(const nats::ConnectOptions& control, const node::NodeConfig& config,

@@ -154,8 +154,11 @@ int node_info(const ConnectionFlags& flags, const std::string& node_id) {
 }
 
 int node_up(const ConnectionFlags& flags, const NodeUpOptions& opts) {
-  node::NodeConfig config;
-  config.no_sandbox = true;  // without a file: the process driver, the one this build has
+  std::string why_unsandboxed;
+  node::NodeConfig config = local_node_config(why_unsandboxed);
+  if (opts.config.empty() && !why_unsandboxed.empty())
+    std::fprintf(stderr, "nex node up: no sandbox (%s): workloads run as plain processes\n",
+                 why_unsandboxed.c_str());
   if (!opts.config.empty()) {
     auto loaded = node::load_node_config(opts.config);
     if (!loaded) {
@@ -236,6 +239,7 @@ void register_node_command(CLI::App& app, CommandAction& action, ConnectionFlags
   up->add_option("--state-dir", opts->state_dir,
                  "where the node keeps its identity (default ~/.nex/node)");
   on_parsed(up, action, [opts, &flags] { return node_up(flags, *opts); });
+  register_preflight_command(*node, action);
 
   auto full = std::make_shared<bool>(false);
   auto* ls = node->add_subcommand("ls", "List the nodes that answer on this NATS");

@@ -13,6 +13,7 @@ namespace nex::cli {
 namespace {
 
 struct UpOptions {
+  std::string config;
   int port = 4222;
   std::string store_dir;
   std::string state_dir;
@@ -39,16 +40,30 @@ int run_up(const UpOptions& opts) {
     }
     return 1;
   }
-  node::NodeConfig config;
-  config.no_sandbox = true;  // the process driver: the one this build has
+  std::string why_unsandboxed;
+  node::NodeConfig config = local_node_config(why_unsandboxed);
+  if (!opts.config.empty()) {
+    auto loaded = node::load_node_config(opts.config);
+    if (!loaded) {
+      std::fprintf(stderr, "nex up: %s\n", loaded.error().message.c_str());
+      return 1;
+    }
+    config = std::move(*loaded);
+    why_unsandboxed = "\"no_sandbox\": true in " + opts.config;
+  }
   const std::string url = server->url();
   const int rc = run_node(
       {.urls = {url}, .name = "nex up node"}, config, opts.state_dir, [&](const node::Node& node) {
         std::printf("NATS server with JetStream listening on %s\n", url.c_str());
         std::printf("JetStream store: %s%s\n", server->store_dir().c_str(),
                     opts.store_dir.empty() ? " (temporary, removed on exit)" : "");
-        std::printf("Node %s is up (no sandbox: workloads run as processes of this user)\n",
-                    node.id().c_str());
+        if (config.no_sandbox) {
+          std::printf("Node %s is up (no sandbox, %s: workloads run as processes of this user)\n",
+                      node.id().c_str(), why_unsandboxed.c_str());
+        } else {
+          std::printf("Node %s is up (namespace sandbox: workloads run isolated, as nobody)\n",
+                      node.id().c_str());
+        }
         std::printf(
             "\nTry, in another terminal:\n"
             "  export NATS_URL=%s\n"
@@ -75,6 +90,9 @@ void register_up_command(CLI::App& app, CommandAction& action) {
   auto opts = std::make_shared<UpOptions>();
   auto* cmd = app.add_subcommand(
       "up", "Run a local NATS server with JetStream and a node, ready for nex devrun");
+  cmd->add_option("--config", opts->config,
+                  "node configuration file (JSON; default: the namespace sandbox when this host "
+                  "passes `nex node preflight`, else no sandbox)");
   cmd->add_option("--port", opts->port,
                   "Client port for the local NATS server (0 picks a free one)")
       ->capture_default_str();

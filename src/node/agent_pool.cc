@@ -107,12 +107,11 @@ void AgentPool::refill_loop() {
               {.workload_id = id,
                .agent_binary = options_.agent_binary,
                .work_dir = dir,
+               .artifact_name = artifact.filename(),
                .env = {std::string(api::kEnvWorkloadId) + "=" + id,
-                       std::string(api::kEnvNatsHost) + "=" + internal_.host(),
-                       std::string(api::kEnvNatsPort) + "=" + std::to_string(internal_.port()),
-                       std::string(api::kEnvNatsSeed) + "=" + seeds->at(id),
-                       std::string(api::kEnvArtifactPath) + "=" + artifact.string()},
-               .log_file = options_.work_dir / (id + ".agent.log")});
+                       std::string(api::kEnvNatsSeed) + "=" + seeds->at(id)},
+               .log_file = options_.work_dir / (id + ".agent.log"),
+               .internal_nats_port = internal_.port()});
           if (!sandbox) {
             (void)internal_.remove_workload(id);
             continue;

@@ -12,20 +12,21 @@
 namespace nex::node {
 namespace fs = std::filesystem;
 
-Result<std::unique_ptr<InternalServer>> InternalServer::start(const fs::path& work_dir) {
+Result<std::unique_ptr<InternalServer>> InternalServer::start(const fs::path& work_dir,
+                                                             const std::string& listen_host) {
   std::unique_ptr<InternalServer> s(new InternalServer());
   s->work_dir_ = work_dir;
   std::error_code ec;
   fs::create_directories(work_dir, ec);
   if (ec) return fail(ErrorCode::kIo, "cannot create " + work_dir.string() + ": " + ec.message());
   NEX_RETURN_IF_ERROR(s->write_config_and_reload(/*reload=*/false));
-  auto server = nats::LocalNatsServer::start({.host = s->host_,
+  auto server = nats::LocalNatsServer::start({.host = listen_host,
                                               .jetstream = false,
                                               .work_dir = work_dir / "server",
                                               .config_file = work_dir / "internal-nats.conf"});
   if (!server) return fail(server.error().wrap("internal NATS server"));
   s->server_ = std::make_unique<nats::LocalNatsServer>(std::move(*server));
-  auto conn = nats::Connection::connect({.urls = {s->server_->url()},
+  auto conn = nats::Connection::connect({.urls = {"nats://127.0.0.1:" + std::to_string(s->port())},
                                          .name = "nex-node internal",
                                          .nkey_seed = s->node_user_.seed(),
                                          .send_asap = true});
@@ -107,11 +108,11 @@ Result<nats::Message> InternalServer::request_agent(const std::string& id,
   return answer;
 }
 
-std::string InternalServer::service_url(const std::string& id) {
+std::string InternalServer::service_url(const std::string& id, const std::string& host) {
   std::lock_guard lock(mu_);
   auto it = service_passwords_.find(id);
   if (it == service_passwords_.end()) return {};
-  return "nats://svc_" + id + ":" + it->second + "@" + host_ + ":" + std::to_string(port());
+  return "nats://svc_" + id + ":" + it->second + "@" + host + ":" + std::to_string(port());
 }
 
 Status InternalServer::remove_workload(const std::string& id) {

@@ -35,19 +35,20 @@ inline std::string inbox_prefix(const std::string& workload_id) { return "_INBOX
 class InternalServer {
  public:
   // Starts the server in `work_dir` (created; removed by the destructor) and connects the node.
-  static Result<std::unique_ptr<InternalServer>> start(const std::filesystem::path& work_dir);
+  // `listen_host` is where sandboxes reach it (the node itself connects over loopback).
+  static Result<std::unique_ptr<InternalServer>> start(const std::filesystem::path& work_dir,
+                                                       const std::string& listen_host);
   ~InternalServer();
 
-  const std::string& host() const { return host_; }
   int port() const { return server_->port(); }
   const nats::Connection& connection() const { return *conn_; }
 
   // Adds users for these workloads and reloads the server; returns each one's user seed.
   Result<std::map<std::string, std::string>> add_workloads(const std::vector<std::string>& ids);
   // How the workload itself (a native service, beside its agent) reaches host services: a URL
-  // with a user that may only publish hostint.{id}.rpc.> and read replies under
-  // service_inbox_prefix(id). Empty for an unknown id.
-  std::string service_url(const std::string& id);
+  // (at `host`, as its sandbox sees the server) with a user that may only publish
+  // hostint.{id}.rpc.> and read replies under service_inbox_prefix(id). Empty for an unknown id.
+  std::string service_url(const std::string& id, const std::string& host);
   static std::string service_inbox_prefix(const std::string& id) { return "_INBOX_" + id + "_svc"; }
   // Removes a workload's user (its agent is disconnected by the reload).
   Status remove_workload(const std::string& id);
@@ -62,7 +63,6 @@ class InternalServer {
   Status write_config_and_reload(bool reload);
 
   std::filesystem::path work_dir_;
-  std::string host_ = "127.0.0.1";
   crypto::KeyPair node_user_ = *crypto::KeyPair::create(crypto::KeyType::kUser);
   std::mutex mu_;
   std::map<std::string, std::string> workload_users_;     // id -> public user nkey

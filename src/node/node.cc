@@ -19,6 +19,7 @@
 #include "core/nuid.h"
 #include "crypto/jwt.h"
 #include "nats/object_store.h"
+#include "node/sandbox_setup.h"
 
 namespace nex::node {
 
@@ -145,13 +146,6 @@ Node::Node(NodeOptions options, NodeIdentity identity)
     : options_(std::move(options)), identity_(std::move(identity)) {}
 
 Result<std::unique_ptr<Node>> Node::start(NodeOptions options) {
-  if (!options.config.no_sandbox) {
-    return fail(
-        ErrorCode::kInvalidArgument,
-        "node config: sandboxed execution (\"no_sandbox\": false) needs the namespace or microVM "
-        "driver, which this build does not include yet; set \"no_sandbox\": true to run "
-        "workloads as plain processes on this host");
-  }
   if (options.agent_binary.empty()) {
     options.agent_binary = fs::read_symlink("/proc/self/exe").parent_path() / "nex-agent";
   }
@@ -178,13 +172,16 @@ Result<std::unique_ptr<Node>> Node::start(NodeOptions options) {
   n.control_ = std::move(*conn);
   log_line("Established node NATS connection to: " + n.control_->connected_url());
 
-  auto driver = sandbox::make_driver("process");
-  if (!driver) return fail(driver.error());
+  auto driver = make_sandbox_driver(n.options_.config, n.options_.agent_binary, n.id());
+  if (!driver) return fail(driver.error().wrap("node config"));
   n.driver_ = std::move(*driver);
-  auto internal = InternalServer::start(n.run_dir_ / "internal");
+  log_line("Sandbox driver: " + std::string(n.driver_->name()));
+  auto internal =
+      InternalServer::start(n.run_dir_ / "internal", n.driver_->internal_listen_host());
   if (!internal) return fail(internal.error());
   n.internal_ = std::move(*internal);
-  log_line(fmt::format("Internal NATS server started client_url=nats://{}:{}", n.internal_->host(),
+  log_line(fmt::format("Internal NATS server started client_url=nats://{}:{}",
+                       n.driver_->internal_listen_host(),
                        n.internal_->port()));
 
   // Logs and events share one subscription, so they are handled in the order the agent sent
@@ -533,6 +530,10 @@ Result<json> Node::deploy(const std::string& ns, std::string_view body) {
   }
   auto got = store->get_file(req->location.key, agent->artifact_path);
   if (!got) return release(got.error().wrap("download " + req->location.to_string()));
+  // Readable by the sandbox's unprivileged user (its directory is closed to everyone else).
+  fs::permissions(agent->artifact_path, fs::perms::owner_all | fs::perms::group_read |
+                                            fs::perms::group_exec | fs::perms::others_read |
+                                            fs::perms::others_exec);
   // The object store verified the content against its SHA-256 digest; compare that digest with
   // the hash the request and its JWT vouch for.
   const std::string actual_hash = nats::digest_hex(got->digest);
@@ -554,7 +555,14 @@ Result<json> Node::deploy(const std::string& ns, std::string_view body) {
   if (req->type == api::WorkloadType::kNative) {
     // ours: a native service reaches host services over the internal NATS, as a user that may
     // only call them for this workload (docs/host-services.md).
-    areq.environment["NEX_HOSTSERVICES_NATS_URL"] = internal_->service_url(agent->id);
+    areq.environment["NEX_HOSTSERVICES_NATS_URL"] =
+        internal_->service_url(agent->id, agent->sandbox->internal_nats_host());
+    // ours: the workload's own NATS, when it is on the host's loopback, is reached at the same
+    // URL from inside a sandbox (docs/sandbox.md); no other host port is.
+    for (int port : loopback_nats_ports(areq.environment)) {
+      if (auto st = agent->sandbox->expose_host_port(port); !st)
+        return release(st.error().wrap("environment NATS_URL"));
+    }
     areq.environment["NEX_HOSTSERVICES_INBOX_PREFIX"] =
         InternalServer::service_inbox_prefix(agent->id);
     areq.environment["NEX_HOSTSERVICES_SUBJECT_PREFIX"] =
@@ -764,6 +772,8 @@ void Node::on_workload_exited(const std::shared_ptr<Workload>& w, int code,
 std::vector<std::string> Node::direct_trigger_urls() const {
   const auto& c = options_.control;
   if (options_.config.function_triggers != "direct") return {};
+  // A sandbox never reaches the control NATS: the node relays.
+  if (driver_->sandboxed()) return {};
   // Credentials are never handed to an agent: with any, the node relays.
   if (!c.user.empty() || !c.password.empty() || !c.token.empty() || !c.nkey_seed.empty() ||
       !c.creds_file.empty() || c.tls)

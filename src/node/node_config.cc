@@ -76,10 +76,12 @@ Result<NodeConfig> parse_node_config(std::string_view text) {
     return r.status();
   }));
   NEX_RETURN_IF_ERROR(read_object(f, "cni", [&](FieldReader& r) {
-    r.no_unknown_fields({"network_name", "interface_name", "bin_path", "subnet"});
+    r.no_unknown_fields({"network_name", "interface_name", "bin_path", "subnet", "conf_dir"});
     r.string("network_name", c.cni.network_name);
     r.string("interface_name", c.cni.interface_name);
     r.string_list("bin_path", c.cni.bin_path);
+    std::string conf_dir;  // ours: where {network_name}.conflist is (default /etc/cni/conf.d)
+    if (r.string("conf_dir", conf_dir); !conf_dir.empty()) c.cni.conf_dir = conf_dir;
     return r.status();
   }));
   f.string_map("tags", c.tags);

@@ -12,18 +12,13 @@
 #include "api/control.h"
 #include "core/error.h"
 #include "node/host_services/settings.h"
+#include "sandbox/cni.h"
 
 namespace nex::node {
 
 struct MachineTemplate {
   int64_t vcpu_count = 1;
   int64_t memsize_mib = 256;
-};
-
-struct CniConfig {
-  std::string network_name = "fcnet";
-  std::string interface_name = "veth0";
-  std::vector<std::string> bin_path = {"/opt/cni/bin", "/usr/lib/cni"};
 };
 
 struct NodeLimits {
@@ -38,7 +33,7 @@ struct NodeConfig {
   std::filesystem::path rootfs_filepath;  // default: <default_resource_dir>/rootfs.ext4
   int64_t machine_pool_size = 1;
   MachineTemplate machine_template;
-  CniConfig cni;
+  sandbox::CniSettings cni;
   api::Tags tags;
   std::vector<std::string> valid_issuers;  // account public keys; empty = any issuer
   std::vector<api::WorkloadType> workload_types = {

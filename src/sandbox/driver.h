@@ -21,8 +21,10 @@ struct SandboxSpec {
   std::string workload_id;
   std::filesystem::path agent_binary;
   std::filesystem::path work_dir;  // private to the sandbox; the driver removes it on stop
+  std::string artifact_name;       // the file in work_dir the node puts the workload in
   std::vector<std::string> env;    // KEY=VALUE handed to the agent
   std::filesystem::path log_file;  // the agent's own stdout/stderr
+  int internal_nats_port = 0;      // the driver tells the agent how to reach it
 };
 
 struct SandboxStats {
@@ -41,6 +43,11 @@ class Sandbox {
   // Ends the agent (SIGTERM, SIGKILL after `grace`) and releases the sandbox's resources.
   virtual void stop(std::chrono::milliseconds grace) = 0;
   virtual Result<SandboxStats> stats() = 0;
+  // The address the sandbox reaches the node's internal NATS at.
+  virtual std::string internal_nats_host() const = 0;
+  // Makes the host's 127.0.0.1:port reachable at the same address inside the sandbox (the
+  // workload's own NATS, when its deploy request names one on the host's loopback).
+  virtual Status expose_host_port(int port) = 0;
 };
 
 class Driver {
@@ -48,10 +55,11 @@ class Driver {
   virtual ~Driver() = default;
   virtual std::string_view name() const = 0;
   virtual bool sandboxed() const = 0;  // false: workloads run as plain host processes
+  // Where the node's internal NATS must listen for this driver's sandboxes to reach it.
+  virtual std::string internal_listen_host() const { return "127.0.0.1"; }
   virtual Result<std::unique_ptr<Sandbox>> start(const SandboxSpec& spec) = 0;
 };
 
-// Drivers by name ("process"); kNotFound for an unknown name.
-Result<std::unique_ptr<Driver>> make_driver(std::string_view name);
+
 
 }  // namespace nex::sandbox

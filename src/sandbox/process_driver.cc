@@ -4,6 +4,7 @@
 #include <map>
 #include <sstream>
 
+#include "api/agent.h"
 #include "core/subprocess.h"
 
 namespace nex::sandbox {
@@ -32,6 +33,8 @@ class ProcessSandbox : public Sandbox {
   Result<SandboxStats> stats() override {
     return SandboxStats{process_tree_rss_bytes(process_.pid())};
   }
+  std::string internal_nats_host() const override { return "127.0.0.1"; }
+  Status expose_host_port(int) override { return {}; }  // it shares the host's network
 
  private:
   std::string id_;
@@ -81,6 +84,10 @@ Result<std::unique_ptr<Sandbox>> ProcessDriver::start(const SandboxSpec& spec) {
   // The agent gets only what it needs from the node's environment.
   std::vector<std::string> env = spec.env;
   env.push_back("PATH=/usr/local/bin:/usr/bin:/bin");
+  env.push_back(std::string(api::kEnvNatsHost) + "=127.0.0.1");
+  env.push_back(std::string(api::kEnvNatsPort) + "=" + std::to_string(spec.internal_nats_port));
+  env.push_back(std::string(api::kEnvArtifactPath) + "=" +
+                (spec.work_dir / spec.artifact_name).string());
   auto process = Subprocess::spawn({.argv = {spec.agent_binary.string()},
                                     .env = env,
                                     .clear_env = true,
@@ -93,12 +100,6 @@ Result<std::unique_ptr<Sandbox>> ProcessDriver::start(const SandboxSpec& spec) {
   }
   return std::unique_ptr<Sandbox>(
       std::make_unique<ProcessSandbox>(spec.workload_id, spec.work_dir, std::move(*process)));
-}
-
-Result<std::unique_ptr<Driver>> make_driver(std::string_view name) {
-  if (name == "process") return std::unique_ptr<Driver>(std::make_unique<ProcessDriver>());
-  return fail(ErrorCode::kNotFound,
-              "unknown sandbox driver '" + std::string(name) + "' (available: process)");
 }
 
 }  // namespace nex::sandbox

@@ -290,7 +290,7 @@ namespace {
 TEST(InternalServerIsolation, AnAgentReachesOnlyItsOwnSubjects) {
   NEX_REQUIRE_NATS_SERVER();
   const fs::path dir = fs::temp_directory_path() / ("nex-internal-" + std::to_string(getpid()));
-  auto internal = InternalServer::start(dir);
+  auto internal = InternalServer::start(dir, "127.0.0.1");
   ASSERT_TRUE(internal) << internal.error().message;
   ASSERT_OK_AND_ASSIGN(seeds, (*internal)->add_workloads({"wa", "wb"}));
   const std::string url = "nats://127.0.0.1:" + std::to_string((*internal)->port());
@@ -357,7 +357,7 @@ TEST(InternalServerIsolation, AgentRepliesSurviveConfigurationReloads) {
   // depend on it (about one request in five failed across reloads before).
   NEX_REQUIRE_NATS_SERVER();
   const fs::path dir = fs::temp_directory_path() / ("nex-reload-" + std::to_string(getpid()));
-  auto internal = InternalServer::start(dir);
+  auto internal = InternalServer::start(dir, "127.0.0.1");
   ASSERT_TRUE(internal) << internal.error().message;
   ASSERT_OK_AND_ASSIGN(seeds, (*internal)->add_workloads({"steady"}));
   const std::string url = "nats://127.0.0.1:" + std::to_string((*internal)->port());

@@ -1,0 +1,159 @@
+#include "node/preflight.h"
+
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include <fstream>
+
+#include "nats/local_server.h"
+#include "sandbox/cgroup.h"
+#include "sandbox/cni.h"
+#include "sandbox/namespace_driver.h"
+#include "sandbox/rootfs.h"
+
+namespace nex::node {
+namespace fs = std::filesystem;
+
+namespace {
+
+PreflightItem found(const std::string& what, const std::string& description) {
+  return {true, what, description, ""};
+}
+PreflightItem missing(const std::string& what, const std::string& description, std::string fix) {
+  return {false, what, description, std::move(fix)};
+}
+
+PreflightSection cni_plugins(const NodeConfig& config) {
+  PreflightSection s{"Required CNI Plugins", config.cni.bin_path, {}};
+  std::vector<std::string> types = {"host-local", "ptp"};
+  if (auto net = sandbox::load_cni_network(config.cni)) types = net->plugin_types();
+  for (const auto& type : types) {
+    auto p = sandbox::find_cni_plugin(config.cni, type);
+    s.items.push_back(p ? found(p->string(), type + " CNI plugin")
+                        : missing(type, type + " CNI plugin",
+                                  "apt-get install containernetworking-plugins, or set cni.bin_path"));
+  }
+  return s;
+}
+
+PreflightSection binaries(const fs::path& agent_binary) {
+  PreflightSection s{"Required binaries", {}, {}};
+  auto nats = nats::LocalNatsServer::find_binary();
+  s.items.push_back(nats ? found(nats->string(), "NATS server, for the internal NATS")
+                         : missing("nats-server", "NATS server, for the internal NATS",
+                                   "apt-get install nats-server"));
+  s.items.push_back(access(agent_binary.c_str(), X_OK) == 0
+                        ? found(agent_binary.string(), "nex agent")
+                        : missing(agent_binary.string(), "nex agent",
+                                  "install nex-agent next to the nex binary"));
+  bool iptables = false;
+  for (const char* dir : {"/usr/sbin", "/sbin", "/usr/bin"})
+    iptables = iptables || access((fs::path(dir) / "iptables").c_str(), X_OK) == 0;
+  s.items.push_back(iptables ? found("iptables", "masquerading for ipMasq networks")
+                             : missing("iptables", "masquerading for ipMasq networks",
+                                       "apt-get install iptables"));
+  return s;
+}
+
+PreflightSection kernel() {
+  PreflightSection s{"Kernel features", {}, {}};
+  s.items.push_back(geteuid() == 0 ? found("uid 0", "root, to make namespaces and cgroups")
+                                   : missing("uid " + std::to_string(geteuid()),
+                                             "root, to make namespaces and cgroups",
+                                             "run the node as root, or set \"no_sandbox\": true"));
+  for (const char* ns : {"mnt", "pid", "net", "ipc", "uts", "cgroup"}) {
+    const std::string path = std::string("/proc/self/ns/") + ns;
+    s.items.push_back(fs::exists(path) ? found(path, std::string(ns) + " namespace")
+                                       : missing(path, std::string(ns) + " namespace",
+                                                 "a kernel built with namespaces"));
+  }
+  const bool seccomp = prctl(PR_GET_SECCOMP, 0, 0, 0, 0) >= 0;
+  s.items.push_back(seccomp ? found("seccomp", "system-call filter")
+                            : missing("seccomp", "system-call filter",
+                                      "a kernel built with CONFIG_SECCOMP_FILTER"));
+  auto cg = sandbox::Cgroup::host_version();
+  s.items.push_back(cg ? found("/sys/fs/cgroup (" + *cg + ")", "cgroups: memory, cpu, pids")
+                       : missing("/sys/fs/cgroup", "cgroups: memory, cpu, pids", cg.error().message));
+  s.items.push_back(fs::exists("/dev/loop-control")
+                        ? found("/dev/loop-control", "loop devices, to mount an ext4 rootfs")
+                        : missing("/dev/loop-control", "loop devices, to mount an ext4 rootfs",
+                                  "modprobe loop, or give rootfs_filepath as a directory"));
+  return s;
+}
+
+PreflightSection cni_config(const NodeConfig& config) {
+  PreflightSection s{"CNI configuration requirements", {config.cni.conf_dir.string()}, {}};
+  auto net = sandbox::load_cni_network(config.cni);
+  const std::string file =
+      (config.cni.conf_dir / (config.cni.network_name + ".conflist")).string();
+  s.items.push_back(net ? found(file, "CNI Configuration")
+                        : missing(file, "CNI Configuration",
+                                  net.error().message + "; `nex node preflight --init` writes it"));
+  return s;
+}
+
+PreflightSection user_files(const NodeConfig& config, const fs::path& agent_binary) {
+  PreflightSection s{"User provided files", {}, {}};
+  const fs::path& rootfs = config.rootfs_filepath;
+  const std::string desc = "Root Filesystem Template";
+  const std::string build = "`nex node preflight --init` or `nex rootfs -o " + rootfs.string() + "`";
+  if (fs::is_directory(rootfs)) {
+    std::string lacking;
+    if (auto libs = sandbox::shared_libraries(agent_binary)) {
+      for (const auto& lib : *libs)
+        if (!fs::exists(fs::symlink_status(rootfs / lib.relative_path()))) lacking = lib.string();
+    }
+    s.items.push_back(lacking.empty() ? found(rootfs.string(), desc)
+                                      : missing(rootfs.string(), desc,
+                                                "lacks " + lacking + ", which the agent needs"));
+  } else if (sandbox::is_ext4_image(rootfs)) {
+    s.items.push_back(found(rootfs.string(), desc));
+  } else {
+    s.items.push_back(missing(rootfs.string(), desc,
+                              fs::exists(rootfs) ? "not an ext4 image; rebuild it with " + build
+                                                 : "missing; build it with " + build));
+  }
+  return s;
+}
+
+}  // namespace
+
+std::vector<PreflightSection> preflight(const NodeConfig& config, const fs::path& agent_binary) {
+  if (config.no_sandbox) {
+    // The process driver needs only the binaries.
+    return {binaries(agent_binary)};
+  }
+  return {cni_plugins(config), binaries(agent_binary), kernel(), cni_config(config),
+          user_files(config, agent_binary)};
+}
+
+bool preflight_passes(const NodeConfig& config, const fs::path& agent_binary) {
+  for (const auto& section : preflight(config, agent_binary))
+    for (const auto& item : section.items)
+      if (!item.ok) return false;
+  return true;
+}
+
+Result<std::vector<std::string>> preflight_init(const NodeConfig& config,
+                                                const fs::path& agent_binary) {
+  std::vector<std::string> done;
+  if (config.no_sandbox) return done;
+  const fs::path conflist = config.cni.conf_dir / (config.cni.network_name + ".conflist");
+  if (!fs::exists(conflist)) {
+    std::error_code ec;
+    fs::create_directories(config.cni.conf_dir, ec);
+    std::ofstream out(conflist);
+    out << sandbox::default_conflist(config.cni.network_name).dump(2) << "\n";
+    if (!out) return fail(ErrorCode::kIo, "cannot write " + conflist.string());
+    done.push_back("Wrote " + conflist.string() + " (ptp + host-local on 192.168.127.0/24, ipMasq)");
+  }
+  if (!fs::exists(config.rootfs_filepath)) {
+    auto r = sandbox::build_rootfs({.agent_binary = agent_binary, .output = config.rootfs_filepath});
+    if (!r) return fail(r.error().wrap("build " + config.rootfs_filepath.string()));
+    done.push_back("Built " + config.rootfs_filepath.string() + " (" +
+                   std::to_string(r->image_mib) + " MiB)");
+  }
+  return done;
+}
+
+}  // namespace nex::node

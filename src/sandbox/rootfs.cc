@@ -1,0 +1,152 @@
+#include "sandbox/rootfs.h"
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
+
+#include "core/subprocess.h"
+#include "sandbox/namespace_driver.h"
+
+namespace nex::sandbox {
+namespace fs = std::filesystem;
+
+namespace {
+
+Status write_text(const fs::path& path, const std::string& text, fs::perms perms) {
+  std::ofstream out(path);
+  out << text;
+  if (!out) return fail(ErrorCode::kIo, "cannot write " + path.string());
+  out.close();
+  std::error_code ec;
+  fs::permissions(path, perms, ec);
+  return {};
+}
+
+Status copy_into(const fs::path& from, const fs::path& to) {
+  std::error_code ec;
+  fs::create_directories(to.parent_path(), ec);
+  fs::copy_file(fs::canonical(from, ec), to, fs::copy_options::overwrite_existing, ec);
+  if (ec) return fail(ErrorCode::kIo, "cannot copy " + from.string() + ": " + ec.message());
+  return {};
+}
+
+int64_t tree_bytes(const fs::path& dir) {
+  int64_t total = 0;
+  std::error_code ec;
+  for (const auto& e : fs::recursive_directory_iterator(dir, ec)) {
+    if (e.is_regular_file(ec) && !e.is_symlink(ec)) total += static_cast<int64_t>(e.file_size(ec));
+    total += 4096;  // inodes and directory blocks, roughly
+  }
+  return total;
+}
+
+constexpr const char* kInit = R"(#!/bin/sh
+# init for sandboxes that boot a kernel (microVMs): mount what the agent needs, then become it.
+# The namespace driver does this itself and starts /sbin/nex-agent directly.
+mount -t proc proc /proc
+mount -t tmpfs -o mode=1777 tmpfs /tmp
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+exec /sbin/nex-agent
+)";
+
+}  // namespace
+
+bool is_ext4_image(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  unsigned char magic[2] = {};
+  in.seekg(1024 + 56);
+  in.read(reinterpret_cast<char*>(magic), 2);
+  return in && magic[0] == 0x53 && magic[1] == 0xEF;
+}
+
+Result<RootfsReport> build_rootfs_tree(const RootfsOptions& options, const fs::path& dir) {
+  RootfsReport report;
+  std::error_code ec;
+  for (const char* d : {"bin", "sbin", "etc", "proc", "tmp", "dev", "nex", "sys", "root", "usr/bin"})
+    fs::create_directories(dir / d, ec);
+  if (ec) return fail(ErrorCode::kIo, "cannot create " + dir.string() + ": " + ec.message());
+  fs::permissions(dir / "tmp", fs::perms::all | fs::perms::sticky_bit, ec);
+
+  if (access(options.agent_binary.c_str(), X_OK) != 0)
+    return fail(ErrorCode::kNotFound, "agent: " + options.agent_binary.string() + " not found");
+  NEX_RETURN_IF_ERROR(copy_into(options.agent_binary, dir / fs::path(kSandboxAgentPath).relative_path()));
+  auto libs = shared_libraries(options.agent_binary);
+  if (!libs) return fail(libs.error());
+  for (const auto& lib : *libs) NEX_RETURN_IF_ERROR(copy_into(lib, dir / lib.relative_path()));
+  report.libraries = libs->size();
+
+  if (access(options.busybox.c_str(), X_OK) != 0)
+    return fail(ErrorCode::kNotFound, options.busybox.string() +
+                                          " not found (Debian: busybox-static)");
+  NEX_RETURN_IF_ERROR(copy_into(options.busybox, dir / "bin/busybox"));
+  for (const char* applet : {"sh", "ls", "cat", "echo", "mount", "ps", "env", "id", "sleep", "mkdir",
+                             "rm", "cp", "mv", "wc", "grep", "head", "tail", "df", "free", "top",
+                             "ip", "ping", "nc", "wget", "hostname", "uname", "kill", "dmesg"}) {
+    fs::create_symlink("busybox", dir / "bin" / applet, ec);
+    ec.clear();
+  }
+  NEX_RETURN_IF_ERROR(write_text(dir / "sbin/init", kInit, fs::perms(0755)));
+  NEX_RETURN_IF_ERROR(write_text(dir / "etc/passwd",
+                                 "root:x:0:0:root:/root:/bin/sh\n"
+                                 "nobody:x:65534:65534:nobody:/tmp:/bin/false\n",
+                                 fs::perms(0644)));
+  NEX_RETURN_IF_ERROR(
+      write_text(dir / "etc/group", "root:x:0:\nnogroup:x:65534:\n", fs::perms(0644)));
+  NEX_RETURN_IF_ERROR(
+      write_text(dir / "etc/hosts", "127.0.0.1 localhost\n::1 localhost\n", fs::perms(0644)));
+  NEX_RETURN_IF_ERROR(write_text(dir / "etc/resolv.conf", "", fs::perms(0644)));
+  report.content_bytes = tree_bytes(dir);
+  return report;
+}
+
+Result<RootfsReport> build_rootfs(const RootfsOptions& options) {
+  const fs::path staging =
+      fs::temp_directory_path() / ("nex-rootfs-" + std::to_string(getpid()));
+  std::error_code ec;
+  fs::remove_all(staging, ec);
+  auto report = build_rootfs_tree(options, staging);
+  auto cleanup = [&] { fs::remove_all(staging, ec); };
+  if (!report) {
+    cleanup();
+    return report;
+  }
+  const int64_t content_mib = (report->content_bytes + (1 << 20) - 1) >> 20;
+  const int64_t needed = content_mib + content_mib / 4 + 16;  // ext4's own structures and slack
+  if (options.size_mib > 0 && options.size_mib < needed) {
+    cleanup();
+    return fail(ErrorCode::kInvalidArgument,
+                "--size " + std::to_string(options.size_mib) + " MB is too small for " +
+                    std::to_string(content_mib) + " MB of content; use at least " +
+                    std::to_string(needed));
+  }
+  report->image_mib = options.size_mib > 0 ? options.size_mib : std::max<int64_t>(64, needed);
+  fs::create_directories(options.output.parent_path().empty() ? "." : options.output.parent_path(), ec);
+  fs::remove(options.output, ec);
+  const std::string log = staging.string() + ".mkfs.log";
+  auto mkfs = Subprocess::spawn({.argv = {"mkfs.ext4", "-q", "-F", "-L", "nexroot", "-d",
+                                          staging.string(), options.output.string(),
+                                          std::to_string(report->image_mib) + "M"},
+                                 .env = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin"},
+                                 .stdout_path = log,
+                                 .stderr_path = log});
+  std::string why;
+  if (!mkfs) {
+    why = mkfs.error().message + " (Debian: e2fsprogs)";
+  } else if (auto st = mkfs->wait_for(std::chrono::minutes(2)); !st) {
+    why = "did not finish within 2 minutes";
+  } else if (*st != 0) {
+    std::ifstream in(log);
+    why = std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (why.empty()) why = "exited with status " + std::to_string(WEXITSTATUS(*st));
+  }
+  fs::remove(log, ec);
+  cleanup();
+  if (!why.empty()) {
+    fs::remove(options.output, ec);
+    return fail(ErrorCode::kIo, "mkfs.ext4: " + why);
+  }
+  return report;
+}
+
+}  // namespace nex::sandbox
