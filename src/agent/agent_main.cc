@@ -1,5 +1,6 @@
 // nex-agent: started by the node inside a sandbox, one per workload. Reads its bootstrap from
 // the environment (NEX_WORKLOADID, NEX_NODE_NATS_HOST/PORT, NEX_NODE_NATS_NKEY_SEED).
+#include <sys/prctl.h>
 #include <cstdio>
 #include <cstdlib>
 #include <thread>
@@ -19,6 +20,9 @@ std::string take_env(const char* name) {
 
 int main() {
   using namespace nex;
+  // Not dumpable: the workload (same user, in a sandbox) cannot read this process's memory or
+  // its initial environment, which holds the agent's internal-NATS seed.
+  prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
   const std::string id = take_env(api::kEnvWorkloadId);
   const std::string host = take_env(api::kEnvNatsHost);
   const std::string port = take_env(api::kEnvNatsPort);

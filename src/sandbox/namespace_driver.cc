@@ -17,6 +17,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -43,7 +44,6 @@ std::string errno_text(int err) { return std::strerror(err); }
 
 struct ChildPlan {
   int go_fd = -1;     // read: the internal NATS host and a newline, once the network is up
-  int go_write_fd = -1;  // the parent's end, closed at once
   int error_fd = -1;  // write: what failed (close-on-exec, so EOF means the agent started)
   int log_fd = -1;
   int null_fd = -1;
@@ -89,7 +89,16 @@ void report(int fd, const char* step, int err) {
 int child_main(void* arg) {
   ChildPlan& plan = *static_cast<ChildPlan*>(arg);
   prctl(PR_SET_PDEATHSIG, SIGKILL);
-  close(plan.go_write_fd);
+  // Drop the node's descriptors at once: one may be an artifact another deploy is still
+  // writing, and holding it would make that workload's exec fail with ETXTBSY.
+  int keep[4] = {plan.go_fd, plan.error_fd, plan.log_fd, plan.null_fd};
+  std::sort(keep, keep + 4);
+  unsigned next = 3;
+  for (int fd : keep) {
+    if (static_cast<unsigned>(fd) > next) syscall(SYS_close_range, next, fd - 1u, 0u);
+    next = std::max(next, fd + 1u);
+  }
+  syscall(SYS_close_range, next, ~0u, 0u);
   // Wait for the parent: it puts us in our cgroup and network first.
   size_t got = 0;
   char* host = plan.host_env + plan.host_env_prefix;
@@ -451,7 +460,6 @@ Result<std::unique_ptr<Sandbox>> NamespaceDriver::start(const SandboxSpec& spec)
     return fail(ErrorCode::kIo, "pipe: " + errno_text(errno));
   }
   plan.go_fd = go[0];
-  plan.go_write_fd = go[1];
   plan.error_fd = err[1];
   plan.log_fd = open(spec.log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
   plan.null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);

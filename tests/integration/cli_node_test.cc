@@ -18,6 +18,7 @@
 #include "nats/connection.h"
 #include "nats/object_store.h"
 #include "testing/nats_server_fixture.h"
+#include "testing/sandbox_host.h"
 
 namespace nex {
 namespace {
@@ -52,8 +53,10 @@ class CliNode : public ::testing::Test {
     NEX_REQUIRE_NATS_SERVER();
     state_ = fs::temp_directory_path() / ("nex-cli-node-" + std::to_string(getpid()));
     log_ = state_.string() + ".up.log";
+    std::vector<std::string> argv = {NEX_BINARY, "up", "--port", "0", "--state-dir", state_.string()};
+    if (!config_.empty()) argv.insert(argv.end(), {"--config", config_.string()});
     auto up = Subprocess::spawn(
-        {.argv = {NEX_BINARY, "up", "--port", "0", "--state-dir", state_.string()},
+        {.argv = argv,
          .stdout_path = log_.string(),
          .stderr_path = log_.string()});
     ASSERT_TRUE(up);
@@ -138,7 +141,11 @@ class CliNode : public ::testing::Test {
     return false;
   }
 
+  // The seeds' walkthrough: node ls, devrun, a request answered, logs, events, devrun again, stop.
+  void walkthrough();
+
   fs::path state_, log_;
+  fs::path config_;  // a node configuration for `nex up --config`, if any
   std::unique_ptr<Subprocess> up_;
   std::string url_, node_;
 };
@@ -177,7 +184,34 @@ TEST_F(CliNode, ErrorsSayWhatToDo) {
   EXPECT_EQ(usage.code, 2) << usage.out;
 }
 
-TEST_F(CliNode, TheSeedWalkthroughAsAUserTypesIt) {
+// The same walkthrough, unchanged, with `nex up` running workloads in the namespace sandbox (a
+// root filesystem image built by `nex rootfs`, as a user would).
+class CliNodeSandboxed : public CliNode {
+ protected:
+  void SetUp() override {
+    NEX_REQUIRE_NAMESPACE_SANDBOX();
+    const auto& host = testing::SandboxHost::get();
+    const fs::path image = host.dir() / "cli-rootfs.ext4";
+    CliResult built = nex({"rootfs", "-o", image.string()});
+    ASSERT_EQ(built.code, 0) << built.out;
+    ASSERT_NE(built.out.find("Built " + image.string() + ": ext4"), std::string::npos) << built.out;
+    config_ = host.dir() / "cli-node.json";
+    const auto c = host.config();
+    std::ofstream(config_) << nlohmann::json{
+        {"rootfs_filepath", image},
+        {"cni", {{"network_name", c.cni.network_name}, {"conf_dir", c.cni.conf_dir}}}}.dump();
+    CliNode::SetUp();
+  }
+};
+
+TEST_F(CliNodeSandboxed, TheSeedWalkthroughRunsUnchangedInTheNamespaceSandbox) {
+  EXPECT_TRUE(eventually_contains(log_, "namespace sandbox")) << slurp(log_);
+  walkthrough();
+}
+
+TEST_F(CliNode, TheSeedWalkthroughAsAUserTypesIt) { walkthrough(); }
+
+void CliNode::walkthrough() {
   // Logs and events followed from the start, as a user would in other terminals.
   const fs::path logs_out = state_ / "logs.txt", events_out = state_ / "events.txt";
   Subprocess logs = follow({"logs"}, logs_out);

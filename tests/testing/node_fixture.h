@@ -84,14 +84,20 @@ class NodeTest : public NatsServerTest {
     std::filesystem::remove_all(state_dir_, ec);
   }
 
+  // A node with the process driver, unless `config` comes from SandboxHost (sandboxed_config).
   void start_node(NodeConfig config = {}) {
-    config.no_sandbox = true;
+    if (!sandboxed_) config.no_sandbox = true;
     auto n = Node::start({.config = config,
                           .control = {.urls = {server().url()}},
                           .state_dir = state_dir_,
                           .version = "test"});
     ASSERT_TRUE(n) << n.error().message;
     node_ = std::move(*n);
+  }
+
+  void start_sandboxed_node(NodeConfig config) {
+    sandboxed_ = true;
+    start_node(std::move(config));
   }
 
   std::string jwt_for(const std::string& name, const crypto::KeyPair& issuer,
@@ -166,6 +172,7 @@ class NodeTest : public NatsServerTest {
   std::unique_ptr<nats::Connection> conn_;
   std::unique_ptr<nats::JetStream> js_;
   std::unique_ptr<Node> node_;
+  bool sandboxed_ = false;
   crypto::KeyPair issuer_ = *crypto::KeyPair::create(crypto::KeyType::kAccount);
   crypto::XKey publisher_ = crypto::XKey::create();
 };
