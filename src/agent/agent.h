@@ -29,6 +29,8 @@ class Agent {
   Status start();
   // Blocks until the workload was undeployed or the node went away.
   void run_until_stopped();
+  // Ends run_until_stopped (SIGTERM/SIGINT, or the node's undeploy).
+  void request_stop();
 
  private:
   void on_deploy(nats::Message msg);
@@ -48,7 +50,6 @@ class Agent {
   void publish_log(const std::string& level, const std::string& text);
   void publish_event(const std::string& type, nlohmann::json data);
   void reply(const nats::Message& msg, const std::string& body);
-  void request_stop();
 
   nats::Connection conn_;
   std::string id_;

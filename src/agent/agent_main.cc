@@ -1,8 +1,10 @@
 // nex-agent: started by the node inside a sandbox, one per workload. Reads its bootstrap from
 // the environment (NEX_WORKLOADID, NEX_NODE_NATS_HOST/PORT, NEX_NODE_NATS_NKEY_SEED).
+#include <signal.h>
 #include <sys/prctl.h>
 #include <cstdio>
 #include <cstdlib>
+#include <mutex>
 #include <thread>
 
 #include "agent/agent.h"
@@ -23,6 +25,14 @@ int main() {
   // Not dumpable: the workload (same user, in a sandbox) cannot read this process's memory or
   // its initial environment, which holds the agent's internal-NATS seed.
   prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+  // SIGTERM and SIGINT stop the agent (and its workload) in order. As pid 1 of a namespace
+  // sandbox it would otherwise ignore them. Blocked before any thread starts; a thread below
+  // waits for them. (Workloads start with an empty mask: Subprocess resets it.)
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   const std::string id = take_env(api::kEnvWorkloadId);
   const std::string host = take_env(api::kEnvNatsHost);
   const std::string port = take_env(api::kEnvNatsPort);
@@ -57,7 +67,19 @@ int main() {
     std::fprintf(stderr, "nex-agent %s: %s\n", id.c_str(), st.error().message.c_str());
     return 1;
   }
+  static std::mutex stop_mu;
+  static agent::Agent* stop_target = &agent;  // cleared before `agent` goes away
+  std::thread([stop_signals] {
+    int signo = 0;
+    sigwait(&stop_signals, &signo);
+    std::lock_guard lock(stop_mu);
+    if (stop_target) stop_target->request_stop();
+  }).detach();
   agent.run_until_stopped();
+  {
+    std::lock_guard lock(stop_mu);
+    stop_target = nullptr;
+  }
   if (!conn->connected()) {
     std::fprintf(stderr, "nex-agent %s: lost the connection to the node; exiting\n", id.c_str());
     return 1;

@@ -89,6 +89,11 @@ void report(int fd, const char* step, int err) {
 int child_main(void* arg) {
   ChildPlan& plan = *static_cast<ChildPlan*>(arg);
   prctl(PR_SET_PDEATHSIG, SIGKILL);
+  // Start the agent with the signal state of a fresh process, not the node's.
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, nullptr);
+  signal(SIGPIPE, SIG_DFL);
   // Drop the node's descriptors at once: one may be an artifact another deploy is still
   // writing, and holding it would make that workload's exec fail with ETXTBSY.
   int keep[4] = {plan.go_fd, plan.error_fd, plan.log_fd, plan.null_fd};
