@@ -927,6 +927,7 @@ void Node::stop() {
   host_services_.reset();
   pool_.reset();
   internal_.reset();
+  driver_.reset();  // the namespace driver releases what is left of its sandboxes
   std::error_code ec;
   fs::remove_all(run_dir_, ec);
   log_line("Node stopped");

@@ -134,6 +134,7 @@ json default_conflist(const std::string& network_name) {
                          {"ipam",
                           {{"type", "host-local"},
                            {"subnet", "192.168.127.0/24"},
+                           {"routes", json::array({{{"dst", "0.0.0.0/0"}}})},
                            {"resolvConf", "/etc/resolv.conf"}}}}})}};
 }
 

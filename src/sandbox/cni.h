@@ -32,7 +32,8 @@ struct CniNetwork {
 // The conflist for settings.network_name, checked for the fields a runtime needs.
 Result<CniNetwork> load_cni_network(const CniSettings& settings);
 // The default network of the seeds (ptp + host-local on 192.168.127.0/24, ipMasq), without the
-// microVM-only tc-redirect-tap.
+// microVM-only tc-redirect-tap, and with a default route through the host side of the link (a
+// VM gets it from its boot arguments; a namespace needs it in the conflist).
 nlohmann::json default_conflist(const std::string& network_name);
 // Where a plugin binary is, or kNotFound naming the places searched.
 Result<std::filesystem::path> find_cni_plugin(const CniSettings& settings, const std::string& type);
