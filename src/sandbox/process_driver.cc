@@ -81,6 +81,7 @@ Result<std::unique_ptr<Sandbox>> ProcessDriver::start(const SandboxSpec& spec) {
   fs::create_directories(spec.work_dir, ec);
   if (ec)
     return fail(ErrorCode::kIo, "cannot create " + spec.work_dir.string() + ": " + ec.message());
+  fs::permissions(spec.work_dir, fs::perms::owner_all, ec);  // the workload is no one else's
   // The agent gets only what it needs from the node's environment.
   std::vector<std::string> env = spec.env;
   env.push_back("PATH=/usr/local/bin:/usr/bin:/bin");
