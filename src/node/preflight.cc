@@ -87,8 +87,7 @@ PreflightSection cni_config(const NodeConfig& config) {
   const std::string file =
       (config.cni.conf_dir / (config.cni.network_name + ".conflist")).string();
   s.items.push_back(net ? found(file, "CNI Configuration")
-                        : missing(file, "CNI Configuration",
-                                  net.error().message + "; `nex node preflight --init` writes it"));
+                        : missing(file, "CNI Configuration", net.error().message));
   return s;
 }
 

@@ -482,3 +482,45 @@ TEST(CliNodeAlone, LsWithNoNodeSaysHowToStartOne) {
 
 }  // namespace
 }  // namespace nex
+
+namespace nex {
+namespace {
+
+// `nex node preflight` as seed 002 shows it: a line per dependency; `--init` writes what is
+// missing (the conflist, the root filesystem), after which everything is satisfied.
+TEST(CliPreflight, ReportsWhatIsMissingAndInitFixesIt) {
+  NEX_REQUIRE_NAMESPACE_SANDBOX();
+  const fs::path dir = testing::SandboxHost::get().dir() / "preflight";
+  fs::create_directories(dir);
+  const fs::path config = dir / "config.json";
+  std::ofstream(config) << nlohmann::json{
+      {"rootfs_filepath", dir / "wd" / "rootfs.ext4"},
+      {"cni", {{"network_name", "pfnet"}, {"conf_dir", dir / "cni"}}}}.dump();
+  CliResult before = nex({"node", "preflight", "--config", config.string()});
+  EXPECT_EQ(before.code, 1) << before.out;
+  EXPECT_NE(before.out.find("✅ Dependency Satisfied - /usr/lib/cni/ptp [ptp CNI plugin]"),
+            std::string::npos)
+      << before.out;
+  EXPECT_NE(before.out.find("❌ Missing Dependency - " + (dir / "cni/pfnet.conflist").string()),
+            std::string::npos)
+      << before.out;
+  EXPECT_NE(before.out.find("❌ Missing Dependency - " + (dir / "wd/rootfs.ext4").string()),
+            std::string::npos)
+      << before.out;
+
+  CliResult init = nex({"node", "preflight", "--config", config.string(), "--init"});
+  EXPECT_EQ(init.code, 0) << init.out;
+  EXPECT_NE(init.out.find("Wrote " + (dir / "cni/pfnet.conflist").string()), std::string::npos)
+      << init.out;
+  EXPECT_NE(init.out.find("Built " + (dir / "wd/rootfs.ext4").string()), std::string::npos)
+      << init.out;
+  EXPECT_EQ(init.out.find("❌"), std::string::npos) << init.out;
+
+  CliResult small = nex({"rootfs", "-o", (dir / "small.ext4").string(), "--size", "8"});
+  EXPECT_EQ(small.code, 1) << small.out;
+  EXPECT_NE(small.out.find("--size 8 MB is too small"), std::string::npos) << small.out;
+  EXPECT_FALSE(fs::exists(dir / "small.ext4"));
+}
+
+}  // namespace
+}  // namespace nex
