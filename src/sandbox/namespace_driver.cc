@@ -419,12 +419,14 @@ void NamespaceDriver::remove_stale() {
   for (const auto& entry : fs::directory_iterator(netns_dir, ec)) {
     const fs::path file = entry.path();
     if (file.extension() == ".json") continue;
+    // The ADD result is saved once ADD returned; a node killed during ADD left none, and the
+    // plugins release by container id without it.
     json result;
     std::ifstream in(file.string() + ".json");
     if (in) result = json::parse(in, nullptr, false);
-    if (!result.is_discarded() && !result.is_null())
-      (void)cni_del(options_.cni, network_, container_id(options_.instance, file.filename()), file,
-                    result);
+    if (result.is_discarded()) result = nullptr;
+    (void)cni_del(options_.cni, network_, container_id(options_.instance, file.filename()), file,
+                  result);
     umount2(file.c_str(), MNT_DETACH);
     fs::remove(file, ec);
     fs::remove(file.string() + ".json", ec);

@@ -6,7 +6,12 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
 #include <regex>
+#include <thread>
+
+#include "core/encoding.h"
+#include "core/subprocess.h"
 
 #include "testing/node_fixture.h"
 #include "testing/sandbox_host.h"
@@ -103,6 +108,75 @@ TEST_F(SandboxTest, FunctionsAndHostServicesRunSandboxed) {
   auto again = conn_->request("visits.sandbox", "", 5s);
   ASSERT_TRUE(again);
   EXPECT_EQ(again->data(), "visits.sandbox: 2");  // the KV host service, from inside
+}
+
+// A node killed with SIGKILL leaves its sandboxes' network namespaces, addresses and cgroups;
+// the next node on the same state directory releases them before it starts anything.
+TEST_F(SandboxTest, ANodeStartingAfterACrashReleasesWhatTheCrashedOneHeld) {
+  const fs::path config = state_dir_.string() + ".json";
+  const auto c = SandboxHost::get().config();
+  std::ofstream(config) << json{{"rootfs_filepath", c.rootfs_filepath},
+                                {"cni", {{"network_name", c.cni.network_name},
+                                         {"conf_dir", c.cni.conf_dir}}}}.dump();
+  const std::string log = state_dir_.string() + ".log";
+  auto crashing = Subprocess::spawn({.argv = {(testing::kBinDir / "nex").string(), "node", "up",
+                                              "-s", server().url(), "--config", config.string(),
+                                              "--state-dir", state_dir_.string()},
+                                     .stdout_path = log,
+                                     .stderr_path = log});
+  ASSERT_TRUE(crashing) << crashing.error().message;
+  std::string node_id;
+  for (int i = 0; i < 200 && node_id.empty(); ++i) {
+    json p = control("$NEX.PING", "", 200ms);
+    if (p.contains("data") && p["data"].is_object()) {
+      node_id = p["data"]["node_id"];
+    } else {
+      std::this_thread::sleep_for(50ms);
+    }
+  }
+  ASSERT_FALSE(node_id.empty()) << testing::slurp(log);
+  const std::string xkey = control("$NEX.PING." + node_id, "")["data"]["target_xkey"];
+  auto sealed = publisher_.seal(
+      as_bytes(json{{"NATS_URL", server().url()}, {"ECHO_SUBJECT", "svc.echo.crash"}}.dump()),
+      xkey);
+  json req = {{"type", "native"},
+              {"location", "nats://NEXCLIFILES/echoservice"},
+              {"workload_jwt", jwt_for("echoservice", issuer_)},
+              {"environment", base64_encode(*sealed, Base64::kStandard)},
+              {"sender_public_key", publisher_.public_key()},
+              {"workload_name", "echoservice"}};
+  json r = control("$NEX.DEPLOY.default." + node_id, req.dump());
+  ASSERT_TRUE(r["error"].is_null()) << r.dump();
+  const std::string id = r["data"]["id"];
+  ASSERT_TRUE(echo_answers("svc.echo.crash"));
+
+  // What the sandbox holds on the host: an address lease naming it, its kept network namespace.
+  const fs::path leases = "/var/lib/cni/networks/" + SandboxHost::get().network();
+  auto leased = [&] {
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(leases, ec))
+      if (testing::slurp(e.path()).find(id) != std::string::npos) return true;
+    return false;
+  };
+  const fs::path netns = "/run/nex/" + node_id + "/netns/" + id;
+  ASSERT_TRUE(leased());
+  ASSERT_TRUE(fs::exists(netns));
+
+  ASSERT_TRUE(crashing->signal(SIGKILL));
+  crashing->wait_for(5s);
+  EXPECT_TRUE(leased()) << "a killed node cannot release anything (the test would prove nothing)";
+
+  start_sandboxed_node(c);  // the same state directory: the same node
+  ASSERT_EQ(node_->id(), node_id);
+  EXPECT_FALSE(leased()) << "the crashed sandbox's address is still leased";
+  EXPECT_FALSE(fs::exists(netns)) << "the crashed sandbox's network namespace is still kept";
+  EXPECT_FALSE(fs::exists("/sys/fs/cgroup/memory/nex/" + node_id + "/" + id) ||
+               fs::exists("/sys/fs/cgroup/nex/" + node_id + "/" + id))
+      << "the crashed sandbox's cgroup is still there";
+  node_.reset();
+  expect_nothing_left(node_id);
+  fs::remove(config);
+  fs::remove(log);
 }
 
 TEST_F(SandboxTest, AMissingRootFilesystemIsAClearErrorAndStartsNothing) {
