@@ -222,6 +222,7 @@ int main(int argc, char** argv) {
     if (auto f = measure("namespace", *c)) all.push_back(std::move(*f));
   }
   fs::remove_all(scratch);
+  fs::remove_all("/var/lib/cni/networks/nexbench" + std::to_string(getpid() % 100000));
   if (all.empty()) return 1;
 
   auto mean_mib = [](const std::vector<Memory>& v, int64_t Memory::*field) {

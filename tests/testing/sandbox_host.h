@@ -66,6 +66,8 @@ class SandboxHost {
   ~SandboxHost() {
     std::error_code ec;
     std::filesystem::remove_all(dir_, ec);
+    // host-local's bookkeeping for this test network (its leases are gone by now).
+    std::filesystem::remove_all("/var/lib/cni/networks/" + base_.cni.network_name, ec);
   }
 
   node::NodeConfig base_;
