@@ -14,8 +14,16 @@ fs::path agent_next_to_nex() {
   return fs::read_symlink("/proc/self/exe").parent_path() / "nex-agent";
 }
 
+namespace {
+
+// The configuration of an empty file: the defaults, with the paths derived from them
+// (rootfs_filepath = default_resource_dir/rootfs.ext4, ...).
+node::NodeConfig default_config() { return *node::parse_node_config("{}"); }
+
+}  // namespace
+
 node::NodeConfig local_node_config(std::string& why_unsandboxed) {
-  node::NodeConfig config;
+  node::NodeConfig config = default_config();
   if (geteuid() != 0) {
     why_unsandboxed = "not running as root";
   } else if (!node::preflight_passes(config, agent_next_to_nex())) {
@@ -55,7 +63,7 @@ int print_preflight(const node::NodeConfig& config) {
 }
 
 int run_preflight(const PreflightOptions& opts, bool config_given) {
-  node::NodeConfig config;
+  node::NodeConfig config = default_config();
   if (fs::exists(opts.config)) {
     auto loaded = node::load_node_config(opts.config);
     if (!loaded) return report(loaded.error());

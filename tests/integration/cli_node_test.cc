@@ -516,6 +516,17 @@ TEST(CliPreflight, ReportsWhatIsMissingAndInitFixesIt) {
       << init.out;
   EXPECT_EQ(init.out.find("❌"), std::string::npos) << init.out;
 
+  // Without a configuration file, the defaults are checked, derived paths included.
+  CliResult defaults = nex({"node", "preflight"});
+  if (defaults.out.find("No ./config.json here") != std::string::npos) {
+    EXPECT_NE(defaults.out.find("/tmp/wd/rootfs.ext4 [Root Filesystem Template]"),
+              std::string::npos)
+        << defaults.out;
+    EXPECT_NE(defaults.out.find("/etc/cni/conf.d/fcnet.conflist [CNI Configuration]"),
+              std::string::npos)
+        << defaults.out;
+  }
+
   CliResult small = nex({"rootfs", "-o", (dir / "small.ext4").string(), "--size", "8"});
   EXPECT_EQ(small.code, 1) << small.out;
   EXPECT_NE(small.out.find("--size 8 MB is too small"), std::string::npos) << small.out;
