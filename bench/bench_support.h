@@ -4,6 +4,7 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
@@ -28,6 +29,11 @@ namespace nex::bench {
 // Where the benchmark's own binary lies: build/bin, beside nex-agent and the test modules.
 inline const std::filesystem::path kBinDir =
     std::filesystem::read_symlink("/proc/self/exe").parent_path();
+
+// A duration in milliseconds.
+inline double ms(std::chrono::steady_clock::duration d) {
+  return std::chrono::duration<double, std::milli>(d).count();
+}
 
 inline double percentile(std::vector<double> v, double p) {
   if (v.empty()) return 0;

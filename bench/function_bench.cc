@@ -37,7 +37,7 @@ const fs::path kSourceDir = NEX_SOURCE_DIR;
 // The echo function without console.log: a log line per request would measure the log path.
 constexpr const char* kEchoJs = "(subject, payload) => payload;\n";
 
-double ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
+using bench::ms;
 
 struct Target {
   std::string label;

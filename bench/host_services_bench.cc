@@ -36,7 +36,7 @@ void measure(const nats::Connection& conn, Row& row, int requests) {
   for (int i = 0; i < requests && Clock::now() < end; ++i) {
     const auto t0 = Clock::now();
     auto r = conn.request(row.subject, row.payload, std::chrono::seconds(5));
-    const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+    const double ms = bench::ms(Clock::now() - t0);
     if (!r || r->header("Nats-Service-Error")) {
       ++row.errors;
       continue;

@@ -40,7 +40,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-double ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
+using bench::ms;
 
 // Polls `subject` until the echo service answers; returns when it did.
 bool wait_for_answer(const nats::Connection& c, const std::string& subject) {

@@ -44,9 +44,10 @@ std::string default_state_dir();
 
 // The agent installed next to the running nex binary.
 std::filesystem::path agent_next_to_nex();
-// A node configuration for `nex up` and a `nex node up` without a file: the namespace sandbox
-// when this host can run it, else the process driver with `why_unsandboxed` saying why not.
-node::NodeConfig local_node_config(std::string& why_unsandboxed);
+// The node configuration `nex up` and `nex node up` run with: `file`'s when one is given;
+// without, the namespace sandbox when this host can run it. When the result has no sandbox,
+// `why_unsandboxed` says why.
+Result<node::NodeConfig> node_config_for(const std::string& file, std::string& why_unsandboxed);
 
 // Runs a node until SIGINT/SIGTERM, then stops it gracefully; `on_ready` runs once it serves.
 int run_node(const nats::ConnectOptions& control, const node::NodeConfig& config,

@@ -155,24 +155,20 @@ int node_info(const ConnectionFlags& flags, const std::string& node_id) {
 
 int node_up(const ConnectionFlags& flags, const NodeUpOptions& opts) {
   std::string why_unsandboxed;
-  node::NodeConfig config = local_node_config(why_unsandboxed);
-  if (opts.config.empty() && !why_unsandboxed.empty())
+  auto config = node_config_for(opts.config, why_unsandboxed);
+  if (!config) {
+    std::fprintf(stderr, "nex node up: %s\n", config.error().message.c_str());
+    return 1;
+  }
+  if (opts.config.empty() && config->no_sandbox)
     std::fprintf(stderr, "nex node up: no sandbox (%s): workloads run as plain processes\n",
                  why_unsandboxed.c_str());
-  if (!opts.config.empty()) {
-    auto loaded = node::load_node_config(opts.config);
-    if (!loaded) {
-      std::fprintf(stderr, "nex node up: %s\n", loaded.error().message.c_str());
-      return 1;
-    }
-    config = std::move(*loaded);
-  }
   auto control = flags.options("nex-node");
   if (!control) {
     std::fprintf(stderr, "nex node up: %s\n", control.error().message.c_str());
     return 1;
   }
-  return run_node(*control, config, opts.state_dir.empty() ? default_state_dir() : opts.state_dir,
+  return run_node(*control, *config, opts.state_dir.empty() ? default_state_dir() : opts.state_dir,
                   {});
 }
 

@@ -22,7 +22,11 @@ node::NodeConfig default_config() { return *node::parse_node_config("{}"); }
 
 }  // namespace
 
-node::NodeConfig local_node_config(std::string& why_unsandboxed) {
+Result<node::NodeConfig> node_config_for(const std::string& file, std::string& why_unsandboxed) {
+  if (!file.empty()) {
+    why_unsandboxed = "\"no_sandbox\": true in " + file;
+    return node::load_node_config(file);
+  }
   node::NodeConfig config = default_config();
   if (geteuid() != 0) {
     why_unsandboxed = "not running as root";

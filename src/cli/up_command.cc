@@ -41,16 +41,12 @@ int run_up(const UpOptions& opts) {
     return 1;
   }
   std::string why_unsandboxed;
-  node::NodeConfig config = local_node_config(why_unsandboxed);
-  if (!opts.config.empty()) {
-    auto loaded = node::load_node_config(opts.config);
-    if (!loaded) {
-      std::fprintf(stderr, "nex up: %s\n", loaded.error().message.c_str());
-      return 1;
-    }
-    config = std::move(*loaded);
-    why_unsandboxed = "\"no_sandbox\": true in " + opts.config;
+  auto loaded = node_config_for(opts.config, why_unsandboxed);
+  if (!loaded) {
+    std::fprintf(stderr, "nex up: %s\n", loaded.error().message.c_str());
+    return 1;
   }
+  const node::NodeConfig& config = *loaded;
   const std::string url = server->url();
   const int rc = run_node(
       {.urls = {url}, .name = "nex up node"}, config, opts.state_dir, [&](const node::Node& node) {

@@ -97,14 +97,15 @@ PreflightSection user_files(const NodeConfig& config, const fs::path& agent_bina
   const std::string desc = "Root Filesystem Template";
   const std::string build = "`nex node preflight --init` or `nex rootfs -o " + rootfs.string() + "`";
   if (fs::is_directory(rootfs)) {
-    std::string lacking;
-    if (auto libs = sandbox::shared_libraries(agent_binary)) {
-      for (const auto& lib : *libs)
-        if (!fs::exists(fs::symlink_status(rootfs / lib.relative_path()))) lacking = lib.string();
+    auto lacking = sandbox::missing_agent_file(rootfs, agent_binary);
+    if (!lacking) {
+      s.items.push_back(missing(rootfs.string(), desc, lacking.error().message));
+    } else if (*lacking) {
+      s.items.push_back(missing(rootfs.string(), desc,
+                                "lacks " + (*lacking)->string() + ", which the agent needs"));
+    } else {
+      s.items.push_back(found(rootfs.string(), desc));
     }
-    s.items.push_back(lacking.empty() ? found(rootfs.string(), desc)
-                                      : missing(rootfs.string(), desc,
-                                                "lacks " + lacking + ", which the agent needs"));
   } else if (sandbox::is_ext4_image(rootfs)) {
     s.items.push_back(found(rootfs.string(), desc));
   } else {

@@ -132,28 +132,27 @@ clockid_t host_clock(uint32_t id) {
   }
 }
 
-int32_t clock_res_get_impl(JSContext* cx, const JS::CallArgs& a, Invocation& inv) {
+// Reads WASI clock argument 0 with `read` (clock_getres or clock_gettime) and stores the
+// nanoseconds at the guest address in argument `out`.
+int32_t put_clock(JSContext* cx, const JS::CallArgs& a, Invocation& inv,
+                  int (*read)(clockid_t, timespec*), unsigned out) {
   if (arg_u32(a, 0) > 3) return kInval;
   timespec ts{};
-  clock_getres(host_clock(arg_u32(a, 0)), &ts);
+  read(host_clock(arg_u32(a, 0)), &ts);
   return with_memory(cx, inv, [&](Memory& m) {
-    if (!m.fits(arg_u32(a, 1), 8)) return kFault;
-    m.put_u64(arg_u32(a, 1),
+    if (!m.fits(arg_u32(a, out), 8)) return kFault;
+    m.put_u64(arg_u32(a, out),
               static_cast<uint64_t>(ts.tv_sec) * 1000000000u + static_cast<uint64_t>(ts.tv_nsec));
     return kSuccess;
   });
 }
 
+int32_t clock_res_get_impl(JSContext* cx, const JS::CallArgs& a, Invocation& inv) {
+  return put_clock(cx, a, inv, clock_getres, 1);
+}
+
 int32_t clock_time_get_impl(JSContext* cx, const JS::CallArgs& a, Invocation& inv) {
-  if (arg_u32(a, 0) > 3) return kInval;
-  timespec ts{};
-  clock_gettime(host_clock(arg_u32(a, 0)), &ts);
-  return with_memory(cx, inv, [&](Memory& m) {
-    if (!m.fits(arg_u32(a, 2), 8)) return kFault;
-    m.put_u64(arg_u32(a, 2),
-              static_cast<uint64_t>(ts.tv_sec) * 1000000000u + static_cast<uint64_t>(ts.tv_nsec));
-    return kSuccess;
-  });
+  return put_clock(cx, a, inv, clock_gettime, 2);  // argument 1 is the precision, unused
 }
 
 int32_t random_get_impl(JSContext* cx, const JS::CallArgs& a, Invocation& inv) {

@@ -151,18 +151,6 @@ void Cgroup::remove() const {
   }
 }
 
-int64_t Cgroup::memory_bytes() const {
-  if (dirs_.empty()) return 0;
-  const fs::path& dir = dirs_[0];
-  std::string s = read_file(dir / (fs::exists(dir / "memory.current") ? "memory.current"
-                                                                      : "memory.usage_in_bytes"));
-  try {
-    return s.empty() ? 0 : std::stoll(s);
-  } catch (...) {
-    return 0;
-  }
-}
-
 void Cgroup::remove_stale(const std::string& instance) {
   std::error_code ec;
   for (const auto& root : hierarchy_roots()) {

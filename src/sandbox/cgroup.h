@@ -35,8 +35,6 @@ class Cgroup {
   Status add(pid_t pid) const;
   // Waits (bounded) for the group to empty, then removes its directories.
   void remove() const;
-  int64_t memory_bytes() const;  // current use, 0 if unknown
-  const std::vector<std::filesystem::path>& dirs() const { return dirs_; }
 
  private:
   std::vector<std::filesystem::path> dirs_;  // one (v2) or one per v1 controller

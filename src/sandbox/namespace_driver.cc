@@ -26,6 +26,7 @@
 #include "api/agent.h"
 #include "sandbox/loopback_forward.h"
 #include "sandbox/process_driver.h"
+#include "sandbox/rootfs.h"
 
 namespace nex::sandbox {
 namespace fs = std::filesystem;
@@ -334,27 +335,6 @@ Status mount_image(const fs::path& image, const fs::path& dir) {
 
 }  // namespace
 
-Result<std::vector<fs::path>> shared_libraries(const fs::path& binary) {
-  const std::string cmd = "ldd '" + binary.string() + "' 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return fail(ErrorCode::kIo, "cannot run ldd");
-  std::vector<fs::path> libs;
-  char line[1024];
-  while (fgets(line, sizeof line, p)) {
-    std::string s(line);
-    const size_t arrow = s.find("=> ");
-    size_t start = arrow != std::string::npos ? arrow + 3 : s.find_first_not_of(" \t");
-    if (start == std::string::npos || s[start] != '/') continue;
-    const size_t end = s.find_first_of(" \t\n(", start);
-    libs.emplace_back(s.substr(start, end - start));
-  }
-  const int status = pclose(p);
-  if (status != 0 || libs.empty())
-    return fail(ErrorCode::kInvalidArgument,
-                binary.string() + " is not a dynamically linked program ldd can read");
-  return libs;
-}
-
 Result<std::unique_ptr<NamespaceDriver>> NamespaceDriver::create(NamespaceOptions options) {
   if (geteuid() != 0)
     return fail(ErrorCode::kPermissionDenied,
@@ -392,16 +372,13 @@ Result<std::unique_ptr<NamespaceDriver>> NamespaceDriver::create(NamespaceOption
                     o.rootfs.string() + "` builds one)");
   }
   // The agent comes from the node (so the two always match); its libraries from the rootfs.
-  auto libs = shared_libraries(o.agent_binary);
-  if (!libs) return fail(libs.error());
-  libs->push_back(kSandboxAgentPath);
-  for (const auto& lib : *libs) {
-    if (!fs::exists(fs::symlink_status(d->root_dir_ / lib.relative_path())))
-      return fail(ErrorCode::kNotFound,
-                  "rootfs_filepath: " + o.rootfs.string() + " lacks " + lib.string() +
-                      ", which the agent needs (rebuild it with `nex rootfs -o " +
-                      o.rootfs.string() + "`)");
-  }
+  auto lacking = missing_agent_file(d->root_dir_, o.agent_binary);
+  if (!lacking) return fail(lacking.error());
+  if (*lacking)
+    return fail(ErrorCode::kNotFound,
+                "rootfs_filepath: " + o.rootfs.string() + " lacks " + (*lacking)->string() +
+                    ", which the agent needs (rebuild it with `nex rootfs -o " +
+                    o.rootfs.string() + "`)");
   return d;
 }
 

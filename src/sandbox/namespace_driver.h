@@ -48,7 +48,6 @@ class NamespaceDriver : public Driver {
 
   const NamespaceOptions& options() const { return options_; }
   const CniNetwork& network() const { return network_; }
-  const std::filesystem::path& root_dir() const { return root_dir_; }
   std::filesystem::path instance_dir() const { return options_.state_root / options_.instance; }
 
  private:
@@ -60,9 +59,5 @@ class NamespaceDriver : public Driver {
   SeccompProgram seccomp_;
   std::filesystem::path root_dir_;  // the root filesystem as a directory (the mounted image)
 };
-
-// The libraries a dynamically linked binary loads (absolute paths, as the loader names them),
-// the loader included; from ldd.
-Result<std::vector<std::filesystem::path>> shared_libraries(const std::filesystem::path& binary);
 
 }  // namespace nex::sandbox

@@ -52,6 +52,38 @@ exec /sbin/nex-agent
 
 }  // namespace
 
+Result<std::vector<fs::path>> shared_libraries(const fs::path& binary) {
+  const std::string cmd = "ldd '" + binary.string() + "' 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return fail(ErrorCode::kIo, "cannot run ldd");
+  std::vector<fs::path> libs;
+  char line[1024];
+  while (fgets(line, sizeof line, p)) {
+    std::string s(line);
+    const size_t arrow = s.find("=> ");
+    size_t start = arrow != std::string::npos ? arrow + 3 : s.find_first_not_of(" \t");
+    if (start == std::string::npos || s[start] != '/') continue;
+    const size_t end = s.find_first_of(" \t\n(", start);
+    libs.emplace_back(s.substr(start, end - start));
+  }
+  const int status = pclose(p);
+  if (status != 0 || libs.empty())
+    return fail(ErrorCode::kInvalidArgument,
+                binary.string() + " is not a dynamically linked program ldd can read");
+  return libs;
+}
+
+Result<std::optional<fs::path>> missing_agent_file(const fs::path& root,
+                                                   const fs::path& agent_binary) {
+  auto needed = shared_libraries(agent_binary);
+  if (!needed) return fail(needed.error());
+  needed->push_back(kSandboxAgentPath);
+  for (const auto& file : *needed) {
+    if (!fs::exists(fs::symlink_status(root / file.relative_path()))) return file;
+  }
+  return std::nullopt;
+}
+
 bool is_ext4_image(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
   unsigned char magic[2] = {};

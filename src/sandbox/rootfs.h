@@ -7,6 +7,8 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <optional>
+#include <vector>
 
 #include "core/error.h"
 
@@ -28,6 +30,13 @@ struct RootfsReport {
 Result<RootfsReport> build_rootfs(const RootfsOptions& options);
 // Fills `dir` with the root filesystem's tree (what build_rootfs packs into the image).
 Result<RootfsReport> build_rootfs_tree(const RootfsOptions& options, const std::filesystem::path& dir);
+// The libraries a dynamically linked binary loads (absolute paths, as the loader names them),
+// the loader included; from ldd.
+Result<std::vector<std::filesystem::path>> shared_libraries(const std::filesystem::path& binary);
+// The first file the agent needs (its libraries, /sbin/nex-agent) that the root filesystem
+// directory `root` lacks; nullopt when it has them all.
+Result<std::optional<std::filesystem::path>> missing_agent_file(
+    const std::filesystem::path& root, const std::filesystem::path& agent_binary);
 // True when `path` starts with an ext2/3/4 superblock.
 bool is_ext4_image(const std::filesystem::path& path);
 

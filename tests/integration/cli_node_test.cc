@@ -196,10 +196,7 @@ class CliNodeSandboxed : public CliNode {
     ASSERT_EQ(built.code, 0) << built.out;
     ASSERT_NE(built.out.find("Built " + image.string() + ": ext4"), std::string::npos) << built.out;
     config_ = host.dir() / "cli-node.json";
-    const auto c = host.config();
-    std::ofstream(config_) << nlohmann::json{
-        {"rootfs_filepath", image},
-        {"cni", {{"network_name", c.cni.network_name}, {"conf_dir", c.cni.conf_dir}}}}.dump();
+    host.write_config(config_, image);
     CliNode::SetUp();
   }
 };

@@ -541,25 +541,11 @@ TEST_F(NodeTest, NothingOutlivesANodeKilledWithSigkill) {
                                  .stderr_path = (state_dir_.string() + ".log")});
   ASSERT_TRUE(node) << node.error().message;
   // Find it, deploy the echo service to it, and check it answers.
-  std::string node_id;
-  for (int i = 0; i < 200 && node_id.empty(); ++i) {
-    json p = control("$NEX.PING", "", 200ms);
-    if (p.contains("data") && p["data"].is_object()) {
-      node_id = p["data"]["node_id"];
-    } else {
-      std::this_thread::sleep_for(50ms);
-    }
-  }
+  const std::string node_id = wait_for_pinged_node();
   ASSERT_FALSE(node_id.empty()) << slurp(state_dir_.string() + ".log");
   const std::string xkey = control("$NEX.PING." + node_id, "")["data"]["target_xkey"];
-  auto sealed = publisher_.seal(
-      as_bytes(json{{"NATS_URL", server().url()}, {"ECHO_SUBJECT", "svc.echo.kill"}}.dump()), xkey);
-  json req = {{"type", "native"},
-              {"location", "nats://NEXCLIFILES/echoservice"},
-              {"workload_jwt", jwt_for("echoservice", issuer_)},
-              {"environment", base64_encode(*sealed, Base64::kStandard)},
-              {"sender_public_key", publisher_.public_key()},
-              {"workload_name", "echoservice"}};
+  json req = deploy_request_to(node_id, xkey, "echoservice",
+                               {{"NATS_URL", server().url()}, {"ECHO_SUBJECT", "svc.echo.kill"}});
   json r = control("$NEX.DEPLOY.default." + node_id, req.dump());
   ASSERT_TRUE(r["error"].is_null()) << r.dump();
   ASSERT_TRUE(echo_answers("svc.echo.kill"));

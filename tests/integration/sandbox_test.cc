@@ -10,7 +10,6 @@
 #include <regex>
 #include <thread>
 
-#include "core/encoding.h"
 #include "core/subprocess.h"
 
 #include "testing/node_fixture.h"
@@ -115,9 +114,7 @@ TEST_F(SandboxTest, FunctionsAndHostServicesRunSandboxed) {
 TEST_F(SandboxTest, ANodeStartingAfterACrashReleasesWhatTheCrashedOneHeld) {
   const fs::path config = state_dir_.string() + ".json";
   const auto c = SandboxHost::get().config();
-  std::ofstream(config) << json{{"rootfs_filepath", c.rootfs_filepath},
-                                {"cni", {{"network_name", c.cni.network_name},
-                                         {"conf_dir", c.cni.conf_dir}}}}.dump();
+  SandboxHost::get().write_config(config, c.rootfs_filepath);
   const std::string log = state_dir_.string() + ".log";
   auto crashing = Subprocess::spawn({.argv = {(testing::kBinDir / "nex").string(), "node", "up",
                                               "-s", server().url(), "--config", config.string(),
@@ -125,26 +122,11 @@ TEST_F(SandboxTest, ANodeStartingAfterACrashReleasesWhatTheCrashedOneHeld) {
                                      .stdout_path = log,
                                      .stderr_path = log});
   ASSERT_TRUE(crashing) << crashing.error().message;
-  std::string node_id;
-  for (int i = 0; i < 200 && node_id.empty(); ++i) {
-    json p = control("$NEX.PING", "", 200ms);
-    if (p.contains("data") && p["data"].is_object()) {
-      node_id = p["data"]["node_id"];
-    } else {
-      std::this_thread::sleep_for(50ms);
-    }
-  }
+  const std::string node_id = wait_for_pinged_node();
   ASSERT_FALSE(node_id.empty()) << testing::slurp(log);
   const std::string xkey = control("$NEX.PING." + node_id, "")["data"]["target_xkey"];
-  auto sealed = publisher_.seal(
-      as_bytes(json{{"NATS_URL", server().url()}, {"ECHO_SUBJECT", "svc.echo.crash"}}.dump()),
-      xkey);
-  json req = {{"type", "native"},
-              {"location", "nats://NEXCLIFILES/echoservice"},
-              {"workload_jwt", jwt_for("echoservice", issuer_)},
-              {"environment", base64_encode(*sealed, Base64::kStandard)},
-              {"sender_public_key", publisher_.public_key()},
-              {"workload_name", "echoservice"}};
+  json req = deploy_request_to(node_id, xkey, "echoservice",
+                               {{"NATS_URL", server().url()}, {"ECHO_SUBJECT", "svc.echo.crash"}});
   json r = control("$NEX.DEPLOY.default." + node_id, req.dump());
   ASSERT_TRUE(r["error"].is_null()) << r.dump();
   const std::string id = r["data"]["id"];

@@ -112,9 +112,15 @@ class NodeTest : public NatsServerTest {
 
   // A deploy request as `nex run` would build it.
   json deploy_request(const std::string& name, const std::map<std::string, std::string>& env = {}) {
+    return deploy_request_to(node_->id(), node_->xkey(), name, env);
+  }
+  // The same, for a node this test does not run in-process.
+  json deploy_request_to(const std::string& node_id, const std::string& node_xkey,
+                         const std::string& name,
+                         const std::map<std::string, std::string>& env = {}) {
     json env_json = json::object();
     for (auto& [k, v] : env) env_json[k] = v;
-    auto sealed = publisher_.seal(as_bytes(env_json.dump()), node_->xkey());
+    auto sealed = publisher_.seal(as_bytes(env_json.dump()), node_xkey);
     return {{"argv", json::array()},
             {"description", "echo service under test"},
             {"type", "native"},
@@ -123,7 +129,7 @@ class NodeTest : public NatsServerTest {
             {"workload_jwt", jwt_for(name, issuer_)},
             {"environment", base64_encode(*sealed, Base64::kStandard)},
             {"sender_public_key", publisher_.public_key()},
-            {"target_node", node_->id()},
+            {"target_node", node_id},
             {"trigger_subjects", json::array()},
             {"workload_name", name}};
   }
@@ -137,6 +143,16 @@ class NodeTest : public NatsServerTest {
     req["trigger_subjects"] = triggers;
     if (!limits.is_null()) req["function_limits"] = limits;
     return req;
+  }
+
+  // Waits until a node answers $NEX.PING; its id, or empty when none did.
+  std::string wait_for_pinged_node() {
+    for (int i = 0; i < 200; ++i) {
+      json p = control("$NEX.PING", "", 200ms);
+      if (p.contains("data") && p["data"].is_object()) return p["data"]["node_id"];
+      std::this_thread::sleep_for(50ms);
+    }
+    return {};
   }
 
   // Sends a control request and returns the envelope.

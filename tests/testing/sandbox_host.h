@@ -32,6 +32,14 @@ class SandboxHost {
     return c;
   }
   const std::filesystem::path& dir() const { return dir_; }
+  // Writes a node configuration file for this host's network and the root filesystem `rootfs`
+  // (for `nex up --config` and `nex node up --config`).
+  void write_config(const std::filesystem::path& file, const std::filesystem::path& rootfs) const {
+    std::ofstream(file) << nlohmann::json{
+        {"rootfs_filepath", rootfs},
+        {"cni", {{"network_name", base_.cni.network_name}, {"conf_dir", base_.cni.conf_dir}}}}
+                               .dump();
+  }
   std::string network() const { return base_.cni.network_name; }
 
  private:
