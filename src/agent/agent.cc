@@ -33,8 +33,10 @@ Result<std::string> file_sha256(const fs::path& path) {
 
 }  // namespace
 
-Agent::Agent(nats::Connection conn, std::string workload_id, fs::path artifact_path)
+Agent::Agent(nats::Connection conn, nats::ConnectOptions options, std::string workload_id,
+             fs::path artifact_path)
     : conn_(std::move(conn)),
+      options_(std::move(options)),
       id_(std::move(workload_id)),
       artifact_path_(std::move(artifact_path)) {}
 
@@ -80,13 +82,14 @@ void Agent::reply(const nats::Message& msg, const std::string& body) {
   if (!msg.reply().empty()) (void)conn_.publish(msg.reply(), body);
 }
 
-void Agent::publish_log(const std::string& level, const std::string& text) {
-  (void)conn_.publish(api::agent_subject::logs(id_),
+void Agent::publish_log(const nats::Connection& out, const std::string& level,
+                        const std::string& text) {
+  (void)out.publish(api::agent_subject::logs(id_),
                       api::dump({{"source", workload_name_}, {"level", level}, {"text", text}}));
 }
 
-void Agent::publish_event(const std::string& type, json data) {
-  (void)conn_.publish(api::agent_subject::events(id_, type),
+void Agent::publish_event(const nats::Connection& out, const std::string& type, json data) {
+  (void)out.publish(api::agent_subject::events(id_, type),
                       api::dump(api::cloud_event(id_, type, std::move(data))));
 }
 
@@ -113,9 +116,11 @@ void Agent::on_deploy(nats::Message msg) {
   workload_name_ = req->workload_name;
   auto runner = NativeRunner::start(
       artifact_path_, req->argv, req->environment,
-      [this](bool is_stderr, std::string line) { publish_log(is_stderr ? "error" : "info", line); },
+      [this](bool is_stderr, std::string line) {
+        publish_log(conn_, is_stderr ? "error" : "info", line);
+      },
       [this](int code, std::string message) {
-        publish_event(kWorkloadExitedEvent,
+        publish_event(conn_, kWorkloadExitedEvent,
                       {{"workload_name", workload_name_}, {"code", code}, {"message", message}});
       });
   if (!runner) return refuse("cannot start the workload: " + runner.error().message);
@@ -137,6 +142,12 @@ Status Agent::start_function(const api::AgentDeployRequest& req) {
   if (req.function_limits.concurrency)
     limits.concurrency = static_cast<int>(req.function_limits.concurrency);
   const bool js = req.workload_type == api::WorkloadType::kV8;
+  nats::ConnectOptions bulk_options = options_;
+  bulk_options.name += " events";
+  bulk_options.send_asap = false;
+  auto bulk = nats::Connection::connect(bulk_options);
+  if (!bulk) return fail(bulk.error().wrap("second internal connection"));
+  bulk_ = std::move(*bulk);
   auto function = runtime::Function::create(
       {.language = js ? runtime::Language::kJavaScript : runtime::Language::kWasm,
        .name = req.workload_name + (js ? ".js" : ".wasm"),
@@ -144,7 +155,7 @@ Status Agent::start_function(const api::AgentDeployRequest& req) {
        .environment = req.environment,
        .host_services = [this](const runtime::HostCall& c) { return host_call(c); }},
       limits, [this](std::string_view level, std::string_view text) {
-        publish_log(std::string(level), std::string(text));
+        publish_log(*bulk_, std::string(level), std::string(text));
       });
   if (!function) return fail(function.error().wrap("the function does not load"));
   function_ = std::move(*function);
@@ -197,7 +208,7 @@ void Agent::invoke(std::string subject, std::string payload, std::string reply_t
                  {"elapsed_nanos", elapsed}};
     if (!r.ok) data["error"] = r.body;
     publish_event(
-        r.ok ? api::event_type::kFunctionExecSucceeded : api::event_type::kFunctionExecFailed,
+        *bulk_, r.ok ? api::event_type::kFunctionExecSucceeded : api::event_type::kFunctionExecFailed,
         std::move(data));
   });
 }
@@ -251,7 +262,8 @@ void Agent::on_undeploy(nats::Message msg) {
   function.reset();  // invocations in flight end with an error reply (once the last trigger
                      // handler lets go of it)
   if (runner) runner->stop(std::chrono::seconds(5));
-  (void)conn_.flush();  // the exit event goes out before the reply
+  if (bulk_) (void)bulk_->flush();  // the last invocations' events go out before the reply,
+  (void)conn_.flush();              // and so does the exit event
   reply(msg, "{}");
   (void)conn_.flush();
   request_stop();

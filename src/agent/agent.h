@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 
 #include "agent/native_runner.h"
@@ -23,7 +24,9 @@ inline constexpr const char* kWorkloadExitedEvent = "workload_exited";
 
 class Agent {
  public:
-  Agent(nats::Connection conn, std::string workload_id, std::filesystem::path artifact_path);
+  // `options` are `conn`'s, for the function's batched second connection.
+  Agent(nats::Connection conn, nats::ConnectOptions options, std::string workload_id,
+        std::filesystem::path artifact_path);
 
   // Subscribes to the agent's subjects and performs the handshake.
   Status start();
@@ -47,11 +50,16 @@ class Agent {
               const runtime::InvocationResult& r, int64_t elapsed_ns);
   // A function's host-service call, asked of the node (blocks the calling worker).
   runtime::HostReply host_call(const runtime::HostCall& call);
-  void publish_log(const std::string& level, const std::string& text);
-  void publish_event(const std::string& type, nlohmann::json data);
+  void publish_log(const nats::Connection& out, const std::string& level, const std::string& text);
+  void publish_event(const nats::Connection& out, const std::string& type, nlohmann::json data);
   void reply(const nats::Message& msg, const std::string& body);
 
   nats::Connection conn_;
+  nats::ConnectOptions options_;
+  // A function's per-invocation events and console lines, batched: without send_asap libnats
+  // writes them together within a millisecond instead of one write (and one wake-up of the
+  // internal server and the node) per invocation. Replies never wait for them.
+  std::optional<nats::Connection> bulk_;
   std::string id_;
   std::filesystem::path artifact_path_;
   std::string workload_name_;

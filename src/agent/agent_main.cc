@@ -47,14 +47,15 @@ int main() {
   }
   // The node may still be applying this agent's account to its internal server: retry briefly.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  const nats::ConnectOptions options{.urls = {"nats://" + host + ":" + port},
+                                     .name = "nex-agent " + id,
+                                     .nkey_seed = seed,
+                                     .inbox_prefix = "_INBOX_" + id,
+                                     .send_asap = true,
+                                     .reconnect = false};
   Result<nats::Connection> conn = fail(ErrorCode::kUnavailable, "not connected");
   while (std::chrono::steady_clock::now() < deadline) {
-    conn = nats::Connection::connect({.urls = {"nats://" + host + ":" + port},
-                                      .name = "nex-agent " + id,
-                                      .nkey_seed = seed,
-                                      .inbox_prefix = "_INBOX_" + id,
-                                      .send_asap = true,
-                                      .reconnect = false});
+    conn = nats::Connection::connect(options);
     if (conn) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
@@ -62,7 +63,7 @@ int main() {
     std::fprintf(stderr, "nex-agent %s: %s\n", id.c_str(), conn.error().message.c_str());
     return 1;
   }
-  agent::Agent agent(*conn, id, artifact);
+  agent::Agent agent(*conn, options, id, artifact);
   if (auto st = agent.start(); !st) {
     std::fprintf(stderr, "nex-agent %s: %s\n", id.c_str(), st.error().message.c_str());
     return 1;

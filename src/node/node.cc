@@ -170,6 +170,11 @@ Result<std::unique_ptr<Node>> Node::start(NodeOptions options) {
   auto conn = nats::Connection::connect(control);
   if (!conn) return fail(conn.error());
   n.control_ = std::move(*conn);
+  control.name += " events";
+  control.send_asap = false;
+  auto bulk = nats::Connection::connect(control);
+  if (!bulk) return fail(bulk.error());
+  n.control_bulk_ = std::move(*bulk);
   log_line("Established node NATS connection to: " + n.control_->connected_url());
 
   auto driver = make_sandbox_driver(n.options_.config, n.options_.agent_binary, n.id());
@@ -306,7 +311,10 @@ void Node::publish_event(const std::string& ns, const std::string& type, json da
                          const std::string& source) {
   json ev = api::cloud_event(source.empty() ? id() : source, type, std::move(data));
   ev["namespace"] = ns;
-  (void)control_->publish(api::events_subject(ns, type), api::dump(ev));
+  const bool per_invocation = type == api::event_type::kFunctionExecSucceeded ||
+                              type == api::event_type::kFunctionExecFailed;
+  (void)(per_invocation ? control_bulk_ : control_)
+      ->publish(api::events_subject(ns, type), api::dump(ev));
 }
 
 void Node::on_ping(nats::Message msg) { reply(msg, api::envelope("ping", ping_data())); }

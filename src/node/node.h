@@ -104,6 +104,9 @@ class Node {
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
   std::filesystem::path run_dir_;
   std::optional<nats::Connection> control_;
+  // Per-invocation function events, batched: without send_asap libnats writes them together
+  // within a millisecond, instead of one write per invocation beside the functions' replies.
+  std::optional<nats::Connection> control_bulk_;
   std::unique_ptr<sandbox::Driver> driver_;
   std::unique_ptr<InternalServer> internal_;
   std::unique_ptr<AgentPool> pool_;

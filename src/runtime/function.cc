@@ -286,6 +286,9 @@ class Function::Impl {
     }
     if (!JS_DefineProperty(cx, global, "console", console_obj, JSPROP_READONLY)) return false;
     if (!host::define_js(cx, global)) return false;
+    // The payload's classes (Uint8Array, ArrayBuffer) are set up in a realm when first used:
+    // here, while idle, rather than in the invocation.
+    if (!JS_NewUint8Array(cx, 0)) return false;
     JS::CompileOptions options_c(cx);
     options_c.setFileAndLine(name_.c_str(), 1);
     JS::InstantiateOptions instantiate(options_c);
