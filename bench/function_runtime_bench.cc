@@ -1,0 +1,88 @@
+// The function runtime's own cost per invocation, in-process, without NATS: what an engine pays
+// for a fresh global (JavaScript) or instance (WebAssembly), the call and the collection of what
+// it left, and what a thread hand-off adds.
+//
+//   build/bin/function_runtime_bench [--invocations N]
+//
+// Prints, per target, the time per invocation:
+// - pipelined: N invocations queued at once to one engine (the engine never waits; this is its
+//   cost per invocation, fresh global or instance included);
+// - sequential: one invocation after another from this thread, each waiting for the previous
+//   reply (adds the two thread wake-ups an invocation from NATS also pays).
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <thread>
+
+#include "bench_support.h"
+#include "runtime/function.h"
+
+using namespace nex;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+struct Row {
+  const char* label;
+  runtime::FunctionSpec spec;
+};
+
+double us_per(Clock::duration d, int n) {
+  return std::chrono::duration<double, std::micro>(d).count() / n;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int n = 20000;
+  for (int i = 1; i + 1 < argc; ++i)
+    if (std::strcmp(argv[i], "--invocations") == 0) n = std::max(1, std::atoi(argv[i + 1]));
+  std::ifstream wasm_in(bench::kBinDir / "wasm" / "echo.wasm", std::ios::binary);
+  if (!wasm_in) {
+    std::fprintf(stderr, "%s/wasm/echo.wasm is missing: build with clang and wasi-libc installed\n",
+                 bench::kBinDir.c_str());
+    return 1;
+  }
+  const std::string wasm((std::istreambuf_iterator<char>(wasm_in)), {});
+  const Row rows[] = {
+      {"JavaScript echo (fresh global per call)",
+       {.language = runtime::Language::kJavaScript,
+        .name = "echo.js",
+        .code = "(subject, payload) => payload;\n"}},
+      {"WebAssembly echo (fresh instance per call)",
+       {.language = runtime::Language::kWasm, .name = "echo.wasm", .code = wasm}},
+  };
+  std::printf("\nFunction runtime, one engine, %d invocations per measurement, payload \"hello\"\n\n",
+              n);
+  std::printf("| %-42s | pipelined (us/call) | sequential (us/call) |\n", "target");
+  std::printf("|--------------------------------------------|---------------------|----------------------|\n");
+  for (const Row& row : rows) {
+    auto f = runtime::Function::create(row.spec, {.concurrency = 1}, nullptr);
+    if (!f) {
+      std::fprintf(stderr, "%s: %s\n", row.label, f.error().message.c_str());
+      return 1;
+    }
+    for (int i = 0; i < 500; ++i) (void)(*f)->call("bench.echo", "hello");  // warm up
+    std::atomic<int> left{n}, failed{0};
+    auto t0 = Clock::now();
+    for (int i = 0; i < n; ++i) {
+      (*f)->invoke("bench.echo", "hello", [&](runtime::InvocationResult r) {
+        if (!r.ok) failed++;
+        left--;
+      });
+    }
+    while (left.load() > 0) std::this_thread::sleep_for(std::chrono::microseconds(100));
+    const double pipelined = us_per(Clock::now() - t0, n);
+    t0 = Clock::now();
+    for (int i = 0; i < n; ++i)
+      if (!(*f)->call("bench.echo", "hello").ok) failed++;
+    const double sequential = us_per(Clock::now() - t0, n);
+    std::printf("| %-42s | %19.1f | %20.1f |\n", row.label, pipelined, sequential);
+    if (failed.load() > 0) std::printf("  (%d invocations failed)\n", failed.load());
+  }
+  return 0;
+}
