@@ -64,6 +64,26 @@ struct Requester {
   }
 };
 
+// Sends `request` to node `node_id`'s $NEX.DEPLOY; the workload's id, or nullopt after saying
+// why on stderr.
+inline std::optional<std::string> deploy(const nats::Connection& conn, const std::string& node_id,
+                                         const nlohmann::json& request) {
+  auto r = conn.request("$NEX.DEPLOY.default." + node_id, request.dump(), std::chrono::seconds(30));
+  if (!r) {
+    std::fprintf(stderr, "deploy %s: %s\n", request["workload_name"].get<std::string>().c_str(),
+                 r.error().message.c_str());
+    return std::nullopt;
+  }
+  const nlohmann::json answer = nlohmann::json::parse(r->data(), nullptr, false);
+  if (!answer.is_object() || !answer["error"].is_null() || !answer["data"]["id"].is_string()) {
+    std::fprintf(stderr, "deploy %s refused: %s\n",
+                 request["workload_name"].get<std::string>().c_str(),
+                 std::string(r->data()).c_str());
+    return std::nullopt;
+  }
+  return answer["data"]["id"].get<std::string>();
+}
+
 // A nats-server with JetStream on a free port, a connection to it, and `files` (object name ->
 // path) in the NEXCLIFILES bucket; reports what failed on stderr.
 struct LocalNats {

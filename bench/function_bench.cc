@@ -168,13 +168,9 @@ int main(int argc, char** argv) {
         native ? json{{"NATS_URL", url}, {"ECHO_SUBJECT", t.subject}} : json::object(),
         native ? std::vector<std::string>{} : std::vector<std::string>{t.subject});
     const auto t0 = Clock::now();
-    auto r = conn.request("$NEX.DEPLOY.default." + n.id(), req.dump(), std::chrono::seconds(30));
-    if (!r || !json::parse(r->data())["error"].is_null()) {
-      std::fprintf(stderr, "deploy %s refused: %s\n", type.c_str(),
-                   r ? std::string(r->data()).c_str() : r.error().message.c_str());
-      return false;
-    }
-    t.workload_id = json::parse(r->data())["data"]["id"];
+    auto id = bench::deploy(conn, n.id(), req);
+    if (!id) return false;
+    t.workload_id = *id;
     auto first = time_to_first_answer(conn, t, t0);
     if (!first) return false;
     t.cold_ms = *first;

@@ -83,16 +83,10 @@ int main(int argc, char** argv) {
   const bench::Requester requester;
   auto deploy = [&](const std::string& name, const std::string& type, const std::string& key,
                     const std::string& trigger) {
-    const json req =
-        requester.deploy_request((*node)->xkey(), name, type, key, json::object(), {trigger});
-    auto r =
-        conn.request("$NEX.DEPLOY.default." + (*node)->id(), req.dump(), std::chrono::seconds(30));
-    if (!r || !json::parse(r->data())["error"].is_null()) {
-      std::fprintf(stderr, "deploy %s refused: %s\n", name.c_str(),
-                   r ? std::string(r->data()).c_str() : r.error().message.c_str());
-      return false;
-    }
-    return true;
+    return bench::deploy(
+               conn, (*node)->id(),
+               requester.deploy_request((*node)->xkey(), name, type, key, json::object(), {trigger}))
+        .has_value();
   };
   if (!deploy("hsjs", "v8", "hs.js", "bench.hs.js") ||
       !deploy("hswasm", "wasm", "hs.wasm", "bench.hs.wasm") ||

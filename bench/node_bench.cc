@@ -149,21 +149,11 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "node: %s\n", node.error().message.c_str());
       return std::nullopt;
     }
-    const std::string deploy_subject = "$NEX.DEPLOY.default." + (*node)->id();
     auto deploy = [&](const std::string& name, const std::string& subject) -> std::string {
-      auto r = conn.request(deploy_subject,
-                            requester
-                                .deploy_request((*node)->xkey(), name, "native", "echoservice",
-                                                {{"NATS_URL", url}, {"ECHO_SUBJECT", subject}})
-                                .dump(),
-                            std::chrono::seconds(30));
-      if (!r) return {};
-      json j = json::parse(r->data());
-      if (!j["error"].is_null()) {
-        std::fprintf(stderr, "deploy refused: %s\n", j["error"].get<std::string>().c_str());
-        return {};
-      }
-      return j["data"]["id"];
+      return bench::deploy(conn, (*node)->id(),
+                           requester.deploy_request((*node)->xkey(), name, "native", "echoservice",
+                                                    {{"NATS_URL", url}, {"ECHO_SUBJECT", subject}}))
+          .value_or("");
     };
     auto stop = [&](const std::string& name, const std::string& id) {
       const std::string jwt =

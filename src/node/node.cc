@@ -308,12 +308,10 @@ json Node::ping_data() {
 }
 
 void Node::publish_event(const std::string& ns, const std::string& type, json data,
-                         const std::string& source) {
+                         const std::string& source, bool batched) {
   json ev = api::cloud_event(source.empty() ? id() : source, type, std::move(data));
   ev["namespace"] = ns;
-  const bool per_invocation = type == api::event_type::kFunctionExecSucceeded ||
-                              type == api::event_type::kFunctionExecFailed;
-  (void)(per_invocation ? control_bulk_ : control_)
+  (void)(batched ? control_bulk_ : control_)
       ->publish(api::events_subject(ns, type), api::dump(ev));
 }
 
@@ -745,7 +743,7 @@ void Node::on_agent_event(nats::Message msg) {
   int64_t elapsed = 0;
   if (api::FieldReader(*data, "event data").integer("elapsed_nanos", elapsed); elapsed > 0)
     w->runtime_ns += elapsed;
-  publish_event(w->ns, type, *data, id() + "-" + w->id);
+  publish_event(w->ns, type, *data, id() + "-" + w->id, /*batched=*/true);
 }
 
 void Node::on_workload_exited(const std::shared_ptr<Workload>& w, int code,

@@ -93,8 +93,9 @@ class Node {
   nlohmann::json ping_data();
   api::Tags tags();
   std::vector<api::WorkloadType> supported_types() const;
+  // `batched`: one of the many per-invocation events, sent on control_bulk_.
   void publish_event(const std::string& ns, const std::string& type, nlohmann::json data,
-                     const std::string& source = {});
+                     const std::string& source = {}, bool batched = false);
   void reply(const nats::Message& msg, const std::string& body);
   void reply_result(const nats::Message& msg, std::string_view kind,
                     const Result<nlohmann::json>& r);

@@ -177,48 +177,51 @@ void emit_stderr(Invocation& inv, std::string_view bytes) {
   }
 }
 
+// fd_write's and fd_read's iovec walk: args 1-3 are the iovec array, its length and where the
+// byte count goes. `each(data, len)` handles one buffer and returns the bytes it took; fewer than
+// `len` ends the walk (end of input).
+template <typename F>
+int32_t each_iovec(Memory& m, const JS::CallArgs& a, F&& each) {
+  const uint32_t iovs = arg_u32(a, 1), count = arg_u32(a, 2), total_ptr = arg_u32(a, 3);
+  uint64_t total = 0;
+  for (uint32_t i = 0; i < count; ++i) {
+    if (!m.fits(iovs + 8ull * i, 8)) return kFault;
+    const uint32_t buf = m.u32(iovs + 8ull * i), len = m.u32(iovs + 8ull * i + 4);
+    if (!m.fits(buf, len)) return kFault;
+    const uint32_t n = each(m.data + buf, len);
+    total += n;
+    if (n < len) break;
+  }
+  if (!m.fits(total_ptr, 4)) return kFault;
+  m.put_u32(total_ptr, static_cast<uint32_t>(total));
+  return kSuccess;
+}
+
 int32_t fd_write_impl(JSContext* cx, const JS::CallArgs& a, Invocation& inv) {
   const uint32_t fd = arg_u32(a, 0);
   if (fd != 1 && fd != 2) return kBadf;
   return with_memory(cx, inv, [&](Memory& m) {
-    const uint32_t iovs = arg_u32(a, 1), count = arg_u32(a, 2), written_ptr = arg_u32(a, 3);
-    uint64_t total = 0;
-    for (uint32_t i = 0; i < count; ++i) {
-      if (!m.fits(iovs + 8ull * i, 8)) return kFault;
-      const uint32_t buf = m.u32(iovs + 8ull * i), len = m.u32(iovs + 8ull * i + 4);
-      if (!m.fits(buf, len)) return kFault;
-      const std::string_view bytes(reinterpret_cast<const char*>(m.data + buf), len);
+    return each_iovec(m, a, [&](uint8_t* data, uint32_t len) {
+      const std::string_view bytes(reinterpret_cast<const char*>(data), len);
       if (fd == 1) {
         inv.stdout_data.append(bytes);
       } else {
         emit_stderr(inv, bytes);
       }
-      total += len;
-    }
-    if (!m.fits(written_ptr, 4)) return kFault;
-    m.put_u32(written_ptr, static_cast<uint32_t>(total));
-    return kSuccess;
+      return len;
+    });
   });
 }
 
 int32_t fd_read_impl(JSContext* cx, const JS::CallArgs& a, Invocation& inv) {
   if (arg_u32(a, 0) != 0) return kBadf;
   return with_memory(cx, inv, [&](Memory& m) {
-    const uint32_t iovs = arg_u32(a, 1), count = arg_u32(a, 2), read_ptr = arg_u32(a, 3);
-    uint64_t total = 0;
-    for (uint32_t i = 0; i < count; ++i) {
-      if (!m.fits(iovs + 8ull * i, 8)) return kFault;
-      const uint32_t buf = m.u32(iovs + 8ull * i), len = m.u32(iovs + 8ull * i + 4);
-      if (!m.fits(buf, len)) return kFault;
+    return each_iovec(m, a, [&](uint8_t* data, uint32_t len) {
       const size_t n = std::min<size_t>(len, inv.stdin_data.size() - inv.stdin_offset);
-      std::memcpy(m.data + buf, inv.stdin_data.data() + inv.stdin_offset, n);
+      std::memcpy(data, inv.stdin_data.data() + inv.stdin_offset, n);
       inv.stdin_offset += n;
-      total += n;
-      if (n < len) break;
-    }
-    if (!m.fits(read_ptr, 4)) return kFault;
-    m.put_u32(read_ptr, static_cast<uint32_t>(total));
-    return kSuccess;
+      return static_cast<uint32_t>(n);
+    });
   });
 }
 
