@@ -2,7 +2,9 @@
 #include "runtime/host_services.h"
 #include "runtime/js_values.h"
 #include "runtime/wasi.h"
+#include "runtime/wasm_binary.h"
 
+#include <js/ArrayBuffer.h>
 #include <js/CompilationAndEvaluation.h>
 #include <js/ContextOptions.h>
 #include <js/Conversions.h>
@@ -106,6 +108,11 @@ class Function::Impl {
         limits_(limits),
         logger_(std::move(logger)) {
     for (const auto& [k, v] : spec.environment) environ_.push_back(k + "=" + v);
+    if (language_ == Language::kWasm) {
+      recycled_ = wasm_binary::import_own_memory(source_, kRecycledMemoryModule, "memory");
+      if (recycled_ && uint64_t{recycled_->initial_pages} * kWasmPage > kRecycleMemoryUpTo)
+        recycled_.reset();
+    }
   }
 
   ~Impl() {
@@ -252,13 +259,22 @@ class Function::Impl {
     RefPtr<JS::Stencil> stencil;
     JS::PersistentRootedObject global;
     JS::PersistentRootedValue fn;
-    // WebAssembly: the compiled module, the import object and an instantiating helper.
-    JS::PersistentRootedValue module, imports, instantiate;
+    // WebAssembly: the compiled module, the import object and an instantiating helper; when
+    // the module's memory is recycled, a helper that makes a new one and the one in use.
+    JS::PersistentRootedValue module, imports, instantiate, new_memory;
+    JS::PersistentRootedObject memory;
     std::string error;  // why the next invocation cannot run, if it cannot
     int invocations = 0;
     bool shrunk = false;  // memory given back since the last invocation
     explicit Engine(JSContext* cx)
-        : home(cx), global(cx), fn(cx), module(cx), imports(cx), instantiate(cx) {}
+        : home(cx),
+          global(cx),
+          fn(cx),
+          module(cx),
+          imports(cx),
+          instantiate(cx),
+          new_memory(cx),
+          memory(cx) {}
   };
 
   // A fresh global with `console`, and the function the script evaluates to. The global is a
@@ -408,9 +424,14 @@ class Function::Impl {
     return prepare(cx, s, e);
   }
 
-  // Compiles the module and checks it is a WASI command that needs nothing nex lacks.
+  // Compiles the module and checks it is a WASI command that needs nothing nex lacks. The
+  // helper's `memory`, when given, is the limits of the memory the module imports from
+  // `memoryModule` (see recycled_).
   bool setup_wasm(JSContext* cx, Engine& e) {
-    static constexpr const char* kHelper = R"((function (bytes, imports) {
+    static constexpr const char* kHelper = R"((function (bytes, imports, memoryModule, memory) {
+  const newMemory = memory &&
+      (() => (imports[memoryModule] = {memory: new WebAssembly.Memory(memory)}).memory);
+  if (newMemory) newMemory();
   const m = new WebAssembly.Module(bytes);
   const exports = WebAssembly.Module.exports(m);
   if (!exports.some(x => x.name === '_start' && x.kind === 'function'))
@@ -422,7 +443,7 @@ class Function::Impl {
     if (!Object.hasOwn(imports, i.module) || !Object.hasOwn(imports[i.module], i.name))
       throw new Error('the module imports ' + i.module + '.' + i.name +
                       ', which nex does not provide');
-  return [m, imports, (m, imports) => new WebAssembly.Instance(m, imports).exports];
+  return [m, imports, (m, imports) => new WebAssembly.Instance(m, imports).exports, newMemory];
 }))";
     JSAutoRealm realm(cx, e.home);
     JS::CompileOptions options(cx);
@@ -434,28 +455,17 @@ class Function::Impl {
       e.error = take_exception(cx);
       return false;
     }
-    JS::RootedObject bytes(cx, JS_NewUint8Array(cx, source_.size()));
-    JS::RootedObject wasi_imports(cx, wasi::make_imports(cx));
-    JS::RootedObject nex_imports(cx, host::make_wasm_imports(cx));
-    JS::RootedObject imports(cx, JS_NewPlainObject(cx));
-    if (!bytes || !wasi_imports || !nex_imports || !imports ||
-        !JS_DefineProperty(cx, imports, wasi::kModule, wasi_imports, JSPROP_ENUMERATE) ||
-        !JS_DefineProperty(cx, imports, host::kWasmModule, nex_imports, JSPROP_ENUMERATE)) {
-      e.error = take_exception(cx);
-      return false;
-    }
-    {
-      bool shared = false;
-      JS::AutoCheckCannotGC nogc;
-      std::memcpy(JS_GetUint8ArrayData(bytes, &shared, nogc), source_.data(), source_.size());
-    }
-    JS::RootedValueArray<2> args(cx);
-    args[0].setObject(*bytes);
-    args[1].setObject(*imports);
+    // The module with its memory recycled if it can be; if that does not compile, the
+    // original, so that errors name the user's own bytes.
     JS::RootedValue parts(cx);
-    if (!JS_CallFunctionValue(cx, nullptr, helper, args, &parts)) {
-      e.error = name_ + ": " + take_exception(cx);
-      return false;
+    bool compiled = recycled_ && compile_wasm(cx, helper, recycled_->module, true, &parts);
+    if (!compiled) {
+      JS_ClearPendingException(cx);
+      compiled = compile_wasm(cx, helper, source_, false, &parts);
+      if (!compiled) {
+        e.error = name_ + ": " + take_exception(cx);
+        return false;
+      }
     }
     JS::RootedObject array(cx, &parts.toObject());
     JS::RootedValue v(cx);
@@ -465,6 +475,66 @@ class Function::Impl {
     e.imports = v;
     if (!JS_GetElement(cx, array, 2, &v)) return false;
     e.instantiate = v;
+    if (!JS_GetElement(cx, array, 3, &v)) return false;
+    e.new_memory = v;  // undefined: each instance makes its own memory
+    return true;
+  }
+
+  // Calls the setup helper on `code` with fresh imports: [module, imports, instantiate,
+  // new memory or undefined].
+  bool compile_wasm(JSContext* cx, JS::HandleValue helper, std::string_view code, bool recycle,
+                    JS::MutableHandleValue parts) {
+    JS::RootedObject bytes(cx, JS_NewUint8Array(cx, code.size()));
+    JS::RootedObject wasi_imports(cx, wasi::make_imports(cx));
+    JS::RootedObject nex_imports(cx, host::make_wasm_imports(cx));
+    JS::RootedObject imports(cx, JS_NewPlainObject(cx));
+    if (!bytes || !wasi_imports || !nex_imports || !imports ||
+        !JS_DefineProperty(cx, imports, wasi::kModule, wasi_imports, JSPROP_ENUMERATE) ||
+        !JS_DefineProperty(cx, imports, host::kWasmModule, nex_imports, JSPROP_ENUMERATE))
+      return false;
+    {
+      bool shared = false;
+      JS::AutoCheckCannotGC nogc;
+      std::memcpy(JS_GetUint8ArrayData(bytes, &shared, nogc), code.data(), code.size());
+    }
+    JS::RootedValueArray<4> args(cx);
+    args[0].setObject(*bytes);
+    args[1].setObject(*imports);
+    if (recycle) {
+      JS::RootedObject limits(cx, JS_NewPlainObject(cx));
+      JS::RootedString module(cx, JS_NewStringCopyZ(cx, kRecycledMemoryModule));
+      if (!limits || !module ||
+          !JS_DefineProperty(cx, limits, "initial", recycled_->initial_pages, JSPROP_ENUMERATE) ||
+          (recycled_->maximum_pages &&
+           !JS_DefineProperty(cx, limits, "maximum", *recycled_->maximum_pages, JSPROP_ENUMERATE)))
+        return false;
+      args[2].setString(module);
+      args[3].setObject(*limits);
+    }
+    return JS_CallFunctionValue(cx, nullptr, helper, args, parts);
+  }
+
+  // The recycled memory for the next instance: zeroed, as a new memory would be; false on an
+  // engine error.
+  bool reset_memory(JSContext* cx, Engine& e) {
+    if (e.memory) {
+      JS::RootedValue buffer(cx);
+      if (!JS_GetProperty(cx, e.memory, "buffer", &buffer) || !buffer.isObject()) return false;
+      size_t length = 0;
+      bool shared = false;
+      uint8_t* data = nullptr;
+      JS::GetArrayBufferLengthAndData(&buffer.toObject(), &length, &shared, &data);
+      if (length == size_t{recycled_->initial_pages} * kWasmPage) {
+        std::memset(data, 0, length);
+        return true;
+      }
+      // It grew, and a memory cannot shrink: a new one.
+    }
+    JS::RootedValue memory(cx);
+    if (!JS_CallFunctionValue(cx, nullptr, e.new_memory, JS::HandleValueArray::empty(), &memory) ||
+        !memory.isObject())
+      return false;
+    e.memory = &memory.toObject();
     return true;
   }
 
@@ -483,6 +553,7 @@ class Function::Impl {
     JS::RootedObject memory(cx);
     inv.memory = &memory;
     wasi::ActiveInvocation active(inv);
+    if (!e.new_memory.isUndefined() && !reset_memory(cx, e)) return {false, failure(cx, s)};
     const bool ok = guarded(s, [&] {
       JS::RootedValueArray<2> args(cx);
       args[0].set(e.module);
@@ -553,13 +624,21 @@ class Function::Impl {
   }
 
   static constexpr int kCollectEvery = 256;
+  // WebAssembly memories up to this size are recycled: each invocation still gets a fresh
+  // instance, with the memory zeroed instead of mapped anew (mapping and unmapping, with the
+  // page faults and TLB shootdowns that come with it, cost more than the instance). Larger
+  // ones are left to the engine, which maps only the pages used.
+  static constexpr uint64_t kWasmPage = 64 * 1024;
+  static constexpr uint64_t kRecycleMemoryUpTo = 2 << 20;
+  static constexpr const char* kRecycledMemoryModule = "nex:memory";
   static constexpr auto kIdleBeforeShrink = std::chrono::seconds(1);
 
   Language language_;
   std::string name_;
   std::string source_;  // JavaScript source or WebAssembly module bytes
   HostServices host_services_;
-  std::vector<std::string> environ_;  // "KEY=VALUE", for WebAssembly
+  std::vector<std::string> environ_;                     // "KEY=VALUE", for WebAssembly
+  std::optional<wasm_binary::ImportedMemory> recycled_;  // WebAssembly, when its memory is recycled
   FunctionLimits limits_;
   FunctionLogger logger_;
 

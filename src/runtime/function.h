@@ -8,7 +8,9 @@
 // evaluates to with (subject, payload as Uint8Array). A string or any ArrayBuffer view is the
 // reply's bytes, undefined is empty, anything else is JSON; a Promise is awaited.
 //
-// WebAssembly: a WASI preview1 command module (see wasi.h); each invocation is a fresh instance.
+// WebAssembly: a WASI preview1 command module (see wasi.h); each invocation is a fresh instance
+// with a memory as the module declares it (small memories are recycled, zeroed, rather than
+// mapped anew: see wasm_binary.h).
 //
 // A throw, a trap, a non-zero exit, a time-out or running out of memory is an error with a
 // message; the worker stays usable.

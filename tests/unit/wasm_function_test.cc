@@ -121,6 +121,34 @@ TEST(WasmFunction, ModulesThatAreNotWasiCommandsAreRefusedAtDeploy) {
       << garbage.error().message;
 }
 
+// Memories up to 2 MiB are recycled between instances, larger ones are new each time; either
+// way an invocation finds the memory as its module declares it, whatever the last one did.
+TEST(WasmFunction, EveryInvocationFindsAFreshMemory) {
+  LOAD_MODULE(small, "remembers");
+  // The same module with a 4 MiB memory (64 pages, at most 80): its memory section patched.
+  const std::string section("\x05\x04\x01\x01\x01\x04", 6);
+  const size_t at = small.find(section);
+  ASSERT_NE(at, std::string::npos);
+  std::string large = small;
+  large.replace(at, section.size(), std::string("\x05\x04\x01\x01\x40\x50", 6));
+  for (const auto& [code, expect] : {std::pair{small, "A11"}, std::pair{large, "A1p"}}) {
+    auto f = make(code, {.concurrency = 2});
+    ASSERT_TRUE(f);
+    // A longer subject makes the memory grow.
+    for (const char* subject : {"s", "s", "grow", "s", "grow", "grow", "s"}) {
+      auto r = f->call(subject, "");
+      ASSERT_TRUE(r.ok) << r.body;
+      EXPECT_EQ(r.body, expect) << "after a call on " << subject;
+    }
+    std::vector<std::promise<InvocationResult>> results(50);
+    for (size_t i = 0; i < results.size(); ++i) {
+      f->invoke(i % 3 ? "s" : "grow", "",
+                [&p = results[i]](InvocationResult r) { p.set_value(r); });
+    }
+    for (auto& p : results) EXPECT_EQ(p.get_future().get().body, expect);
+  }
+}
+
 TEST(WasmFunction, AOneMebibytePayloadAndAThousandParallelCalls) {
   LOAD_MODULE(code, "echo");
   auto f = make(code, {.concurrency = 4});
