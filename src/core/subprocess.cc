@@ -43,6 +43,20 @@ std::vector<char*> c_strings(std::vector<std::string>& strings) {
 
 Result<Subprocess> Subprocess::spawn(const SpawnOptions& options) {
   if (options.argv.empty()) return fail(ErrorCode::kInvalidArgument, "spawn: argv is empty");
+  // exec fails with ETXTBSY while any process holds the program open for writing. That includes
+  // a child another thread forked while the file was being written, until that child execs:
+  // O_CLOEXEC cannot close this window. It passes within moments, so try again for a while.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  for (;;) {
+    int exec_errno = 0;
+    auto child = spawn_once(options, exec_errno);
+    if (child || exec_errno != ETXTBSY || std::chrono::steady_clock::now() >= deadline)
+      return child;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+}
+
+Result<Subprocess> Subprocess::spawn_once(const SpawnOptions& options, int& exec_errno) {
   // Everything the child needs is prepared before fork: after it only async-signal-safe calls.
   std::vector<std::string> argv_storage = options.argv;
   std::vector<std::string> env_storage = merged_environment(options);
@@ -118,6 +132,7 @@ Result<Subprocess> Subprocess::spawn(const SpawnOptions& options) {
   } while (n < 0 && errno == EINTR);
   ::close(exec_pipe[0]);
   if (n == static_cast<ssize_t>(sizeof child_errno)) {
+    exec_errno = child_errno;
     ::waitpid(pid, nullptr, 0);
     if (options.pipe_output) {
       ::close(out_pipe[0]);

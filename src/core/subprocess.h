@@ -56,6 +56,8 @@ class Subprocess {
 
  private:
   explicit Subprocess(pid_t pid) : pid_(pid) {}
+  // One fork and exec; `exec_errno` is why exec failed, if it did.
+  static Result<Subprocess> spawn_once(const SpawnOptions& options, int& exec_errno);
   void close_pipes();
   pid_t pid_ = -1;
   int out_fd_ = -1;

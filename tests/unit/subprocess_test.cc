@@ -1,5 +1,6 @@
 #include "core/subprocess.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -7,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 namespace nex {
 namespace {
@@ -38,6 +40,29 @@ TEST(Subprocess, MissingProgramIsAnError) {
   auto p = Subprocess::spawn({.argv = {"/nonexistent/program"}});
   ASSERT_FALSE(p);
   EXPECT_NE(p.error().message.find("cannot execute /nonexistent/program"), std::string::npos);
+}
+
+// Another process still holding the program open for writing (as a child forked while the
+// file was written does, until it execs) makes exec fail with ETXTBSY for a moment: spawn waits
+// that out instead of failing the deploy.
+TEST(Subprocess, AProgramBusyForAMomentStillStarts) {
+  const auto program =
+      std::filesystem::temp_directory_path() / ("nex-busy-" + std::to_string(getpid()));
+  std::filesystem::copy_file("/bin/true", program,
+                             std::filesystem::copy_options::overwrite_existing);
+  const int writer = ::open(program.c_str(), O_WRONLY | O_CLOEXEC);
+  ASSERT_GE(writer, 0);
+  std::thread closer([writer] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    ::close(writer);
+  });
+  auto p = Subprocess::spawn({.argv = {program.string()}});
+  closer.join();
+  ASSERT_TRUE(p) << p.error().message;
+  auto status = p->wait_for(std::chrono::seconds(10));
+  ASSERT_TRUE(status);
+  EXPECT_EQ(WEXITSTATUS(*status), 0);
+  std::filesystem::remove(program);
 }
 
 TEST(Subprocess, TerminateEscalatesToSigkill) {
