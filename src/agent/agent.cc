@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include <fstream>
+#include <thread>
 
 #include "api/events.h"
 #include "api/host_services.h"
@@ -15,6 +16,16 @@ namespace nex::agent {
 
 using nlohmann::json;
 namespace fs = std::filesystem;
+
+Result<nats::Connection> connect_to_node(const nats::ConnectOptions& options,
+                                         std::chrono::milliseconds patience) {
+  const auto deadline = std::chrono::steady_clock::now() + patience;
+  for (;;) {
+    auto conn = nats::Connection::connect(options);
+    if (conn || std::chrono::steady_clock::now() >= deadline) return conn;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+}
 
 namespace {
 
@@ -85,12 +96,12 @@ void Agent::reply(const nats::Message& msg, const std::string& body) {
 void Agent::publish_log(const nats::Connection& out, const std::string& level,
                         const std::string& text) {
   (void)out.publish(api::agent_subject::logs(id_),
-                      api::dump({{"source", workload_name_}, {"level", level}, {"text", text}}));
+                    api::dump({{"source", workload_name_}, {"level", level}, {"text", text}}));
 }
 
 void Agent::publish_event(const nats::Connection& out, const std::string& type, json data) {
   (void)out.publish(api::agent_subject::events(id_, type),
-                      api::dump(api::cloud_event(id_, type, std::move(data))));
+                    api::dump(api::cloud_event(id_, type, std::move(data))));
 }
 
 void Agent::on_deploy(nats::Message msg) {
@@ -145,7 +156,7 @@ Status Agent::start_function(const api::AgentDeployRequest& req) {
   nats::ConnectOptions bulk_options = options_;
   bulk_options.name += " events";
   bulk_options.send_asap = false;
-  auto bulk = nats::Connection::connect(bulk_options);
+  auto bulk = connect_to_node(bulk_options, std::chrono::seconds(2));
   if (!bulk) return fail(bulk.error().wrap("second internal connection"));
   bulk_ = std::move(*bulk);
   auto function = runtime::Function::create(
@@ -208,7 +219,8 @@ void Agent::invoke(std::string subject, std::string payload, std::string reply_t
                  {"elapsed_nanos", elapsed}};
     if (!r.ok) data["error"] = r.body;
     publish_event(
-        *bulk_, r.ok ? api::event_type::kFunctionExecSucceeded : api::event_type::kFunctionExecFailed,
+        *bulk_,
+        r.ok ? api::event_type::kFunctionExecSucceeded : api::event_type::kFunctionExecFailed,
         std::move(data));
   });
 }

@@ -4,6 +4,7 @@
 // workload runs as a child process; a function runs in the agent, once per trigger.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <filesystem>
 #include <memory>
@@ -21,6 +22,12 @@ namespace nex::agent {
 // Internal event the agent sends when its workload process ends; the node decides whether
 // that is an undeploy or a restart.
 inline constexpr const char* kWorkloadExitedEvent = "workload_exited";
+
+// Connects to the node's internal NATS, retrying for up to `patience`: the node may still be
+// applying this agent's account, and while it reloads its server's authorization (as other
+// workloads come and go) a connection still logging in is refused.
+Result<nats::Connection> connect_to_node(const nats::ConnectOptions& options,
+                                         std::chrono::milliseconds patience);
 
 class Agent {
  public:

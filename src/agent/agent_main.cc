@@ -45,20 +45,13 @@ int main() {
         api::kEnvWorkloadId, api::kEnvNatsHost, api::kEnvNatsPort, api::kEnvNatsSeed);
     return 2;
   }
-  // The node may still be applying this agent's account to its internal server: retry briefly.
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   const nats::ConnectOptions options{.urls = {"nats://" + host + ":" + port},
                                      .name = "nex-agent " + id,
                                      .nkey_seed = seed,
                                      .inbox_prefix = "_INBOX_" + id,
                                      .send_asap = true,
                                      .reconnect = false};
-  Result<nats::Connection> conn = fail(ErrorCode::kUnavailable, "not connected");
-  while (std::chrono::steady_clock::now() < deadline) {
-    conn = nats::Connection::connect(options);
-    if (conn) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
+  auto conn = agent::connect_to_node(options, std::chrono::seconds(10));
   if (!conn) {
     std::fprintf(stderr, "nex-agent %s: %s\n", id.c_str(), conn.error().message.c_str());
     return 1;
