@@ -93,11 +93,14 @@ class Function::Impl {
   // Why a worker's user code is being stopped.
   static constexpr int kRunOn = 0, kTimedOut = 1, kOutOfMemory = 2, kShuttingDown = 3;
 
-  // What the watchdog knows about one worker.
+  // One worker: its thread, and what the watchdog knows about it.
   struct WorkerState {
+    std::thread thread;
     JSContext* cx = nullptr;
     std::atomic<int64_t> deadline{0};  // steady-clock ns; 0 when not running user code
     std::atomic<int> stop_reason{kRunOn};
+    bool retired = false;   // counted out of live_ when it decided to go
+    bool finished = false;  // its engine destroyed: join it
   };
 
   Impl(const FunctionSpec& spec, FunctionLimits limits, FunctionLogger logger)
@@ -128,7 +131,7 @@ class Function::Impl {
     }
     work_cv_.notify_all();
     watch_cv_.notify_all();
-    for (auto& t : workers_) t.join();
+    for (auto& s : states_) s->thread.join();
     if (watchdog_.joinable()) watchdog_.join();
     for (auto& job : jobs_) job.done({false, "the function was stopped"});
   }
@@ -148,19 +151,30 @@ class Function::Impl {
       jobs_.push_back(std::move(job));
       // Grow the pool on demand, up to the limit: an idle function keeps one engine.
       // (Jobs queued beyond the idle workers would wait.)
-      if (static_cast<int>(jobs_.size()) > idle_ &&
-          static_cast<int>(workers_.size()) < limits_.concurrency && compiled_ && *compiled_)
+      if (static_cast<int>(jobs_.size()) > idle_ && live_ < limits_.concurrency && compiled_ &&
+          *compiled_)
         spawn_worker_locked();
     }
     work_cv_.notify_one();
   }
 
+  int engines() {
+    std::lock_guard lock(mu_);
+    return live_;
+  }
+
  private:
   void spawn_worker_locked() {
+    // Retired workers' threads have ended or are about to: reap them.
+    std::erase_if(states_, [](const std::unique_ptr<WorkerState>& s) {
+      if (s->finished) s->thread.join();
+      return s->finished;
+    });
     auto state = std::make_unique<WorkerState>();
     WorkerState* s = state.get();
+    s->thread = std::thread([this, s] { worker(*s); });
     states_.push_back(std::move(state));
-    workers_.emplace_back([this, s] { worker(*s); });
+    ++live_;
   }
 
   static bool on_interrupt(JSContext* cx) {
@@ -386,8 +400,17 @@ class Function::Impl {
       if (!compiled_) compiled_ = fail(ErrorCode::kInternal, "cannot start the JavaScript engine");
       started_cv_.notify_all();
     }
-    if (cx) JS_DestroyContext(cx);
+    if (cx) {
+      {
+        std::lock_guard lock(mu_);
+        s.cx = nullptr;
+      }
+      JS_DestroyContext(cx);
+    }
     ::malloc_trim(0);
+    std::lock_guard lock(mu_);
+    if (!s.retired) --live_;  // it stopped, or its engine could not start
+    s.finished = true;
   }
 
   // Compiles in this worker's engine (compiled code is not shared between engines) and serves
@@ -596,6 +619,14 @@ class Function::Impl {
           e.shrunk = true;
           lock.lock();
         }
+        // Longer still, and one of several engines: it retires, giving back all its memory. An
+        // idle function keeps one.
+        if (!work_cv_.wait_for(lock, limits_.idle_engine_lifetime, has_work) && live_ > 1) {
+          --idle_;
+          --live_;
+          s.retired = true;
+          return true;
+        }
         work_cv_.wait(lock, has_work);
         --idle_;
         if (stopping_) return true;
@@ -645,8 +676,8 @@ class Function::Impl {
   std::mutex mu_;
   std::condition_variable work_cv_, watch_cv_, started_cv_;
   std::deque<Job> jobs_;
-  std::vector<std::thread> workers_;
   std::vector<std::unique_ptr<WorkerState>> states_;
+  int live_ = 0;  // workers not retired
   std::thread watchdog_;
   std::optional<Status> compiled_;
   int idle_ = 0;
@@ -654,6 +685,8 @@ class Function::Impl {
   std::atomic<bool> watch_sleeping_{false};
   bool stopping_ = false;
 };
+
+int Function::engines() const { return impl_->engines(); }
 
 int default_concurrency() {
   return static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 1u, 4u));

@@ -37,6 +37,9 @@ struct FunctionLimits {
   // Invocations served at once (one engine each): as many as the host has cores, at most 4.
   // More engines than cores add memory, not throughput, unless invocations wait (sleep).
   int concurrency = default_concurrency();
+  // An engine beyond the first that has had no work for this long (after giving back its spare
+  // memory, a second into idleness) retires, and its memory goes back with it.
+  std::chrono::milliseconds idle_engine_lifetime{30000};
 };
 
 // A line the function wrote with console.log/info/warn/error/debug.
@@ -72,6 +75,9 @@ class Function {
 
   // Blocking convenience for tests and tools.
   InvocationResult call(std::string subject, std::string payload);
+
+  // Engines (workers) alive: one when idle, up to the concurrency limit under load.
+  int engines() const;
 
   class Impl;
 

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <future>
 #include <mutex>
+#include <thread>
 #include <vector>
 
 namespace nex::runtime {
@@ -174,6 +175,29 @@ TEST(JavaScriptFunction, ARunawayInvocationDoesNotBlockOthers) {
   EXPECT_TRUE(r.ok) << r.body;
   EXPECT_LT(std::chrono::steady_clock::now() - start, 1500ms) << "waited for the runaway";
   EXPECT_FALSE(looped.get_future().get().ok);
+}
+
+// Engines are added under load, up to the limit, and the extra ones retire once idle: their
+// memory goes back. One always stays, and the function grows again at the next burst.
+TEST(JavaScriptFunction, ExtraEnginesRetireWhenIdleAndComeBackUnderLoad) {
+  auto f = make("(s, p) => { const t = Date.now(); while (Date.now() - t < 300) {} return s; }",
+                {.concurrency = 3, .idle_engine_lifetime = 200ms});
+  ASSERT_TRUE(f);
+  auto burst = [&] {
+    std::vector<std::promise<InvocationResult>> results(6);
+    for (auto& p : results) f->invoke("b", "", [&p](InvocationResult r) { p.set_value(r); });
+    for (auto& p : results) EXPECT_EQ(p.get_future().get().body, "b");
+  };
+  burst();
+  EXPECT_EQ(f->engines(), 3);
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (f->engines() > 1 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(50ms);
+  EXPECT_EQ(f->engines(), 1) << "the extra engines did not retire";
+  std::this_thread::sleep_for(1500ms);  // past another idle period: the last one stays
+  EXPECT_EQ(f->engines(), 1);
+  burst();
+  EXPECT_EQ(f->engines(), 3);
 }
 
 TEST(JavaScriptFunction, UnboundedAllocationIsAMemoryError) {
