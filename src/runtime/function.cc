@@ -452,9 +452,10 @@ class Function::Impl {
   // `memoryModule` (see recycled_).
   bool setup_wasm(JSContext* cx, Engine& e) {
     static constexpr const char* kHelper = R"((function (bytes, imports, memoryModule, memory) {
-  const newMemory = memory &&
-      (() => (imports[memoryModule] = {memory: new WebAssembly.Memory(memory)}).memory);
-  if (newMemory) newMemory();
+  // The memory is made (and remade, once it grew) by newMemory, before an instance needs it.
+  if (memory) imports[memoryModule] = {memory: null};
+  const newMemory =
+      memory && (() => (imports[memoryModule].memory = new WebAssembly.Memory(memory)));
   const m = new WebAssembly.Module(bytes);
   const exports = WebAssembly.Module.exports(m);
   if (!exports.some(x => x.name === '_start' && x.kind === 'function'))
