@@ -121,7 +121,7 @@ TEST(WasmFunction, ModulesThatAreNotWasiCommandsAreRefusedAtDeploy) {
       << garbage.error().message;
 }
 
-// Memories up to 2 MiB are recycled between instances, larger ones are new each time; either
+// Memories up to 1.25 MiB are recycled between instances, larger ones are new each time; either
 // way an invocation finds the memory as its module declares it, whatever the last one did.
 TEST(WasmFunction, EveryInvocationFindsAFreshMemory) {
   LOAD_MODULE(small, "remembers");
