@@ -4,6 +4,7 @@
 
 #include <sys/types.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -14,8 +15,6 @@
 #include <optional>
 #include <sstream>
 #include <string>
-
-#include <algorithm>
 #include <vector>
 
 #include "core/encoding.h"
@@ -25,6 +24,9 @@
 #include "nats/object_store.h"
 
 namespace nex::bench {
+
+// The source tree: fixtures, the npm packages, the Node.js peer.
+inline const std::filesystem::path kSourceDir = NEX_SOURCE_DIR;
 
 // Where the benchmark's own binary lies: build/bin, beside nex-agent and the test modules.
 inline const std::filesystem::path kBinDir =

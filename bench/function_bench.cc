@@ -32,7 +32,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const fs::path kSourceDir = NEX_SOURCE_DIR;
+using bench::kSourceDir;
 
 // The echo function without console.log: a log line per request would measure the log path.
 constexpr const char* kEchoJs = "(subject, payload) => payload;\n";

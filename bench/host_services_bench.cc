@@ -23,7 +23,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const fs::path kSourceDir = NEX_SOURCE_DIR;
+using bench::kSourceDir;
 
 struct Row {
   std::string label, subject, payload;
@@ -83,9 +83,9 @@ int main(int argc, char** argv) {
   const bench::Requester requester;
   auto deploy = [&](const std::string& name, const std::string& type, const std::string& key,
                     const std::string& trigger) {
-    return bench::deploy(
-               conn, (*node)->id(),
-               requester.deploy_request((*node)->xkey(), name, type, key, json::object(), {trigger}))
+    return bench::deploy(conn, (*node)->id(),
+                         requester.deploy_request((*node)->xkey(), name, type, key, json::object(),
+                                                  {trigger}))
         .has_value();
   };
   if (!deploy("hsjs", "v8", "hs.js", "bench.hs.js") ||

@@ -4,7 +4,6 @@
 #include "runtime/wasi.h"
 #include "runtime/wasm_binary.h"
 
-#include <js/ArrayBuffer.h>
 #include <js/CompilationAndEvaluation.h>
 #include <js/ContextOptions.h>
 #include <js/Conversions.h>
@@ -542,14 +541,10 @@ class Function::Impl {
   // engine error.
   bool reset_memory(JSContext* cx, Engine& e) {
     if (e.memory) {
-      JS::RootedValue buffer(cx);
-      if (!JS_GetProperty(cx, e.memory, "buffer", &buffer) || !buffer.isObject()) return false;
-      size_t length = 0;
-      bool shared = false;
-      uint8_t* data = nullptr;
-      JS::GetArrayBufferLengthAndData(&buffer.toObject(), &length, &shared, &data);
-      if (length == size_t{recycled_->initial_pages} * kWasmPage) {
-        std::memset(data, 0, length);
+      const wasi::MemoryBytes bytes = wasi::memory_bytes(cx, e.memory);
+      if (!bytes.data) return false;
+      if (bytes.length == size_t{recycled_->initial_pages} * kWasmPage) {
+        std::memset(bytes.data, 0, bytes.length);
         return true;
       }
       // It grew, and a memory cannot shrink: a new one.

@@ -44,16 +44,9 @@ struct Memory {
 template <typename F>
 int32_t with_memory(JSContext* cx, Invocation& inv, F&& body) {
   if (!inv.memory || !*inv.memory) return kFault;
-  JS::RootedValue buffer(cx);
-  if (!JS_GetProperty(cx, *inv.memory, "buffer", &buffer) || !buffer.isObject()) {
-    JS_ClearPendingException(cx);
-    return kFault;
-  }
-  JSObject* ab = &buffer.toObject();
-  bool shared = false;
-  JS::AutoCheckCannotGC nogc;
-  Memory m{JS::GetArrayBufferData(ab, &shared, nogc), JS::GetArrayBufferByteLength(ab)};
-  if (!m.data) return kFault;
+  const MemoryBytes bytes = memory_bytes(cx, *inv.memory);
+  if (!bytes.data) return kFault;
+  Memory m{bytes.data, bytes.length};
   return body(m);
 }
 
@@ -415,6 +408,18 @@ JSObject* make_imports(JSContext* cx) {
     js::SetFunctionNativeReserved(JS_GetFunctionObject(f), 0, JS::Int32Value(u.errno_value));
   }
   return obj;
+}
+
+MemoryBytes memory_bytes(JSContext* cx, JS::HandleObject memory) {
+  JS::RootedValue buffer(cx);
+  if (!JS_GetProperty(cx, memory, "buffer", &buffer) || !buffer.isObject()) {
+    JS_ClearPendingException(cx);
+    return {};
+  }
+  MemoryBytes bytes;
+  bool shared = false;
+  JS::GetArrayBufferLengthAndData(&buffer.toObject(), &bytes.length, &shared, &bytes.data);
+  return bytes;
 }
 
 Invocation* current() { return t_current; }

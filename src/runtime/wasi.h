@@ -39,6 +39,14 @@ struct Invocation {
 
 // The invocation this thread serves, if any.
 Invocation* current();
+// The bytes of a WebAssembly.Memory as they are now (growing replaces them): null data when the
+// engine cannot tell (its error is cleared). Valid until the engine next runs or collects.
+struct MemoryBytes {
+  uint8_t* data = nullptr;
+  size_t length = 0;
+};
+MemoryBytes memory_bytes(JSContext* cx, JS::HandleObject memory);
+
 // Copies guest memory [ptr, ptr + len) into `out`; false when out of bounds.
 bool read_memory(JSContext* cx, Invocation& inv, uint32_t ptr, uint32_t len, std::string& out);
 // Copies `data` into guest memory at `ptr`; false when out of bounds.
