@@ -2,9 +2,11 @@
 
 #include <sodium.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <mutex>
 #include <thread>
 
@@ -31,6 +33,9 @@ struct Connection::Impl {
   std::mutex mu;
   std::condition_variable closed_cv;
   bool closed = false;
+  // The server's limit, read at connect and at each reconnect: reading it from libnats takes
+  // the connection's lock, which its reader holds much of the time on a busy connection.
+  std::atomic<int64_t> max_payload{0};
 
   ~Impl() {
     if (nc == nullptr) return;
@@ -49,6 +54,7 @@ struct Connection::Impl {
   }
   static void on_reconnected(natsConnection*, void* closure) {
     auto* self = static_cast<Impl*>(closure);
+    self->max_payload = natsConnection_GetMaxPayload(self->nc);
     if (self->options.on_reconnected) self->options.on_reconnected();
   }
   static void on_closed(natsConnection*, void* closure) {
@@ -164,14 +170,26 @@ Result<Connection> Connection::connect(const ConnectOptions& options) {
     }
     // Each attempt gets a fresh nonce from the server, hence a fresh signature.
   }
+  impl->max_payload = natsConnection_GetMaxPayload(impl->nc);
   return Connection(std::move(impl));
 }
 
 Status Connection::publish(std::string_view subject, std::string_view data,
                            std::string_view reply) const {
-  auto msg = Message::create(subject, data, reply);
-  if (!msg) return fail(msg.error());
-  return publish(*msg);
+  // No natsMsg: libnats hands every message it destroys to its collector thread, a thread
+  // wake-up per publish on a busy connection.
+  if (data.size() > static_cast<size_t>(std::numeric_limits<int>::max()))
+    return fail(ErrorCode::kInvalidArgument,
+                "payload of " + std::to_string(data.size()) + " bytes is too large to publish");
+  const std::string subj(subject);
+  const int len = static_cast<int>(data.size());
+  if (reply.empty())
+    return check(natsConnection_Publish(impl_->nc, subj.c_str(), data.data(), len),
+                 "publish on '" + subj + "'");
+  const std::string rep(reply);
+  return check(
+      natsConnection_PublishRequest(impl_->nc, subj.c_str(), rep.c_str(), data.data(), len),
+      "publish on '" + subj + "'");
 }
 
 Status Connection::publish(const Message& msg) const {
@@ -234,7 +252,7 @@ std::string Connection::connected_url() const {
   return buf;
 }
 
-int64_t Connection::max_payload() const { return natsConnection_GetMaxPayload(impl_->nc); }
+int64_t Connection::max_payload() const { return impl_->max_payload.load(); }
 
 bool Connection::connected() const {
   return natsConnection_Status(impl_->nc) == NATS_CONN_STATUS_CONNECTED;

@@ -181,13 +181,11 @@ Result<std::unique_ptr<Node>> Node::start(NodeOptions options) {
   if (!driver) return fail(driver.error().wrap("node config"));
   n.driver_ = std::move(*driver);
   log_line("Sandbox driver: " + std::string(n.driver_->name()));
-  auto internal =
-      InternalServer::start(n.run_dir_ / "internal", n.driver_->internal_listen_host());
+  auto internal = InternalServer::start(n.run_dir_ / "internal", n.driver_->internal_listen_host());
   if (!internal) return fail(internal.error());
   n.internal_ = std::move(*internal);
   log_line(fmt::format("Internal NATS server started client_url=nats://{}:{}",
-                       n.driver_->internal_listen_host(),
-                       n.internal_->port()));
+                       n.driver_->internal_listen_host(), n.internal_->port()));
 
   // Logs and events share one subscription, so they are handled in the order the agent sent
   // them: a crashing workload's last lines are republished before its exit removes it.
@@ -311,8 +309,7 @@ void Node::publish_event(const std::string& ns, const std::string& type, json da
                          const std::string& source, bool batched) {
   json ev = api::cloud_event(source.empty() ? id() : source, type, std::move(data));
   ev["namespace"] = ns;
-  (void)(batched ? control_bulk_ : control_)
-      ->publish(api::events_subject(ns, type), api::dump(ev));
+  (void)(batched ? control_bulk_ : control_)->publish(api::events_subject(ns, type), api::dump(ev));
 }
 
 void Node::on_ping(nats::Message msg) { reply(msg, api::envelope("ping", ping_data())); }
@@ -724,8 +721,8 @@ void Node::on_agent_event(nats::Message msg) {
   if (!w) return;
   auto ev = api::FieldReader::parse_object(msg.data(), "event");
   if (!ev) return;
-  const json* data = api::FieldReader(*ev, "event").raw("data");
-  if (data == nullptr || !data->is_object()) return;
+  auto data = ev->find("data");
+  if (data == ev->end() || !data->is_object()) return;
   if (type == "workload_exited") {
     api::FieldReader d(*data, "workload_exited event");
     int64_t code = 0;
@@ -743,7 +740,7 @@ void Node::on_agent_event(nats::Message msg) {
   int64_t elapsed = 0;
   if (api::FieldReader(*data, "event data").integer("elapsed_nanos", elapsed); elapsed > 0)
     w->runtime_ns += elapsed;
-  publish_event(w->ns, type, *data, id() + "-" + w->id, /*batched=*/true);
+  publish_event(w->ns, type, std::move(*data), id() + "-" + w->id, /*batched=*/true);
 }
 
 void Node::on_workload_exited(const std::shared_ptr<Workload>& w, int code,

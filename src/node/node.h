@@ -42,7 +42,7 @@ class Node {
   // Stops gracefully if stop() was not called.
   ~Node();
 
-  std::string id() const { return identity_.id(); }
+  const std::string& id() const { return identity_.id(); }
   std::string xkey() const { return identity_.xkey().public_key(); }
   // The port of the node's private NATS server (on loopback), which workloads never reach
   // except as agents.

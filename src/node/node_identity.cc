@@ -84,6 +84,7 @@ Result<NodeIdentity> NodeIdentity::claim(const fs::path& state_dir) {
 
 NodeIdentity::NodeIdentity(NodeIdentity&& other) noexcept
     : server_key_(other.server_key_),
+      id_(other.id_),
       xkey_(other.xkey_),
       lock_fd_(std::exchange(other.lock_fd_, -1)),
       pid_file_(std::move(other.pid_file_)) {}

@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <optional>
+#include <string>
 
 #include "core/error.h"
 #include "crypto/nkeys.h"
@@ -20,17 +21,19 @@ class NodeIdentity {
   NodeIdentity& operator=(NodeIdentity&&) = delete;
   ~NodeIdentity();
 
-  std::string id() const { return server_key_.public_key(); }
+  const std::string& id() const { return id_; }
   const crypto::KeyPair& server_key() const { return server_key_; }
   const crypto::XKey& xkey() const { return xkey_; }
 
  private:
   NodeIdentity(crypto::KeyPair k, crypto::XKey x, int lock_fd, std::filesystem::path pid_file)
       : server_key_(std::move(k)),
+        id_(server_key_.public_key()),
         xkey_(std::move(x)),
         lock_fd_(lock_fd),
         pid_file_(std::move(pid_file)) {}
   crypto::KeyPair server_key_;
+  std::string id_;  // the server key's public half, encoded once: events carry it
   crypto::XKey xkey_;
   int lock_fd_ = -1;
   std::filesystem::path pid_file_;
