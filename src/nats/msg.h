@@ -37,7 +37,7 @@ class Message {
 
  private:
   struct Deleter {
-    void operator()(natsMsg* m) const { natsMsg_Destroy(m); }
+    void operator()(natsMsg* m) const;
   };
   std::unique_ptr<natsMsg, Deleter> msg_;
 };
