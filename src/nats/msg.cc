@@ -12,7 +12,7 @@ namespace nex::nats {
 
 // natsMsg_Destroy queues every message on one collector thread for the whole library, under a
 // global lock, and wakes that thread when it sleeps: on a busy connection, a thread wake-up per
-// message received or sent (measured: an eighth of a function agent's CPU). Freeing in place is
+// message received or sent (measured: about a sixth of a function agent's CPU). Freeing in place is
 // what the collector does. natsMsg_Destroy's one other case, messages libnats keeps
 // ("no destroy"), only arises in JetStream push callbacks with auto-ack and in pull fetches,
 // neither of which this wrapper uses: its messages come from core subscriptions, requests,
