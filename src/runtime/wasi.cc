@@ -27,10 +27,10 @@ constexpr int32_t kSpipe = 70;
 constexpr int32_t kNotcapable = 76;
 
 // The instance's linear memory, valid until the next allocation in the engine.
-struct Memory {
-  uint8_t* data = nullptr;
-  size_t size = 0;
-  bool fits(uint64_t offset, uint64_t len) const { return offset <= size && len <= size - offset; }
+struct Memory : MemoryBytes {
+  bool fits(uint64_t offset, uint64_t len) const {
+    return offset <= length && len <= length - offset;
+  }
   uint32_t u32(uint64_t at) const {
     uint32_t v;
     std::memcpy(&v, data + at, 4);
@@ -44,9 +44,8 @@ struct Memory {
 template <typename F>
 int32_t with_memory(JSContext* cx, Invocation& inv, F&& body) {
   if (!inv.memory || !*inv.memory) return kFault;
-  const MemoryBytes bytes = memory_bytes(cx, *inv.memory);
-  if (!bytes.data) return kFault;
-  Memory m{bytes.data, bytes.length};
+  Memory m{memory_bytes(cx, *inv.memory)};
+  if (!m.data) return kFault;
   return body(m);
 }
 
