@@ -158,7 +158,9 @@ Status Agent::start_function(const api::AgentDeployRequest& req) {
   bulk_options.send_asap = false;
   auto bulk = connect_to_node(bulk_options, std::chrono::seconds(2));
   if (!bulk) return fail(bulk.error().wrap("second internal connection"));
+  reporter_.reset();  // it publishes on the connection being replaced
   bulk_ = std::move(*bulk);
+  reporter_.emplace(*bulk_, api::agent_subject::invocations(id_));
   auto function = runtime::Function::create(
       {.language = js ? runtime::Language::kJavaScript : runtime::Language::kWasm,
        .name = req.workload_name + (js ? ".js" : ".wasm"),
@@ -213,15 +215,9 @@ void Agent::invoke(std::string subject, std::string payload, std::string reply_t
                                 std::chrono::steady_clock::now() - start)
                                 .count();
     if (!reply_to.empty()) answer(direct ? *direct : conn_, reply_to, r, elapsed);
-    json data = {{"workload_name", workload_name_},
-                 {"trigger_subject", subject},
-                 {"namespace", namespace_},
-                 {"elapsed_nanos", elapsed}};
-    if (!r.ok) data["error"] = r.body;
-    publish_event(
-        *bulk_,
-        r.ok ? api::event_type::kFunctionExecSucceeded : api::event_type::kFunctionExecFailed,
-        std::move(data));
+    reporter_->add({.trigger_subject = subject,
+                    .elapsed_nanos = elapsed,
+                    .error = r.ok ? std::nullopt : std::optional(r.body)});
   });
 }
 
@@ -274,8 +270,9 @@ void Agent::on_undeploy(nats::Message msg) {
   function.reset();  // invocations in flight end with an error reply (once the last trigger
                      // handler lets go of it)
   if (runner) runner->stop(std::chrono::seconds(5));
-  if (bulk_) (void)bulk_->flush();  // the last invocations' events go out before the reply,
-  (void)conn_.flush();              // and so does the exit event
+  if (reporter_) reporter_->flush();  // the last invocations' events go out before the reply,
+  if (bulk_) (void)bulk_->flush();
+  (void)conn_.flush();  // and so does the exit event
   reply(msg, "{}");
   (void)conn_.flush();
   request_stop();

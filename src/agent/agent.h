@@ -12,6 +12,7 @@
 #include <optional>
 #include <string>
 
+#include "agent/invocation_reporter.h"
 #include "agent/native_runner.h"
 #include "api/agent.h"
 #include "nats/connection.h"
@@ -63,10 +64,11 @@ class Agent {
 
   nats::Connection conn_;
   nats::ConnectOptions options_;
-  // A function's per-invocation events and console lines, batched: without send_asap libnats
-  // writes them together within a millisecond instead of one write (and one wake-up of the
-  // internal server and the node) per invocation. Replies never wait for them.
+  // A function's invocation reports and console lines: without send_asap libnats writes them
+  // together within a millisecond instead of one write (and one wake-up of the internal server
+  // and the node) per message. Replies never wait for them.
   std::optional<nats::Connection> bulk_;
+  std::optional<InvocationReporter> reporter_;  // on bulk_
   std::string id_;
   std::filesystem::path artifact_path_;
   std::string workload_name_;

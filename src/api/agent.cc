@@ -53,4 +53,37 @@ Result<AgentDeployRequest> parse_agent_deploy_request(std::string_view text) {
   return r;
 }
 
+std::string invocation_batch_json(const std::vector<InvocationReport>& batch) {
+  // Written by hand: this runs for every invocation of a busy function.
+  std::string out = "[";
+  for (const auto& r : batch) {
+    if (out.size() > 1) out += ',';
+    out += "{\"trigger_subject\":" + dump(r.trigger_subject) +
+           ",\"elapsed_nanos\":" + std::to_string(r.elapsed_nanos);
+    if (r.error) out += ",\"error\":" + dump(*r.error);
+    out += '}';
+  }
+  out += ']';
+  return out;
+}
+
+Result<std::vector<InvocationReport>> parse_invocation_batch(std::string_view text) {
+  const auto j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_array())
+    return fail(ErrorCode::kInvalidArgument, "an invocation batch must be an array");
+  std::vector<InvocationReport> batch;
+  batch.reserve(j.size());
+  for (const auto& item : j) {
+    if (!item.is_object())
+      return fail(ErrorCode::kInvalidArgument, "each invocation report must be an object");
+    FieldReader f(item, "invocation report");
+    InvocationReport& r = batch.emplace_back();
+    f.string("trigger_subject", r.trigger_subject, /*required=*/true);
+    f.integer("elapsed_nanos", r.elapsed_nanos);
+    if (f.raw("error")) f.string("error", r.error.emplace());
+    NEX_RETURN_IF_ERROR(f.status());
+  }
+  return batch;
+}
+
 }  // namespace nex::api

@@ -28,6 +28,8 @@ inline std::string logs(const std::string& id) { return "hostint." + id + ".logs
 inline std::string events(const std::string& id, const std::string& type) {
   return "hostint." + id + ".events." + type;
 }
+// ours: a function's invocations, reported in batches (docs/protocol-additions.md).
+inline std::string invocations(const std::string& id) { return "hostint." + id + ".invocations"; }
 }  // namespace agent_subject
 
 // Function triggers (specs/nex-wire.md): the user's subject travels in a header; the answer
@@ -76,6 +78,17 @@ struct AgentDeployResponse {
   bool accepted = false;
   std::string message;
 };
+
+// One function invocation as the agent reports it; the node adds what it knows itself (the
+// workload's name and namespace) when it republishes it as a function_exec_* event.
+struct InvocationReport {
+  std::string trigger_subject;
+  int64_t elapsed_nanos = 0;
+  std::optional<std::string> error;  // set when the invocation failed
+};
+// A batch on the wire: a JSON array of {trigger_subject, elapsed_nanos[, error]}.
+std::string invocation_batch_json(const std::vector<InvocationReport>& batch);
+Result<std::vector<InvocationReport>> parse_invocation_batch(std::string_view json);
 
 struct LogLine {
   std::string source;

@@ -195,6 +195,8 @@ Result<std::unique_ptr<Node>> Node::start(NodeOptions options) {
       n.on_agent_log(std::move(m));
     } else if (kind == "events") {
       n.on_agent_event(std::move(m));
+    } else if (kind == "invocations") {
+      n.on_agent_invocations(std::move(m));
     }  // handshakes belong to the pool, replies to their requests
   });
   if (!agent_traffic) return fail(agent_traffic.error());
@@ -732,15 +734,39 @@ void Node::on_agent_event(nats::Message msg) {
     if (d.status()) on_workload_exited(w, static_cast<int>(code), message);
     return;
   }
-  // An agent speaks only for its function's invocations; nothing else is republished.
-  if (type != api::event_type::kFunctionExecSucceeded &&
-      type != api::event_type::kFunctionExecFailed)
-    return;
-  w->invocations++;
-  int64_t elapsed = 0;
-  if (api::FieldReader(*data, "event data").integer("elapsed_nanos", elapsed); elapsed > 0)
-    w->runtime_ns += elapsed;
-  publish_event(w->ns, type, std::move(*data), id() + "-" + w->id, /*batched=*/true);
+  // An agent speaks only for its function's invocations; nothing else is republished. (Ours
+  // report them in batches, on_agent_invocations; this is the spec's one event at a time.)
+  const bool failed = type == api::event_type::kFunctionExecFailed;
+  if (!failed && type != api::event_type::kFunctionExecSucceeded) return;
+  api::InvocationReport report;
+  api::FieldReader d(*data, "event data");
+  d.string("trigger_subject", report.trigger_subject);
+  d.integer("elapsed_nanos", report.elapsed_nanos);
+  if (failed) d.string("error", report.error.emplace());
+  if (d.status()) republish_invocation(*w, report);
+}
+
+void Node::on_agent_invocations(nats::Message msg) {
+  auto w = find_workload(token(msg.subject(), 1));
+  if (!w) return;
+  auto batch = api::parse_invocation_batch(msg.data());
+  if (!batch) return;  // the agent's own fault; nothing to tell anyone
+  for (const auto& report : *batch) republish_invocation(*w, report);
+}
+
+void Node::republish_invocation(Workload& w, const api::InvocationReport& r) {
+  w.invocations++;
+  if (r.elapsed_nanos > 0) w.runtime_ns += r.elapsed_nanos;
+  // The workload's name and namespace are the node's to say, not the agent's.
+  json data = {{"workload_name", w.name},
+               {"trigger_subject", r.trigger_subject},
+               {"namespace", w.ns},
+               {"elapsed_nanos", r.elapsed_nanos}};
+  if (r.error) data["error"] = *r.error;
+  publish_event(
+      w.ns,
+      r.error ? api::event_type::kFunctionExecFailed : api::event_type::kFunctionExecSucceeded,
+      std::move(data), id() + "-" + w.id, /*batched=*/true);
 }
 
 void Node::on_workload_exited(const std::shared_ptr<Workload>& w, int code,

@@ -70,6 +70,10 @@ class Node {
   std::shared_ptr<Workload> find_workload(const std::string& workload_id);
   void on_agent_log(nats::Message msg);
   void on_agent_event(nats::Message msg);
+  // A function's invocations, reported in batches (hostint.{id}.invocations): counted, and
+  // republished one by one as function_exec_* events.
+  void on_agent_invocations(nats::Message msg);
+  void republish_invocation(Workload& w, const api::InvocationReport& report);
   // A line in the workload's log, as if the workload had written it.
   void publish_workload_log(const std::string& ns, const std::string& name,
                             const std::string& workload_id, const std::string& level,

@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include "api/agent.h"
 #include "api/control.h"
 
 namespace nex::api {
@@ -100,6 +101,35 @@ TEST(Uptime, FormatsLikeGoDurations) {
   EXPECT_EQ(format_uptime(61), "1m1s");
   EXPECT_EQ(format_uptime(3723), "1h2m3s");
   EXPECT_EQ(format_uptime(90061), "1d1h1m1s");
+}
+
+// The agent's invocation reports reach the node as one JSON batch; the node reads them as
+// untrusted input.
+TEST(InvocationBatch, RoundTripsAnyTextAndRefusesWhatIsNotABatch) {
+  const std::vector<InvocationReport> batch = {
+      {.trigger_subject = "fn.\"odd\"", .elapsed_nanos = 1234},
+      {.trigger_subject = "fn.fail", .elapsed_nanos = 5, .error = "Error: \"boom\"\n\tat x"},
+      {.trigger_subject = "fn.bytes", .elapsed_nanos = 7, .error = std::string("bad \xff utf-8")},
+  };
+  auto back = parse_invocation_batch(invocation_batch_json(batch));
+  ASSERT_TRUE(back) << back.error().message;
+  ASSERT_EQ(back->size(), 3u);
+  EXPECT_EQ((*back)[0].trigger_subject, "fn.\"odd\"");
+  EXPECT_EQ((*back)[0].elapsed_nanos, 1234);
+  EXPECT_FALSE((*back)[0].error);
+  EXPECT_EQ((*back)[1].error, "Error: \"boom\"\n\tat x");
+  EXPECT_EQ((*back)[2].error, "bad \xEF\xBF\xBD utf-8");  // replaced, not a broken batch
+  EXPECT_EQ(invocation_batch_json({}), "[]");
+
+  for (const char* bad : {"", "{}", "[1]", R"([{"elapsed_nanos":1}])",
+                          R"([{"trigger_subject":"a","elapsed_nanos":"1"}])",
+                          R"([{"trigger_subject":"a","error":7}])"}) {
+    EXPECT_FALSE(parse_invocation_batch(bad)) << bad;
+  }
+  auto refused = parse_invocation_batch(R"([{"trigger_subject":"a","elapsed_nanos":1.5}])");
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().message.find("elapsed_nanos"), std::string::npos)
+      << refused.error().message;
 }
 
 }  // namespace

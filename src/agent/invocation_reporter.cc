@@ -1,0 +1,55 @@
+#include "agent/invocation_reporter.h"
+
+#include <chrono>
+
+namespace nex::agent {
+
+namespace {
+// How long the first report of a batch waits for others.
+constexpr auto kLinger = std::chrono::milliseconds(1);
+}  // namespace
+
+InvocationReporter::InvocationReporter(const nats::Connection& out, std::string subject)
+    : out_(out), subject_(std::move(subject)), thread_([this] { run(); }) {}
+
+InvocationReporter::~InvocationReporter() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_one();
+  thread_.join();
+  flush();
+}
+
+void InvocationReporter::add(api::InvocationReport report) {
+  bool first;
+  {
+    std::lock_guard lock(mu_);
+    first = pending_.empty();
+    pending_.push_back(std::move(report));
+  }
+  if (first) cv_.notify_one();  // later ones ride along: one wake-up per batch
+}
+
+void InvocationReporter::flush() {
+  std::vector<api::InvocationReport> batch;
+  {
+    std::lock_guard lock(mu_);
+    batch.swap(pending_);
+  }
+  if (!batch.empty()) (void)out_.publish(subject_, api::invocation_batch_json(batch));
+}
+
+void InvocationReporter::run() {
+  std::unique_lock lock(mu_);
+  while (!stopping_) {
+    cv_.wait(lock, [this] { return stopping_ || !pending_.empty(); });
+    if (cv_.wait_for(lock, kLinger, [this] { return stopping_; })) break;
+    lock.unlock();
+    flush();
+    lock.lock();
+  }
+}
+
+}  // namespace nex::agent
