@@ -99,9 +99,8 @@ void Agent::publish_log(const nats::Connection& out, const std::string& level,
                     api::dump({{"source", workload_name_}, {"level", level}, {"text", text}}));
 }
 
-void Agent::publish_event(const nats::Connection& out, const std::string& type, json data) {
-  (void)out.publish(api::agent_subject::events(id_, type),
-                    api::dump(api::cloud_event(id_, type, std::move(data))));
+void Agent::publish_event(const nats::Connection& out, const std::string& type, const json& data) {
+  (void)out.publish(api::agent_subject::events(id_, type), api::cloud_event(id_, type, data));
 }
 
 void Agent::on_deploy(nats::Message msg) {

@@ -59,7 +59,8 @@ class Agent {
   // A function's host-service call, asked of the node (blocks the calling worker).
   runtime::HostReply host_call(const runtime::HostCall& call);
   void publish_log(const nats::Connection& out, const std::string& level, const std::string& text);
-  void publish_event(const nats::Connection& out, const std::string& type, nlohmann::json data);
+  void publish_event(const nats::Connection& out, const std::string& type,
+                     const nlohmann::json& data);
   void reply(const nats::Message& msg, const std::string& body);
 
   nats::Connection conn_;

@@ -27,8 +27,10 @@ inline constexpr const char* kAll[] = {
 
 inline constexpr const char* kSystemNamespace = "system";
 
-// A structured CloudEvent with a fresh id and the current time.
-nlohmann::json cloud_event(const std::string& source, const std::string& type, nlohmann::json data);
+// A structured CloudEvent with a fresh id and the current time, as JSON text; `ns`, when given,
+// is the `namespace` extension attribute.
+std::string cloud_event(const std::string& source, const std::string& type,
+                        const nlohmann::json& data, const std::string& ns = {});
 
 inline std::string events_subject(const std::string& ns, const std::string& type) {
   return "$NEX.events." + ns + "." + type;

@@ -307,11 +307,11 @@ json Node::ping_data() {
           {"running_machines", workloads_.size()}};
 }
 
-void Node::publish_event(const std::string& ns, const std::string& type, json data,
+void Node::publish_event(const std::string& ns, const std::string& type, const json& data,
                          const std::string& source, bool batched) {
-  json ev = api::cloud_event(source.empty() ? id() : source, type, std::move(data));
-  ev["namespace"] = ns;
-  (void)(batched ? control_bulk_ : control_)->publish(api::events_subject(ns, type), api::dump(ev));
+  (void)(batched ? control_bulk_ : control_)
+      ->publish(api::events_subject(ns, type),
+                api::cloud_event(source.empty() ? id() : source, type, data, ns));
 }
 
 void Node::on_ping(nats::Message msg) { reply(msg, api::envelope("ping", ping_data())); }

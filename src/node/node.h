@@ -98,7 +98,7 @@ class Node {
   api::Tags tags();
   std::vector<api::WorkloadType> supported_types() const;
   // `batched`: one of the many per-invocation events, sent on control_bulk_.
-  void publish_event(const std::string& ns, const std::string& type, nlohmann::json data,
+  void publish_event(const std::string& ns, const std::string& type, const nlohmann::json& data,
                      const std::string& source = {}, bool batched = false);
   void reply(const nats::Message& msg, const std::string& body);
   void reply_result(const nats::Message& msg, std::string_view kind,

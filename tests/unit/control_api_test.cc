@@ -2,6 +2,7 @@
 
 #include "api/agent.h"
 #include "api/control.h"
+#include "api/events.h"
 
 namespace nex::api {
 namespace {
@@ -130,6 +131,28 @@ TEST(InvocationBatch, RoundTripsAnyTextAndRefusesWhatIsNotABatch) {
   ASSERT_FALSE(refused);
   EXPECT_NE(refused.error().message.find("elapsed_nanos"), std::string::npos)
       << refused.error().message;
+}
+
+// Events are written out by hand (they are on the function hot path): they must still be the
+// CloudEvents JSON a consumer parses, whatever the strings hold.
+TEST(CloudEvent, IsStructuredJsonWithAFreshIdAndTheNamespaceWhenGiven) {
+  const nlohmann::json data = {{"workload_name", "fn"}, {"error", "a \"quote\"\n\xff"}};
+  const auto ev = nlohmann::json::parse(cloud_event("N\"src", "function_exec_failed", data, "ns1"));
+  EXPECT_EQ(ev["specversion"], "1.0");
+  EXPECT_EQ(ev["source"], "N\"src");
+  EXPECT_EQ(ev["type"], "function_exec_failed");
+  EXPECT_EQ(ev["datacontenttype"], "application/json");
+  EXPECT_EQ(ev["namespace"], "ns1");
+  EXPECT_EQ(ev["data"]["workload_name"], "fn");
+  EXPECT_EQ(ev["data"]["error"], "a \"quote\"\n\xEF\xBF\xBD");
+  const std::string time = ev["time"];
+  EXPECT_EQ(time.size(), std::string("2026-11-22T10:04:05.123456789Z").size()) << time;
+  EXPECT_EQ(time.back(), 'Z') << time;
+
+  const auto other = nlohmann::json::parse(cloud_event("N", "heartbeat", nlohmann::json::object()));
+  EXPECT_FALSE(other.contains("namespace"));
+  EXPECT_NE(other["id"], ev["id"]);
+  EXPECT_FALSE(std::string(other["id"]).empty());
 }
 
 }  // namespace
