@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "agent/agent.h"
@@ -51,16 +52,35 @@ int main() {
                                      .inbox_prefix = "_INBOX_" + id,
                                      .send_asap = true,
                                      .reconnect = false};
-  auto conn = agent::connect_to_node(options, std::chrono::seconds(10));
-  if (!conn) {
-    std::fprintf(stderr, "nex-agent %s: %s\n", id.c_str(), conn.error().message.c_str());
-    return 1;
+  // The node admits the agent's user by reloading its internal server, and a connection made
+  // while a reload is under way can be dropped by it: the handshake then fails with a send
+  // error on a closed connection. A dropped connection is made again, and the handshake
+  // repeated, within the same patience; any other failure ends the agent.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  std::optional<nats::Connection> conn;
+  std::optional<agent::Agent> started;
+  for (;;) {
+    const auto patience = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    auto connected = agent::connect_to_node(options, patience);
+    if (!connected) {
+      std::fprintf(stderr, "nex-agent %s: %s\n", id.c_str(), connected.error().message.c_str());
+      return 1;
+    }
+    conn = std::move(*connected);
+    started.emplace(*conn, options, id, artifact);
+    auto st = started->start();
+    if (st) break;
+    const bool dropped = !conn->connected();
+    started.reset();
+    if (!dropped || std::chrono::steady_clock::now() >= deadline) {
+      std::fprintf(stderr, "nex-agent %s: %s\n", id.c_str(), st.error().message.c_str());
+      return 1;
+    }
+    std::fprintf(stderr, "nex-agent %s: %s; connecting again\n", id.c_str(),
+                 st.error().message.c_str());
   }
-  agent::Agent agent(*conn, options, id, artifact);
-  if (auto st = agent.start(); !st) {
-    std::fprintf(stderr, "nex-agent %s: %s\n", id.c_str(), st.error().message.c_str());
-    return 1;
-  }
+  agent::Agent& agent = *started;
   static std::mutex stop_mu;
   static agent::Agent* stop_target = &agent;  // cleared before `agent` goes away
   std::thread([stop_signals] {

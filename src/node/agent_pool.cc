@@ -85,6 +85,10 @@ void AgentPool::refill_loop() {
     const auto now = std::chrono::steady_clock::now();
     for (auto it = starting_.begin(); it != starting_.end();) {
       if (it->second.deadline < now) {
+        std::fprintf(stderr,
+                     "nex node: agent %s did not complete its handshake in time (see %s); "
+                     "replacing it\n",
+                     it->first.c_str(), (options_.work_dir / (it->first + ".agent.log")).c_str());
         it->second.agent.sandbox->stop(std::chrono::seconds(1));
         (void)internal_.remove_workload(it->first);
         it = starting_.erase(it);
@@ -103,15 +107,15 @@ void AgentPool::refill_loop() {
         for (const auto& id : ids) {
           const auto dir = options_.work_dir / id;
           const auto artifact = dir / "workload";
-          auto sandbox = driver_.start(
-              {.workload_id = id,
-               .agent_binary = options_.agent_binary,
-               .work_dir = dir,
-               .artifact_name = artifact.filename(),
-               .env = {std::string(api::kEnvWorkloadId) + "=" + id,
-                       std::string(api::kEnvNatsSeed) + "=" + seeds->at(id)},
-               .log_file = options_.work_dir / (id + ".agent.log"),
-               .internal_nats_port = internal_.port()});
+          auto sandbox =
+              driver_.start({.workload_id = id,
+                             .agent_binary = options_.agent_binary,
+                             .work_dir = dir,
+                             .artifact_name = artifact.filename(),
+                             .env = {std::string(api::kEnvWorkloadId) + "=" + id,
+                                     std::string(api::kEnvNatsSeed) + "=" + seeds->at(id)},
+                             .log_file = options_.work_dir / (id + ".agent.log"),
+                             .internal_nats_port = internal_.port()});
           if (!sandbox) {
             (void)internal_.remove_workload(id);
             continue;
