@@ -1,5 +1,6 @@
 #include "nats/subscription.h"
 
+#include <condition_variable>
 #include <mutex>
 
 #include "nats/nats_status.h"
@@ -24,6 +25,7 @@ void fence(natsConnection* nc) {
 // unsubscribed and fenced" and "libnats completed the subscription" happens last.
 struct Subscription::State {
   std::mutex mu;
+  std::condition_variable completed_cv;
   MessageHandler handler;
   natsConnection* nc = nullptr;
   natsSubscription* sub = nullptr;
@@ -67,6 +69,7 @@ void Subscription::finish(State* state, bool State::*flag) {
     // the two parties frees the state.
     std::lock_guard lock(state->mu);
     state->*flag = true;
+    if (flag == &State::completed) state->completed_cv.notify_all();
     if (!state->completed || !state->fenced) return;
   }
   natsSubscription_Destroy(state->sub);
@@ -81,12 +84,21 @@ Subscription& Subscription::operator=(Subscription&& other) noexcept {
   return *this;
 }
 
-void Subscription::unsubscribe() {
+void Subscription::unsubscribe() { stop(/*wait=*/false); }
+void Subscription::unsubscribe_and_wait() { stop(/*wait=*/true); }
+
+void Subscription::stop(bool wait) {
   State* state = std::exchange(state_, nullptr);
   if (state == nullptr) return;
   // Unsubscribe is safe even after completion: our reference keeps the libnats object alive.
   natsSubscription_Unsubscribe(state->sub);
   fence(state->nc);
+  if (wait) {
+    // libnats completes the subscription once its delivery thread is past the last handler
+    // call; the state cannot be freed before we mark it fenced.
+    std::unique_lock lock(state->mu);
+    state->completed_cv.wait(lock, [state] { return state->completed; });
+  }
   finish(state, &State::fenced);
 }
 

@@ -32,6 +32,9 @@ class Subscription {
   bool valid() const { return state_ != nullptr; }
   // Stops delivery; idempotent. Messages already being handled finish.
   void unsubscribe();
+  // Stops delivery and returns once no handler call is running: what the handler uses may then
+  // go. Never from the subscription's own handler (it would wait for itself).
+  void unsubscribe_and_wait();
 
  private:
   friend class Connection;
@@ -43,6 +46,7 @@ class Subscription {
   static void on_complete(void* closure);
   static void discard(State* state);  // for a failed subscribe: no libnats subscription exists
   static Result<Subscription> attach(State* state, natsConnection* nc, natsSubscription* sub);
+  void stop(bool wait);
   // Marks one party done; the second to finish frees the state and the libnats subscription.
   static void finish(State* state, bool State::*flag);
   explicit Subscription(State* state) : state_(state) {}

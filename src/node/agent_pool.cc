@@ -34,7 +34,9 @@ AgentPool::~AgentPool() {
     cv_.notify_all();
   }
   if (refiller_.joinable()) refiller_.join();
-  handshakes_.unsubscribe();
+  // A handshake being handled on the delivery thread uses the pool: it must be over before the
+  // agents below are stopped, and before the pool is gone.
+  handshakes_.unsubscribe_and_wait();
   for (auto& a : ready_) {
     a.sandbox->stop(std::chrono::seconds(2));
     (void)internal_.remove_workload(a.id);

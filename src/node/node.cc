@@ -936,7 +936,10 @@ void Node::stop() {
     maintenance_cv_.notify_all();
   }
   if (maintenance_.joinable()) maintenance_.join();
-  subscriptions_.clear();  // no more control requests
+  // No more control requests or agent traffic; those being handled finish first (a deploy in
+  // progress would otherwise start its workload after the undeploys below).
+  for (auto& sub : subscriptions_) sub.unsubscribe_and_wait();
+  subscriptions_.clear();
   std::vector<std::shared_ptr<Workload>> all;
   {
     std::lock_guard lock(mu_);

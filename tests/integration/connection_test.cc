@@ -137,6 +137,32 @@ TEST_F(ConnectionTest, UnsubscribeStopsDeliveryEvenFromInsideTheHandler) {
   EXPECT_EQ(seen, after);
 }
 
+// What a handler uses may be destroyed once unsubscribe_and_wait returns (the node's pool and
+// control handlers rely on it); plain unsubscribe does not wait.
+TEST_F(ConnectionTest, UnsubscribeAndWaitReturnsOnlyAfterTheRunningHandler) {
+  auto conn = connect();
+  for (const bool wait : {true, false}) {
+    Latch entered;
+    std::atomic<bool> finished{false};
+    ASSERT_OK_AND_ASSIGN(sub, conn.subscribe("slow", [&](Message) {
+      entered.add();
+      std::this_thread::sleep_for(300ms);
+      finished = true;
+    }));
+    ASSERT_OK(conn.publish("slow", "x"));
+    ASSERT_TRUE(entered.wait_for(1)) << "the handler never ran";
+    if (wait) {
+      sub.unsubscribe_and_wait();
+      EXPECT_TRUE(finished) << "returned while the handler was still running";
+    } else {
+      sub.unsubscribe();
+      EXPECT_FALSE(finished) << "plain unsubscribe waited for the handler";
+      for (int i = 0; i < 100 && !finished; ++i) std::this_thread::sleep_for(10ms);
+      ASSERT_TRUE(finished);  // `finished` must outlive the handler
+    }
+  }
+}
+
 TEST_F(ConnectionTest, DestroyingSubscriptionsUnderLoadIsSafe) {
   // Guards the libnats 3.4.1 race between delivery and destruction (specs §9): subscriptions
   // are destroyed while messages for them are arriving.

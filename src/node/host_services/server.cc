@@ -49,7 +49,7 @@ Result<std::unique_ptr<Server>> Server::start(ServerOptions options,
 }
 
 Server::~Server() {
-  sub_.reset();  // no new calls
+  if (sub_) sub_->unsubscribe_and_wait();  // no new calls, and none still being queued
   {
     std::lock_guard lock(mu_);
     stopping_ = true;
