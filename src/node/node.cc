@@ -936,9 +936,11 @@ void Node::stop() {
     maintenance_cv_.notify_all();
   }
   if (maintenance_.joinable()) maintenance_.join();
-  // No more control requests or agent traffic; those being handled finish first (a deploy in
-  // progress would otherwise start its workload after the undeploys below).
-  for (auto& sub : subscriptions_) sub.unsubscribe_and_wait();
+  // No more control requests, then no more agent traffic; those being handled finish first (a
+  // deploy in progress would otherwise start its workload after the undeploys below). Newest
+  // first: the control subjects, while the agents' traffic that a deploy waits on still flows.
+  for (auto it = subscriptions_.rbegin(); it != subscriptions_.rend(); ++it)
+    it->unsubscribe_and_wait();
   subscriptions_.clear();
   std::vector<std::shared_ptr<Workload>> all;
   {
