@@ -766,7 +766,7 @@ void Node::republish_invocation(Workload& w, const api::InvocationReport& r) {
   publish_event(
       w.ns,
       r.error ? api::event_type::kFunctionExecFailed : api::event_type::kFunctionExecSucceeded,
-      std::move(data), id() + "-" + w.id, /*batched=*/true);
+      data, id() + "-" + w.id, /*batched=*/true);
 }
 
 void Node::on_workload_exited(const std::shared_ptr<Workload>& w, int code,
