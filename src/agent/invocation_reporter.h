@@ -1,5 +1,5 @@
-// A function's invocations, reported to the node in batches: whatever finished within a
-// millisecond travels as one message on hostint.{id}.invocations. Per-invocation messages cost
+// A function's invocations, reported to the node in batches: whatever finished within 20 ms
+// travels as one message on hostint.{id}.invocations. Per-invocation messages cost
 // the agent, the internal server and the node one delivery each, which under load came to about
 // as much CPU as running a WebAssembly function; a batch costs one. Replies never wait for it.
 #pragma once
