@@ -1,4 +1,5 @@
 #include "agent/agent.h"
+#include "agent/trigger_source.h"
 
 #include <sys/stat.h>
 
@@ -141,7 +142,7 @@ void Agent::on_deploy(nats::Message msg) {
 Status Agent::start_function(const api::AgentDeployRequest& req) {
   std::ifstream in(artifact_path_, std::ios::binary);
   if (!in) return fail(ErrorCode::kNotFound, "artifact not found at " + artifact_path_.string());
-  const std::string source((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string code((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   workload_name_ = req.workload_name;
   namespace_ = req.ns;
   runtime::FunctionLimits limits;
@@ -160,64 +161,75 @@ Status Agent::start_function(const api::AgentDeployRequest& req) {
   reporter_.reset();  // it publishes on the connection being replaced
   bulk_ = std::move(*bulk);
   reporter_.emplace(*bulk_, api::agent_subject::invocations(id_));
-  auto function = runtime::Function::create(
-      {.language = js ? runtime::Language::kJavaScript : runtime::Language::kWasm,
-       .name = req.workload_name + (js ? ".js" : ".wasm"),
-       .code = source,
-       .environment = req.environment,
-       .host_services = [this](const runtime::HostCall& c) { return host_call(c); }},
-      limits, [this](std::string_view level, std::string_view text) {
-        publish_log(*bulk_, std::string(level), std::string(text));
-      });
-  if (!function) return fail(function.error().wrap("the function does not load"));
-  function_ = std::move(*function);
-  if (!req.trigger_nats_urls.empty()) {
-    // Direct: callers reach this agent through the user's NATS, with no hop through the node.
+  // Triggers come from the user's NATS directly (callers reach this agent with no hop through
+  // the node), or through the node on the agent's own subject.
+  const bool direct = !req.trigger_nats_urls.empty();
+  std::vector<std::string> subjects = {api::agent_subject::trigger(id_)};
+  if (direct) {
     auto conn = nats::Connection::connect({.urls = req.trigger_nats_urls,
                                            .name = "nex-agent " + id_ + " triggers",
                                            .send_asap = true});
     if (!conn) return fail(conn.error().wrap("trigger NATS"));
     trigger_conn_ = std::make_shared<nats::Connection>(std::move(*conn));
-    for (const auto& subject : req.trigger_subjects) {
-      auto sub = trigger_conn_->subscribe(
-          subject,
-          [this](nats::Message m) {
-            invoke(std::string(m.subject()), std::string(m.data()), std::string(m.reply()),
-                   trigger_conn_);
-          },
-          subject);  // queue group = subject: copies of the function share the load
-      if (!sub) return fail(sub.error().wrap(subject));
-      trigger_subs_.push_back(std::move(*sub));
-    }
-    return trigger_conn_->flush();
+    subjects = req.trigger_subjects;
   }
-  auto sub = conn_.subscribe(api::agent_subject::trigger(id_), [this](nats::Message m) {
-    invoke(m.header(api::kHeaderTriggerSubject).value_or(std::string(m.subject())),
-           std::string(m.data()), std::string(m.reply()), nullptr);
-  });
-  if (!sub) return fail(sub.error());
-  subs_.push_back(std::move(*sub));
-  return conn_.flush();
+  const nats::Connection& triggers = direct ? *trigger_conn_ : conn_;
+  // A direct subscription's queue group is its subject: copies of the function share the load.
+  auto queue_group = [direct](const std::string& subject) { return direct ? subject : ""; };
+  // One subscription is the function's source, which its workers receive from themselves;
+  // several (a direct deploy with several subjects) deliver to invoke().
+  std::unique_ptr<runtime::InvocationSource> source;
+  if (subjects.size() == 1) {
+    auto sub = triggers.subscribe_sync(subjects[0], queue_group(subjects[0]));
+    if (!sub) return fail(sub.error().wrap(subjects[0]));
+    source = std::make_unique<TriggerSource>(
+        std::move(*sub), [this, direct](nats::Message m) { return invocation(m, direct); });
+  }
+  auto function = runtime::Function::create(
+      {.language = js ? runtime::Language::kJavaScript : runtime::Language::kWasm,
+       .name = req.workload_name + (js ? ".js" : ".wasm"),
+       .code = code,
+       .environment = req.environment,
+       .host_services = [this](const runtime::HostCall& c) { return host_call(c); }},
+      limits,
+      [this](std::string_view level, std::string_view text) {
+        publish_log(*bulk_, std::string(level), std::string(text));
+      },
+      std::move(source));
+  if (!function) return fail(function.error().wrap("the function does not load"));
+  std::shared_ptr<runtime::Function> loaded = std::move(*function);
+  function_ = loaded;
+  for (size_t i = 0; subjects.size() > 1 && i < subjects.size(); ++i) {
+    auto sub = triggers.subscribe(
+        subjects[i],
+        [loaded, direct, this](nats::Message m) {
+          runtime::Invocation i = invocation(m, direct);
+          loaded->invoke(std::move(i.subject), std::move(i.payload), std::move(i.done));
+        },
+        queue_group(subjects[i]));
+    if (!sub) return fail(sub.error().wrap(subjects[i]));
+    trigger_subs_.push_back(std::move(*sub));
+  }
+  return triggers.flush();
 }
 
-void Agent::invoke(std::string subject, std::string payload, std::string reply_to,
-                   std::shared_ptr<nats::Connection> direct) {
-  std::shared_ptr<runtime::Function> function;
-  {
-    std::lock_guard lock(mu_);
-    function = function_;
-  }
-  if (!function) return;  // undeployed meanwhile
-  const auto start = std::chrono::steady_clock::now();
-  function->invoke(subject, std::move(payload), [=, this](runtime::InvocationResult r) {
+runtime::Invocation Agent::invocation(const nats::Message& m, bool direct) {
+  // Only the node sets the subject a relayed trigger was sent to; a direct caller cannot.
+  std::string subject =
+      direct ? std::string(m.subject())
+             : m.header(api::kHeaderTriggerSubject).value_or(std::string(m.subject()));
+  auto done = [this, subject, reply_to = std::string(m.reply()),
+               out = direct ? trigger_conn_ : nullptr,
+               start = std::chrono::steady_clock::now()](runtime::InvocationResult r) {
     const int64_t elapsed = std::chrono::duration_cast<std::chrono::nanoseconds>(
                                 std::chrono::steady_clock::now() - start)
                                 .count();
-    if (!reply_to.empty()) answer(direct ? *direct : conn_, reply_to, r, elapsed);
+    if (!reply_to.empty()) answer(out ? *out : conn_, reply_to, r, elapsed);
     reporter_->add({.trigger_subject = subject,
                     .elapsed_nanos = elapsed,
                     .error = r.ok ? std::nullopt : std::optional(r.body)});
-  });
+  };
+  return {std::move(subject), std::string(m.data()), std::move(done)};
 }
 
 void Agent::answer(const nats::Connection& out, const std::string& reply_to,

@@ -48,10 +48,9 @@ class Agent {
   void on_undeploy(nats::Message msg);
   // Functions (v8, wasm): compiles the function and serves agentint.{id}.trigger.
   Status start_function(const api::AgentDeployRequest& req);
-  // Runs one invocation and answers `reply_to`: directly on `direct` (the user's NATS), or
-  // through the node when it is null.
-  void invoke(std::string subject, std::string payload, std::string reply_to,
-              std::shared_ptr<nats::Connection> direct);
+  // A trigger as an invocation whose result answers the trigger: directly on the user's NATS,
+  // or through the node.
+  runtime::Invocation invocation(const nats::Message& m, bool direct);
   // The invocation's reply: the result, its run time, and errors as NATS micro services report
   // them (the node forwards relayed answers as they are).
   void answer(const nats::Connection& out, const std::string& reply_to,
@@ -80,7 +79,7 @@ class Agent {
   std::unique_ptr<NativeRunner> runner_;
   std::shared_ptr<runtime::Function> function_;     // guarded by mu_
   std::shared_ptr<nats::Connection> trigger_conn_;  // direct triggers: the user's NATS
-  std::vector<nats::Subscription> trigger_subs_;
+  std::vector<nats::Subscription> trigger_subs_;    // when not the function's source
   std::string namespace_;
 };
 

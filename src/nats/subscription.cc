@@ -120,6 +120,16 @@ void SyncSubscription::close() {
   natsSubscription_Destroy(std::exchange(sub_, nullptr));
 }
 
+size_t SyncSubscription::pending() const {
+  int msgs = 0, bytes = 0;
+  if (natsSubscription_GetPending(sub_, &msgs, &bytes) != NATS_OK || msgs < 0) return 0;
+  return static_cast<size_t>(msgs);
+}
+
+bool SyncSubscription::valid() const { return natsSubscription_IsValid(sub_); }
+
+void SyncSubscription::unsubscribe() { natsSubscription_Unsubscribe(sub_); }
+
 Result<Message> SyncSubscription::next(std::chrono::milliseconds timeout) {
   natsMsg* msg = nullptr;
   if (auto s = natsSubscription_NextMsg(&msg, sub_, timeout.count()); s != NATS_OK) {

@@ -63,8 +63,16 @@ class SyncSubscription {
   SyncSubscription& operator=(const SyncSubscription&) = delete;
   ~SyncSubscription();
 
-  // The next message, or kTimeout.
+  // The next message, or kTimeout. Several threads may wait at once, but libnats wakes one only
+  // when a message arrives to an empty queue: the others sleep on while more arrive.
   Result<Message> next(std::chrono::milliseconds timeout);
+  // Messages received and not yet taken.
+  size_t pending() const;
+  // False once unsubscribed, or once its connection closed for good.
+  bool valid() const;
+  // Stops delivery, from any thread: a next() waiting elsewhere returns at once with an error,
+  // as does every later one. Destroy the handle only once no next() is running.
+  void unsubscribe();
   natsSubscription* raw() const { return sub_; }
 
  private:

@@ -79,16 +79,56 @@ std::string take_exception(JSContext* cx) {
   return out + (report.toStringResult() ? report.toStringResult().c_str() : "error");
 }
 
+const InvocationResult kStopped{false, "the function was stopped"};
+
+// A function's own queue, fed by invoke().
+class Queue final : public InvocationSource {
+ public:
+  void push(Invocation invocation) {
+    {
+      std::lock_guard lock(mu_);
+      if (!closed_) {
+        queue_.push_back(std::move(invocation));
+        cv_.notify_one();
+        return;
+      }
+    }
+    invocation.done(kStopped);
+  }
+
+  // What was queued before close() still comes out, for the function to answer.
+  Next next(std::chrono::milliseconds wait, Invocation& out) override {
+    std::unique_lock lock(mu_);
+    if (!cv_.wait_for(lock, wait, [this] { return closed_ || !queue_.empty(); }))
+      return Next::kTimeout;
+    if (queue_.empty()) return Next::kClosed;
+    out = std::move(queue_.front());
+    queue_.pop_front();
+    return Next::kInvocation;
+  }
+
+  size_t backlog() override {
+    std::lock_guard lock(mu_);
+    return queue_.size();
+  }
+
+  void close() override {
+    std::lock_guard lock(mu_);
+    closed_ = true;
+    cv_.notify_all();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Invocation> queue_;
+  bool closed_ = false;
+};
+
 }  // namespace
 
 class Function::Impl {
  public:
-  struct Job {
-    std::string subject;
-    std::string payload;
-    std::function<void(InvocationResult)> done;
-  };
-
   // Why a worker's user code is being stopped.
   static constexpr int kRunOn = 0, kTimedOut = 1, kOutOfMemory = 2, kShuttingDown = 3;
 
@@ -102,13 +142,20 @@ class Function::Impl {
     bool finished = false;  // its engine destroyed: join it
   };
 
-  Impl(const FunctionSpec& spec, FunctionLimits limits, FunctionLogger logger)
+  Impl(const FunctionSpec& spec, FunctionLimits limits, FunctionLogger logger,
+       std::unique_ptr<InvocationSource> source)
       : language_(spec.language),
         name_(spec.name),
         source_(spec.code),
         host_services_(spec.host_services),
         limits_(limits),
-        logger_(std::move(logger)) {
+        logger_(std::move(logger)),
+        invocations_(std::move(source)) {
+    if (!invocations_) {
+      auto queue = std::make_unique<Queue>();
+      own_queue_ = queue.get();
+      invocations_ = std::move(queue);
+    }
     for (const auto& [k, v] : spec.environment) environ_.push_back(k + "=" + v);
     if (language_ == Language::kWasm) {
       recycled_ = wasm_binary::import_own_memory(source_, kRecycledMemoryModule, "memory");
@@ -128,11 +175,14 @@ class Function::Impl {
         }
       }
     }
-    work_cv_.notify_all();
+    invocations_->close();  // workers answer what is left, then end
     watch_cv_.notify_all();
     for (auto& s : states_) s->thread.join();
     if (watchdog_.joinable()) watchdog_.join();
-    for (auto& job : jobs_) job.done({false, "the function was stopped"});
+    Invocation left;  // when no worker was left to answer it
+    while (invocations_->next(std::chrono::milliseconds(0), left) ==
+           InvocationSource::Next::kInvocation)
+      left.done(kStopped);
   }
 
   // Starts the first worker, which compiles the source; returns its verdict.
@@ -144,17 +194,14 @@ class Function::Impl {
     return *compiled_;
   }
 
-  void enqueue(Job job) {
-    {
-      std::lock_guard lock(mu_);
-      jobs_.push_back(std::move(job));
-      // Grow the pool on demand, up to the limit: an idle function keeps one engine.
-      // (Jobs queued beyond the idle workers would wait.)
-      if (static_cast<int>(jobs_.size()) > idle_ && live_ < limits_.concurrency && compiled_ &&
-          *compiled_)
-        spawn_worker_locked();
+  void enqueue(Invocation invocation) {
+    if (!own_queue_) {
+      invocation.done({false, "this function takes its invocations from its trigger subscription"});
+      return;
     }
-    work_cv_.notify_one();
+    own_queue_->push(std::move(invocation));
+    std::lock_guard lock(mu_);
+    grow_locked();
   }
 
   int engines() {
@@ -163,6 +210,15 @@ class Function::Impl {
   }
 
  private:
+  // Grows the pool on demand, up to the limit, when more invocations wait than there are idle
+  // workers to take them (an idle function keeps one engine). Checked when an invocation
+  // arrives or is taken, and by the watchdog while code runs (arrivals at a source are not seen).
+  void grow_locked() {
+    if (!stopping_ && live_ < limits_.concurrency && compiled_ && *compiled_ &&
+        invocations_->backlog() > static_cast<size_t>(idle_))
+      spawn_worker_locked();
+  }
+
   void spawn_worker_locked() {
     // Retired workers' threads have ended or are about to: reap them.
     std::erase_if(states_, [](const std::unique_ptr<WorkerState>& s) {
@@ -198,6 +254,7 @@ class Function::Impl {
       }
       watch_cv_.wait_for(lock, std::chrono::milliseconds(5));
       if (running_.load() == 0) continue;
+      grow_locked();  // invocations waiting behind busy (perhaps runaway) ones get an engine
       const int64_t now = Clock::now().time_since_epoch().count();
       const bool over_memory = resident_bytes() > limits_.memory_bytes;
       for (auto& s : states_) {
@@ -278,7 +335,6 @@ class Function::Impl {
     JS::PersistentRootedObject memory;
     std::string error;  // why the next invocation cannot run, if it cannot
     int invocations = 0;
-    bool shrunk = false;  // memory given back since the last invocation
     explicit Engine(JSContext* cx)
         : home(cx),
           global(cx),
@@ -337,7 +393,7 @@ class Function::Impl {
   }
 
   // Calls the prepared function in its fresh global.
-  InvocationResult run_js(JSContext* cx, WorkerState& s, Engine& e, const Job& job) {
+  InvocationResult run_js(JSContext* cx, WorkerState& s, Engine& e, const Invocation& job) {
     JS::HandleObject global = e.global;
     JS::HandleValue fn = e.fn;
     JSAutoRealm realm(cx, global);
@@ -559,7 +615,7 @@ class Function::Impl {
 
   // A fresh instance runs _start with argv = [name, subject], stdin = payload; its stdout is
   // the reply. proc_exit(0) is success; another code, a trap or a limit is an error.
-  InvocationResult run_wasm(JSContext* cx, WorkerState& s, Engine& e, const Job& job) {
+  InvocationResult run_wasm(JSContext* cx, WorkerState& s, Engine& e, const Invocation& job) {
     JSAutoRealm realm(cx, e.home);
     wasi::Invocation inv;
     inv.args = {name_, job.subject};
@@ -601,35 +657,8 @@ class Function::Impl {
     for (;;) {
       // Prepared while idle, so an invocation does not wait for its fresh global.
       if (js && !e.global && !prepare(cx, s, e)) e.global = nullptr;
-      Job job;
-      {
-        std::unique_lock lock(mu_);
-        ++idle_;
-        const auto has_work = [this] { return stopping_ || !jobs_.empty(); };
-        if (!work_cv_.wait_for(lock, kIdleBeforeShrink, has_work) && !e.shrunk) {
-          // Gone quiet: give the engine's spare memory back once, until the next invocation.
-          lock.unlock();
-          JS::PrepareForFullGC(cx);
-          JS::NonIncrementalGC(cx, JS::GCOptions::Shrink, JS::GCReason::API);
-          ::malloc_trim(0);
-          e.shrunk = true;
-          lock.lock();
-        }
-        // Longer still, and one of several engines: it retires, giving back all its memory. An
-        // idle function keeps one.
-        if (!work_cv_.wait_for(lock, limits_.idle_engine_lifetime, has_work) && live_ > 1) {
-          --idle_;
-          --live_;
-          s.retired = true;
-          return true;
-        }
-        work_cv_.wait(lock, has_work);
-        --idle_;
-        if (stopping_) return true;
-        job = std::move(jobs_.front());
-        jobs_.pop_front();
-      }
-      e.shrunk = false;
+      Invocation job;
+      if (!take(cx, s, job)) return true;
       InvocationResult result;
       if (!js) {
         result = run_wasm(cx, s, e, job);
@@ -647,6 +676,44 @@ class Function::Impl {
       // memories regularly, before they pile up.
       if (stopped || ++e.invocations % kCollectEvery == 0) JS_GC(cx);
       if (stopped) ::malloc_trim(0);  // and hand the pages back, so the limit is not left tripped
+    }
+  }
+
+  // The worker's next invocation; false when the function stops (after the worker answered
+  // what was still waiting), or when the worker retires. While idle, the engine gives its spare
+  // memory back once; idle for longer, and not the last engine, it retires.
+  bool take(JSContext* cx, WorkerState& s, Invocation& out) {
+    using Next = InvocationSource::Next;
+    for (;;) {
+      {
+        std::lock_guard lock(mu_);
+        ++idle_;
+      }
+      Next next = invocations_->next(kIdleBeforeShrink, out);
+      if (next == Next::kTimeout) {
+        JS::PrepareForFullGC(cx);
+        JS::NonIncrementalGC(cx, JS::GCOptions::Shrink, JS::GCReason::API);
+        ::malloc_trim(0);
+      }
+      while (next == Next::kTimeout) {
+        next = invocations_->next(limits_.idle_engine_lifetime, out);
+        std::lock_guard lock(mu_);
+        if (next == Next::kTimeout && live_ > 1) {
+          --idle_;
+          --live_;
+          s.retired = true;
+          return false;
+        }
+      }
+      std::unique_lock lock(mu_);
+      --idle_;
+      if (next == Next::kClosed) return false;
+      if (!stopping_) {
+        grow_locked();
+        return true;
+      }
+      lock.unlock();
+      out.done(kStopped);
     }
   }
 
@@ -670,15 +737,16 @@ class Function::Impl {
   std::optional<wasm_binary::ImportedMemory> recycled_;  // WebAssembly, when its memory is recycled
   FunctionLimits limits_;
   FunctionLogger logger_;
+  std::unique_ptr<InvocationSource> invocations_;
+  Queue* own_queue_ = nullptr;  // invocations_, when the function has no source
 
   std::mutex mu_;
-  std::condition_variable work_cv_, watch_cv_, started_cv_;
-  std::deque<Job> jobs_;
+  std::condition_variable watch_cv_, started_cv_;
   std::vector<std::unique_ptr<WorkerState>> states_;
   int live_ = 0;  // workers not retired
   std::thread watchdog_;
   std::optional<Status> compiled_;
-  int idle_ = 0;
+  int idle_ = 0;                 // workers waiting for an invocation
   std::atomic<int> running_{0};  // invocations in user code
   std::atomic<bool> watch_sleeping_{false};
   bool stopping_ = false;
@@ -695,9 +763,10 @@ Function::~Function() = default;
 
 Result<std::unique_ptr<Function>> Function::create(const FunctionSpec& spec,
                                                    const FunctionLimits& limits,
-                                                   FunctionLogger logger) {
+                                                   FunctionLogger logger,
+                                                   std::unique_ptr<InvocationSource> source) {
   init_engine_once();
-  auto impl = std::make_unique<Impl>(spec, limits, std::move(logger));
+  auto impl = std::make_unique<Impl>(spec, limits, std::move(logger), std::move(source));
   NEX_RETURN_IF_ERROR(impl->start());
   return std::unique_ptr<Function>(new Function(std::move(impl)));
 }

@@ -50,6 +50,30 @@ struct InvocationResult {
   std::string body;  // the reply when ok, else the error message
 };
 
+// One invocation: `done` is called once, on a worker thread, with its result.
+struct Invocation {
+  std::string subject;
+  std::string payload;
+  std::function<void(InvocationResult)> done;
+};
+
+// Where a function's workers take their invocations from. Without one, the function has its
+// own queue, fed by invoke(); with one (the agent's trigger subscription), a worker takes each
+// invocation where it arrived, with no thread in between to hand it on.
+class InvocationSource {
+ public:
+  enum class Next { kInvocation, kTimeout, kClosed };
+  virtual ~InvocationSource() = default;
+  // Waits up to `wait` for the next invocation. Called by several workers at once; kClosed
+  // once close() was called, or once nothing can arrive any more.
+  virtual Next next(std::chrono::milliseconds wait, Invocation& out) = 0;
+  // Invocations that arrived and wait for a worker: the function adds an engine, up to its
+  // limit, when more wait than there are idle workers.
+  virtual size_t backlog() = 0;
+  // No more invocations; a worker waiting in next() returns at once.
+  virtual void close() = 0;
+};
+
 enum class Language { kJavaScript, kWasm };
 
 struct FunctionSpec {
@@ -65,9 +89,11 @@ class Function {
   // Compiles the code; kInvalidArgument with the engine's message (file:line) if it does not
   // compile, does not evaluate to a function (JavaScript) or is not a WASI command that needs
   // only what nex provides (WebAssembly).
-  static Result<std::unique_ptr<Function>> create(const FunctionSpec& spec,
-                                                  const FunctionLimits& limits,
-                                                  FunctionLogger logger);
+  // With a `source`, the workers take their invocations from it (and invoke() is refused);
+  // the function closes it when it is destroyed, before it stops its workers.
+  static Result<std::unique_ptr<Function>> create(
+      const FunctionSpec& spec, const FunctionLimits& limits, FunctionLogger logger,
+      std::unique_ptr<InvocationSource> source = nullptr);
   ~Function();
 
   // Runs the function; `done` is called once, on a worker thread. Never blocks on the invocation.

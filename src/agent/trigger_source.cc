@@ -1,0 +1,45 @@
+#include "agent/trigger_source.h"
+
+namespace nex::agent {
+
+using Clock = std::chrono::steady_clock;
+
+TriggerSource::Next TriggerSource::next(std::chrono::milliseconds wait, runtime::Invocation& out) {
+  const auto deadline = Clock::now() + wait;
+  std::unique_lock lock(mu_);
+  if (!cv_.wait_until(lock, deadline, [this] { return closed_ || !receiving_; }))
+    return Next::kTimeout;
+  if (closed_) return Next::kClosed;
+  receiving_ = true;
+  lock.unlock();
+  for (;;) {
+    const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
+    auto msg = sub_.next(std::max(left, std::chrono::milliseconds(0)));
+    // An error other than a time-out with the subscription still valid is libnats reporting
+    // that it dropped messages (more arrived than its pending limits hold): carry on.
+    if (!msg && msg.error().code != ErrorCode::kTimeout && sub_.valid()) continue;
+    lock.lock();
+    receiving_ = false;
+    if (!msg && msg.error().code != ErrorCode::kTimeout) closed_ = true;  // nothing more comes
+    if (closed_) {
+      cv_.notify_all();
+    } else {
+      cv_.notify_one();
+    }
+    if (!msg) return closed_ ? Next::kClosed : Next::kTimeout;
+    lock.unlock();
+    out = convert_(std::move(*msg));
+    return Next::kInvocation;
+  }
+}
+
+void TriggerSource::close() {
+  {
+    std::lock_guard lock(mu_);
+    closed_ = true;
+    cv_.notify_all();
+  }
+  sub_.unsubscribe();  // a worker waiting in libnats returns
+}
+
+}  // namespace nex::agent
