@@ -197,18 +197,25 @@ Status Agent::start_function(const api::AgentDeployRequest& req) {
       },
       std::move(source));
   if (!function) return fail(function.error().wrap("the function does not load"));
-  std::shared_ptr<runtime::Function> loaded = std::move(*function);
-  function_ = loaded;
-  for (size_t i = 0; subjects.size() > 1 && i < subjects.size(); ++i) {
-    auto sub = triggers.subscribe(
-        subjects[i],
-        [loaded, direct, this](nats::Message m) {
-          runtime::Invocation i = invocation(m, direct);
-          loaded->invoke(std::move(i.subject), std::move(i.payload), std::move(i.done));
-        },
-        queue_group(subjects[i]));
-    if (!sub) return fail(sub.error().wrap(subjects[i]));
-    trigger_subs_.push_back(std::move(*sub));
+  function_ = std::move(*function);
+  if (subjects.size() > 1) {
+    for (const auto& subject : subjects) {
+      auto sub = triggers.subscribe(
+          subject,
+          [this, direct](nats::Message m) {
+            std::shared_ptr<runtime::Function> function;
+            {
+              std::lock_guard lock(mu_);
+              function = function_;
+            }
+            if (!function) return;  // undeployed meanwhile
+            runtime::Invocation i = invocation(m, direct);
+            function->invoke(std::move(i.subject), std::move(i.payload), std::move(i.done));
+          },
+          queue_group(subject));
+      if (!sub) return fail(sub.error().wrap(subject));
+      trigger_subs_.push_back(std::move(*sub));
+    }
   }
   return triggers.flush();
 }
