@@ -81,50 +81,6 @@ std::string take_exception(JSContext* cx) {
 
 const InvocationResult kStopped{false, "the function was stopped"};
 
-// A function's own queue, fed by invoke().
-class Queue final : public InvocationSource {
- public:
-  void push(Invocation invocation) {
-    {
-      std::lock_guard lock(mu_);
-      if (!closed_) {
-        queue_.push_back(std::move(invocation));
-        cv_.notify_one();
-        return;
-      }
-    }
-    invocation.done(kStopped);
-  }
-
-  // What was queued before close() still comes out, for the function to answer.
-  Next next(std::chrono::milliseconds wait, Invocation& out) override {
-    std::unique_lock lock(mu_);
-    if (!cv_.wait_for(lock, wait, [this] { return closed_ || !queue_.empty(); }))
-      return Next::kTimeout;
-    if (queue_.empty()) return Next::kClosed;
-    out = std::move(queue_.front());
-    queue_.pop_front();
-    return Next::kInvocation;
-  }
-
-  size_t backlog() override {
-    std::lock_guard lock(mu_);
-    return queue_.size();
-  }
-
-  void close() override {
-    std::lock_guard lock(mu_);
-    closed_ = true;
-    cv_.notify_all();
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<Invocation> queue_;
-  bool closed_ = false;
-};
-
 }  // namespace
 
 class Function::Impl {
@@ -152,7 +108,7 @@ class Function::Impl {
         logger_(std::move(logger)),
         invocations_(std::move(source)) {
     if (!invocations_) {
-      auto queue = std::make_unique<Queue>();
+      auto queue = std::make_unique<InvocationQueue>();
       own_queue_ = queue.get();
       invocations_ = std::move(queue);
     }
@@ -738,7 +694,7 @@ class Function::Impl {
   FunctionLimits limits_;
   FunctionLogger logger_;
   std::unique_ptr<InvocationSource> invocations_;
-  Queue* own_queue_ = nullptr;  // invocations_, when the function has no source
+  InvocationQueue* own_queue_ = nullptr;  // invocations_, when the function has no source
 
   std::mutex mu_;
   std::condition_variable watch_cv_, started_cv_;
@@ -751,6 +707,39 @@ class Function::Impl {
   std::atomic<bool> watch_sleeping_{false};
   bool stopping_ = false;
 };
+
+void InvocationQueue::push(Invocation invocation) {
+  {
+    std::lock_guard lock(mu_);
+    if (!closed_) {
+      queue_.push_back(std::move(invocation));
+      cv_.notify_one();
+      return;
+    }
+  }
+  invocation.done(kStopped);
+}
+
+InvocationSource::Next InvocationQueue::next(std::chrono::milliseconds wait, Invocation& out) {
+  std::unique_lock lock(mu_);
+  if (!cv_.wait_for(lock, wait, [this] { return closed_ || !queue_.empty(); }))
+    return Next::kTimeout;
+  if (queue_.empty()) return Next::kClosed;
+  out = std::move(queue_.front());
+  queue_.pop_front();
+  return Next::kInvocation;
+}
+
+size_t InvocationQueue::backlog() {
+  std::lock_guard lock(mu_);
+  return queue_.size();
+}
+
+void InvocationQueue::close() {
+  std::lock_guard lock(mu_);
+  closed_ = true;
+  cv_.notify_all();
+}
 
 int Function::engines() const { return impl_->engines(); }
 

@@ -17,10 +17,13 @@
 #pragma once
 
 #include <chrono>
+#include <condition_variable>
 #include <cstddef>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 
@@ -72,6 +75,23 @@ class InvocationSource {
   virtual size_t backlog() = 0;
   // No more invocations; a worker waiting in next() returns at once.
   virtual void close() = 0;
+};
+
+// A queue of invocations: a function's own, fed by invoke(), or any other feeder's.
+// What was pushed before close() still comes out of next(); a push after it is answered at once
+// with an error.
+class InvocationQueue final : public InvocationSource {
+ public:
+  void push(Invocation invocation);
+  Next next(std::chrono::milliseconds wait, Invocation& out) override;
+  size_t backlog() override;
+  void close() override;
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Invocation> queue_;
+  bool closed_ = false;
 };
 
 enum class Language { kJavaScript, kWasm };

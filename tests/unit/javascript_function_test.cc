@@ -5,8 +5,6 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
-#include <condition_variable>
-#include <deque>
 #include <future>
 #include <mutex>
 #include <thread>
@@ -202,44 +200,11 @@ TEST(JavaScriptFunction, ExtraEnginesRetireWhenIdleAndComeBackUnderLoad) {
   EXPECT_EQ(f->engines(), 3);
 }
 
-// A source the test feeds, as the agent's trigger subscription is fed by NATS: the function
-// sees arrivals only through backlog().
-class TestSource final : public InvocationSource {
- public:
-  void add(std::string subject, std::function<void(InvocationResult)> done) {
-    std::lock_guard lock(mu_);
-    queue_.push_back({std::move(subject), "", std::move(done)});
-    cv_.notify_one();
-  }
-  Next next(std::chrono::milliseconds wait, Invocation& out) override {
-    std::unique_lock lock(mu_);
-    cv_.wait_for(lock, wait, [this] { return closed_ || !queue_.empty(); });
-    if (closed_) return Next::kClosed;
-    if (queue_.empty()) return Next::kTimeout;
-    out = std::move(queue_.front());
-    queue_.pop_front();
-    return Next::kInvocation;
-  }
-  size_t backlog() override {
-    std::lock_guard lock(mu_);
-    return queue_.size();
-  }
-  void close() override {
-    std::lock_guard lock(mu_);
-    closed_ = true;
-    cv_.notify_all();
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<Invocation> queue_;
-  bool closed_ = false;
-};
-
 TEST(JavaScriptFunction, WithASourceARunawayInvocationStillDoesNotBlockOthers) {
-  auto source = std::make_unique<TestSource>();
-  TestSource* feed = source.get();
+  // Fed by the test, as the agent's trigger source is by NATS: the function sees arrivals only
+  // through backlog().
+  auto source = std::make_unique<InvocationQueue>();
+  InvocationQueue* feed = source.get();
   auto f = Function::create(
       {.name = "test.js", .code = "(s) => { if (s === 'loop') for (;;) {} return s; }"},
       {.timeout = 2000ms, .concurrency = 2}, {}, std::move(source));
@@ -247,10 +212,10 @@ TEST(JavaScriptFunction, WithASourceARunawayInvocationStillDoesNotBlockOthers) {
   EXPECT_EQ((*f)->call("direct", "").body,
             "this function takes its invocations from its trigger subscription");
   std::promise<InvocationResult> looped, quick;
-  feed->add("loop", [&](InvocationResult r) { looped.set_value(std::move(r)); });
+  feed->push({"loop", "", [&](InvocationResult r) { looped.set_value(std::move(r)); }});
   std::this_thread::sleep_for(100ms);  // the only engine is busy
   const auto start = std::chrono::steady_clock::now();
-  feed->add("quick", [&](InvocationResult r) { quick.set_value(std::move(r)); });
+  feed->push({"quick", "", [&](InvocationResult r) { quick.set_value(std::move(r)); }});
   auto r = quick.get_future().get();
   EXPECT_EQ(r.body, "quick");
   EXPECT_LT(std::chrono::steady_clock::now() - start, 1500ms) << "waited for the runaway";
