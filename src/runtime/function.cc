@@ -445,6 +445,9 @@ class Function::Impl {
   bool setup_js(JSContext* cx, WorkerState& s, Engine& e) {
     JS::CompileOptions options(cx);
     options.setFileAndLine(name_.c_str(), 1);
+    // Every function compiled now: each invocation's fresh global instantiates the script
+    // again, and lazily compiled functions would be parsed again, in every invocation.
+    options.setForceFullParse();
     JS::SourceText<mozilla::Utf8Unit> text;
     {
       JSAutoRealm realm(cx, e.home);  // compile errors are exception objects, in a realm
