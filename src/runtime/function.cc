@@ -90,6 +90,7 @@ class Function::Impl {
 
   // One worker: its thread, and what the watchdog knows about it.
   struct WorkerState {
+    Impl* function = nullptr;
     std::thread thread;
     JSContext* cx = nullptr;
     std::atomic<int64_t> deadline{0};  // steady-clock ns; 0 when not running user code
@@ -183,6 +184,7 @@ class Function::Impl {
     });
     auto state = std::make_unique<WorkerState>();
     WorkerState* s = state.get();
+    s->function = this;
     s->thread = std::thread([this, s] { worker(*s); });
     states_.push_back(std::move(state));
     ++live_;
@@ -249,13 +251,15 @@ class Function::Impl {
     return "the function was stopped";
   }
 
+  // console.log and friends, and the log level each writes at ("log" is "info").
+  static constexpr const char* kConsoleMethods[][2] = {
+      {"log", "info"}, {"info", "info"}, {"warn", "warn"}, {"error", "error"}, {"debug", "debug"}};
+
+  // A console method; its reserved slot 0 is its index in kConsoleMethods.
   static bool console(JSContext* cx, unsigned argc, JS::Value* vp) {
     JS::CallArgs args = JS::CallArgsFromVp(argc, vp);
-    JS::RootedObject callee(cx, &args.callee());
-    JS::RootedValue level_v(cx, js::GetFunctionNativeReserved(callee, 0));
-    auto* self = static_cast<Impl*>(level_v.toPrivate());
-    JS::RootedValue which(cx, js::GetFunctionNativeReserved(callee, 1));
-    JS::RootedString which_s(cx, which.toString());
+    const int method = js::GetFunctionNativeReserved(&args.callee(), 0).toInt32();
+    Impl* self = static_cast<WorkerState*>(JS_GetContextPrivate(cx))->function;
     std::string line;
     for (unsigned i = 0; i < args.length(); ++i) {
       if (i) line += ' ';
@@ -271,8 +275,28 @@ class Function::Impl {
       }
       line += jsv::value_to_string(cx, v);
     }
-    if (self->logger_) self->logger_(jsv::to_utf8(cx, which_s), line);
+    if (self->logger_) self->logger_(kConsoleMethods[method][1], line);
     args.rval().setUndefined();
+    return true;
+  }
+
+  // The getter of global.console: builds the object on first use (most invocations never log,
+  // and every one has a fresh global), then replaces itself with it.
+  static bool console_getter(JSContext* cx, unsigned argc, JS::Value* vp) {
+    JS::CallArgs args = JS::CallArgsFromVp(argc, vp);
+    JS::RootedObject global(cx, JS::CurrentGlobalOrNull(cx));
+    JS::RootedObject console_obj(cx, JS_NewPlainObject(cx));
+    if (!global || !console_obj) return false;
+    for (size_t i = 0; i < std::size(kConsoleMethods); ++i) {
+      JSFunction* f =
+          js::DefineFunctionWithReserved(cx, console_obj, kConsoleMethods[i][0], console, 0, 0);
+      if (!f) return false;
+      js::SetFunctionNativeReserved(JS_GetFunctionObject(f), 0,
+                                    JS::Int32Value(static_cast<int>(i)));
+    }
+    JS::RootedValue v(cx, JS::ObjectValue(*console_obj));
+    if (!JS_DefineProperty(cx, global, "console", v, JSPROP_READONLY)) return false;
+    args.rval().set(v);
     return true;
   }
 
@@ -315,18 +339,9 @@ class Function::Impl {
       return false;
     }
     JSAutoRealm realm(cx, global);
-    JS::RootedObject console_obj(cx, JS_NewPlainObject(cx));
-    if (!console_obj) return false;
-    for (const char* level : {"log", "info", "warn", "error", "debug"}) {
-      JSFunction* f = js::DefineFunctionWithReserved(cx, console_obj, level, console, 0, 0);
-      if (!f) return false;
-      JS::RootedObject fo(cx, JS_GetFunctionObject(f));
-      js::SetFunctionNativeReserved(fo, 0, JS::PrivateValue(this));
-      const char* mapped = std::strcmp(level, "log") == 0 ? "info" : level;
-      js::SetFunctionNativeReserved(fo, 1, JS::StringValue(JS_NewStringCopyZ(cx, mapped)));
-    }
-    if (!JS_DefineProperty(cx, global, "console", console_obj, JSPROP_READONLY)) return false;
-    if (!host::define_js(cx, global)) return false;
+    if (!JS_DefineProperty(cx, global, "console", console_getter, nullptr, 0) ||
+        !host::define_js(cx, global))
+      return false;
     // The payload's classes (Uint8Array, ArrayBuffer) are set up in a realm when first used:
     // here, while idle, rather than in the invocation.
     if (!JS_NewUint8Array(cx, 0)) return false;

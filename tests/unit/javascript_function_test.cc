@@ -38,13 +38,31 @@ TEST(JavaScriptFunction, TheSeedsEchoRepliesWithThePayloadAndLogsTheSubject) {
   auto f = make("(subject, payload) => {\n  console.log(subject);\n  return payload;\n};", {},
                 log.logger());
   ASSERT_TRUE(f);
-  auto r = f->call("js.echo", "heya");
-  ASSERT_TRUE(r.ok) << r.body;
-  EXPECT_EQ(r.body, "heya");
+  for (int i = 0; i < 2; ++i) {  // each invocation's fresh global has its console
+    auto r = f->call("js.echo", "heya");
+    ASSERT_TRUE(r.ok) << r.body;
+    EXPECT_EQ(r.body, "heya");
+  }
   std::lock_guard lock(log.mu);
-  ASSERT_EQ(log.lines.size(), 1u);
-  EXPECT_EQ(log.lines[0].first, "info");
-  EXPECT_EQ(log.lines[0].second, "js.echo");
+  ASSERT_EQ(log.lines.size(), 2u);
+  for (const auto& [level, text] : log.lines) {
+    EXPECT_EQ(level, "info");
+    EXPECT_EQ(text, "js.echo");
+  }
+}
+
+TEST(JavaScriptFunction, ConsoleMethodsLogAtTheirLevels) {
+  Logged log;
+  auto f = make(
+      "(s, p) => { console.info('i'); console.warn('w', 2); console.error({e: 1});\n"
+      "  console.debug('d'); return ''; }",
+      {}, log.logger());
+  ASSERT_TRUE(f);
+  ASSERT_TRUE(f->call("s", "").ok);
+  std::lock_guard lock(log.mu);
+  const std::vector<std::pair<std::string, std::string>> want = {
+      {"info", "i"}, {"warn", "w 2"}, {"error", "{\"e\":1}"}, {"debug", "d"}};
+  EXPECT_EQ(log.lines, want);
 }
 
 TEST(JavaScriptFunction, ReturnValuesBecomeBytes) {
@@ -72,14 +90,15 @@ TEST(JavaScriptFunction, ReturnValuesBecomeBytes) {
 
 TEST(JavaScriptFunction, EveryInvocationGetsAFreshGlobal) {
   auto f = make(
-      "(s, p) => { const before = typeof [].extra; Array.prototype.extra = 1;\n"
+      "(s, p) => { const before = typeof [].extra + typeof console.extra;\n"
+      "Array.prototype.extra = 1; console.extra = 1;\n"
       "globalThis.count = (globalThis.count || 0) + 1; return String(globalThis.count) + before; "
       "}");
   ASSERT_TRUE(f);
   for (int i = 0; i < 20; ++i) {
     auto r = f->call("s", "");
     ASSERT_TRUE(r.ok) << r.body;
-    EXPECT_EQ(r.body, "1undefined") << "state leaked into invocation " << i;
+    EXPECT_EQ(r.body, "1undefinedundefined") << "state leaked into invocation " << i;
   }
 }
 
