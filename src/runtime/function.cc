@@ -248,7 +248,7 @@ class Function::Impl {
       return "timed out after " + std::to_string(limits_.timeout.count()) + " ms";
     if (s.stop_reason == kOutOfMemory)
       return "memory limit exceeded (" + std::to_string(limits_.memory_bytes >> 20) + " MiB)";
-    return "the function was stopped";
+    return kStopped.body;
   }
 
   // console.log and friends, and the log level each writes at ("log" is "info").
