@@ -208,8 +208,8 @@ Status Agent::start_function(const api::AgentDeployRequest& req) {
               std::lock_guard lock(mu_);
               function = function_;
             }
-            if (!function) return;  // undeployed meanwhile
             runtime::Invocation i = invocation(m, direct);
+            if (!function) return i.done({false, runtime::kFunctionStopped});  // undeploying
             function->invoke(std::move(i.subject), std::move(i.payload), std::move(i.done));
           },
           queue_group(subject));
@@ -279,14 +279,17 @@ runtime::HostReply Agent::host_call(const runtime::HostCall& call) {
 void Agent::on_undeploy(nats::Message msg) {
   std::unique_ptr<NativeRunner> runner;
   std::shared_ptr<runtime::Function> function;
-  trigger_subs_.clear();  // no new triggers; invocations in flight still answer
   {
     std::lock_guard lock(mu_);
     runner = std::move(runner_);
     function = std::move(function_);
   }
-  function.reset();  // invocations in flight end with an error reply (once the last trigger
-                     // handler lets go of it)
+  // No new triggers; those already received are answered that the function stopped, rather
+  // than left to time out.
+  for (auto& sub : trigger_subs_) sub.drain_and_wait(TriggerSource::kDrainTimeout);
+  trigger_subs_.clear();
+  function.reset();  // invocations in flight end with an error reply, and so do triggers
+                     // received and not yet taken (once the last trigger handler lets go of it)
   if (runner) runner->stop(std::chrono::seconds(5));
   if (reporter_) reporter_->flush();  // the last invocations' events go out before the reply,
   if (bulk_) (void)bulk_->flush();

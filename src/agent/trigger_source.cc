@@ -20,7 +20,9 @@ TriggerSource::Next TriggerSource::next(std::chrono::milliseconds wait, runtime:
     if (!msg && msg.error().code != ErrorCode::kTimeout && sub_.valid()) continue;
     lock.lock();
     receiving_ = false;
-    if (!msg && msg.error().code != ErrorCode::kTimeout) closed_ = true;  // nothing more comes
+    // Nothing more comes once the subscription failed, or ended: libnats reports the end of a
+    // drain as a time-out, and the subscription is then no longer valid.
+    if (!msg && (msg.error().code != ErrorCode::kTimeout || !sub_.valid())) closed_ = true;
     if (closed_) {
       cv_.notify_all();
     } else {
@@ -34,6 +36,10 @@ TriggerSource::Next TriggerSource::next(std::chrono::milliseconds wait, runtime:
 }
 
 void TriggerSource::close() {
+  // The server sends no more, and the triggers already here are still taken (the function
+  // answers them with an error) before next() reports the end: their callers hear at once
+  // instead of timing out.
+  if (sub_.drain(kDrainTimeout)) return;
   {
     std::lock_guard lock(mu_);
     closed_ = true;

@@ -23,8 +23,10 @@ class TriggerSource final : public runtime::InvocationSource {
 
   Next next(std::chrono::milliseconds wait, runtime::Invocation& out) override;
   size_t backlog() override { return sub_.pending(); }
-  // Unsubscribes: triggers not yet taken go unanswered (their callers time out).
+  // Drains the subscription: next() returns the triggers already received, then kClosed.
+  // Those still not taken after kDrainTimeout go unanswered.
   void close() override;
+  static constexpr std::chrono::milliseconds kDrainTimeout{2000};
 
  private:
   std::mutex mu_;

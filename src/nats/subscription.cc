@@ -87,6 +87,16 @@ Subscription& Subscription::operator=(Subscription&& other) noexcept {
 void Subscription::unsubscribe() { stop(/*wait=*/false); }
 void Subscription::unsubscribe_and_wait() { stop(/*wait=*/true); }
 
+void Subscription::drain_and_wait(std::chrono::milliseconds timeout) {
+  if (state_ == nullptr) return;
+  if (natsSubscription_DrainTimeout(state_->sub, timeout.count()) == NATS_OK) {
+    // libnats completes the subscription once the drain ends, or once its time is up.
+    std::unique_lock lock(state_->mu);
+    state_->completed_cv.wait(lock, [state = state_] { return state->completed; });
+  }
+  stop(/*wait=*/true);
+}
+
 void Subscription::stop(bool wait) {
   State* state = std::exchange(state_, nullptr);
   if (state == nullptr) return;
@@ -129,6 +139,12 @@ size_t SyncSubscription::pending() const {
 bool SyncSubscription::valid() const { return natsSubscription_IsValid(sub_); }
 
 void SyncSubscription::unsubscribe() { natsSubscription_Unsubscribe(sub_); }
+
+Status SyncSubscription::drain(std::chrono::milliseconds timeout) {
+  if (auto s = natsSubscription_DrainTimeout(sub_, timeout.count()); s != NATS_OK)
+    return fail(to_error(s, "drain"));
+  return {};
+}
 
 Result<Message> SyncSubscription::next(std::chrono::milliseconds timeout) {
   natsMsg* msg = nullptr;

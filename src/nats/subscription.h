@@ -35,6 +35,9 @@ class Subscription {
   // Stops delivery and returns once no handler call is running: what the handler uses may then
   // go. Never from the subscription's own handler (it would wait for itself).
   void unsubscribe_and_wait();
+  // Stops interest at the server, delivers what was already received to the handler, then
+  // unsubscribes and waits as above. After `timeout` what is left is dropped.
+  void drain_and_wait(std::chrono::milliseconds timeout);
 
  private:
   friend class Connection;
@@ -73,6 +76,10 @@ class SyncSubscription {
   // Stops delivery, from any thread: a next() waiting elsewhere returns at once with an error,
   // as does every later one. Destroy the handle only once no next() is running.
   void unsubscribe();
+  // Stops interest at the server but keeps what was already received: next() returns it, then
+  // fails as after unsubscribe(). After `timeout` what is left is dropped. An error means the
+  // subscription could not drain (its connection closed, say): unsubscribe instead.
+  Status drain(std::chrono::milliseconds timeout);
   natsSubscription* raw() const { return sub_; }
 
  private:

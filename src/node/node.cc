@@ -32,6 +32,8 @@ namespace {
 constexpr auto kDeployTimeout = 10s;
 // How long the node remembers a trigger's caller: beyond the function's time limit (5 s).
 constexpr auto kTriggerAnswerWindow = std::chrono::seconds(30);
+// How long a stopping function's relayed triggers, already received, take to reach the agent.
+constexpr auto kTriggerDrainTimeout = 2s;
 constexpr auto kUndeployGrace = 5s;
 constexpr auto kHealthInterval = 5s;
 constexpr auto kHeartbeatInterval = 30s;
@@ -662,11 +664,17 @@ Result<json> Node::stop_workload(const std::string& ns, std::string_view body) {
     return fail(ErrorCode::kPermissionDenied,
                 "the stop request replays the deploy JWT: sign a fresh one");
   }
+  std::vector<nats::Subscription> triggers;
   {
     std::lock_guard lock(mu_);
     if (w->stopping) return fail(ErrorCode::kNotFound, "no such workload: " + req->workload_id);
     w->stopping = true;
+    triggers = std::move(w->triggers);
   }
+  // Relayed triggers already received still reach the agent, which answers that the function
+  // stopped, rather than leaving their callers to time out.
+  for (auto& sub : triggers) sub.drain_and_wait(kTriggerDrainTimeout);
+  triggers.clear();
   (void)internal_->request_agent(w->id, api::agent_subject::undeploy(w->id), "",
                                  kUndeployGrace + 2s);
   remove_workload(w, 0, "workload stopped");
@@ -675,11 +683,13 @@ Result<json> Node::stop_workload(const std::string& ns, std::string_view body) {
 
 void Node::remove_workload(const std::shared_ptr<Workload>& w, int code,
                            const std::string& message) {
+  std::vector<nats::Subscription> triggers;
   {
     std::lock_guard lock(mu_);
     if (workloads_.erase(w->id) == 0) return;
+    triggers = std::move(w->triggers);
   }
-  w->triggers.clear();  // no new invocations reach the agent
+  triggers.clear();  // no new invocations reach the agent
   w->agent.sandbox->stop(kUndeployGrace);
   (void)internal_->remove_workload(w->id);
   log_line("Workload undeployed name=" + w->name + " id=" + w->id + " (" + message + ")");
@@ -811,12 +821,19 @@ std::vector<std::string> Node::direct_trigger_urls() const {
 }
 
 Status Node::subscribe_triggers(const std::shared_ptr<Workload>& w) {
+  std::vector<nats::Subscription> triggers;
   for (const auto& subject : w->request.trigger_subjects) {
     const std::string id = w->id;
     auto sub = control_->subscribe(
         subject, [this, id](nats::Message m) { on_trigger(id, std::move(m)); }, subject);
     if (!sub) return fail(sub.error().wrap(subject));
-    w->triggers.push_back(std::move(*sub));
+    triggers.push_back(std::move(*sub));
+  }
+  {
+    // A stop that began meanwhile takes the subscriptions it finds: none, so these go now.
+    std::lock_guard lock(mu_);
+    if (w->stopping || workloads_.count(w->id) == 0) return {};
+    w->triggers = std::move(triggers);
   }
   return control_->flush();
 }

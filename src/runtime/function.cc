@@ -79,7 +79,7 @@ std::string take_exception(JSContext* cx) {
   return out + (report.toStringResult() ? report.toStringResult().c_str() : "error");
 }
 
-const InvocationResult kStopped{false, "the function was stopped"};
+const InvocationResult kStopped{false, kFunctionStopped};
 
 }  // namespace
 

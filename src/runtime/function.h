@@ -53,6 +53,9 @@ struct InvocationResult {
   std::string body;  // the reply when ok, else the error message
 };
 
+// The error an invocation gets when its function stops before running it.
+inline constexpr const char* kFunctionStopped = "the function was stopped";
+
 // One invocation: `done` is called once, on a worker thread, with its result.
 struct Invocation {
   std::string subject;
@@ -68,12 +71,13 @@ class InvocationSource {
   enum class Next { kInvocation, kTimeout, kClosed };
   virtual ~InvocationSource() = default;
   // Waits up to `wait` for the next invocation. Called by several workers at once; kClosed
-  // once close() was called, or once nothing can arrive any more.
+  // once closed and what had arrived before was taken, or once nothing can arrive any more.
   virtual Next next(std::chrono::milliseconds wait, Invocation& out) = 0;
   // Invocations that arrived and wait for a worker: the function adds an engine, up to its
   // limit, when more wait than there are idle workers.
   virtual size_t backlog() = 0;
-  // No more invocations; a worker waiting in next() returns at once.
+  // No more invocations arrive; a worker waiting in next() returns once none is left. The
+  // function answers those left with an error.
   virtual void close() = 0;
 };
 

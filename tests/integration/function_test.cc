@@ -35,6 +35,9 @@ class FunctionTest : public testing::NodeTest {
               "(subject, payload) => {\n  if (subject.endsWith('.loop')) for (;;) {}\n"
               "  throw new Error('boom: ' + subject);\n}"},
              {"broken.js", "(subject, payload) => {"},
+             {"slow.js",
+              "(subject, payload) => {\n  const end = Date.now() + 50;\n"
+              "  while (Date.now() < end) {}\n  return payload;\n}"},
          }) {
       ASSERT_OK(os->put_bytes(key, source));
     }
@@ -44,6 +47,55 @@ class FunctionTest : public testing::NodeTest {
   }
   // How triggers reach the agent: on their own ("direct", the default) or through the node.
   virtual std::string route() const { return "direct"; }
+
+  // Stops a function that takes 50 ms per trigger while 40 triggers wait for its one engine:
+  // every caller hears back at once, with the reply or "the function was stopped", instead of
+  // waiting out its time-out.
+  void ExpectTriggersWaitingAtStopToBeAnswered(const std::vector<std::string>& subjects) {
+    json r = deploy(function_request("slow", "slow.js", subjects, {{"concurrency", 1}}));
+    ASSERT_TRUE(r["error"].is_null()) << r.dump();
+    const std::string id = r["data"]["id"];
+    constexpr int kTriggers = 40;
+    const std::string inbox = "_INBOX." + next_nuid();
+    std::mutex mu;
+    std::condition_variable cv;
+    std::map<int, std::pair<std::string, std::string>> answers;  // trigger -> body, error
+    auto sub = conn_->subscribe(inbox + ".*", [&](nats::Message m) {
+      const int i = std::stoi(std::string(m.subject().substr(inbox.size() + 1)));
+      std::lock_guard lock(mu);
+      answers[i] = {std::string(m.data()), m.header("Nats-Service-Error").value_or("")};
+      cv.notify_all();
+    });
+    ASSERT_TRUE(sub);
+    ASSERT_OK(conn_->flush());
+    for (int i = 0; i < kTriggers; ++i) {
+      ASSERT_OK(conn_->publish(subjects[i % subjects.size()], "p" + std::to_string(i),
+                               inbox + "." + std::to_string(i)));
+    }
+    {
+      std::unique_lock lock(mu);
+      ASSERT_TRUE(cv.wait_for(lock, 10s, [&] { return !answers.empty(); }));
+    }
+    json stopped = stop(id, stop_jwt_for("slow", issuer_));
+    ASSERT_TRUE(stopped["error"].is_null()) << stopped.dump();
+    std::unique_lock lock(mu);
+    // Far below a caller's usual time-out, and below the 40 x 50 ms the backlog would take.
+    EXPECT_TRUE(cv.wait_for(lock, 1500ms, [&] { return answers.size() == kTriggers; }))
+        << answers.size() << " of " << kTriggers << " triggers were answered";
+    int ran = 0, refused = 0;
+    for (const auto& [i, answer] : answers) {
+      const auto& [body, error] = answer;
+      if (error.empty()) {
+        EXPECT_EQ(body, "p" + std::to_string(i));
+        ++ran;
+      } else {
+        EXPECT_EQ(error, "the function was stopped") << "trigger " << i;
+        ++refused;
+      }
+    }
+    EXPECT_GT(ran, 0);
+    EXPECT_GT(refused, 0) << "the stop came after the whole backlog ran: nothing was tested";
+  }
 };
 
 TEST_F(FunctionTest, TheSeedsJavaScriptEchoAnswersOnItsTriggerSubject) {
@@ -157,6 +209,15 @@ TEST_F(FunctionTest, AThousandRequestsInParallelAreAllAnsweredCorrectly) {
     EXPECT_EQ(answers[inbox + "." + std::to_string(i)], "payload " + std::to_string(i));
 }
 
+TEST_F(FunctionTest, TriggersWaitingWhenItStopsAreAnswered) {
+  ExpectTriggersWaitingAtStopToBeAnswered({"fn.slow"});
+}
+
+// Several subjects reach the function through the agent's own queue instead of its workers.
+TEST_F(FunctionTest, TriggersWaitingOnSeveralSubjectsWhenItStopsAreAnswered) {
+  ExpectTriggersWaitingAtStopToBeAnswered({"fn.slow.one", "fn.slow.two"});
+}
+
 TEST_F(FunctionTest, CopiesShareTheLoadAndEveryTriggerSubjectWorks) {
   // Two copies of one function, each on two subjects: queue groups split the requests.
   for (const char* name : {"echo-a", "echo-b"}) {
@@ -219,6 +280,10 @@ TEST_F(RelayedFunctionTest, EchoErrorsAndAThousandRequestsThroughTheNode) {
   }
   for (auto& c : callers) c.join();
   EXPECT_EQ(right.load(), 1000);
+}
+
+TEST_F(RelayedFunctionTest, TriggersWaitingWhenItStopsAreAnswered) {
+  ExpectTriggersWaitingAtStopToBeAnswered({"relay.slow"});
 }
 
 TEST_F(FunctionTest, WebAssemblyFunctionsRunOnTheirTriggerSubjects) {

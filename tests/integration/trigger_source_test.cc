@@ -92,6 +92,32 @@ TEST_F(TriggerSourceTest, ClosingEndsEveryWaitAndLaterOnes) {
   EXPECT_EQ(take(source, 10000ms).get().next, Next::kClosed);
 }
 
+// Stopping a function must not strand triggers it already received: their callers get an
+// answer (the function's refusal) instead of a time-out.
+TEST_F(TriggerSourceTest, TriggersReceivedBeforeClosingAreStillTaken) {
+  auto conn = connect();
+  auto source_ptr = make_source(conn, "fn.draining");
+  TriggerSource& source = *source_ptr;
+  ASSERT_OK(conn.flush());
+  for (const char* p : {"1", "2", "3"}) ASSERT_OK(conn.publish("fn.draining", p));
+  ASSERT_OK(conn.flush());
+  const auto deadline = std::chrono::steady_clock::now() + 2s;
+  while (source.backlog() < 3 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(10ms);
+  ASSERT_EQ(source.backlog(), 3u);
+  source.close();
+  ASSERT_OK(conn.publish("fn.draining", "after"));  // the server no longer sends it
+  ASSERT_OK(conn.flush());
+  for (const char* p : {"1", "2", "3"}) {
+    const Taken t = take(source, 1000ms).get();
+    ASSERT_EQ(t.next, Next::kInvocation);
+    EXPECT_EQ(t.payload, p);
+  }
+  const Taken end = take(source, 10000ms).get();
+  EXPECT_EQ(end.next, Next::kClosed);
+  EXPECT_LT(end.waited, 1s);
+}
+
 TEST_F(TriggerSourceTest, NothingArrivingIsATimeout) {
   auto conn = connect();
   auto source_ptr = make_source(conn, "fn.quiet");
