@@ -87,14 +87,22 @@ Subscription& Subscription::operator=(Subscription&& other) noexcept {
 void Subscription::unsubscribe() { stop(/*wait=*/false); }
 void Subscription::unsubscribe_and_wait() { stop(/*wait=*/true); }
 
-void Subscription::drain_and_wait(std::chrono::milliseconds timeout) {
-  if (state_ == nullptr) return;
-  if (natsSubscription_DrainTimeout(state_->sub, timeout.count()) == NATS_OK) {
-    // libnats completes the subscription once the drain ends, or once its time is up.
-    std::unique_lock lock(state_->mu);
-    state_->completed_cv.wait(lock, [state = state_] { return state->completed; });
+void Subscription::drain_and_wait(std::vector<Subscription>& subs,
+                                  std::chrono::milliseconds timeout) {
+  std::vector<bool> draining;
+  for (auto& sub : subs) {
+    draining.push_back(sub.state_ != nullptr &&
+                       natsSubscription_DrainTimeout(sub.state_->sub, timeout.count()) == NATS_OK);
   }
-  stop(/*wait=*/true);
+  for (size_t i = 0; i < subs.size(); ++i) {
+    if (draining[i]) {
+      // libnats completes the subscription once the drain ends, or once its time is up.
+      State* state = subs[i].state_;
+      std::unique_lock lock(state->mu);
+      state->completed_cv.wait(lock, [state] { return state->completed; });
+    }
+    subs[i].stop(/*wait=*/true);
+  }
 }
 
 void Subscription::stop(bool wait) {

@@ -12,6 +12,7 @@
 
 #include <chrono>
 #include <functional>
+#include <vector>
 
 #include "core/error.h"
 #include "nats/msg.h"
@@ -35,9 +36,10 @@ class Subscription {
   // Stops delivery and returns once no handler call is running: what the handler uses may then
   // go. Never from the subscription's own handler (it would wait for itself).
   void unsubscribe_and_wait();
-  // Stops interest at the server, delivers what was already received to the handler, then
-  // unsubscribes and waits as above. After `timeout` what is left is dropped.
-  void drain_and_wait(std::chrono::milliseconds timeout);
+  // For each subscription: stops interest at the server, delivers what was already received to
+  // the handler, then unsubscribes and waits as above. The drains run together; after `timeout`
+  // what is left is dropped. The subscriptions are then empty.
+  static void drain_and_wait(std::vector<Subscription>& subs, std::chrono::milliseconds timeout);
 
  private:
   friend class Connection;

@@ -673,8 +673,7 @@ Result<json> Node::stop_workload(const std::string& ns, std::string_view body) {
   }
   // Relayed triggers already received still reach the agent, which answers that the function
   // stopped, rather than leaving their callers to time out.
-  for (auto& sub : triggers) sub.drain_and_wait(kTriggerDrainTimeout);
-  triggers.clear();
+  nats::Subscription::drain_and_wait(triggers, kTriggerDrainTimeout);
   (void)internal_->request_agent(w->id, api::agent_subject::undeploy(w->id), "",
                                  kUndeployGrace + 2s);
   remove_workload(w, 0, "workload stopped");
