@@ -32,13 +32,26 @@ std::future<Taken> take(TriggerSource& source, std::chrono::milliseconds wait) {
   });
 }
 
+// A source on `subject`, subscribed at the server by the time it returns.
 std::unique_ptr<TriggerSource> make_source(const nats::Connection& conn,
                                            const std::string& subject) {
   auto sub = conn.subscribe_sync(subject);
   if (!sub) throw std::runtime_error(sub.error().message);
+  if (auto flushed = conn.flush(); !flushed) throw std::runtime_error(flushed.error().message);
   return std::make_unique<TriggerSource>(std::move(*sub), [](nats::Message m) {
     return runtime::Invocation{std::string(m.subject()), std::string(m.data()), nullptr};
   });
+}
+
+// Publishes `payloads` and waits (up to 2 s) until the source holds them all.
+void publish_and_wait_for_backlog(const nats::Connection& conn, TriggerSource& source,
+                                  const std::string& subject,
+                                  std::initializer_list<const char*> payloads) {
+  for (const char* p : payloads) ASSERT_OK(conn.publish(subject, p));
+  ASSERT_OK(conn.flush());
+  const auto deadline = std::chrono::steady_clock::now() + 2s;
+  while (source.backlog() < payloads.size() && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(10ms);
 }
 
 // libnats wakes a waiting thread only when a message arrives to an empty queue: two triggers
@@ -47,7 +60,6 @@ TEST_F(TriggerSourceTest, TwoWaitingWorkersEachTakeOneOfTwoTriggersAtOnce) {
   auto conn = connect();
   auto source_ptr = make_source(conn, "fn.triggers");
   TriggerSource& source = *source_ptr;
-  ASSERT_OK(conn.flush());
   auto first = take(source, 5000ms);
   auto second = take(source, 5000ms);
   std::this_thread::sleep_for(100ms);  // both waiting
@@ -66,12 +78,7 @@ TEST_F(TriggerSourceTest, TriggersWaitingForAWorkerAreTheBacklog) {
   auto conn = connect();
   auto source_ptr = make_source(conn, "fn.backlog");
   TriggerSource& source = *source_ptr;
-  ASSERT_OK(conn.flush());
-  for (const char* p : {"1", "2", "3"}) ASSERT_OK(conn.publish("fn.backlog", p));
-  ASSERT_OK(conn.flush());
-  const auto deadline = std::chrono::steady_clock::now() + 2s;
-  while (source.backlog() < 3 && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(10ms);
+  publish_and_wait_for_backlog(conn, source, "fn.backlog", {"1", "2", "3"});
   EXPECT_EQ(source.backlog(), 3u);
   EXPECT_EQ(take(source, 1000ms).get().payload, "1");
   EXPECT_EQ(source.backlog(), 2u);
@@ -98,12 +105,7 @@ TEST_F(TriggerSourceTest, TriggersReceivedBeforeClosingAreStillTaken) {
   auto conn = connect();
   auto source_ptr = make_source(conn, "fn.draining");
   TriggerSource& source = *source_ptr;
-  ASSERT_OK(conn.flush());
-  for (const char* p : {"1", "2", "3"}) ASSERT_OK(conn.publish("fn.draining", p));
-  ASSERT_OK(conn.flush());
-  const auto deadline = std::chrono::steady_clock::now() + 2s;
-  while (source.backlog() < 3 && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(10ms);
+  publish_and_wait_for_backlog(conn, source, "fn.draining", {"1", "2", "3"});
   ASSERT_EQ(source.backlog(), 3u);
   source.close();
   ASSERT_OK(conn.publish("fn.draining", "after"));  // the server no longer sends it
