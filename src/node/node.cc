@@ -6,6 +6,7 @@
 
 #include <cstdio>
 #include <fstream>
+#include <iterator>
 #include <sstream>
 #include <thread>
 
@@ -202,13 +203,13 @@ Result<std::unique_ptr<Node>> Node::start(NodeOptions options) {
     }  // handshakes belong to the pool, replies to their requests
   });
   if (!agent_traffic) return fail(agent_traffic.error());
-  n.subscriptions_.push_back(std::move(*agent_traffic));
+  n.agent_subscriptions_.push_back(std::move(*agent_traffic));
   // Function answers have their own subscription (and delivery thread), so they never queue
   // behind the logs and events of busy workloads.
   auto answers = n.internal_->connection().subscribe(
       "hostint.*.trigger_reply.*", [&n](nats::Message m) { n.on_trigger_reply(std::move(m)); });
   if (!answers) return fail(answers.error());
-  n.subscriptions_.push_back(std::move(*answers));
+  n.agent_subscriptions_.push_back(std::move(*answers));
   auto host_services = hs::Server::start(
       {.settings = n.options_.config.host_services_settings,
        .node_connection = n.options_.config.host_services,
@@ -674,10 +675,14 @@ Result<json> Node::stop_workload(const std::string& ns, std::string_view body) {
   // Relayed triggers already received still reach the agent, which answers that the function
   // stopped, rather than leaving their callers to time out.
   nats::Subscription::drain_and_wait(triggers, kTriggerDrainTimeout);
+  undeploy(w, "workload stopped");
+  return json{{"stopped", true}, {"id", w->id}, {"issuer", w->issuer}, {"name", w->name}};
+}
+
+void Node::undeploy(const std::shared_ptr<Workload>& w, const std::string& message) {
   (void)internal_->request_agent(w->id, api::agent_subject::undeploy(w->id), "",
                                  kUndeployGrace + 2s);
-  remove_workload(w, 0, "workload stopped");
-  return json{{"stopped", true}, {"id", w->id}, {"issuer", w->issuer}, {"name", w->name}};
+  remove_workload(w, 0, message);
 }
 
 void Node::remove_workload(const std::shared_ptr<Workload>& w, int code,
@@ -952,28 +957,33 @@ void Node::stop() {
     maintenance_cv_.notify_all();
   }
   if (maintenance_.joinable()) maintenance_.join();
-  // No more control requests, then no more agent traffic; those being handled finish first (a
-  // deploy in progress would otherwise start its workload after the undeploys below). Newest
-  // first: the control subjects, while the agents' traffic that a deploy waits on still flows.
-  for (auto it = subscriptions_.rbegin(); it != subscriptions_.rend(); ++it)
-    it->unsubscribe_and_wait();
+  // No more control requests; those being handled finish first (a deploy in progress would
+  // otherwise start its workload after the undeploys below). The agents' traffic still flows:
+  // their last logs and events, and the answers to relayed triggers, until they are undeployed.
+  for (auto& sub : subscriptions_) sub.unsubscribe_and_wait();
   subscriptions_.clear();
   std::vector<std::shared_ptr<Workload>> all;
+  std::vector<nats::Subscription> triggers;
   {
     std::lock_guard lock(mu_);
     for (auto& [wid, w] : workloads_) {
       w->stopping = true;
       all.push_back(w);
+      std::move(w->triggers.begin(), w->triggers.end(), std::back_inserter(triggers));
+      w->triggers.clear();
     }
   }
-  for (auto& w : all) {
-    (void)internal_->request_agent(w->id, api::agent_subject::undeploy(w->id), "",
-                                   kUndeployGrace + 2s);
-    remove_workload(w, 0, "node shutting down");
-  }
+  // As when one workload stops: relayed triggers already received are answered, all functions'
+  // drains together.
+  nats::Subscription::drain_and_wait(triggers, kTriggerDrainTimeout);
+  for (auto& w : all) undeploy(w, "node shutting down");
+  for (auto& sub : agent_subscriptions_) sub.unsubscribe_and_wait();
+  agent_subscriptions_.clear();
+  // The last function events go out before node_stopped (a dead server cannot be flushed to).
+  if (control_bulk_ && control_bulk_->connected()) (void)control_bulk_->flush(2s);
   publish_event(api::kSystemNamespace, api::event_type::kNodeStopped,
                 {{"id", id()}, {"graceful", true}});
-  if (control_->connected()) (void)control_->flush(2s);  // a dead server cannot be flushed to
+  if (control_->connected()) (void)control_->flush(2s);
   host_services_.reset();
   pool_.reset();
   internal_.reset();

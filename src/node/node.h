@@ -80,6 +80,9 @@ class Node {
                             const std::string& text);
   void on_workload_exited(const std::shared_ptr<Workload>& w, int code, const std::string& message);
   void remove_workload(const std::shared_ptr<Workload>& w, int code, const std::string& message);
+  // Undeploys a workload marked stopping whose relayed triggers were drained: the agent stops it
+  // (its last logs, events and answers still reach the node meanwhile), then it is removed.
+  void undeploy(const std::shared_ptr<Workload>& w, const std::string& message);
   void maintenance_loop();
 
   // Function triggers, relayed (when the agent cannot take them directly, see NodeConfig::
@@ -116,7 +119,8 @@ class Node {
   std::unique_ptr<InternalServer> internal_;
   std::unique_ptr<AgentPool> pool_;
   std::unique_ptr<hs::Server> host_services_;
-  std::vector<nats::Subscription> subscriptions_;
+  std::vector<nats::Subscription> subscriptions_;        // the control API
+  std::vector<nats::Subscription> agent_subscriptions_;  // agents' logs, events and answers
   std::atomic<bool> lameduck_{false};
   std::atomic<bool> stopped_{false};
 

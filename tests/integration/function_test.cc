@@ -48,10 +48,12 @@ class FunctionTest : public testing::NodeTest {
   // How triggers reach the agent: on their own ("direct", the default) or through the node.
   virtual std::string route() const { return "direct"; }
 
-  // Stops a function that takes 50 ms per trigger while 40 triggers wait for its one engine:
-  // every caller hears back at once, with the reply or "the function was stopped", instead of
-  // waiting out its time-out.
-  void ExpectTriggersWaitingAtStopToBeAnswered(const std::vector<std::string>& subjects) {
+  // Stops a function that takes 50 ms per trigger while 40 triggers wait for its one engine
+  // (with a stop request, or by shutting the node down): every caller hears back at once, with
+  // the reply or "the function was stopped", instead of waiting out its time-out.
+  enum class StopBy { kRequest, kNodeShutdown };
+  void ExpectTriggersWaitingAtStopToBeAnswered(const std::vector<std::string>& subjects,
+                                               StopBy stop_by = StopBy::kRequest) {
     json r = deploy(function_request("slow", "slow.js", subjects, {{"concurrency", 1}}));
     ASSERT_TRUE(r["error"].is_null()) << r.dump();
     const std::string id = r["data"]["id"];
@@ -76,8 +78,12 @@ class FunctionTest : public testing::NodeTest {
       std::unique_lock lock(mu);
       ASSERT_TRUE(cv.wait_for(lock, 10s, [&] { return !answers.empty(); }));
     }
-    json stopped = stop(id, stop_jwt_for("slow", issuer_));
-    ASSERT_TRUE(stopped["error"].is_null()) << stopped.dump();
+    if (stop_by == StopBy::kNodeShutdown) {
+      node_->stop();
+    } else {
+      json stopped = stop(id, stop_jwt_for("slow", issuer_));
+      ASSERT_TRUE(stopped["error"].is_null()) << stopped.dump();
+    }
     std::unique_lock lock(mu);
     // Far below a caller's usual time-out, and below the 40 x 50 ms the backlog would take.
     EXPECT_TRUE(cv.wait_for(lock, 1500ms, [&] { return answers.size() == kTriggers; }))
@@ -129,6 +135,42 @@ TEST_F(FunctionTest, TheSeedsJavaScriptEchoAnswersOnItsTriggerSubject) {
   ASSERT_TRUE(stopped["error"].is_null()) << stopped.dump();
   auto after = conn_->request("js.echo", "heya", 500ms);
   EXPECT_FALSE(after) << "the trigger subject still answers after stop";
+}
+
+// The node listens to its agents until they are undeployed: what the last invocations report
+// still reaches the event stream, however the function stops.
+TEST_F(FunctionTest, EveryInvocationsEventGetsOutWhenItStops) {
+  for (const bool node_shuts_down : {false, true}) {
+    SCOPED_TRACE(node_shuts_down ? "node shuts down" : "stop request");
+    Collector events(*conn_, "$NEX.events.default.*");
+    json r = deploy(function_request("echofunctionjs", "echo.js", {"js.echo"}));
+    ASSERT_TRUE(r["error"].is_null()) << r.dump();
+    constexpr int kRequests = 300;
+    const std::string inbox = "_INBOX." + next_nuid();
+    std::mutex mu;
+    std::condition_variable cv;
+    int answered = 0;
+    auto sub = conn_->subscribe(inbox, [&](nats::Message) {
+      std::lock_guard lock(mu);
+      ++answered;
+      cv.notify_all();
+    });
+    ASSERT_TRUE(sub);
+    ASSERT_OK(conn_->flush());
+    for (int i = 0; i < kRequests; ++i) ASSERT_OK(conn_->publish("js.echo", "x", inbox));
+    {
+      std::unique_lock lock(mu);
+      ASSERT_TRUE(cv.wait_for(lock, 30s, [&] { return answered == kRequests; })) << answered;
+    }
+    if (node_shuts_down) {
+      node_->stop();
+    } else {
+      json stopped = stop(r["data"]["id"], stop_jwt_for("echofunctionjs", issuer_));
+      ASSERT_TRUE(stopped["error"].is_null()) << stopped.dump();
+    }
+    EXPECT_EQ(events.wait_for_count(api::event_type::kFunctionExecSucceeded, kRequests, 2s),
+              size_t{kRequests});
+  }
 }
 
 TEST_F(FunctionTest, ThrowsAndTimeoutsAreErrorRepliesAndTheFunctionKeepsServing) {
@@ -218,6 +260,10 @@ TEST_F(FunctionTest, TriggersWaitingOnSeveralSubjectsWhenItStopsAreAnswered) {
   ExpectTriggersWaitingAtStopToBeAnswered({"fn.slow.one", "fn.slow.two"});
 }
 
+TEST_F(FunctionTest, TriggersWaitingWhenTheNodeShutsDownAreAnswered) {
+  ExpectTriggersWaitingAtStopToBeAnswered({"fn.slow"}, StopBy::kNodeShutdown);
+}
+
 TEST_F(FunctionTest, CopiesShareTheLoadAndEveryTriggerSubjectWorks) {
   // Two copies of one function, each on two subjects: queue groups split the requests.
   for (const char* name : {"echo-a", "echo-b"}) {
@@ -284,6 +330,10 @@ TEST_F(RelayedFunctionTest, EchoErrorsAndAThousandRequestsThroughTheNode) {
 
 TEST_F(RelayedFunctionTest, TriggersWaitingWhenItStopsAreAnswered) {
   ExpectTriggersWaitingAtStopToBeAnswered({"relay.slow"});
+}
+
+TEST_F(RelayedFunctionTest, TriggersWaitingWhenTheNodeShutsDownAreAnswered) {
+  ExpectTriggersWaitingAtStopToBeAnswered({"relay.slow"}, StopBy::kNodeShutdown);
 }
 
 TEST_F(FunctionTest, WebAssemblyFunctionsRunOnTheirTriggerSubjects) {

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <filesystem>
 #include <mutex>
@@ -35,6 +36,18 @@ class Collector {
       cv_.notify_all();
     });
     (void)conn.flush();
+  }
+  // Waits until `n` messages' bodies contain `needle`; how many did.
+  size_t wait_for_count(const std::string& needle, size_t n, std::chrono::milliseconds t = 10s) {
+    std::unique_lock l(mu_);
+    size_t seen = 0;
+    cv_.wait_for(l, t, [&] {
+      seen = std::count_if(messages_.begin(), messages_.end(), [&](const auto& m) {
+        return m.second.find(needle) != std::string::npos;
+      });
+      return seen >= n;
+    });
+    return seen;
   }
   // Waits for a message whose body contains `needle`.
   std::optional<std::pair<std::string, std::string>> wait_for(const std::string& needle,
