@@ -286,7 +286,7 @@ void Agent::on_undeploy(nats::Message msg) {
   }
   // No new triggers; those already received are answered that the function stopped, rather
   // than left to time out.
-  nats::Subscription::drain_and_wait(trigger_subs_, TriggerSource::kDrainTimeout);
+  nats::Subscription::drain_and_wait(trigger_subs_, api::kTriggerDrainTimeout);
   trigger_subs_.clear();
   function.reset();  // invocations in flight end with an error reply, and so do triggers
                      // received and not yet taken (once the last trigger handler lets go of it)

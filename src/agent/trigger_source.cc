@@ -1,5 +1,7 @@
 #include "agent/trigger_source.h"
 
+#include "api/agent.h"
+
 namespace nex::agent {
 
 using Clock = std::chrono::steady_clock;
@@ -39,7 +41,7 @@ void TriggerSource::close() {
   // The server sends no more, and the triggers already here are still taken (the function
   // answers them with an error) before next() reports the end: their callers hear at once
   // instead of timing out.
-  if (sub_.drain(kDrainTimeout)) return;
+  if (sub_.drain(api::kTriggerDrainTimeout)) return;
   {
     std::lock_guard lock(mu_);
     closed_ = true;

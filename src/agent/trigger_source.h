@@ -24,9 +24,8 @@ class TriggerSource final : public runtime::InvocationSource {
   Next next(std::chrono::milliseconds wait, runtime::Invocation& out) override;
   size_t backlog() override { return sub_.pending(); }
   // Drains the subscription: next() returns the triggers already received, then kClosed.
-  // Those still not taken after kDrainTimeout go unanswered.
+  // Those still not taken after api::kTriggerDrainTimeout go unanswered.
   void close() override;
-  static constexpr std::chrono::milliseconds kDrainTimeout{2000};
 
  private:
   std::mutex mu_;

@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <chrono>
 #include <map>
 #include <optional>
 #include <string>
@@ -38,6 +39,10 @@ inline constexpr const char* kHeaderTriggerSubject = "x-nex-trigger-subject";
 inline constexpr const char* kHeaderRuntimeNs = "x-nex-runtime-ns";
 inline constexpr const char* kHeaderServiceError = "Nats-Service-Error";
 inline constexpr const char* kHeaderServiceErrorCode = "Nats-Service-Error-Code";
+
+// How long a stopping function's triggers, already received, are still handed on (by the node
+// to the agent when it relays, by the agent to its engines) before the rest is dropped.
+inline constexpr std::chrono::milliseconds kTriggerDrainTimeout{2000};
 
 // The run time rides along unless its header would push a maximal reply over the limit.
 inline bool runtime_header_fits(size_t body_bytes, int64_t max_payload) {

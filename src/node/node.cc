@@ -33,8 +33,6 @@ namespace {
 constexpr auto kDeployTimeout = 10s;
 // How long the node remembers a trigger's caller: beyond the function's time limit (5 s).
 constexpr auto kTriggerAnswerWindow = std::chrono::seconds(30);
-// How long a stopping function's relayed triggers, already received, take to reach the agent.
-constexpr auto kTriggerDrainTimeout = 2s;
 constexpr auto kUndeployGrace = 5s;
 constexpr auto kHealthInterval = 5s;
 constexpr auto kHeartbeatInterval = 30s;
@@ -672,9 +670,9 @@ Result<json> Node::stop_workload(const std::string& ns, std::string_view body) {
     w->stopping = true;
     triggers = std::move(w->triggers);
   }
-  // Relayed triggers already received still reach the agent, which answers that the function
-  // stopped, rather than leaving their callers to time out.
-  nats::Subscription::drain_and_wait(triggers, kTriggerDrainTimeout);
+  // Relayed triggers already received still reach the agent, which runs them or answers that
+  // the function stopped, rather than leaving their callers to time out.
+  nats::Subscription::drain_and_wait(triggers, api::kTriggerDrainTimeout);
   undeploy(w, "workload stopped");
   return json{{"stopped", true}, {"id", w->id}, {"issuer", w->issuer}, {"name", w->name}};
 }
@@ -975,7 +973,7 @@ void Node::stop() {
   }
   // As when one workload stops: relayed triggers already received are answered, all functions'
   // drains together.
-  nats::Subscription::drain_and_wait(triggers, kTriggerDrainTimeout);
+  nats::Subscription::drain_and_wait(triggers, api::kTriggerDrainTimeout);
   for (auto& w : all) undeploy(w, "node shutting down");
   for (auto& sub : agent_subscriptions_) sub.unsubscribe_and_wait();
   agent_subscriptions_.clear();
