@@ -10,6 +10,7 @@
 
 #include "cli/connection_flags.h"
 #include "cli/control_client.h"
+#include "crypto/nkeys.h"
 #include "node/node.h"
 
 namespace nex::cli {
@@ -39,6 +40,14 @@ int report(const Error& e);
 
 // ~/.nex: the CLI's keys (issuer.nk, publisher.xk) and, in node/, a node's identity.
 std::filesystem::path nex_home();
+// The first nkey seed in `path`; or, with seed_file, one made by `make` (mode 0600) when the file
+// is missing (saying which on stdout).
+Result<std::string> read_seed(const std::filesystem::path& path, const char* what);
+Result<std::string> seed_file(const std::filesystem::path& path, const char* what,
+                              const std::function<std::string()>& make);
+// ~/.nex/issuer.nk, made when missing: the account key that signs deploys and commands.
+Result<crypto::KeyPair> default_issuer();
+void register_cmd_command(CLI::App& app, CommandAction& action, ConnectionFlags& flags);
 // ~/.nex/node: where a node keeps its identity unless told otherwise.
 std::string default_state_dir();
 

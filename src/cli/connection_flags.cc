@@ -25,6 +25,9 @@ void ConnectionFlags::add_to(CLI::App& app) {
   app.add_option("--namespace", ns, "namespace of the workloads (env NEX_NAMESPACE)")
       ->capture_default_str();
   app.add_flag("--json", json, "print machine-readable JSON");
+  app.add_option("--js-domain", js_domain,
+                 "JetStream domain (durable commands from a leaf server whose JetStream is its "
+                 "hub's)");
 }
 
 Result<nats::ConnectOptions> ConnectionFlags::options(const std::string& client_name) const {

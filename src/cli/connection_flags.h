@@ -23,6 +23,7 @@ struct ConnectionFlags {
   double timeout_seconds = 2.0;
   std::string ns = "default";  // --namespace, env NEX_NAMESPACE
   bool json = false;           // --json: machine-readable output
+  std::string js_domain;       // --js-domain: JetStream of a hub, from a leaf server
 
   void add_to(CLI::App& app);
   Result<nats::ConnectOptions> options(const std::string& client_name) const;

@@ -17,6 +17,7 @@ namespace {
 struct NodeUpOptions {
   std::string config;
   std::string state_dir;
+  std::string name;
 };
 
 }  // namespace
@@ -160,6 +161,13 @@ int node_up(const ConnectionFlags& flags, const NodeUpOptions& opts) {
     std::fprintf(stderr, "nex node up: %s\n", config.error().message.c_str());
     return 1;
   }
+  if (!opts.name.empty()) {
+    if (auto st = commands::validate_name(opts.name, "--name"); !st) {
+      std::fprintf(stderr, "nex node up: %s\n", st.error().message.c_str());
+      return 1;
+    }
+    config->node_name = opts.name;
+  }
   if (opts.config.empty() && config->no_sandbox)
     std::fprintf(stderr, "nex node up: no sandbox (%s): workloads run as plain processes\n",
                  why_unsandboxed.c_str());
@@ -232,6 +240,9 @@ void register_node_command(CLI::App& app, CommandAction& action, ConnectionFlags
   auto* up =
       node->add_subcommand("up", "Run this host as a nex node, accepting workloads over NATS");
   up->add_option("--config", opts->config, "node configuration file (JSON)");
+  up->add_option("--name", opts->name,
+                 "the name commands address this node by (default: config node_name, else the "
+                 "host name)");
   up->add_option("--state-dir", opts->state_dir,
                  "where the node keeps its identity (default ~/.nex/node)");
   on_parsed(up, action, [opts, &flags] { return node_up(flags, *opts); });

@@ -70,8 +70,9 @@ int run_up(const UpOptions& opts) {
             "   # a function\n"
             "  nex logs        # the workloads' output, live\n"
             "  nex events      # deploys, stops and node events, live\n"
+            "  nex cmd send %s --method hello   # a durable command, by node name\n"
             "\nPress Ctrl-C to stop.\n",
-            url.c_str(), url.c_str(), node.id().c_str());
+            url.c_str(), url.c_str(), node.id().c_str(), node.name().c_str());
         std::fflush(stdout);
       });
   std::printf("\nStopping NATS server...\n");

@@ -9,6 +9,8 @@
 
 #include "api/control.h"
 #include "cli/commands.h"
+#include "commands/sender.h"
+#include "commands/store.h"
 #include "core/elf_info.h"
 #include "core/encoding.h"
 #include "crypto/jwt.h"
@@ -23,10 +25,6 @@ fs::path nex_home() {
   const char* home = std::getenv("HOME");
   return fs::path(home && *home ? home : "/tmp") / ".nex";
 }
-
-namespace {
-
-constexpr const char* kDevBucket = "NEXCLIFILES";
 
 // The first nkey seed in `path` (a token starting with 'S'), as `nk -gen` and nex write them.
 Result<std::string> read_seed(const fs::path& path, const char* what) {
@@ -62,6 +60,25 @@ Result<std::string> seed_file(const fs::path& path, const char* what,
   std::printf("Created %s: %s\n", what, path.c_str());
   return seed;
 }
+
+Result<crypto::KeyPair> default_issuer() {
+  const fs::path path = nex_home() / "issuer.nk";
+  auto seed = fs::exists(path)
+                  ? read_seed(path, "issuer account key")
+                  : seed_file(path, "issuer account key", [] {
+                      return crypto::KeyPair::create(crypto::KeyType::kAccount)->seed();
+                    });
+  if (!seed) return fail(seed.error());
+  auto issuer = crypto::KeyPair::from_seed(*seed);
+  if (!issuer || issuer->type() != crypto::KeyType::kAccount)
+    return fail(ErrorCode::kInvalidArgument,
+                "the issuer key in " + nex_home().string() + " is not an account seed (SA...)");
+  return issuer;
+}
+
+namespace {
+
+constexpr const char* kDevBucket = "NEXCLIFILES";
 
 // The type of a workload from its first bytes and its name.
 Result<api::WorkloadType> detect_type(std::string_view head, const std::string& name) {
@@ -137,14 +154,15 @@ struct Target {
   std::string xkey;
 };
 
-// Signs, seals and sends the deploy request; prints the node's answer.
-int deploy(ControlClient& client, const ConnectionFlags& flags, const Signer& signer,
-           const Target& node, const api::Location& location, const std::string& hash,
-           api::WorkloadType type, const std::string& name, const WorkloadOptions& o) {
+// The signed deploy request for `node`, its environment sealed to the node's xkey.
+Result<api::DeployRequest> deploy_request(const Signer& signer, const Target& node,
+                                          const api::Location& location, const std::string& hash,
+                                          api::WorkloadType type, const std::string& name,
+                                          const WorkloadOptions& o) {
   auto env = parse_env(o.env);
-  if (!env) return report(env.error());
+  if (!env) return fail(env.error());
   auto sealed = signer.publisher.seal(as_bytes(json(*env).dump()), node.xkey);
-  if (!sealed) return report(sealed.error().wrap("node xkey"));
+  if (!sealed) return fail(sealed.error().wrap("node xkey"));
   api::DeployRequest req;
   req.argv = o.argv;
   req.description = o.description;
@@ -161,15 +179,67 @@ int deploy(ControlClient& client, const ConnectionFlags& flags, const Signer& si
   req.hash = hash;
   req.workload_name = name;
   req.function_limits = o.limits;
-  auto run =
-      client.request("$NEX.DEPLOY." + flags.ns + "." + node.node_id, api::to_json(req).dump());
-  if (!run) return report(run.error().wrap("node " + node.node_id + " refused the workload"));
+  return req;
+}
+
+void print_accepted(const ConnectionFlags& flags, const std::string& name, const std::string& node,
+                    const json& run) {
   if (flags.json) {
-    std::printf("%s\n", json{{"node_id", node.node_id}, {"workload", *run}}.dump(2).c_str());
+    std::printf("%s\n", json{{"node_id", node}, {"workload", run}}.dump(2).c_str());
   } else {
     std::printf(
         "🚀 Workload '%s' accepted. You can now refer to this workload with ID: %s on node %s\n",
-        name.c_str(), run->value("id", "").c_str(), node.node_id.c_str());
+        name.c_str(), run.value("id", "").c_str(), node.c_str());
+  }
+}
+
+// Signs, seals and sends the deploy request; prints the node's answer.
+int deploy(ControlClient& client, const ConnectionFlags& flags, const Signer& signer,
+           const Target& node, const api::Location& location, const std::string& hash,
+           api::WorkloadType type, const std::string& name, const WorkloadOptions& o) {
+  auto req = deploy_request(signer, node, location, hash, type, name, o);
+  if (!req) return report(req.error());
+  auto run =
+      client.request("$NEX.DEPLOY." + flags.ns + "." + node.node_id, api::to_json(*req).dump());
+  if (!run) return report(run.error().wrap("node " + node.node_id + " refused the workload"));
+  print_accepted(flags, name, node.node_id, *run);
+  return 0;
+}
+
+// --queue: the deploy request as a durable command to a node that may be offline now; it runs
+// when the node connects. Waits a few seconds for a node that is online.
+int queue_deploy(const nats::JetStream& js, const ConnectionFlags& flags, const Signer& signer,
+                 const commands::NodeRecord& node, const api::Location& location,
+                 const std::string& hash, api::WorkloadType type, const std::string& name,
+                 const WorkloadOptions& o) {
+  auto req = deploy_request(signer, {node.id, node.xkey}, location, hash, type, name, o);
+  if (!req) return report(req.error());
+  commands::Command c;
+  c.to_node = node.name;
+  c.method = commands::method::kDeploy;
+  c.ns = flags.ns;
+  c.deploy = api::to_json(*req);
+  if (auto st = commands::ensure_streams(js); !st) return report(st.error());
+  auto sent = commands::send_command(js, c, signer.issuer, std::chrono::seconds(60));
+  if (!sent) return report(sent.error());
+  const std::string id = sent->front().id;
+  auto got = commands::wait_for_results(js, id, {node.name},
+                                        std::chrono::steady_clock::now() + std::chrono::seconds(5));
+  if (got && !got->empty() && commands::is_final(got->front().status)) {
+    const auto& r = got->front();
+    if (r.status != commands::status::kDone)
+      return report({ErrorCode::kInvalidArgument,
+                     "node " + node.name + " " + r.status + " the queued workload: " + r.reason});
+    print_accepted(flags, name, node.id, json::parse(r.stdout_text, nullptr, false));
+    return 0;
+  }
+  if (flags.json) {
+    std::printf("%s\n", json{{"queued", id}, {"node", node.name}}.dump(2).c_str());
+  } else {
+    std::printf(
+        "Queued '%s' for node %s as command %s: it deploys when the node connects "
+        "(`nex cmd result %s` shows the outcome)\n",
+        name.c_str(), node.name.c_str(), id.c_str(), id.c_str());
   }
   return 0;
 }
@@ -198,6 +268,7 @@ Result<json> node_machines(ControlClient& client, const ConnectionFlags& flags,
 
 struct DevrunOptions : WorkloadOptions {
   std::string file;
+  std::string queue;  // a node name or id: deliver durably, even while it is offline
   bool stop_previous = true;
 };
 
@@ -231,6 +302,22 @@ int devrun(const ConnectionFlags& flags, const DevrunOptions& o) {
 
   auto client = connect_control(flags);
   if (!client) return report(client.error());
+  const std::string name = o.name.empty() ? workload_name_for(file) : o.name;
+  WorkloadOptions w = o;
+  if (w.description.empty()) w.description = "Workload published in devmode";
+  if (!o.queue.empty()) {  // a named node, perhaps offline: no auction, a durable command
+    auto js = nats::JetStream::create(client->connection());
+    if (!js) return report(js.error());
+    auto node = commands::find_node(*js, o.queue);
+    if (!node) return report(node.error());
+    auto store = nats::ObjectStore::create(
+        *js, {.bucket = kDevBucket, .description = "files deployed with nex devrun"});
+    if (!store) return report(store.error());
+    auto put = store->put_file(name, file);
+    if (!put) return report(put.error());
+    return queue_deploy(*js, flags, *signer, *node, {kDevBucket, name},
+                        nats::digest_hex(put->digest), *type, name, w);
+  }
   // The first node that bids for this type gets the workload.
   auto nodes = client->gather(
       "$NEX.AUCTION", json{{"os", "linux"}, {"workload_types", {api::to_string(*type)}}}.dump(), 1);
@@ -248,7 +335,6 @@ int devrun(const ConnectionFlags& flags, const DevrunOptions& o) {
   auto store = nats::ObjectStore::create(
       *js, {.bucket = kDevBucket, .description = "files deployed with nex devrun"});
   if (!store) return report(store.error());
-  const std::string name = o.name.empty() ? workload_name_for(file) : o.name;
   auto put = store->put_file(name, file);
   if (!put) return report(put.error());
 
@@ -262,8 +348,6 @@ int devrun(const ConnectionFlags& flags, const DevrunOptions& o) {
         std::printf("Stopped the previous '%s' (%s)\n", name.c_str(), id.c_str());
     }
   }
-  WorkloadOptions w = o;
-  if (w.description.empty()) w.description = "Workload published in devmode";
   return deploy(*client, flags, *signer, node, {kDevBucket, name}, nats::digest_hex(put->digest),
                 *type, name, w);
 }
@@ -273,6 +357,7 @@ struct RunOptions : WorkloadOptions {
   std::string node_id;
   std::string xkey_file;
   std::string issuer_file;
+  bool queue = false;  // NODE may be offline: deliver durably
 };
 
 int run(const ConnectionFlags& flags, const RunOptions& o) {
@@ -289,16 +374,26 @@ int run(const ConnectionFlags& flags, const RunOptions& o) {
 
   auto client = connect_control(flags);
   if (!client) return report(client.error());
-  auto pong = client->request("$NEX.PING." + o.node_id);
-  if (!pong) {
-    return report({pong.error().code, "node " + o.node_id + " did not answer on " + flags.server +
-                                          "; `nex node ls` lists the nodes that do"});
-  }
-  const Target node{o.node_id, pong->value("target_xkey", "")};
-
-  // The artifact must exist; its digest is what the JWT vouches for, its first bytes its type.
   auto js = nats::JetStream::create(client->connection());
   if (!js) return report(js.error());
+  std::optional<commands::NodeRecord> queued;
+  Target node;
+  if (o.queue) {
+    auto rec = commands::find_node(*js, o.node_id);
+    if (!rec) return report(rec.error());
+    queued = *rec;
+    node = {rec->id, rec->xkey};
+  } else {
+    auto pong = client->request("$NEX.PING." + o.node_id);
+    if (!pong) {
+      return report({pong.error().code, "node " + o.node_id + " did not answer on " + flags.server +
+                                            "; `nex node ls` lists the nodes that do (or "
+                                            "--queue delivers when it connects)"});
+    }
+    node = {o.node_id, pong->value("target_xkey", "")};
+  }
+
+  // The artifact must exist; its digest is what the JWT vouches for, its first bytes its type.
   auto store = nats::ObjectStore::bind(*js, location->bucket);
   if (!store) {
     return report(store.error().wrap(flags.server));
@@ -317,6 +412,9 @@ int run(const ConnectionFlags& flags, const RunOptions& o) {
     type = detect_type(head, location->key);
   }
   if (!type) return report(type.error());
+  if (queued)
+    return queue_deploy(*js, flags, *signer, *queued, *location, nats::digest_hex(info->digest),
+                        *type, o.name, o);
   return deploy(*client, flags, *signer, node, *location, nats::digest_hex(info->digest), *type,
                 o.name, o);
 }
@@ -377,6 +475,9 @@ void register_workload_commands(CLI::App& app, CommandAction& action, Connection
   dev->add_option("file", d->file, "a static Linux executable, a .js or a .wasm file")->required();
   add_workload_options(dev, *d);
   dev->add_option("--name", d->name, "workload name (default: the file's name)");
+  dev->add_option("--queue", d->queue,
+                  "deploy to this node (name or id) as a durable command: it runs when the node "
+                  "connects, even if it is offline now");
   dev->add_option("--stop", d->stop_previous, "stop the previous workload of the same name first")
       ->capture_default_str();
   dev->footer(
@@ -398,6 +499,9 @@ void register_workload_commands(CLI::App& app, CommandAction& action, Connection
   run_cmd->add_option("--issuer", r->issuer_file, "issuer account seed file (SA...)")
       ->capture_default_str();
   run_cmd->add_option("--name", r->name, "workload name, [a-zA-Z0-9_-]+")->required();
+  run_cmd->add_flag("--queue", r->queue,
+                    "NODE may be offline (a name or id): deliver the deploy durably, it runs when "
+                    "the node connects");
   run_cmd->footer(
       "Example: nex run --xkey=./keys/publisher.xk --issuer=./keys/issuer.nk --name=echoservice "
       "--description='This is the echo service' nats://MYFILES/echoservice NODE_ID "

@@ -1,6 +1,7 @@
 #include "core/subprocess.h"
 
 #include <fcntl.h>
+#include <grp.h>
 #include <linux/close_range.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -93,6 +94,8 @@ Result<Subprocess> Subprocess::spawn_once(const SpawnOptions& options, int& exec
   if (::pipe2(exec_pipe, O_CLOEXEC) != 0) {
     return fail(ErrorCode::kIo, std::string("spawn: pipe: ") + std::strerror(errno));
   }
+  int null_fd = -1;
+  if (options.null_stdin) null_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
   const pid_t parent = ::getpid();
   const pid_t pid = ::fork();
   if (pid < 0) {
@@ -101,6 +104,7 @@ Result<Subprocess> Subprocess::spawn_once(const SpawnOptions& options, int& exec
     ::close(exec_pipe[1]);
     if (out_fd >= 0) ::close(out_fd);
     if (err_fd >= 0) ::close(err_fd);
+    if (null_fd >= 0) ::close(null_fd);
     return fail(ErrorCode::kIo, std::string("spawn: fork: ") + std::strerror(err));
   }
   if (pid == 0) {
@@ -111,6 +115,16 @@ Result<Subprocess> Subprocess::spawn_once(const SpawnOptions& options, int& exec
     if (options.own_process_group) ::setpgid(0, 0);
     if (out_fd >= 0) ::dup2(out_fd, STDOUT_FILENO);
     if (err_fd >= 0) ::dup2(err_fd, STDERR_FILENO);
+    if (null_fd >= 0) ::dup2(null_fd, STDIN_FILENO);
+    // Group first: once the user changed, the group can no longer be.
+    const bool drop = options.gid || options.uid;
+    if ((drop && ::getuid() == 0 && ::setgroups(0, nullptr) != 0) ||
+        (options.gid && ::setgid(*options.gid) != 0) ||
+        (options.uid && ::setuid(*options.uid) != 0)) {
+      int err = errno;  // reported like an exec failure
+      [[maybe_unused]] auto n = ::write(exec_pipe[1], &err, sizeof err);
+      ::_exit(127);
+    }
     // Descriptors another thread opened without O_CLOEXEC must not leak into the program.
     // (Marking them close-on-exec keeps the exec-status pipe working until exec.)
     ::syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC);
@@ -123,6 +137,7 @@ Result<Subprocess> Subprocess::spawn_once(const SpawnOptions& options, int& exec
     ::_exit(127);
   }
   ::close(exec_pipe[1]);
+  if (null_fd >= 0) ::close(null_fd);
   if (out_fd >= 0) ::close(out_fd);
   if (err_fd >= 0) ::close(err_fd);
   int child_errno = 0;

@@ -29,6 +29,11 @@ struct SpawnOptions {
   // Put the child in a process group of its own, so a terminal's Ctrl-C (sent to the whole
   // foreground group) reaches only the parent, which then stops its children in order.
   bool own_process_group = true;
+  // Run as this user and group (with no supplementary groups); needs root unless they are ours.
+  std::optional<uid_t> uid;
+  std::optional<gid_t> gid;
+  // Standard input from /dev/null instead of the parent's.
+  bool null_stdin = false;
 };
 
 class Subprocess {

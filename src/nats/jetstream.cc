@@ -73,6 +73,11 @@ Result<JetStream> JetStream::create(const Connection& connection, const JetStrea
 
 const Connection& JetStream::connection() const { return impl_->connection; }
 std::chrono::milliseconds JetStream::timeout() const { return impl_->options.timeout; }
+std::string JetStream::api_prefix() const {
+  const auto& o = impl_->options;
+  if (!o.domain.empty()) return "$JS." + o.domain + ".API";
+  return o.api_prefix.empty() ? "$JS.API" : o.api_prefix;
+}
 jsCtx* JetStream::raw() const { return impl_->js; }
 
 Result<PubAck> JetStream::publish(const Message& msg) const {
@@ -197,12 +202,14 @@ Result<Message> JetStream::last_message(const std::string& stream,
 
 Result<SyncSubscription> JetStream::ordered_consumer(const std::string& stream,
                                                      const std::string& filter_subject,
-                                                     jsDeliverPolicy deliver) const {
+                                                     jsDeliverPolicy deliver,
+                                                     int64_t start_time_ns) const {
   jsSubOptions so;
   jsSubOptions_Init(&so);
   so.Ordered = true;
   so.Stream = stream.c_str();
   so.Config.DeliverPolicy = deliver;
+  so.Config.OptStartTime = start_time_ns;
   jsOptions o = impl_->api_options();
   natsSubscription* sub = nullptr;
   jsErrCode jerr = static_cast<jsErrCode>(0);
@@ -230,7 +237,7 @@ Result<JsMetadata> JetStream::metadata(const Message& msg) {
   if (auto s = natsMsg_GetMetaData(&meta, msg.raw()); s != NATS_OK) {
     return fail(to_error(s, "message metadata"));
   }
-  JsMetadata out{meta->Sequence.Stream, meta->NumPending, meta->Timestamp};
+  JsMetadata out{meta->Sequence.Stream, meta->NumPending, meta->NumDelivered, meta->Timestamp};
   jsMsgMetaData_Destroy(meta);
   return out;
 }

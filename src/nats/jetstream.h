@@ -62,6 +62,7 @@ struct PubAck {
 struct JsMetadata {
   uint64_t stream_sequence = 0;
   uint64_t num_pending = 0;  // messages left for this consumer after this one
+  uint64_t num_delivered = 0;  // 1 on the first delivery, 2 on the first redelivery, ...
   int64_t timestamp_ns = 0;
 };
 
@@ -72,6 +73,8 @@ class JetStream {
 
   const Connection& connection() const;
   std::chrono::milliseconds timeout() const;
+  // Where the JetStream API listens: "$JS.API", "$JS.{domain}.API" or the configured prefix.
+  std::string api_prefix() const;
 
   Result<PubAck> publish(const Message& msg) const;
   Result<PubAck> publish(std::string_view subject, std::string_view data) const;
@@ -89,9 +92,11 @@ class JetStream {
   Result<Message> last_message(const std::string& stream, const std::string& subject) const;
 
   // An ordered, ephemeral push consumer on `filter_subject` (flow controlled, gap-free, no acks).
+  // With js_DeliverByStartTime, `start_time_ns` (since the epoch) says from when.
   Result<SyncSubscription> ordered_consumer(const std::string& stream,
                                             const std::string& filter_subject,
-                                            jsDeliverPolicy deliver = js_DeliverAll) const;
+                                            jsDeliverPolicy deliver = js_DeliverAll,
+                                            int64_t start_time_ns = 0) const;
   // How many messages the consumer behind `sub` delivers in all from its start: those delivered
   // so far plus those pending. Zero means there is nothing to wait for.
   Result<uint64_t> backlog(const SyncSubscription& sub) const;

@@ -14,6 +14,7 @@
 #include "api/host_services.h"
 #include "api/json_fields.h"
 #include "api/subject.h"
+#include "commands/store.h"
 #include "core/clock.h"
 #include "core/elf_info.h"
 #include "core/encoding.h"
@@ -144,7 +145,9 @@ struct Node::Workload {
 };
 
 Node::Node(NodeOptions options, NodeIdentity identity)
-    : options_(std::move(options)), identity_(std::move(identity)) {}
+    : options_(std::move(options)), identity_(std::move(identity)) {
+  if (options_.config.node_name.empty()) options_.config.node_name = commands::default_node_name();
+}
 
 Result<std::unique_ptr<Node>> Node::start(NodeOptions options) {
   if (options.agent_binary.empty()) {
@@ -247,6 +250,24 @@ Result<std::unique_ptr<Node>> Node::start(NodeOptions options) {
   n.serve("$NEX.LAMEDUCK." + id, &Node::on_lameduck);
   if (auto st = n.control_->flush(); !st) return fail(st.error());
 
+  if (n.options_.config.commands.enabled) {
+    auto commands = commands::CommandService::start(
+        {.node_name = n.name(),
+         .node_id = id,
+         .node_xkey = n.xkey(),
+         .connection = *n.control_,
+         .config = n.options_.config.commands,
+         .valid_issuers = n.options_.config.valid_issuers,
+         .state_dir = n.options_.state_dir,
+         .deploy = [&n](const std::string& ns,
+                        std::string_view body) { return n.deploy(ns, body); },
+         .log = log_line});
+    if (!commands) return fail(commands.error().wrap("commands"));
+    n.commands_ = std::move(*commands);
+    log_line("Taking durable commands on $NEX.cmd." + n.name() + ".> (stream " +
+             commands::kCommandStream + ")");
+  }
+
   n.maintenance_ = std::thread([&n] { n.maintenance_loop(); });
   log_line("Use this key as the recipient for encrypted run requests public_xkey=" + n.xkey());
   log_line("NATS execution engine awaiting commands id=" + id + " version=" + n.options_.version);
@@ -280,6 +301,7 @@ void Node::reply(const nats::Message& msg, const std::string& body) {
 
 api::Tags Node::tags() {
   api::Tags t = options_.config.tags;
+  t.emplace("node_name", name());
   t["nex.os"] = "linux";
   t["nex.arch"] = go_arch();
   t["nex.cpucount"] = std::to_string(std::thread::hardware_concurrency());
@@ -960,6 +982,7 @@ void Node::stop() {
   // their last logs and events, and the answers to relayed triggers, until they are undeployed.
   for (auto& sub : subscriptions_) sub.unsubscribe_and_wait();
   subscriptions_.clear();
+  if (commands_) commands_->stop();  // a command running now is handed back to its stream
   std::vector<std::shared_ptr<Workload>> all;
   std::vector<nats::Subscription> triggers;
   {

@@ -18,6 +18,7 @@
 
 #include "api/agent.h"
 #include "api/control.h"
+#include "commands/command_service.h"
 #include "nats/connection.h"
 #include "node/agent_pool.h"
 #include "node/host_services/server.h"
@@ -43,6 +44,8 @@ class Node {
   ~Node();
 
   const std::string& id() const { return identity_.id(); }
+  // The name durable commands address this node by (config node_name, or the host name).
+  const std::string& name() const { return options_.config.node_name; }
   std::string xkey() const { return identity_.xkey().public_key(); }
   // The port of the node's private NATS server (on loopback), which workloads never reach
   // except as agents.
@@ -119,6 +122,7 @@ class Node {
   std::unique_ptr<InternalServer> internal_;
   std::unique_ptr<AgentPool> pool_;
   std::unique_ptr<hs::Server> host_services_;
+  std::unique_ptr<commands::CommandService> commands_;
   std::vector<nats::Subscription> subscriptions_;        // the control API
   std::vector<nats::Subscription> agent_subscriptions_;  // agents' logs, events and answers
   std::atomic<bool> lameduck_{false};

@@ -33,7 +33,9 @@ Result<NodeConfig> parse_node_config(std::string_view text) {
   if (!j) return fail(j.error());
   FieldReader f(*j, "node config");
   NodeConfig c;
-  f.no_unknown_fields({"default_resource_dir",
+  f.no_unknown_fields({"node_name",
+                       "commands",
+                       "default_resource_dir",
                        "kernel_filepath",
                        "kernel_path",
                        "kernel_file",
@@ -56,6 +58,18 @@ Result<NodeConfig> parse_node_config(std::string_view text) {
                        "host_services",
                        "autostart"});
   std::string s;
+  f.string("node_name", c.node_name);
+  if (!c.node_name.empty()) {
+    if (auto st = commands::validate_name(c.node_name, "node_name"); !st)
+      return fail(ErrorCode::kInvalidArgument, "node config: " + st.error().message);
+  }
+  if (const json* cmds = f.raw("commands")) {
+    if (!cmds->is_object()) {
+      f.fail_field("commands", "must be an object");
+    } else {
+      NEX_RETURN_IF_ERROR(commands::parse_commands_config(*cmds, c.commands));
+    }
+  }
   if (f.string("default_resource_dir", s); !s.empty()) c.default_resource_dir = s;
   // The seeds spell the file fields three ways; all mean the same.
   for (const char* name : {"kernel_path", "kernel_file", "kernel_filepath"}) {

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "api/control.h"
+#include "commands/command_service.h"
 #include "core/error.h"
 #include "node/host_services/settings.h"
 #include "sandbox/cni.h"
@@ -28,6 +29,10 @@ struct NodeLimits {
 };
 
 struct NodeConfig {
+  // The name commands address this node by ($NEX.cmd.{node_name}...) and `nex node ls` shows;
+  // empty: the host name.
+  std::string node_name;
+  commands::CommandsConfig commands;  // durable commands (steward)
   std::filesystem::path default_resource_dir = "/tmp/wd";
   std::filesystem::path kernel_filepath;  // default: <default_resource_dir>/vmlinux
   std::filesystem::path rootfs_filepath;  // default: <default_resource_dir>/rootfs.ext4

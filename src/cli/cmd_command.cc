@@ -1,0 +1,594 @@
+// `nex cmd`: durable commands to nodes by name (steward, seed 004). `send` files a signed command
+// on JetStream and waits for its result; `inbox` sends what is appended to a file, as steward's
+// inmsg.txt; `ls`, `result` and `log` read what nodes filed, even long after.
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <ctime>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "api/json_fields.h"
+#include "cli/commands.h"
+#include "cli/table.h"
+#include "commands/sender.h"
+#include "commands/store.h"
+#include "core/clock.h"
+
+namespace nex::cli {
+namespace {
+
+using nlohmann::json;
+using namespace std::chrono_literals;
+namespace cmds = commands;
+
+struct SendOptions {
+  std::string nodes;  // NODE[,NODE...]
+  std::string method;
+  std::string file;
+  double method_timeout = 0;
+  double wait = 60;
+  bool no_wait = false;
+  double retry_for = 60;  // keep trying to file the command this long (server or link down)
+  int64_t retries = 2;
+  std::vector<std::string> args;
+};
+
+// A connection that keeps trying (the server may be restarting, the link down) until `deadline`.
+Result<nats::JetStream> connect_retrying(const ConnectionFlags& flags,
+                                         std::chrono::steady_clock::time_point deadline) {
+  auto options = flags.options("nex cmd");
+  if (!options) return fail(options.error());
+  for (;;) {
+    auto conn = nats::Connection::connect(*options);
+    if (conn) {
+      return nats::JetStream::create(
+          *conn, {.domain = flags.js_domain, .timeout = std::max(flags.timeout(), 2000ms)});
+    }
+    if (std::chrono::steady_clock::now() + 500ms >= deadline) return fail(conn.error());
+    std::this_thread::sleep_for(500ms);
+  }
+}
+
+Result<nats::JetStream> connect_js(const ConnectionFlags& flags) {
+  auto client = connect_control(flags);
+  if (!client) return fail(client.error());
+  return nats::JetStream::create(
+      client->connection(),
+      {.domain = flags.js_domain, .timeout = std::max(flags.timeout(), 2000ms)});
+}
+
+// Node names as given, or ids (N...) turned into the names they filed in NEX_NODES.
+Result<std::vector<std::string>> resolve_nodes(const nats::JetStream& js,
+                                               const std::vector<std::string>& given) {
+  std::vector<std::string> out;
+  for (const auto& n : given) {
+    if (n.size() == 56 && n[0] == 'N') {
+      auto rec = cmds::find_node(js, n);
+      if (!rec) return fail(rec.error());
+      out.push_back(rec->name);
+    } else {
+      NEX_RETURN_IF_ERROR(cmds::validate_name(n, "NODE"));
+      out.push_back(n);
+    }
+  }
+  return out;
+}
+
+std::vector<std::string> split_commas(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream in(s);
+  for (std::string part; std::getline(in, part, ',');) {
+    if (!part.empty()) out.push_back(part);
+  }
+  return out;
+}
+
+// Seed 004's input: a JSON array of messages (or one message); several arrays may follow each
+// other, as `cat msg.json >> inmsg.txt` leaves them.
+Result<std::vector<cmds::Command>> parse_drafts(std::string_view text, const std::string& where) {
+  std::vector<cmds::Command> out;
+  std::vector<json> docs;
+  try {
+    std::istringstream in{std::string(text)};
+    while (true) {
+      in >> std::ws;
+      if (in.peek() == std::char_traits<char>::eof()) break;
+      json j;
+      in >> j;
+      docs.push_back(std::move(j));
+    }
+  } catch (const json::exception& e) {
+    return fail(ErrorCode::kInvalidArgument, where + " is not JSON: " + e.what());
+  }
+  for (const auto& doc : docs) {
+    const json list = doc.is_array() ? doc : json::array({doc});
+    for (size_t i = 0; i < list.size(); ++i) {
+      auto c =
+          cmds::parse_command_draft(list[i], where + ": message " + std::to_string(out.size() + 1));
+      if (!c) return fail(c.error());
+      out.push_back(std::move(*c));
+    }
+  }
+  if (out.empty()) return fail(ErrorCode::kInvalidArgument, where + " holds no message");
+  return out;
+}
+
+void print_result(const cmds::CommandResult& r, bool several) {
+  const std::string who = several ? "[" + r.node + "] " : "";
+  if (!r.stdout_text.empty()) std::printf("%s%s", who.c_str(), r.stdout_text.c_str());
+  if (r.stdout_truncated) std::printf("%s(stdout truncated)\n", who.c_str());
+  if (!r.stderr_text.empty()) std::fprintf(stderr, "%s%s", who.c_str(), r.stderr_text.c_str());
+  if (r.stderr_truncated) std::fprintf(stderr, "%s(stderr truncated)\n", who.c_str());
+  if (r.status != cmds::status::kDone) {
+    std::fprintf(stderr, "nex: %s on %s: %s%s%s\n", r.status.c_str(), r.node.c_str(),
+                 r.reason.c_str(), r.attempt > 1 ? " (attempt " : "",
+                 r.attempt > 1 ? (std::to_string(r.attempt) + ")").c_str() : "");
+  }
+}
+
+// The exit code that stands for a set of final results: the first non-zero.
+int exit_code_of(const std::vector<cmds::CommandResult>& results) {
+  for (const auto& r : results) {
+    if (r.status == cmds::status::kDone) continue;
+    if (r.exit_code && *r.exit_code != 0) return *r.exit_code;
+    return 1;
+  }
+  return 0;
+}
+
+// Files the drafts, then (unless no_wait) waits for each one's results and prints them.
+int send_and_wait(const ConnectionFlags& flags, std::vector<cmds::Command> drafts,
+                  const SendOptions& o) {
+  auto issuer = default_issuer();
+  if (!issuer) return report(issuer.error());
+  const auto retry = std::chrono::milliseconds(static_cast<int64_t>(o.retry_for * 1000));
+  auto js = connect_retrying(flags, std::chrono::steady_clock::now() + retry);
+  if (!js) return report(js.error());
+  json out = json::array();
+  int code = 0;
+  for (auto& d : drafts) {
+    std::vector<std::string> given = d.to_nodes.empty() ? std::vector{d.to_node} : d.to_nodes;
+    auto nodes = resolve_nodes(*js, given);
+    if (!nodes) return report(nodes.error());
+    if (nodes->size() == 1) {
+      d.to_node = (*nodes)[0];
+      d.to_nodes.clear();
+    } else {
+      d.to_nodes = *nodes;
+    }
+    if (auto st = cmds::ensure_streams(*js); !st) return report(st.error());
+    auto sent = cmds::send_command(*js, d, *issuer, retry);
+    if (!sent) return report(sent.error());
+    const std::string id = sent->front().id;
+    if (!flags.json)
+      std::fprintf(
+          stderr, "Sent %s %s to %s as %s\n", d.method.c_str(), d.command_or_event.c_str(),
+          [&] {
+            std::string s;
+            for (const auto& n : *nodes) s += (s.empty() ? "" : ",") + n;
+            return s;
+          }()
+              .c_str(),
+          id.c_str());
+    json entry = {{"id", id}, {"nodes", *nodes}, {"method", d.method}};
+    if (o.no_wait) {
+      if (!flags.json) std::printf("%s\n", id.c_str());
+      out.push_back(entry);
+      continue;
+    }
+    // First the acknowledgement that the node has it; a node that does not take it within
+    // ACKTimeout is probably offline, and we say so (the command stays filed for it).
+    const auto start = std::chrono::steady_clock::now();
+    const auto ack_deadline = start + std::chrono::seconds(std::max<int64_t>(d.ack_timeout, 1));
+    const auto deadline = start + std::chrono::milliseconds(static_cast<int64_t>(o.wait * 1000));
+    auto got = cmds::wait_for_results(*js, id, *nodes, std::min(ack_deadline, deadline));
+    if (!got) return report(got.error());
+    std::set<std::string> acked;
+    for (const auto& r : *got) acked.insert(r.node);
+    if (acked.size() < nodes->size() && !flags.json) {
+      for (const auto& n : *nodes) {
+        if (!acked.count(n))
+          std::fprintf(stderr,
+                       "Node %s has not taken it yet (it may be offline): it runs when the node "
+                       "connects.\n",
+                       n.c_str());
+      }
+    }
+    if (std::chrono::steady_clock::now() < deadline) {
+      got = cmds::wait_for_results(*js, id, *nodes, deadline);
+      if (!got) return report(got.error());
+    }
+    std::vector<cmds::CommandResult> final;
+    for (const auto& r : *got) {
+      if (cmds::is_final(r.status)) final.push_back(r);
+    }
+    entry["results"] = json::array();
+    for (const auto& r : *got) entry["results"].push_back(cmds::to_json(r));
+    out.push_back(entry);
+    if (!flags.json) {
+      for (const auto& r : final) print_result(r, nodes->size() > 1);
+    }
+    if (final.size() < nodes->size()) {
+      if (!flags.json)
+        std::fprintf(stderr,
+                     "nex: no result from every node within %.0fs; `nex cmd result %s` shows it "
+                     "later\n",
+                     o.wait, id.c_str());
+      code = code ? code : 1;
+    } else if (int c = exit_code_of(final); c != 0 && code == 0) {
+      code = c;
+    }
+  }
+  if (flags.json) std::printf("%s\n", out.dump(2).c_str());
+  return code;
+}
+
+int cmd_send(const ConnectionFlags& flags, const SendOptions& o) {
+  std::vector<cmds::Command> drafts;
+  if (!o.file.empty()) {
+    std::ifstream in(o.file);
+    if (!in) return report({ErrorCode::kNotFound, "cannot read " + o.file});
+    std::stringstream text;
+    text << in.rdbuf();
+    auto parsed = parse_drafts(text.str(), o.file);
+    if (!parsed) return report(parsed.error());
+    drafts = std::move(*parsed);
+  } else {
+    if (o.nodes.empty())
+      return report({ErrorCode::kInvalidArgument,
+                     "name the node(s): nex cmd send NODE[,NODE...] -- ARGS..."});
+    cmds::Command c;
+    const auto nodes = split_commas(o.nodes);
+    if (nodes.size() == 1)
+      c.to_node = nodes[0];
+    else
+      c.to_nodes = nodes;
+    c.method = o.method.empty()
+                   ? (o.args.empty() ? cmds::method::kHello : cmds::method::kCliCommand)
+                   : o.method;
+    const auto* m = cmds::find_method(c.method);
+    c.command_or_event = m && !m->command ? "event" : "command";
+    c.data = o.args;
+    c.method_timeout = static_cast<int64_t>(o.method_timeout);
+    c.retries = o.retries;
+    auto checked = cmds::parse_command_draft(cmds::to_json(c), "command");
+    if (!checked) return report(checked.error());
+    drafts.push_back(std::move(c));
+  }
+  return send_and_wait(flags, std::move(drafts), o);
+}
+
+// steward's inmsg.txt: what is appended to FILE is sent, then FILE is emptied. Results are
+// printed as nodes file them. Until Ctrl-C.
+int cmd_inbox(const ConnectionFlags& flags, const std::string& path) {
+  auto issuer = default_issuer();
+  if (!issuer) return report(issuer.error());
+  auto js = connect_retrying(flags, std::chrono::steady_clock::now() + 60s);
+  if (!js) return report(js.error());
+  if (auto st = cmds::ensure_streams(*js); !st) return report(st.error());
+  if (!std::filesystem::exists(path)) std::ofstream(path).flush();
+  std::fprintf(stderr, "Watching %s: append seed 004's JSON messages to send them (Ctrl-C ends)\n",
+               path.c_str());
+  auto results = js->ordered_consumer(cmds::kResultStream, "$NEX.cmdresult.>", js_DeliverNew);
+  if (!results) return report(results.error());
+  std::set<std::string> mine;
+  std::string pending;
+  auto unchanged_since = std::chrono::steady_clock::now();
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  timespec poll_wait{0, 0};
+  while (sigtimedwait(&signals, nullptr, &poll_wait) < 0) {
+    std::string text;
+    {
+      std::ifstream in(path);
+      std::stringstream s;
+      s << in.rdbuf();
+      text = s.str();
+    }
+    if (text.find_first_not_of(" \t\r\n") != std::string::npos) {
+      if (text != pending) {
+        pending = text;
+        unchanged_since = std::chrono::steady_clock::now();
+      }
+      auto drafts = parse_drafts(text, path);
+      const bool stale = std::chrono::steady_clock::now() - unchanged_since > 2s;
+      if (drafts || stale) {
+        std::ofstream(path, std::ios::trunc).flush();  // taken: empty the inbox, as steward does
+        pending.clear();
+      }
+      if (!drafts && stale)
+        std::fprintf(stderr, "nex: dropped: %s\n", drafts.error().message.c_str());
+      for (auto& d : drafts ? *drafts : std::vector<cmds::Command>{}) {
+        std::vector<std::string> given = d.to_nodes.empty() ? std::vector{d.to_node} : d.to_nodes;
+        auto sent = cmds::send_command(*js, d, *issuer, 60s);
+        if (!sent) {
+          report(sent.error());
+          continue;
+        }
+        mine.insert(sent->front().id);
+        std::printf("sent %s %s to %zu node(s): %s\n", d.method.c_str(), d.command_or_event.c_str(),
+                    given.size(), sent->front().id.c_str());
+        std::fflush(stdout);
+      }
+    }
+    // Results of what this inbox sent, as they come.
+    while (auto m = results->next(50ms)) {
+      auto r = cmds::parse_result(m->data());
+      if (!r || !mine.count(r->id) || !cmds::is_final(r->status)) continue;
+      if (flags.json) {
+        std::printf("%s\n", cmds::to_json(*r).dump().c_str());
+      } else {
+        std::printf("result %s from %s: %s%s\n", r->id.c_str(), r->node.c_str(), r->status.c_str(),
+                    r->exit_code ? (" (exit " + std::to_string(*r->exit_code) + ")").c_str() : "");
+        print_result(*r, true);
+      }
+      std::fflush(stdout);
+    }
+    poll_wait = {0, 200'000'000};
+  }
+  return 0;
+}
+
+// "2026-12-03T10:00:00Z", or an age like 90s, 15m, 2h, 7d: unix nanoseconds.
+Result<int64_t> parse_since(const std::string& s) {
+  if (s.empty()) return 0;
+  const char unit = s.back();
+  const int64_t mult = unit == 's'   ? 1
+                       : unit == 'm' ? 60
+                       : unit == 'h' ? 3600
+                       : unit == 'd' ? 86400
+                                     : 0;
+  if (mult != 0 && s.size() > 1 && std::all_of(s.begin(), s.end() - 1, ::isdigit)) {
+    const auto ago = std::chrono::seconds(std::stoll(s.substr(0, s.size() - 1)) * mult);
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(
+               (std::chrono::system_clock::now() - ago).time_since_epoch())
+        .count();
+  }
+  std::tm tm{};
+  if (const char* end = strptime(s.c_str(), "%Y-%m-%dT%H:%M:%S", &tm); end != nullptr) {
+    return static_cast<int64_t>(timegm(&tm)) * 1'000'000'000;
+  }
+  return fail(
+      ErrorCode::kInvalidArgument,
+      "--since takes a time (2026-12-03T10:00:00Z) or an age (90s, 15m, 2h, 7d), got '" + s + "'");
+}
+
+std::string filed_time(int64_t ns) {
+  return rfc3339_nano(std::chrono::system_clock::time_point(
+                          std::chrono::duration_cast<std::chrono::system_clock::duration>(
+                              std::chrono::nanoseconds(ns))))
+      .substr(0, 19);
+}
+
+struct ListOptions {
+  std::string node;
+  std::string status;
+  std::string since;
+};
+
+// The state of every command: its latest result, or "pending" while none came.
+int cmd_ls(const ConnectionFlags& flags, const ListOptions& o) {
+  if (!o.node.empty()) {
+    if (auto st = cmds::validate_name(o.node, "--node"); !st) return report(st.error());
+  }
+  auto js = connect_js(flags);
+  if (!js) return report(js.error());
+  if (auto st = cmds::ensure_streams(*js); !st) return report(st.error());
+  const std::string node = o.node.empty() ? "*" : o.node;
+  auto sent = cmds::read_commands(*js, "$NEX.cmd." + node + ".*.*");
+  if (!sent) return report(sent.error());
+  auto results = cmds::read_results(*js, "$NEX.cmdresult." + node + ".*");
+  if (!results) return report(results.error());
+  std::map<std::pair<std::string, std::string>, cmds::CommandResult> latest;
+  for (auto& r : *results) {
+    auto& slot = latest[{r.result.node, r.result.id}];
+    if (slot.status.empty() || !cmds::is_final(slot.status) || cmds::is_final(r.result.status))
+      slot = r.result;
+  }
+  json out = json::array();
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& f : *sent) {
+    const auto& c = f.command;
+    auto it = latest.find({c.to_node, c.id});
+    const std::string state = it == latest.end() ? "pending" : it->second.status;
+    if (!o.status.empty() && state != o.status) continue;
+    std::string what = c.method;
+    for (const auto& a : c.argv()) what += " " + a;
+    json row = {{"id", c.id},
+                {"node", c.to_node},
+                {"method", c.method},
+                {"status", state},
+                {"sent", filed_time(f.filed_ns)}};
+    std::string exit_text, attempt = "";
+    if (it != latest.end()) {
+      if (it->second.exit_code) {
+        row["exit_code"] = *it->second.exit_code;
+        exit_text = std::to_string(*it->second.exit_code);
+      }
+      row["attempt"] = it->second.attempt;
+      attempt = std::to_string(it->second.attempt);
+    }
+    out.push_back(row);
+    rows.push_back(
+        {c.id, c.to_node, what.substr(0, 40), state, exit_text, attempt, filed_time(f.filed_ns)});
+  }
+  if (flags.json) {
+    std::printf("%s\n", out.dump(2).c_str());
+  } else if (rows.empty()) {
+    std::printf("No commands%s.\n", o.node.empty() ? "" : (" for node " + o.node).c_str());
+  } else {
+    std::printf(
+        "%s",
+        render_table("Commands",
+                     {"ID", "Node", "Command", "Status", "Exit", "Attempt", "Sent (UTC)"}, rows)
+            .c_str());
+  }
+  return 0;
+}
+
+int cmd_result(const ConnectionFlags& flags, const std::string& id, double wait) {
+  if (auto st = cmds::validate_name(id, "ID"); !st) return report(st.error());
+  auto js = connect_js(flags);
+  if (!js) return report(js.error());
+  if (auto st = cmds::ensure_streams(*js); !st) return report(st.error());
+  auto sent = cmds::read_commands(*js, "$NEX.cmd.*.*.*");
+  if (!sent) return report(sent.error());
+  std::vector<std::string> nodes;
+  for (const auto& f : *sent) {
+    if (f.command.id == id) nodes.push_back(f.command.to_node);
+  }
+  if (nodes.empty())
+    return report({ErrorCode::kNotFound, "no command " + id + " in " + cmds::kCommandStream});
+  auto got =
+      cmds::wait_for_results(*js, id, nodes,
+                             std::chrono::steady_clock::now() +
+                                 std::chrono::milliseconds(static_cast<int64_t>(wait * 1000)));
+  if (!got) return report(got.error());
+  std::vector<cmds::CommandResult> final;
+  for (const auto& r : *got) {
+    if (cmds::is_final(r.status)) final.push_back(r);
+  }
+  if (flags.json) {
+    json out = json::array();
+    for (const auto& r : *got) out.push_back(cmds::to_json(r));
+    std::printf("%s\n", out.dump(2).c_str());
+  } else {
+    for (const auto& r : final) print_result(r, nodes.size() > 1);
+    for (const auto& n : nodes) {
+      if (std::none_of(final.begin(), final.end(), [&](const auto& r) { return r.node == n; }))
+        std::fprintf(
+            stderr, "nex: %s has no result yet (%s)\n", n.c_str(),
+            std::any_of(got->begin(), got->end(), [&](const auto& r) { return r.node == n; })
+                ? "received, running"
+                : "not received: the node has not connected since");
+    }
+  }
+  if (final.size() < nodes.size()) return 1;
+  return exit_code_of(final);
+}
+
+// Everything sent and filed back, in time order.
+int cmd_log(const ConnectionFlags& flags, const ListOptions& o) {
+  if (!o.node.empty()) {
+    if (auto st = cmds::validate_name(o.node, "--node"); !st) return report(st.error());
+  }
+  auto since = parse_since(o.since);
+  if (!since) return report(since.error());
+  auto js = connect_js(flags);
+  if (!js) return report(js.error());
+  if (auto st = cmds::ensure_streams(*js); !st) return report(st.error());
+  const std::string node = o.node.empty() ? "*" : o.node;
+  auto sent = cmds::read_commands(*js, "$NEX.cmd." + node + ".*.*", *since);
+  if (!sent) return report(sent.error());
+  auto results = cmds::read_results(*js, "$NEX.cmdresult." + node + ".*", *since);
+  if (!results) return report(results.error());
+  std::vector<std::pair<int64_t, json>> lines;
+  for (const auto& f : *sent) {
+    json j = cmds::to_json(f.command);
+    j.erase("signature");
+    lines.push_back(
+        {f.filed_ns, {{"at", filed_time(f.filed_ns)}, {"kind", "command"}, {"message", j}}});
+  }
+  for (const auto& r : *results)
+    lines.push_back({r.filed_ns,
+                     {{"at", filed_time(r.filed_ns)},
+                      {"kind", "result"},
+                      {"result", cmds::to_json(r.result)}}});
+  std::stable_sort(lines.begin(), lines.end(),
+                   [](const auto& a, const auto& b) { return a.first < b.first; });
+  for (const auto& [ts, j] : lines) {
+    if (flags.json) {
+      std::printf("%s\n", j.dump().c_str());
+      continue;
+    }
+    if (j["kind"] == "command") {
+      const auto& m = j["message"];
+      std::string args;
+      for (const auto& a : m.value("methodArgs", m.value("data", json::array())))
+        args += " " + a.get<std::string>();
+      std::printf("%s  %s -> %s  sent     %s %s%s (from %s, issuer %s)\n",
+                  j["at"].get<std::string>().c_str(), m.value("id", "").c_str(),
+                  m.value("toNode", "").c_str(), m.value("commandOrEvent", "").c_str(),
+                  m.value("method", "").c_str(), args.c_str(), m.value("fromNode", "").c_str(),
+                  m.value("issuer", "").substr(0, 8).c_str());
+    } else {
+      const auto& r = j["result"];
+      std::printf("%s  %s <- %s  %-8s attempt %lld%s%s\n", j["at"].get<std::string>().c_str(),
+                  r.value("id", "").c_str(), r.value("node", "").c_str(),
+                  r.value("status", "").c_str(), static_cast<long long>(r.value("attempt", 1LL)),
+                  r.contains("exit_code")
+                      ? (" exit " + std::to_string(r.value("exit_code", 0))).c_str()
+                      : "",
+                  r.contains("reason") ? (": " + r.value("reason", "")).c_str() : "");
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+
+void register_cmd_command(CLI::App& app, CommandAction& action, ConnectionFlags& flags) {
+  auto* cmd = app.add_subcommand(
+      "cmd", "Durable commands to nodes by name: delivered even while a node is offline");
+  cmd->require_subcommand(1);
+  auto s = std::make_shared<SendOptions>();
+  auto* send = cmd->add_subcommand("send", "Send a command to nodes and wait for its result");
+  send->add_option("nodes", s->nodes, "NODE[,NODE...]: node names (or ids)");
+  send->add_option("args", s->args, "the command's argv (after --)");
+  send->add_option("--method", s->method,
+                   "hello, cliCommand (shellCommand), textLogging or deploy (default: cliCommand "
+                   "with ARGS, else hello)");
+  send->add_option("--file", s->file, "send the messages of a JSON file (seed 004's format)");
+  send->add_option("--timeout", s->method_timeout, "seconds the command may run (methodTimeout)");
+  send->add_option("--wait", s->wait, "seconds to wait for the result")->capture_default_str();
+  send->add_flag("--no-wait", s->no_wait, "print the id and return at once");
+  send->add_option("--retry-for", s->retry_for,
+                   "seconds to keep trying to file it while the server cannot be reached")
+      ->capture_default_str();
+  send->add_option("--retries", s->retries, "runs again after the node died during it, at most")
+      ->capture_default_str();
+  send->footer(
+      "Examples: nex cmd send ship1 -- uptime\n"
+      "          nex cmd send ship1,ship2 --no-wait -- systemctl restart app\n"
+      "          nex cmd send --file msg.json\n"
+      "Exit code: the command's own when every node answered; 1 when one did not in time.");
+  on_parsed(send, action, [s, &flags] { return cmd_send(flags, *s); });
+
+  auto inbox_file = std::make_shared<std::string>();
+  auto* inbox = cmd->add_subcommand(
+      "inbox", "Send what is appended to FILE (steward's inmsg.txt), then empty it; until Ctrl-C");
+  inbox->add_option("file", *inbox_file, "the file to watch (created when missing)")->required();
+  on_parsed(inbox, action, [inbox_file, &flags] { return cmd_inbox(flags, *inbox_file); });
+
+  auto l = std::make_shared<ListOptions>();
+  auto* ls = cmd->add_subcommand("ls", "Every command and its state");
+  ls->add_option("--node", l->node, "only this node's");
+  ls->add_option("--status", l->status,
+                 "only this state: pending, received, done, failed, refused, timeout")
+      ->check(CLI::IsMember({"pending", "received", "done", "failed", "refused", "timeout"}));
+  on_parsed(ls, action, [l, &flags] { return cmd_ls(flags, *l); });
+
+  auto id = std::make_shared<std::string>();
+  auto wait = std::make_shared<double>(0);
+  auto* result = cmd->add_subcommand("result", "A command's result (exit code: the command's)");
+  result->add_option("id", *id, "the command's id")->required();
+  result->add_option("--wait", *wait, "seconds to wait for it when not there yet");
+  on_parsed(result, action, [id, wait, &flags] { return cmd_result(flags, *id, *wait); });
+
+  auto g = std::make_shared<ListOptions>();
+  auto* log =
+      cmd->add_subcommand("log", "The audit trail: every command and result, in time order");
+  log->add_option("--node", g->node, "only this node's");
+  log->add_option("--since", g->since,
+                  "from this time (2026-12-03T10:00:00Z) or age (15m, 2h, 7d)");
+  on_parsed(log, action, [g, &flags] { return cmd_log(flags, *g); });
+}
+
+}  // namespace nex::cli

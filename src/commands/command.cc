@@ -1,0 +1,207 @@
+#include "commands/command.h"
+
+#include <unistd.h>
+
+#include <climits>
+
+#include "api/json_fields.h"
+#include "core/encoding.h"
+
+namespace nex::commands {
+
+using api::FieldReader;
+using nlohmann::json;
+
+const MethodInfo* find_method(std::string_view name) {
+  for (const auto& m : kMethods) {
+    if (name == m.name) return &m;
+  }
+  return nullptr;
+}
+
+Status validate_name(std::string_view name, const char* field) {
+  const bool ok =
+      !name.empty() && name.size() <= 64 && std::all_of(name.begin(), name.end(), [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-';
+      });
+  if (ok) return {};
+  return fail(ErrorCode::kInvalidArgument, std::string("field '") + field +
+                                               "' must be 1 to 64 of [A-Za-z0-9_-] (got '" +
+                                               std::string(name) + "')");
+}
+
+std::string default_node_name() {
+  char host[HOST_NAME_MAX + 1] = {};
+  if (::gethostname(host, sizeof host - 1) != 0 || host[0] == '\0') return "nex-node";
+  std::string name = host;
+  for (char& c : name) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '-') c = '-';
+  }
+  return name.substr(0, 64);
+}
+
+std::string command_subject(const std::string& node, bool command, const std::string& method) {
+  return "$NEX.cmd." + node + (command ? ".command." : ".event.") + method;
+}
+
+std::string result_subject(const std::string& node, const std::string& id) {
+  return "$NEX.cmdresult." + node + "." + id;
+}
+
+json to_json(const Command& c) {
+  json j = {{"id", c.id},
+            {"toNode", c.to_node},
+            {"data", c.data},
+            {"commandOrEvent", c.command_or_event},
+            {"method", c.method},
+            {"methodTimeout", c.method_timeout},
+            {"retries", c.retries},
+            {"ACKTimeout", c.ack_timeout},
+            {"fromNode", c.from_node},
+            {"sentAt", c.sent_at},
+            {"issuer", c.issuer}};
+  if (!c.to_nodes.empty()) j["toNodes"] = c.to_nodes;
+  if (!c.method_args.empty()) j["methodArgs"] = c.method_args;
+  if (c.method == method::kDeploy) {
+    j["namespace"] = c.ns;
+    j["deploy"] = c.deploy;
+  }
+  if (!c.signature.empty()) j["signature"] = c.signature;
+  return j;
+}
+
+Result<Command> parse_command_draft(const json& j, const std::string& what) {
+  if (!j.is_object()) return fail(ErrorCode::kInvalidArgument, what + " must be a JSON object");
+  FieldReader f(j, what);
+  f.no_unknown_fields({"id", "toNode", "toNodes", "data", "commandOrEvent", "method", "methodArgs",
+                       "methodTimeout", "retries", "ACKTimeout", "fromNode", "namespace", "deploy",
+                       "sentAt", "issuer", "signature"});
+  Command c;
+  f.string("id", c.id);
+  f.string("toNode", c.to_node);
+  f.string_list("toNodes", c.to_nodes);
+  f.string_list("data", c.data);
+  f.string("commandOrEvent", c.command_or_event);
+  f.string("method", c.method, true);
+  f.string_list("methodArgs", c.method_args);
+  f.integer("methodTimeout", c.method_timeout);
+  f.integer("retries", c.retries);
+  f.integer("ACKTimeout", c.ack_timeout);
+  f.string("fromNode", c.from_node);
+  f.string("namespace", c.ns);
+  if (const json* d = f.raw("deploy")) c.deploy = *d;
+  f.string("sentAt", c.sent_at);
+  f.string("issuer", c.issuer);
+  f.string("signature", c.signature);
+  NEX_RETURN_IF_ERROR(f.status());
+  auto bad = [&](const std::string& text) {
+    return fail(ErrorCode::kInvalidArgument, what + ": " + text);
+  };
+  if (c.to_node.empty() && c.to_nodes.empty())
+    return bad("field 'toNode' (or 'toNodes') must name the node the message is for");
+  for (const auto& n : c.to_nodes) {
+    if (auto st = validate_name(n, "toNodes"); !st) return bad(st.error().message);
+  }
+  if (!c.to_node.empty()) {
+    if (auto st = validate_name(c.to_node, "toNode"); !st) return bad(st.error().message);
+  }
+  if (c.command_or_event != "command" && c.command_or_event != "event")
+    return bad("field 'commandOrEvent' must be \"command\" or \"event\"");
+  if (auto st = validate_name(c.method, "method"); !st) return bad(st.error().message);
+  if (!c.id.empty()) {
+    if (auto st = validate_name(c.id, "id"); !st) return bad(st.error().message);
+  }
+  if (c.method_timeout < 0) return bad("field 'methodTimeout' must be seconds, 0 or more");
+  if (c.retries < 0 || c.retries > 100) return bad("field 'retries' must be 0 to 100");
+  if (c.ack_timeout < 0) return bad("field 'ACKTimeout' must be seconds, 0 or more");
+  if (c.method == method::kDeploy && !c.deploy.is_object())
+    return bad("field 'deploy' must be the deploy request (an object) for method deploy");
+  return c;
+}
+
+Result<Command> parse_command(std::string_view text) {
+  auto j = FieldReader::parse_object(text, "command");
+  if (!j) return fail(j.error());
+  auto c = parse_command_draft(*j, "command");
+  if (!c) return c;
+  for (auto [value, field] : {std::pair{&c->id, "id"},
+                              {&c->to_node, "toNode"},
+                              {&c->issuer, "issuer"},
+                              {&c->signature, "signature"}}) {
+    if (value->empty())
+      return fail(ErrorCode::kInvalidArgument,
+                  std::string("command: field '") + field + "' is required");
+  }
+  return c;
+}
+
+std::string signing_bytes(const Command& c) {
+  json j = to_json(c);
+  j.erase("signature");
+  return api::dump(j);  // nlohmann objects keep their keys sorted
+}
+
+void sign(Command& c, const crypto::KeyPair& issuer) {
+  c.issuer = issuer.public_key();
+  c.signature.clear();
+  const auto sig = issuer.sign(as_bytes(signing_bytes(c)));
+  c.signature = base64_encode(sig, Base64::kUrlNoPad);
+}
+
+Status verify_signature(const Command& c) {
+  auto issuer = crypto::decode_public_key(crypto::KeyType::kAccount, c.issuer);
+  if (!issuer)
+    return fail(ErrorCode::kPermissionDenied,
+                "field 'issuer' is not an account public key (A...): " + issuer.error().message);
+  auto sig = base64_decode(c.signature, Base64::kUrlNoPad);
+  if (!sig || sig->size() != 64)
+    return fail(ErrorCode::kPermissionDenied,
+                "field 'signature' is not a base64url Ed25519 signature");
+  if (auto st = crypto::verify(c.issuer, as_bytes(signing_bytes(c)), *sig); !st)
+    return fail(ErrorCode::kPermissionDenied,
+                "the signature does not match the message and its issuer " + c.issuer);
+  return {};
+}
+
+json to_json(const CommandResult& r) {
+  json j = {{"id", r.id},         {"node", r.node},     {"node_id", r.node_id},
+            {"method", r.method}, {"status", r.status}, {"attempt", r.attempt}};
+  if (!r.reason.empty()) j["reason"] = r.reason;
+  if (r.exit_code) j["exit_code"] = *r.exit_code;
+  if (is_final(r.status)) {
+    j["stdout"] = r.stdout_text;
+    j["stderr"] = r.stderr_text;
+    if (r.stdout_truncated) j["stdout_truncated"] = true;
+    if (r.stderr_truncated) j["stderr_truncated"] = true;
+    j["ended"] = r.ended;
+  }
+  j["started"] = r.started;
+  return j;
+}
+
+Result<CommandResult> parse_result(std::string_view text) {
+  auto j = FieldReader::parse_object(text, "command result");
+  if (!j) return fail(j.error());
+  FieldReader f(*j, "command result");
+  CommandResult r;
+  f.string("id", r.id, true);
+  f.string("node", r.node);
+  f.string("node_id", r.node_id);
+  f.string("method", r.method);
+  f.string("status", r.status, true);
+  f.string("reason", r.reason);
+  std::optional<int64_t> code;
+  f.optional_integer("exit_code", code);
+  if (code) r.exit_code = static_cast<int>(*code);
+  f.string("stdout", r.stdout_text);
+  f.string("stderr", r.stderr_text);
+  f.boolean("stdout_truncated", r.stdout_truncated);
+  f.boolean("stderr_truncated", r.stderr_truncated);
+  f.string("started", r.started);
+  f.string("ended", r.ended);
+  f.integer("attempt", r.attempt);
+  NEX_RETURN_IF_ERROR(f.status());
+  return r;
+}
+
+}  // namespace nex::commands
