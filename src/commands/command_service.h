@@ -27,6 +27,13 @@
 
 namespace nex::commands {
 
+// commands.cli_command: running programs on the node, off unless enabled.
+struct CliCommandConfig {
+  bool enabled = false;
+  std::vector<std::string> allow;  // argv[0] as written: "uptime", "/usr/bin/systemctl"
+  std::string user;                // run as; default: nobody when the node is root
+};
+
 // The node config's "commands" object.
 struct CommandsConfig {
   bool enabled = true;
@@ -34,11 +41,7 @@ struct CommandsConfig {
   int64_t default_timeout_s = 60;      // a method's time limit when the message sets none
   int64_t max_timeout_s = 3600;        // the most a message may ask for
   int64_t output_limit_bytes = 65536;  // stdout and stderr kept per result, each
-  struct {
-    bool enabled = false;
-    std::vector<std::string> allow;  // argv[0] as written: "uptime", "/usr/bin/systemctl"
-    std::string user;                // run as; default: nobody when the node is root
-  } cli_command;
+  CliCommandConfig cli_command;
   std::filesystem::path text_log_file;  // default: {state_dir}/commands/textlog.txt
   // The JetStream domain the streams are in, for a node on a leaf server whose JetStream is
   // its hub's ($JS.{domain}.API); empty: the connected server's own.
