@@ -16,6 +16,7 @@
 #include "commands/command_service.h"
 #include "commands/sender.h"
 #include "commands/store.h"
+#include "core/nuid.h"
 #include "nats/connection.h"
 
 using namespace nex;
@@ -50,8 +51,7 @@ T check(Result<T> r, const char* what) {
 }
 
 std::unique_ptr<commands::CommandService> start_node(const std::string& url,
-                                                     const std::string& name,
-                                                     const fs::path& dir) {
+                                                     const std::string& name, const fs::path& dir) {
   auto conn = check(nats::Connection::connect({.urls = {url}, .send_asap = true}), "connect");
   commands::CommandServiceOptions o{.connection = conn};
   o.node_name = name;
@@ -70,8 +70,10 @@ void row(const char* what, const std::vector<double>& v) {
 int main(int argc, char** argv) {
   const Args args = parse(argc, argv);
   auto server = check(nats::LocalNatsServer::start({}), "nats-server");
-  const fs::path dir = fs::temp_directory_path() / ("nex-command-bench-" + std::to_string(getpid()));
-  auto conn = check(nats::Connection::connect({.urls = {server.url()}, .send_asap = true}), "connect");
+  const fs::path dir =
+      fs::temp_directory_path() / ("nex-command-bench-" + std::to_string(getpid()));
+  auto conn =
+      check(nats::Connection::connect({.urls = {server.url()}, .send_asap = true}), "connect");
   auto js = check(nats::JetStream::create(conn), "jetstream");
   if (auto st = commands::ensure_streams(js); !st) {
     std::fprintf(stderr, "streams: %s\n", st.error().message.c_str());
@@ -82,9 +84,10 @@ int main(int argc, char** argv) {
   // Round trips, one at a time.
   std::vector<double> plain, hello;
   {
-    auto responder = check(conn.subscribe("bench.hello", [&](nats::Message m) {
-      (void)conn.publish(m.reply(), "hello from bench");
-    }), "subscribe");
+    auto responder = check(
+        conn.subscribe("bench.hello",
+                       [&](nats::Message m) { (void)conn.publish(m.reply(), "hello from bench"); }),
+        "subscribe");
     (void)conn.flush();
     for (int i = 0; i < args.round_trips; ++i) {
       const auto t = std::chrono::steady_clock::now();
@@ -97,10 +100,10 @@ int main(int argc, char** argv) {
     c.method = commands::method::kHello;
     for (int i = 0; i < args.round_trips; ++i) {
       const auto t = std::chrono::steady_clock::now();
-      auto sent = check(commands::send_command(js, c, issuer, 5s), "send");
-      auto got = check(commands::wait_for_results(js, sent[0].id, {"rt"},
-                                                  std::chrono::steady_clock::now() + 10s),
-                       "wait");
+      c.id = next_nuid();
+      auto watch = check(commands::ResultWatch::start(js, c.id), "watch");
+      check(commands::send_command(js, c, issuer, 5s), "send");
+      auto got = watch.wait({"rt"}, std::chrono::steady_clock::now() + 10s);
       if (!got.empty() && got[0].status == commands::status::kDone)
         hello.push_back(bench::ms(std::chrono::steady_clock::now() - t));
     }
@@ -120,19 +123,29 @@ int main(int argc, char** argv) {
   std::mutex mu;
   std::condition_variable cv;
   int finals = 0;
-  auto counter = check(conn.subscribe("$NEX.cmdresult.>", [&](nats::Message m) {
-    if (m.data().find("\"status\":\"done\"") == std::string_view::npos) return;
-    std::lock_guard l(mu);
-    ++finals;
-    cv.notify_all();
-  }), "subscribe results");
+  auto counter =
+      check(conn.subscribe("$NEX.cmdresult.>",
+                           [&](nats::Message m) {
+                             if (m.data().find("\"status\":\"done\"") == std::string_view::npos)
+                               return;
+                             std::lock_guard l(mu);
+                             ++finals;
+                             cv.notify_all();
+                           }),
+            "subscribe results");
   (void)conn.flush();
   const auto start = std::chrono::steady_clock::now();
+  // Filed pipelined: many publishes in flight, their acknowledgements awaited together.
   for (int i = 0; i < args.commands; ++i) {
     commands::Command c;
     c.to_node = "tp" + std::to_string(i % args.nodes);
     c.method = commands::method::kHello;
-    check(commands::send_command(js, c, issuer, 5s), "send");
+    auto msgs = check(commands::sign_for_nodes(c, issuer), "sign");
+    if (auto st = js.publish_async(std::move(msgs[0].message)); !st) return 1;
+  }
+  if (auto st = js.publish_async_complete(30s); !st) {
+    std::fprintf(stderr, "filing: %s\n", st.error().message.c_str());
+    return 1;
   }
   const auto filed = std::chrono::steady_clock::now();
   {
@@ -141,11 +154,13 @@ int main(int argc, char** argv) {
   }
   const auto end = std::chrono::steady_clock::now();
   std::printf("\nThroughput: %d hello commands over %d nodes\n\n", args.commands, args.nodes);
-  std::printf("| %-30s | %10s |\n|--------------------------------|------------|\n", "what", "value");
+  std::printf("| %-30s | %10s |\n|--------------------------------|------------|\n", "what",
+              "value");
   std::printf("| %-30s | %10d |\n", "results done", finals);
   std::printf("| %-30s | %10.1f |\n", "filing all (ms)", bench::ms(filed - start));
   std::printf("| %-30s | %10.1f |\n", "first filed to last done (ms)", bench::ms(end - start));
-  std::printf("| %-30s | %10.0f |\n", "commands per second", finals / (bench::ms(end - start) / 1000));
+  std::printf("| %-30s | %10.0f |\n", "commands per second",
+              finals / (bench::ms(end - start) / 1000));
   counter.unsubscribe_and_wait();
   nodes.clear();
   std::error_code ec;

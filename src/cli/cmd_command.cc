@@ -17,6 +17,7 @@
 #include "commands/sender.h"
 #include "commands/store.h"
 #include "core/clock.h"
+#include "core/nuid.h"
 
 namespace nex::cli {
 namespace {
@@ -161,9 +162,12 @@ int send_and_wait(const ConnectionFlags& flags, std::vector<cmds::Command> draft
       d.to_nodes = *nodes;
     }
     if (auto st = cmds::ensure_streams(*js); !st) return report(st.error());
+    d.id = next_nuid();
+    auto watch = cmds::ResultWatch::start(*js, d.id);  // before filing: no result is missed
+    if (!watch) return report(watch.error());
     auto sent = cmds::send_command(*js, d, *issuer, retry);
     if (!sent) return report(sent.error());
-    const std::string id = sent->front().id;
+    const std::string id = d.id;
     if (!flags.json)
       std::fprintf(
           stderr, "Sent %s %s to %s as %s\n", d.method.c_str(), d.command_or_event.c_str(),
@@ -185,10 +189,9 @@ int send_and_wait(const ConnectionFlags& flags, std::vector<cmds::Command> draft
     const auto start = std::chrono::steady_clock::now();
     const auto ack_deadline = start + std::chrono::seconds(std::max<int64_t>(d.ack_timeout, 1));
     const auto deadline = start + std::chrono::milliseconds(static_cast<int64_t>(o.wait * 1000));
-    auto got = cmds::wait_for_results(*js, id, *nodes, std::min(ack_deadline, deadline));
-    if (!got) return report(got.error());
+    auto got = watch->wait(*nodes, std::min(ack_deadline, deadline));
     std::set<std::string> acked;
-    for (const auto& r : *got) acked.insert(r.node);
+    for (const auto& r : got) acked.insert(r.node);
     if (acked.size() < nodes->size() && !flags.json) {
       for (const auto& n : *nodes) {
         if (!acked.count(n))
@@ -198,16 +201,13 @@ int send_and_wait(const ConnectionFlags& flags, std::vector<cmds::Command> draft
                        n.c_str());
       }
     }
-    if (std::chrono::steady_clock::now() < deadline) {
-      got = cmds::wait_for_results(*js, id, *nodes, deadline);
-      if (!got) return report(got.error());
-    }
+    if (std::chrono::steady_clock::now() < deadline) got = watch->wait(*nodes, deadline);
     std::vector<cmds::CommandResult> final;
-    for (const auto& r : *got) {
+    for (const auto& r : got) {
       if (cmds::is_final(r.status)) final.push_back(r);
     }
     entry["results"] = json::array();
-    for (const auto& r : *got) entry["results"].push_back(cmds::to_json(r));
+    for (const auto& r : got) entry["results"].push_back(cmds::to_json(r));
     out.push_back(entry);
     if (!flags.json) {
       for (const auto& r : final) print_result(r, nodes->size() > 1);

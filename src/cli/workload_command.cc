@@ -13,6 +13,7 @@
 #include "commands/store.h"
 #include "core/elf_info.h"
 #include "core/encoding.h"
+#include "core/nuid.h"
 #include "crypto/jwt.h"
 #include "crypto/xkeys.h"
 #include "nats/object_store.h"
@@ -220,13 +221,15 @@ int queue_deploy(const nats::JetStream& js, const ConnectionFlags& flags, const 
   c.ns = flags.ns;
   c.deploy = api::to_json(*req);
   if (auto st = commands::ensure_streams(js); !st) return report(st.error());
+  c.id = next_nuid();
+  auto watch = commands::ResultWatch::start(js, c.id);
+  if (!watch) return report(watch.error());
   auto sent = commands::send_command(js, c, signer.issuer, std::chrono::seconds(60));
   if (!sent) return report(sent.error());
-  const std::string id = sent->front().id;
-  auto got = commands::wait_for_results(js, id, {node.name},
-                                        std::chrono::steady_clock::now() + std::chrono::seconds(5));
-  if (got && !got->empty() && commands::is_final(got->front().status)) {
-    const auto& r = got->front();
+  const std::string id = c.id;
+  auto got = watch->wait({node.name}, std::chrono::steady_clock::now() + std::chrono::seconds(5));
+  if (!got.empty() && commands::is_final(got.front().status)) {
+    const auto& r = got.front();
     if (r.status != commands::status::kDone)
       return report({ErrorCode::kInvalidArgument,
                      "node " + node.name + " " + r.status + " the queued workload: " + r.reason});

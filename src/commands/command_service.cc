@@ -110,7 +110,14 @@ struct CommandService::Worker {
   std::mutex mu;  // guards consumer (interrupted from stop())
   nats::PullConsumer* consumer = nullptr;
   std::condition_variable cv;  // wakes a retry wait on stop
-  fs::path inflight;           // holds the ack subject of what runs now
+  // The ack subject and id of what runs now (empty when nothing does), for the next start of
+  // the node should this one die. Rewritten in place: a file made and removed per command
+  // costs more than the command.
+  fs::path inflight;
+  void set_inflight(const std::string& ack_subject, const std::string& id) {
+    std::ofstream out(inflight, std::ios::trunc);
+    if (!ack_subject.empty()) out << ack_subject << "\n" << id << "\n";
+  }
 };
 
 CommandService::CommandService(CommandServiceOptions options)
@@ -204,15 +211,14 @@ void CommandService::run(Worker& w) {
     }
     // What the previous run of this node was doing when it died: hand it back to be
     // delivered again at once, ahead of anything newer.
-    if (!w.inflight.empty() && fs::exists(w.inflight)) {
+    if (!w.inflight.empty()) {
       std::ifstream in(w.inflight);
       std::string ack_subject, id;
       std::getline(in, ack_subject);
       std::getline(in, id);
       if (!id.empty()) kill_leftovers(id);
       if (!ack_subject.empty()) (void)consumer->nak(ack_subject);
-      std::error_code ec;
-      fs::remove(w.inflight, ec);
+      w.set_inflight({}, {});
     }
     if (!last_error.empty() && options_.log)
       options_.log("Commands (" + w.durable + "): JetStream is back");
@@ -331,25 +337,22 @@ void CommandService::handle(Worker& w, const nats::Message& msg) {
     if (publish_result(r)) settle();
     return;
   }
-  {
-    std::ofstream out(w.inflight, std::ios::trunc);
-    out << ack_subject << "\n" << c.id << "\n";
-  }
+  w.set_inflight(ack_subject, c.id);
   CommandResult received = r;
   received.status = status::kReceived;
-  if (!publish_result(received)) return;  // stopping: it comes again after the restart
+  // Not waited for: the stream stores it before the final result, which is (same connection,
+  // same order), and a lost `received` only means the sender sees the final result directly.
+  publish_result(received, /*confirmed=*/false);
   CommandResult done = execute(w, c, ack_subject, r);
   if (done.status.empty()) {  // interrupted by stop(): hand it back
     (void)w.consumer->nak(ack_subject);
-    std::error_code ec;
-    fs::remove(w.inflight, ec);
+    w.set_inflight({}, {});
     return;
   }
   done.ended = now();
   if (!publish_result(done)) return;
   settle();
-  std::error_code ec;
-  fs::remove(w.inflight, ec);
+  w.set_inflight({}, {});
 }
 
 CommandResult CommandService::execute(Worker& w, const Command& c, const std::string& ack_subject,
@@ -481,13 +484,18 @@ CommandResult CommandService::run_cli_command(Worker& w, const Command& c,
   return r;
 }
 
-bool CommandService::publish_result(const CommandResult& r) {
+bool CommandService::publish_result(const CommandResult& r, bool confirmed) {
   auto backoff = std::chrono::milliseconds(kRetryMin);
   auto msg = nats::Message::create(result_subject(r.node, r.id), api::dump(to_json(r)));
   if (!msg) return false;
   // The same result published twice (a retry after a lost ack) is stored once.
   (void)msg->set_header("Nats-Msg-Id",
                         r.id + "." + r.node + "." + r.status + "." + std::to_string(r.attempt));
+  if (!confirmed) {
+    (void)options_.connection.publish(*msg);
+    audit("result", to_json(r));
+    return true;
+  }
   for (;;) {
     auto ack = js_->publish(*msg);
     if (ack) break;
@@ -504,8 +512,9 @@ void CommandService::audit(const std::string& type, json record) {
   record["audit"] = type;
   record["at"] = now();
   std::lock_guard lock(audit_mu_);
-  std::ofstream out(audit_log(), std::ios::app);
-  out << api::dump(record) << "\n";
+  if (!audit_.is_open()) audit_.open(audit_log(), std::ios::app);
+  audit_ << api::dump(record) << "\n";
+  audit_.flush();  // a line at a time, so a crash loses none that was written
 }
 
 }  // namespace nex::commands

@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -87,8 +88,9 @@ class CommandService {
                         CommandResult result);
   CommandResult run_cli_command(Worker& w, const Command& c, const std::string& ack_subject,
                                 CommandResult result);
-  // Files a result (retrying while JetStream is away) and appends it to the audit log.
-  bool publish_result(const CommandResult& r);
+  // Files a result and appends it to the audit log. `confirmed`: waits for JetStream's ack,
+  // retrying while JetStream is away (false only when stopping).
+  bool publish_result(const CommandResult& r, bool confirmed = true);
   void audit(const std::string& type, nlohmann::json record);
   bool stopping() const { return stopping_; }
 
@@ -96,7 +98,8 @@ class CommandService {
   std::filesystem::path dir_;  // {state_dir}/commands
   std::optional<nats::JetStream> js_;
   std::atomic<bool> stopping_{false};
-  std::mutex audit_mu_;
+  std::mutex audit_mu_;  // guards audit_
+  std::ofstream audit_;
   std::vector<std::unique_ptr<Worker>> workers_;
 };
 

@@ -11,16 +11,13 @@ namespace nex::commands {
 
 using namespace std::chrono_literals;
 
-Result<std::vector<Command>> send_command(const nats::JetStream& js, Command draft,
-                                          const crypto::KeyPair& issuer,
-                                          std::chrono::milliseconds retry_for) {
+Result<std::vector<Signed>> sign_for_nodes(Command draft, const crypto::KeyPair& issuer) {
   if (draft.id.empty()) draft.id = next_nuid();
   if (draft.from_node.empty()) draft.from_node = default_node_name();
   draft.sent_at = rfc3339_nano(std::chrono::system_clock::now());
   const std::vector<std::string> nodes =
       draft.to_nodes.empty() ? std::vector<std::string>{draft.to_node} : draft.to_nodes;
-  const auto deadline = std::chrono::steady_clock::now() + retry_for;
-  std::vector<Command> sent;
+  std::vector<Signed> out;
   for (const auto& node : nodes) {
     Command c = draft;
     c.to_node = node;
@@ -29,16 +26,30 @@ Result<std::vector<Command>> send_command(const nats::JetStream& js, Command dra
                                      api::dump(to_json(c)));
     if (!msg) return fail(msg.error());
     NEX_RETURN_IF_ERROR(msg->set_header("Nats-Msg-Id", c.id + "." + node));
+    out.push_back({std::move(c), std::move(*msg)});
+  }
+  return out;
+}
+
+Result<std::vector<Command>> send_command(const nats::JetStream& js, Command draft,
+                                          const crypto::KeyPair& issuer,
+                                          std::chrono::milliseconds retry_for) {
+  auto signed_msgs = sign_for_nodes(std::move(draft), issuer);
+  if (!signed_msgs) return fail(signed_msgs.error());
+  const auto deadline = std::chrono::steady_clock::now() + retry_for;
+  std::vector<Command> sent;
+  for (auto& s : *signed_msgs) {
     auto backoff = 100ms;
     for (;;) {
-      auto ack = js.publish(*msg);
+      auto ack = js.publish(s.message);
       if (ack) break;
       if (std::chrono::steady_clock::now() + backoff >= deadline)
-        return fail(ack.error().wrap("command " + c.id + " for " + node + " was not filed"));
+        return fail(ack.error().wrap("command " + s.command.id + " for " + s.command.to_node +
+                                     " was not filed"));
       std::this_thread::sleep_for(backoff);
       backoff = std::min(backoff * 2, std::chrono::milliseconds(2s));
     }
-    sent.push_back(std::move(c));
+    sent.push_back(std::move(s.command));
   }
   return sent;
 }
@@ -86,48 +97,75 @@ Result<std::vector<FiledResult>> read_results(const nats::JetStream& js, const s
   return out;
 }
 
-Result<std::vector<CommandResult>> wait_for_results(
-    const nats::JetStream& js, const std::string& id, const std::vector<std::string>& nodes,
-    std::chrono::steady_clock::time_point deadline,
-    const std::function<void(const CommandResult&)>& on_result) {
-  std::map<std::string, CommandResult> latest;
-  auto done = [&] {
+Result<ResultWatch> ResultWatch::start(const nats::JetStream& js, const std::string& id) {
+  auto sub = js.connection().subscribe_sync("$NEX.cmdresult.*." + id);
+  if (!sub) return fail(sub.error());
+  NEX_RETURN_IF_ERROR(js.connection().flush());
+  return ResultWatch(js, id, std::move(*sub));
+}
+
+void ResultWatch::take(CommandResult r) {
+  auto it = latest_.find(r.node);
+  // A `received` arriving late never hides the final result.
+  if (it != latest_.end() && is_final(it->second.status) && !is_final(r.status)) return;
+  latest_[r.node] = std::move(r);
+}
+
+std::vector<CommandResult> ResultWatch::wait(const std::vector<std::string>& nodes,
+                                             std::chrono::steady_clock::time_point deadline) {
+  auto missing = [&] {
+    std::vector<std::string> out;
     for (const auto& n : nodes) {
-      auto it = latest.find(n);
-      if (it == latest.end() || !is_final(it->second.status)) return false;
+      auto it = latest_.find(n);
+      if (it == latest_.end() || !is_final(it->second.status)) out.push_back(n);
     }
-    return true;
+    return out;
   };
-  std::optional<nats::SyncSubscription> sub;
-  while (!done() && std::chrono::steady_clock::now() < deadline) {
-    if (!sub) {
-      auto s = js.ordered_consumer(kResultStream, "$NEX.cmdresult.*." + id);
-      if (!s) {  // the server is away: try again until the deadline
-        std::this_thread::sleep_for(200ms);
-        continue;
+  // What the stream holds for the nodes still missing: filed before this watch, or while its
+  // connection was down.
+  auto read_stream = [&] {
+    for (const auto& n : missing()) {
+      if (auto m = js_.last_message(kResultStream, result_subject(n, id_))) {
+        if (auto r = parse_result(m->data())) take(std::move(*r));
       }
-      sub = std::move(*s);
     }
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
-    auto m = sub->next(std::max(left, 1ms));
-    if (!m) {
-      if (m.error().code != ErrorCode::kTimeout) sub.reset();
-      continue;
+  };
+  auto last_read = std::chrono::steady_clock::now();
+  while (!missing().empty()) {
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= deadline) break;
+    auto m =
+        sub_.next(std::min(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now),
+                           std::chrono::milliseconds(1s)));
+    if (m) {
+      if (auto r = parse_result(m->data())) take(std::move(*r));
+    } else if (m.error().code != ErrorCode::kTimeout) {
+      std::this_thread::sleep_for(100ms);  // the connection is away; it reconnects
     }
-    auto r = parse_result(m->data());
-    if (!r) continue;
-    auto it = latest.find(r->node);
-    // A later attempt's `received` does not hide an earlier final result.
-    if (it != latest.end() && is_final(it->second.status) && !is_final(r->status)) continue;
-    if (on_result) on_result(*r);
-    latest[r->node] = std::move(*r);
+    if (std::chrono::steady_clock::now() - last_read >= 1s) {
+      read_stream();
+      last_read = std::chrono::steady_clock::now();
+    }
   }
+  if (!missing().empty()) read_stream();
   std::vector<CommandResult> out;
   for (const auto& n : nodes) {
-    if (auto it = latest.find(n); it != latest.end()) out.push_back(it->second);
+    if (auto it = latest_.find(n); it != latest_.end()) out.push_back(it->second);
   }
   return out;
+}
+
+Result<std::vector<CommandResult>> wait_for_results(
+    const nats::JetStream& js, const std::string& id, const std::vector<std::string>& nodes,
+    std::chrono::steady_clock::time_point deadline) {
+  auto watch = ResultWatch::start(js, id);
+  if (!watch) return fail(watch.error());
+  // Filed before we came: read first, so a command done long ago answers at once.
+  auto now = watch->wait(nodes, std::chrono::steady_clock::now());
+  if (std::all_of(now.begin(), now.end(), [](const auto& r) { return is_final(r.status); }) &&
+      now.size() == nodes.size())
+    return now;
+  return watch->wait(nodes, deadline);
 }
 
 }  // namespace nex::commands

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <chrono>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -15,8 +16,17 @@
 
 namespace nex::commands {
 
-// Signs `draft` for each node it names (toNode, or every one of toNodes) and files it. Filing is
-// retried (with the same Nats-Msg-Id, so it is stored once) until `retry_for` passes: a server
+// A message signed for one node, ready to file (Nats-Msg-Id {id}.{node}, so a copy filed again
+// is stored once).
+struct Signed {
+  Command command;
+  nats::Message message;
+};
+// `draft` signed for each node it names (toNode, or every one of toNodes); an id is given when
+// it has none.
+Result<std::vector<Signed>> sign_for_nodes(Command draft, const crypto::KeyPair& issuer);
+
+// Signs `draft` for each node and files it. Filing is retried until `retry_for` passes: a server
 // that is restarting or a link that is down for a while does not lose the command.
 Result<std::vector<Command>> send_command(const nats::JetStream& js, Command draft,
                                           const crypto::KeyPair& issuer,
@@ -38,12 +48,31 @@ Result<std::vector<Filed>> read_commands(const nats::JetStream& js, const std::s
 Result<std::vector<FiledResult>> read_results(const nats::JetStream& js, const std::string& filter,
                                               int64_t since_ns = 0);
 
-// Waits until every node in `nodes` has filed a final result for `id`, or `deadline`. What came
-// back by then, the latest per node (a `received` when nothing final came).
-// `on_result` sees each result as it arrives.
-Result<std::vector<CommandResult>> wait_for_results(
-    const nats::JetStream& js, const std::string& id, const std::vector<std::string>& nodes,
-    std::chrono::steady_clock::time_point deadline,
-    const std::function<void(const CommandResult&)>& on_result = {});
+// Waits for the results of one command. Started before the command is filed, it sees each
+// result as the node files it; what was filed before it started (a sender that was offline),
+// or while its connection was down, it reads from the stream.
+class ResultWatch {
+ public:
+  static Result<ResultWatch> start(const nats::JetStream& js, const std::string& id);
+  // Until every node in `nodes` has a final result, or `deadline`: the latest result of each
+  // node that sent one (a `received` when nothing final came).
+  std::vector<CommandResult> wait(const std::vector<std::string>& nodes,
+                                  std::chrono::steady_clock::time_point deadline);
+
+ private:
+  ResultWatch(nats::JetStream js, std::string id, nats::SyncSubscription sub)
+      : js_(std::move(js)), id_(std::move(id)), sub_(std::move(sub)) {}
+  void take(CommandResult r);
+  nats::JetStream js_;
+  std::string id_;
+  nats::SyncSubscription sub_;
+  std::map<std::string, CommandResult> latest_;  // by node
+};
+
+// A watch started now: for results that may have been filed already.
+Result<std::vector<CommandResult>> wait_for_results(const nats::JetStream& js,
+                                                    const std::string& id,
+                                                    const std::vector<std::string>& nodes,
+                                                    std::chrono::steady_clock::time_point deadline);
 
 }  // namespace nex::commands

@@ -27,8 +27,8 @@ namespace {
 
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
-using nlohmann::json;
 using ::nex::testing::slurp;
+using nlohmann::json;
 
 const fs::path kBinDir = fs::path(NEX_BINARY).parent_path();
 
@@ -52,22 +52,19 @@ class CommandsTest : public ::testing::Test {
     dir_ = fs::temp_directory_path() /
            ("nex-commands-" + std::to_string(getpid()) + "-" + std::to_string(++n));
     fs::create_directories(dir_ / "home/.nex");
-    {
-      std::ofstream(dir_ / "home/.nex/issuer.nk") << issuer_.seed() << "\n";
-    }
+    { std::ofstream(dir_ / "home/.nex/issuer.nk") << issuer_.seed() << "\n"; }
     fs::permissions(dir_ / "home/.nex/issuer.nk", fs::perms::owner_read | fs::perms::owner_write);
     hub_config_ = dir_ / "hub.conf";
     write_hub_config("127.0.0.1:-1");
-    auto hub = nats::LocalNatsServer::start({.store_dir = dir_ / "hub-js",
-                                             .work_dir = dir_ / "hub",
-                                             .config_file = hub_config_});
+    auto hub = nats::LocalNatsServer::start(
+        {.store_dir = dir_ / "hub-js", .work_dir = dir_ / "hub", .config_file = hub_config_});
     ASSERT_TRUE(hub) << hub.error().message;
     hub_ = std::make_unique<nats::LocalNatsServer>(std::move(*hub));
     // The port it chose for leaf nodes; restarts listen there again.
     std::smatch m;
     const std::string log = slurp(hub_->log_file());
-    ASSERT_TRUE(std::regex_search(log, m,
-                                  std::regex("Listening for leafnode connections on ([0-9.]+:[0-9]+)")))
+    ASSERT_TRUE(std::regex_search(
+        log, m, std::regex("Listening for leafnode connections on ([0-9.]+:[0-9]+)")))
         << log;
     leafnode_listen_ = m[1];
     write_hub_config(leafnode_listen_);
@@ -117,12 +114,12 @@ class CommandsTest : public ::testing::Test {
     std::ofstream(conf) << config.dump();
     static int n = 0;
     const fs::path log = dir_ / (name + "-" + std::to_string(++n) + ".log");
-    auto p = Subprocess::spawn({.argv = {NEX_BINARY, "-s", url.empty() ? hub_->url() : url, "node",
-                                         "up", "--config", conf.string(), "--state-dir",
-                                         state_dir(name).string()},
-                                .env = {"HOME=" + (dir_ / "home").string()},
-                                .stdout_path = log.string(),
-                                .stderr_path = log.string()});
+    auto p = Subprocess::spawn(
+        {.argv = {NEX_BINARY, "-s", url.empty() ? hub_->url() : url, "node", "up", "--config",
+                  conf.string(), "--state-dir", state_dir(name).string()},
+         .env = {"HOME=" + (dir_ / "home").string()},
+         .stdout_path = log.string(),
+         .stderr_path = log.string()});
     EXPECT_TRUE(p) << p.error().message;
     nodes_.push_back(std::make_unique<NodeProcess>(NodeProcess{std::move(*p), log}));
     for (int i = 0; i < 200 && slurp(log).find("awaiting commands") == std::string::npos; ++i)
@@ -229,8 +226,7 @@ TEST_F(CommandsTest, SendWaitsPrintsTheOutputAndExitsWithTheCommandsCode) {
 TEST_F(CommandsTest, ANodeOfflineNowIsSaidToBeSoAndTheResultComesLater) {
   auto sent = nex({"cmd", "send", "edge9", "--wait", "2", "--", "echo", "later"});
   EXPECT_EQ(sent.code, 1);
-  EXPECT_NE(sent.err.find("Node edge9 has not taken it yet (it may be offline)"),
-            std::string::npos)
+  EXPECT_NE(sent.err.find("Node edge9 has not taken it yet (it may be offline)"), std::string::npos)
       << sent.err;
   std::smatch m;
   ASSERT_TRUE(std::regex_search(sent.err, m, std::regex("`nex cmd result ([A-Za-z0-9]+)`")))
@@ -408,11 +404,11 @@ TEST_F(CommandsTest, Seed004MessagesWorkFromAFileAndThroughAnInbox) {
   // The inbox: appended messages are sent, the file emptied, the results printed.
   const fs::path inbox = dir_ / "inmsg.txt";
   const std::string stem = (dir_ / "inbox").string();
-  auto watcher = Subprocess::spawn({.argv = {NEX_BINARY, "-s", hub_->url(), "cmd", "inbox",
-                                             inbox.string()},
-                                    .env = {"HOME=" + (dir_ / "home").string()},
-                                    .stdout_path = stem + ".out",
-                                    .stderr_path = stem + ".err"});
+  auto watcher =
+      Subprocess::spawn({.argv = {NEX_BINARY, "-s", hub_->url(), "cmd", "inbox", inbox.string()},
+                         .env = {"HOME=" + (dir_ / "home").string()},
+                         .stdout_path = stem + ".out",
+                         .stderr_path = stem + ".err"});
   ASSERT_TRUE(watcher);
   for (int i = 0; i < 100 && !fs::exists(inbox); ++i) std::this_thread::sleep_for(50ms);
   std::this_thread::sleep_for(300ms);
@@ -426,7 +422,8 @@ TEST_F(CommandsTest, Seed004MessagesWorkFromAFileAndThroughAnInbox) {
       break;
     std::this_thread::sleep_for(50ms);
   }
-  EXPECT_NE(out.find("from ship1: done (exit 0)"), std::string::npos) << out << slurp(stem + ".err");
+  EXPECT_NE(out.find("from ship1: done (exit 0)"), std::string::npos)
+      << out << slurp(stem + ".err");
   EXPECT_NE(out.find("from central: done"), std::string::npos) << out;
   EXPECT_EQ(slurp(inbox), "");  // emptied, as steward does
   EXPECT_EQ(slurp(state_dir("central") / "commands/textlog.txt"),

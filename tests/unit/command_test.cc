@@ -28,10 +28,8 @@ TEST(CommandTest, ASignedCommandVerifiesAfterTheWireAndAnyChangeBreaksIt) {
   EXPECT_EQ(received->issuer, issuer.public_key());
 
   for (auto change : std::vector<std::function<void(Command&)>>{
-           [](Command& m) { m.data.back() = "rm -rf /"; },
-           [](Command& m) { m.to_node = "ship2"; },
-           [](Command& m) { m.method_timeout = 3600; },
-           [](Command& m) { m.id = "other"; },
+           [](Command& m) { m.data.back() = "rm -rf /"; }, [](Command& m) { m.to_node = "ship2"; },
+           [](Command& m) { m.method_timeout = 3600; }, [](Command& m) { m.id = "other"; },
            [](Command& m) {
              m.issuer = crypto::KeyPair::create(crypto::KeyType::kAccount)->public_key();
            }}) {
