@@ -223,6 +223,29 @@ TEST_F(CommandsTest, SendWaitsPrintsTheOutputAndExitsWithTheCommandsCode) {
   EXPECT_NE(hello.out.find("hello from edge1 (N"), std::string::npos) << hello.out;
 }
 
+TEST_F(CommandsTest, OneCommandToSeveralNodesRunsOnEachAndNodesAreListedByName) {
+  start_node(node_config("edge1"));
+  start_node(node_config("edge2"));
+  auto ls = nex({"node", "ls"});
+  EXPECT_NE(ls.out.find("edge1"), std::string::npos) << ls.out;
+  EXPECT_NE(ls.out.find("edge2"), std::string::npos) << ls.out;
+  auto both = nex({"cmd", "send", "edge1,edge2", "--", "echo", "hi"});
+  EXPECT_EQ(both.code, 0) << both.err;
+  EXPECT_NE(both.out.find("[edge1] hi\n"), std::string::npos) << both.out;
+  EXPECT_NE(both.out.find("[edge2] hi\n"), std::string::npos) << both.out;
+  EXPECT_EQ(audited("edge1").size(), 1u);
+  EXPECT_EQ(audited("edge2").size(), 1u);
+  // By id, as the directory knows it.
+  auto info = json::parse(nex({"node", "ls", "--json"}).out);
+  std::string edge2_id;
+  for (const auto& n : info) {
+    if (n["tags"].value("node_name", "") == "edge2") edge2_id = n.value("node_id", "");
+  }
+  ASSERT_FALSE(edge2_id.empty());
+  auto by_id = nex({"cmd", "send", edge2_id, "--", "echo", "by-id"});
+  EXPECT_EQ(by_id.out, "by-id\n") << by_id.err;
+}
+
 TEST_F(CommandsTest, ANodeOfflineNowIsSaidToBeSoAndTheResultComesLater) {
   auto sent = nex({"cmd", "send", "edge9", "--wait", "2", "--", "echo", "later"});
   EXPECT_EQ(sent.code, 1);
@@ -369,6 +392,35 @@ TEST_F(CommandsTest, RefusedCommandsAreAnsweredWithTheReasonAndNeverRun) {
   auto allowed = nex({"cmd", "send", "edge1", "--", "touch", marker.string()});
   EXPECT_EQ(allowed.code, 0) << allowed.err;
   EXPECT_TRUE(fs::exists(marker));
+}
+
+TEST_F(CommandsTest, AMessageWithAnIdAlreadyDoneIsNotRunAgain) {
+  start_node(node_config("edge1"));
+  auto conn = nats::Connection::connect({.urls = {hub_->url()}});
+  ASSERT_TRUE(conn);
+  auto js = nats::JetStream::create(*conn);
+  ASSERT_TRUE(js);
+  commands::Command c;
+  c.id = "once";
+  c.to_node = "edge1";
+  c.method = "cliCommand";
+  c.data = {"echo", "once"};
+  commands::sign(c, issuer_);
+  // The same message filed twice past JetStream's duplicate window (another Nats-Msg-Id), as a
+  // sender retrying much later would.
+  for (const char* msg_id : {"once.edge1", "once.edge1.later"}) {
+    auto msg = nats::Message::create(commands::command_subject("edge1", true, "cliCommand"),
+                                     commands::to_json(c).dump());
+    ASSERT_TRUE(msg);
+    ASSERT_OK(msg->set_header("Nats-Msg-Id", msg_id));
+    ASSERT_OK(js->publish(*msg));
+  }
+  EXPECT_EQ(result("once").value("stdout", ""), "once\n");
+  // A later command ran, so the copy before it was handled.
+  EXPECT_EQ(nex({"cmd", "send", "edge1", "--", "echo", "after"}).out, "after\n");
+  EXPECT_EQ(audited("edge1"), (std::vector<std::string>{"once", audited("edge1").back()}));
+  EXPECT_NE(slurp(state_dir("edge1") / "commands/audit.jsonl").find("\"audit\":\"duplicate\""),
+            std::string::npos);
 }
 
 TEST_F(CommandsTest, Seed004MessagesWorkFromAFileAndThroughAnInbox) {

@@ -37,6 +37,40 @@ TEST(NodeConfig, EveryFieldIsRead) {
   EXPECT_EQ(c->valid_issuers.size(), 1u);
 }
 
+TEST(NodeConfig, DurableCommandsAreConfigured) {
+  auto c = parse_node_config(R"({"node_name": "ship1", "commands": {"retention_days": 7,
+    "default_timeout_s": 5, "max_timeout_s": 600, "output_limit_bytes": 1024,
+    "jetstream_domain": "hub", "text_log_file": "/var/log/t.txt",
+    "cli_command": {"enabled": true, "allow": ["uptime"], "user": "nobody"}}})");
+  ASSERT_TRUE(c) << c.error().message;
+  EXPECT_EQ(c->node_name, "ship1");
+  EXPECT_EQ(c->commands.retention_days, 7);
+  EXPECT_EQ(c->commands.max_timeout_s, 600);
+  EXPECT_EQ(c->commands.jetstream_domain, "hub");
+  EXPECT_TRUE(c->commands.cli_command.enabled);
+  EXPECT_EQ(c->commands.cli_command.allow, std::vector<std::string>{"uptime"});
+  // Off unless enabled.
+  EXPECT_FALSE(parse_node_config("{}")->commands.cli_command.enabled);
+
+  auto error = [](const char* text) {
+    auto r = parse_node_config(text);
+    return r ? std::string("parsed") : r.error().message;
+  };
+  EXPECT_EQ(error(R"({"node_name": "ship 1"})"),
+            "node config: field 'node_name' must be 1 to 64 of [A-Za-z0-9_-] (got 'ship 1')");
+  EXPECT_EQ(error(R"({"commands": {"cli_command": {"enabled": true}}})"),
+            "node config: commands.cli_command: field 'allow' must list the commands (argv[0]) "
+            "that may run when enabled");
+  EXPECT_NE(error(R"({"commands": {"retention": 7}})").find("retention"), std::string::npos);
+  EXPECT_NE(error(R"({"commands": {"cli_command": {"enabled": true, "allow": ["ls"],
+    "user": "no-such-user-here"}}})")
+                .find("field 'user' names no user on this host"),
+            std::string::npos);
+  EXPECT_NE(
+      error(R"({"commands": {"max_timeout_s": 1, "default_timeout_s": 10}})").find("max_timeout_s"),
+      std::string::npos);
+}
+
 TEST(NodeConfig, HostServicesAreConfiguredPerService) {
   auto c = parse_node_config(R"({"host_services": {"nats_url": "nats://127.0.0.1:4222",
     "services": {"kv": {"enabled": false}, "objectstore": {"config": {"max_bytes": 8388608}},
