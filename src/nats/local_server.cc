@@ -37,7 +37,6 @@ struct LocalNatsServer::Impl {
   fs::path store_dir;
   fs::path log_file;
   std::string url;
-  std::string leafnode_url;
   int port = 0;
 
   Status launch();
@@ -56,7 +55,6 @@ LocalNatsServer::~LocalNatsServer() = default;
 
 const std::string& LocalNatsServer::url() const { return impl_->url; }
 int LocalNatsServer::port() const { return impl_->port; }
-const std::string& LocalNatsServer::leafnode_url() const { return impl_->leafnode_url; }
 const fs::path& LocalNatsServer::store_dir() const { return impl_->store_dir; }
 const fs::path& LocalNatsServer::log_file() const { return impl_->log_file; }
 pid_t LocalNatsServer::pid() const { return impl_->process.pid(); }
@@ -134,8 +132,6 @@ Status LocalNatsServer::Impl::launch() {
       if (!j.is_discarded() && j.contains("nats") && j["nats"].is_array() && !j["nats"].empty()) {
         url = j["nats"][0].get<std::string>();
         port = std::stoi(url.substr(url.rfind(':') + 1));
-        if (j.contains("leafnode") && j["leafnode"].is_array() && !j["leafnode"].empty())
-          leafnode_url = j["leafnode"][0].get<std::string>();
         return {};
       }
     }

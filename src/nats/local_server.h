@@ -40,8 +40,6 @@ class LocalNatsServer {
   ~LocalNatsServer();
 
   const std::string& url() const;
-  // Where leaf nodes connect ("nats-leaf://..."), when its config listens for them; else empty.
-  const std::string& leafnode_url() const;
   int port() const;
   const std::filesystem::path& store_dir() const;
   const std::filesystem::path& log_file() const;
