@@ -201,7 +201,12 @@ int send_and_wait(const ConnectionFlags& flags, std::vector<cmds::Command> draft
                        n.c_str());
       }
     }
-    if (std::chrono::steady_clock::now() < deadline) got = watch->wait(*nodes, deadline);
+    // Then the results of the nodes that have it; the others are not waited for.
+    const std::vector<std::string> online(acked.begin(), acked.end());
+    if (!online.empty() && std::chrono::steady_clock::now() < deadline) {
+      auto more = watch->wait(online, deadline);
+      got = std::move(more);
+    }
     std::vector<cmds::CommandResult> final;
     for (const auto& r : got) {
       if (cmds::is_final(r.status)) final.push_back(r);
@@ -214,10 +219,12 @@ int send_and_wait(const ConnectionFlags& flags, std::vector<cmds::Command> draft
     }
     if (final.size() < nodes->size()) {
       if (!flags.json)
-        std::fprintf(stderr,
-                     "nex: no result from every node within %.0fs; `nex cmd result %s` shows it "
-                     "later\n",
-                     o.wait, id.c_str());
+        std::fprintf(
+            stderr,
+            "nex: not every node answered within %.0fs; `nex cmd result %s` shows the "
+            "results later\n",
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(),
+            id.c_str());
       code = code ? code : 1;
     } else if (int c = exit_code_of(final); c != 0 && code == 0) {
       code = c;
@@ -229,6 +236,10 @@ int send_and_wait(const ConnectionFlags& flags, std::vector<cmds::Command> draft
 
 int cmd_send(const ConnectionFlags& flags, const SendOptions& o) {
   std::vector<cmds::Command> drafts;
+  if (!o.file.empty() && (!o.nodes.empty() || !o.args.empty() || !o.method.empty()))
+    return report({ErrorCode::kInvalidArgument,
+                   "--file names the nodes and methods itself: give either --file or NODE -- "
+                   "ARGS"});
   if (!o.file.empty()) {
     std::ifstream in(o.file);
     if (!in) return report({ErrorCode::kNotFound, "cannot read " + o.file});
