@@ -405,6 +405,7 @@ CommandResult CommandService::run_cli_command(Worker& w, const Command& c,
     home = pw->pw_dir;
   }
   spawn.env = {kSafePath, "HOME=" + home, "NEX_COMMAND_ID=" + c.id,
+               "NEX_COMMAND_ATTEMPT=" + std::to_string(r.attempt),
                "NEX_NODE_NAME=" + options_.node_name};
   auto child = Subprocess::spawn(spawn);
   if (!child) {
