@@ -147,8 +147,14 @@ int send_and_wait(const ConnectionFlags& flags, std::vector<cmds::Command> draft
   auto issuer = default_issuer();
   if (!issuer) return report(issuer.error());
   const auto retry = std::chrono::milliseconds(static_cast<int64_t>(o.retry_for * 1000));
-  auto js = connect_retrying(flags, std::chrono::steady_clock::now() + retry);
+  const auto give_up = std::chrono::steady_clock::now() + retry;
+  auto js = connect_retrying(flags, give_up);
   if (!js) return report(js.error());
+  // A server that just came back may need a moment for its JetStream.
+  for (auto st = cmds::ensure_streams(*js); !st; st = cmds::ensure_streams(*js)) {
+    if (std::chrono::steady_clock::now() >= give_up) return report(st.error());
+    std::this_thread::sleep_for(500ms);
+  }
   json out = json::array();
   int code = 0;
   for (auto& d : drafts) {
@@ -161,7 +167,6 @@ int send_and_wait(const ConnectionFlags& flags, std::vector<cmds::Command> draft
     } else {
       d.to_nodes = *nodes;
     }
-    if (auto st = cmds::ensure_streams(*js); !st) return report(st.error());
     d.id = next_nuid();
     auto watch = cmds::ResultWatch::start(*js, d.id);  // before filing: no result is missed
     if (!watch) return report(watch.error());
