@@ -1,18 +1,40 @@
 #include "cli/connection_flags.h"
 
+#include <nlohmann/json.hpp>
+
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
 namespace nex::cli {
 
+namespace {
+
+const char* env(const char* name) {
+  const char* v = std::getenv(name);
+  return v && *v ? v : nullptr;
+}
+
+// Where the nats CLI keeps its contexts.
+std::filesystem::path context_dir() {
+  if (const char* xdg = env("XDG_CONFIG_HOME")) return std::filesystem::path(xdg) / "nats/context";
+  const char* home = env("HOME");
+  return std::filesystem::path(home ? home : "/root") / ".config/nats/context";
+}
+
+}  // namespace
+
 void ConnectionFlags::add_to(CLI::App& app) {
-  const char* env = std::getenv("NATS_URL");
-  server = env && *env ? env : "nats://127.0.0.1:4222";
-  app.add_option("-s,--server", server, "NATS server URL(s), comma separated (env NATS_URL)")
-      ->capture_default_str();
+  app.add_option("-s,--server", server,
+                 "NATS server URL(s), comma separated (default: env NATS_URL, the context's "
+                 "url, else nats://127.0.0.1:4222)");
+  app.add_option("--context", context,
+                 "a nats CLI context (~/.config/nats/context/NAME.json; env NATS_CONTEXT): its "
+                 "url, credentials and TLS files, unless flags say otherwise");
   app.add_option("--user", user, "NATS user name");
   app.add_option("--password", password, "NATS password");
+  app.add_option("--token", token, "NATS authentication token");
   app.add_option("--creds", creds, "NATS credentials file (user JWT and seed)");
   app.add_option("--nkey", nkey, "file holding a NATS user nkey seed");
   app.add_option("--tlscert", tls_cert, "TLS client certificate");
@@ -30,6 +52,45 @@ void ConnectionFlags::add_to(CLI::App& app) {
                  "hub's)");
 }
 
+Status ConnectionFlags::apply_context() {
+  if (server.empty()) {
+    if (const char* url = env("NATS_URL")) server = url;
+  }
+  if (context.empty()) {
+    if (const char* name = env("NATS_CONTEXT")) context = name;
+  }
+  if (!context.empty()) {
+    if (context.find('/') != std::string::npos || context.starts_with('.'))
+      return fail(ErrorCode::kInvalidArgument,
+                  "--context takes a context's name, not a path: got '" + context + "'");
+    const auto path = context_dir() / (context + ".json");
+    std::ifstream in(path);
+    if (!in)
+      return fail(ErrorCode::kNotFound, "no nats context '" + context + "' (" + path.string() +
+                                            "); `nats context add` makes one");
+    auto j = nlohmann::json::parse(in, nullptr, false);
+    if (!j.is_object())
+      return fail(ErrorCode::kInvalidArgument, path.string() + " is not a JSON object");
+    auto take = [&](std::string& field, const char* key) {
+      auto it = j.find(key);
+      if (field.empty() && it != j.end() && it->is_string()) field = it->get<std::string>();
+    };
+    take(server, "url");
+    take(user, "user");
+    take(password, "password");
+    take(token, "token");
+    take(creds, "creds");
+    take(nkey, "nkey");
+    take(tls_cert, "cert");
+    take(tls_key, "key");
+    take(tls_ca, "ca");
+    take(js_domain, "jetstream_domain");
+    take(inbox_prefix, "inbox_prefix");
+  }
+  if (server.empty()) server = "nats://127.0.0.1:4222";
+  return {};
+}
+
 Result<nats::ConnectOptions> ConnectionFlags::options(const std::string& client_name) const {
   nats::ConnectOptions o;
   o.name = client_name;
@@ -40,6 +101,8 @@ Result<nats::ConnectOptions> ConnectionFlags::options(const std::string& client_
   }
   o.user = user;
   o.password = password;
+  o.token = token;
+  o.inbox_prefix = inbox_prefix;
   o.creds_file = creds;
   if (!nkey.empty()) {
     std::ifstream in(nkey);

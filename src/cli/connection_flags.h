@@ -1,5 +1,5 @@
-// The NATS connection flags every nex command shares (-s/--server, credentials, TLS), turned
-// into ConnectOptions.
+// The NATS connection flags every nex command shares (-s/--server, credentials, TLS, a `nats`
+// CLI context), turned into ConnectOptions.
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -12,7 +12,9 @@
 namespace nex::cli {
 
 struct ConnectionFlags {
-  std::string server;  // default: $NATS_URL, else nats://127.0.0.1:4222
+  std::string server;   // default: $NATS_URL, else the context's url, else nats://127.0.0.1:4222
+  std::string context;  // --context, env NATS_CONTEXT: ~/.config/nats/context/NAME.json
+  std::string token;
   std::string user;
   std::string password;
   std::string creds;
@@ -24,8 +26,13 @@ struct ConnectionFlags {
   std::string ns = "default";  // --namespace, env NEX_NAMESPACE
   bool json = false;           // --json: machine-readable output
   std::string js_domain;       // --js-domain: JetStream of a hub, from a leaf server
+  std::string inbox_prefix;    // from a context
 
   void add_to(CLI::App& app);
+  // After parsing: fills what the flags left empty from the selected `nats` context (the nats
+  // CLI's files, so `nex --context ExpAdmin devrun ...` works as seed 003 types it), then the
+  // defaults. Explicit flags and NATS_URL win over the context.
+  Status apply_context();
   Result<nats::ConnectOptions> options(const std::string& client_name) const;
   std::chrono::milliseconds timeout() const {
     return std::chrono::milliseconds(static_cast<int64_t>(timeout_seconds * 1000));

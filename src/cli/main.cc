@@ -29,5 +29,10 @@ int main(int argc, char** argv) {
     const int rc = app.exit(e);
     return rc == 0 ? 0 : 2;
   }
-  return action ? action() : 0;
+  if (!action) return 0;
+  if (auto st = flags.apply_context(); !st) {
+    std::fprintf(stderr, "nex: %s\n", st.error().message.c_str());
+    return 1;
+  }
+  return action();
 }

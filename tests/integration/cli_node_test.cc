@@ -53,12 +53,11 @@ class CliNode : public ::testing::Test {
     NEX_REQUIRE_NATS_SERVER();
     state_ = fs::temp_directory_path() / ("nex-cli-node-" + std::to_string(getpid()));
     log_ = state_.string() + ".up.log";
-    std::vector<std::string> argv = {NEX_BINARY, "up", "--port", "0", "--state-dir", state_.string()};
+    std::vector<std::string> argv = {NEX_BINARY, "up",          "--port",
+                                     "0",        "--state-dir", state_.string()};
     if (!config_.empty()) argv.insert(argv.end(), {"--config", config_.string()});
     auto up = Subprocess::spawn(
-        {.argv = argv,
-         .stdout_path = log_.string(),
-         .stderr_path = log_.string()});
+        {.argv = argv, .stdout_path = log_.string(), .stderr_path = log_.string()});
     ASSERT_TRUE(up);
     up_ = std::make_unique<Subprocess>(std::move(*up));
     std::smatch m;
@@ -171,6 +170,55 @@ TEST_F(CliNode, LsAndInfoShowTheNode) {
        {"NEX Node Information", "Xkey: X", "Uptime: ", "Memory in kB:", "Workloads:"}) {
     EXPECT_NE(info.out.find(expect), std::string::npos) << expect << "\n" << info.out;
   }
+}
+
+// Seed 003 types `nex --context ExpAdmin devrun ...`: the nats CLI's contexts name the server.
+TEST_F(CliNode, ANatsContextSaysWhereAndHowToConnect) {
+  const fs::path dir = home() / ".config/nats/context";
+  fs::create_directories(dir);
+  // As `nats context add ExpAdmin --server URL` writes it.
+  std::ofstream(dir / "ExpAdmin.json") << nlohmann::json{
+      {"description", "seed 003"},
+      {"url", url_},
+      {"token", ""},
+      {"user", ""},
+      {"password", ""},
+      {"creds", ""},
+      {"nkey", ""},
+      {"cert", ""},
+      {"key", ""},
+      {"ca", ""},
+      {"nsc", ""},
+      {"jetstream_domain", ""}}.dump(2);
+  // Only what the context says: no NATS_URL in the environment.
+  auto run = [&](std::vector<std::string> args, std::vector<std::string> env = {}) {
+    const fs::path out = home() / "ctx.txt";
+    args.insert(args.begin(), NEX_BINARY);
+    env.push_back("HOME=" + home().string());
+    auto p = Subprocess::spawn({.argv = args,
+                                .env = env,
+                                .clear_env = true,
+                                .stdout_path = out.string(),
+                                .stderr_path = out.string()});
+    auto st = p->wait_for(30s);
+    CliResult r{st ? WEXITSTATUS(*st) : -1, slurp(out)};
+    fs::remove(out);
+    return r;
+  };
+  auto by_flag = run({"--context", "ExpAdmin", "node", "ls"});
+  EXPECT_EQ(by_flag.code, 0) << by_flag.out;
+  EXPECT_NE(by_flag.out.find(node_), std::string::npos) << by_flag.out;
+  auto by_env = run({"node", "ls"}, {"NATS_CONTEXT=ExpAdmin"});
+  EXPECT_NE(by_env.out.find(node_), std::string::npos) << by_env.out;
+  // An explicit flag wins over the context.
+  auto overridden = run({"--context", "ExpAdmin", "-s", "nats://127.0.0.1:1", "node", "ls"});
+  EXPECT_NE(overridden.code, 0);
+  EXPECT_EQ(overridden.out.find(node_), std::string::npos) << overridden.out;
+  auto missing = run({"--context", "Nope", "node", "ls"});
+  EXPECT_EQ(missing.code, 1);
+  EXPECT_NE(missing.out.find("no nats context 'Nope' (" + (dir / "Nope.json").string() + ")"),
+            std::string::npos)
+      << missing.out;
 }
 
 TEST_F(CliNode, ErrorsSayWhatToDo) {
@@ -490,9 +538,10 @@ TEST(CliPreflight, ReportsWhatIsMissingAndInitFixesIt) {
   const fs::path dir = testing::SandboxHost::get().dir() / "preflight";
   fs::create_directories(dir);
   const fs::path config = dir / "config.json";
-  std::ofstream(config) << nlohmann::json{
-      {"rootfs_filepath", dir / "wd" / "rootfs.ext4"},
-      {"cni", {{"network_name", "pfnet"}, {"conf_dir", dir / "cni"}}}}.dump();
+  std::ofstream(config) << nlohmann::json{{"rootfs_filepath", dir / "wd" / "rootfs.ext4"},
+                                          {"cni",
+                                           {{"network_name", "pfnet"}, {"conf_dir", dir / "cni"}}}}
+                               .dump();
   CliResult before = nex({"node", "preflight", "--config", config.string()});
   EXPECT_EQ(before.code, 1) << before.out;
   EXPECT_NE(before.out.find("✅ Dependency Satisfied - /usr/lib/cni/ptp [ptp CNI plugin]"),
