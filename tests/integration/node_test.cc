@@ -537,10 +537,16 @@ TEST_F(NodeTest, GracefulStopUndeploysEverythingAndCleansUp) {
 }
 
 TEST_F(NodeTest, NothingOutlivesANodeKilledWithSigkill) {
-  auto node = Subprocess::spawn({.argv = {(kBinDir / "nex").string(), "node", "up", "-s",
-                                          server().url(), "--state-dir", state_dir_.string()},
-                                 .stdout_path = (state_dir_.string() + ".log"),
-                                 .stderr_path = (state_dir_.string() + ".log")});
+  // The process driver, named: without a config the node would pick the namespace sandbox on
+  // a host prepared with `nex node preflight --init`, whose workloads this test cannot see by
+  // their command lines (sandbox_test covers a sandboxed node's death).
+  const std::string config = state_dir_.string() + ".json";
+  { std::ofstream(config) << R"({"no_sandbox": true})"; }
+  auto node =
+      Subprocess::spawn({.argv = {(kBinDir / "nex").string(), "node", "up", "-s", server().url(),
+                                  "--config", config, "--state-dir", state_dir_.string()},
+                         .stdout_path = (state_dir_.string() + ".log"),
+                         .stderr_path = (state_dir_.string() + ".log")});
   ASSERT_TRUE(node) << node.error().message;
   // Find it, deploy the echo service to it, and check it answers.
   const std::string node_id = wait_for_pinged_node();
@@ -565,6 +571,7 @@ TEST_F(NodeTest, NothingOutlivesANodeKilledWithSigkill) {
   EXPECT_EQ(processes_running("nex-agent", state_dir_.string()), 0) << "an agent outlived the node";
   EXPECT_FALSE(conn_->request("svc.echo.kill", "x", 300ms));
   fs::remove(state_dir_.string() + ".log");
+  fs::remove(config);
 }
 
 }  // namespace
