@@ -55,7 +55,7 @@ std::unique_ptr<commands::CommandService> start_node(const std::string& url,
   auto conn = check(nats::Connection::connect({.urls = {url}, .send_asap = true}), "connect");
   commands::CommandServiceOptions o{.connection = conn};
   o.node_name = name;
-  o.node_id = "N" + name;
+  o.node_key = *crypto::KeyPair::create(crypto::KeyType::kServer);
   o.state_dir = dir / name;
   return check(commands::CommandService::start(std::move(o)), "command service");
 }

@@ -135,11 +135,36 @@ Result<Command> parse_command(std::string_view text) {
   return c;
 }
 
-std::string signing_bytes(const Command& c) {
-  json j = to_json(c);
+namespace {
+
+template <typename T>
+std::string unsigned_bytes(const T& message) {
+  json j = to_json(message);
   j.erase("signature");
   return api::dump(j);  // nlohmann objects keep their keys sorted
 }
+
+Status verify_with(const std::string& key, crypto::KeyType type, const char* key_field,
+                   const std::string& signature, const std::string& bytes) {
+  auto decoded = crypto::decode_public_key(type, key);
+  if (!decoded)
+    return fail(ErrorCode::kPermissionDenied, std::string("field '") + key_field + "' is not a " +
+                                                  std::string(crypto::key_type_name(type)) +
+                                                  " public key: " + decoded.error().message);
+  auto sig = base64_decode(signature, Base64::kUrlNoPad);
+  if (!sig || sig->size() != 64)
+    return fail(ErrorCode::kPermissionDenied,
+                "field 'signature' is not a base64url Ed25519 signature");
+  if (auto st = crypto::verify(key, as_bytes(bytes), *sig); !st)
+    return fail(
+        ErrorCode::kPermissionDenied,
+        std::string("the signature does not match the message and its ") + key_field + " " + key);
+  return {};
+}
+
+}  // namespace
+
+std::string signing_bytes(const Command& c) { return unsigned_bytes(c); }
 
 void sign(Command& c, const crypto::KeyPair& issuer) {
   c.issuer = issuer.public_key();
@@ -149,18 +174,7 @@ void sign(Command& c, const crypto::KeyPair& issuer) {
 }
 
 Status verify_signature(const Command& c) {
-  auto issuer = crypto::decode_public_key(crypto::KeyType::kAccount, c.issuer);
-  if (!issuer)
-    return fail(ErrorCode::kPermissionDenied,
-                "field 'issuer' is not an account public key (A...): " + issuer.error().message);
-  auto sig = base64_decode(c.signature, Base64::kUrlNoPad);
-  if (!sig || sig->size() != 64)
-    return fail(ErrorCode::kPermissionDenied,
-                "field 'signature' is not a base64url Ed25519 signature");
-  if (auto st = crypto::verify(c.issuer, as_bytes(signing_bytes(c)), *sig); !st)
-    return fail(ErrorCode::kPermissionDenied,
-                "the signature does not match the message and its issuer " + c.issuer);
-  return {};
+  return verify_with(c.issuer, crypto::KeyType::kAccount, "issuer", c.signature, signing_bytes(c));
 }
 
 json to_json(const CommandResult& r) {
@@ -176,6 +190,7 @@ json to_json(const CommandResult& r) {
     j["ended"] = r.ended;
   }
   j["started"] = r.started;
+  if (!r.signature.empty()) j["signature"] = r.signature;
   return j;
 }
 
@@ -200,8 +215,20 @@ Result<CommandResult> parse_result(std::string_view text) {
   f.string("started", r.started);
   f.string("ended", r.ended);
   f.integer("attempt", r.attempt);
+  f.string("signature", r.signature);
   NEX_RETURN_IF_ERROR(f.status());
   return r;
+}
+
+void sign(CommandResult& r, const crypto::KeyPair& node_key) {
+  r.node_id = node_key.public_key();
+  r.signature.clear();
+  r.signature = base64_encode(node_key.sign(as_bytes(unsigned_bytes(r))), Base64::kUrlNoPad);
+}
+
+Status verify_signature(const CommandResult& r) {
+  return verify_with(r.node_id, crypto::KeyType::kServer, "node_id", r.signature,
+                     unsigned_bytes(r));
 }
 
 }  // namespace nex::commands

@@ -112,9 +112,14 @@ struct CommandResult {
   std::string started;  // RFC 3339
   std::string ended;
   int64_t attempt = 1;
+  std::string signature;  // base64url Ed25519 by the node's key (node_id) over the rest
 };
 
 nlohmann::json to_json(const CommandResult& r);
 Result<CommandResult> parse_result(std::string_view text);
+void sign(CommandResult& r, const crypto::KeyPair& node_key);
+// The signature is the node_id's. Which node_id a node name stands for is the reader's to check
+// (the NEX_NODES directory).
+Status verify_signature(const CommandResult& r);
 
 }  // namespace nex::commands

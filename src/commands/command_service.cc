@@ -125,7 +125,10 @@ CommandService::CommandService(CommandServiceOptions options)
 
 Result<std::unique_ptr<CommandService>> CommandService::start(CommandServiceOptions options) {
   NEX_RETURN_IF_ERROR(validate_name(options.node_name, "node_name"));
+  if (!options.node_key || options.node_key->type() != crypto::KeyType::kServer)
+    return fail(ErrorCode::kInvalidArgument, "commands: the node's server key is required");
   std::unique_ptr<CommandService> s(new CommandService(std::move(options)));
+  s->node_id_ = s->options_.node_key->public_key();
   std::error_code ec;
   fs::create_directories(s->dir_ / "inflight", ec);
   if (ec) return fail(ErrorCode::kIo, "cannot create " + s->dir_.string() + ": " + ec.message());
@@ -187,7 +190,7 @@ void CommandService::run(Worker& w) {
       continue;
     }
     if (w.method == method::kHello) {  // once per connection to JetStream, by one worker
-      if (auto st = announce_node(*js_, {options_.node_name, options_.node_id, options_.node_xkey});
+      if (auto st = announce_node(*js_, {options_.node_name, node_id_, options_.node_xkey});
           !st && options_.log)
         options_.log("Commands: cannot file this node in " + std::string(kNodeDirectory) + ": " +
                      st.error().message);
@@ -289,7 +292,7 @@ void CommandService::handle(Worker& w, const nats::Message& msg) {
   auto parsed = parse_command(msg.data());
   CommandResult r;
   r.node = options_.node_name;
-  r.node_id = options_.node_id;
+  r.node_id = node_id_;
   r.attempt = attempt;
   r.started = now();
   if (!parsed) {
@@ -312,7 +315,10 @@ void CommandService::handle(Worker& w, const nats::Message& msg) {
   // sender published again) already ran.
   if (auto last = js_->last_message(kResultStream, result_subject(r.node, c.id))) {
     auto prior = parse_result(last->data());
-    if (prior && is_final(prior->status)) {
+    // Only this node's own word counts: anyone else who may publish results cannot stop a
+    // command from running by filing one for it.
+    if (prior && is_final(prior->status) && prior->node_id == node_id_ &&
+        verify_signature(*prior)) {
       audit("duplicate", {{"id", c.id}, {"attempt", attempt}});
       settle();
       return;
@@ -360,7 +366,7 @@ CommandResult CommandService::execute(Worker& w, const Command& c, const std::st
   if (c.method == method::kHello) {
     r.status = status::kDone;
     r.exit_code = 0;
-    r.stdout_text = "hello from " + options_.node_name + " (" + options_.node_id + ")\n";
+    r.stdout_text = "hello from " + options_.node_name + " (" + node_id_ + ")\n";
   } else if (c.method == method::kTextLogging) {
     std::ofstream out(options_.config.text_log_file, std::ios::app);
     for (const auto& line : c.data) out << line << (line.ends_with('\n') ? "" : "\n");
@@ -487,14 +493,16 @@ CommandResult CommandService::run_cli_command(Worker& w, const Command& c,
 
 bool CommandService::publish_result(const CommandResult& r, bool confirmed) {
   auto backoff = std::chrono::milliseconds(kRetryMin);
-  auto msg = nats::Message::create(result_subject(r.node, r.id), api::dump(to_json(r)));
+  CommandResult signed_result = r;
+  sign(signed_result, *options_.node_key);
+  auto msg = nats::Message::create(result_subject(r.node, r.id), api::dump(to_json(signed_result)));
   if (!msg) return false;
   // The same result published twice (a retry after a lost ack) is stored once.
   (void)msg->set_header("Nats-Msg-Id",
                         r.id + "." + r.node + "." + r.status + "." + std::to_string(r.attempt));
   if (!confirmed) {
     (void)options_.connection.publish(*msg);
-    audit("result", to_json(r));
+    audit("result", to_json(signed_result));
     return true;
   }
   for (;;) {
@@ -505,7 +513,7 @@ bool CommandService::publish_result(const CommandResult& r, bool confirmed) {
     std::this_thread::sleep_for(backoff);
     backoff = std::min(backoff * 2, std::chrono::milliseconds(kRetryMax));
   }
-  audit("result", to_json(r));
+  audit("result", to_json(signed_result));
   return true;
 }
 

@@ -23,6 +23,7 @@
 
 #include "commands/command.h"
 #include "core/error.h"
+#include "crypto/nkeys.h"
 #include "nats/connection.h"
 #include "nats/jetstream.h"
 
@@ -54,7 +55,7 @@ Status parse_commands_config(const nlohmann::json& j, CommandsConfig& out);
 
 struct CommandServiceOptions {
   std::string node_name;
-  std::string node_id;
+  std::optional<crypto::KeyPair> node_key;  // the node's server key: its id, signs results
   std::string node_xkey;
   nats::Connection connection;  // the control NATS, where JetStream is
   CommandsConfig config;
@@ -95,6 +96,7 @@ class CommandService {
   bool stopping() const { return stopping_; }
 
   CommandServiceOptions options_;
+  std::string node_id_;        // N..., from node_key
   std::filesystem::path dir_;  // {state_dir}/commands
   std::optional<nats::JetStream> js_;
   std::atomic<bool> stopping_{false};

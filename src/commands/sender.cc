@@ -1,9 +1,11 @@
 #include "commands/sender.h"
 
+#include <cstdio>
 #include <map>
 #include <thread>
 
 #include "api/json_fields.h"
+#include "commands/store.h"
 #include "core/clock.h"
 #include "core/nuid.h"
 
@@ -87,12 +89,32 @@ Result<std::vector<Filed>> read_commands(const nats::JetStream& js, const std::s
   return out;
 }
 
+Status ResultVerifier::check(const CommandResult& r) {
+  NEX_RETURN_IF_ERROR(verify_signature(r));
+  auto it = ids_.find(r.node);
+  if (it == ids_.end()) {
+    auto rec = find_node(js_, r.node);
+    it = ids_.emplace(r.node, rec ? rec->id : std::string()).first;
+  }
+  if (!it->second.empty() && it->second != r.node_id)
+    return fail(ErrorCode::kPermissionDenied, "a result for " + r.id + " claims node " + r.node +
+                                                  ", which is " + it->second + ", not " +
+                                                  r.node_id);
+  return {};
+}
+
 Result<std::vector<FiledResult>> read_results(const nats::JetStream& js, const std::string& filter,
-                                              int64_t since_ns) {
+                                              int64_t since_ns, size_t* rejected) {
   std::vector<FiledResult> out;
+  ResultVerifier verifier(js);
   NEX_RETURN_IF_ERROR(
       read_stream(js, kResultStream, filter, since_ns, [&](const nats::Message& m, int64_t ts) {
-        if (auto r = parse_result(m.data())) out.push_back({std::move(*r), ts});
+        auto r = parse_result(m.data());
+        if (r && verifier.check(*r)) {
+          out.push_back({std::move(*r), ts});
+        } else if (rejected != nullptr) {
+          ++*rejected;
+        }
       }));
   return out;
 }
@@ -105,6 +127,11 @@ Result<ResultWatch> ResultWatch::start(const nats::JetStream& js, const std::str
 }
 
 void ResultWatch::take(CommandResult r) {
+  if (auto st = verifier_.check(r); !st) {
+    if (warned_.insert(st.error().message).second)
+      std::fprintf(stderr, "nex: ignored a result: %s\n", st.error().message.c_str());
+    return;
+  }
   auto it = latest_.find(r.node);
   // A `received` arriving late never hides the final result.
   if (it != latest_.end() && is_final(it->second.status) && !is_final(r.status)) return;

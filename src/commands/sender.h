@@ -6,6 +6,7 @@
 #include <chrono>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -32,6 +33,19 @@ Result<std::vector<Command>> send_command(const nats::JetStream& js, Command dra
                                           const crypto::KeyPair& issuer,
                                           std::chrono::milliseconds retry_for);
 
+// Whether a result comes from the node it names: signed by its node_id, and that node_id is the
+// one the node filed under its name in NEX_NODES (a node never filed there is taken at its
+// word). Lookups are remembered.
+class ResultVerifier {
+ public:
+  explicit ResultVerifier(nats::JetStream js) : js_(std::move(js)) {}
+  Status check(const CommandResult& r);
+
+ private:
+  nats::JetStream js_;
+  std::map<std::string, std::string> ids_;  // node name -> id, "" when not in the directory
+};
+
 // The message as filed, by stream order; with its time of filing.
 struct Filed {
   Command command;
@@ -42,11 +56,13 @@ struct FiledResult {
   int64_t filed_ns = 0;
 };
 
-// Everything filed on `filter` of the stream (since `since_ns`, 0: from the start).
+// Everything filed on `filter` of the stream (since `since_ns`, 0: from the start); results
+// that fail ResultVerifier are left out (`rejected` counts them).
 Result<std::vector<Filed>> read_commands(const nats::JetStream& js, const std::string& filter,
                                          int64_t since_ns = 0);
+// Results that fail ResultVerifier are left out (`rejected` counts them).
 Result<std::vector<FiledResult>> read_results(const nats::JetStream& js, const std::string& filter,
-                                              int64_t since_ns = 0);
+                                              int64_t since_ns = 0, size_t* rejected = nullptr);
 
 // Waits for the results of one command. Started before the command is filed, it sees each
 // result as the node files it; what was filed before it started (a sender that was offline),
@@ -61,12 +77,14 @@ class ResultWatch {
 
  private:
   ResultWatch(nats::JetStream js, std::string id, nats::SyncSubscription sub)
-      : js_(std::move(js)), id_(std::move(id)), sub_(std::move(sub)) {}
+      : js_(js), verifier_(std::move(js)), id_(std::move(id)), sub_(std::move(sub)) {}
   void take(CommandResult r);
   nats::JetStream js_;
+  ResultVerifier verifier_;
   std::string id_;
   nats::SyncSubscription sub_;
   std::map<std::string, CommandResult> latest_;  // by node
+  std::set<std::string> warned_;                 // what was said about ignored results
 };
 
 // A watch started now: for results that may have been filed already.

@@ -253,7 +253,7 @@ Result<std::unique_ptr<Node>> Node::start(NodeOptions options) {
   if (n.options_.config.commands.enabled) {
     auto commands = commands::CommandService::start(
         {.node_name = n.name(),
-         .node_id = id,
+         .node_key = n.identity_.server_key(),
          .node_xkey = n.xkey(),
          .connection = *n.control_,
          .config = n.options_.config.commands,

@@ -397,6 +397,38 @@ TEST_F(CommandsTest, RefusedCommandsAreAnsweredWithTheReasonAndNeverRun) {
   EXPECT_TRUE(fs::exists(marker));
 }
 
+TEST_F(CommandsTest, AResultNotSignedByTheNodeItNamesIsIgnored) {
+  {
+    auto& node = start_node(node_config("edge1"));  // files its id in NEX_NODES
+    node.process.terminate(10s);
+  }
+  auto sent = nex({"cmd", "send", "edge1", "--no-wait", "--", "echo", "real"});
+  const std::string id = ids_in(sent.out).at(0);
+  // Someone who may publish results, but is not edge1, files a success for it.
+  auto conn = nats::Connection::connect({.urls = {hub_->url()}});
+  ASSERT_TRUE(conn);
+  auto js = nats::JetStream::create(*conn);
+  ASSERT_TRUE(js);
+  commands::CommandResult fake{.id = id,
+                               .node = "edge1",
+                               .method = "cliCommand",
+                               .status = commands::status::kDone,
+                               .exit_code = 0,
+                               .stdout_text = "forged\n"};
+  commands::sign(fake, *crypto::KeyPair::create(crypto::KeyType::kServer));
+  ASSERT_OK(js->publish(commands::result_subject("edge1", id), commands::to_json(fake).dump()));
+  auto early = nex({"cmd", "result", id, "--wait", "1"});
+  EXPECT_EQ(early.code, 1);
+  EXPECT_EQ(early.out.find("forged"), std::string::npos) << early.out;
+  auto ls = json::parse(nex({"cmd", "ls", "--json"}).out);
+  EXPECT_EQ(ls.at(0).value("status", ""), "pending") << ls.dump();
+
+  start_node(node_config("edge1"));
+  auto real = nex({"cmd", "result", id, "--wait", "30"});
+  EXPECT_EQ(real.code, 0) << real.err;
+  EXPECT_EQ(real.out, "real\n");
+}
+
 TEST_F(CommandsTest, AMessageWithAnIdAlreadyDoneIsNotRunAgain) {
   start_node(node_config("edge1"));
   auto conn = nats::Connection::connect({.urls = {hub_->url()}});

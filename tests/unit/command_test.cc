@@ -70,6 +70,21 @@ TEST(CommandTest, BadFieldsAreNamed) {
   check(R"({"toNode":"a","method":"deploy"})", "field 'deploy' must be the deploy request");
 }
 
+TEST(CommandTest, AResultIsSignedByItsNode) {
+  const auto node = *crypto::KeyPair::create(crypto::KeyType::kServer);
+  CommandResult r{.id = "x", .node = "ship1", .status = status::kDone, .stdout_text = "ok\n"};
+  sign(r, node);
+  EXPECT_EQ(r.node_id, node.public_key());
+  auto back = parse_result(to_json(r).dump());
+  ASSERT_TRUE(back);
+  EXPECT_TRUE(verify_signature(*back));
+  back->stdout_text = "forged\n";
+  EXPECT_FALSE(verify_signature(*back));
+  back = parse_result(to_json(r).dump());
+  back->node_id = crypto::KeyPair::create(crypto::KeyType::kServer)->public_key();
+  EXPECT_FALSE(verify_signature(*back));
+}
+
 TEST(CommandTest, ResultsRoundTrip) {
   CommandResult r{.id = "x",
                   .node = "ship1",
