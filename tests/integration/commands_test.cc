@@ -331,6 +331,30 @@ TEST_F(CommandsTest, ANodeKilledDuringACommandRunsItAgainFirstAfterItsRestart) {
   EXPECT_EQ(leftovers, 0);
 }
 
+TEST_F(CommandsTest, ANodeStoppedDuringACommandHandsItBackAndRunsItWhenItReturns) {
+  auto& node = start_node(node_config("edge1", {"sh"}));
+  auto slow = nex({"cmd", "send", "edge1", "--no-wait", "--", "sh", "-c",
+                   "if [ \"$NEX_COMMAND_ATTEMPT\" = 1 ]; then sleep 60; fi; echo back"});
+  const std::string id = ids_in(slow.out).at(0);
+  for (int i = 0; i < 100; ++i) {
+    if (slurp(state_dir("edge1") / "commands/audit.jsonl").find("\"received\"") !=
+        std::string::npos)
+      break;
+    std::this_thread::sleep_for(50ms);
+  }
+  // A graceful stop does not wait out the minute: it stops the command and hands it back.
+  const auto t = std::chrono::steady_clock::now();
+  const int status = node.process.terminate(20s);
+  EXPECT_LT(std::chrono::steady_clock::now() - t, 10s);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << slurp(node.log);
+  EXPECT_TRUE(audited("edge1").empty());  // no result was filed for the stopped attempt
+
+  start_node(node_config("edge1", {"sh"}));
+  json r = result(id);
+  EXPECT_EQ(r.value("stdout", ""), "back\n") << r.dump();
+  EXPECT_EQ(r.value("attempt", 0), 2);
+}
+
 TEST_F(CommandsTest, RefusedCommandsAreAnsweredWithTheReasonAndNeverRun) {
   start_node(node_config("edge1", {"touch"}));
   start_node(node_config("edge2", {}));  // cliCommand disabled
