@@ -239,6 +239,11 @@ Result<std::unique_ptr<Node>> Node::start(NodeOptions options) {
   if (!pool) return fail(pool.error());
   n.pool_ = std::move(*pool);
 
+  std::string kept_in;
+  n.store_ = WorkloadStore::open(*n.control_, n.id(), n.options_.state_dir, kept_in);
+  log_line("Workloads are kept in " + kept_in + " to come back after a restart");
+  n.restore_workloads();
+
   const std::string id = n.id();
   n.serve("$NEX.PING", &Node::on_ping);
   n.serve("$NEX.PING." + id, &Node::on_ping);
@@ -275,7 +280,7 @@ Result<std::unique_ptr<Node>> Node::start(NodeOptions options) {
                   {{"version", n.options_.version}, {"id", id}, {"tags", n.tags()}});
 
   for (const auto& req : n.options_.config.autostart) {
-    auto r = n.deploy("default", api::dump(api::to_json(req)));
+    auto r = n.deploy("default", api::dump(api::to_json(req)), DeployOrigin::kAutostart);
     log_line(r ? "Autostarted workload " + (*r)["name"].get<std::string>()
                : "Autostart failed: " + r.error().message);
   }
@@ -443,7 +448,23 @@ void Node::on_stop(nats::Message msg) {
   reply_result(msg, "stop", stop_workload(token(msg.subject(), 2), msg.data()));
 }
 
-Result<json> Node::deploy(const std::string& ns, std::string_view body) {
+void Node::restore_workloads() {
+  auto kept = store_->list();
+  if (!kept) {
+    log_line("Cannot read the workloads to restore: " + kept.error().message);
+    return;
+  }
+  for (const auto& e : *kept) {
+    // Deployed again under a new id, which the store keeps instead.
+    (void)store_->erase(e.id);
+    auto r = deploy(e.ns, e.request, DeployOrigin::kRestore);
+    log_line(r ? "Restored workload " + (*r)["name"].get<std::string>() + " (was " + e.id +
+                     ", now " + (*r)["id"].get<std::string>() + ")"
+               : "Could not restore workload " + e.id + ": " + r.error().message);
+  }
+}
+
+Result<json> Node::deploy(const std::string& ns, std::string_view body, DeployOrigin origin) {
   std::lock_guard deploy_lock(deploy_mu_);
   const NodeConfig& cfg = options_.config;
   // The checks run in the order specs/nex-wire.md lists.
@@ -627,11 +648,18 @@ Result<json> Node::deploy(const std::string& ns, std::string_view body) {
     std::lock_guard lock(mu_);
     workloads_[w->id] = w;
   }
+  // Kept before it starts, so an exit at any moment after finds it to forget.
+  const bool kept = origin != DeployOrigin::kAutostart;
+  if (kept) {
+    if (auto st = store_->put({w->id, ns, std::string(body)}); !st)
+      log_line("Workload " + w->id + " will not come back after a restart: " + st.error().message);
+  }
   auto unregister = [&](Error err) -> Result<json> {
     {
       std::lock_guard lock(mu_);
       workloads_.erase(w->id);
     }
+    if (kept) (void)store_->erase(w->id);
     w->agent.sandbox->stop(1s);
     (void)internal_->remove_workload(w->id);
     return fail(std::move(err));
@@ -653,9 +681,12 @@ Result<json> Node::deploy(const std::string& ns, std::string_view body) {
     still_running = workloads_.count(w->id) > 0;
   }
   if (still_running) {  // (an instant exit was already reported as undeployed)
-    publish_event(ns, api::event_type::kWorkloadDeployed,
-                  {{"workload_name", name}, {"code", 0}, {"message", "workload deployed"}},
-                  id() + "-" + w->id);
+    json data = {{"workload_name", name}, {"code", 0}, {"message", "workload deployed"}};
+    if (origin == DeployOrigin::kRestore) {
+      data["restored"] = true;  // ours: brought back by a restarted node
+      data["message"] = "workload restored after the node restarted";
+    }
+    publish_event(ns, api::event_type::kWorkloadDeployed, data, id() + "-" + w->id);
   }
   return json{{"started", true}, {"id", w->id}, {"issuer", issuer}, {"name", name}};
 }
@@ -713,6 +744,8 @@ void Node::remove_workload(const std::shared_ptr<Workload>& w, int code,
     if (workloads_.erase(w->id) == 0) return;
     triggers = std::move(w->triggers);
   }
+  // Stopped or ended: it does not come back. A node shutting down keeps them all.
+  if (!stopped_) (void)store_->erase(w->id);
   triggers.clear();  // no new invocations reach the agent
   w->agent.sandbox->stop(kUndeployGrace);
   (void)internal_->remove_workload(w->id);

@@ -25,6 +25,7 @@
 #include "node/internal_server.h"
 #include "node/node_config.h"
 #include "node/node_identity.h"
+#include "node/workload_store.h"
 #include "sandbox/driver.h"
 
 namespace nex::node {
@@ -66,7 +67,13 @@ class Node {
   void on_deploy(nats::Message msg);
   void on_stop(nats::Message msg);
   void on_lameduck(nats::Message msg);
-  Result<nlohmann::json> deploy(const std::string& ns, std::string_view body);
+  // Where a deploy comes from: a request is kept in the workload store so that a restart
+  // brings it back; a restore is such a one coming back; autostart ones come from the config.
+  enum class DeployOrigin { kRequest, kRestore, kAutostart };
+  Result<nlohmann::json> deploy(const std::string& ns, std::string_view body,
+                                DeployOrigin origin = DeployOrigin::kRequest);
+  // Redeploys what the store kept (before the node serves its API).
+  void restore_workloads();
   Result<nlohmann::json> stop_workload(const std::string& ns, std::string_view body);
 
   // Agents.
@@ -123,6 +130,7 @@ class Node {
   std::unique_ptr<AgentPool> pool_;
   std::unique_ptr<hs::Server> host_services_;
   std::unique_ptr<commands::CommandService> commands_;
+  std::unique_ptr<WorkloadStore> store_;
   std::vector<nats::Subscription> subscriptions_;        // the control API
   std::vector<nats::Subscription> agent_subscriptions_;  // agents' logs, events and answers
   std::atomic<bool> lameduck_{false};

@@ -574,5 +574,96 @@ TEST_F(NodeTest, NothingOutlivesANodeKilledWithSigkill) {
   fs::remove(config);
 }
 
+// A node killed with SIGKILL, or stopped, comes back with its workloads (native, JavaScript,
+// WebAssembly); one that was stopped on purpose stays stopped.
+TEST_F(NodeTest, ARestartedNodeBringsBackItsWorkloadsButNotAStoppedOne) {
+  const fs::path wasm = fs::path(NEX_WASM_DIR) / "echo.wasm";
+  if (!fs::exists(wasm)) GTEST_SKIP() << "no " << wasm << " (clang for wasm32-wasi is missing)";
+  auto os = nats::ObjectStore::bind(*js_, "NEXCLIFILES");
+  ASSERT_TRUE(os);
+  ASSERT_OK(os->put_file("restore.js", fs::path(NEX_EXAMPLES_DIR) / "echofunction/echo.js"));
+  ASSERT_OK(os->put_file("restore.wasm", wasm));
+  const std::string config = state_dir_.string() + ".json";
+  { std::ofstream(config) << R"({"no_sandbox": true})"; }
+  const std::string log = state_dir_.string() + ".log";
+  auto start = [&] {
+    auto p =
+        Subprocess::spawn({.argv = {(kBinDir / "nex").string(), "node", "up", "-s", server().url(),
+                                    "--config", config, "--state-dir", state_dir_.string()},
+                           .stdout_path = log,
+                           .stderr_path = log});
+    EXPECT_TRUE(p) << p.error().message;
+    return std::move(*p);
+  };
+  auto answers = [&](const std::string& subject, const std::string& body,
+                     const std::string& expected) {
+    const auto deadline = std::chrono::steady_clock::now() + 15s;
+    while (std::chrono::steady_clock::now() < deadline) {
+      auto r = conn_->request(subject, body, 500ms);
+      if (r && r->data() == expected) return true;
+      std::this_thread::sleep_for(50ms);
+    }
+    return false;
+  };
+  auto all_answer = [&] {
+    return std::vector<bool>{answers("svc.echo.restore", "native", "native"),
+                             answers("js.restore", "heya", "heya"),
+                             answers("wasm.restore", "hello", "hellowasm.restore")};
+  };
+
+  Subprocess node = start();
+  const std::string node_id = wait_for_pinged_node();
+  ASSERT_FALSE(node_id.empty()) << slurp(log);
+  const std::string xkey = control("$NEX.PING." + node_id, "")["data"]["target_xkey"];
+  json native =
+      deploy_request_to(node_id, xkey, "echoservice",
+                        {{"NATS_URL", server().url()}, {"ECHO_SUBJECT", "svc.echo.restore"}});
+  json js = deploy_request_to(node_id, xkey, "echojs");
+  js["type"] = "v8";
+  js["location"] = "nats://NEXCLIFILES/restore.js";
+  js["trigger_subjects"] = {"js.restore"};
+  json wa = deploy_request_to(node_id, xkey, "echowasm");
+  wa["type"] = "wasm";
+  wa["location"] = "nats://NEXCLIFILES/restore.wasm";
+  wa["trigger_subjects"] = {"wasm.restore"};
+  for (const json* req : {&native, &js, &wa}) {
+    json r = control("$NEX.DEPLOY.default." + node_id, req->dump());
+    ASSERT_TRUE(r["error"].is_null()) << r.dump();
+  }
+  ASSERT_EQ(all_answer(), (std::vector<bool>{true, true, true}));
+
+  Collector events(*conn_, "$NEX.events.>");
+  ASSERT_TRUE(node.signal(SIGKILL));
+  node.wait_for(5s);
+  node = start();
+  EXPECT_EQ(wait_for_pinged_node(), node_id);  // the same identity
+  EXPECT_EQ(all_answer(), (std::vector<bool>{true, true, true})) << slurp(log);
+  EXPECT_EQ(events.wait_for_count("\"restored\":true", 3), 3u);
+
+  // Stopped on purpose: it stays stopped through the next restart (a graceful one this time).
+  std::string native_id;
+  const json info = control("$NEX.INFO.default." + node_id, "");
+  for (const auto& m : info["data"]["machines"]) {
+    if (m["workload"]["name"] == "echoservice") native_id = m["id"];
+  }
+  ASSERT_FALSE(native_id.empty()) << info.dump();
+  json stopped = control(
+      "$NEX.STOP.default." + node_id,
+      json{{"workload_id", native_id}, {"workload_jwt", stop_jwt_for("echoservice", issuer_)}}
+          .dump());
+  ASSERT_TRUE(stopped["error"].is_null()) << stopped.dump();
+  node.terminate(15s);
+  node = start();
+  ASSERT_EQ(wait_for_pinged_node(), node_id);
+  EXPECT_TRUE(answers("js.restore", "again", "again"));
+  EXPECT_TRUE(answers("wasm.restore", "hello", "hellowasm.restore"));
+  json machines = control("$NEX.INFO.default." + node_id, "")["data"]["machines"];
+  EXPECT_EQ(machines.size(), 2u) << machines.dump();
+  for (const auto& m : machines) EXPECT_NE(m["workload"]["name"], "echoservice");
+  node.terminate(15s);
+  fs::remove(config);
+  fs::remove(log);
+}
+
 }  // namespace
 }  // namespace nex::node
