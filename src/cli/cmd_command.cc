@@ -79,6 +79,15 @@ Result<std::vector<std::string>> resolve_nodes(const nats::JetStream& js,
   return out;
 }
 
+// Points `d` at node names (ids looked up), in toNode for one, toNodes for several.
+Result<std::vector<std::string>> address(const nats::JetStream& js, cmds::Command& d) {
+  auto nodes = resolve_nodes(js, d.to_nodes.empty() ? std::vector{d.to_node} : d.to_nodes);
+  if (!nodes) return fail(nodes.error());
+  d.to_node = nodes->size() == 1 ? (*nodes)[0] : std::string();
+  d.to_nodes = nodes->size() == 1 ? std::vector<std::string>{} : *nodes;
+  return nodes;
+}
+
 std::vector<std::string> split_commas(const std::string& s) {
   std::vector<std::string> out;
   std::stringstream in(s);
@@ -158,16 +167,9 @@ int send_and_wait(const ConnectionFlags& flags, std::vector<cmds::Command> draft
   json out = json::array();
   int code = 0;
   for (auto& d : drafts) {
-    std::vector<std::string> given = d.to_nodes.empty() ? std::vector{d.to_node} : d.to_nodes;
-    auto nodes = resolve_nodes(*js, given);
+    auto nodes = address(*js, d);
     if (!nodes) return report(nodes.error());
-    if (nodes->size() == 1) {
-      d.to_node = (*nodes)[0];
-      d.to_nodes.clear();
-    } else {
-      d.to_nodes = *nodes;
-    }
-    d.id = next_nuid();
+    if (d.id.empty()) d.id = next_nuid();
     auto watch = cmds::ResultWatch::start(*js, d.id);  // before filing: no result is missed
     if (!watch) return report(watch.error());
     auto sent = cmds::send_command(*js, d, *issuer, retry);
@@ -322,7 +324,11 @@ int cmd_inbox(const ConnectionFlags& flags, const std::string& path) {
       if (!drafts && stale)
         std::fprintf(stderr, "nex: dropped: %s\n", drafts.error().message.c_str());
       for (auto& d : drafts ? *drafts : std::vector<cmds::Command>{}) {
-        std::vector<std::string> given = d.to_nodes.empty() ? std::vector{d.to_node} : d.to_nodes;
+        auto nodes = address(*js, d);
+        if (!nodes) {
+          report(nodes.error());
+          continue;
+        }
         auto sent = cmds::send_command(*js, d, *issuer, 60s);
         if (!sent) {
           report(sent.error());
@@ -330,7 +336,7 @@ int cmd_inbox(const ConnectionFlags& flags, const std::string& path) {
         }
         mine.insert(sent->front().id);
         std::printf("sent %s %s to %zu node(s): %s\n", d.method.c_str(), d.command_or_event.c_str(),
-                    given.size(), sent->front().id.c_str());
+                    nodes->size(), sent->front().id.c_str());
         std::fflush(stdout);
       }
     }

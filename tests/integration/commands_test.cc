@@ -164,6 +164,16 @@ class CommandsTest : public ::testing::Test {
     return out;
   }
 
+  // Waits until `node` has taken a command and filed `received` for it (it runs now).
+  void wait_until_running(const std::string& node) {
+    for (int i = 0; i < 200; ++i) {
+      if (slurp(state_dir(node) / "commands/audit.jsonl").find("\"received\"") != std::string::npos)
+        return;
+      std::this_thread::sleep_for(50ms);
+    }
+    ADD_FAILURE() << node << " did not start the command";
+  }
+
   // Waits for the final result of `id` with `nex cmd result --json`.
   json result(const std::string& id, int wait_s = 30) {
     auto r = nex({"cmd", "result", id, "--wait", std::to_string(wait_s), "--json"});
@@ -303,13 +313,7 @@ TEST_F(CommandsTest, ANodeKilledDuringACommandRunsItAgainFirstAfterItsRestart) {
   const std::string slow_id = ids_in(slow.out).at(0);
   auto next = nex({"cmd", "send", "edge1", "--no-wait", "--", "echo", "next"});
   const std::string next_id = ids_in(next.out).at(0);
-  // Running: received, no final result.
-  for (int i = 0; i < 100; ++i) {
-    if (slurp(state_dir("edge1") / "commands/audit.jsonl").find("\"received\"") !=
-        std::string::npos)
-      break;
-    std::this_thread::sleep_for(50ms);
-  }
+  wait_until_running("edge1");
   node.process.signal(SIGKILL);
   node.process.wait_for(5s);
 
@@ -336,12 +340,7 @@ TEST_F(CommandsTest, ANodeStoppedDuringACommandHandsItBackAndRunsItWhenItReturns
   auto slow = nex({"cmd", "send", "edge1", "--no-wait", "--", "sh", "-c",
                    "if [ \"$NEX_COMMAND_ATTEMPT\" = 1 ]; then sleep 60; fi; echo back"});
   const std::string id = ids_in(slow.out).at(0);
-  for (int i = 0; i < 100; ++i) {
-    if (slurp(state_dir("edge1") / "commands/audit.jsonl").find("\"received\"") !=
-        std::string::npos)
-      break;
-    std::this_thread::sleep_for(50ms);
-  }
+  wait_until_running("edge1");
   // A graceful stop does not wait out the minute: it stops the command and hands it back.
   const auto t = std::chrono::steady_clock::now();
   const int status = node.process.terminate(20s);
