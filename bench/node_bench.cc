@@ -17,9 +17,9 @@
 #include <fstream>
 #include <map>
 #include <optional>
-#include <tuple>
 #include <sstream>
 #include <thread>
+#include <tuple>
 
 #include "api/control.h"
 #include "bench_support.h"
@@ -118,6 +118,7 @@ std::optional<node::NodeConfig> namespace_config(const fs::path& dir) {
 struct Figures {
   std::string driver;
   std::vector<double> deploy_ms, direct_ms, info_ms;
+  double sequential_ms = 0, concurrent_ms = 0;  // 20 deploys until all answer
   size_t machines = 0;
   std::vector<Memory> agent_mem, workload_mem;
 };
@@ -135,13 +136,15 @@ int main(int argc, char** argv) {
   if (!local) return 1;
   const std::string url = local->server.url();
   const nats::Connection& conn = local->conn;
-  const fs::path scratch = fs::temp_directory_path() / ("nex-node-bench-" + std::to_string(getpid()));
+  const fs::path scratch =
+      fs::temp_directory_path() / ("nex-node-bench-" + std::to_string(getpid()));
   const bench::Requester requester;
 
   auto measure = [&](const std::string& driver, node::NodeConfig config) -> std::optional<Figures> {
     Figures f{driver};
     const fs::path state = scratch / driver;
-    std::fprintf(stderr, "starting the node, %s driver (its log follows on stderr)\n", driver.c_str());
+    std::fprintf(stderr, "starting the node, %s driver (its log follows on stderr)\n",
+                 driver.c_str());
     config.machine_pool_size = 4;
     auto node = node::Node::start(
         {.config = config, .control = {.urls = {url}}, .state_dir = state, .version = "bench"});
@@ -181,6 +184,36 @@ int main(int argc, char** argv) {
       if (!p || !wait_for_answer(conn, direct_subject)) return std::nullopt;
       f.direct_ms.push_back(ms(Clock::now() - t1));
     }
+
+    // 4. Twenty deploys one after another, then twenty sent at once: until all have answered.
+    auto twenty = [&](const std::string& tag, bool at_once) -> std::optional<double> {
+      constexpr int kCount = 20;
+      std::vector<std::string> ids(kCount);
+      auto one = [&](int i) {
+        ids[i] = deploy(tag + std::to_string(i), "bench." + tag + "." + std::to_string(i));
+      };
+      std::this_thread::sleep_for(std::chrono::seconds(1));  // the warm pool refilled
+      const auto t0 = Clock::now();
+      if (at_once) {
+        std::vector<std::thread> senders;
+        for (int i = 0; i < kCount; ++i) senders.emplace_back(one, i);
+        for (auto& t : senders) t.join();
+      } else {
+        for (int i = 0; i < kCount; ++i) one(i);
+      }
+      for (int i = 0; i < kCount; ++i) {
+        if (ids[i].empty() || !wait_for_answer(conn, "bench." + tag + "." + std::to_string(i)))
+          return std::nullopt;
+      }
+      const double total = ms(Clock::now() - t0);
+      for (int i = 0; i < kCount; ++i) stop(tag + std::to_string(i), ids[i]);
+      return total;
+    };
+    auto sequential = twenty("seq", false);
+    auto concurrent = twenty("par", true);
+    if (!sequential || !concurrent) return std::nullopt;
+    f.sequential_ms = *sequential;
+    f.concurrent_ms = *concurrent;
 
     // 2 and 3. Many idle workloads: memory per workload, INFO latency.
     for (int i = 0; i < workloads; ++i) {
@@ -236,6 +269,16 @@ int main(int argc, char** argv) {
                 ("INFO request with " + std::to_string(f.machines) + " workloads running").c_str(),
                 bench::percentile(f.info_ms, 0.5), bench::percentile(f.info_ms, 0.99));
   }
+  std::printf("\n| %-10s | %-46s | %12s |\n", "driver", "20 deploys until all answer (pool of 4)",
+              "total");
+  std::printf("|%s|%s|%s|\n", std::string(12, '-').c_str(), std::string(48, '-').c_str(),
+              std::string(14, '-').c_str());
+  for (const auto& f : all) {
+    std::printf("| %-10s | %-46s | %9.1f ms |\n", f.driver.c_str(), "one after another",
+                f.sequential_ms);
+    std::printf("| %-10s | %-46s | %9.1f ms |\n", f.driver.c_str(), "sent at once",
+                f.concurrent_ms);
+  }
   std::printf("\n| %-10s | %-42s | %9s | %9s | %9s |\n", "driver",
               "memory per idle workload, mean (MiB)", "RSS", "PSS", "private");
   std::printf("|%s|%s|%s|%s|%s|\n", std::string(12, '-').c_str(), std::string(44, '-').c_str(),
@@ -248,7 +291,8 @@ int main(int argc, char** argv) {
                 mean_mib(f.agent_mem, &Memory::private_));
     std::printf("| %-10s | %-42s | %9.2f | %9.2f | %9.2f |\n", f.driver.c_str(),
                 "the echo service it runs", mean_mib(f.workload_mem, &Memory::rss),
-                mean_mib(f.workload_mem, &Memory::pss), mean_mib(f.workload_mem, &Memory::private_));
+                mean_mib(f.workload_mem, &Memory::pss),
+                mean_mib(f.workload_mem, &Memory::private_));
   }
   std::fflush(stdout);
   return 0;

@@ -37,7 +37,9 @@ constexpr auto kTriggerAnswerWindow = std::chrono::seconds(30);
 constexpr auto kUndeployGrace = 5s;
 constexpr auto kHealthInterval = 5s;
 constexpr auto kHeartbeatInterval = 30s;
-constexpr int kMaxRestarts = 5;  // an essential workload that fails more often is a crash loop
+constexpr int kMaxRestarts = 5;
+constexpr int kMaxConcurrentDeploys = 64;  // control API deploys under way at once  // an essential
+                                           // workload that fails more often is a crash loop
 const std::vector<std::string> kAlwaysDenied = {"$SYS.>", "$JS.>", "$NEX.>"};
 
 void log_line(const std::string& text) {
@@ -142,6 +144,36 @@ struct Node::Workload {
   std::vector<nats::Subscription> triggers;  // functions: the trigger subjects, on control NATS
   std::atomic<int64_t> invocations{0};       // functions: answered triggers
   std::atomic<int64_t> runtime_ns{0};        // functions: their total run time in the agent
+};
+
+// A deploy's claim on the node's limits while it is under way (see Node::deploy).
+class Node::Reservation {
+ public:
+  explicit Reservation(Node& node) : node_(node) {}
+  ~Reservation() {
+    std::lock_guard lock(node_.mu_);
+    release_locked();
+  }
+  // These three with node_.mu_ held.
+  void take_slot() {
+    slot_ = true;
+    ++node_.reserved_slots_;
+  }
+  void take_bytes(int64_t bytes) {
+    bytes_ = bytes;
+    node_.reserved_bytes_ += bytes;
+  }
+  void release_locked() {
+    if (slot_) --node_.reserved_slots_;
+    node_.reserved_bytes_ -= bytes_;
+    slot_ = false;
+    bytes_ = 0;
+  }
+
+ private:
+  Node& node_;
+  bool slot_ = false;
+  int64_t bytes_ = 0;
 };
 
 Node::Node(NodeOptions options, NodeIdentity identity)
@@ -441,7 +473,23 @@ void Node::reply_result(const nats::Message& msg, std::string_view kind, const R
 }
 
 void Node::on_deploy(nats::Message msg) {
-  reply_result(msg, "run", deploy(token(msg.subject(), 2), msg.data()));
+  // Each deploy on a thread of its own, so one that waits for its artifact or its agent does
+  // not hold up the next; stop() waits for those under way.
+  {
+    std::lock_guard lock(deploys_mu_);
+    if (deploys_in_flight_ >= kMaxConcurrentDeploys) {
+      reply(msg, api::envelope_error("run", fmt::format("node is busy with {} deploys; try again",
+                                                        kMaxConcurrentDeploys)));
+      return;
+    }
+    ++deploys_in_flight_;
+  }
+  std::thread([this, msg = std::move(msg)]() mutable {
+    reply_result(msg, "run", deploy(token(msg.subject(), 2), msg.data()));
+    std::lock_guard lock(deploys_mu_);
+    --deploys_in_flight_;
+    deploys_cv_.notify_all();
+  }).detach();
 }
 
 void Node::on_stop(nats::Message msg) {
@@ -465,24 +513,24 @@ void Node::restore_workloads() {
 }
 
 Result<json> Node::deploy(const std::string& ns, std::string_view body, DeployOrigin origin) {
-  std::lock_guard deploy_lock(deploy_mu_);
   const NodeConfig& cfg = options_.config;
   // The checks run in the order specs/nex-wire.md lists.
   NEX_RETURN_IF_ERROR(api::validate_namespace(ns));
   if (lameduck_)
     return fail(ErrorCode::kUnavailable, "node is in lame duck mode and accepts no new workloads");
-  size_t running = 0;
-  int64_t total_bytes = 0;
+  // Deploys run in parallel; the limits hold because each one reserves its place (and, once
+  // its size is known, its bytes) until it is registered or has failed.
+  Reservation reserved(*this);
   {
     std::lock_guard lock(mu_);
-    running = workloads_.size();
-    for (const auto& [wid, w] : workloads_) total_bytes += w->bytes;
-  }
-  if (cfg.node_limits.max_workloads > 0 &&
-      static_cast<int64_t>(running) >= cfg.node_limits.max_workloads) {
-    return fail(ErrorCode::kUnavailable,
-                fmt::format("node is full: it runs {} workloads (node_limits.max_workloads {})",
-                            running, cfg.node_limits.max_workloads));
+    const size_t taken = workloads_.size() + reserved_slots_;
+    if (cfg.node_limits.max_workloads > 0 &&
+        static_cast<int64_t>(taken) >= cfg.node_limits.max_workloads) {
+      return fail(ErrorCode::kUnavailable,
+                  fmt::format("node is full: it runs {} workloads (node_limits.max_workloads {})",
+                              taken, cfg.node_limits.max_workloads));
+    }
+    reserved.take_slot();
   }
   auto req = api::parse_deploy_request(body);
   if (!req) return fail(req.error());
@@ -571,7 +619,16 @@ Result<json> Node::deploy(const std::string& ns, std::string_view body, DeployOr
              "artifact is {} bytes, over this node's limit of {} (node_limits.max_workload_bytes)",
              size, cfg.node_limits.max_workload_bytes)});
   }
-  if (cfg.node_limits.max_total_bytes > 0 && total_bytes + size > cfg.node_limits.max_total_bytes) {
+  bool fits = true;
+  {
+    std::lock_guard lock(mu_);
+    int64_t total_bytes = reserved_bytes_;
+    for (const auto& [wid, w] : workloads_) total_bytes += w->bytes;
+    fits = cfg.node_limits.max_total_bytes == 0 ||
+           total_bytes + size <= cfg.node_limits.max_total_bytes;
+    if (fits) reserved.take_bytes(size);
+  }
+  if (!fits) {
     return release({ErrorCode::kInvalidArgument,
                     fmt::format("artifact of {} bytes would take the node past its total of {} "
                                 "bytes (node_limits.max_total_bytes)",
@@ -647,6 +704,7 @@ Result<json> Node::deploy(const std::string& ns, std::string_view body, DeployOr
   {
     std::lock_guard lock(mu_);
     workloads_[w->id] = w;
+    reserved.release_locked();  // it counts as running now
   }
   // Kept before it starts, so an exit at any moment after finds it to forget.
   const bool kept = origin != DeployOrigin::kAutostart;
@@ -1015,6 +1073,10 @@ void Node::stop() {
   // their last logs and events, and the answers to relayed triggers, until they are undeployed.
   for (auto& sub : subscriptions_) sub.unsubscribe_and_wait();
   subscriptions_.clear();
+  {
+    std::unique_lock lock(deploys_mu_);
+    deploys_cv_.wait(lock, [this] { return deploys_in_flight_ == 0; });
+  }
   if (commands_) commands_->stop();  // a command running now is handed back to its stream
   std::vector<std::shared_ptr<Workload>> all;
   std::vector<nats::Subscription> triggers;

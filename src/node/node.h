@@ -136,9 +136,14 @@ class Node {
   std::atomic<bool> lameduck_{false};
   std::atomic<bool> stopped_{false};
 
-  std::mutex mu_;  // guards workloads_
+  class Reservation;
+  std::mutex mu_;  // guards workloads_ and the reservations
   std::map<std::string, std::shared_ptr<Workload>> workloads_;
-  std::mutex deploy_mu_;  // deploys one at a time, so limits hold
+  size_t reserved_slots_ = 0;   // deploys under way, each holding a place
+  int64_t reserved_bytes_ = 0;  // and the bytes of their artifacts, once known
+  std::mutex deploys_mu_;       // guards deploys_in_flight_
+  std::condition_variable deploys_cv_;
+  int deploys_in_flight_ = 0;  // control API deploys on their threads
 
   struct PendingTrigger {
     std::string workload_id;

@@ -269,6 +269,65 @@ TEST_F(NodeRefusals, ArtifactOverTheSizeLimit) {
                  "over this node's limit of 4096 (node_limits.max_workload_bytes)");
 }
 
+// Deploys run in parallel, and the limits still hold exactly: of deploys sent at once, as many
+// succeed as there is room for.
+TEST_F(NodeRefusals, LimitsHoldForDeploysSentAtOnce) {
+  const auto size = static_cast<int64_t>(fs::file_size(kBinDir / "echoservice"));
+  NodeConfig c;
+  c.machine_pool_size = 2;
+  c.node_limits.max_total_bytes = size * 5 / 2;  // room for two
+  start_node(c);
+  auto deploy_at_once = [&](int n, const std::string& prefix) {
+    std::vector<json> replies(n);
+    std::vector<std::thread> senders;
+    for (int i = 0; i < n; ++i) {
+      senders.emplace_back([&, i] {
+        replies[i] =
+            deploy(deploy_request(prefix + std::to_string(i), {{"NATS_URL", server().url()}}));
+      });
+    }
+    for (auto& t : senders) t.join();
+    return replies;
+  };
+  auto replies = deploy_at_once(6, "bytes");
+  int ok = 0, full = 0;
+  for (const auto& r : replies) {
+    if (r["error"].is_null())
+      ++ok;
+    else if (r["error"].get<std::string>().find("node_limits.max_total_bytes") != std::string::npos)
+      ++full;
+  }
+  EXPECT_EQ(ok, 2) << json(replies).dump();
+  EXPECT_EQ(full, 4) << json(replies).dump();
+  EXPECT_EQ(info()["data"]["machines"].size(), 2u);
+}
+
+TEST_F(NodeRefusals, TheWorkloadLimitHoldsForDeploysSentAtOnce) {
+  NodeConfig c;
+  c.machine_pool_size = 2;
+  c.node_limits.max_workloads = 3;
+  start_node(c);
+  std::vector<json> replies(6);
+  std::vector<std::thread> senders;
+  for (int i = 0; i < 6; ++i) {
+    senders.emplace_back([&, i] {
+      replies[i] =
+          deploy(deploy_request("many" + std::to_string(i), {{"NATS_URL", server().url()}}));
+    });
+  }
+  for (auto& t : senders) t.join();
+  int ok = 0, full = 0;
+  for (const auto& r : replies) {
+    if (r["error"].is_null())
+      ++ok;
+    else if (r["error"].get<std::string>().find("node is full") != std::string::npos)
+      ++full;
+  }
+  EXPECT_EQ(ok, 3) << json(replies).dump();
+  EXPECT_EQ(full, 3) << json(replies).dump();
+  EXPECT_EQ(info()["data"]["machines"].size(), 3u);
+}
+
 TEST_F(NodeRefusals, MoreThanMaxWorkloads) {
   NodeConfig c;
   c.node_limits.max_workloads = 1;
