@@ -503,9 +503,10 @@ void Node::restore_workloads() {
     return;
   }
   for (const auto& e : *kept) {
-    // Deployed again under a new id, which the store keeps instead.
-    (void)store_->erase(e.id);
+    // Deployed again under a new id, which the store keeps instead; the old entry goes only
+    // after that, so a crash in between cannot lose the workload.
     auto r = deploy(e.ns, e.request, DeployOrigin::kRestore);
+    (void)store_->erase(e.id);
     log_line(r ? "Restored workload " + (*r)["name"].get<std::string>() + " (was " + e.id +
                      ", now " + (*r)["id"].get<std::string>() + ")"
                : "Could not restore workload " + e.id + ": " + r.error().message);
