@@ -270,35 +270,37 @@ TEST_F(NodeRefusals, ArtifactOverTheSizeLimit) {
 }
 
 // Deploys run in parallel, and the limits still hold exactly: of deploys sent at once, as many
-// succeed as there is room for.
+// succeed as there is room for. What `n` deploys sent at once got: {succeeded, refused naming
+// `reason`}.
+std::pair<int, int> deploy_at_once(const std::function<nlohmann::json(const std::string&)>& deploy,
+                                   int n, const std::string& reason) {
+  std::vector<nlohmann::json> replies(n);
+  std::vector<std::thread> senders;
+  for (int i = 0; i < n; ++i)
+    senders.emplace_back([&, i] { replies[i] = deploy("at-once" + std::to_string(i)); });
+  for (auto& s : senders) s.join();
+  int ok = 0, refused = 0;
+  for (const auto& r : replies) {
+    if (r["error"].is_null())
+      ++ok;
+    else if (r["error"].get<std::string>().find(reason) != std::string::npos)
+      ++refused;
+  }
+  return {ok, refused};
+}
+
 TEST_F(NodeRefusals, LimitsHoldForDeploysSentAtOnce) {
   const auto size = static_cast<int64_t>(fs::file_size(kBinDir / "echoservice"));
   NodeConfig c;
   c.machine_pool_size = 2;
   c.node_limits.max_total_bytes = size * 5 / 2;  // room for two
   start_node(c);
-  auto deploy_at_once = [&](int n, const std::string& prefix) {
-    std::vector<json> replies(n);
-    std::vector<std::thread> senders;
-    for (int i = 0; i < n; ++i) {
-      senders.emplace_back([&, i] {
-        replies[i] =
-            deploy(deploy_request(prefix + std::to_string(i), {{"NATS_URL", server().url()}}));
-      });
-    }
-    for (auto& t : senders) t.join();
-    return replies;
-  };
-  auto replies = deploy_at_once(6, "bytes");
-  int ok = 0, full = 0;
-  for (const auto& r : replies) {
-    if (r["error"].is_null())
-      ++ok;
-    else if (r["error"].get<std::string>().find("node_limits.max_total_bytes") != std::string::npos)
-      ++full;
-  }
-  EXPECT_EQ(ok, 2) << json(replies).dump();
-  EXPECT_EQ(full, 4) << json(replies).dump();
+  auto got = deploy_at_once(
+      [&](const std::string& name) {
+        return deploy(deploy_request(name, {{"NATS_URL", server().url()}}));
+      },
+      6, "node_limits.max_total_bytes");
+  EXPECT_EQ(got, std::make_pair(2, 4));
   EXPECT_EQ(info()["data"]["machines"].size(), 2u);
 }
 
@@ -307,24 +309,12 @@ TEST_F(NodeRefusals, TheWorkloadLimitHoldsForDeploysSentAtOnce) {
   c.machine_pool_size = 2;
   c.node_limits.max_workloads = 3;
   start_node(c);
-  std::vector<json> replies(6);
-  std::vector<std::thread> senders;
-  for (int i = 0; i < 6; ++i) {
-    senders.emplace_back([&, i] {
-      replies[i] =
-          deploy(deploy_request("many" + std::to_string(i), {{"NATS_URL", server().url()}}));
-    });
-  }
-  for (auto& t : senders) t.join();
-  int ok = 0, full = 0;
-  for (const auto& r : replies) {
-    if (r["error"].is_null())
-      ++ok;
-    else if (r["error"].get<std::string>().find("node is full") != std::string::npos)
-      ++full;
-  }
-  EXPECT_EQ(ok, 3) << json(replies).dump();
-  EXPECT_EQ(full, 3) << json(replies).dump();
+  auto got = deploy_at_once(
+      [&](const std::string& name) {
+        return deploy(deploy_request(name, {{"NATS_URL", server().url()}}));
+      },
+      6, "node is full");
+  EXPECT_EQ(got, std::make_pair(3, 3));
   EXPECT_EQ(info()["data"]["machines"].size(), 3u);
 }
 
