@@ -3,6 +3,9 @@
  * Connects to $NATS_URL (default nats://127.0.0.1:4222), answers every request on
  * $ECHO_SUBJECT (default "svc.echo", queue group "q") with its own payload, and answers NATS
  * service discovery ($SRV.PING / $SRV.INFO) as "EchoService" 1.0.0, so `nats micro ls` lists it.
+ * With $NATS_JWT it logs in with that user JWT, as seed 003 passes it (line 2 of a .creds file);
+ * the user must be a bearer one (`nsc add user --bearer`), since this small example does not sign
+ * the server's nonce.
  * It speaks the NATS text protocol directly so it can be linked with -static.
  *
  *   cc -static -O2 -o echoservice echoservice.c
@@ -122,13 +125,26 @@ int main(int argc, char **argv) {
   int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 
-  char proto[1024];
+  /* A JWT is base64url and dots: nothing in it needs escaping in JSON. */
+  const char *jwt = getenv("NATS_JWT");
+  char jwt_field[4096] = "";
+  if (jwt && *jwt) {
+    static const char b64url_dot[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.";
+    if (strlen(jwt) > sizeof jwt_field - 16 || strspn(jwt, b64url_dot) != strlen(jwt)) {
+      fprintf(stderr, "echoservice: NATS_JWT is not a JWT (expected base64url parts joined by dots)\n");
+      return 1;
+    }
+    snprintf(jwt_field, sizeof jwt_field, ",\"jwt\":\"%s\"", jwt);
+  }
+  char proto[8192];
   int n = snprintf(proto, sizeof proto,
                    "CONNECT {\"verbose\":false,\"pedantic\":false,\"name\":\"echoservice\",\"lang\":\"c\","
-                   "\"version\":\"1.0.0\",\"protocol\":1,\"headers\":false}\r\n"
+                   "\"version\":\"1.0.0\",\"protocol\":1,\"headers\":false%s}\r\n"
                    "SUB %s q 1\r\nSUB $SRV.PING 2\r\nSUB $SRV.PING.EchoService 3\r\n"
                    "SUB $SRV.INFO 4\r\nSUB $SRV.INFO.EchoService 5\r\nPING\r\n",
-                   subject);
+                   jwt_field, subject);
+  if (n < 0 || (size_t)n >= sizeof proto) return 1;
   if (write_all(proto, (size_t)n)) return 1;
   printf("Starting echo service\n");
 

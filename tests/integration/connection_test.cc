@@ -8,9 +8,9 @@
 #include <mutex>
 #include <thread>
 
-#include "crypto/jwt.h"
 #include "crypto/nkeys.h"
 #include "testing/nats_server_fixture.h"
+#include "testing/operator_chain.h"
 
 namespace nex::nats {
 namespace {
@@ -288,35 +288,11 @@ TEST_F(AuthTest, NkeyLoginSucceedsEveryTime) {
 
 TEST_F(AuthTest, CredsFileInOperatorMode) {
   // A whole decentralized-auth chain signed by our JWT code, accepted by the real server.
-  auto op = *crypto::KeyPair::create(crypto::KeyType::kOperator);
-  auto acct = *crypto::KeyPair::create(crypto::KeyType::kAccount);
-  auto user = *crypto::KeyPair::create(crypto::KeyType::kUser);
-  const std::string op_jwt = crypto::encode_jwt(
-      {.sub = op.public_key(), .name = "op", .nats = {{"type", "operator"}, {"version", 2}}}, op);
-  nlohmann::json limits = {{"subs", -1},    {"data", -1},        {"payload", -1}, {"imports", -1},
-                           {"exports", -1}, {"wildcards", true}, {"conn", -1},    {"leaf", -1}};
-  const std::string acct_jwt =
-      crypto::encode_jwt({.sub = acct.public_key(),
-                          .name = "acct",
-                          .nats = {{"limits", limits}, {"type", "account"}, {"version", 2}}},
-                         op);
-  const std::string user_jwt = crypto::encode_jwt({.sub = user.public_key(),
-                                                   .name = "user",
-                                                   .nats = {{"pub", nlohmann::json::object()},
-                                                            {"sub", nlohmann::json::object()},
-                                                            {"subs", -1},
-                                                            {"data", -1},
-                                                            {"payload", -1},
-                                                            {"type", "user"},
-                                                            {"version", 2}}},
-                                                  acct);
-  start_with_config("operator: " + op_jwt + "\nresolver: MEMORY\nresolver_preload: {\n  " +
-                    acct.public_key() + ": " + acct_jwt + "\n}\n");
+  testing::OperatorChain chain;
+  const auto acct = chain.account("acct");
+  start_with_config(chain.server_config());
   const fs::path creds = dir_ / "user.creds";
-  std::ofstream(creds) << "-----BEGIN NATS USER JWT-----\n"
-                       << user_jwt << "\n------END NATS USER JWT------\n\n"
-                       << "-----BEGIN USER NKEY SEED-----\n"
-                       << user.seed() << "\n------END USER NKEY SEED------\n";
+  acct.user("user").write_creds(creds);
   for (int i = 0; i < 256; ++i) {
     auto conn = Connection::connect({.urls = {url()}, .creds_file = creds.string()});
     ASSERT_TRUE(conn) << conn.error().message;

@@ -1,0 +1,207 @@
+// Seed 003 end to end on operator-mode NATS: nats-server trusts an operator, the account "Exp" and
+// its users are JWTs made by the test, nothing connects without credentials. The node and the CLI
+// log in through `nats` contexts holding .creds files (`nex --context ExpNode node up`,
+// `nex --context ExpAdmin devrun ... NATS_JWT=...`), and the echo service logs in with its own
+// user JWT.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <thread>
+
+#include "core/subprocess.h"
+#include "nats/connection.h"
+#include "nats/local_server.h"
+#include "testing/nats_server_fixture.h"
+#include "testing/operator_chain.h"
+
+namespace nex {
+namespace {
+
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+using ::nex::testing::slurp;
+using nlohmann::json;
+
+struct CliResult {
+  int code;
+  std::string out;
+};
+
+class SecuredNats : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    NEX_REQUIRE_NATS_SERVER();
+    static int n = 0;
+    dir_ = fs::temp_directory_path() /
+           ("nex-secured-" + std::to_string(getpid()) + "-" + std::to_string(++n));
+    fs::create_directories(home() / ".config/nats/context");
+    fs::copy_file(fs::path(NEX_BINARY).parent_path() / "echoservice", home() / "echoservice");
+
+    auto exp = chain_.account("Exp", /*jetstream=*/true);
+    std::ofstream(dir_ / "server.conf") << chain_.server_config();
+    auto s = nats::LocalNatsServer::start({.store_dir = dir_ / "js",
+                                           .work_dir = dir_ / "server",
+                                           .config_file = dir_ / "server.conf"});
+    ASSERT_TRUE(s) << s.error().message;
+    server_ = std::make_unique<nats::LocalNatsServer>(std::move(*s));
+
+    // As `nsc` and `nats context add NAME --creds FILE` set them up in seed 003.
+    add_context("ExpNode", exp.user("ExpNode"));
+    admin_creds_ = add_context("ExpAdmin", exp.user("ExpAdmin"));
+    // The service's user may only answer on svc.echo and service discovery, and logs in with its
+    // JWT alone, as seed 003 passes NATS_JWT.
+    echo_jwt_ = exp.user("EchoService",
+                         {{"sub", {{"allow", {"svc.echo", "$SRV.>"}}}},
+                          {"pub", {{"deny", {">"}}}},
+                          {"resp", {{"max", 1}}}},
+                         /*bearer=*/true)
+                    .jwt;
+  }
+
+  void TearDown() override {
+    stop_node();
+    server_.reset();
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
+  }
+
+  fs::path home() const { return dir_ / "home"; }
+
+  fs::path add_context(const std::string& name, const testing::NatsUser& user) {
+    const fs::path creds = dir_ / (name + ".creds");
+    user.write_creds(creds);
+    std::ofstream(home() / ".config/nats/context" / (name + ".json"))
+        << json{{"url", server_->url()}, {"creds", creds.string()}}.dump(2);
+    return creds;
+  }
+
+  // `nex ARGS...` as the user types it: from home, with nothing but HOME in the environment.
+  Subprocess spawn(std::vector<std::string> args, const fs::path& out) {
+    std::vector<std::string> cmd = {
+        "sh", "-c", "cd '" + home().string() + "' && exec \"$0\" \"$@\"", NEX_BINARY};
+    cmd.insert(cmd.end(), args.begin(), args.end());
+    auto p = Subprocess::spawn({.argv = cmd,
+                                .env = {"HOME=" + home().string(), "PATH=/usr/bin:/bin"},
+                                .clear_env = true,
+                                .stdout_path = out.string(),
+                                .stderr_path = out.string()});
+    EXPECT_TRUE(p) << p.error().message;
+    return std::move(*p);
+  }
+  CliResult nex(std::vector<std::string> args) {
+    static int n = 0;
+    const fs::path out = dir_ / ("cli-" + std::to_string(++n) + ".txt");
+    auto p = spawn(std::move(args), out);
+    auto st = p.wait_for(30s);
+    return {st ? WEXITSTATUS(*st) : -1, slurp(out)};
+  }
+
+  // `sudo -E nex --context ExpNode node up`, with the process driver; waits until it serves.
+  void start_node() {
+    const fs::path conf = dir_ / "node.json";
+    std::ofstream(conf) << json{{"no_sandbox", true}}.dump();
+    static int n = 0;
+    node_log_ = dir_ / ("node-" + std::to_string(++n) + ".log");
+    node_ = std::make_unique<Subprocess>(
+        spawn({"--context", "ExpNode", "node", "up", "--name", "exp1", "--config", conf.string(),
+               "--state-dir", (dir_ / "node").string()},
+              node_log_));
+    for (int i = 0; i < 300 && slurp(node_log_).find("awaiting commands") == std::string::npos; ++i)
+      std::this_thread::sleep_for(50ms);
+    ASSERT_NE(slurp(node_log_).find("awaiting commands"), std::string::npos) << slurp(node_log_);
+  }
+  void stop_node(int sig = SIGTERM) {
+    if (!node_) return;
+    (void)node_->signal(sig);
+    node_->wait_for(20s);
+    node_.reset();
+  }
+
+  // The admin's own connection, as `nats --context ExpAdmin req svc.echo` makes it.
+  bool echo_answers() {
+    auto conn = nats::Connection::connect({.urls = {server_->url()}, .creds_file = admin_creds_});
+    if (!conn) return false;
+    for (int i = 0; i < 250; ++i) {
+      auto r = conn->request("svc.echo", "hello", 500ms);
+      if (r && r->data() == "hello") return true;
+      std::this_thread::sleep_for(20ms);
+    }
+    return false;
+  }
+
+  fs::path dir_;
+  testing::OperatorChain chain_;
+  std::unique_ptr<nats::LocalNatsServer> server_;
+  std::string admin_creds_;
+  std::string echo_jwt_;
+  std::unique_ptr<Subprocess> node_;
+  fs::path node_log_;
+};
+
+TEST_F(SecuredNats, TheSeedWalkthroughRunsWithCredsEverywhere) {
+  // Nothing gets in without credentials: an anonymous `nex node ls` is turned away, saying so.
+  auto anonymous = nex({"-s", server_->url(), "node", "ls"});
+  EXPECT_NE(anonymous.code, 0);
+  EXPECT_NE(anonymous.out.find("uthorization"), std::string::npos) << anonymous.out;
+
+  ASSERT_NO_FATAL_FAILURE(start_node());
+  auto ls = nex({"--context", "ExpAdmin", "node", "ls"});
+  ASSERT_EQ(ls.code, 0) << ls.out;
+  EXPECT_NE(ls.out.find("exp1"), std::string::npos) << ls.out;
+
+  // seed 003: `nex --context ExpAdmin devrun $ECHO_BIN NATS_URL=... NATS_JWT=$NATS_JWT`
+  auto devrun = nex({"--context", "ExpAdmin", "devrun", "./echoservice",
+                     "NATS_URL=" + server_->url(), "NATS_JWT=" + echo_jwt_});
+  ASSERT_EQ(devrun.code, 0) << devrun.out;
+  EXPECT_NE(devrun.out.find("🚀 Workload 'echoservice' accepted"), std::string::npos) << devrun.out;
+  ASSERT_TRUE(echo_answers()) << "svc.echo got no answer; node log:\n" << slurp(node_log_);
+  // The service's JWT travelled sealed and is in no log.
+  EXPECT_EQ(slurp(node_log_).find(echo_jwt_), std::string::npos);
+
+  // Durable commands go through JetStream with the same credentials.
+  auto hello = nex({"--context", "ExpAdmin", "cmd", "send", "exp1", "--method", "hello"});
+  EXPECT_EQ(hello.code, 0) << hello.out;
+
+  // The node's state lives in the account's KV: killed and started again, it brings the service
+  // back, logged in with its JWT as before.
+  stop_node(SIGKILL);
+  {
+    auto conn = nats::Connection::connect({.urls = {server_->url()}, .creds_file = admin_creds_});
+    ASSERT_TRUE(conn) << conn.error().message;
+    for (int i = 0; i < 250 && conn->request("svc.echo", "x", 100ms); ++i)
+      std::this_thread::sleep_for(20ms);  // until the killed node's service is gone
+  }
+  ASSERT_NO_FATAL_FAILURE(start_node());
+  EXPECT_TRUE(echo_answers()) << "the restored service did not answer; node log:\n"
+                              << slurp(node_log_);
+}
+
+TEST_F(SecuredNats, AServiceWithoutItsJwtCannotLogInAndItsLogSaysWhy) {
+  ASSERT_NO_FATAL_FAILURE(start_node());
+  const fs::path logs_out = dir_ / "logs.txt";
+  Subprocess logs = spawn({"--context", "ExpAdmin", "logs"}, logs_out);
+  for (int i = 0; i < 200 && slurp(logs_out).find("Following") == std::string::npos; ++i)
+    std::this_thread::sleep_for(20ms);
+  ASSERT_NE(slurp(logs_out).find("Following"), std::string::npos) << slurp(logs_out);
+
+  // The node runs it, but the server refuses its anonymous connection.
+  auto devrun =
+      nex({"--context", "ExpAdmin", "devrun", "./echoservice", "NATS_URL=" + server_->url()});
+  ASSERT_EQ(devrun.code, 0) << devrun.out;
+  bool said = false;
+  for (int i = 0; i < 250 && !said; ++i) {
+    said = slurp(logs_out).find("Authorization Violation") != std::string::npos;
+    std::this_thread::sleep_for(20ms);
+  }
+  EXPECT_TRUE(said) << slurp(logs_out);
+  (void)logs.signal(SIGINT);
+  logs.wait_for(5s);
+}
+
+}  // namespace
+}  // namespace nex
