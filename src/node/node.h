@@ -2,7 +2,8 @@
 // (PING, AUCTION, WPING, INFO, DEPLOY, STOP, LAMEDUCK), keeps a warm pool of agents behind its
 // private NATS server, runs each workload through one agent, republishes their logs and events,
 // restarts essential workloads with backoff, and on shutdown undeploys everything and leaves
-// nothing behind.
+// nothing behind. Its parts: node.cc (start, maintenance, stop), control_api.cc (the API
+// handlers), workloads.cc (deploy, stop, restore, what agents report), trigger_relay.h.
 #pragma once
 
 #include <atomic>
@@ -13,7 +14,6 @@
 #include <memory>
 #include <mutex>
 #include <thread>
-#include <unordered_map>
 #include <vector>
 
 #include "api/agent.h"
@@ -25,6 +25,7 @@
 #include "node/internal_server.h"
 #include "node/node_config.h"
 #include "node/node_identity.h"
+#include "node/trigger_relay.h"
 #include "node/workload_store.h"
 #include "sandbox/driver.h"
 
@@ -95,17 +96,11 @@ class Node {
   void undeploy(const std::shared_ptr<Workload>& w, const std::string& message);
   void maintenance_loop();
 
-  // Function triggers, relayed (when the agent cannot take them directly, see NodeConfig::
-  // function_triggers): the node subscribes to a function's trigger subjects (queue group = the
-  // subject, so copies share the load) and forwards each request to its agent; the agent's
-  // answer comes back on hostint.{id}.trigger_reply.{token} and goes to the caller. Only tokens
-  // the node issued are answered, once, so an agent cannot make the node publish elsewhere.
-  // The control NATS URLs for an agent to take triggers from directly; none: relay.
-  std::vector<std::string> direct_trigger_urls() const;
+  // A relayed function's trigger subscriptions (see TriggerRelay), kept on its record.
   Status subscribe_triggers(const std::shared_ptr<Workload>& w);
-  void on_trigger(const std::string& workload_id, nats::Message msg);
-  void on_trigger_reply(nats::Message msg);
-  void expire_triggers(std::chrono::steady_clock::time_point now);
+  // Essential workloads whose restart time has come are started again by their agents.
+  void restart_due(const std::vector<std::shared_ptr<Workload>>& all,
+                   std::chrono::steady_clock::time_point now);
 
   nlohmann::json ping_data();
   api::Tags tags();
@@ -145,13 +140,7 @@ class Node {
   std::condition_variable deploys_cv_;
   int deploys_in_flight_ = 0;  // control API deploys on their threads
 
-  struct PendingTrigger {
-    std::string workload_id;
-    std::string reply;  // the caller's inbox
-    std::chrono::steady_clock::time_point expires;
-  };
-  std::mutex triggers_mu_;  // guards pending_triggers_
-  std::unordered_map<std::string, PendingTrigger> pending_triggers_;
+  std::unique_ptr<TriggerRelay> relay_;
 
   std::mutex maintenance_mu_;
   std::condition_variable maintenance_cv_;

@@ -25,8 +25,8 @@ struct NatsUser {
                         << jwt << "\n------END NATS USER JWT------\n\n"
                         << "-----BEGIN USER NKEY SEED-----\n"
                         << key.seed() << "\n------END USER NKEY SEED------\n";
-    std::filesystem::permissions(path, std::filesystem::perms::owner_read |
-                                           std::filesystem::perms::owner_write);
+    std::filesystem::permissions(
+        path, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
   }
 };
 
@@ -48,7 +48,8 @@ struct NatsAccount {
                              {"version", 2}};
     claims.update(permissions);
     if (bearer) claims["bearer_token"] = true;
-    std::string token = crypto::encode_jwt({.sub = kp.public_key(), .name = name, .nats = claims}, key);
+    std::string token =
+        crypto::encode_jwt({.sub = kp.public_key(), .name = name, .nats = claims}, key);
     return {std::move(kp), std::move(token)};
   }
 };
@@ -80,11 +81,11 @@ class OperatorChain {
                      {"mem_max_stream_bytes", -1},
                      {"disk_max_stream_bytes", -1}});
     }
-    std::string token = crypto::encode_jwt(
-        {.sub = kp.public_key(),
-         .name = name,
-         .nats = {{"limits", limits}, {"type", "account"}, {"version", 2}}},
-        op_);
+    std::string token =
+        crypto::encode_jwt({.sub = kp.public_key(),
+                            .name = name,
+                            .nats = {{"limits", limits}, {"type", "account"}, {"version", 2}}},
+                           op_);
     preload_.push_back(kp.public_key() + ": " + token);
     return {std::move(kp), std::move(token)};
   }

@@ -1,0 +1,172 @@
+// The node's control API (specs/nex-wire.md): PING, AUCTION, WPING, INFO, DEPLOY, STOP and
+// LAMEDUCK on the control NATS, each answered in the spec's envelope.
+#include <fmt/format.h>
+
+#include <fstream>
+#include <thread>
+
+#include "api/events.h"
+#include "node/node_internals.h"
+
+namespace nex::node {
+
+using nlohmann::json;
+
+namespace {
+
+constexpr int kMaxConcurrentDeploys = 64;  // control API deploys under way at once
+
+json meminfo() {
+  std::ifstream in("/proc/meminfo");
+  json out = {{"total", 0}, {"free", 0}, {"available", 0}};
+  for (std::string key, unit; in >> key;) {
+    int64_t value = 0;
+    in >> value;
+    std::getline(in, unit);
+    if (key == "MemTotal:") out["total"] = value;
+    if (key == "MemFree:") out["free"] = value;
+    if (key == "MemAvailable:") out["available"] = value;
+  }
+  return out;
+}
+
+}  // namespace
+
+void Node::serve(const std::string& subject, void (Node::*handler)(nats::Message)) {
+  auto sub = control_->subscribe(subject, [this, handler](nats::Message m) {
+    if (!stopped_) (this->*handler)(std::move(m));
+  });
+  if (sub) {
+    subscriptions_.push_back(std::move(*sub));
+  } else {
+    log_line("cannot subscribe to " + subject + ": " + sub.error().message);
+  }
+}
+
+void Node::reply(const nats::Message& msg, const std::string& body) {
+  if (!msg.reply().empty()) (void)control_->publish(msg.reply(), body);
+}
+
+void Node::on_ping(nats::Message msg) { reply(msg, api::envelope("ping", ping_data())); }
+
+void Node::on_auction(nats::Message msg) {
+  auto req = api::parse_auction_request(msg.data());
+  if (!req) return;  // a malformed auction is simply not answered, like a non-match
+  const api::Tags mine = tags();
+  if (!req->os.empty() && req->os != "linux") return;
+  if (!req->arch.empty() && req->arch != mine.at("nex.arch")) return;
+  if (req->sandboxed && *req->sandboxed && !driver_->sandboxed()) return;
+  if (lameduck_) return;
+  for (const auto& [k, v] : req->tags) {
+    auto it = mine.find(k);
+    if (it == mine.end() || it->second != v) return;
+  }
+  const auto types = supported_types();
+  for (const auto& t : req->workload_types) {
+    auto parsed = api::parse_workload_type(t);
+    if (!parsed || std::find(types.begin(), types.end(), *parsed) == types.end()) return;
+  }
+  reply(msg, api::envelope("auction", ping_data()));
+}
+
+void Node::on_wping(nats::Message msg) {
+  // $NEX.WPING.{ns} or $NEX.WPING.{ns}.{idOrName}
+  const std::string ns = token(msg.subject(), 2);
+  const std::string which = token(msg.subject(), 3);
+  json machines = json::array();
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& [wid, w] : workloads_) {
+      if (w->ns != ns || (!which.empty() && which != w->id && which != w->name)) continue;
+      machines.push_back({{"id", w->id},
+                          {"namespace", w->ns},
+                          {"name", w->name},
+                          {"type", api::to_string(w->type)}});
+    }
+  }
+  if (machines.empty()) return;  // only nodes holding a match answer
+  json data = ping_data();
+  data["running_machines"] = machines;
+  data.erase("nexus");
+  reply(msg, api::envelope("ping", data));
+}
+
+void Node::on_info(nats::Message msg) {
+  const std::string ns = token(msg.subject(), 2);
+  json machines = json::array();
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& [wid, w] : workloads_) {
+      if (w->ns != ns) continue;
+      const std::string runtime = api::format_uptime(seconds_since(w->started));
+      json machine = {{"id", w->id},
+                      {"healthy", w->healthy},
+                      {"uptime", runtime},
+                      {"namespace", w->ns},
+                      {"workload",
+                       {{"name", w->name},
+                        {"description", w->description},
+                        {"runtime", runtime},
+                        {"type", api::to_string(w->type)},
+                        {"hash", w->hash}}}};
+      if (api::is_function(w->type)) {  // ours: what the function has done so far
+        machine["function_invocations"] = w->invocations.load();
+        machine["function_runtime_ns"] = w->runtime_ns.load();
+      }
+      machines.push_back(std::move(machine));
+    }
+  }
+  json types = json::array();
+  for (auto t : supported_types()) types.push_back(api::to_string(t));
+  reply(msg, api::envelope("info", {{"version", options_.version},
+                                    {"uptime", api::format_uptime(seconds_since(started_))},
+                                    {"public_xkey", xkey()},
+                                    {"tags", tags()},
+                                    {"memory", meminfo()},
+                                    {"machines", machines},
+                                    {"supported_workload_types", types}}));
+}
+
+void Node::on_lameduck(nats::Message msg) {
+  lameduck_ = true;
+  log_line("Entering lame duck mode: no new workloads will be accepted");
+  publish_event(api::kSystemNamespace, api::event_type::kLameDuck,
+                {{"version", options_.version}, {"id", id()}});
+  reply(msg, api::envelope("lameduck", {{"node_id", id()}, {"success", true}}));
+}
+
+// Replies with the envelope of `kind`: the result's data, or its error (also logged).
+void Node::reply_result(const nats::Message& msg, std::string_view kind, const Result<json>& r) {
+  if (r) {
+    reply(msg, api::envelope(kind, *r));
+  } else {
+    log_line(std::string(kind == "run" ? "Deploy" : "Stop") + " refused: " + r.error().message);
+    reply(msg, api::envelope_error(kind, r.error().message));
+  }
+}
+
+void Node::on_deploy(nats::Message msg) {
+  // Each deploy on a thread of its own, so one that waits for its artifact or its agent does
+  // not hold up the next; stop() waits for those under way.
+  {
+    std::lock_guard lock(deploys_mu_);
+    if (deploys_in_flight_ >= kMaxConcurrentDeploys) {
+      reply(msg, api::envelope_error("run", fmt::format("node is busy with {} deploys; try again",
+                                                        kMaxConcurrentDeploys)));
+      return;
+    }
+    ++deploys_in_flight_;
+  }
+  std::thread([this, msg = std::move(msg)]() mutable {
+    reply_result(msg, "run", deploy(token(msg.subject(), 2), msg.data()));
+    std::lock_guard lock(deploys_mu_);
+    --deploys_in_flight_;
+    deploys_cv_.notify_all();
+  }).detach();
+}
+
+void Node::on_stop(nats::Message msg) {
+  reply_result(msg, "stop", stop_workload(token(msg.subject(), 2), msg.data()));
+}
+
+}  // namespace nex::node

@@ -1,0 +1,57 @@
+// What the node's own files share (node.cc, control_api.cc, workloads.cc): the record of a
+// running workload and a few helpers. Not for use outside src/node.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "api/agent.h"
+#include "api/subject.h"
+#include "node/node.h"
+
+namespace nex::node {
+
+using namespace std::chrono_literals;
+
+struct Node::Workload {
+  std::string id;
+  std::string ns;
+  std::string name;
+  std::string description;
+  api::WorkloadType type = api::WorkloadType::kNative;
+  std::string issuer;
+  std::string deploy_jti;
+  std::string hash;
+  int64_t bytes = 0;
+  bool essential = false;
+  std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
+  WarmAgent agent;
+  api::AgentDeployRequest request;  // kept to restart an essential workload
+  bool healthy = true;
+  bool stopping = false;
+  int restarts = 0;
+  std::optional<std::chrono::steady_clock::time_point> restart_at;
+  std::vector<nats::Subscription> triggers;  // functions relayed: their trigger subscriptions
+  std::atomic<int64_t> invocations{0};       // functions: answered triggers
+  std::atomic<int64_t> runtime_ns{0};        // functions: their total run time in the agent
+};
+
+// The node's log: a line on stderr, prefixed with the time.
+void log_line(const std::string& text);
+
+// Token i of "$NEX.DEPLOY.{ns}.{node}" style subjects ("" past the end).
+inline std::string token(std::string_view subject, size_t i) {
+  auto t = api::subject_tokens(subject);
+  return i < t.size() ? std::string(t[i]) : std::string();
+}
+
+inline int64_t seconds_since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - t)
+      .count();
+}
+
+}  // namespace nex::node

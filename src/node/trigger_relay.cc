@@ -1,0 +1,82 @@
+#include "node/trigger_relay.h"
+
+#include "api/agent.h"
+#include "api/subject.h"
+#include "core/nuid.h"
+#include "node/node_config.h"
+
+namespace nex::node {
+
+namespace {
+// How long the relay remembers a trigger's caller: beyond the function's time limit (5 s).
+constexpr auto kAnswerWindow = std::chrono::seconds(30);
+}  // namespace
+
+std::vector<std::string> direct_trigger_urls(const NodeConfig& config,
+                                             const nats::ConnectOptions& c, bool sandboxed) {
+  if (config.function_triggers != "direct") return {};
+  // A sandbox never reaches the control NATS: the node relays.
+  if (sandboxed) return {};
+  // Credentials are never handed to an agent: with any, the node relays.
+  if (!c.user.empty() || !c.password.empty() || !c.token.empty() || !c.nkey_seed.empty() ||
+      !c.creds_file.empty() || c.tls)
+    return {};
+  return c.urls;
+}
+
+Result<std::vector<nats::Subscription>> TriggerRelay::subscribe(
+    const std::string& workload_id, const std::vector<std::string>& subjects) {
+  std::vector<nats::Subscription> subs;
+  for (const auto& subject : subjects) {
+    auto sub = control_.subscribe(
+        subject, [this, workload_id](nats::Message m) { forward(workload_id, m); }, subject);
+    if (!sub) return fail(sub.error().wrap(subject));
+    subs.push_back(std::move(*sub));
+  }
+  return subs;
+}
+
+void TriggerRelay::forward(const std::string& workload_id, const nats::Message& msg) {
+  const std::string token = next_nuid();
+  if (!msg.reply().empty()) {
+    std::lock_guard lock(mu_);
+    pending_[token] = {workload_id, std::string(msg.reply()),
+                       std::chrono::steady_clock::now() + kAnswerWindow};
+  }
+  auto out = nats::Message::create(api::agent_subject::trigger(workload_id), msg.data(),
+                                   api::agent_subject::trigger_reply(workload_id, token));
+  if (!out) return;
+  (void)out->set_header(api::kHeaderTriggerSubject, std::string(msg.subject()));
+  (void)internal_.publish(*out);
+}
+
+void TriggerRelay::on_reply(const nats::Message& msg) {
+  // hostint.{id}.trigger_reply.{token}
+  const auto tokens = api::subject_tokens(msg.subject());
+  if (tokens.size() != 4) return;
+  const std::string id(tokens[1]), token(tokens[3]);
+  Pending pending;
+  {
+    std::lock_guard lock(mu_);
+    auto it = pending_.find(token);
+    if (it == pending_.end() || it->second.workload_id != id) return;
+    pending = std::move(it->second);
+    pending_.erase(it);
+  }
+  auto answer = nats::Message::create(pending.reply, msg.data());
+  if (!answer) return;
+  // The agent's headers as they are, but the run time only if it fits this NATS's limit.
+  for (const char* h : {api::kHeaderServiceError, api::kHeaderServiceErrorCode})
+    if (auto v = msg.header(h)) (void)answer->set_header(h, *v);
+  if (auto ns = msg.header(api::kHeaderRuntimeNs);
+      ns && api::runtime_header_fits(msg.data().size(), control_.max_payload()))
+    (void)answer->set_header(api::kHeaderRuntimeNs, *ns);
+  (void)control_.publish(*answer);
+}
+
+void TriggerRelay::expire(std::chrono::steady_clock::time_point now) {
+  std::lock_guard lock(mu_);
+  std::erase_if(pending_, [now](const auto& entry) { return entry.second.expires < now; });
+}
+
+}  // namespace nex::node

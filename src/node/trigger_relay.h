@@ -1,0 +1,58 @@
+// TriggerRelay: how a function's triggers reach its agent when the agent cannot take them from the
+// control NATS itself (a sandbox never reaches it; credentials are never handed to an agent; see
+// NodeConfig::function_triggers). The relay subscribes to the trigger subjects on the control
+// NATS (queue group = the subject, so copies share the load) and forwards each request to the
+// agent over the internal NATS; the agent's answer comes back on
+// hostint.{id}.trigger_reply.{token} and goes to the caller. Only tokens the relay issued are
+// answered, once, so an agent cannot make the node publish elsewhere.
+#pragma once
+
+#include <chrono>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "core/error.h"
+#include "nats/connection.h"
+#include "nats/subscription.h"
+
+namespace nex::node {
+
+struct NodeConfig;
+
+// The control NATS URLs an agent may take a function's triggers from directly; none: relay.
+// Direct only when configured so, unsandboxed, and the control NATS needs no credentials or TLS.
+std::vector<std::string> direct_trigger_urls(const NodeConfig& config,
+                                             const nats::ConnectOptions& control, bool sandboxed);
+
+class TriggerRelay {
+ public:
+  // Both connections must outlive the relay.
+  TriggerRelay(const nats::Connection& control, const nats::Connection& internal)
+      : control_(control), internal_(internal) {}
+
+  // Subscribes to `subjects` for the function `workload_id`; dropping the subscriptions stops
+  // the relay for it (drain them to let requests already received through).
+  Result<std::vector<nats::Subscription>> subscribe(const std::string& workload_id,
+                                                    const std::vector<std::string>& subjects);
+  // An agent's answer, on hostint.{id}.trigger_reply.{token}.
+  void on_reply(const nats::Message& msg);
+  // Forgets callers whose answer window (beyond any function's time limit) has passed.
+  void expire(std::chrono::steady_clock::time_point now);
+
+ private:
+  void forward(const std::string& workload_id, const nats::Message& msg);
+
+  struct Pending {
+    std::string workload_id;
+    std::string reply;  // the caller's inbox
+    std::chrono::steady_clock::time_point expires;
+  };
+  const nats::Connection& control_;
+  const nats::Connection& internal_;
+  std::mutex mu_;  // guards pending_
+  std::unordered_map<std::string, Pending> pending_;
+};
+
+}  // namespace nex::node

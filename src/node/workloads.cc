@@ -1,0 +1,563 @@
+// The node's workloads: deploy (every check of specs/nex-wire.md, in its order, then an agent
+// from the pool), stop, restore after a restart (WorkloadStore keeps each deploy request as
+// received), essential restarts, and what agents report for them (logs, exits, invocations).
+#include <fmt/format.h>
+
+#include "api/events.h"
+#include "api/json_fields.h"
+#include "core/clock.h"
+#include "core/elf_info.h"
+#include "core/encoding.h"
+#include "crypto/jwt.h"
+#include "nats/object_store.h"
+#include "node/node_internals.h"
+#include "node/sandbox_setup.h"
+
+namespace nex::node {
+
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr auto kDeployTimeout = 10s;
+constexpr auto kUndeployGrace = 5s;
+// An essential workload that fails more often is in a crash loop.
+constexpr int kMaxRestarts = 5;
+const std::vector<std::string> kAlwaysDenied = {"$SYS.>", "$JS.>", "$NEX.>"};
+
+Result<std::map<std::string, std::string>> open_environment(const api::DeployRequest& req,
+                                                            const crypto::XKey& node_xkey) {
+  std::map<std::string, std::string> env;
+  if (req.environment.empty()) return env;
+  auto sealed = base64_decode(req.environment, Base64::kStandard);
+  if (!sealed)
+    return fail(ErrorCode::kInvalidArgument, "field 'environment' must be base64 of an xkey seal");
+  auto plain = node_xkey.open(*sealed, req.sender_public_key);
+  if (!plain) {
+    return fail(ErrorCode::kPermissionDenied,
+                "the environment could not be decrypted: seal it to this node's xkey " +
+                    node_xkey.public_key() + " (" + plain.error().message + ")");
+  }
+  auto j = api::FieldReader::parse_object(as_chars(*plain), "decrypted environment");
+  if (!j) return fail(j.error());
+  for (auto it = j->begin(); it != j->end(); ++it) {
+    if (!it->is_string()) {
+      return fail(ErrorCode::kInvalidArgument,
+                  "decrypted environment: value of '" + it.key() + "' must be a string");
+    }
+    env[it.key()] = it->get<std::string>();
+  }
+  return env;
+}
+
+// The agent's {accepted, message} answer to a deploy: ok, or its reason for refusing.
+Status agent_accepted(std::string_view reply) {
+  auto j = api::FieldReader::parse_object(reply, "agent deploy response");
+  if (!j) return fail(j.error());
+  api::FieldReader f(*j, "agent deploy response");
+  bool accepted = false;
+  std::string message = "no reason given";
+  f.boolean("accepted", accepted);
+  f.string("message", message);
+  NEX_RETURN_IF_ERROR(f.status());
+  if (!accepted)
+    return fail(ErrorCode::kInvalidArgument, "the agent refused the workload: " + message);
+  return {};
+}
+
+}  // namespace
+
+// A deploy's claim on the node's limits while it is under way (see Node::deploy).
+class Node::Reservation {
+ public:
+  explicit Reservation(Node& node) : node_(node) {}
+  ~Reservation() {
+    std::lock_guard lock(node_.mu_);
+    release_locked();
+  }
+  // These three with node_.mu_ held.
+  void take_slot() {
+    slot_ = true;
+    ++node_.reserved_slots_;
+  }
+  void take_bytes(int64_t bytes) {
+    bytes_ = bytes;
+    node_.reserved_bytes_ += bytes;
+  }
+  void release_locked() {
+    if (slot_) --node_.reserved_slots_;
+    node_.reserved_bytes_ -= bytes_;
+    slot_ = false;
+    bytes_ = 0;
+  }
+
+ private:
+  Node& node_;
+  bool slot_ = false;
+  int64_t bytes_ = 0;
+};
+
+void Node::restore_workloads() {
+  auto kept = store_->list();
+  if (!kept) {
+    log_line("Cannot read the workloads to restore: " + kept.error().message);
+    return;
+  }
+  for (const auto& e : *kept) {
+    // Deployed again under a new id, which the store keeps instead; the old entry goes only
+    // after that, so a crash in between cannot lose the workload.
+    auto r = deploy(e.ns, e.request, DeployOrigin::kRestore);
+    (void)store_->erase(e.id);
+    log_line(r ? "Restored workload " + (*r)["name"].get<std::string>() + " (was " + e.id +
+                     ", now " + (*r)["id"].get<std::string>() + ")"
+               : "Could not restore workload " + e.id + ": " + r.error().message);
+  }
+}
+
+Result<json> Node::deploy(const std::string& ns, std::string_view body, DeployOrigin origin) {
+  const NodeConfig& cfg = options_.config;
+  // The checks run in the order specs/nex-wire.md lists.
+  NEX_RETURN_IF_ERROR(api::validate_namespace(ns));
+  if (lameduck_)
+    return fail(ErrorCode::kUnavailable, "node is in lame duck mode and accepts no new workloads");
+  // Deploys run in parallel; the limits hold because each one reserves its place (and, once
+  // its size is known, its bytes) until it is registered or has failed.
+  Reservation reserved(*this);
+  {
+    std::lock_guard lock(mu_);
+    const size_t taken = workloads_.size() + reserved_slots_;
+    if (cfg.node_limits.max_workloads > 0 &&
+        static_cast<int64_t>(taken) >= cfg.node_limits.max_workloads) {
+      return fail(ErrorCode::kUnavailable,
+                  fmt::format("node is full: it runs {} workloads (node_limits.max_workloads {})",
+                              taken, cfg.node_limits.max_workloads));
+    }
+    reserved.take_slot();
+  }
+  auto req = api::parse_deploy_request(body);
+  if (!req) return fail(req.error());
+  const auto& allowed = cfg.workload_types;
+  if (std::find(allowed.begin(), allowed.end(), req->type) == allowed.end()) {
+    std::string list;
+    for (auto t : allowed) list += (list.empty() ? "" : ", ") + std::string(api::to_string(t));
+    return fail(ErrorCode::kInvalidArgument,
+                "workload type '" + std::string(api::to_string(req->type)) +
+                    "' is not accepted by this node (workload_types: " + list + ")");
+  }
+  if (!api::is_function(req->type) && !req->trigger_subjects.empty()) {
+    return fail(ErrorCode::kInvalidArgument,
+                "trigger_subjects are only for function workloads (v8, wasm), not native services");
+  }
+  if (api::is_function(req->type) && req->trigger_subjects.empty()) {
+    return fail(ErrorCode::kInvalidArgument,
+                "function workloads need at least one trigger subject");
+  }
+  std::vector<std::string> denied = kAlwaysDenied;
+  denied.insert(denied.end(), cfg.deny_trigger_subjects.begin(), cfg.deny_trigger_subjects.end());
+  for (const auto& s : req->trigger_subjects) {
+    for (const auto& d : denied) {
+      if (api::subjects_overlap(s, d)) {
+        return fail(
+            ErrorCode::kPermissionDenied,
+            "trigger subject '" + s + "' is not allowed: it overlaps the denied '" + d + "'");
+      }
+    }
+  }
+  const auto runnable = supported_types();
+  if (std::find(runnable.begin(), runnable.end(), req->type) == runnable.end()) {
+    return fail(ErrorCode::kInvalidArgument,
+                "this node cannot run '" + std::string(api::to_string(req->type)) +
+                    "' workloads yet: this build runs native services only");
+  }
+  auto env = open_environment(*req, identity_.xkey());
+  if (!env) return fail(env.error());
+  auto jwt = crypto::verify_jwt(
+      req->workload_jwt, {.issuer_type = crypto::KeyType::kAccount, .clock_skew_seconds = 60});
+  if (!jwt) return fail(jwt.error().code, "workload_jwt: " + jwt.error().message);
+  const std::string name = req->workload_name.empty() ? jwt->claims.sub : req->workload_name;
+  NEX_RETURN_IF_ERROR(api::validate_workload_name(name));
+  if (!req->workload_name.empty() && !jwt->claims.sub.empty() &&
+      jwt->claims.sub != req->workload_name) {
+    return fail(ErrorCode::kPermissionDenied,
+                "workload_name '" + req->workload_name +
+                    "' differs from the name the JWT was signed for ('" + jwt->claims.sub + "')");
+  }
+  const std::string issuer = jwt->claims.iss;
+  if (!cfg.valid_issuers.empty() && std::find(cfg.valid_issuers.begin(), cfg.valid_issuers.end(),
+                                              issuer) == cfg.valid_issuers.end()) {
+    return fail(ErrorCode::kPermissionDenied,
+                "issuer " + issuer + " is not allowed on this node (valid_issuers)");
+  }
+  std::string claimed_hash = req->hash;
+  if (auto h = jwt->claims.nats.find("hash");
+      h != jwt->claims.nats.end() && h->is_string() && !h->get<std::string>().empty()) {
+    if (!claimed_hash.empty() && claimed_hash != h->get<std::string>()) {
+      return fail(ErrorCode::kPermissionDenied,
+                  "field 'hash' differs from the hash the JWT was signed for");
+    }
+    claimed_hash = h->get<std::string>();
+  }
+
+  auto agent = pool_->take(std::chrono::milliseconds(cfg.agent_handshake_timeout_ms));
+  if (!agent) return fail(agent.error());
+  // From here on, a failure must release the agent: nothing is left half-started.
+  auto release = [&](Error err) -> Result<json> {
+    agent->sandbox->stop(1s);
+    (void)internal_->remove_workload(agent->id);
+    return fail(std::move(err));
+  };
+
+  auto js = nats::JetStream::create(*control_, {.domain = req->jsdomain});
+  if (!js) return release(js.error());
+  auto store = nats::ObjectStore::bind(*js, req->location.bucket);
+  if (!store) return release(store.error().wrap("location " + req->location.to_string()));
+  auto info = store->info(req->location.key);
+  if (!info) return release(info.error().wrap("location " + req->location.to_string()));
+  const int64_t size = static_cast<int64_t>(info->size);
+  if (cfg.node_limits.max_workload_bytes > 0 && size > cfg.node_limits.max_workload_bytes) {
+    return release(
+        {ErrorCode::kInvalidArgument,
+         fmt::format(
+             "artifact is {} bytes, over this node's limit of {} (node_limits.max_workload_bytes)",
+             size, cfg.node_limits.max_workload_bytes)});
+  }
+  bool fits = true;
+  {
+    std::lock_guard lock(mu_);
+    int64_t total_bytes = reserved_bytes_;
+    for (const auto& [wid, w] : workloads_) total_bytes += w->bytes;
+    fits = cfg.node_limits.max_total_bytes == 0 ||
+           total_bytes + size <= cfg.node_limits.max_total_bytes;
+    if (fits) reserved.take_bytes(size);
+  }
+  if (!fits) {
+    return release({ErrorCode::kInvalidArgument,
+                    fmt::format("artifact of {} bytes would take the node past its total of {} "
+                                "bytes (node_limits.max_total_bytes)",
+                                size, cfg.node_limits.max_total_bytes)});
+  }
+  auto got = store->get_file(req->location.key, agent->artifact_path);
+  if (!got) return release(got.error().wrap("download " + req->location.to_string()));
+  // Readable by the sandbox's unprivileged user (its directory is closed to everyone else).
+  fs::permissions(agent->artifact_path, fs::perms::owner_all | fs::perms::group_read |
+                                            fs::perms::group_exec | fs::perms::others_read |
+                                            fs::perms::others_exec);
+  // The object store verified the content against its SHA-256 digest; compare that digest with
+  // the hash the request and its JWT vouch for.
+  const std::string actual_hash = nats::digest_hex(got->digest);
+  if (!claimed_hash.empty() && actual_hash != claimed_hash) {
+    return release({ErrorCode::kPermissionDenied,
+                    "artifact hash mismatch: the request vouches for " + claimed_hash +
+                        " but the artifact's SHA-256 is " + actual_hash});
+  }
+  if (req->type == api::WorkloadType::kNative) {
+    if (auto st = check_static_executable(agent->artifact_path); !st) {
+      return release(st.error().wrap("artifact " + req->location.to_string() + " refused"));
+    }
+  }
+
+  api::AgentDeployRequest areq;
+  areq.argv = req->argv;
+  areq.description = req->description;
+  areq.environment = std::move(*env);
+  if (req->type == api::WorkloadType::kNative) {
+    // ours: a native service reaches host services over the internal NATS, as a user that may
+    // only call them for this workload (docs/host-services.md).
+    areq.environment["NEX_HOSTSERVICES_NATS_URL"] =
+        internal_->service_url(agent->id, agent->sandbox->internal_nats_host());
+    // ours: the workload's own NATS, when it is on the host's loopback, is reached at the same
+    // URL from inside a sandbox (docs/sandbox.md); no other host port is.
+    for (int port : loopback_nats_ports(areq.environment)) {
+      if (auto st = agent->sandbox->expose_host_port(port); !st)
+        return release(st.error().wrap("environment NATS_URL"));
+    }
+    areq.environment["NEX_HOSTSERVICES_INBOX_PREFIX"] =
+        InternalServer::service_inbox_prefix(agent->id);
+    areq.environment["NEX_HOSTSERVICES_SUBJECT_PREFIX"] =
+        api::host_services::rpc_prefix(agent->id, ns, name);
+  }
+  areq.essential = req->essential;
+  areq.hash = actual_hash;
+  areq.ns = ns;
+  areq.retried_at = req->retried_at;
+  areq.retry_count = req->retry_count.value_or(0);
+  areq.total_bytes = size;
+  areq.trigger_subjects = req->trigger_subjects;
+  areq.workload_name = name;
+  areq.workload_type = req->type;
+  areq.host_services = req->host_services;
+  areq.function_limits = req->function_limits;
+  if (api::is_function(req->type))
+    areq.trigger_nats_urls = direct_trigger_urls(cfg, options_.control, driver_->sandboxed());
+  // Registered before the agent starts it, so the workload's first log lines and an early exit
+  // find it.
+  auto w = std::make_shared<Workload>();
+  w->id = agent->id;
+  w->ns = ns;
+  w->name = name;
+  w->description = req->description;
+  w->type = req->type;
+  w->issuer = issuer;
+  w->deploy_jti = jwt->claims.jti;
+  w->hash = actual_hash;
+  w->bytes = size;
+  w->essential = req->essential;
+  w->request = areq;
+  w->agent = std::move(*agent);
+  {
+    std::lock_guard lock(mu_);
+    workloads_[w->id] = w;
+    reserved.release_locked();  // it counts as running now
+  }
+  // Kept before it starts, so an exit at any moment after finds it to forget.
+  const bool kept = origin != DeployOrigin::kAutostart;
+  if (kept) {
+    if (auto st = store_->put({w->id, ns, std::string(body)}); !st)
+      log_line("Workload " + w->id + " will not come back after a restart: " + st.error().message);
+  }
+  auto unregister = [&](Error err) -> Result<json> {
+    {
+      std::lock_guard lock(mu_);
+      workloads_.erase(w->id);
+    }
+    if (kept) (void)store_->erase(w->id);
+    w->agent.sandbox->stop(1s);
+    (void)internal_->remove_workload(w->id);
+    return fail(std::move(err));
+  };
+  auto resp = internal_->request_agent(w->id, api::agent_subject::deploy(w->id),
+                                       api::dump(api::to_json(areq)), kDeployTimeout);
+  if (!resp) return unregister(resp.error().wrap("agent"));
+  if (auto st = agent_accepted(resp->data()); !st) return unregister(st.error());
+  if (api::is_function(w->type) && areq.trigger_nats_urls.empty()) {
+    if (auto st = subscribe_triggers(w); !st) {
+      (void)internal_->request_agent(w->id, api::agent_subject::undeploy(w->id), "", 2s);
+      return unregister(st.error().wrap("trigger subjects"));
+    }
+  }
+  log_line("Workload deployed name=" + name + " id=" + w->id + " namespace=" + ns);
+  bool still_running = false;
+  {
+    std::lock_guard lock(mu_);
+    still_running = workloads_.count(w->id) > 0;
+  }
+  if (still_running) {  // (an instant exit was already reported as undeployed)
+    json data = {{"workload_name", name}, {"code", 0}, {"message", "workload deployed"}};
+    if (origin == DeployOrigin::kRestore) {
+      data["restored"] = true;  // ours: brought back by a restarted node
+      data["message"] = "workload restored after the node restarted";
+    }
+    publish_event(ns, api::event_type::kWorkloadDeployed, data, id() + "-" + w->id);
+  }
+  return json{{"started", true}, {"id", w->id}, {"issuer", issuer}, {"name", name}};
+}
+
+Result<json> Node::stop_workload(const std::string& ns, std::string_view body) {
+  auto req = api::parse_stop_request(body);
+  if (!req) return fail(req.error());
+  std::shared_ptr<Workload> w;
+  {
+    std::lock_guard lock(mu_);
+    auto it = workloads_.find(req->workload_id);
+    if (it != workloads_.end() && it->second->ns == ns && !it->second->stopping) w = it->second;
+  }
+  if (!w) return fail(ErrorCode::kNotFound, "no such workload: " + req->workload_id);
+  auto jwt = crypto::verify_jwt(
+      req->workload_jwt, {.issuer_type = crypto::KeyType::kAccount, .clock_skew_seconds = 60});
+  if (!jwt) return fail(jwt.error().code, "workload_jwt: " + jwt.error().message);
+  if (jwt->claims.iss != w->issuer) {
+    return fail(ErrorCode::kPermissionDenied,
+                "only the issuer that deployed workload " + w->id + " may stop it");
+  }
+  if (jwt->claims.sub != w->name) {
+    return fail(ErrorCode::kPermissionDenied,
+                "the stop JWT names workload '" + jwt->claims.sub + "', not '" + w->name + "'");
+  }
+  if (jwt->claims.jti == w->deploy_jti) {
+    return fail(ErrorCode::kPermissionDenied,
+                "the stop request replays the deploy JWT: sign a fresh one");
+  }
+  std::vector<nats::Subscription> triggers;
+  {
+    std::lock_guard lock(mu_);
+    if (w->stopping) return fail(ErrorCode::kNotFound, "no such workload: " + req->workload_id);
+    w->stopping = true;
+    triggers = std::move(w->triggers);
+  }
+  // Relayed triggers already received still reach the agent, which runs them or answers that
+  // the function stopped, rather than leaving their callers to time out.
+  nats::Subscription::drain_and_wait(triggers, api::kTriggerDrainTimeout);
+  undeploy(w, "workload stopped");
+  return json{{"stopped", true}, {"id", w->id}, {"issuer", w->issuer}, {"name", w->name}};
+}
+
+void Node::undeploy(const std::shared_ptr<Workload>& w, const std::string& message) {
+  (void)internal_->request_agent(w->id, api::agent_subject::undeploy(w->id), "",
+                                 kUndeployGrace + 2s);
+  remove_workload(w, 0, message);
+}
+
+void Node::remove_workload(const std::shared_ptr<Workload>& w, int code,
+                           const std::string& message) {
+  std::vector<nats::Subscription> triggers;
+  {
+    std::lock_guard lock(mu_);
+    if (workloads_.erase(w->id) == 0) return;
+    triggers = std::move(w->triggers);
+  }
+  // Stopped or ended: it does not come back. A node shutting down keeps them all.
+  if (!stopped_) (void)store_->erase(w->id);
+  triggers.clear();  // no new invocations reach the agent
+  w->agent.sandbox->stop(kUndeployGrace);
+  (void)internal_->remove_workload(w->id);
+  log_line("Workload undeployed name=" + w->name + " id=" + w->id + " (" + message + ")");
+  publish_event(w->ns, api::event_type::kWorkloadUndeployed,
+                {{"workload_name", w->name}, {"code", code}, {"message", message}},
+                id() + "-" + w->id);
+}
+
+std::shared_ptr<Node::Workload> Node::find_workload(const std::string& workload_id) {
+  std::lock_guard lock(mu_);
+  auto it = workloads_.find(workload_id);
+  return it == workloads_.end() ? nullptr : it->second;
+}
+
+// Agents speak for workloads, which are not trusted: their messages are read with FieldReader,
+// which never throws, and anything malformed is dropped.
+void Node::on_agent_log(nats::Message msg) {
+  auto w = find_workload(token(msg.subject(), 1));
+  if (!w) return;
+  auto j = api::FieldReader::parse_object(msg.data(), "log");
+  if (!j) return;
+  api::FieldReader f(*j, "log");
+  std::string text;
+  std::string level = "info";
+  f.string("text", text);
+  f.string("level", level);
+  if (!f.status()) return;
+  publish_workload_log(w->ns, w->name, w->id, level, text);
+}
+
+void Node::publish_workload_log(const std::string& ns, const std::string& name,
+                                const std::string& workload_id, const std::string& level,
+                                const std::string& text) {
+  (void)control_->publish(api::logs_subject(ns, id(), name, workload_id),
+                          api::dump({{"text", text}, {"level", level}, {"id", workload_id}}));
+}
+
+void Node::on_agent_event(nats::Message msg) {
+  auto w = find_workload(token(msg.subject(), 1));
+  const std::string type = token(msg.subject(), 3);
+  if (!w) return;
+  auto ev = api::FieldReader::parse_object(msg.data(), "event");
+  if (!ev) return;
+  auto data = ev->find("data");
+  if (data == ev->end() || !data->is_object()) return;
+  if (type == "workload_exited") {
+    api::FieldReader d(*data, "workload_exited event");
+    int64_t code = 0;
+    std::string message;
+    d.integer("code", code);
+    d.string("message", message);
+    if (d.status()) on_workload_exited(w, static_cast<int>(code), message);
+    return;
+  }
+  // An agent speaks only for its function's invocations; nothing else is republished. (Ours
+  // report them in batches, on_agent_invocations; this is the spec's one event at a time.)
+  const bool failed = type == api::event_type::kFunctionExecFailed;
+  if (!failed && type != api::event_type::kFunctionExecSucceeded) return;
+  api::InvocationReport report;
+  api::FieldReader d(*data, "event data");
+  d.string("trigger_subject", report.trigger_subject);
+  d.integer("elapsed_nanos", report.elapsed_nanos);
+  if (failed) d.string("error", report.error.emplace());
+  if (d.status()) republish_invocation(*w, report);
+}
+
+void Node::on_agent_invocations(nats::Message msg) {
+  auto w = find_workload(token(msg.subject(), 1));
+  if (!w) return;
+  auto batch = api::parse_invocation_batch(msg.data());
+  if (!batch) return;  // the agent's own fault; nothing to tell anyone
+  for (const auto& report : *batch) republish_invocation(*w, report);
+}
+
+void Node::republish_invocation(Workload& w, const api::InvocationReport& r) {
+  w.invocations++;
+  if (r.elapsed_nanos > 0) w.runtime_ns += r.elapsed_nanos;
+  // The workload's name and namespace are the node's to say, not the agent's.
+  json data = {{"workload_name", w.name},
+               {"trigger_subject", r.trigger_subject},
+               {"namespace", w.ns},
+               {"elapsed_nanos", r.elapsed_nanos}};
+  if (r.error) data["error"] = *r.error;
+  publish_event(
+      w.ns,
+      r.error ? api::event_type::kFunctionExecFailed : api::event_type::kFunctionExecSucceeded,
+      data, id() + "-" + w.id, /*batched=*/true);
+}
+
+void Node::on_workload_exited(const std::shared_ptr<Workload>& w, int code,
+                              const std::string& message) {
+  {
+    std::lock_guard lock(mu_);
+    if (w->stopping) return;  // a stop in progress reports the undeploy itself
+    if (w->essential && code != 0 && w->restarts < kMaxRestarts) {
+      // Exponential backoff: 250 ms, 500 ms, 1 s, 2 s, 4 s.
+      const auto delay = std::chrono::milliseconds(250) * (1 << w->restarts);
+      w->restarts += 1;
+      w->healthy = false;
+      w->restart_at = std::chrono::steady_clock::now() + delay;
+      log_line(fmt::format("Essential workload {} {}; restarting in {} ms (attempt {} of {})",
+                           w->name, message, delay.count(), w->restarts, kMaxRestarts));
+      maintenance_cv_.notify_all();
+      return;
+    }
+  }
+  if (w->essential && code != 0) {
+    publish_event(w->ns, api::event_type::kWorkloadCrashLoop,
+                  {{"workload_name", w->name},
+                   {"code", code},
+                   {"restarts", w->restarts},
+                   {"message", "gave up restarting after " + std::to_string(w->restarts) +
+                                   " attempts: " + message}},
+                  id() + "-" + w->id);
+  }
+  remove_workload(w, code, message);
+}
+
+Status Node::subscribe_triggers(const std::shared_ptr<Workload>& w) {
+  auto triggers = relay_->subscribe(w->id, w->request.trigger_subjects);
+  if (!triggers) return fail(triggers.error());
+  {
+    // A stop that began meanwhile takes the subscriptions it finds: none, so these go now.
+    std::lock_guard lock(mu_);
+    if (w->stopping || workloads_.count(w->id) == 0) return {};
+    w->triggers = std::move(*triggers);
+  }
+  return control_->flush();
+}
+
+void Node::restart_due(const std::vector<std::shared_ptr<Workload>>& all,
+                       std::chrono::steady_clock::time_point now) {
+  for (const auto& w : all) {
+    {
+      std::lock_guard l(mu_);
+      if (!w->restart_at || *w->restart_at > now || w->stopping) continue;
+      w->restart_at.reset();
+    }
+    w->request.retry_count = w->restarts;
+    w->request.retried_at = rfc3339_nano(std::chrono::system_clock::now());
+    auto r = internal_->request_agent(w->id, api::agent_subject::deploy(w->id),
+                                      api::dump(api::to_json(w->request)), kDeployTimeout);
+    if (r && agent_accepted(r->data())) {
+      std::lock_guard l(mu_);
+      w->healthy = true;
+    } else {
+      remove_workload(w, 1, "restart failed");
+    }
+  }
+}
+
+}  // namespace nex::node
