@@ -60,6 +60,7 @@ Result<node::NodeConfig> node_config_for(const std::string& file, std::string& w
 
 // Runs a node until SIGINT/SIGTERM, then stops it gracefully; `on_ready` runs once it serves.
 int run_node(const nats::ConnectOptions& control, const node::NodeConfig& config,
-             const std::string& state_dir, const std::function<void(const node::Node&)>& on_ready);
+             const std::string& state_dir, const std::string& metrics_listen,
+             const std::function<void(const node::Node&)>& on_ready);
 
 }  // namespace nex::cli

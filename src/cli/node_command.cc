@@ -18,6 +18,7 @@ struct NodeUpOptions {
   std::string config;
   std::string state_dir;
   std::string name;
+  std::string metrics;
 };
 
 }  // namespace
@@ -25,15 +26,19 @@ struct NodeUpOptions {
 std::string default_state_dir() { return (nex_home() / "node").string(); }
 
 int run_node(const nats::ConnectOptions& control, const node::NodeConfig& config,
-             const std::string& state_dir, const std::function<void(const node::Node&)>& on_ready) {
+             const std::string& state_dir, const std::string& metrics_listen,
+             const std::function<void(const node::Node&)>& on_ready) {
   // Block the shutdown signals before any thread starts so only sigwait below receives them.
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  auto node = node::Node::start(
-      {.config = config, .control = control, .state_dir = state_dir, .version = NEX_VERSION});
+  auto node = node::Node::start({.config = config,
+                                 .control = control,
+                                 .state_dir = state_dir,
+                                 .version = NEX_VERSION,
+                                 .metrics_listen = metrics_listen});
   if (!node) {
     std::fprintf(stderr, "nex node up: %s\n", node.error().message.c_str());
     return 1;
@@ -177,7 +182,7 @@ int node_up(const ConnectionFlags& flags, const NodeUpOptions& opts) {
     return 1;
   }
   return run_node(*control, *config, opts.state_dir.empty() ? default_state_dir() : opts.state_dir,
-                  {});
+                  opts.metrics, {});
 }
 
 int node_lameduck(const ConnectionFlags& flags, const std::string& node_id) {
@@ -245,6 +250,8 @@ void register_node_command(CLI::App& app, CommandAction& action, ConnectionFlags
                  "host name)");
   up->add_option("--state-dir", opts->state_dir,
                  "where the node keeps its identity (default ~/.nex/node)");
+  up->add_option("--metrics", opts->metrics,
+                 "serve Prometheus metrics at http://HOST:PORT/metrics (e.g. 127.0.0.1:9100)");
   on_parsed(up, action, [opts, &flags] { return node_up(flags, *opts); });
   register_preflight_command(*node, action);
 

@@ -17,6 +17,7 @@ struct UpOptions {
   int port = 4222;
   std::string store_dir;
   std::string state_dir;
+  std::string metrics;
 };
 
 int run_up(const UpOptions& opts) {
@@ -49,7 +50,8 @@ int run_up(const UpOptions& opts) {
   const node::NodeConfig& config = *loaded;
   const std::string url = server->url();
   const int rc = run_node(
-      {.urls = {url}, .name = "nex up node"}, config, opts.state_dir, [&](const node::Node& node) {
+      {.urls = {url}, .name = "nex up node"}, config, opts.state_dir, opts.metrics,
+      [&](const node::Node& node) {
         std::printf("NATS server with JetStream listening on %s\n", url.c_str());
         std::printf("JetStream store: %s%s\n", server->store_dir().c_str(),
                     opts.store_dir.empty() ? " (temporary, removed on exit)" : "");
@@ -98,6 +100,8 @@ void register_up_command(CLI::App& app, CommandAction& action) {
   opts->state_dir = default_state_dir();
   cmd->add_option("--state-dir", opts->state_dir, "where the node keeps its identity")
       ->capture_default_str();
+  cmd->add_option("--metrics", opts->metrics,
+                  "serve the node's Prometheus metrics at http://HOST:PORT/metrics");
   on_parsed(cmd, action, [opts] { return run_up(*opts); });
 }
 

@@ -160,6 +160,17 @@ Result<std::unique_ptr<CommandService>> CommandService::start(CommandServiceOpti
 
 CommandService::~CommandService() { stop(); }
 
+std::map<std::string, uint64_t> CommandService::queue_depths() const {
+  std::map<std::string, uint64_t> out;
+  for (const auto& w : workers_) {
+    if (w->method.empty()) continue;  // unknown methods are refused at once
+    auto info = js_->consumer_info(kCommandStream, w->durable);
+    if (!info) break;  // not created yet, or JetStream away: the next scrape tries again
+    out[w->method] = info->num_pending + info->num_ack_pending;
+  }
+  return out;
+}
+
 void CommandService::stop() {
   if (stopping_.exchange(true)) return;
   for (auto& w : workers_) {

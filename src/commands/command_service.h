@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -77,6 +78,9 @@ class CommandService {
   void stop();
 
   std::filesystem::path audit_log() const { return dir_ / "audit.jsonl"; }
+  // Per method: the commands filed and not yet finished (waiting, or running now), read from
+  // the consumers. Methods whose consumer cannot be read now (JetStream away) are left out.
+  std::map<std::string, uint64_t> queue_depths() const;
 
  private:
   struct Worker;

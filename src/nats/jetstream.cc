@@ -169,6 +169,21 @@ Result<StreamInfo> JetStream::stream_info(const std::string& stream) const {
   return out;
 }
 
+Result<ConsumerInfo> JetStream::consumer_info(const std::string& stream,
+                                              const std::string& durable) const {
+  jsConsumerInfo* ci = nullptr;
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  jsOptions o = impl_->api_options();
+  if (auto s = js_GetConsumerInfo(&ci, impl_->js, stream.c_str(), durable.c_str(), &o, &jerr);
+      s != NATS_OK) {
+    return fail(to_error(s, "consumer " + durable + " of stream " + stream, jerr));
+  }
+  ConsumerInfo out{.num_pending = ci->NumPending,
+                   .num_ack_pending = static_cast<uint64_t>(ci->NumAckPending)};
+  jsConsumerInfo_Destroy(ci);
+  return out;
+}
+
 Status JetStream::delete_stream(const std::string& stream) const {
   jsErrCode jerr = static_cast<jsErrCode>(0);
   jsOptions o = impl_->api_options();

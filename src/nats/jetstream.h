@@ -53,6 +53,11 @@ struct StreamInfo {
   uint64_t last_sequence = 0;
 };
 
+struct ConsumerInfo {
+  uint64_t num_pending = 0;      // messages not yet delivered
+  uint64_t num_ack_pending = 0;  // delivered, not yet acknowledged
+};
+
 struct PubAck {
   std::string stream;
   uint64_t sequence = 0;
@@ -61,7 +66,7 @@ struct PubAck {
 
 struct JsMetadata {
   uint64_t stream_sequence = 0;
-  uint64_t num_pending = 0;  // messages left for this consumer after this one
+  uint64_t num_pending = 0;    // messages left for this consumer after this one
   uint64_t num_delivered = 0;  // 1 on the first delivery, 2 on the first redelivery, ...
   int64_t timestamp_ns = 0;
 };
@@ -85,6 +90,7 @@ class JetStream {
 
   Result<StreamInfo> add_stream(const StreamConfig& config) const;
   Result<StreamInfo> stream_info(const std::string& stream) const;
+  Result<ConsumerInfo> consumer_info(const std::string& stream, const std::string& durable) const;
   Status delete_stream(const std::string& stream) const;
   // Purges the messages whose subject matches `subject_filter` (empty = all).
   Status purge_stream(const std::string& stream, const std::string& subject_filter = {}) const;

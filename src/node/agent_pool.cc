@@ -146,4 +146,9 @@ void AgentPool::refill_loop() {
   }
 }
 
+size_t AgentPool::ready() {
+  std::lock_guard lock(mu_);
+  return ready_.size();
+}
+
 }  // namespace nex::node

@@ -41,6 +41,8 @@ class AgentPool {
 
   // A handshaken agent, waiting up to `timeout` for one.
   Result<WarmAgent> take(std::chrono::milliseconds timeout);
+  // Agents booted and handshaken, waiting for a workload.
+  size_t ready();
 
  private:
   AgentPool(InternalServer& internal, sandbox::Driver& driver, AgentPoolOptions options)

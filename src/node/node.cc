@@ -57,6 +57,8 @@ Result<std::unique_ptr<Node>> Node::start(NodeOptions options) {
   if (access(options.agent_binary.c_str(), X_OK) != 0) {
     return fail(ErrorCode::kNotFound, "nex-agent not found at " + options.agent_binary.string());
   }
+  if (!options.metrics_listen.empty())
+    NEX_RETURN_IF_ERROR(metrics::Endpoint::check(options.metrics_listen));
   auto identity = NodeIdentity::claim(options.state_dir);
   if (!identity) return fail(identity.error());
   std::unique_ptr<Node> node(new Node(std::move(options), std::move(*identity)));
@@ -72,11 +74,19 @@ Result<std::unique_ptr<Node>> Node::start(NodeOptions options) {
   nats::ConnectOptions control = n.options_.control;
   if (control.name.empty()) control.name = "nex-node " + n.id();
   control.send_asap = true;  // function replies go out at once
+  auto count_reconnects = [&n, then = control.on_reconnected](const std::string& which) {
+    return [&n, which, then] {
+      n.metrics_.reconnect(which);
+      if (then) then();
+    };
+  };
+  control.on_reconnected = count_reconnects("control");
   auto conn = nats::Connection::connect(control);
   if (!conn) return fail(conn.error());
   n.control_ = std::move(*conn);
   control.name += " events";
   control.send_asap = false;
+  control.on_reconnected = count_reconnects("control events");
   auto bulk = nats::Connection::connect(control);
   if (!bulk) return fail(bulk.error());
   n.control_bulk_ = std::move(*bulk);
@@ -128,7 +138,9 @@ Result<std::unique_ptr<Node>> Node::start(NodeOptions options) {
            [&n](const std::string& wid, const hs::Caller& caller, const std::string& text) {
              log_line("Workload " + caller.name + " (" + wid + "): " + text);
              n.publish_workload_log(caller.ns, caller.name, wid, "warn", text);
-           }},
+           },
+       .on_served = [&n](const std::string& service,
+                         int code) { n.metrics_.host_service_call(service, code); }},
       n.internal_->connection());
   if (!host_services) return fail(host_services.error());
   n.host_services_ = std::move(*host_services);
@@ -176,6 +188,14 @@ Result<std::unique_ptr<Node>> Node::start(NodeOptions options) {
   }
 
   n.maintenance_ = std::thread([&n] { n.maintenance_loop(); });
+  if (!n.options_.metrics_listen.empty()) {
+    n.metrics_.registry().collect([&n](metrics::Scrape& s) { n.collect_metrics(s); });
+    auto endpoint = metrics::Endpoint::start(n.options_.metrics_listen,
+                                             [&n] { return n.metrics_.registry().render(); });
+    if (!endpoint) return fail(endpoint.error());
+    n.metrics_endpoint_ = std::move(*endpoint);
+    log_line("Serving Prometheus metrics on " + n.metrics_url());
+  }
   log_line("Use this key as the recipient for encrypted run requests public_xkey=" + n.xkey());
   log_line("NATS execution engine awaiting commands id=" + id + " version=" + n.options_.version);
   n.publish_event(api::kSystemNamespace, api::event_type::kNodeStarted,
@@ -272,9 +292,35 @@ void Node::maintenance_loop() {
   }
 }
 
+void Node::collect_metrics(metrics::Scrape& s) {
+  s.gauge("nex_node_info",
+          {{"node_id", id()}, {"node_name", name()}, {"version", options_.version}}, 1);
+  s.gauge("nex_node_uptime_seconds", {}, static_cast<double>(seconds_since(started_)));
+  std::map<metrics::Labels, int> counts;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& [wid, w] : workloads_) {
+      const char* state = w->stopping     ? "stopping"
+                          : w->restart_at ? "restarting"
+                          : w->healthy    ? "running"
+                                          : "unhealthy";
+      metrics::Labels labels = {
+          {"namespace", w->ns}, {"type", std::string(api::to_string(w->type))}, {"state", state}};
+      counts[std::move(labels)] += 1;
+    }
+  }
+  for (const auto& [labels, count] : counts) s.gauge("nex_workloads", labels, count);
+  if (pool_) s.gauge("nex_warm_agents", {}, static_cast<double>(pool_->ready()));
+  if (commands_) {
+    for (const auto& [method, depth] : commands_->queue_depths())
+      s.gauge("nex_command_queue_depth", {{"method", method}}, static_cast<double>(depth));
+  }
+}
+
 void Node::stop() {
   if (stopped_.exchange(true)) return;
   log_line("Shutting down: undeploying every workload");
+  metrics_endpoint_.reset();
   {
     std::lock_guard lock(maintenance_mu_);
     maintenance_stop_ = true;

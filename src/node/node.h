@@ -19,12 +19,14 @@
 #include "api/agent.h"
 #include "api/control.h"
 #include "commands/command_service.h"
+#include "metrics/endpoint.h"
 #include "nats/connection.h"
 #include "node/agent_pool.h"
 #include "node/host_services/server.h"
 #include "node/internal_server.h"
 #include "node/node_config.h"
 #include "node/node_identity.h"
+#include "node/node_metrics.h"
 #include "node/trigger_relay.h"
 #include "node/workload_store.h"
 #include "sandbox/driver.h"
@@ -37,6 +39,7 @@ struct NodeOptions {
   std::filesystem::path state_dir;
   std::filesystem::path agent_binary;  // default: nex-agent beside the running executable
   std::string version;
+  std::string metrics_listen;  // HOST:PORT for Prometheus' /metrics; empty: none
 };
 
 class Node {
@@ -54,6 +57,8 @@ class Node {
   int internal_nats_port() const { return internal_->port(); }
   // Undeploys every workload, announces node_stopped and releases everything.
   void stop();
+  // Where Prometheus scrapes (http://HOST:PORT/metrics); empty without metrics_listen.
+  std::string metrics_url() const { return metrics_endpoint_ ? metrics_endpoint_->url() : ""; }
 
  private:
   struct Workload;
@@ -73,6 +78,8 @@ class Node {
   enum class DeployOrigin { kRequest, kRestore, kAutostart };
   Result<nlohmann::json> deploy(const std::string& ns, std::string_view body,
                                 DeployOrigin origin = DeployOrigin::kRequest);
+  Result<nlohmann::json> try_deploy(const std::string& ns, std::string_view body,
+                                    DeployOrigin origin);
   // Redeploys what the store kept (before the node serves its API).
   void restore_workloads();
   Result<nlohmann::json> stop_workload(const std::string& ns, std::string_view body);
@@ -141,6 +148,10 @@ class Node {
   int deploys_in_flight_ = 0;  // control API deploys on their threads
 
   std::unique_ptr<TriggerRelay> relay_;
+  NodeMetrics metrics_;
+  std::unique_ptr<metrics::Endpoint> metrics_endpoint_;
+  // Reports workloads, warm agents and command queues at each scrape.
+  void collect_metrics(metrics::Scrape& scrape);
 
   std::mutex maintenance_mu_;
   std::condition_variable maintenance_cv_;

@@ -116,6 +116,13 @@ void Node::restore_workloads() {
 }
 
 Result<json> Node::deploy(const std::string& ns, std::string_view body, DeployOrigin origin) {
+  auto r = try_deploy(ns, body, origin);
+  static constexpr const char* kOrigins[] = {"request", "restore", "autostart"};
+  metrics_.deploy(kOrigins[static_cast<int>(origin)], r.has_value());
+  return r;
+}
+
+Result<json> Node::try_deploy(const std::string& ns, std::string_view body, DeployOrigin origin) {
   const NodeConfig& cfg = options_.config;
   // The checks run in the order specs/nex-wire.md lists.
   NEX_RETURN_IF_ERROR(api::validate_namespace(ns));
@@ -485,6 +492,8 @@ void Node::on_agent_invocations(nats::Message msg) {
 
 void Node::republish_invocation(Workload& w, const api::InvocationReport& r) {
   w.invocations++;
+  metrics_.invocation(w.ns, w.name, std::string(api::to_string(w.type)), r.error.has_value(),
+                      r.elapsed_nanos);
   if (r.elapsed_nanos > 0) w.runtime_ns += r.elapsed_nanos;
   // The workload's name and namespace are the node's to say, not the agent's.
   json data = {{"workload_name", w.name},
@@ -547,6 +556,7 @@ void Node::restart_due(const std::vector<std::shared_ptr<Workload>>& all,
       if (!w->restart_at || *w->restart_at > now || w->stopping) continue;
       w->restart_at.reset();
     }
+    metrics_.agent_restart(w->ns, w->name);
     w->request.retry_count = w->restarts;
     w->request.retried_at = rfc3339_nano(std::chrono::system_clock::now());
     auto r = internal_->request_agent(w->id, api::agent_subject::deploy(w->id),

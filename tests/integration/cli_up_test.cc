@@ -94,6 +94,24 @@ TEST(CliNodeUp, BadConfigRefusesToStartNamingTheField) {
   fs::remove(out);
 }
 
+TEST(CliNodeUp, ABadMetricsAddressRefusesToStartSayingWhatItExpects) {
+  const fs::path out =
+      fs::temp_directory_path() / ("nex-bad-metrics-" + std::to_string(getpid()) + ".out");
+  auto p = Subprocess::spawn(
+      {.argv = {NEX_BINARY, "node", "up", "--metrics", "9100", "-s", "nats://127.0.0.1:1"},
+       .stdout_path = out.string(),
+       .stderr_path = out.string()});
+  ASSERT_TRUE(p);
+  auto st = p->wait_for(10s);
+  ASSERT_TRUE(st);
+  EXPECT_EQ(WEXITSTATUS(*st), 1);
+  EXPECT_NE(slurp(out).find("--metrics: expected HOST:PORT (for example 127.0.0.1:9100) or :PORT, "
+                            "got '9100': no port"),
+            std::string::npos)
+      << slurp(out);
+  fs::remove(out);
+}
+
 TEST(CliUp, VersionAndUsageExitCodes) {
   auto run = [](std::vector<std::string> argv) {
     argv.insert(argv.begin(), NEX_BINARY);

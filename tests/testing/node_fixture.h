@@ -103,7 +103,8 @@ class NodeTest : public NatsServerTest {
     auto n = Node::start({.config = config,
                           .control = {.urls = {server().url()}},
                           .state_dir = state_dir_,
-                          .version = "test"});
+                          .version = "test",
+                          .metrics_listen = metrics_listen_});
     ASSERT_TRUE(n) << n.error().message;
     node_ = std::move(*n);
   }
@@ -202,6 +203,7 @@ class NodeTest : public NatsServerTest {
   std::unique_ptr<nats::JetStream> js_;
   std::unique_ptr<Node> node_;
   bool sandboxed_ = false;
+  std::string metrics_listen_;  // Prometheus endpoint of start_node(); empty: none
   crypto::KeyPair issuer_ = *crypto::KeyPair::create(crypto::KeyType::kAccount);
   crypto::XKey publisher_ = crypto::XKey::create();
 };

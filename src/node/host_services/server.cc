@@ -117,6 +117,12 @@ void Server::serve(const nats::Message& msg) {
                                 .msg = msg,
                                 .nc = *nc});
   }
+  if (options_.on_served) {
+    // The workload names the service: only the node's own names are passed on, so a workload
+    // cannot grow the metrics without bound.
+    const bool known = tokens.size() == 7 && services_.count(std::string(tokens[5])) > 0;
+    options_.on_served(known ? std::string(tokens[5]) : "unknown", reply.code);
+  }
   if (reply.denied && caller && options_.on_denied)
     options_.on_denied(id, *caller, "host services refused: " + reply.message);
   if (msg.reply().empty()) return;

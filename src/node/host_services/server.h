@@ -42,6 +42,9 @@ struct ServerOptions {
   // A refused attempt, to be logged as the workload's.
   std::function<void(const std::string& workload_id, const Caller& caller, const std::string& text)>
       on_denied;
+  // After each call: the service called ("unknown" when not one of the node's) and the answer's
+  // code.
+  std::function<void(const std::string& service, int code)> on_served;
 };
 
 class Server {

@@ -1,0 +1,31 @@
+// What a node counts for Prometheus (`nex node up --metrics ADDR`, docs/metrics.md): deploys,
+// function invocations and their run times, host-service calls, essential restarts and NATS
+// reconnects as they happen; workloads, warm agents and command queues read at each scrape.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "metrics/registry.h"
+
+namespace nex::node {
+
+class NodeMetrics {
+ public:
+  NodeMetrics();
+
+  // origin: request, restore or autostart.
+  void deploy(const std::string& origin, bool started);
+  void invocation(const std::string& ns, const std::string& workload, const std::string& type,
+                  bool failed, int64_t elapsed_nanos);
+  void host_service_call(const std::string& service, int code);
+  void agent_restart(const std::string& ns, const std::string& workload);
+  void reconnect(const std::string& connection);
+
+  metrics::Registry& registry() { return registry_; }
+
+ private:
+  metrics::Registry registry_;
+};
+
+}  // namespace nex::node

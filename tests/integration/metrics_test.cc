@@ -1,0 +1,178 @@
+// `nex node up --metrics ADDR`: what Prometheus reads when it scrapes the node, after workloads,
+// functions, host services, an essential restart, durable commands and a NATS restart.
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <regex>
+#include <sstream>
+
+#include "commands/sender.h"
+#include "testing/node_fixture.h"
+
+namespace nex {
+namespace {
+
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+struct HttpAnswer {
+  int status = 0;
+  std::string content_type;
+  std::string body;
+};
+
+// GET `path` from the node's metrics endpoint on loopback, as a scraper does.
+HttpAnswer http_get(int port, const std::string& path) {
+  HttpAnswer a;
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    ::close(fd);
+    return a;
+  }
+  const std::string req = "GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+  (void)!::write(fd, req.data(), req.size());
+  std::string raw;
+  char buf[4096];
+  for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) > 0;) raw.append(buf, static_cast<size_t>(n));
+  ::close(fd);
+  std::smatch m;
+  if (std::regex_search(raw, m, std::regex("^HTTP/1.1 ([0-9]{3})"))) a.status = std::stoi(m[1]);
+  if (std::regex_search(raw, m, std::regex("Content-Type: ([^\r]*)"))) a.content_type = m[1];
+  if (auto end = raw.find("\r\n\r\n"); end != std::string::npos) a.body = raw.substr(end + 4);
+  return a;
+}
+
+// The value of the series written exactly as `series` (name{labels}), or -1 when absent.
+double sample(const std::string& text, const std::string& series) {
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    if (line.size() > series.size() && line.compare(0, series.size(), series) == 0 &&
+        line[series.size()] == ' ')
+      return std::stod(line.substr(series.size() + 1));
+  }
+  return -1;
+}
+
+class MetricsTest : public testing::NodeTest {
+ protected:
+  void SetUp() override {
+    NodeTest::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
+    auto os = nats::ObjectStore::bind(*js_, "NEXCLIFILES");
+    ASSERT_TRUE(os);
+    ASSERT_OK(os->put_bytes("echo.js", "(subject, payload) => payload"));
+    ASSERT_OK(os->put_bytes("fails.js", "(subject, payload) => { throw new Error('no'); }"));
+    ASSERT_OK(os->put_bytes(
+        "hs.js", testing::slurp(fs::path(NEX_SOURCE_DIR) / "tests/fixtures/js/host_services.js")));
+    NodeConfig config;
+    config.node_name = unique("metrics");
+    config.valid_issuers = {issuer_.public_key()};
+    config.commands.cli_command = {.enabled = true, .allow = {"sleep"}};
+    metrics_listen_ = "127.0.0.1:0";
+    start_node(config);
+    std::smatch m;
+    const std::string url = node_->metrics_url();
+    ASSERT_TRUE(std::regex_search(url, m, std::regex("^http://127\\.0\\.0\\.1:([0-9]+)/metrics$")))
+        << url;
+    port_ = std::stoi(m[1]);
+  }
+
+  // Scrapes until `series` reads at least `want` (counts reach the node in batches).
+  double scrape_until(const std::string& series, double want) {
+    double v = -1;
+    for (int i = 0; i < 100 && (v = sample(http_get(port_, "/metrics").body, series)) < want; ++i)
+      std::this_thread::sleep_for(50ms);
+    return v;
+  }
+
+  int port_ = 0;
+};
+
+TEST_F(MetricsTest, AScrapeShowsWhatTheNodeDid) {
+  ASSERT_TRUE(deploy(deploy_request("echo", {{"NATS_URL", server().url()}}))["error"].is_null());
+  for (const auto& [name, key] :
+       {std::pair{"echojs", "echo.js"}, {"fails", "fails.js"}, {"hs", "hs.js"}}) {
+    json r = deploy(function_request(name, key, {std::string("metrics.") + name}));
+    ASSERT_TRUE(r["error"].is_null()) << r.dump();
+  }
+  json missing = deploy_request("missing");
+  missing["location"] = "nats://NEXCLIFILES/no-such-file";
+  EXPECT_FALSE(deploy(missing)["error"].is_null());
+  // An essential service that cannot reach its NATS exits, and is restarted.
+  json crasher = deploy_request("crasher", {{"NATS_URL", "nats://127.0.0.1:1"}});
+  crasher["essential"] = true;
+  ASSERT_TRUE(deploy(crasher)["error"].is_null());
+
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(conn_->request("metrics.echojs", "x", 5s));
+  for (int i = 0; i < 2; ++i) ASSERT_TRUE(conn_->request("metrics.fails", "x", 5s));
+  ASSERT_TRUE(conn_->request("metrics.hs", R"({"op":"kv.set","key":"k","value":"v"})", 5s));
+  ASSERT_TRUE(conn_->request("metrics.hs", R"({"op":"kv.get","key":"k"})", 5s));
+  // Three commands for a method that runs one at a time: one runs, two wait.
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_OK(commands::send_command(
+        *js_, {.to_node = node_->name(), .method = "cliCommand", .method_args = {"sleep", "10"}},
+        issuer_, 5s));
+  }
+
+  const std::string fn = R"({namespace="default",workload="echojs",type="v8"})";
+  EXPECT_EQ(scrape_until("nex_function_invocations_total" + fn, 3), 3);
+  EXPECT_EQ(scrape_until("nex_command_queue_depth{method=\"cliCommand\"}", 3), 3);
+  EXPECT_GE(scrape_until(R"(nex_agent_restarts_total{namespace="default",workload="crasher"})", 1),
+            1);
+
+  const HttpAnswer a = http_get(port_, "/metrics");
+  ASSERT_EQ(a.status, 200);
+  EXPECT_EQ(a.content_type, "text/plain; version=0.0.4; charset=utf-8");
+  const std::string& t = a.body;
+  EXPECT_NE(t.find("# TYPE nex_function_duration_seconds histogram"), std::string::npos) << t;
+  EXPECT_EQ(sample(t, R"(nex_node_info{node_id=")" + node_->id() + R"(",node_name=")" +
+                          node_->name() + R"(",version="test"})"),
+            1);
+  EXPECT_EQ(sample(t, R"(nex_workloads{namespace="default",type="native",state="running"})"), 1);
+  EXPECT_EQ(sample(t, R"(nex_workloads{namespace="default",type="v8",state="running"})"), 3);
+  EXPECT_EQ(sample(t, R"(nex_deploys_total{origin="request"})"), 5);
+  EXPECT_EQ(sample(t, R"(nex_deploy_failures_total{origin="request"})"), 1);
+  EXPECT_EQ(
+      sample(t, R"(nex_function_errors_total{namespace="default",workload="fails",type="v8"})"), 2);
+  EXPECT_EQ(sample(t, "nex_function_errors_total" + fn), -1) << "echo never failed";
+  EXPECT_EQ(sample(t, "nex_function_duration_seconds_count" + fn), 3);
+  EXPECT_EQ(
+      sample(
+          t,
+          R"(nex_function_duration_seconds_bucket{namespace="default",workload="echojs",type="v8",le="+Inf"})"),
+      3);
+  EXPECT_EQ(sample(t, R"(nex_host_service_calls_total{service="kv",code="200"})"), 2);
+  EXPECT_EQ(sample(t, "nex_command_queue_depth{method=\"hello\"}"), 0);
+  EXPECT_GE(sample(t, "nex_warm_agents"), 0);
+
+  EXPECT_EQ(http_get(port_, "/").status, 404);
+  EXPECT_EQ(http_get(port_, "/metrics/x").status, 404);
+
+  // The node's NATS goes away and comes back: both its connections reconnect, and say so.
+  ASSERT_OK(server().restart());
+  EXPECT_EQ(scrape_until(R"(nex_nats_reconnects_total{connection="control"})", 1), 1);
+  EXPECT_EQ(scrape_until(R"(nex_nats_reconnects_total{connection="control events"})", 1), 1);
+}
+
+TEST_F(MetricsTest, ABadAddressIsRefusedNamingTheFlag) {
+  node_.reset();
+  for (const std::string bad : {"9100", "127.0.0.1:99999", "example.org:9100"}) {
+    auto n = node::Node::start({.control = {.urls = {server().url()}},
+                                .state_dir = state_dir_,
+                                .version = "test",
+                                .metrics_listen = bad});
+    ASSERT_FALSE(n) << bad;
+    EXPECT_NE(n.error().message.find("--metrics: expected HOST:PORT"), std::string::npos)
+        << n.error().message;
+  }
+}
+
+}  // namespace
+}  // namespace nex
