@@ -1,5 +1,6 @@
 // Function benchmark, side by side in one run on one nats-server: the native echo service, a
-// JavaScript function and a WebAssembly function on a nex node (process driver), and a peer
+// JavaScript function (fresh global per invocation, and with `isolation: workload`, one warm
+// global per engine) and a WebAssembly function on a nex node (process driver), and a peer
 // function host in Node.js (the `nats` npm client; the same JavaScript with `vm`, the same
 // WebAssembly with `node:wasi`, see bench/peer/function_peer.mjs).
 //
@@ -157,16 +158,18 @@ int main(int argc, char** argv) {
       {"JavaScript function (Node.js vm peer)", "bench.peer.js", ""},
       {"WebAssembly function (Node.js wasi peer)", "bench.peer.wasm", "bench.peer.wasm"},
       {"JavaScript function (nex, node relays)", "bench.relay.js", ""},
-      {"WebAssembly function (nex, node relays)", "bench.relay.wasm", "bench.relay.wasm"}};
+      {"WebAssembly function (nex, node relays)", "bench.relay.wasm", "bench.relay.wasm"},
+      {"JavaScript function (nex, warm global)", "bench.warm.js", ""}};
 
   const bench::Requester requester;
-  auto deploy = [&](node::Node& n, Target& t, const std::string& type,
-                    const std::string& key) -> bool {
+  auto deploy = [&](node::Node& n, Target& t, const std::string& type, const std::string& key,
+                    const json& limits = nullptr) -> bool {
     const bool native = type == "native";
-    const json req = requester.deploy_request(
+    json req = requester.deploy_request(
         n.xkey(), "bench" + type, type, key,
         native ? json{{"NATS_URL", url}, {"ECHO_SUBJECT", t.subject}} : json::object(),
         native ? std::vector<std::string>{} : std::vector<std::string>{t.subject});
+    if (!limits.is_null()) req["function_limits"] = limits;
     const auto t0 = Clock::now();
     auto id = bench::deploy(conn, n.id(), req);
     if (!id) return false;
@@ -180,7 +183,8 @@ int main(int argc, char** argv) {
       !deploy(**node, targets[1], "v8", "echo.js") ||
       !deploy(**node, targets[2], "wasm", "echo.wasm") ||
       !deploy(**relay_node, targets[5], "v8", "echo.js") ||
-      !deploy(**relay_node, targets[6], "wasm", "echo.wasm"))
+      !deploy(**relay_node, targets[6], "wasm", "echo.wasm") ||
+      !deploy(**node, targets[7], "v8", "echo.js", {{"isolation", "workload"}}))
     return 1;
 
   // The peer: a process start to its first answer is its cold start.
@@ -244,7 +248,7 @@ int main(int argc, char** argv) {
   const auto& native = loads[0];
   std::printf(
       "\nAgainst the native service (1-requester p50 ratio, 32-requester throughput ratio):\n");
-  for (size_t i : {1, 2, 5, 6}) {
+  for (size_t i : {1, 2, 5, 6, 7}) {
     if (!loads[i].first.measured) continue;
     std::printf("  %-40s p50 %.2fx, throughput %.2fx\n", targets[i].label.c_str(),
                 loads[i].first.p50 / native.first.p50,

@@ -152,6 +152,7 @@ Status Agent::start_function(const api::AgentDeployRequest& req) {
     limits.memory_bytes = static_cast<size_t>(req.function_limits.memory_mib) << 20;
   if (req.function_limits.concurrency)
     limits.concurrency = static_cast<int>(req.function_limits.concurrency);
+  limits.reuse_global = req.function_limits.isolation == "workload";
   const bool js = req.workload_type == api::WorkloadType::kV8;
   nats::ConnectOptions bulk_options = options_;
   bulk_options.name += " events";

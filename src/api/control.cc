@@ -85,6 +85,7 @@ json to_json(const FunctionLimitsConfig& l) {
   if (l.timeout_ms) j["timeout_ms"] = l.timeout_ms;
   if (l.memory_mib) j["memory_mib"] = l.memory_mib;
   if (l.concurrency) j["concurrency"] = l.concurrency;
+  if (!l.isolation.empty()) j["isolation"] = l.isolation;
   return j;
 }
 
@@ -93,7 +94,10 @@ void read_function_limits(FieldReader& parent, FunctionLimitsConfig& out) {
   if (fl == nullptr) return;
   if (!fl->is_object()) return parent.fail_field("function_limits", "must be an object");
   FieldReader l(*fl, "function_limits");
-  l.no_unknown_fields({"timeout_ms", "memory_mib", "concurrency"});
+  l.no_unknown_fields({"timeout_ms", "memory_mib", "concurrency", "isolation"});
+  l.string("isolation", out.isolation);
+  if (!out.isolation.empty() && out.isolation != "invocation" && out.isolation != "workload")
+    l.fail_field("isolation", "must be \"invocation\" or \"workload\"");
   l.integer("timeout_ms", out.timeout_ms);
   l.integer("memory_mib", out.memory_mib);
   l.integer("concurrency", out.concurrency);
@@ -166,6 +170,11 @@ Result<DeployRequest> parse_deploy_request(std::string_view text) {
   if (!t)
     return fail(ErrorCode::kInvalidArgument, "deploy request: field 'type': " + t.error().message);
   r.type = *t;
+  if (r.function_limits.isolation == "workload" && r.type != WorkloadType::kV8) {
+    return fail(ErrorCode::kInvalidArgument,
+                "deploy request: field 'function_limits.isolation' \"workload\" is for JavaScript "
+                "(v8) functions only; WebAssembly runs a fresh instance per invocation");
+  }
   if (!r.workload_name.empty()) NEX_RETURN_IF_ERROR(validate_workload_name(r.workload_name));
   if (!r.hash.empty()) {
     static const std::regex kHex("[0-9a-fA-F]{64}");

@@ -49,7 +49,12 @@ struct FunctionLimitsConfig {
   int64_t timeout_ms = 0;   // 1 .. 300000
   int64_t memory_mib = 0;   // 16 .. 65536
   int64_t concurrency = 0;  // 1 .. 256
-  bool empty() const { return timeout_ms == 0 && memory_mib == 0 && concurrency == 0; }
+  // JavaScript: "invocation" (the default, "" here) gives each invocation a fresh global;
+  // "workload" keeps one global per engine, its built-ins frozen, so module state persists.
+  std::string isolation;
+  bool empty() const {
+    return timeout_ms == 0 && memory_mib == 0 && concurrency == 0 && isolation.empty();
+  }
 };
 nlohmann::json to_json(const FunctionLimitsConfig& l);
 // Reads an optional "function_limits" object field, reporting problems through `parent`.

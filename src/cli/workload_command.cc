@@ -467,6 +467,11 @@ void add_workload_options(CLI::App* cmd, WorkloadOptions& o) {
                   "functions: memory limit, MiB (default 256)");
   cmd->add_option("--function_concurrency", o.limits.concurrency,
                   "functions: invocations run at once (default: cores, at most 4)");
+  cmd->add_option("--function_isolation", o.limits.isolation,
+                  "JavaScript: invocation (a fresh global each time, the default) or workload "
+                  "(one global per engine, built-ins frozen; state may persist between "
+                  "invocations)")
+      ->check(CLI::IsMember({"invocation", "workload"}));
 }
 
 }  // namespace

@@ -345,6 +345,10 @@ class Function::Impl {
     // The payload's classes (Uint8Array, ArrayBuffer) are set up in a realm when first used:
     // here, while idle, rather than in the invocation.
     if (!JS_NewUint8Array(cx, 0)) return false;
+    if (limits_.reuse_global && !freeze_intrinsics(cx)) {
+      e.error = failure(cx, s);
+      return false;
+    }
     JS::CompileOptions options_c(cx);
     options_c.setFileAndLine(name_.c_str(), 1);
     JS::InstantiateOptions instantiate(options_c);
@@ -363,7 +367,54 @@ class Function::Impl {
     return true;
   }
 
-  // Calls the prepared function in its fresh global.
+  // A global that serves many invocations gets its built-ins frozen first: one invocation cannot
+  // change what Array.prototype or JSON.parse mean to the next (assigning to them then throws
+  // in strict code and does nothing otherwise). The global itself, and what the script makes,
+  // stay writable.
+  static bool freeze_intrinsics(JSContext* cx) {
+    static constexpr const char kFreeze[] = R"JS((() => {
+  const seen = new WeakSet();
+  const freeze = (o) => {
+    if (o === null || (typeof o !== 'object' && typeof o !== 'function') || seen.has(o)) return;
+    seen.add(o);
+    Object.freeze(o);
+    for (const key of Reflect.ownKeys(o)) {
+      const d = Reflect.getOwnPropertyDescriptor(o, key);
+      if ('value' in d) freeze(d.value); else { freeze(d.get); freeze(d.set); }
+    }
+    freeze(Reflect.getPrototypeOf(o));
+  };
+  const names = ['Object', 'Function', 'Array', 'Number', 'Boolean', 'String', 'Symbol',
+    'BigInt', 'Date', 'RegExp', 'Error', 'EvalError', 'RangeError', 'ReferenceError',
+    'SyntaxError', 'TypeError', 'URIError', 'AggregateError', 'Promise', 'Map', 'Set',
+    'WeakMap', 'WeakSet', 'WeakRef', 'FinalizationRegistry', 'Proxy', 'Reflect', 'JSON', 'Math',
+    'ArrayBuffer', 'SharedArrayBuffer', 'DataView', 'Int8Array', 'Uint8Array',
+    'Uint8ClampedArray', 'Int16Array', 'Uint16Array', 'Int32Array', 'Uint32Array',
+    'Float32Array', 'Float64Array', 'BigInt64Array', 'BigUint64Array', 'Atomics', 'Intl',
+    'WebAssembly', 'escape', 'unescape', 'isNaN', 'isFinite', 'parseInt', 'parseFloat',
+    'decodeURI', 'decodeURIComponent', 'encodeURI', 'encodeURIComponent'];
+  for (const name of names) {
+    const d = Reflect.getOwnPropertyDescriptor(globalThis, name);
+    if (d && 'value' in d) {
+      freeze(d.value);
+      Object.defineProperty(globalThis, name, { writable: false, configurable: false });
+    }
+  }
+  // Intrinsics reachable only through syntax: iterators, generators, async functions.
+  for (const o of [[][Symbol.iterator](), new Map()[Symbol.iterator](),
+      new Set()[Symbol.iterator](), ''[Symbol.iterator](), /./[Symbol.matchAll](''),
+      function* () {}, async function () {}, async function* () {}, (function* () {})(),
+      (async function* () {})()]) freeze(o);
+})())JS";
+    JS::CompileOptions options(cx);
+    options.setFileAndLine("nex:freeze-intrinsics", 1);
+    JS::SourceText<mozilla::Utf8Unit> source;
+    if (!source.init(cx, kFreeze, sizeof kFreeze - 1, JS::SourceOwnership::Borrowed)) return false;
+    JS::RootedValue ignored(cx);
+    return JS::Evaluate(cx, options, source, &ignored);
+  }
+
+  // Calls the prepared function in its global.
   InvocationResult run_js(JSContext* cx, WorkerState& s, Engine& e, const Invocation& job) {
     JS::HandleObject global = e.global;
     JS::HandleValue fn = e.fn;
@@ -641,10 +692,13 @@ class Function::Impl {
       } else {
         result = {false, e.error};
       }
-      // The global served its one invocation; the next one gets a fresh one.
-      e.global = nullptr;
-      e.fn = JS::UndefinedValue();
       const bool stopped = s.stop_reason != kRunOn;
+      // The global served its one invocation; the next one gets a fresh one. A reused global
+      // is given up only when an invocation was stopped midway (time-out, memory).
+      if (!limits_.reuse_global || stopped) {
+        e.global = nullptr;
+        e.fn = JS::UndefinedValue();
+      }
       job.done(std::move(result));
       // Give back what a runaway invocation took; and collect spent instances and their
       // memories regularly, before they pile up.

@@ -4,7 +4,8 @@
 // once per engine.
 //
 // JavaScript: each invocation instantiates the compiled script in a fresh global (so nothing
-// leaks between invocations; the worker prepares it while idle) and calls the function it
+// leaks between invocations; the worker prepares it while idle; FunctionLimits::reuse_global
+// keeps one per engine instead) and calls the function it
 // evaluates to with (subject, payload as Uint8Array). A string or any ArrayBuffer view is the
 // reply's bytes, undefined is empty, anything else is JSON; a Promise is awaited.
 //
@@ -43,6 +44,12 @@ struct FunctionLimits {
   // An engine beyond the first that has had no work for this long (after giving back its spare
   // memory, a second into idleness) retires, and its memory goes back with it.
   std::chrono::milliseconds idle_engine_lifetime{30000};
+  // JavaScript, opt-in (function_limits.isolation "workload"): each engine keeps one global for
+  // every invocation it runs, with the built-ins (Object, Array, ... and their prototypes)
+  // frozen before the script runs. What the script keeps in its own variables or on the global
+  // persists between invocations, as in Cloudflare Workers; a throw keeps it, a time-out or
+  // running out of memory starts a fresh global.
+  bool reuse_global = false;
 };
 
 // A line the function wrote with console.log/info/warn/error/debug.

@@ -200,6 +200,22 @@ TEST_F(FunctionTest, ThrowsAndTimeoutsAreErrorRepliesAndTheFunctionKeepsServing)
             std::string::npos);
 }
 
+TEST_F(FunctionTest, WorkloadIsolationKeepsTheScriptsStateAcrossTriggers) {
+  auto os = nats::ObjectStore::bind(*js_, "NEXCLIFILES");
+  ASSERT_OK(os->put_bytes("counter.js", "let n = 0;\n(subject, payload) => String(++n)"));
+  json r = deploy(function_request("warm", "counter.js", {"fn.warm"},
+                                   {{"isolation", "workload"}, {"concurrency", 1}}));
+  ASSERT_TRUE(r["error"].is_null()) << r.dump();
+  for (int i = 1; i <= 3; ++i) {
+    auto reply = conn_->request("fn.warm", "", 5s);
+    ASSERT_TRUE(reply) << reply.error().message;
+    EXPECT_EQ(reply->data(), std::to_string(i));
+  }
+  json cold = deploy(function_request("cold", "counter.js", {"fn.cold"}));
+  ASSERT_TRUE(cold["error"].is_null()) << cold.dump();
+  for (int i = 0; i < 2; ++i) EXPECT_EQ(conn_->request("fn.cold", "", 5s)->data(), "1");
+}
+
 TEST_F(FunctionTest, AScriptThatDoesNotCompileIsRefusedAtDeployAndLeavesNothing) {
   json r = deploy(function_request("broken", "broken.js", {"fn.broken"}));
   ASSERT_TRUE(r["error"].is_string()) << r.dump();

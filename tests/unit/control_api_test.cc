@@ -68,6 +68,12 @@ TEST(DeployRequest, BadInputNamesTheField) {
       {"hash", "xyz", "field 'hash' must be the hex SHA-256"},
       {"workload_name", "has space", "must match ^[a-zA-Z0-9_-]+$"},
       {"host_services", "x", "field 'host_services' must be an object"},
+      {"function_limits",
+       {{"isolation", "realm"}},
+       "field 'isolation' must be \"invocation\" or \"workload\""},
+      {"function_limits",
+       {{"isolation", "workload"}},  // kValid is a native service
+       "'function_limits.isolation' \"workload\" is for JavaScript (v8) functions only"},
   };
   for (const auto& c : cases) {
     auto r = with(c.field, c.value);

@@ -283,3 +283,75 @@ TEST(JavaScriptFunction, AThousandInvocationsInParallelAllAnswerCorrectly) {
 
 }  // namespace
 }  // namespace nex::runtime
+
+namespace nex::runtime {
+namespace {
+
+// function_limits.isolation "workload": one global per engine, built-ins frozen.
+FunctionLimits warm(int concurrency = 1) {
+  FunctionLimits l;
+  l.reuse_global = true;
+  l.concurrency = concurrency;
+  return l;
+}
+
+TEST(JavaScriptFunctionWarm, StateKeptByTheScriptPersistsBetweenInvocations) {
+  const std::string counter = "let n = 0;\n(s, p) => String(++n)";
+  auto f = make(counter, warm());
+  ASSERT_TRUE(f);
+  for (int i = 1; i <= 3; ++i) EXPECT_EQ(f->call("s", "").body, std::to_string(i));
+  // The default still gives each invocation a fresh global.
+  auto fresh = make(counter);
+  ASSERT_TRUE(fresh);
+  EXPECT_EQ(fresh->call("s", "").body, "1");
+  EXPECT_EQ(fresh->call("s", "").body, "1");
+}
+
+TEST(JavaScriptFunctionWarm, BuiltInsAreFrozenSoNoInvocationChangesThemForTheNext) {
+  auto f = make(
+      "(s, p) => {\n"
+      "  if (s === 'tamper') {\n"
+      "    Array.prototype.x = 1; JSON.parse = () => 'evil'; Object.prototype.polluted = true;\n"
+      "    try { Array = null; } catch (e) {}\n"
+      "    return 'tampered';\n"
+      "  }\n"
+      "  if (s === 'strict') { 'use strict'; return (() => { 'use strict';\n"
+      "    try { Array.prototype.y = 1; return 'assigned'; } catch (e) { return e.name; } })(); }\n"
+      "  return JSON.stringify([[].x, JSON.parse('1'), ({}).polluted, typeof Array]);\n"
+      "}",
+      warm());
+  ASSERT_TRUE(f);
+  EXPECT_EQ(f->call("tamper", "").body, "tampered");
+  EXPECT_EQ(f->call("check", "").body, R"([null,1,null,"function"])");
+  EXPECT_EQ(f->call("strict", "").body, "TypeError");
+}
+
+TEST(JavaScriptFunctionWarm, AThrowDoesNotBreakTheNextInvocationNorLoseState) {
+  auto f = make(
+      "let n = 0;\n(s, p) => { n++; if (s === 'boom') throw new Error('boom ' + n);\n"
+      "  return String(n); }",
+      warm());
+  ASSERT_TRUE(f);
+  EXPECT_EQ(f->call("a", "").body, "1");
+  auto thrown = f->call("boom", "");
+  EXPECT_FALSE(thrown.ok);
+  EXPECT_NE(thrown.body.find("boom 2"), std::string::npos) << thrown.body;
+  EXPECT_EQ(f->call("a", "").body, "3");
+}
+
+TEST(JavaScriptFunctionWarm, ATimedOutInvocationStartsAFreshGlobal) {
+  FunctionLimits l = warm();
+  l.timeout = 200ms;
+  auto f =
+      make("let n = 0;\n(s, p) => { n++; if (s === 'loop') for (;;) {}\n return String(n); }", l);
+  ASSERT_TRUE(f);
+  EXPECT_EQ(f->call("a", "").body, "1");
+  EXPECT_EQ(f->call("a", "").body, "2");
+  auto looped = f->call("loop", "");
+  EXPECT_FALSE(looped.ok);
+  EXPECT_NE(looped.body.find("timed out"), std::string::npos) << looped.body;
+  EXPECT_EQ(f->call("a", "").body, "1") << "the interrupted global was given up";
+}
+
+}  // namespace
+}  // namespace nex::runtime
