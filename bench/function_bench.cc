@@ -1,8 +1,12 @@
-// Function benchmark, side by side in one run on one nats-server: the native echo service, a
+// Function benchmark, side by side in one run: the native echo service, a
 // JavaScript function (fresh global per invocation, and with `isolation: workload`, one warm
 // global per engine) and a WebAssembly function on a nex node (process driver), and a peer
 // function host in Node.js (the `nats` npm client; the same JavaScript with `vm`, the same
-// WebAssembly with `node:wasi`, see bench/peer/function_peer.mjs).
+// WebAssembly with `node:wasi`, see bench/peer/function_peer.mjs), on a nats-server without
+// credentials; then on a second one in operator mode (every login has creds): the native
+// service, functions whose triggers the node relays, functions whose agents log in as users the
+// node signed (trigger_signing_key_file), and those in the namespace sandbox when the host can
+// run it (root, preflight). Each function is compared with the native service on its server.
 //
 //   build/bin/function_bench [--requests N] [--seconds S] [--only LABEL-SUBSTRING]
 //
@@ -24,7 +28,10 @@
 #include "core/subprocess.h"
 #include "crypto/jwt.h"
 #include "crypto/xkeys.h"
+#include "nats/object_store.h"
 #include "node/node.h"
+#include "testing/operator_chain.h"
+#include "testing/sandbox_host.h"
 
 using namespace nex;
 using nlohmann::json;
@@ -45,7 +52,9 @@ struct Target {
   std::string subject;
   std::string expect_suffix;  // the wasm echo appends the subject
   double cold_ms = 0;
-  std::string workload_id;  // nex targets
+  std::string workload_id;                 // nex targets
+  const nats::Connection* conn = nullptr;  // the requesters' (default: the open server's)
+  size_t native = 0;                       // the native service it is compared with
 };
 
 struct Load {
@@ -56,8 +65,8 @@ struct Load {
 
 // `requesters` threads, each sending up to `requests` requests one after another, for at most
 // `seconds`; every reply checked.
-Load measure(const nats::Connection& conn, const Target& t, int requesters, int requests,
-             double seconds) {
+Load measure(const Target& t, int requesters, int requests, double seconds) {
+  const nats::Connection& conn = *t.conn;
   std::vector<std::vector<double>> lat(static_cast<size_t>(requesters));
   std::atomic<int64_t> errors{0};
   const auto start = Clock::now();
@@ -88,8 +97,8 @@ Load measure(const nats::Connection& conn, const Target& t, int requesters, int 
 }
 
 // Requests until the target answers correctly; the time it took.
-std::optional<double> time_to_first_answer(const nats::Connection& conn, const Target& t,
-                                           Clock::time_point since) {
+std::optional<double> time_to_first_answer(const Target& t, Clock::time_point since) {
+  const nats::Connection& conn = *t.conn;
   const auto deadline = Clock::now() + std::chrono::seconds(30);
   while (Clock::now() < deadline) {
     auto r = conn.request(t.subject, "x", std::chrono::milliseconds(500));
@@ -149,7 +158,76 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "node: %s\n", (node ? relay_node.error() : node.error()).message.c_str());
     return 1;
   }
-  std::this_thread::sleep_for(std::chrono::seconds(1));  // the warm pool fills
+  // The same on a server in operator mode, where every login has credentials: a node that
+  // relays (it never hands out its own), one that signs a user per function (direct), and, when
+  // this host can run it, the namespace sandbox with signed users.
+  testing::OperatorChain chain;
+  const auto account = chain.account("bench", /*jetstream=*/true);
+  std::ofstream(work / "operator.conf") << chain.server_config();
+  auto secured = nats::LocalNatsServer::start({.config_file = work / "operator.conf"});
+  if (!secured) {
+    std::fprintf(stderr, "operator-mode nats-server: %s\n", secured.error().message.c_str());
+    return 1;
+  }
+  account.user("node").write_creds(work / "node.creds");
+  account.user("bench").write_creds(work / "bench.creds");
+  std::ofstream(work / "account.nk") << account.key.seed() << "\n";
+  const std::string echo_jwt =
+      account.user("echo", json::object(), /*bearer=*/true).jwt;  // NATS_JWT, as in seed 003
+  auto secured_conn =
+      nats::Connection::connect({.urls = {secured->url()}, .creds_file = work / "bench.creds"});
+  if (!secured_conn) return 1;
+  {
+    auto js = nats::JetStream::create(*secured_conn);
+    auto store = js ? nats::ObjectStore::create(*js, {.bucket = "NEXCLIFILES"}) : fail(js.error());
+    for (const auto& [key, file] :
+         std::map<std::string, fs::path>{{"echoservice", bench::kBinDir / "echoservice"},
+                                         {"echo.js", work / "echo.js"},
+                                         {"echo.wasm", wasm}}) {
+      if (!store || !store->put_file(key, file)) {
+        std::fprintf(stderr, "cannot upload %s to the operator-mode server\n", key.c_str());
+        return 1;
+      }
+    }
+  }
+  const nats::ConnectOptions node_login = {.urls = {secured->url()},
+                                           .creds_file = work / "node.creds"};
+  config = {};
+  config.no_sandbox = true;
+  config.machine_pool_size = 2;
+  auto creds_relay = node::Node::start({.config = config,
+                                        .control = node_login,
+                                        .state_dir = work / "state-creds-relay",
+                                        .version = "bench"});
+  config.trigger_signing_key_file = work / "account.nk";
+  auto creds_direct = node::Node::start({.config = config,
+                                         .control = node_login,
+                                         .state_dir = work / "state-creds-direct",
+                                         .version = "bench"});
+  if (!creds_relay || !creds_direct) {
+    std::fprintf(stderr, "node: %s\n",
+                 (creds_relay ? creds_direct.error() : creds_relay.error()).message.c_str());
+    return 1;
+  }
+  std::unique_ptr<node::Node> sandboxed;
+  const auto& sandbox_host = testing::SandboxHost::get();
+  if (sandbox_host.unavailable()) {
+    std::fprintf(stderr, "no namespace-sandbox rows: %s\n", sandbox_host.unavailable()->c_str());
+  } else {
+    node::NodeConfig sc = sandbox_host.config();
+    sc.machine_pool_size = 2;
+    sc.trigger_signing_key_file = work / "account.nk";
+    auto n = node::Node::start({.config = sc,
+                                .control = node_login,
+                                .state_dir = work / "state-sandboxed",
+                                .version = "bench"});
+    if (!n) {
+      std::fprintf(stderr, "sandboxed node: %s\n", n.error().message.c_str());
+      return 1;
+    }
+    sandboxed = std::move(*n);
+  }
+  std::this_thread::sleep_for(std::chrono::seconds(1));  // the warm pools fill
 
   std::vector<Target> targets = {
       {"native echo service (nex)", "bench.native", ""},
@@ -159,22 +237,43 @@ int main(int argc, char** argv) {
       {"WebAssembly function (Node.js wasi peer)", "bench.peer.wasm", "bench.peer.wasm"},
       {"JavaScript function (nex, node relays)", "bench.relay.js", ""},
       {"WebAssembly function (nex, node relays)", "bench.relay.wasm", "bench.relay.wasm"},
-      {"JavaScript function (nex, warm global)", "bench.warm.js", ""}};
+      {"JavaScript function (nex, warm global)", "bench.warm.js", ""},
+      {"native echo service (creds)", "bench.creds.native", ""},
+      {"JavaScript function (creds, node relays)", "bench.creds.relay.js", ""},
+      {"WebAssembly function (creds, node relays)", "bench.creds.relay.wasm",
+       "bench.creds.relay.wasm"},
+      {"JavaScript function (creds, signed user)", "bench.creds.direct.js", ""},
+      {"WebAssembly function (creds, signed user)", "bench.creds.direct.wasm",
+       "bench.creds.direct.wasm"},
+      {"JavaScript function (creds, namespace sandbox)", "bench.creds.sandbox.js", ""},
+      {"WebAssembly function (creds, namespace sandbox)", "bench.creds.sandbox.wasm",
+       "bench.creds.sandbox.wasm"}};
+  constexpr size_t kCredsNative = 8, kFirstSandboxed = 13;
+  for (size_t i = 0; i < targets.size(); ++i) {
+    const bool creds = i >= kCredsNative;
+    targets[i].conn = creds ? &*secured_conn : &conn;
+    targets[i].native = creds ? kCredsNative : 0;
+  }
+  if (!sandboxed) targets.resize(kFirstSandboxed);
 
   const bench::Requester requester;
   auto deploy = [&](node::Node& n, Target& t, const std::string& type, const std::string& key,
                     const json& limits = nullptr) -> bool {
     const bool native = type == "native";
+    json env = json::object();
+    if (native) {
+      env = {{"NATS_URL", t.conn == &conn ? url : secured->url()}, {"ECHO_SUBJECT", t.subject}};
+      if (t.conn != &conn) env["NATS_JWT"] = echo_jwt;
+    }
     json req = requester.deploy_request(
-        n.xkey(), "bench" + type, type, key,
-        native ? json{{"NATS_URL", url}, {"ECHO_SUBJECT", t.subject}} : json::object(),
+        n.xkey(), "bench" + type, type, key, env,
         native ? std::vector<std::string>{} : std::vector<std::string>{t.subject});
     if (!limits.is_null()) req["function_limits"] = limits;
     const auto t0 = Clock::now();
-    auto id = bench::deploy(conn, n.id(), req);
+    auto id = bench::deploy(*t.conn, n.id(), req);
     if (!id) return false;
     t.workload_id = *id;
-    auto first = time_to_first_answer(conn, t, t0);
+    auto first = time_to_first_answer(t, t0);
     if (!first) return false;
     t.cold_ms = *first;
     return true;
@@ -184,7 +283,15 @@ int main(int argc, char** argv) {
       !deploy(**node, targets[2], "wasm", "echo.wasm") ||
       !deploy(**relay_node, targets[5], "v8", "echo.js") ||
       !deploy(**relay_node, targets[6], "wasm", "echo.wasm") ||
-      !deploy(**node, targets[7], "v8", "echo.js", {{"isolation", "workload"}}))
+      !deploy(**node, targets[7], "v8", "echo.js", {{"isolation", "workload"}}) ||
+      !deploy(**creds_direct, targets[8], "native", "echoservice") ||
+      !deploy(**creds_relay, targets[9], "v8", "echo.js") ||
+      !deploy(**creds_relay, targets[10], "wasm", "echo.wasm") ||
+      !deploy(**creds_direct, targets[11], "v8", "echo.js") ||
+      !deploy(**creds_direct, targets[12], "wasm", "echo.wasm"))
+    return 1;
+  if (sandboxed && (!deploy(*sandboxed, targets[13], "v8", "echo.js") ||
+                    !deploy(*sandboxed, targets[14], "wasm", "echo.wasm")))
     return 1;
 
   // The peer: a process start to its first answer is its cold start.
@@ -201,7 +308,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   for (int i : {3, 4}) {
-    auto first = time_to_first_answer(conn, targets[static_cast<size_t>(i)], peer_start);
+    auto first = time_to_first_answer(targets[static_cast<size_t>(i)], peer_start);
     if (!first) {
       std::fprintf(stderr, "the Node.js peer did not answer on %s\n",
                    targets[static_cast<size_t>(i)].subject.c_str());
@@ -217,9 +324,9 @@ int main(int argc, char** argv) {
       continue;
     }
     std::fprintf(stderr, "measuring %s\n", t.label.c_str());
-    (void)measure(conn, t, 4, 200, 2);  // warm up (JIT, pools)
-    Load one = measure(conn, t, 1, requests, seconds);
-    Load many = measure(conn, t, 32, std::max(1, requests / 8), seconds);
+    (void)measure(t, 4, 200, 2);  // warm up (JIT, pools)
+    Load one = measure(t, 1, requests, seconds);
+    Load many = measure(t, 32, std::max(1, requests / 8), seconds);
     loads.emplace_back(one, many);
   }
   (void)peer->terminate(std::chrono::seconds(2));
@@ -228,10 +335,10 @@ int main(int argc, char** argv) {
       "\nFunction round trips through one nats-server (%s), %d requests per requester (at most "
       "%.0f s)\n\n",
       url.c_str(), requests, seconds);
-  std::printf("| %-40s | %10s | %9s | %9s | %11s | %9s | %9s | %11s | %6s |\n", "target",
+  std::printf("| %-48s | %10s | %9s | %9s | %11s | %9s | %9s | %11s | %6s |\n", "target",
               "cold start", "1: p50", "1: p99", "1: req/s", "32: p50", "32: p99", "32: req/s",
               "errors");
-  std::printf("|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n", std::string(42, '-').c_str(),
+  std::printf("|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n", std::string(50, '-').c_str(),
               std::string(12, '-').c_str(), std::string(11, '-').c_str(),
               std::string(11, '-').c_str(), std::string(13, '-').c_str(),
               std::string(11, '-').c_str(), std::string(11, '-').c_str(),
@@ -240,17 +347,18 @@ int main(int argc, char** argv) {
     const auto& [one, many] = loads[i];
     if (!one.measured) continue;
     std::printf(
-        "| %-40s | %7.1f ms | %6.3f ms | %6.3f ms | %11.0f | %6.3f ms | %6.3f ms | %11.0f | %6lld "
+        "| %-48s | %7.1f ms | %6.3f ms | %6.3f ms | %11.0f | %6.3f ms | %6.3f ms | %11.0f | %6lld "
         "|\n",
         targets[i].label.c_str(), targets[i].cold_ms, one.p50, one.p99, one.per_second, many.p50,
         many.p99, many.per_second, static_cast<long long>(one.errors + many.errors));
   }
-  const auto& native = loads[0];
   std::printf(
-      "\nAgainst the native service (1-requester p50 ratio, 32-requester throughput ratio):\n");
-  for (size_t i : {1, 2, 5, 6, 7}) {
-    if (!loads[i].first.measured) continue;
-    std::printf("  %-40s p50 %.2fx, throughput %.2fx\n", targets[i].label.c_str(),
+      "\nAgainst the native service on the same server (1-requester p50 ratio, 32-requester "
+      "throughput ratio):\n");
+  for (size_t i = 0; i < targets.size(); ++i) {
+    if (i == 3 || i == 4 || i == targets[i].native || !loads[i].first.measured) continue;
+    const auto& native = loads[targets[i].native];
+    std::printf("  %-48s p50 %.2fx, throughput %.2fx\n", targets[i].label.c_str(),
                 loads[i].first.p50 / native.first.p50,
                 loads[i].second.per_second / native.second.per_second);
   }
@@ -269,6 +377,9 @@ int main(int argc, char** argv) {
   }
   (*node)->stop();
   (*relay_node)->stop();
+  (*creds_relay)->stop();
+  (*creds_direct)->stop();
+  if (sandboxed) sandboxed->stop();
   std::error_code ec;
   fs::remove_all(work, ec);
   return 0;

@@ -169,6 +169,8 @@ Status Agent::start_function(const api::AgentDeployRequest& req) {
   if (direct) {
     auto conn = nats::Connection::connect({.urls = req.trigger_nats_urls,
                                            .name = "nex-agent " + id_ + " triggers",
+                                           .nkey_seed = req.trigger_nats_seed,
+                                           .user_jwt = req.trigger_nats_jwt,
                                            .send_asap = true});
     if (!conn) return fail(conn.error().wrap("trigger NATS"));
     trigger_conn_ = std::make_shared<nats::Connection>(std::move(*conn));

@@ -22,6 +22,8 @@ json to_json(const AgentDeployRequest& r) {
   if (!r.host_services.empty()) j["host_services"] = to_json(r.host_services);
   if (!r.function_limits.empty()) j["function_limits"] = to_json(r.function_limits);
   if (!r.trigger_nats_urls.empty()) j["trigger_nats_urls"] = r.trigger_nats_urls;
+  if (!r.trigger_nats_jwt.empty()) j["trigger_nats_jwt"] = r.trigger_nats_jwt;
+  if (!r.trigger_nats_seed.empty()) j["trigger_nats_seed"] = r.trigger_nats_seed;
   return j;
 }
 
@@ -46,6 +48,8 @@ Result<AgentDeployRequest> parse_agent_deploy_request(std::string_view text) {
   read_host_services(f, r.host_services);
   read_function_limits(f, r.function_limits);
   f.string_list("trigger_nats_urls", r.trigger_nats_urls);
+  f.string("trigger_nats_jwt", r.trigger_nats_jwt);
+  f.string("trigger_nats_seed", r.trigger_nats_seed);
   NEX_RETURN_IF_ERROR(f.status());
   auto t = parse_workload_type(type);
   if (!t) return fail(t.error());

@@ -75,6 +75,10 @@ struct AgentDeployRequest {
   // ours: when set, the agent subscribes to the trigger subjects on this NATS (no credentials)
   // and answers callers directly, instead of the node relaying.
   std::vector<std::string> trigger_nats_urls;
+  // ours: with trigger_nats_urls, the user the agent logs in as there (operator mode): a JWT the
+  // node signed that allows only the trigger subjects and their replies, and its seed.
+  std::string trigger_nats_jwt;
+  std::string trigger_nats_seed;
 };
 nlohmann::json to_json(const AgentDeployRequest& r);
 Result<AgentDeployRequest> parse_agent_deploy_request(std::string_view json);

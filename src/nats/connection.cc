@@ -81,6 +81,12 @@ struct Connection::Impl {
                         ? static_cast<int64_t>(randombytes_uniform(static_cast<uint32_t>(jitter)))
                         : 0);
   }
+  static natsStatus user_jwt(char** jwt, char** err_text, void* closure) {
+    auto* self = static_cast<Impl*>(closure);
+    *jwt = strdup(self->options.user_jwt.c_str());
+    (void)err_text;
+    return *jwt ? NATS_OK : NATS_NO_MEMORY;
+  }
   static natsStatus sign_nonce(char** err_text, unsigned char** signature, int* length,
                                const char* nonce, void* closure) {
     auto* self = static_cast<Impl*>(closure);
@@ -134,7 +140,12 @@ Result<Connection> Connection::connect(const ConnectOptions& options) {
     s = natsOptions_SetUserInfo(o, options.user.c_str(), options.password.c_str());
   }
   if (s == NATS_OK && !options.token.empty()) s = natsOptions_SetToken(o, options.token.c_str());
-  if (s == NATS_OK && impl->nkey) {
+  if (!options.user_jwt.empty() && !impl->nkey)
+    return fail(ErrorCode::kInvalidArgument, "connect: a user JWT needs its nkey seed");
+  if (s == NATS_OK && impl->nkey && !options.user_jwt.empty()) {
+    s = natsOptions_SetUserCredentialsCallbacks(o, &Impl::user_jwt, impl.get(), &Impl::sign_nonce,
+                                                impl.get());
+  } else if (s == NATS_OK && impl->nkey) {
     s = natsOptions_SetNKey(o, impl->nkey->public_key().c_str(), &Impl::sign_nonce, impl.get());
   }
   if (s == NATS_OK && !options.inbox_prefix.empty()) {

@@ -34,6 +34,7 @@ struct ConnectOptions {
   std::string password;
   std::string token;
   std::string nkey_seed;     // a user nkey seed ("SU…"): login by signing the server's nonce
+  std::string user_jwt;      // with nkey_seed: operator mode, the user's JWT (a .creds in memory)
   std::string creds_file;    // a .creds file (user JWT + seed)
   std::string inbox_prefix;  // replaces "_INBOX" for request replies (for narrow permissions)
   std::optional<TlsOptions> tls;

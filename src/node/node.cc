@@ -59,10 +59,13 @@ Result<std::unique_ptr<Node>> Node::start(NodeOptions options) {
   }
   if (!options.metrics_listen.empty())
     NEX_RETURN_IF_ERROR(metrics::Endpoint::check(options.metrics_listen));
+  auto trigger_credentials = TriggerCredentials::load(options.config, options.control);
+  if (!trigger_credentials) return fail(trigger_credentials.error().wrap("node config"));
   auto identity = NodeIdentity::claim(options.state_dir);
   if (!identity) return fail(identity.error());
   std::unique_ptr<Node> node(new Node(std::move(options), std::move(*identity)));
   Node& n = *node;
+  n.trigger_credentials_ = std::move(*trigger_credentials);
 
   // A previous run killed with SIGKILL may have left sandboxes' files: the pid lock says no
   // other node uses this directory, so start clean.

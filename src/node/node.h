@@ -28,6 +28,7 @@
 #include "node/node_identity.h"
 #include "node/node_metrics.h"
 #include "node/trigger_relay.h"
+#include "node/trigger_route.h"
 #include "node/workload_store.h"
 #include "sandbox/driver.h"
 
@@ -148,6 +149,7 @@ class Node {
   int deploys_in_flight_ = 0;  // control API deploys on their threads
 
   std::unique_ptr<TriggerRelay> relay_;
+  std::optional<TriggerCredentials> trigger_credentials_;  // operator mode, when configured
   NodeMetrics metrics_;
   std::unique_ptr<metrics::Endpoint> metrics_endpoint_;
   // Reports workloads, warm agents and command queues at each scrape.

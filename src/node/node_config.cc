@@ -55,6 +55,7 @@ Result<NodeConfig> parse_node_config(std::string_view text) {
                        "agent_handshake_timeout_ms",
                        "agent_ping_timeout_ms",
                        "function_triggers",
+                       "trigger_signing_key_file",
                        "host_services",
                        "autostart"});
   std::string s;
@@ -135,6 +136,9 @@ Result<NodeConfig> parse_node_config(std::string_view text) {
   f.string("function_triggers", c.function_triggers);
   if (c.function_triggers != "direct" && c.function_triggers != "relay")
     f.fail_field("function_triggers", "must be \"direct\" or \"relay\"");
+  std::string signing_key_file;
+  f.string("trigger_signing_key_file", signing_key_file);
+  c.trigger_signing_key_file = signing_key_file;
   NEX_RETURN_IF_ERROR(read_object(f, "host_services", [&](FieldReader& r) -> Status {
     r.string("nats_url", c.host_services.nats_url);
     r.string("nats_user_jwt", c.host_services.nats_user_jwt);

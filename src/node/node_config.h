@@ -52,6 +52,11 @@ struct NodeConfig {
   // subjects on the control NATS itself, when that needs no credentials (there is nothing to
   // hand over); otherwise, and with "relay", the node relays each trigger over the internal NATS.
   std::string function_triggers = "direct";
+  // ours: a file holding a seed (SA...) of the account the node logs in to, or of one of its
+  // signing keys (operator mode). With it, the node gives each function's agent a user of its
+  // own that may only subscribe to its trigger subjects and answer them, so even a node with
+  // credentials (or a sandboxed function) takes the direct route.
+  std::filesystem::path trigger_signing_key_file;
   api::HostServicesConfig host_services;  // the host-services NATS connection
   hs::Settings host_services_settings;    // host_services.services: what each may do
   std::vector<api::DeployRequest> autostart;

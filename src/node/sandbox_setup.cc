@@ -39,24 +39,29 @@ std::vector<int> loopback_nats_ports(const std::map<std::string, std::string>& e
   if (it == environment.end()) return ports;
   std::istringstream urls(it->second);
   for (std::string url; std::getline(urls, url, ',');) {
-    // [scheme://][user[:pass]@]host[:port]
-    if (auto p = url.find("://"); p != std::string::npos) url = url.substr(p + 3);
-    if (auto p = url.rfind('@'); p != std::string::npos) url = url.substr(p + 1);
-    if (auto p = url.find('/'); p != std::string::npos) url = url.substr(0, p);
-    const size_t colon = url.rfind(':');
-    const std::string host = url.substr(0, colon);
-    if (host != "localhost" && host != "127.0.0.1") continue;
-    int port = 4222;
-    if (colon != std::string::npos) {
-      try {
-        port = std::stoi(url.substr(colon + 1));
-      } catch (...) {
-        continue;
-      }
-    }
-    if (port > 0 && port < 65536) ports.push_back(port);
+    if (auto port = loopback_port(url)) ports.push_back(*port);
   }
   return ports;
+}
+
+std::optional<int> loopback_port(std::string url) {
+  // [scheme://][user[:pass]@]host[:port]
+  if (auto p = url.find("://"); p != std::string::npos) url = url.substr(p + 3);
+  if (auto p = url.rfind('@'); p != std::string::npos) url = url.substr(p + 1);
+  if (auto p = url.find('/'); p != std::string::npos) url = url.substr(0, p);
+  const size_t colon = url.rfind(':');
+  const std::string host = url.substr(0, colon);
+  if (host != "localhost" && host != "127.0.0.1") return std::nullopt;
+  int port = 4222;
+  if (colon != std::string::npos) {
+    try {
+      port = std::stoi(url.substr(colon + 1));
+    } catch (...) {
+      return std::nullopt;
+    }
+  }
+  if (port > 0 && port < 65536) return port;
+  return std::nullopt;
 }
 
 }  // namespace nex::node

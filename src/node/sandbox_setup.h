@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -24,5 +25,7 @@ Result<std::unique_ptr<sandbox::Driver>> make_sandbox_driver(
 
 // The ports of NATS_URL's servers on the host's loopback (127.0.0.1, localhost).
 std::vector<int> loopback_nats_ports(const std::map<std::string, std::string>& environment);
+// The port of one NATS URL when its host is the host's loopback; nullopt otherwise.
+std::optional<int> loopback_port(std::string url);
 
 }  // namespace nex::node

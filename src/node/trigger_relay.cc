@@ -3,7 +3,6 @@
 #include "api/agent.h"
 #include "api/subject.h"
 #include "core/nuid.h"
-#include "node/node_config.h"
 
 namespace nex::node {
 
@@ -11,18 +10,6 @@ namespace {
 // How long the relay remembers a trigger's caller: beyond the function's time limit (5 s).
 constexpr auto kAnswerWindow = std::chrono::seconds(30);
 }  // namespace
-
-std::vector<std::string> direct_trigger_urls(const NodeConfig& config,
-                                             const nats::ConnectOptions& c, bool sandboxed) {
-  if (config.function_triggers != "direct") return {};
-  // A sandbox never reaches the control NATS: the node relays.
-  if (sandboxed) return {};
-  // Credentials are never handed to an agent: with any, the node relays.
-  if (!c.user.empty() || !c.password.empty() || !c.token.empty() || !c.nkey_seed.empty() ||
-      !c.creds_file.empty() || c.tls)
-    return {};
-  return c.urls;
-}
 
 Result<std::vector<nats::Subscription>> TriggerRelay::subscribe(
     const std::string& workload_id, const std::vector<std::string>& subjects) {

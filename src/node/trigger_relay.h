@@ -1,8 +1,7 @@
 // TriggerRelay: how a function's triggers reach its agent when the agent cannot take them from the
-// control NATS itself (a sandbox never reaches it; credentials are never handed to an agent; see
-// NodeConfig::function_triggers). The relay subscribes to the trigger subjects on the control
-// NATS (queue group = the subject, so copies share the load) and forwards each request to the
-// agent over the internal NATS; the agent's answer comes back on
+// control NATS itself (see trigger_route.h). The relay subscribes to the trigger subjects on the
+// control NATS (queue group = the subject, so copies share the load) and forwards each request to
+// the agent over the internal NATS; the agent's answer comes back on
 // hostint.{id}.trigger_reply.{token} and goes to the caller. Only tokens the relay issued are
 // answered, once, so an agent cannot make the node publish elsewhere.
 #pragma once
@@ -18,13 +17,6 @@
 #include "nats/subscription.h"
 
 namespace nex::node {
-
-struct NodeConfig;
-
-// The control NATS URLs an agent may take a function's triggers from directly; none: relay.
-// Direct only when configured so, unsandboxed, and the control NATS needs no credentials or TLS.
-std::vector<std::string> direct_trigger_urls(const NodeConfig& config,
-                                             const nats::ConnectOptions& control, bool sandboxed);
 
 class TriggerRelay {
  public:

@@ -295,8 +295,25 @@ Result<json> Node::try_deploy(const std::string& ns, std::string_view body, Depl
   areq.workload_type = req->type;
   areq.host_services = req->host_services;
   areq.function_limits = req->function_limits;
-  if (api::is_function(req->type))
-    areq.trigger_nats_urls = direct_trigger_urls(cfg, options_.control, driver_->sandboxed());
+  if (api::is_function(req->type)) {
+    // A function's own time limit, and a margin, for its answers to get out.
+    const auto answer_window =
+        std::chrono::milliseconds(req->function_limits.timeout_ms ? req->function_limits.timeout_ms
+                                                                  : 5000) +
+        30s;
+    auto direct = direct_triggers(cfg, options_.control, driver_->sandboxed(),
+                                  trigger_credentials_ ? &*trigger_credentials_ : nullptr,
+                                  agent->id, req->trigger_subjects, answer_window);
+    if (direct) {
+      for (int port : direct->loopback_ports) {
+        if (auto st = agent->sandbox->expose_host_port(port); !st)
+          return release(st.error().wrap("the control NATS for triggers"));
+      }
+      areq.trigger_nats_urls = direct->urls;
+      areq.trigger_nats_jwt = direct->user.jwt;
+      areq.trigger_nats_seed = direct->user.seed;
+    }
+  }
   // Registered before the agent starts it, so the workload's first log lines and an early exit
   // find it.
   auto w = std::make_shared<Workload>();
@@ -344,6 +361,14 @@ Result<json> Node::try_deploy(const std::string& ns, std::string_view body, Depl
     }
   }
   log_line("Workload deployed name=" + name + " id=" + w->id + " namespace=" + ns);
+  if (api::is_function(w->type)) {
+    log_line("Function " + name +
+             (areq.trigger_nats_urls.empty() ? " has its triggers relayed by the node"
+              : areq.trigger_nats_jwt.empty()
+                  ? " takes its triggers directly"
+                  : " takes its triggers directly, as a user the node "
+                    "signed that may only subscribe to them and answer"));
+  }
   bool still_running = false;
   {
     std::lock_guard lock(mu_);

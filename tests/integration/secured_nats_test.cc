@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <nlohmann/json.hpp>
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <regex>
@@ -16,8 +17,11 @@
 #include "core/subprocess.h"
 #include "nats/connection.h"
 #include "nats/local_server.h"
+#include "node/node_config.h"
+#include "node/trigger_route.h"
 #include "testing/nats_server_fixture.h"
 #include "testing/operator_chain.h"
+#include "testing/sandbox_host.h"
 
 namespace nex {
 namespace {
@@ -42,7 +46,11 @@ class SecuredNats : public ::testing::Test {
     fs::create_directories(home() / ".config/nats/context");
     fs::copy_file(fs::path(NEX_BINARY).parent_path() / "echoservice", home() / "echoservice");
 
+    fs::copy_file(fs::path(NEX_SOURCE_DIR) / "examples/echofunction/echo.js", home() / "echo.js");
     auto exp = chain_.account("Exp", /*jetstream=*/true);
+    // The account's seed, for nodes that sign their functions' trigger users.
+    account_key_file_ = dir_ / "Exp.nk";
+    std::ofstream(account_key_file_) << exp.key.seed() << "\n";
     std::ofstream(dir_ / "server.conf") << chain_.server_config();
     auto s = nats::LocalNatsServer::start({.store_dir = dir_ / "js",
                                            .work_dir = dir_ / "server",
@@ -101,10 +109,11 @@ class SecuredNats : public ::testing::Test {
     return {st ? WEXITSTATUS(*st) : -1, slurp(out)};
   }
 
-  // `sudo -E nex --context ExpNode node up`, with the process driver; waits until it serves.
-  void start_node() {
+  // `sudo -E nex --context ExpNode node up`, with the process driver unless `config` says
+  // otherwise; waits until it serves.
+  void start_node(json config = {{"no_sandbox", true}}) {
     const fs::path conf = dir_ / "node.json";
-    std::ofstream(conf) << json{{"no_sandbox", true}}.dump();
+    std::ofstream(conf) << config.dump();
     static int n = 0;
     node_log_ = dir_ / ("node-" + std::to_string(++n) + ".log");
     node_ = std::make_unique<Subprocess>(
@@ -141,6 +150,22 @@ class SecuredNats : public ::testing::Test {
   std::string echo_jwt_;
   std::unique_ptr<Subprocess> node_;
   fs::path node_log_;
+  fs::path account_key_file_;
+
+  // Deploys the seeds' echo.js on fn.secure and asks it, as the admin; the node says which way
+  // its triggers take.
+  void expect_function_answers_taking(const std::string& route) {
+    auto devrun =
+        nex({"--context", "ExpAdmin", "devrun", "./echo.js", "--trigger_subject=fn.secure"});
+    ASSERT_EQ(devrun.code, 0) << devrun.out;
+    auto conn = nats::Connection::connect({.urls = {server_->url()}, .creds_file = admin_creds_});
+    ASSERT_TRUE(conn) << conn.error().message;
+    auto r = conn->request("fn.secure", "heya", 5s);
+    ASSERT_TRUE(r) << r.error().message << "\n" << slurp(node_log_);
+    EXPECT_EQ(r->data(), "heya");
+    EXPECT_NE(slurp(node_log_).find("Function echo " + route), std::string::npos)
+        << slurp(node_log_);
+  }
 };
 
 TEST_F(SecuredNats, TheSeedWalkthroughRunsWithCredsEverywhere) {
@@ -201,6 +226,81 @@ TEST_F(SecuredNats, AServiceWithoutItsJwtCannotLogInAndItsLogSaysWhy) {
   EXPECT_TRUE(said) << slurp(logs_out);
   (void)logs.signal(SIGINT);
   logs.wait_for(5s);
+}
+
+TEST_F(SecuredNats, WithoutASigningKeyANodeWithCredentialsRelaysTriggers) {
+  ASSERT_NO_FATAL_FAILURE(start_node());
+  expect_function_answers_taking("has its triggers relayed by the node");
+}
+
+TEST_F(SecuredNats, WithTheAccountKeyAFunctionTakesItsTriggersDirectlyAsAUserOfItsOwn) {
+  ASSERT_NO_FATAL_FAILURE(
+      start_node({{"no_sandbox", true}, {"trigger_signing_key_file", account_key_file_}}));
+  expect_function_answers_taking("takes its triggers directly, as a user the node signed");
+}
+
+TEST_F(SecuredNats, ASandboxedFunctionTakesItsTriggersDirectlyToo) {
+  NEX_REQUIRE_NAMESPACE_SANDBOX();
+  const auto& host = testing::SandboxHost::get();
+  const fs::path conf = dir_ / "sandboxed.json";
+  host.write_config(conf, host.dir() / "rootfs");
+  json config = json::parse(slurp(conf));
+  config["trigger_signing_key_file"] = account_key_file_;
+  ASSERT_NO_FATAL_FAILURE(start_node(config));
+  ASSERT_NE(slurp(node_log_).find("Sandbox driver: namespace"), std::string::npos)
+      << slurp(node_log_);
+  expect_function_answers_taking("takes its triggers directly, as a user the node signed");
+}
+
+TEST_F(SecuredNats, TheUserANodeSignsMayTakeItsTriggersAndAnswerThemAndNothingElse) {
+  // As the node mints it for a function on fn.allowed, with the node's own creds.
+  node::NodeConfig config;
+  config.trigger_signing_key_file = account_key_file_;
+  auto creds = node::TriggerCredentials::load(
+      config, {.urls = {server_->url()}, .creds_file = (dir_ / "ExpNode.creds").string()});
+  ASSERT_TRUE(creds && *creds) << (creds ? "no key" : creds.error().message);
+  const auto user = (*creds)->mint("w1", {"fn.allowed"}, 10s);
+  std::atomic<int> violations{0};
+  auto minted = nats::Connection::connect({.urls = {server_->url()},
+                                           .nkey_seed = user.seed,
+                                           .user_jwt = user.jwt,
+                                           .on_async_error = [&](const Error&) { violations++; }});
+  ASSERT_TRUE(minted) << minted.error().message;
+  auto admin = nats::Connection::connect({.urls = {server_->url()}, .creds_file = admin_creds_});
+  ASSERT_TRUE(admin);
+
+  ASSERT_OK_AND_ASSIGN(trigger, minted->subscribe_sync("fn.allowed", "fn.allowed"));
+  ASSERT_OK_AND_ASSIGN(other, minted->subscribe_sync("fn.other"));
+  ASSERT_OK(minted->flush());
+  // A request on its trigger subject reaches it, and its answer reaches the caller.
+  std::thread answer([&] {
+    if (auto m = trigger.next(5s)) (void)minted->publish(m->reply(), "answered");
+  });
+  auto r = admin->request("fn.allowed", "q", 5s);
+  answer.join();
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->data(), "answered");
+  // Anything else is refused by the server: no other subscription, no other publish.
+  ASSERT_OK(admin->publish("fn.other", "x"));
+  ASSERT_OK(minted->publish("fn.allowed", "from the function"));
+  ASSERT_OK(admin->flush());
+  EXPECT_FALSE(other.next(500ms)) << "it received on a subject it may not subscribe to";
+  EXPECT_FALSE(trigger.next(200ms)) << "it published where it may only answer";
+  EXPECT_GE(violations.load(), 1);
+}
+
+TEST_F(SecuredNats, ASigningKeyThatIsNotAnAccountKeyStopsTheNodeNamingTheField) {
+  const fs::path bad = dir_ / "user.nk";
+  std::ofstream(bad) << crypto::KeyPair::create(crypto::KeyType::kUser)->seed() << "\n";
+  const fs::path conf = dir_ / "bad.json";
+  std::ofstream(conf) << json{{"no_sandbox", true}, {"trigger_signing_key_file", bad}}.dump();
+  auto r = nex({"--context", "ExpNode", "node", "up", "--config", conf.string(), "--state-dir",
+                (dir_ / "bad-node").string()});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.out.find("trigger_signing_key_file " + bad.string() +
+                       ": must hold an account seed (SA...)"),
+            std::string::npos)
+      << r.out;
 }
 
 }  // namespace

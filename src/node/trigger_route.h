@@ -1,0 +1,66 @@
+// How a function's triggers reach its agent. Directly when possible: the agent subscribes to the
+// trigger subjects on the control NATS and answers callers itself, with no hop through the node.
+// Otherwise the node relays them (TriggerRelay).
+//
+// Direct needs the agent to reach the control NATS without the node's own credentials, which it
+// never hands out:
+// - a control NATS that needs no credentials, for an unsandboxed agent; or
+// - operator mode with `trigger_signing_key_file`: the node signs, per function, a user JWT that
+//   may only subscribe to that function's trigger subjects and publish each answer (one reply
+//   per request); a sandboxed agent then reaches the control NATS's loopback port, and nothing
+//   else of the host, through the sandbox's forwarder.
+#pragma once
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "crypto/nkeys.h"
+#include "nats/connection.h"
+
+namespace nex::node {
+
+struct NodeConfig;
+
+// Mints the per-function users (operator mode).
+class TriggerCredentials {
+ public:
+  // From the config's signing key file and the account of the node's own creds file; nullopt
+  // when the config names no key. An error names what is wrong (a key that is not an account
+  // key, a node not logging in with a creds file).
+  static Result<std::optional<TriggerCredentials>> load(const NodeConfig& config,
+                                                        const nats::ConnectOptions& control);
+
+  struct User {
+    std::string jwt;
+    std::string seed;
+  };
+  // A user for the function `workload_id` that may subscribe to `subjects` only, and answer each
+  // request it receives once, within `answer_window`.
+  User mint(const std::string& workload_id, const std::vector<std::string>& subjects,
+            std::chrono::milliseconds answer_window) const;
+
+ private:
+  TriggerCredentials(crypto::KeyPair key, std::string account)
+      : signing_key_(std::move(key)), account_(std::move(account)) {}
+  crypto::KeyPair signing_key_;
+  std::string account_;  // the account public key the users belong to
+};
+
+struct DirectTriggers {
+  std::vector<std::string> urls;
+  TriggerCredentials::User user;    // empty: the control NATS needs no credentials
+  std::vector<int> loopback_ports;  // sandboxed: the ports to reach inside the sandbox
+};
+
+// The direct route for a function, or nullopt: relay.
+std::optional<DirectTriggers> direct_triggers(const NodeConfig& config,
+                                              const nats::ConnectOptions& control, bool sandboxed,
+                                              const TriggerCredentials* credentials,
+                                              const std::string& workload_id,
+                                              const std::vector<std::string>& subjects,
+                                              std::chrono::milliseconds answer_window);
+
+}  // namespace nex::node
