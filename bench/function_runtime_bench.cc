@@ -29,6 +29,7 @@ namespace {
 struct Row {
   const char* label;
   runtime::FunctionSpec spec;
+  bool warm = false;  // function_limits.isolation "workload": one global, reused
 };
 
 // A handler of the size functions are written at: helpers, string and array work, JSON out.
@@ -92,6 +93,14 @@ int main(int argc, char** argv) {
        {.language = runtime::Language::kJavaScript, .name = "handler.js", .code = kHandler}},
       {"WebAssembly echo (fresh instance per call)",
        {.language = runtime::Language::kWasm, .name = "echo.wasm", .code = wasm}},
+      {"JavaScript echo (warm global)",
+       {.language = runtime::Language::kJavaScript,
+        .name = "echo.js",
+        .code = "(subject, payload) => payload;\n"},
+       true},
+      {"JavaScript, 30-line handler (warm global)",
+       {.language = runtime::Language::kJavaScript, .name = "handler.js", .code = kHandler},
+       true},
   };
   std::printf(
       "\nFunction runtime, one engine, %d invocations per measurement, payload \"hello\"\n\n", n);
@@ -100,7 +109,8 @@ int main(int argc, char** argv) {
       "|--------------------------------------------|---------------------|----------------------|"
       "\n");
   for (const Row& row : rows) {
-    auto f = runtime::Function::create(row.spec, {.concurrency = 1}, nullptr);
+    auto f =
+        runtime::Function::create(row.spec, {.concurrency = 1, .reuse_global = row.warm}, nullptr);
     if (!f) {
       std::fprintf(stderr, "%s: %s\n", row.label, f.error().message.c_str());
       return 1;
