@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <sched.h>
 #include <sys/eventfd.h>
@@ -82,6 +83,10 @@ void LoopbackForwarder::accept_loop() {
       if (upstream >= 0) close(upstream);
       continue;
     }
+    // NATS is small messages answered at once: never hold one back waiting for an ack.
+    const int one = 1;
+    setsockopt(client, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    setsockopt(upstream, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     std::lock_guard lock(mu_);
     open_fds_.push_back(client);
     open_fds_.push_back(upstream);
