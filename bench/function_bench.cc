@@ -245,10 +245,12 @@ int main(int argc, char** argv) {
       {"JavaScript function (creds, signed user)", "bench.creds.direct.js", ""},
       {"WebAssembly function (creds, signed user)", "bench.creds.direct.wasm",
        "bench.creds.direct.wasm"},
+      {"JavaScript warm global (creds, signed user)", "bench.creds.warm.js", ""},
       {"JavaScript function (creds, namespace sandbox)", "bench.creds.sandbox.js", ""},
       {"WebAssembly function (creds, namespace sandbox)", "bench.creds.sandbox.wasm",
-       "bench.creds.sandbox.wasm"}};
-  constexpr size_t kCredsNative = 8, kFirstSandboxed = 13;
+       "bench.creds.sandbox.wasm"},
+      {"JavaScript warm global (creds, namespace sandbox)", "bench.creds.sandbox.warm.js", ""}};
+  constexpr size_t kCredsNative = 8, kFirstSandboxed = 14;
   for (size_t i = 0; i < targets.size(); ++i) {
     const bool creds = i >= kCredsNative;
     targets[i].conn = creds ? &*secured_conn : &conn;
@@ -288,10 +290,12 @@ int main(int argc, char** argv) {
       !deploy(**creds_relay, targets[9], "v8", "echo.js") ||
       !deploy(**creds_relay, targets[10], "wasm", "echo.wasm") ||
       !deploy(**creds_direct, targets[11], "v8", "echo.js") ||
-      !deploy(**creds_direct, targets[12], "wasm", "echo.wasm"))
+      !deploy(**creds_direct, targets[12], "wasm", "echo.wasm") ||
+      !deploy(**creds_direct, targets[13], "v8", "echo.js", {{"isolation", "workload"}}))
     return 1;
-  if (sandboxed && (!deploy(*sandboxed, targets[13], "v8", "echo.js") ||
-                    !deploy(*sandboxed, targets[14], "wasm", "echo.wasm")))
+  if (sandboxed && (!deploy(*sandboxed, targets[14], "v8", "echo.js") ||
+                    !deploy(*sandboxed, targets[15], "wasm", "echo.wasm") ||
+                    !deploy(*sandboxed, targets[16], "v8", "echo.js", {{"isolation", "workload"}})))
     return 1;
 
   // The peer: a process start to its first answer is its cold start.
