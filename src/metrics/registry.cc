@@ -53,6 +53,20 @@ void Scrape::gauge(const std::string& name, Labels labels, double value) {
   gauges_[name].emplace_back(std::move(labels), value);
 }
 
+Series::Series(const std::vector<double>* bounds) : bounds_(bounds) {
+  if (!bounds_) return;
+  counts_ = std::make_unique<std::atomic<uint64_t>[]>(bounds_->size() + 1);
+}
+
+void Series::observe(double value) {
+  if (!counts_) return;  // not a histogram's
+  const size_t bucket =
+      std::lower_bound(bounds_->begin(), bounds_->end(), value) - bounds_->begin();
+  counts_[bucket].fetch_add(1, std::memory_order_relaxed);
+  count_.fetch_add(1, std::memory_order_relaxed);
+  value_.fetch_add(value, std::memory_order_relaxed);
+}
+
 void Registry::counter(const std::string& name, const std::string& help) {
   std::lock_guard lock(mu_);
   families_.push_back({.name = name, .help = help, .type = Type::kCounter});
@@ -71,29 +85,28 @@ void Registry::histogram(const std::string& name, const std::string& help,
       {.name = name, .help = help, .type = Type::kHistogram, .bounds = std::move(bounds)});
 }
 
-Registry::Family* Registry::find(const std::string& name) {
+Series* Registry::series(const std::string& name, const Labels& labels) {
+  return find_series(name, labels, std::nullopt);
+}
+
+Series* Registry::find_series(const std::string& name, const Labels& labels,
+                              std::optional<Type> type) {
+  std::lock_guard lock(mu_);
   for (auto& f : families_) {
-    if (f.name == name) return &f;
+    if (f.name != name) continue;
+    if (f.type == Type::kGauge || (type && f.type != *type)) return nullptr;
+    auto it = f.series.try_emplace(labels, f.type == Type::kHistogram ? &f.bounds : nullptr).first;
+    return &it->second;
   }
   return nullptr;
 }
 
 void Registry::add(const std::string& name, const Labels& labels, double value) {
-  std::lock_guard lock(mu_);
-  if (Family* f = find(name); f && f->type == Type::kCounter) f->series[labels].value += value;
+  if (Series* s = find_series(name, labels, Type::kCounter)) s->add(value);
 }
 
 void Registry::observe(const std::string& name, const Labels& labels, double value) {
-  std::lock_guard lock(mu_);
-  Family* f = find(name);
-  if (!f || f->type != Type::kHistogram) return;
-  Series& s = f->series[labels];
-  if (s.counts.empty()) s.counts.assign(f->bounds.size() + 1, 0);
-  const size_t bucket =
-      std::lower_bound(f->bounds.begin(), f->bounds.end(), value) - f->bounds.begin();
-  s.counts[bucket] += 1;
-  s.count += 1;
-  s.value += value;
+  if (Series* s = find_series(name, labels, Type::kHistogram)) s->observe(value);
 }
 
 void Registry::collect(std::function<void(Scrape&)> collector) {
@@ -126,18 +139,18 @@ std::string Registry::render() const {
     }
     for (const auto& [labels, s] : f.series) {
       if (f.type == Type::kCounter) {
-        out += series_name(f.name, labels) + " " + number(s.value) + "\n";
+        out += series_name(f.name, labels) + " " + number(s.value_.load()) + "\n";
         continue;
       }
       uint64_t cumulative = 0;
       for (size_t i = 0; i <= f.bounds.size(); ++i) {
-        cumulative += s.counts[i];
+        cumulative += s.counts_[i].load();
         const std::string le = i < f.bounds.size() ? number(f.bounds[i]) : "+Inf";
         out += series_name(f.name + "_bucket", labels, "le=\"" + le + "\"") + " " +
                std::to_string(cumulative) + "\n";
       }
-      out += series_name(f.name + "_sum", labels) + " " + number(s.value) + "\n";
-      out += series_name(f.name + "_count", labels) + " " + std::to_string(s.count) + "\n";
+      out += series_name(f.name + "_sum", labels) + " " + number(s.value_.load()) + "\n";
+      out += series_name(f.name + "_count", labels) + " " + std::to_string(s.count_.load()) + "\n";
     }
   }
   return out;

@@ -2,9 +2,14 @@
 // things happen, and gauges read from the live state at each scrape. Thread-safe.
 #pragma once
 
+#include <atomic>
+#include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -24,6 +29,24 @@ class Scrape {
   std::map<std::string, std::vector<std::pair<Labels, double>>> gauges_;
 };
 
+// One labelled series of a counter or a histogram. Adding to one is a few atomic operations,
+// with no lookup: hot paths keep the pointer Registry::series gave them.
+class Series {
+ public:
+  // Made by Registry::series (in place, in its map); histograms get their buckets' bounds.
+  explicit Series(const std::vector<double>* bounds);
+  void add(double value = 1) { value_.fetch_add(value, std::memory_order_relaxed); }
+  // Histograms: counts the observation in its bucket and in the sum.
+  void observe(double value);
+
+ private:
+  friend class Registry;
+  std::atomic<double> value_{0};  // counter: the total; histogram: the sum
+  const std::vector<double>* bounds_;
+  std::unique_ptr<std::atomic<uint64_t>[]> counts_;  // histogram: per bucket (not cumulative)
+  std::atomic<uint64_t> count_{0};                   // histogram: observations
+};
+
 class Registry {
  public:
   // Each family is declared once, before it is used; a sample for an undeclared one is dropped.
@@ -32,6 +55,9 @@ class Registry {
   // `bounds`: the buckets' upper bounds, ascending (+Inf is added).
   void histogram(const std::string& name, const std::string& help, std::vector<double> bounds);
 
+  // The series of counter or histogram `name` with `labels`, made on first use; it lives as
+  // long as the registry. Null when no such counter or histogram was declared.
+  Series* series(const std::string& name, const Labels& labels = {});
   void add(const std::string& name, const Labels& labels = {}, double value = 1);
   void observe(const std::string& name, const Labels& labels, double value);
   // Called at every scrape to report gauges.
@@ -42,11 +68,6 @@ class Registry {
 
  private:
   enum class Type { kCounter, kGauge, kHistogram };
-  struct Series {
-    double value = 0;              // counter: the total; histogram: the sum
-    std::vector<uint64_t> counts;  // histogram: per bucket (not cumulative)
-    uint64_t count = 0;            // histogram: observations
-  };
   struct Family {
     std::string name;
     std::string help;
@@ -54,10 +75,12 @@ class Registry {
     std::vector<double> bounds;
     std::map<Labels, Series> series;
   };
-  Family* find(const std::string& name);
+
+  // The series, when `name` is a counter or histogram (of `type`, when given).
+  Series* find_series(const std::string& name, const Labels& labels, std::optional<Type> type);
 
   mutable std::mutex mu_;
-  std::vector<Family> families_;
+  std::deque<Family> families_;  // a deque: series stay where they are as families are added
   std::vector<std::function<void(Scrape&)>> collectors_;
 };
 

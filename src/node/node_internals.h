@@ -38,6 +38,7 @@ struct Node::Workload {
   std::vector<nats::Subscription> triggers;  // functions relayed: their trigger subscriptions
   std::atomic<int64_t> invocations{0};       // functions: answered triggers
   std::atomic<int64_t> runtime_ns{0};        // functions: their total run time in the agent
+  NodeMetrics::Function metrics;             // functions: their Prometheus series
 };
 
 // The node's log: a line on stderr, prefixed with the time.

@@ -26,13 +26,17 @@ void NodeMetrics::deploy(const std::string& origin, bool started) {
   registry_.add(started ? "nex_deploys_total" : "nex_deploy_failures_total", {{"origin", origin}});
 }
 
-void NodeMetrics::invocation(const std::string& ns, const std::string& workload,
-                             const std::string& type, bool failed, int64_t elapsed_nanos) {
+NodeMetrics::Function NodeMetrics::function(const std::string& ns, const std::string& workload,
+                                            const std::string& type) {
   const metrics::Labels labels = {{"namespace", ns}, {"workload", workload}, {"type", type}};
-  registry_.add("nex_function_invocations_total", labels);
-  if (failed) registry_.add("nex_function_errors_total", labels);
-  if (elapsed_nanos > 0)
-    registry_.observe("nex_function_duration_seconds", labels, elapsed_nanos / 1e9);
+  return {registry_.series("nex_function_invocations_total", labels),
+          registry_.series("nex_function_duration_seconds", labels), &registry_, labels};
+}
+
+void NodeMetrics::Function::invocation(bool failed, int64_t elapsed_nanos) const {
+  invocations->add();
+  if (failed) registry->add("nex_function_errors_total", labels);
+  if (elapsed_nanos > 0) duration->observe(static_cast<double>(elapsed_nanos) / 1e9);
 }
 
 void NodeMetrics::host_service_call(const std::string& service, int code) {

@@ -16,8 +16,16 @@ class NodeMetrics {
 
   // origin: request, restore or autostart.
   void deploy(const std::string& origin, bool started);
-  void invocation(const std::string& ns, const std::string& workload, const std::string& type,
-                  bool failed, int64_t elapsed_nanos);
+  // A function's series, looked up once (at deploy) so an invocation only adds to them.
+  // Errors are looked up when they happen: a function that never failed has no error series.
+  struct Function {
+    metrics::Series* invocations = nullptr;
+    metrics::Series* duration = nullptr;
+    metrics::Registry* registry = nullptr;
+    metrics::Labels labels;
+    void invocation(bool failed, int64_t elapsed_nanos) const;
+  };
+  Function function(const std::string& ns, const std::string& workload, const std::string& type);
   void host_service_call(const std::string& service, int code);
   void agent_restart(const std::string& ns, const std::string& workload);
   void reconnect(const std::string& connection);

@@ -326,6 +326,8 @@ Result<json> Node::try_deploy(const std::string& ns, std::string_view body, Depl
   w->deploy_jti = jwt->claims.jti;
   w->hash = actual_hash;
   w->bytes = size;
+  if (api::is_function(w->type))
+    w->metrics = metrics_.function(ns, name, std::string(api::to_string(w->type)));
   w->essential = req->essential;
   w->request = areq;
   w->agent = std::move(*agent);
@@ -517,8 +519,7 @@ void Node::on_agent_invocations(nats::Message msg) {
 
 void Node::republish_invocation(Workload& w, const api::InvocationReport& r) {
   w.invocations++;
-  metrics_.invocation(w.ns, w.name, std::string(api::to_string(w.type)), r.error.has_value(),
-                      r.elapsed_nanos);
+  w.metrics.invocation(r.error.has_value(), r.elapsed_nanos);
   if (r.elapsed_nanos > 0) w.runtime_ns += r.elapsed_nanos;
   // The workload's name and namespace are the node's to say, not the agent's.
   json data = {{"workload_name", w.name},
