@@ -27,8 +27,6 @@ class FunctionTest : public testing::NodeTest {
   void SetUp() override {
     NodeTest::SetUp();
     if (IsSkipped() || HasFatalFailure()) return;
-    auto os = nats::ObjectStore::bind(*js_, "NEXCLIFILES");
-    ASSERT_TRUE(os);
     for (const auto& [key, source] : std::map<std::string, std::string>{
              {"echo.js", kSeedEcho},
              {"fails.js",
@@ -39,7 +37,7 @@ class FunctionTest : public testing::NodeTest {
               "(subject, payload) => {\n  const end = Date.now() + 50;\n"
               "  while (Date.now() < end) {}\n  return payload;\n}"},
          }) {
-      ASSERT_OK(os->put_bytes(key, source));
+      ASSERT_OK(files_->put_bytes(key, source));
     }
     NodeConfig config;  // native, v8 and wasm by default
     config.function_triggers = route();
@@ -201,8 +199,7 @@ TEST_F(FunctionTest, ThrowsAndTimeoutsAreErrorRepliesAndTheFunctionKeepsServing)
 }
 
 TEST_F(FunctionTest, WorkloadIsolationKeepsTheScriptsStateAcrossTriggers) {
-  auto os = nats::ObjectStore::bind(*js_, "NEXCLIFILES");
-  ASSERT_OK(os->put_bytes("counter.js", "let n = 0;\n(subject, payload) => String(++n)"));
+  ASSERT_OK(files_->put_bytes("counter.js", "let n = 0;\n(subject, payload) => String(++n)"));
   json r = deploy(function_request("warm", "counter.js", {"fn.warm"},
                                    {{"isolation", "workload"}, {"concurrency", 1}}));
   ASSERT_TRUE(r["error"].is_null()) << r.dump();
@@ -356,10 +353,8 @@ TEST_F(FunctionTest, WebAssemblyFunctionsRunOnTheirTriggerSubjects) {
   const fs::path dir = NEX_WASM_DIR;
   if (!fs::exists(dir / "echo.wasm") || !fs::exists(dir / "exit3.wasm"))
     GTEST_SKIP() << "the wasm test modules were not built (clang with wasi-libc missing)";
-  auto os = nats::ObjectStore::bind(*js_, "NEXCLIFILES");
-  ASSERT_TRUE(os);
-  ASSERT_OK(os->put_file("echo.wasm", dir / "echo.wasm"));
-  ASSERT_OK(os->put_file("exit3.wasm", dir / "exit3.wasm"));
+  ASSERT_OK(files_->put_file("echo.wasm", dir / "echo.wasm"));
+  ASSERT_OK(files_->put_file("exit3.wasm", dir / "exit3.wasm"));
   Collector logs(*conn_, "$NEX.logs.default.*.quitter.*");
   auto echo = function_request("echofunctionwasm", "echo.wasm", {"wasm.echo"});
   echo["type"] = "wasm";

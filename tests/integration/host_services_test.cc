@@ -48,13 +48,11 @@ class HostServicesTest : public testing::NodeTest {
   void SetUp() override {
     NodeTest::SetUp();
     if (IsSkipped() || HasFatalFailure()) return;
-    auto os = nats::ObjectStore::bind(*js_, "NEXCLIFILES");
-    ASSERT_TRUE(os);
-    ASSERT_OK(os->put_bytes(
+    ASSERT_OK(files_->put_bytes(
         "hs.js", read_file(fs::path(NEX_SOURCE_DIR) / "tests/fixtures/js/host_services.js")));
     wasm_built_ = fs::exists(fs::path(NEX_WASM_DIR) / "host_services.wasm");
     if (wasm_built_)
-      ASSERT_OK(os->put_file("hs.wasm", fs::path(NEX_WASM_DIR) / "host_services.wasm"));
+      ASSERT_OK(files_->put_file("hs.wasm", fs::path(NEX_WASM_DIR) / "host_services.wasm"));
     NodeConfig config;
     config.host_services_settings.object_store.max_bytes = 16 << 20;  // room for 5 MiB
     config.host_services_settings.http.timeout_ms = 800;
@@ -313,8 +311,7 @@ TEST_F(HostServicesTest, RefusedAttemptsAreClearErrorsAndLogged) {
 TEST_F(HostServicesTest, NativeServicesCallThemForThemselvesOnly) {
   ASSERT_EQ(js({{"op", "kv.set"}, {"key", "secret"}, {"value", "the js function's"}})["success"],
             true);
-  auto os = nats::ObjectStore::bind(*js_, "NEXCLIFILES");
-  ASSERT_OK(os->put_file("hostcall", testing::kBinDir / "hostcall"));
+  ASSERT_OK(files_->put_file("hostcall", testing::kBinDir / "hostcall"));
   std::string victim_id;
   json machines = info()["data"]["machines"];
   for (const auto& m : machines)

@@ -65,11 +65,9 @@ class MetricsTest : public testing::NodeTest {
   void SetUp() override {
     NodeTest::SetUp();
     if (IsSkipped() || HasFatalFailure()) return;
-    auto os = nats::ObjectStore::bind(*js_, "NEXCLIFILES");
-    ASSERT_TRUE(os);
-    ASSERT_OK(os->put_bytes("echo.js", "(subject, payload) => payload"));
-    ASSERT_OK(os->put_bytes("fails.js", "(subject, payload) => { throw new Error('no'); }"));
-    ASSERT_OK(os->put_bytes(
+    ASSERT_OK(files_->put_bytes("echo.js", "(subject, payload) => payload"));
+    ASSERT_OK(files_->put_bytes("fails.js", "(subject, payload) => { throw new Error('no'); }"));
+    ASSERT_OK(files_->put_bytes(
         "hs.js", testing::slurp(fs::path(NEX_SOURCE_DIR) / "tests/fixtures/js/host_services.js")));
     NodeConfig config;
     config.node_name = unique("metrics");

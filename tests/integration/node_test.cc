@@ -166,13 +166,12 @@ class NodeRefusals : public NodeTest {
   void SetUp() override {
     NodeTest::SetUp();
     if (IsSkipped() || HasFatalFailure()) return;
-    auto os = nats::ObjectStore::bind(*js_, "NEXCLIFILES");
-    ASSERT_OK(os->put_file("dynamic", "/bin/true"));  // dynamically linked
-    ASSERT_OK(os->put_bytes("script", "#!/bin/sh\necho not an ELF\n"));
+    ASSERT_OK(files_->put_file("dynamic", "/bin/true"));  // dynamically linked
+    ASSERT_OK(files_->put_bytes("script", "#!/bin/sh\necho not an ELF\n"));
     std::string arm = slurp(kBinDir / "echoservice");
     arm[18] = static_cast<char>(183);  // e_machine = EM_AARCH64
     arm[19] = 0;
-    ASSERT_OK(os->put_bytes("arm64", arm));
+    ASSERT_OK(files_->put_bytes("arm64", arm));
   }
 
   // Deploys `req` and expects a refusal containing `expect`; then checks the node still answers
@@ -628,10 +627,8 @@ TEST_F(NodeTest, NothingOutlivesANodeKilledWithSigkill) {
 TEST_F(NodeTest, ARestartedNodeBringsBackItsWorkloadsButNotAStoppedOne) {
   const fs::path wasm = fs::path(NEX_WASM_DIR) / "echo.wasm";
   if (!fs::exists(wasm)) GTEST_SKIP() << "no " << wasm << " (clang for wasm32-wasi is missing)";
-  auto os = nats::ObjectStore::bind(*js_, "NEXCLIFILES");
-  ASSERT_TRUE(os);
-  ASSERT_OK(os->put_file("restore.js", fs::path(NEX_EXAMPLES_DIR) / "echofunction/echo.js"));
-  ASSERT_OK(os->put_file("restore.wasm", wasm));
+  ASSERT_OK(files_->put_file("restore.js", fs::path(NEX_EXAMPLES_DIR) / "echofunction/echo.js"));
+  ASSERT_OK(files_->put_file("restore.wasm", wasm));
   const std::string config = state_dir_.string() + ".json";
   { std::ofstream(config) << R"({"no_sandbox": true})"; }
   const std::string log = state_dir_.string() + ".log";

@@ -47,7 +47,7 @@ class SandboxTest : public testing::NodeTest {
 };
 
 TEST_F(SandboxTest, EscapeAttemptsAreContainedAndEverythingElseKeepsWorking) {
-  ASSERT_OK(nats::ObjectStore::bind(*js_, "NEXCLIFILES")->put_file("escape", testing::kBinDir / "escape"));
+  ASSERT_OK(files_->put_file("escape", testing::kBinDir / "escape"));
   start_sandboxed_node(SandboxHost::get().config(/*memsize_mib=*/64));
   const std::string node_id = node_->id();
 
@@ -94,8 +94,7 @@ TEST_F(SandboxTest, EscapeAttemptsAreContainedAndEverythingElseKeepsWorking) {
 }
 
 TEST_F(SandboxTest, FunctionsAndHostServicesRunSandboxed) {
-  ASSERT_OK(nats::ObjectStore::bind(*js_, "NEXCLIFILES")
-                ->put_file("visits.js", fs::path(NEX_EXAMPLES_DIR) / "hostservices/visits.js"));
+  ASSERT_OK(files_->put_file("visits.js", fs::path(NEX_EXAMPLES_DIR) / "hostservices/visits.js"));
   start_sandboxed_node(SandboxHost::get().config());
   json r = deploy(function_request("visits", "visits.js", {"visits.>"}));
   ASSERT_TRUE(r["error"].is_null()) << r.dump();

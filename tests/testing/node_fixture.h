@@ -89,7 +89,8 @@ class NodeTest : public NatsServerTest {
     js_ = std::make_unique<nats::JetStream>(jetstream());
     auto os = nats::ObjectStore::create(*js_, {.bucket = "NEXCLIFILES"});
     ASSERT_TRUE(os) << os.error().message;
-    ASSERT_OK(os->put_file("echoservice", kBinDir / "echoservice"));
+    files_ = std::make_unique<nats::ObjectStore>(std::move(*os));
+    ASSERT_OK(files_->put_file("echoservice", kBinDir / "echoservice"));
   }
   void TearDown() override {
     node_.reset();
@@ -201,6 +202,7 @@ class NodeTest : public NatsServerTest {
   std::filesystem::path state_dir_;
   std::unique_ptr<nats::Connection> conn_;
   std::unique_ptr<nats::JetStream> js_;
+  std::unique_ptr<nats::ObjectStore> files_;  // NEXCLIFILES, where deploys find their artifacts
   std::unique_ptr<Node> node_;
   bool sandboxed_ = false;
   std::string metrics_listen_;  // Prometheus endpoint of start_node(); empty: none
