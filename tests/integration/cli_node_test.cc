@@ -17,6 +17,7 @@
 #include "crypto/xkeys.h"
 #include "nats/connection.h"
 #include "nats/object_store.h"
+#include "testing/cli.h"
 #include "testing/nats_server_fixture.h"
 #include "testing/sandbox_host.h"
 
@@ -28,10 +29,7 @@ namespace fs = std::filesystem;
 
 using ::nex::testing::slurp;
 
-struct CliResult {
-  int code;
-  std::string out;
-};
+using testing::CliResult;
 
 // Runs `nex ARGS...` to completion and returns its exit code and combined output.
 CliResult nex(std::vector<std::string> args) {
@@ -95,24 +93,18 @@ class CliNode : public ::testing::Test {
     return home;
   }
   // Starts `nex ARGS...` from the user's directory with NATS_URL set, output to `out`.
-  Subprocess start(std::vector<std::string> args, const fs::path& out) {
-    // Run from the user's directory so "./echoservice" means what it says.
-    std::vector<std::string> cmd = {
-        "sh", "-c", "cd '" + home().string() + "' && exec \"$0\" \"$@\"", NEX_BINARY};
-    cmd.insert(cmd.end(), args.begin(), args.end());
-    auto p = Subprocess::spawn({.argv = cmd,
-                                .env = {"HOME=" + home().string(), "NATS_URL=" + url_},
-                                .stdout_path = out.string(),
-                                .stderr_path = out.string()});
+  testing::CliEnvironment as_user() {
+    return {.cwd = home(), .env = {"HOME=" + home().string(), "NATS_URL=" + url_}};
+  }
+  Subprocess start(const std::vector<std::string>& args, const fs::path& out) {
+    auto p = testing::spawn_nex(args, as_user(), out);
     EXPECT_TRUE(p) << p.error().message;
     return std::move(*p);
   }
   // Runs `nex ARGS...` as the user types it, to completion.
-  CliResult user(std::vector<std::string> args) {
+  CliResult user(const std::vector<std::string>& args) {
     const fs::path out = home() / "out.txt";
-    auto p = start(std::move(args), out);
-    auto st = p.wait_for(30s);
-    CliResult r{st ? WEXITSTATUS(*st) : -1, slurp(out)};
+    CliResult r = testing::run_nex(args, as_user(), out);
     fs::remove(out);
     return r;
   }

@@ -75,41 +75,36 @@ TEST(CliUp, RunsLocalJetStreamAndStopsCleanlyOnCtrlC) {
   fs::remove_all(state);
 }
 
+// `nex node up ARGS...` against a server that is not there; its exit code and output.
+std::pair<int, std::string> node_up(std::vector<std::string> args) {
+  const fs::path out =
+      fs::temp_directory_path() / ("nex-node-up-" + std::to_string(getpid()) + ".out");
+  args.insert(args.begin(), {NEX_BINARY, "node", "up"});
+  args.insert(args.end(), {"-s", "nats://127.0.0.1:1"});
+  auto p = Subprocess::spawn({.argv = args, .stdout_path = out, .stderr_path = out});
+  auto st = p ? p->wait_for(10s) : std::nullopt;
+  std::pair<int, std::string> r{st ? WEXITSTATUS(*st) : -1, slurp(out)};
+  fs::remove(out);
+  return r;
+}
+
 TEST(CliNodeUp, BadConfigRefusesToStartNamingTheField) {
   const fs::path conf =
       fs::temp_directory_path() / ("nex-bad-config-" + std::to_string(getpid()) + ".json");
-  const fs::path out = conf.string() + ".out";
   std::ofstream(conf) << R"({"machine_pool_size": "two"})";
-  auto p = Subprocess::spawn(
-      {.argv = {NEX_BINARY, "node", "up", "--config", conf.string(), "-s", "nats://127.0.0.1:1"},
-       .stdout_path = out.string(),
-       .stderr_path = out.string()});
-  ASSERT_TRUE(p);
-  auto st = p->wait_for(10s);
-  ASSERT_TRUE(st);
-  EXPECT_EQ(WEXITSTATUS(*st), 1);
-  EXPECT_NE(slurp(out).find("field 'machine_pool_size' must be an integer"), std::string::npos)
-      << slurp(out);
+  auto [code, out] = node_up({"--config", conf.string()});
+  EXPECT_EQ(code, 1);
+  EXPECT_NE(out.find("field 'machine_pool_size' must be an integer"), std::string::npos) << out;
   fs::remove(conf);
-  fs::remove(out);
 }
 
 TEST(CliNodeUp, ABadMetricsAddressRefusesToStartSayingWhatItExpects) {
-  const fs::path out =
-      fs::temp_directory_path() / ("nex-bad-metrics-" + std::to_string(getpid()) + ".out");
-  auto p = Subprocess::spawn(
-      {.argv = {NEX_BINARY, "node", "up", "--metrics", "9100", "-s", "nats://127.0.0.1:1"},
-       .stdout_path = out.string(),
-       .stderr_path = out.string()});
-  ASSERT_TRUE(p);
-  auto st = p->wait_for(10s);
-  ASSERT_TRUE(st);
-  EXPECT_EQ(WEXITSTATUS(*st), 1);
-  EXPECT_NE(slurp(out).find("--metrics: expected HOST:PORT (for example 127.0.0.1:9100) or :PORT, "
-                            "got '9100': no port"),
+  auto [code, out] = node_up({"--metrics", "9100"});
+  EXPECT_EQ(code, 1);
+  EXPECT_NE(out.find("--metrics: expected HOST:PORT (for example 127.0.0.1:9100) or :PORT, "
+                     "got '9100': no port"),
             std::string::npos)
-      << slurp(out);
-  fs::remove(out);
+      << out;
 }
 
 TEST(CliUp, VersionAndUsageExitCodes) {

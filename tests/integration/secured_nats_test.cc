@@ -19,6 +19,7 @@
 #include "nats/local_server.h"
 #include "node/node_config.h"
 #include "node/trigger_route.h"
+#include "testing/cli.h"
 #include "testing/nats_server_fixture.h"
 #include "testing/operator_chain.h"
 #include "testing/sandbox_host.h"
@@ -31,10 +32,7 @@ namespace fs = std::filesystem;
 using ::nex::testing::slurp;
 using nlohmann::json;
 
-struct CliResult {
-  int code;
-  std::string out;
-};
+using testing::CliResult;
 
 class SecuredNats : public ::testing::Test {
  protected:
@@ -89,24 +87,18 @@ class SecuredNats : public ::testing::Test {
   }
 
   // `nex ARGS...` as the user types it: from home, with nothing but HOME in the environment.
-  Subprocess spawn(std::vector<std::string> args, const fs::path& out) {
-    std::vector<std::string> cmd = {
-        "sh", "-c", "cd '" + home().string() + "' && exec \"$0\" \"$@\"", NEX_BINARY};
-    cmd.insert(cmd.end(), args.begin(), args.end());
-    auto p = Subprocess::spawn({.argv = cmd,
-                                .env = {"HOME=" + home().string(), "PATH=/usr/bin:/bin"},
-                                .clear_env = true,
-                                .stdout_path = out.string(),
-                                .stderr_path = out.string()});
+  testing::CliEnvironment user() const {
+    return {
+        .cwd = home(), .env = {"HOME=" + home().string(), "PATH=/usr/bin:/bin"}, .clear_env = true};
+  }
+  Subprocess spawn(const std::vector<std::string>& args, const fs::path& out) {
+    auto p = testing::spawn_nex(args, user(), out);
     EXPECT_TRUE(p) << p.error().message;
     return std::move(*p);
   }
-  CliResult nex(std::vector<std::string> args) {
+  CliResult nex(const std::vector<std::string>& args) {
     static int n = 0;
-    const fs::path out = dir_ / ("cli-" + std::to_string(++n) + ".txt");
-    auto p = spawn(std::move(args), out);
-    auto st = p.wait_for(30s);
-    return {st ? WEXITSTATUS(*st) : -1, slurp(out)};
+    return testing::run_nex(args, user(), dir_ / ("cli-" + std::to_string(++n) + ".txt"));
   }
 
   // `sudo -E nex --context ExpNode node up`, with the process driver unless `config` says
