@@ -45,6 +45,9 @@ void read_host_services(FieldReader& parent, HostServicesConfig& out);
 
 // ours: limits of a function workload; 0 means the default (5 s, 256 MiB, as many at once as the
 // host has cores, at most 4).
+// A function's time limit per invocation when its request sets none.
+inline constexpr int64_t kDefaultFunctionTimeoutMs = 5000;
+
 struct FunctionLimitsConfig {
   int64_t timeout_ms = 0;   // 1 .. 300000
   int64_t memory_mib = 0;   // 16 .. 65536

@@ -2,8 +2,9 @@
 // (PING, AUCTION, WPING, INFO, DEPLOY, STOP, LAMEDUCK), keeps a warm pool of agents behind its
 // private NATS server, runs each workload through one agent, republishes their logs and events,
 // restarts essential workloads with backoff, and on shutdown undeploys everything and leaves
-// nothing behind. Its parts: node.cc (start, maintenance, stop), control_api.cc (the API
-// handlers), workloads.cc (deploy, stop, restore, what agents report), trigger_relay.h.
+// nothing behind. Its parts: node.cc (start, maintenance, stop, metrics), control_api.cc (the
+// API handlers), workloads.cc (deploy, stop, restore, what agents report), trigger_route.h and
+// trigger_relay.h (how functions get their triggers), node_metrics.h.
 #pragma once
 
 #include <atomic>
@@ -103,6 +104,8 @@ class Node {
   // (its last logs, events and answers still reach the node meanwhile), then it is removed.
   void undeploy(const std::shared_ptr<Workload>& w, const std::string& message);
   void maintenance_loop();
+  // Reports workloads, warm agents and command queues at each scrape.
+  void collect_metrics(metrics::Scrape& scrape);
 
   // A relayed function's trigger subscriptions (see TriggerRelay), kept on its record.
   Status subscribe_triggers(const std::shared_ptr<Workload>& w);
@@ -152,8 +155,6 @@ class Node {
   std::optional<TriggerCredentials> trigger_credentials_;  // operator mode, when configured
   NodeMetrics metrics_;
   std::unique_ptr<metrics::Endpoint> metrics_endpoint_;
-  // Reports workloads, warm agents and command queues at each scrape.
-  void collect_metrics(metrics::Scrape& scrape);
 
   std::mutex maintenance_mu_;
   std::condition_variable maintenance_cv_;

@@ -297,10 +297,9 @@ Result<json> Node::try_deploy(const std::string& ns, std::string_view body, Depl
   areq.function_limits = req->function_limits;
   if (api::is_function(req->type)) {
     // A function's own time limit, and a margin, for its answers to get out.
-    const auto answer_window =
-        std::chrono::milliseconds(req->function_limits.timeout_ms ? req->function_limits.timeout_ms
-                                                                  : 5000) +
-        30s;
+    const int64_t timeout_ms = req->function_limits.timeout_ms ? req->function_limits.timeout_ms
+                                                               : api::kDefaultFunctionTimeoutMs;
+    const auto answer_window = std::chrono::milliseconds(timeout_ms) + 30s;
     auto direct = direct_triggers(cfg, options_.control, driver_->sandboxed(),
                                   trigger_credentials_ ? &*trigger_credentials_ : nullptr,
                                   agent->id, req->trigger_subjects, answer_window);

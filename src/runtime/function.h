@@ -36,7 +36,7 @@ namespace nex::runtime {
 int default_concurrency();
 
 struct FunctionLimits {
-  std::chrono::milliseconds timeout{5000};  // per invocation
+  std::chrono::milliseconds timeout{5000};  // per invocation (api::kDefaultFunctionTimeoutMs)
   size_t memory_bytes = size_t{256} << 20;  // engine heap per worker
   // Invocations served at once (one engine each): as many as the host has cores, at most 4.
   // More engines than cores add memory, not throughput, unless invocations wait (sleep).
