@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include <fstream>
+#include <sstream>
 #include <thread>
 
 #include "api/events.h"
@@ -46,11 +47,46 @@ Result<std::string> file_sha256(const fs::path& path) {
 }  // namespace
 
 Agent::Agent(nats::Connection conn, nats::ConnectOptions options, std::string workload_id,
-             fs::path artifact_path)
+             fs::path artifact_path, VmSetting vm)
     : conn_(std::move(conn)),
       options_(std::move(options)),
       id_(std::move(workload_id)),
-      artifact_path_(std::move(artifact_path)) {}
+      artifact_path_(std::move(artifact_path)),
+      vm_(std::move(vm)) {}
+
+Status Agent::fetch_artifact(int64_t total_bytes) {
+  std::ofstream out(artifact_path_, std::ios::binary | std::ios::trunc);
+  if (!out) return fail(ErrorCode::kIo, "cannot write " + artifact_path_.string());
+  for (int64_t offset = 0; offset < total_bytes;) {
+    auto chunk = conn_.request(api::agent_subject::artifact(id_), api::dump({{"offset", offset}}),
+                               std::chrono::seconds(10));
+    if (!chunk) return fail(chunk.error().wrap("fetch the artifact from the node"));
+    if (chunk->data().empty())
+      return fail(ErrorCode::kIo, "the node sent " + std::to_string(offset) + " of " +
+                                      std::to_string(total_bytes) + " artifact bytes");
+    out.write(chunk->data().data(), static_cast<std::streamsize>(chunk->data().size()));
+    offset += static_cast<int64_t>(chunk->data().size());
+  }
+  out.close();
+  if (!out) return fail(ErrorCode::kIo, "cannot write " + artifact_path_.string());
+  return {};
+}
+
+Status Agent::forward_loopback(const std::vector<std::string>& urls) {
+  if (vm_.loopback_gateway.empty()) return {};
+  const size_t colon = vm_.loopback_gateway.rfind(':');
+  const std::string host = vm_.loopback_gateway.substr(0, colon);
+  const int gateway_port = std::atoi(vm_.loopback_gateway.c_str() + colon + 1);
+  for (const auto& url : urls) {
+    auto port = sandbox::loopback_port(url);
+    if (!port) continue;
+    auto f = sandbox::LoopbackForwarder::start(-1, *port, host, gateway_port,
+                                               std::to_string(*port) + "\n");
+    if (!f) return fail(f.error().wrap("the workload's loopback NATS " + url));
+    forwarders_.push_back(std::move(*f));
+  }
+  return {};
+}
 
 Status Agent::start() {
   auto deploy = conn_.subscribe(api::agent_subject::deploy(id_),
@@ -112,6 +148,9 @@ void Agent::on_deploy(nats::Message msg) {
   if (!req) return refuse(req.error().message);
   std::lock_guard lock(mu_);
   if (runner_) runner_.reset();  // a redeploy after the previous run ended
+  if (vm_.fetch_artifact) {
+    if (auto st = fetch_artifact(req->total_bytes); !st) return refuse(st.error().message);
+  }
   if (!req->hash.empty()) {
     auto actual = file_sha256(artifact_path_);
     if (!actual) return refuse(actual.error().message);
@@ -125,6 +164,12 @@ void Agent::on_deploy(nats::Message msg) {
   }
   ::chmod(artifact_path_.c_str(), 0700);
   workload_name_ = req->workload_name;
+  if (auto it = req->environment.find("NATS_URL"); it != req->environment.end()) {
+    std::vector<std::string> urls;
+    std::istringstream list(it->second);
+    for (std::string url; std::getline(list, url, ',');) urls.push_back(url);
+    if (auto st = forward_loopback(urls); !st) return refuse(st.error().message);
+  }
   auto runner = NativeRunner::start(
       artifact_path_, req->argv, req->environment,
       [this](bool is_stderr, std::string line) {
@@ -165,6 +210,7 @@ Status Agent::start_function(const api::AgentDeployRequest& req) {
   // Triggers come from the user's NATS directly (callers reach this agent with no hop through
   // the node), or through the node on the agent's own subject.
   const bool direct = !req.trigger_nats_urls.empty();
+  NEX_RETURN_IF_ERROR(forward_loopback(req.trigger_nats_urls));
   std::vector<std::string> subjects = {api::agent_subject::trigger(id_)};
   if (direct) {
     auto conn = nats::Connection::connect({.urls = req.trigger_nats_urls,

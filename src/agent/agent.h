@@ -17,6 +17,7 @@
 #include "api/agent.h"
 #include "nats/connection.h"
 #include "runtime/function.h"
+#include "sandbox/loopback_forward.h"
 
 namespace nex::agent {
 
@@ -30,11 +31,18 @@ inline constexpr const char* kWorkloadExitedEvent = "workload_exited";
 Result<nats::Connection> connect_to_node(const nats::ConnectOptions& options,
                                          std::chrono::milliseconds patience);
 
+// What differs for an agent in a microVM: its workload's file is not handed in, and the host
+// loopback ports its workload may reach come through the VM's gateway.
+struct VmSetting {
+  bool fetch_artifact = false;   // fetch it from the node (hostint.{id}.artifact)
+  std::string loopback_gateway;  // HOST:PORT; empty: the sandbox's loopback is forwarded for it
+};
+
 class Agent {
  public:
   // `options` are `conn`'s, for the function's batched second connection.
   Agent(nats::Connection conn, nats::ConnectOptions options, std::string workload_id,
-        std::filesystem::path artifact_path);
+        std::filesystem::path artifact_path, VmSetting vm = {});
 
   // Subscribes to the agent's subjects and performs the handshake.
   Status start();
@@ -61,6 +69,10 @@ class Agent {
   void publish_event(const nats::Connection& out, const std::string& type,
                      const nlohmann::json& data);
   void reply(const nats::Message& msg, const std::string& body);
+  // microVMs: the artifact, `total_bytes` of it, from the node to artifact_path_.
+  Status fetch_artifact(int64_t total_bytes);
+  // microVMs: serves each of `urls`' host loopback ports on the guest's loopback.
+  Status forward_loopback(const std::vector<std::string>& urls);
 
   nats::Connection conn_;
   nats::ConnectOptions options_;
@@ -81,6 +93,8 @@ class Agent {
   std::shared_ptr<nats::Connection> trigger_conn_;  // direct triggers: the user's NATS
   std::vector<nats::Subscription> trigger_subs_;    // when not the function's source
   std::string namespace_;
+  VmSetting vm_;
+  std::vector<std::unique_ptr<sandbox::LoopbackForwarder>> forwarders_;
 };
 
 }  // namespace nex::agent

@@ -39,6 +39,8 @@ int main() {
   const std::string port = take_env(api::kEnvNatsPort);
   const std::string seed = take_env(api::kEnvNatsSeed);
   const std::string artifact = take_env(api::kEnvArtifactPath);
+  const agent::VmSetting vm{.fetch_artifact = !take_env(api::kEnvArtifactFetch).empty(),
+                            .loopback_gateway = take_env(api::kEnvLoopbackGateway)};
   if (id.empty() || host.empty() || port.empty() || seed.empty()) {
     std::fprintf(
         stderr,
@@ -68,7 +70,7 @@ int main() {
       return 1;
     }
     conn = std::move(*connected);
-    started.emplace(*conn, options, id, artifact);
+    started.emplace(*conn, options, id, artifact, vm);
     auto st = started->start();
     if (st) break;
     const bool dropped = !conn->connected();

@@ -26,6 +26,9 @@ inline std::string trigger_reply(const std::string& id, const std::string& token
   return "hostint." + id + ".trigger_reply." + token;
 }
 inline std::string logs(const std::string& id) { return "hostint." + id + ".logs"; }
+// ours: {"offset": N} -> up to kArtifactChunk bytes of the agent's artifact from N (microVMs).
+inline std::string artifact(const std::string& id) { return "hostint." + id + ".artifact"; }
+inline constexpr size_t kArtifactChunk = 512 * 1024;
 inline std::string events(const std::string& id, const std::string& type) {
   return "hostint." + id + ".events." + type;
 }
@@ -56,6 +59,12 @@ inline constexpr const char* kEnvNatsPort = "NEX_NODE_NATS_PORT";
 inline constexpr const char* kEnvNatsSeed = "NEX_NODE_NATS_NKEY_SEED";
 // ours: where a local sandbox finds the artifact the node placed for it.
 inline constexpr const char* kEnvArtifactPath = "NEX_ARTIFACT_PATH";
+// ours, microVMs: the artifact is not there; the agent fetches it from the node
+// (hostint.{id}.artifact) to NEX_ARTIFACT_PATH.
+inline constexpr const char* kEnvArtifactFetch = "NEX_ARTIFACT_FETCH";
+// ours, microVMs: HOST:PORT of the VM's gateway for host loopback ports. The agent serves each
+// loopback port its workload is to reach on the guest's own loopback, through this gateway.
+inline constexpr const char* kEnvLoopbackGateway = "NEX_LOOPBACK_GATEWAY";
 
 struct AgentDeployRequest {
   std::vector<std::string> argv;

@@ -58,6 +58,9 @@ int run_up(const UpOptions& opts) {
         if (config.no_sandbox) {
           std::printf("Node %s is up (no sandbox, %s: workloads run as processes of this user)\n",
                       node.id().c_str(), why_unsandboxed.c_str());
+        } else if (config.sandbox == "microvm") {
+          std::printf("Node %s is up (microvm sandbox: each workload in a VM of its own)\n",
+                      node.id().c_str());
         } else {
           std::printf("Node %s is up (namespace sandbox: workloads run isolated, as nobody)\n",
                       node.id().c_str());

@@ -125,6 +125,11 @@ Result<Subprocess> Subprocess::spawn_once(const SpawnOptions& options, int& exec
       [[maybe_unused]] auto n = ::write(exec_pipe[1], &err, sizeof err);
       ::_exit(127);
     }
+    // A change of user clears the parent-death signal (commit_creds): set it again.
+    if (drop && options.die_with_parent) {
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (::getppid() != parent) ::_exit(127);
+    }
     // Descriptors another thread opened without O_CLOEXEC must not leak into the program.
     // (Marking them close-on-exec keeps the exec-status pipe working until exec.)
     ::syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC);

@@ -6,6 +6,7 @@
 
 #include "api/agent.h"
 #include "core/xid.h"
+#include "node/node_internals.h"
 
 namespace nex::node {
 
@@ -53,7 +54,18 @@ void AgentPool::on_handshake(const std::string& id) {
   }
   ready_.push_back(std::move(it->second.agent));
   starting_.erase(it);
+  announce_when_full();
   cv_.notify_all();
+}
+
+void AgentPool::announce_when_full() {
+  if (announced_ || ready_.size() < options_.size) return;
+  announced_ = true;
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                      std::chrono::steady_clock::now() - started_)
+                      .count();
+  log_line("Warm pool ready: " + std::to_string(ready_.size()) +
+           " agent(s) started and handshaken in " + std::to_string(ms) + " ms");
 }
 
 Result<WarmAgent> AgentPool::take(std::chrono::milliseconds timeout) {
@@ -130,6 +142,7 @@ void AgentPool::refill_loop() {
       for (auto& p : started) {
         if (early_handshakes_.erase(p.agent.id) > 0) {
           ready_.push_back(std::move(p.agent));
+          announce_when_full();
         } else {
           const std::string id = p.agent.id;
           starting_.emplace(id, std::move(p));

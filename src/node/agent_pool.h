@@ -49,6 +49,8 @@ class AgentPool {
       : internal_(internal), driver_(driver), options_(std::move(options)) {}
   void refill_loop();
   void on_handshake(const std::string& id);
+  // Logs, once, when the pool first holds `size` ready agents, and how long that took.
+  void announce_when_full();
 
   InternalServer& internal_;
   sandbox::Driver& driver_;
@@ -64,6 +66,8 @@ class AgentPool {
   };
   std::map<std::string, Pending> starting_;
   std::set<std::string> early_handshakes_;  // handshakes that beat their agent into starting_
+  const std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
+  bool announced_ = false;
   std::thread refiller_;  // also the thread that spawns agents (they die with it, by design)
 };
 

@@ -98,7 +98,9 @@ Result<std::unique_ptr<Node>> Node::start(NodeOptions options) {
   auto driver = make_sandbox_driver(n.options_.config, n.options_.agent_binary, n.id());
   if (!driver) return fail(driver.error().wrap("node config"));
   n.driver_ = std::move(*driver);
-  log_line("Sandbox driver: " + std::string(n.driver_->name()));
+  const std::string details = n.driver_->details();
+  log_line("Sandbox driver: " + std::string(n.driver_->name()) +
+           (details.empty() ? "" : " (" + details + ")"));
   auto internal = InternalServer::start(n.run_dir_ / "internal", n.driver_->internal_listen_host());
   if (!internal) return fail(internal.error());
   n.internal_ = std::move(*internal);
@@ -115,6 +117,8 @@ Result<std::unique_ptr<Node>> Node::start(NodeOptions options) {
       n.on_agent_event(std::move(m));
     } else if (kind == "invocations") {
       n.on_agent_invocations(std::move(m));
+    } else if (kind == "artifact") {
+      n.on_agent_artifact(std::move(m));
     }  // handshakes belong to the pool, replies to their requests
   });
   if (!agent_traffic) return fail(agent_traffic.error());
@@ -147,12 +151,14 @@ Result<std::unique_ptr<Node>> Node::start(NodeOptions options) {
       n.internal_->connection());
   if (!host_services) return fail(host_services.error());
   n.host_services_ = std::move(*host_services);
-  auto pool = AgentPool::start(*n.internal_, *n.driver_,
-                               {.size = static_cast<size_t>(n.options_.config.machine_pool_size),
-                                .agent_binary = n.options_.agent_binary,
-                                .work_dir = n.run_dir_ / "sandboxes",
-                                .handshake_timeout = std::chrono::milliseconds(
-                                    n.options_.config.agent_handshake_timeout_ms)});
+  auto pool = AgentPool::start(
+      *n.internal_, *n.driver_,
+      {.size = static_cast<size_t>(n.options_.config.machine_pool_size),
+       .agent_binary = n.options_.agent_binary,
+       .work_dir = n.sandboxes_dir(),
+       .handshake_timeout =
+           std::chrono::milliseconds(n.options_.config.agent_handshake_timeout_ms) +
+           n.driver_->boot_allowance()});
   if (!pool) return fail(pool.error());
   n.pool_ = std::move(*pool);
 

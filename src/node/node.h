@@ -93,6 +93,9 @@ class Node {
   // A function's invocations, reported in batches (hostint.{id}.invocations): counted, and
   // republished one by one as function_exec_* events.
   void on_agent_invocations(nats::Message msg);
+  // A microVM's agent fetching its workload's file ({"offset": N}; hostint.{id}.artifact).
+  void on_agent_artifact(nats::Message msg);
+  std::filesystem::path sandboxes_dir() const { return run_dir_ / "sandboxes"; }  // the pool's
   void republish_invocation(Workload& w, const api::InvocationReport& report);
   // A line in the workload's log, as if the workload had written it.
   void publish_workload_log(const std::string& ns, const std::string& name,

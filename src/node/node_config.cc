@@ -50,6 +50,9 @@ Result<NodeConfig> parse_node_config(std::string_view text) {
                        "requester_public_keys",
                        "workload_types",
                        "no_sandbox",
+                       "sandbox",
+                       "initrd_filepath",
+                       "microvm_accelerator",
                        "node_limits",
                        "deny_trigger_subjects",
                        "agent_handshake_timeout_ms",
@@ -118,6 +121,14 @@ Result<NodeConfig> parse_node_config(std::string_view text) {
     }
   }
   f.boolean("no_sandbox", c.no_sandbox);
+  f.string("sandbox", c.sandbox);
+  if (c.sandbox != "namespace" && c.sandbox != "microvm")
+    f.fail_field("sandbox", "must be \"namespace\" or \"microvm\"");
+  if (f.string("initrd_filepath", s); !s.empty()) c.initrd_filepath = s;
+  f.string("microvm_accelerator", c.microvm_accelerator);
+  if (c.microvm_accelerator != "auto" && c.microvm_accelerator != "kvm" &&
+      c.microvm_accelerator != "tcg")
+    f.fail_field("microvm_accelerator", "must be \"auto\", \"kvm\" or \"tcg\"");
   NEX_RETURN_IF_ERROR(read_object(f, "node_limits", [&](FieldReader& r) {
     r.no_unknown_fields({"max_workloads", "max_total_bytes", "max_workload_bytes"});
     r.integer("max_workloads", c.node_limits.max_workloads);
@@ -181,6 +192,7 @@ Result<NodeConfig> parse_node_config(std::string_view text) {
   }
   if (c.kernel_filepath.empty()) c.kernel_filepath = c.default_resource_dir / "vmlinux";
   if (c.rootfs_filepath.empty()) c.rootfs_filepath = c.default_resource_dir / "rootfs.ext4";
+  if (c.initrd_filepath.empty()) c.initrd_filepath = c.kernel_filepath.parent_path() / "initrd.img";
   return c;
 }
 

@@ -44,6 +44,12 @@ struct NodeConfig {
   std::vector<api::WorkloadType> workload_types = {
       api::WorkloadType::kNative, api::WorkloadType::kV8, api::WorkloadType::kWasm};
   bool no_sandbox = false;
+  // ours: which sandbox runs workloads unless no_sandbox: "namespace" (kernel namespaces,
+  // cgroups, seccomp) or "microvm" (a QEMU microVM each, with kernel_filepath, initrd_filepath
+  // and rootfs_filepath; docs/sandbox.md).
+  std::string sandbox = "namespace";
+  std::filesystem::path initrd_filepath;     // default: initrd.img beside kernel_filepath
+  std::string microvm_accelerator = "auto";  // "auto", "kvm" or "tcg"
   NodeLimits node_limits;
   std::vector<std::string> deny_trigger_subjects;  // besides $SYS.>, $JS.>, $NEX.>
   int64_t agent_handshake_timeout_ms = 5000;

@@ -5,6 +5,8 @@
 
 #include <fstream>
 
+#include "microvm/guest_image.h"
+#include "microvm/microvm_driver.h"
 #include "nats/local_server.h"
 #include "sandbox/cgroup.h"
 #include "sandbox/cni.h"
@@ -116,12 +118,61 @@ PreflightSection user_files(const NodeConfig& config, const fs::path& agent_bina
   return s;
 }
 
+// The microvm driver's own needs: the VMM and gateway, an accelerator, and the guest's files.
+PreflightSection virtualization(const NodeConfig& config, const fs::path& agent_binary) {
+  PreflightSection s{"MicroVM requirements", {}, {}};
+  s.items.push_back(geteuid() == 0 ? found("uid 0", "root, to run each VMM as a user of its own")
+                                   : missing("uid " + std::to_string(geteuid()),
+                                             "root, to run each VMM as a user of its own",
+                                             "run the node as root"));
+  bool qemu = false;
+  for (const char* dir : {"/usr/bin", "/usr/local/bin"})
+    qemu = qemu || access((fs::path(dir) / "qemu-system-x86_64").c_str(), X_OK) == 0;
+  s.items.push_back(qemu ? found("qemu-system-x86_64", "the VMM (QEMU's microvm machine)")
+                         : missing("qemu-system-x86_64", "the VMM (QEMU's microvm machine)",
+                                   "apt-get install qemu-system-x86"));
+  const fs::path gateway = agent_binary.parent_path() / "nex-vm-gateway";
+  s.items.push_back(access(gateway.c_str(), X_OK) == 0
+                        ? found(gateway.string(), "the VMs' gateway to the host")
+                        : missing(gateway.string(), "the VMs' gateway to the host",
+                                  "install nex-vm-gateway next to the nex binary"));
+  if (config.microvm_accelerator == "kvm" && !microvm::kvm_usable()) {
+    s.items.push_back(missing("/dev/kvm", "KVM (\"microvm_accelerator\": \"kvm\")",
+                              "a host with KVM, or \"microvm_accelerator\": \"auto\""));
+  } else {
+    const auto choice = config.microvm_accelerator == "auto"
+                            ? microvm::choose_accelerator()
+                            : microvm::AcceleratorChoice{config.microvm_accelerator, "configured"};
+    s.items.push_back(found("accelerator " + choice.accelerator, choice.reason));
+  }
+  const fs::path& kernel = config.kernel_filepath;
+  s.items.push_back(
+      microvm::is_elf_kernel(kernel)
+          ? found(kernel.string(), "Kernel (ELF vmlinux)")
+          : missing(kernel.string(), "Kernel (ELF vmlinux)",
+                    fs::exists(kernel)
+                        ? "not an x86-64 ELF kernel; `nex node preflight --init` makes one"
+                        : "missing; `nex node preflight --init` makes one from Debian's kernel "
+                          "package"));
+  const fs::path& initrd = config.initrd_filepath;
+  s.items.push_back(fs::exists(initrd)
+                        ? found(initrd.string(), "initramfs (virtio modules)")
+                        : missing(initrd.string(), "initramfs (virtio modules)",
+                                  "missing; `nex node preflight --init` makes it with the kernel"));
+  return s;
+}
+
 }  // namespace
 
 std::vector<PreflightSection> preflight(const NodeConfig& config, const fs::path& agent_binary) {
   if (config.no_sandbox) {
     // The process driver needs only the binaries.
     return {binaries(agent_binary)};
+  }
+  if (config.sandbox == "microvm") {
+    // A VM has a kernel and network of its own: no namespaces, cgroups or CNI on the host.
+    auto files = user_files(config, agent_binary);
+    return {binaries(agent_binary), virtualization(config, agent_binary), files};
   }
   return {cni_plugins(config), binaries(agent_binary), kernel(), cni_config(config),
           user_files(config, agent_binary)};
@@ -138,8 +189,17 @@ Result<std::vector<std::string>> preflight_init(const NodeConfig& config,
                                                 const fs::path& agent_binary) {
   std::vector<std::string> done;
   if (config.no_sandbox) return done;
+  if (config.sandbox == "microvm") {
+    if (!microvm::is_elf_kernel(config.kernel_filepath) || !fs::exists(config.initrd_filepath)) {
+      auto k = microvm::install_debian_kernel(microvm::kDebianKernelPackage, config.kernel_filepath,
+                                              config.initrd_filepath);
+      if (!k) return fail(k.error().wrap("prepare the guest kernel"));
+      done.push_back("Wrote " + k->vmlinux.string() + " and " + k->initrd.string() + " (" +
+                     std::to_string(k->modules) + " modules) from " + k->package);
+    }
+  }
   const fs::path conflist = config.cni.conf_dir / (config.cni.network_name + ".conflist");
-  if (!fs::exists(conflist)) {
+  if (config.sandbox != "microvm" && !fs::exists(conflist)) {
     std::error_code ec;
     fs::create_directories(config.cni.conf_dir, ec);
     std::ofstream out(conflist);

@@ -3,6 +3,8 @@
 // received), essential restarts, and what agents report for them (logs, exits, invocations).
 #include <fmt/format.h>
 
+#include <fstream>
+
 #include "api/events.h"
 #include "api/json_fields.h"
 #include "core/clock.h"
@@ -206,7 +208,8 @@ Result<json> Node::try_deploy(const std::string& ns, std::string_view body, Depl
     claimed_hash = h->get<std::string>();
   }
 
-  auto agent = pool_->take(std::chrono::milliseconds(cfg.agent_handshake_timeout_ms));
+  auto agent = pool_->take(std::chrono::milliseconds(cfg.agent_handshake_timeout_ms) +
+                           driver_->boot_allowance());
   if (!agent) return fail(agent.error());
   // From here on, a failure must release the agent: nothing is left half-started.
   auto release = [&](Error err) -> Result<json> {
@@ -514,6 +517,26 @@ void Node::on_agent_invocations(nats::Message msg) {
   auto batch = api::parse_invocation_batch(msg.data());
   if (!batch) return;  // the agent's own fault; nothing to tell anyone
   for (const auto& report : *batch) republish_invocation(*w, report);
+}
+
+void Node::on_agent_artifact(nats::Message msg) {
+  if (msg.reply().empty()) return;
+  // The subject's id is the agent's own: its account may publish nowhere else.
+  const std::string id = token(msg.subject(), 1);
+  if (id.empty() ||
+      id.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789") != std::string::npos)
+    return;
+  int64_t offset = -1;
+  auto body = api::FieldReader::parse_object(msg.data(), "artifact request");
+  if (body) api::FieldReader(*body, "artifact request").integer("offset", offset);
+  std::string chunk;
+  std::ifstream in(sandboxes_dir() / id / "workload", std::ios::binary);
+  if (in && offset >= 0 && in.seekg(offset)) {
+    chunk.resize(api::agent_subject::kArtifactChunk);
+    in.read(chunk.data(), static_cast<std::streamsize>(chunk.size()));
+    chunk.resize(static_cast<size_t>(in.gcount()));
+  }
+  (void)internal_->connection().publish(msg.reply(), chunk);  // empty: nothing (more) to send
 }
 
 void Node::republish_invocation(Workload& w, const api::InvocationReport& r) {

@@ -55,8 +55,13 @@ class Driver {
   virtual ~Driver() = default;
   virtual std::string_view name() const = 0;
   virtual bool sandboxed() const = 0;  // false: workloads run as plain host processes
+  // What the node's log says about the driver besides its name.
+  virtual std::string details() const { return ""; }
   // Where the node's internal NATS must listen for this driver's sandboxes to reach it.
   virtual std::string internal_listen_host() const { return "127.0.0.1"; }
+  // How much longer than a process this driver's sandboxes take to boot and handshake (a VM's
+  // kernel), added to the node's agent_handshake_timeout_ms.
+  virtual std::chrono::milliseconds boot_allowance() const { return std::chrono::milliseconds(0); }
   virtual Result<std::unique_ptr<Sandbox>> start(const SandboxSpec& spec) = 0;
 };
 

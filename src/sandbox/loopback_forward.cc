@@ -11,20 +11,23 @@
 
 #include <algorithm>
 #include <cstring>
+#include <sstream>
 
 namespace nex::sandbox {
 
 Result<std::unique_ptr<LoopbackForwarder>> LoopbackForwarder::start(int netns_fd, int port,
                                                                     std::string target_host,
-                                                                    int target_port) {
+                                                                    int target_port,
+                                                                    std::string preamble) {
   std::unique_ptr<LoopbackForwarder> f(new LoopbackForwarder());
   f->target_host_ = std::move(target_host);
   f->target_port_ = target_port;
+  f->preamble_ = std::move(preamble);
   // A socket belongs to the network namespace it was made in: make it on a thread that joins
   // the sandbox's namespace for that moment only.
   int err = 0;
   std::thread maker([&] {
-    if (setns(netns_fd, CLONE_NEWNET) != 0) {
+    if (netns_fd >= 0 && setns(netns_fd, CLONE_NEWNET) != 0) {
       err = errno;
       return;
     }
@@ -46,7 +49,7 @@ Result<std::unique_ptr<LoopbackForwarder>> LoopbackForwarder::start(int netns_fd
   maker.join();
   if (f->listen_fd_ < 0)
     return fail(ErrorCode::kIo, "cannot listen on 127.0.0.1:" + std::to_string(port) +
-                                    " in the sandbox: " + strerror(err));
+                                    (netns_fd >= 0 ? " in the sandbox: " : ": ") + strerror(err));
   f->stop_fd_ = eventfd(0, EFD_CLOEXEC);
   f->acceptor_ = std::thread([p = f.get()] { p->accept_loop(); });
   return f;
@@ -78,7 +81,9 @@ void LoopbackForwarder::accept_loop() {
     addr.sin_family = AF_INET;
     addr.sin_port = htons(static_cast<uint16_t>(target_port_));
     inet_pton(AF_INET, target_host_.c_str(), &addr.sin_addr);
-    if (upstream < 0 || connect(upstream, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    if (upstream < 0 || connect(upstream, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+        (!preamble_.empty() && write(upstream, preamble_.data(), preamble_.size()) !=
+                                   static_cast<ssize_t>(preamble_.size()))) {
       close(client);
       if (upstream >= 0) close(upstream);
       continue;
@@ -124,6 +129,37 @@ void LoopbackForwarder::pump(int a, int b) {
                   open_fds_.end());
   close(a);
   close(b);
+}
+
+std::vector<int> loopback_nats_ports(const std::map<std::string, std::string>& environment) {
+  std::vector<int> ports;
+  auto it = environment.find("NATS_URL");
+  if (it == environment.end()) return ports;
+  std::istringstream urls(it->second);
+  for (std::string url; std::getline(urls, url, ',');) {
+    if (auto port = loopback_port(url)) ports.push_back(*port);
+  }
+  return ports;
+}
+
+std::optional<int> loopback_port(std::string url) {
+  // [scheme://][user[:pass]@]host[:port]
+  if (auto p = url.find("://"); p != std::string::npos) url = url.substr(p + 3);
+  if (auto p = url.rfind('@'); p != std::string::npos) url = url.substr(p + 1);
+  if (auto p = url.find('/'); p != std::string::npos) url = url.substr(0, p);
+  const size_t colon = url.rfind(':');
+  const std::string host = url.substr(0, colon);
+  if (host != "localhost" && host != "127.0.0.1") return std::nullopt;
+  int port = 4222;
+  if (colon != std::string::npos) {
+    try {
+      port = std::stoi(url.substr(colon + 1));
+    } catch (...) {
+      return std::nullopt;
+    }
+  }
+  if (port > 0 && port < 65536) return port;
+  return std::nullopt;
 }
 
 }  // namespace nex::sandbox

@@ -42,12 +42,24 @@ int64_t tree_bytes(const fs::path& dir) {
 }
 
 constexpr const char* kInit = R"(#!/bin/sh
-# init for sandboxes that boot a kernel (microVMs): mount what the agent needs, then become it.
-# The namespace driver does this itself and starts /sbin/nex-agent directly.
+# init for sandboxes that boot a kernel (nex's microvm driver): mount what the agent needs, bring
+# up the VM's network, read the agent's bootstrap from the VM's firmware config (readable by root
+# alone), then become the agent as nobody. The namespace driver starts /sbin/nex-agent directly.
+mount -t devtmpfs devtmpfs /dev
 mount -t proc proc /proc
+mount -t sysfs sysfs /sys
 mount -t tmpfs -o mode=1777 tmpfs /tmp
-mount -t devtmpfs devtmpfs /dev 2>/dev/null
-exec /sbin/nex-agent
+ip link set lo up
+ip link set eth0 up && ip addr add 10.0.2.15/24 dev eth0 && ip route add default via 10.0.2.2
+boot=/sys/firmware/qemu_fw_cfg/by_name/opt/nex/bootstrap/raw
+if [ ! -r "$boot" ]; then echo "nex init: no bootstrap at $boot"; exit 1; fi
+while IFS= read -r line; do [ -n "$line" ] && export "$line"; done < "$boot"
+umount /sys
+# What the namespace sandbox's cgroup and seccomp filter deny, the guest kernel denies too:
+# at most 512 processes, no user namespaces.
+echo 0 > /proc/sys/user/max_user_namespaces
+ulimit -u 512
+exec su -p -s /sbin/nex-agent nobody
 )";
 
 }  // namespace
@@ -112,9 +124,10 @@ Result<RootfsReport> build_rootfs_tree(const RootfsOptions& options, const fs::p
     return fail(ErrorCode::kNotFound, options.busybox.string() +
                                           " not found (Debian: busybox-static)");
   NEX_RETURN_IF_ERROR(copy_into(options.busybox, dir / "bin/busybox"));
-  for (const char* applet : {"sh", "ls", "cat", "echo", "mount", "ps", "env", "id", "sleep", "mkdir",
-                             "rm", "cp", "mv", "wc", "grep", "head", "tail", "df", "free", "top",
-                             "ip", "ping", "nc", "wget", "hostname", "uname", "kill", "dmesg"}) {
+  for (const char* applet :
+       {"sh", "ls",   "cat", "echo", "mount",    "ps",    "env",  "id",    "sleep", "mkdir",
+        "rm", "cp",   "mv",  "wc",   "grep",     "head",  "tail", "df",    "free",  "top",
+        "ip", "ping", "nc",  "wget", "hostname", "uname", "kill", "dmesg", "su",    "umount"}) {
     fs::create_symlink("busybox", dir / "bin" / applet, ec);
     ec.clear();
   }

@@ -1,0 +1,373 @@
+#include "microvm/microvm_driver.h"
+
+#include <fcntl.h>
+#include <linux/kvm.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <x86intrin.h>
+
+#include <atomic>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "api/agent.h"
+#include "core/subprocess.h"
+#include "microvm/guest_image.h"
+#include "sandbox/process_driver.h"
+#include "sandbox/rootfs.h"
+
+namespace nex::microvm {
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+namespace {
+
+// Each VMM runs as a user of its own, from this range, so one compromised VMM cannot trace or
+// signal another (or any process of the host's users).
+constexpr uid_t kVmmUidBase = 0x4e580000;  // "NX"
+constexpr uid_t kVmmUids = 65536;
+
+bool cpu_has_hardware_virtualization() {
+  std::ifstream in("/proc/cpuinfo");
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("flags", 0) != 0) continue;
+    std::istringstream flags(line.substr(line.find(':') + 1));
+    for (std::string f; flags >> f;) {
+      if (f == "vmx" || f == "svm") return true;
+    }
+    return false;
+  }
+  return false;
+}
+
+// The host's TSC rate: a TCG guest's TSC counts at it, and a guest kernel without a timer to
+// calibrate against (microvm has no PIT or HPET) needs to be told.
+int64_t measure_tsc_khz() {
+  const auto t0 = std::chrono::steady_clock::now();
+  const uint64_t c0 = __rdtsc();
+  std::this_thread::sleep_for(20ms);
+  const uint64_t c1 = __rdtsc();
+  const auto ns =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0)
+          .count();
+  return static_cast<int64_t>(static_cast<double>(c1 - c0) * 1e6 / static_cast<double>(ns));
+}
+
+bool on_path(const std::string& program) {
+  if (program.find('/') != std::string::npos) return access(program.c_str(), X_OK) == 0;
+  const char* path = std::getenv("PATH");
+  std::istringstream dirs(path ? path : "/usr/bin:/bin");
+  for (std::string d; std::getline(dirs, d, ':');) {
+    if (access((fs::path(d) / program).c_str(), X_OK) == 0) return true;
+  }
+  return false;
+}
+
+// QEMU's option syntax: a comma inside a value is written twice.
+std::string qemu_escape(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    out.push_back(c);
+    if (c == ',') out.push_back(',');
+  }
+  return out;
+}
+
+Status write_file(const fs::path& path, const std::string& text, mode_t mode, uid_t owner) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
+  if (fd < 0) return fail(ErrorCode::kIo, "cannot write " + path.string() + ": " + strerror(errno));
+  const bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) &&
+                  ::fchown(fd, owner, static_cast<gid_t>(owner)) == 0 && ::fchmod(fd, mode) == 0;
+  ::close(fd);
+  if (!ok) return fail(ErrorCode::kIo, "cannot write " + path.string() + ": " + strerror(errno));
+  return {};
+}
+
+class MicrovmSandbox : public sandbox::Sandbox {
+ public:
+  MicrovmSandbox(std::string id, fs::path work_dir, fs::path vm_dir, Subprocess process)
+      : id_(std::move(id)),
+        work_dir_(std::move(work_dir)),
+        vm_dir_(std::move(vm_dir)),
+        process_(std::move(process)) {}
+  ~MicrovmSandbox() override { stop(5s); }
+
+  const std::string& id() const override { return id_; }
+  pid_t pid() const override { return process_.pid(); }
+  bool running() override { return process_.running(); }
+  // The VMM is the sandbox: a signal to it ends the VM (the agent inside stops with it).
+  Status signal(int signo) override { return process_.signal(signo); }
+  std::optional<int> wait(std::chrono::milliseconds timeout) override {
+    return process_.wait_for(timeout);
+  }
+  void stop(std::chrono::milliseconds grace) override {
+    process_.terminate(grace);
+    std::error_code ec;
+    fs::remove_all(work_dir_, ec);
+    fs::remove_all(vm_dir_, ec);
+    fs::remove(vm_dir_.string() + ".pid", ec);
+  }
+  Result<sandbox::SandboxStats> stats() override {
+    return sandbox::SandboxStats{sandbox::process_tree_rss_bytes(process_.pid())};
+  }
+  std::string internal_nats_host() const override { return kGatewayAddress; }
+  Status expose_host_port(int port) override {
+    std::lock_guard lock(mu_);
+    exposed_ += std::to_string(port) + "\n";
+    // Written whole, then renamed: the gateway never reads half a list.
+    const fs::path tmp = vm_dir_ / "exposed_ports.new";
+    NEX_RETURN_IF_ERROR(write_file(tmp, exposed_, 0644, 0));
+    std::error_code ec;
+    fs::rename(tmp, vm_dir_ / "exposed_ports", ec);
+    if (ec)
+      return fail(ErrorCode::kIo,
+                  "cannot expose port " + std::to_string(port) + ": " + ec.message());
+    return {};
+  }
+
+ private:
+  std::string id_;
+  fs::path work_dir_;
+  fs::path vm_dir_;
+  Subprocess process_;
+  std::mutex mu_;
+  std::string exposed_;
+};
+
+std::atomic<uint32_t> next_vmm_uid{0};
+
+}  // namespace
+
+bool kvm_usable() {
+  const int fd = ::open("/dev/kvm", O_RDWR | O_CLOEXEC);
+  if (fd < 0) return false;
+  const bool ok = ::ioctl(fd, KVM_GET_API_VERSION, 0) == KVM_API_VERSION;
+  ::close(fd);
+  return ok;
+}
+
+AcceleratorChoice choose_accelerator() {
+  if (!kvm_usable())
+    return {"tcg", "/dev/kvm is missing or cannot be opened; QEMU emulates the CPU (TCG)"};
+  if (!cpu_has_hardware_virtualization()) {
+    const bool pvm = fs::exists("/sys/module/kvm_pvm");
+    return {"tcg", std::string("/dev/kvm is ") +
+                       (pvm ? "kvm_pvm, a software hypervisor" : "there") +
+                       ", but this CPU has no hardware virtualization (no vmx or svm flag); a "
+                       "standard guest kernel takes minutes to boot under it, so QEMU emulates "
+                       "the CPU (TCG) instead; \"microvm_accelerator\": \"kvm\" forces KVM"};
+  }
+  return {"kvm", "KVM with hardware virtualization"};
+}
+
+Result<std::unique_ptr<MicrovmDriver>> MicrovmDriver::create(MicrovmOptions options) {
+  if (geteuid() != 0)
+    return fail(ErrorCode::kPermissionDenied,
+                "the microvm sandbox needs root (it runs each VMM as a user of its own)");
+  if (!on_path(options.qemu))
+    return fail(ErrorCode::kNotFound, options.qemu + " not found (Debian: qemu-system-x86)");
+  auto readable = [](const fs::path& p, const std::string& field) -> Status {
+    struct stat st {};
+    if (::stat(p.c_str(), &st) != 0)
+      return fail(ErrorCode::kNotFound,
+                  field + " " + p.string() + " not found (`nex node preflight --init` makes it)");
+    if (!(st.st_mode & S_IROTH))
+      return fail(
+          ErrorCode::kPermissionDenied,
+          field + " " + p.string() + " must be readable by all (the VMM runs unprivileged)");
+    return {};
+  };
+  NEX_RETURN_IF_ERROR(readable(options.kernel, "kernel_filepath"));
+  if (!is_elf_kernel(options.kernel))
+    return fail(ErrorCode::kInvalidArgument,
+                "kernel_filepath " + options.kernel.string() +
+                    ": expected an uncompressed x86-64 ELF kernel (vmlinux); `nex node preflight "
+                    "--init` makes one from Debian's kernel package");
+  NEX_RETURN_IF_ERROR(readable(options.initrd, "initrd (beside kernel_filepath)"));
+  NEX_RETURN_IF_ERROR(readable(options.rootfs, "rootfs_filepath"));
+  if (!sandbox::is_ext4_image(options.rootfs))
+    return fail(ErrorCode::kInvalidArgument, "rootfs_filepath " + options.rootfs.string() +
+                                                 ": a microVM boots an ext4 image (`nex rootfs`)");
+  if (access(options.gateway_binary.c_str(), X_OK) != 0)
+    return fail(ErrorCode::kNotFound, options.gateway_binary.string() + " not found");
+  if (options.vcpus < 1 || options.memory_mib < 64)
+    return fail(ErrorCode::kInvalidArgument,
+                "machine_template: a microVM needs vcpu_count >= 1 and memsize_mib >= 64");
+
+  std::unique_ptr<MicrovmDriver> d(new MicrovmDriver(std::move(options)));
+  const std::string& wanted = d->options_.accelerator;
+  if (wanted == "auto") {
+    auto choice = choose_accelerator();
+    d->accelerator_ = choice.accelerator;
+    d->accelerator_reason_ = choice.reason;
+  } else if (wanted == "kvm") {
+    if (!kvm_usable())
+      return fail(ErrorCode::kNotFound,
+                  "\"microvm_accelerator\": \"kvm\", but /dev/kvm is missing or cannot be opened");
+    d->accelerator_ = "kvm";
+    d->accelerator_reason_ = "\"microvm_accelerator\": \"kvm\"";
+  } else if (wanted == "tcg") {
+    d->accelerator_ = "tcg";
+    d->accelerator_reason_ = "\"microvm_accelerator\": \"tcg\"";
+  } else {
+    return fail(
+        ErrorCode::kInvalidArgument,
+        "microvm_accelerator: expected \"auto\", \"kvm\" or \"tcg\", got \"" + wanted + "\"");
+  }
+  if (d->accelerator_ == "tcg") d->tsc_khz_ = measure_tsc_khz();
+  std::error_code ec;
+  fs::create_directories(d->pid_dir(), ec);
+  if (ec)
+    return fail(ErrorCode::kIo, "cannot create " + d->pid_dir().string() + ": " + ec.message());
+  fs::permissions(d->pid_dir(), fs::perms(0755), ec);
+  d->stop_leftovers();
+  return d;
+}
+
+std::chrono::milliseconds MicrovmDriver::boot_allowance() const {
+  return accelerator_ == "kvm" ? 10s : 60s;
+}
+
+void MicrovmDriver::stop_leftovers() {
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(pid_dir(), ec)) {
+    if (e.path().extension() != ".pid") continue;
+    const std::string id = e.path().stem().string();
+    std::ifstream in(e.path());
+    pid_t pid = 0;
+    in >> pid;
+    // Only a VMM of ours with this name: the pid may have been reused since.
+    std::ifstream cmdline("/proc/" + std::to_string(pid) + "/cmdline");
+    const std::string args((std::istreambuf_iterator<char>(cmdline)),
+                           std::istreambuf_iterator<char>());
+    if (pid > 0 && args.find(std::string("nex-vm-") + id + '\0') != std::string::npos) {
+      std::fprintf(stderr, "nex node: stopping VM %s (pid %d) left by a previous node\n",
+                   id.c_str(), pid);
+      ::kill(pid, SIGKILL);
+    }
+    fs::remove(e.path(), ec);
+    fs::remove_all(pid_dir() / id, ec);
+  }
+}
+
+Result<std::unique_ptr<sandbox::Sandbox>> MicrovmDriver::start(const sandbox::SandboxSpec& spec) {
+  std::error_code ec;
+  fs::create_directories(spec.work_dir, ec);
+  if (ec)
+    return fail(ErrorCode::kIo, "cannot create " + spec.work_dir.string() + ": " + ec.message());
+  fs::permissions(spec.work_dir, fs::perms::owner_all, ec);  // host side only: the VM fetches
+  const fs::path vm_dir = pid_dir() / spec.workload_id;
+  fs::create_directories(vm_dir, ec);
+  fs::permissions(vm_dir, fs::perms(0755), ec);
+  const uid_t uid = kVmmUidBase + (next_vmm_uid++ % kVmmUids);
+  auto cleanup = [&] {
+    fs::remove_all(spec.work_dir, ec);
+    fs::remove_all(vm_dir, ec);
+  };
+
+  // The bootstrap: readable by this VMM's user alone, handed to the guest through fw_cfg.
+  std::string bootstrap;
+  for (const auto& kv : spec.env) bootstrap += kv + "\n";
+  bootstrap += std::string(api::kEnvNatsHost) + "=" + kGatewayAddress + "\n";
+  bootstrap +=
+      std::string(api::kEnvNatsPort) + "=" + std::to_string(spec.internal_nats_port) + "\n";
+  bootstrap += std::string(api::kEnvArtifactPath) + "=/tmp/" + spec.artifact_name + "\n";
+  bootstrap += std::string(api::kEnvArtifactFetch) + "=1\n";
+  bootstrap += std::string(api::kEnvLoopbackGateway) + "=" + kGatewayAddress + ":" +
+               std::to_string(kExposedPortsGateway) + "\n";
+  if (auto st = write_file(vm_dir / "bootstrap", bootstrap, 0400, uid); !st) {
+    cleanup();
+    return fail(st.error());
+  }
+  if (auto st = write_file(vm_dir / "exposed_ports", "", 0644, 0); !st) {
+    cleanup();
+    return fail(st.error());
+  }
+
+  std::string append = "console=ttyS0 panic=-1 reboot=t quiet loglevel=4";
+  std::vector<std::string> argv = {options_.qemu, "-name", "nex-vm-" + spec.workload_id};
+  if (accelerator_ == "kvm") {
+    argv.insert(argv.end(), {"-M", "microvm,accel=kvm", "-cpu", "host"});
+  } else {
+    // TCG's translation cache defaults to 1 GiB of the host's memory per VM; 64 MiB is plenty
+    // for one agent and its workload.
+    argv.insert(argv.end(), {"-M", "microvm", "-accel", "tcg,tb-size=64", "-cpu", "max"});
+    append += " tsc_early_khz=" + std::to_string(tsc_khz_) + " tsc=reliable";
+  }
+  const std::string gateway = options_.gateway_binary.string();
+  const std::string net =
+      "user,id=net0,restrict=on,net=10.0.2.0/24,host=10.0.2.2,guestfwd=tcp:" +
+      std::string(kGatewayAddress) + ":" + std::to_string(spec.internal_nats_port) +
+      "-cmd:" + qemu_escape(gateway + " to " + std::to_string(spec.internal_nats_port)) +
+      ",guestfwd=tcp:" + kGatewayAddress + ":" + std::to_string(kExposedPortsGateway) +
+      "-cmd:" + qemu_escape(gateway + " exposed " + (vm_dir / "exposed_ports").string());
+  argv.insert(
+      argv.end(),
+      {"-m",
+       std::to_string(options_.memory_mib),
+       "-smp",
+       std::to_string(options_.vcpus),
+       "-nodefaults",
+       "-no-user-config",
+       "-display",
+       "none",
+       "-serial",
+       "stdio",
+       "-no-reboot",
+       "-kernel",
+       options_.kernel.string(),
+       "-initrd",
+       options_.initrd.string(),
+       "-append",
+       append,
+       "-drive",
+       "id=root,file=" + qemu_escape(options_.rootfs.string()) + ",format=raw,if=none,readonly=on",
+       "-device",
+       "virtio-blk-device,drive=root",
+       "-netdev",
+       net,
+       "-device",
+       "virtio-net-device,netdev=net0",
+       "-device",
+       "virtio-rng-device",
+       "-fw_cfg",
+       "name=opt/nex/bootstrap,file=" + qemu_escape((vm_dir / "bootstrap").string())});
+  SpawnOptions spawn{.argv = argv,
+                     .env = {"PATH=/usr/local/bin:/usr/bin:/bin"},
+                     .clear_env = true,
+                     .stdout_path = spec.log_file.string(),
+                     .stderr_path = spec.log_file.string(),
+                     .die_with_parent = true,
+                     .uid = uid,
+                     .gid = static_cast<gid_t>(uid),
+                     .null_stdin = true};
+  if (accelerator_ == "kvm") {
+    // /dev/kvm is for its group (Debian: kvm); a VMM with no access to it runs as root.
+    struct stat st {};
+    if (::stat("/dev/kvm", &st) == 0 && (st.st_mode & S_IRGRP) && (st.st_mode & S_IWGRP)) {
+      spawn.gid = st.st_gid;
+    } else {
+      spawn.uid.reset();
+      spawn.gid.reset();
+    }
+  }
+  auto process = Subprocess::spawn(spawn);
+  if (!process) {
+    cleanup();
+    return fail(process.error().wrap("start " + options_.qemu));
+  }
+  if (auto st =
+          write_file(vm_dir.string() + ".pid", std::to_string(process->pid()) + "\n", 0644, 0);
+      !st) {
+    process->terminate(0ms);
+    cleanup();
+    return fail(st.error());
+  }
+  return std::unique_ptr<sandbox::Sandbox>(std::make_unique<MicrovmSandbox>(
+      spec.workload_id, spec.work_dir, vm_dir, std::move(*process)));
+}
+
+}  // namespace nex::microvm

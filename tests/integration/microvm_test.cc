@@ -1,0 +1,253 @@
+// The microvm sandbox: each workload in a QEMU microVM with its own (Debian) kernel. The seeds'
+// walkthrough with the CLI, a function and the host services from inside a VM, the escape
+// workload of the namespace tests run in a VM, and what a stopped workload and a killed node
+// leave running (nothing).
+#include <gtest/gtest.h>
+#include <sys/utsname.h>
+
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <thread>
+
+#include "core/subprocess.h"
+#include "microvm/microvm_driver.h"
+#include "testing/cli.h"
+#include "testing/microvm_host.h"
+#include "testing/node_fixture.h"
+
+namespace nex {
+namespace {
+
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+using testing::Collector;
+using testing::MicrovmHost;
+
+// The VMMs running for workload `id` (QEMU names each VM nex-vm-{id}).
+std::vector<pid_t> vmms(const std::string& id) {
+  std::vector<pid_t> out;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator("/proc", ec)) {
+    const std::string pid = e.path().filename();
+    if (pid.empty() || !std::isdigit(static_cast<unsigned char>(pid[0]))) continue;
+    const std::string args = testing::slurp(e.path() / "cmdline");
+    if (args.find(std::string("nex-vm-") + (id.empty() ? "" : id + '\0')) == std::string::npos)
+      continue;
+    const std::string stat = testing::slurp(e.path() / "stat");
+    const size_t close = stat.rfind(')');
+    if (close != std::string::npos && stat.size() > close + 2 && stat[close + 2] == 'Z') continue;
+    out.push_back(std::stoi(pid));
+  }
+  return out;
+}
+
+// A process's own memory: anonymous pages (a VMM's guest RAM among them), not the page cache
+// of files it maps (the kernel image every VM shares).
+int64_t anonymous_bytes(pid_t pid) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(status, line);) {
+    if (line.rfind("RssAnon:", 0) == 0) return std::stoll(line.substr(8)) * 1024;
+  }
+  return 0;
+}
+
+bool eventually(const std::function<bool()>& f, std::chrono::milliseconds t) {
+  const auto deadline = std::chrono::steady_clock::now() + t;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (f()) return true;
+    std::this_thread::sleep_for(100ms);
+  }
+  return f();
+}
+
+class MicrovmTest : public testing::NodeTest {
+ protected:
+  void SetUp() override {
+    NodeTest::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
+    NEX_REQUIRE_MICROVM_SANDBOX();
+    std::printf("microVM accelerator: %s\n", MicrovmHost::get().accelerator().c_str());
+  }
+  // Generous: under TCG (no hardware virtualization) a VM boots in seconds, not milliseconds.
+  static constexpr auto kBoot = 120s;
+};
+
+// Seed 001's walkthrough, typed: `nex node up` with the microvm sandbox, `nex node ls`,
+// `nex devrun ./echoservice NATS_URL=...`, a request answered, `nex logs`, `nex stop`; then the
+// node is killed with SIGKILL and no VM outlives it.
+TEST_F(MicrovmTest, TheSeedWalkthroughRunsInAVmAndNoVmOutlivesItsWorkloadOrNode) {
+  // The CLI makes NEXCLIFILES itself, as a user's first devrun does (and the next test gets
+  // the fixture's again).
+  files_.reset();
+  ASSERT_OK(js_->delete_stream("OBJ_NEXCLIFILES"));
+  struct DropCliBucket {
+    nats::JetStream& js;
+    ~DropCliBucket() { (void)js.delete_stream("OBJ_NEXCLIFILES"); }
+  } drop{*js_};
+  const fs::path home = state_dir_.string() + "-home";
+  fs::create_directories(home);
+  fs::copy_file(testing::kBinDir / "echoservice", home / "echoservice");
+  const fs::path config = home / "config.json";
+  const auto c = MicrovmHost::get().config();
+  std::ofstream(config) << json{
+      {"sandbox", "microvm"},
+      {"kernel_filepath", c.kernel_filepath},
+      {"initrd_filepath", c.initrd_filepath},
+      {"rootfs_filepath",
+       c.rootfs_filepath}}.dump();
+  const testing::CliEnvironment user{
+      .cwd = home, .env = {"HOME=" + home.string(), "NATS_URL=" + server().url()}};
+  auto node = testing::spawn_nex(
+      {"node", "up", "--config", config.string(), "--state-dir", (state_dir_ / "node").string()},
+      user, home / "node.log");
+  ASSERT_TRUE(node) << node.error().message;
+  const std::string node_id = wait_for_pinged_node();
+  ASSERT_FALSE(node_id.empty()) << testing::slurp(home / "node.log");
+  EXPECT_NE(testing::slurp(home / "node.log").find("Sandbox driver: microvm"), std::string::npos);
+  // `nex devrun` waits 2 s for its answer: a user starts once the node's VM is booted.
+  ASSERT_TRUE(eventually(
+      [&] {
+        return testing::slurp(home / "node.log").find("Warm pool ready") != std::string::npos;
+      },
+      kBoot))
+      << testing::slurp(home / "node.log");
+
+  auto ls = testing::run_nex({"node", "ls"}, user, home / "ls.out");
+  EXPECT_NE(ls.out.find(node_id), std::string::npos) << ls.out;
+  auto logs = testing::spawn_nex({"logs"}, user, home / "logs.out");
+  ASSERT_TRUE(logs);
+  std::this_thread::sleep_for(300ms);
+
+  auto run = testing::run_nex({"devrun", "./echoservice", "NATS_URL=" + server().url()}, user,
+                              home / "devrun.out");
+  ASSERT_EQ(run.code, 0) << run.out << testing::slurp(home / "node.log");
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(run.out, m, std::regex("with ID: ([a-v0-9]{20})"))) << run.out;
+  const std::string id = m[1];
+  EXPECT_TRUE(echo_answers("svc.echo", kBoot)) << "the echo service in the VM never answered";
+  EXPECT_EQ(vmms(id).size(), 1u) << "the workload is not in a VM of its own";
+  EXPECT_TRUE(eventually(
+      [&] {
+        return testing::slurp(home / "logs.out").find("Echo service using NATS url") !=
+               std::string::npos;
+      },
+      10s))
+      << testing::slurp(home / "logs.out");
+
+  auto stop =
+      testing::run_nex({"stop", node_id, id, "--issuer", (home / ".nex/issuer.nk").string()}, user,
+                       home / "stop.out");
+  EXPECT_EQ(stop.code, 0) << stop.out;
+  EXPECT_TRUE(eventually([&] { return vmms(id).empty(); }, 10s))
+      << "the stopped workload's VM runs on";
+  EXPECT_FALSE(echo_answers("svc.echo", 1s));
+
+  // The warm VM the pool keeps, then SIGKILL: the node's VMMs die with it.
+  ASSERT_TRUE(eventually([&] { return !vmms("").empty(); }, kBoot));
+  ASSERT_TRUE(node->signal(SIGKILL));
+  node->wait_for(5s);
+  EXPECT_TRUE(eventually([&] { return vmms("").empty(); }, 10s))
+      << vmms("").size() << " VMs outlived the node";
+  logs->terminate(1s);
+  fs::remove_all(home);
+}
+
+TEST_F(MicrovmTest, AFunctionAndTheHostServicesWorkFromInsideAVm) {
+  ASSERT_OK(files_->put_file("visits.js", fs::path(NEX_EXAMPLES_DIR) / "hostservices/visits.js"));
+  start_sandboxed_node(MicrovmHost::get().config());
+  json r = deploy(function_request("visits", "visits.js", {"visits.>"}));
+  ASSERT_TRUE(r["error"].is_null()) << r.dump();
+  std::string answer;
+  const auto deadline = std::chrono::steady_clock::now() + kBoot;
+  while (answer.empty() && std::chrono::steady_clock::now() < deadline) {
+    if (auto a = conn_->request("visits.vm", "", 1s)) answer = std::string(a->data());
+  }
+  EXPECT_EQ(answer, "visits.vm: 1");
+  auto again = conn_->request("visits.vm", "", 10s);
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->data(), "visits.vm: 2");  // the KV host service, from inside the VM
+  EXPECT_EQ(vmms(r["data"]["id"]).size(), 1u);
+}
+
+// The namespace tests' escape workload, in a VM: the kernel it sees is the guest's, and every way
+// out (host files and processes, the control NATS by loopback, gateway or QEMU's host alias,
+// another workload's subjects, privileged calls, a fork bomb, memory past memsize_mib) stays in.
+TEST_F(MicrovmTest, EscapeAttemptsStayInsideTheVm) {
+  ASSERT_OK(files_->put_file("escape", testing::kBinDir / "escape"));
+  constexpr int64_t kMemsizeMib = 192;
+  start_sandboxed_node(MicrovmHost::get().config(kMemsizeMib));
+
+  json echo = deploy(deploy_request(
+      "echoservice", {{"NATS_URL", server().url()}, {"ECHO_SUBJECT", "svc.echo.vm"}}));
+  ASSERT_TRUE(echo["error"].is_null()) << echo.dump();
+  ASSERT_TRUE(echo_answers("svc.echo.vm", kBoot)) << "the echo service in its VM never answered";
+
+  Collector logs(*conn_, "$NEX.logs.default.*.escape.*");
+  const std::string port = server().url().substr(server().url().rfind(':') + 1);
+  json req = deploy_request(
+      "escape", {{"ESCAPE_STATE_DIR", state_dir_.string()},
+                 {"ESCAPE_CONTROL_PORT", port},
+                 {"ESCAPE_OTHER_ID", echo["data"]["id"]},
+                 {"ESCAPE_VM_GATEWAY", std::string(microvm::kGatewayAddress) + ":" +
+                                           std::to_string(microvm::kExposedPortsGateway)},
+                 {"ESCAPE_HOST_ALIAS", "10.0.2.2"}});
+  req["location"] = "nats://NEXCLIFILES/escape";
+  json r = deploy(req);
+  ASSERT_TRUE(r["error"].is_null()) << r.dump();
+  const std::string id = r["data"]["id"];
+  ASSERT_TRUE(logs.wait_for("escape attempts done", 300s)) << "the escape workload never finished";
+
+  utsname host{};
+  uname(&host);
+  auto kernel = logs.wait_for("kernel ", 0ms);
+  ASSERT_TRUE(kernel);
+  const std::string seen = json::parse(kernel->second)["text"];
+  EXPECT_EQ(seen, "kernel " + MicrovmHost::get().kernel_release());
+  EXPECT_NE(seen, std::string("kernel ") + host.release) << "the workload sees the host's kernel";
+  for (const char* check :
+       {"host-shadow", "node-state", "agent-environ", "host-processes", "control-nats-loopback",
+        "control-nats-gateway", "control-nats-vm-gateway", "control-nats-host-alias",
+        "other-workload", "mount", "ptrace", "unshare", "setuid", "clock", "fill-tmp", "fork-bomb",
+        "memory"}) {
+    auto line = logs.wait_for(std::string("check ") + check + ": ", 1s);
+    ASSERT_TRUE(line) << "no report for " << check;
+    EXPECT_NE(line->second.find("contained"), std::string::npos) << line->second;
+  }
+  EXPECT_TRUE(logs.wait_for("escape attempts done: 0 escaped", 0ms));
+  auto bomb = logs.wait_for("fork bomb made", 0ms);
+  ASSERT_TRUE(bomb);
+  std::smatch m;
+  const std::string bomb_text = json::parse(bomb->second)["text"];
+  ASSERT_TRUE(std::regex_search(bomb_text, m, std::regex("made ([0-9]+) processes")));
+  EXPECT_LT(std::stoi(m[1]), 512) << "the process limit did not hold";
+
+  // The 8 GiB the workload asked for stayed inside its VM: the VMM holds about its guest's memory.
+  const auto pids = vmms(id);
+  ASSERT_EQ(pids.size(), 1u);
+  EXPECT_LT(anonymous_bytes(pids[0]), (kMemsizeMib + 128) << 20)
+      << "the VMM grew past its guest's memory";
+
+  // Everything else keeps working.
+  EXPECT_TRUE(echo_answers("svc.echo.vm"));
+  json in = info();
+  ASSERT_TRUE(in["error"].is_null()) << in.dump();
+  EXPECT_EQ(in["data"]["machines"].size(), 2u) << in.dump();
+}
+
+TEST_F(MicrovmTest, AMissingKernelIsAClearErrorAndStartsNothing) {
+  auto config = MicrovmHost::get().config();
+  config.kernel_filepath = state_dir_ / "no-such-vmlinux";
+  auto n = node::Node::start({.config = config,
+                              .control = {.urls = {server().url()}},
+                              .state_dir = state_dir_,
+                              .version = "test"});
+  ASSERT_FALSE(n);
+  EXPECT_NE(n.error().message.find("kernel_filepath"), std::string::npos) << n.error().message;
+  EXPECT_NE(n.error().message.find("nex node preflight --init"), std::string::npos)
+      << n.error().message;
+  EXPECT_TRUE(vmms("").empty());
+}
+
+}  // namespace
+}  // namespace nex
