@@ -15,6 +15,7 @@ packages=(
   libseccomp-dev                            # the namespace sandbox's system-call filter
   containernetworking-plugins iptables      # sandbox networks (CNI ptp + host-local, ipMasq)
   busybox-static e2fsprogs                  # `nex rootfs`: a shell in the image; mkfs.ext4 -d
+  qemu-system-x86 lz4                       # the microvm sandbox: the VMM; Debian's kernel is LZ4
   libgtest-dev libgmock-dev                 # tests
   clang lld wasi-libc libclang-rt-14-dev-wasm32 wabt  # tests build WebAssembly modules (C, WAT)
   openssl                                   # the TLS test makes its certificates with it

@@ -182,7 +182,7 @@ Status extract_vmlinux(const fs::path& bzimage, const fs::path& out) {
 }
 
 Result<size_t> build_initrd(const fs::path& modules_dir, const fs::path& busybox,
-                            const fs::path& out) {
+                            const fs::path& out, const std::vector<std::string>& wanted) {
   if (access(busybox.c_str(), X_OK) != 0)
     return fail(ErrorCode::kNotFound, busybox.string() + " not found (Debian: busybox-static)");
   // Each wanted module's file and the modules it depends on (its modinfo "depends=").
@@ -216,7 +216,7 @@ Result<size_t> build_initrd(const fs::path& modules_dir, const fs::path& busybox
     order.push_back(m);
     return {};
   };
-  for (const auto& m : kGuestModules) NEX_RETURN_IF_ERROR(place(m, 0));
+  for (const auto& m : wanted) NEX_RETURN_IF_ERROR(place(m, 0));
 
   Cpio cpio;
   for (const char* d : {"bin", "dev", "root", "proc", "sys", "lib", "lib/modules"}) cpio.dir(d);

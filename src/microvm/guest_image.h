@@ -15,9 +15,9 @@ namespace nex::microvm {
 
 // The modules the guest needs before its root filesystem is mounted, in no particular order
 // (they are loaded in the order their `depends=` fields require).
-inline const std::vector<std::string> kGuestModules = {"virtio_ring", "virtio",      "virtio_mmio",
-                                                       "virtio_blk",  "failover",    "net_failover",
-                                                       "virtio_net",  "qemu_fw_cfg", "virtio-rng"};
+inline const std::vector<std::string> kGuestModules = {
+    "virtio_ring",  "virtio",     "virtio_mmio", "virtio_blk", "failover",
+    "net_failover", "virtio_net", "qemu_fw_cfg", "virtio-rng", "virtio_balloon"};
 
 // What `nex node preflight --init` installs: Debian's kernel for cloud VMs (virtio as modules,
 // no hardware drivers to probe).
@@ -42,9 +42,11 @@ Result<GuestKernelReport> install_debian_kernel(
 Status extract_vmlinux(const std::filesystem::path& bzimage, const std::filesystem::path& out);
 
 // An initramfs (cpio "newc") holding a static busybox, the modules of `modules_dir` named by
-// kGuestModules, and /init. Returns how many modules it holds.
+// `wanted` and those they depend on, and /init, which loads them in dependency order. Returns
+// how many modules it holds.
 Result<size_t> build_initrd(const std::filesystem::path& modules_dir,
-                            const std::filesystem::path& busybox, const std::filesystem::path& out);
+                            const std::filesystem::path& busybox, const std::filesystem::path& out,
+                            const std::vector<std::string>& wanted = kGuestModules);
 
 // True when `path` is a 64-bit x86 ELF executable (a kernel QEMU and Firecracker boot directly).
 bool is_elf_kernel(const std::filesystem::path& path);

@@ -227,6 +227,12 @@ Result<std::unique_ptr<MicrovmDriver>> MicrovmDriver::create(MicrovmOptions opti
   return d;
 }
 
+MicrovmDriver::~MicrovmDriver() {
+  std::error_code ec;
+  fs::remove(pid_dir(), ec);  // only when empty: a sandbox still running keeps its files
+  fs::remove(pid_dir().parent_path(), ec);
+}
+
 std::chrono::milliseconds MicrovmDriver::boot_allowance() const {
   return accelerator_ == "kvm" ? 10s : 60s;
 }
@@ -306,34 +312,16 @@ Result<std::unique_ptr<sandbox::Sandbox>> MicrovmDriver::start(const sandbox::Sa
       "-cmd:" + qemu_escape(gateway + " exposed " + (vm_dir / "exposed_ports").string());
   argv.insert(
       argv.end(),
-      {"-m",
-       std::to_string(options_.memory_mib),
-       "-smp",
-       std::to_string(options_.vcpus),
-       "-nodefaults",
-       "-no-user-config",
-       "-display",
-       "none",
-       "-serial",
-       "stdio",
-       "-no-reboot",
-       "-kernel",
-       options_.kernel.string(),
-       "-initrd",
-       options_.initrd.string(),
-       "-append",
-       append,
+      {"-m", std::to_string(options_.memory_mib), "-smp", std::to_string(options_.vcpus),
+       "-nodefaults", "-no-user-config", "-display", "none", "-serial", "stdio", "-no-reboot",
+       "-kernel", options_.kernel.string(), "-initrd", options_.initrd.string(), "-append", append,
        "-drive",
        "id=root,file=" + qemu_escape(options_.rootfs.string()) + ",format=raw,if=none,readonly=on",
-       "-device",
-       "virtio-blk-device,drive=root",
-       "-netdev",
-       net,
-       "-device",
-       "virtio-net-device,netdev=net0",
-       "-device",
-       "virtio-rng-device",
-       "-fw_cfg",
+       "-device", "virtio-blk-device,drive=root", "-netdev", net, "-device",
+       "virtio-net-device,netdev=net0", "-device", "virtio-rng-device",
+       // The guest hands the pages it frees back to the host, so an idle VM holds about what
+       // its agent uses rather than all its kernel ever touched.
+       "-device", "virtio-balloon-device,free-page-reporting=on", "-fw_cfg",
        "name=opt/nex/bootstrap,file=" + qemu_escape((vm_dir / "bootstrap").string())});
   SpawnOptions spawn{.argv = argv,
                      .env = {"PATH=/usr/local/bin:/usr/bin:/bin"},

@@ -30,7 +30,9 @@
 namespace nex::microvm {
 
 inline constexpr const char* kGatewayAddress = "10.0.2.100";  // the host, as the guest sees it
-inline constexpr int kExposedPortsGateway = 4200;  // the gateway port for exposed host ports
+// The gateway port for exposed host ports: below the ephemeral range the internal NATS's
+// (random) port comes from, so the two never collide.
+inline constexpr int kExposedPortsGateway = 999;
 
 struct MicrovmOptions {
   std::string instance;  // names this node's state directory
@@ -59,6 +61,8 @@ class MicrovmDriver : public sandbox::Driver {
   // Checks the VMM, kernel, initramfs and rootfs, settles the accelerator, and stops the VMs a
   // killed predecessor left running.
   static Result<std::unique_ptr<MicrovmDriver>> create(MicrovmOptions options);
+  // Removes the node's VM state directory (its sandboxes are stopped by then).
+  ~MicrovmDriver() override;
 
   std::string_view name() const override { return "microvm"; }
   bool sandboxed() const override { return true; }

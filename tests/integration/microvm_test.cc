@@ -24,8 +24,9 @@ namespace fs = std::filesystem;
 using testing::Collector;
 using testing::MicrovmHost;
 
-// The VMMs running for workload `id` (QEMU names each VM nex-vm-{id}).
-std::vector<pid_t> vmms(const std::string& id) {
+// The live VMMs (QEMU names each VM nex-vm-{workload id}) of workload `id`, or, with an empty
+// id, those whose parent is `parent` (other tests run VMs beside this one).
+std::vector<pid_t> vmms(const std::string& id, pid_t parent = 0) {
   std::vector<pid_t> out;
   std::error_code ec;
   for (const auto& e : fs::directory_iterator("/proc", ec)) {
@@ -36,10 +37,17 @@ std::vector<pid_t> vmms(const std::string& id) {
       continue;
     const std::string stat = testing::slurp(e.path() / "stat");
     const size_t close = stat.rfind(')');
-    if (close != std::string::npos && stat.size() > close + 2 && stat[close + 2] == 'Z') continue;
+    if (close == std::string::npos || stat.size() < close + 4 || stat[close + 2] == 'Z') continue;
+    if (parent && std::atoi(stat.c_str() + close + 4) != parent) continue;
     out.push_back(std::stoi(pid));
   }
   return out;
+}
+
+bool alive(pid_t pid) {
+  const std::string stat = testing::slurp("/proc/" + std::to_string(pid) + "/stat");
+  const size_t close = stat.rfind(')');
+  return close != std::string::npos && stat.size() > close + 2 && stat[close + 2] != 'Z';
 }
 
 // A process's own memory: anonymous pages (a VMM's guest RAM among them), not the page cache
@@ -144,11 +152,12 @@ TEST_F(MicrovmTest, TheSeedWalkthroughRunsInAVmAndNoVmOutlivesItsWorkloadOrNode)
   EXPECT_FALSE(echo_answers("svc.echo", 1s));
 
   // The warm VM the pool keeps, then SIGKILL: the node's VMMs die with it.
-  ASSERT_TRUE(eventually([&] { return !vmms("").empty(); }, kBoot));
+  ASSERT_TRUE(eventually([&] { return !vmms("", node->pid()).empty(); }, kBoot));
+  const auto warm = vmms("", node->pid());
   ASSERT_TRUE(node->signal(SIGKILL));
   node->wait_for(5s);
-  EXPECT_TRUE(eventually([&] { return vmms("").empty(); }, 10s))
-      << vmms("").size() << " VMs outlived the node";
+  EXPECT_TRUE(eventually([&] { return std::none_of(warm.begin(), warm.end(), alive); }, 10s))
+      << "a VM outlived the node";
   logs->terminate(1s);
   fs::remove_all(home);
 }
@@ -168,6 +177,10 @@ TEST_F(MicrovmTest, AFunctionAndTheHostServicesWorkFromInsideAVm) {
   ASSERT_TRUE(again);
   EXPECT_EQ(again->data(), "visits.vm: 2");  // the KV host service, from inside the VM
   EXPECT_EQ(vmms(r["data"]["id"]).size(), 1u);
+  const std::string node_id = node_->id();
+  node_.reset();
+  EXPECT_TRUE(vmms("", getpid()).empty()) << "a VM outlived its node's stop";
+  EXPECT_FALSE(fs::exists("/run/nex/" + node_id)) << "VM state left in /run/nex";
 }
 
 // The namespace tests' escape workload, in a VM: the kernel it sees is the guest's, and every way
@@ -246,7 +259,7 @@ TEST_F(MicrovmTest, AMissingKernelIsAClearErrorAndStartsNothing) {
   EXPECT_NE(n.error().message.find("kernel_filepath"), std::string::npos) << n.error().message;
   EXPECT_NE(n.error().message.find("nex node preflight --init"), std::string::npos)
       << n.error().message;
-  EXPECT_TRUE(vmms("").empty());
+  EXPECT_TRUE(vmms("", getpid()).empty());
 }
 
 }  // namespace

@@ -100,6 +100,18 @@ TEST(NodeConfig, HostServicesAreConfiguredPerService) {
   }
 }
 
+TEST(NodeConfig, TheMicrovmSandboxFindsItsInitramfsBesideTheKernel) {
+  auto c = parse_node_config(R"({"sandbox": "microvm", "kernel_filepath": "/srv/vm/vmlinux"})");
+  ASSERT_TRUE(c) << c.error().message;
+  EXPECT_EQ(c->sandbox, "microvm");
+  EXPECT_EQ(c->initrd_filepath, "/srv/vm/initrd.img");
+  EXPECT_EQ(c->microvm_accelerator, "auto");
+  auto d = parse_node_config("{}");
+  ASSERT_TRUE(d);
+  EXPECT_EQ(d->sandbox, "namespace");
+  EXPECT_EQ(d->initrd_filepath, "/tmp/wd/initrd.img");
+}
+
 TEST(NodeConfig, ErrorsNameTheField) {
   const std::pair<const char*, const char*> cases[] = {
       {R"({"machine_pool_sise": 1})", "unknown field 'machine_pool_sise'"},
@@ -118,6 +130,9 @@ TEST(NodeConfig, ErrorsNameTheField) {
        "is not an account public key"},
       {R"({"autostart": [{"location": "nats://B/k"}]})",
        "autostart[0]: deploy request: field 'workload_jwt'"},
+      {R"({"sandbox": "vm"})", "field 'sandbox' must be \"namespace\" or \"microvm\""},
+      {R"({"microvm_accelerator": "hvf"})",
+       "field 'microvm_accelerator' must be \"auto\", \"kvm\" or \"tcg\""},
       {"not json", "node config is not valid JSON"},
   };
   for (auto [text, expect] : cases) {
