@@ -15,6 +15,7 @@
 #include <optional>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "core/encoding.h"
@@ -117,6 +118,19 @@ inline std::optional<LocalNats> start_nats_with_files(
     }
   }
   return LocalNats{std::move(*server), std::move(*conn)};
+}
+
+// Polls `subject` until the echo service answers "ping" with "ping"; false after `patience`.
+inline bool wait_for_answer(const nats::Connection& c, const std::string& subject,
+                            std::chrono::seconds patience = std::chrono::seconds(10)) {
+  const auto deadline = std::chrono::steady_clock::now() + patience;
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto r = c.request(subject, "ping", std::chrono::milliseconds(200));
+    if (r && r->data() == "ping") return true;
+    if (!r && r.error().code != ErrorCode::kNoResponders)
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+  return false;
 }
 
 struct Memory {

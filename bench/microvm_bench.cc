@@ -10,6 +10,7 @@
 //   loopback) until it answers, taking an agent the pool had ready;
 // - devrun to first answer, empty pool: the same right after another deploy took the warm
 //   agent, so this one waits for a sandbox to boot;
+// - echo round trip: request to reply with the echo service in the sandbox, 500 times;
 // - memory per idle sandbox: the VMM (or the agent) of each warm sandbox, as RSS, and as its
 //   private memory (what one more costs; RSS also counts the kernel image's page cache, which
 //   every VM shares).
@@ -43,6 +44,7 @@ using namespace nex;
 using bench::Memory;
 using bench::ms;
 using bench::percentile;
+using bench::wait_for_answer;
 using nlohmann::json;
 using Clock = std::chrono::steady_clock;
 namespace fs = std::filesystem;
@@ -72,18 +74,6 @@ std::optional<double> scrape(const std::string& url, const std::string& metric) 
   return std::stod(body.substr(at + metric.size() + 2));
 }
 
-bool wait_for_answer(const nats::Connection& c, const std::string& subject,
-                     std::chrono::seconds patience) {
-  const auto deadline = Clock::now() + patience;
-  while (Clock::now() < deadline) {
-    auto r = c.request(subject, "ping", std::chrono::milliseconds(200));
-    if (r && r->data() == "ping") return true;
-    if (!r && r.error().code != ErrorCode::kNoResponders)
-      std::this_thread::sleep_for(std::chrono::microseconds(200));
-  }
-  return false;
-}
-
 // The VMMs (or agents) of warm sandboxes: children of this process with no workload.
 std::vector<pid_t> sandbox_processes(const std::string& exe) {
   std::vector<pid_t> out;
@@ -107,7 +97,7 @@ std::vector<pid_t> sandbox_processes(const std::string& exe) {
 
 struct Row {
   std::string driver;
-  std::vector<double> boot_ms, warm_ms, cold_ms;
+  std::vector<double> boot_ms, warm_ms, cold_ms, echo_ms;
   std::vector<Memory> idle;
 };
 
@@ -198,6 +188,15 @@ void measure_deploys(node::NodeConfig config, const std::string& vmm_exe, const 
     if (!wait_for_answer(conn, subject, std::chrono::seconds(60))) return std::nullopt;
     return ms(Clock::now() - t0);
   };
+  // The echo service's round trip through the sandbox's network (for a VM: the guest's
+  // loopback, the agent's forwarder, QEMU's user network, the gateway).
+  if (deploy(1000)) {
+    for (int i = 0; i < 500; ++i) {
+      const auto t0 = Clock::now();
+      if (conn.request("bench.vm.1000", "ping", std::chrono::seconds(5)))
+        row.echo_ms.push_back(ms(Clock::now() - t0));
+    }
+  }
   for (int i = 0; i < n; ++i) {
     if (!wait_pool(3)) break;
     // Three warm agents: the first two deploys take warm ones, the fourth finds none.
@@ -209,10 +208,10 @@ void measure_deploys(node::NodeConfig config, const std::string& vmm_exe, const 
 }
 
 void print(const Row& r) {
-  auto cell = [](const std::vector<double>& v) {
+  auto cell = [](const std::vector<double>& v, const char* format = "%.0f / %.0f ms") {
     char buf[64];
     if (v.empty()) return std::string("-");
-    std::snprintf(buf, sizeof buf, "%.0f / %.0f ms", percentile(v, 0.5), percentile(v, 0.99));
+    std::snprintf(buf, sizeof buf, format, percentile(v, 0.5), percentile(v, 0.99));
     return std::string(buf);
   };
   int64_t rss = 0, priv = 0;
@@ -221,8 +220,9 @@ void print(const Row& r) {
     priv += m.private_;
   }
   const size_t k = std::max<size_t>(1, r.idle.size());
-  std::printf("| %-9s | %-19s | %-19s | %-19s | %5.1f MiB | %5.1f MiB |\n", r.driver.c_str(),
-              cell(r.boot_ms).c_str(), cell(r.warm_ms).c_str(), cell(r.cold_ms).c_str(),
+  std::printf("| %-9s | %-19s | %-19s | %-19s | %-17s | %5.1f MiB | %5.1f MiB |\n",
+              r.driver.c_str(), cell(r.boot_ms).c_str(), cell(r.warm_ms).c_str(),
+              cell(r.cold_ms).c_str(), cell(r.echo_ms, "%.2f / %.2f ms").c_str(),
               static_cast<double>(rss) / k / (1 << 20), static_cast<double>(priv) / k / (1 << 20));
 }
 
@@ -307,11 +307,11 @@ int main(int argc, char** argv) {
   std::printf("\nguest kernel %s; p50 / p99 over %d boots and %d deploys of each kind\n\n",
               kernel->version.c_str(), boots, deploys);
   std::printf(
-      "| driver    | boot to handshake   | devrun, warm pool   | devrun, empty pool  |  idle RSS | "
-      "idle priv |\n");
+      "| driver    | boot to handshake   | devrun, warm pool   | devrun, empty pool  "
+      "| echo round trip   |  idle RSS | idle priv |\n");
   std::printf(
-      "|-----------|---------------------|---------------------|---------------------|-----------|-"
-      "----------|\n");
+      "|-----------|---------------------|---------------------|---------------------"
+      "|-------------------|-----------|-----------|\n");
   for (const auto& r : rows) print(r);
   return 0;
 }

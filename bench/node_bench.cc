@@ -41,18 +41,7 @@ namespace fs = std::filesystem;
 namespace {
 
 using bench::ms;
-
-// Polls `subject` until the echo service answers; returns when it did.
-bool wait_for_answer(const nats::Connection& c, const std::string& subject) {
-  const auto deadline = Clock::now() + std::chrono::seconds(10);
-  while (Clock::now() < deadline) {
-    auto r = c.request(subject, "ping", std::chrono::milliseconds(200));
-    if (r && r->data() == "ping") return true;
-    if (!r && r.error().code != ErrorCode::kNoResponders)
-      std::this_thread::sleep_for(std::chrono::microseconds(200));
-  }
-  return false;
-}
+using bench::wait_for_answer;
 
 // Memory of this node's agents that run a workload (the node runs in this process, so they are
 // its children, whichever the driver), and of the workloads they run.

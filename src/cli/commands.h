@@ -54,7 +54,8 @@ std::string default_state_dir();
 // The agent installed next to the running nex binary.
 std::filesystem::path agent_next_to_nex();
 // The node configuration `nex up` and `nex node up` run with: `file`'s when one is given;
-// without, the namespace sandbox when this host can run it. When the result has no sandbox,
+// without, microVMs when this host has KVM with hardware virtualization and a guest in /tmp/wd,
+// else the namespace sandbox when this host can run it. When the result has no sandbox,
 // `why_unsandboxed` says why.
 Result<node::NodeConfig> node_config_for(const std::string& file, std::string& why_unsandboxed);
 

@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "cli/commands.h"
+#include "microvm/microvm_driver.h"
 #include "node/preflight.h"
 #include "sandbox/rootfs.h"
 
@@ -28,6 +29,14 @@ Result<node::NodeConfig> node_config_for(const std::string& file, std::string& w
     return node::load_node_config(file);
   }
   node::NodeConfig config = default_config();
+  // A VM per workload when the host has hardware virtualization and /tmp/wd holds a guest (as
+  // `preflight --init` with "sandbox": "microvm" leaves it); under emulation a VM boots in
+  // seconds, so the namespace sandbox stays the default there.
+  node::NodeConfig vm = config;
+  vm.sandbox = "microvm";
+  if (geteuid() == 0 && microvm::choose_accelerator().accelerator == "kvm" &&
+      node::preflight_passes(vm, agent_next_to_nex()))
+    return vm;
   if (geteuid() != 0) {
     why_unsandboxed = "not running as root";
   } else if (!node::preflight_passes(config, agent_next_to_nex())) {

@@ -93,8 +93,9 @@ void register_up_command(CLI::App& app, CommandAction& action) {
   auto* cmd = app.add_subcommand(
       "up", "Run a local NATS server with JetStream and a node, ready for nex devrun");
   cmd->add_option("--config", opts->config,
-                  "node configuration file (JSON; default: the namespace sandbox when this host "
-                  "passes `nex node preflight`, else no sandbox)");
+                  "node configuration file (JSON; default: microVMs with hardware "
+                  "virtualization and a guest in /tmp/wd, else the namespace sandbox when this "
+                  "host passes `nex node preflight`, else no sandbox)");
   cmd->add_option("--port", opts->port,
                   "Client port for the local NATS server (0 picks a free one)")
       ->capture_default_str();

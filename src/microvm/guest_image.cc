@@ -249,21 +249,31 @@ Result<GuestKernelReport> install_debian_kernel(const std::string& package, cons
 
   // A meta-package (linux-image-cloud-amd64) names the versioned package it depends on.
   GuestKernelReport report;
-  report.package = package;
-  auto depends = run({"apt-cache", "depends", package}, work);
-  if (!depends) return fail(depends.error().wrap("look up " + package));
-  std::istringstream lines(*depends);
-  for (std::string line; std::getline(lines, line);) {
-    const size_t at = line.find("Depends: linux-image-");
-    if (at != std::string::npos) {
-      report.package = line.substr(at + 9);
-      break;
+  auto download = [&]() -> Status {
+    report.package = package;
+    auto depends = run({"apt-cache", "depends", package}, work);
+    if (!depends) return fail(depends.error().wrap("look up " + package));
+    std::istringstream lines(*depends);
+    for (std::string line; std::getline(lines, line);) {
+      const size_t at = line.find("Depends: linux-image-");
+      if (at != std::string::npos) {
+        report.package = line.substr(at + 9);
+        break;
+      }
     }
+    auto got = run(
+        {"sh", "-c", "cd '" + work.string() + "' && apt-get download -q '" + report.package + "'"},
+        work);
+    if (!got) return fail(got.error().wrap("download " + report.package));
+    return {};
+  };
+  // Package lists that are missing or stale (the mirror has moved on) are read again, once.
+  if (auto st = download(); !st) {
+    if (auto updated = run({"apt-get", "update", "-q"}, work); !updated)
+      return fail(st.error().code,
+                  st.error().message + "; apt-get update failed too: " + updated.error().message);
+    NEX_RETURN_IF_ERROR(download());
   }
-  auto got = run(
-      {"sh", "-c", "cd '" + work.string() + "' && apt-get download -q '" + report.package + "'"},
-      work);
-  if (!got) return fail(got.error().wrap("download " + report.package));
   fs::path deb;
   for (const auto& e : fs::directory_iterator(work)) {
     if (e.path().extension() == ".deb") deb = e.path();

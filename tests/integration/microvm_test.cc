@@ -248,6 +248,34 @@ TEST_F(MicrovmTest, EscapeAttemptsStayInsideTheVm) {
   EXPECT_EQ(in["data"]["machines"].size(), 2u) << in.dump();
 }
 
+// A VMM that outlived its node (the parent-death signal makes that rare, not impossible: the
+// node's host may have restarted its supervisor, say): the next node with the same state stops
+// it, and only it, from the pid files in /run/nex/{node id}/vms.
+TEST_F(MicrovmTest, ANodeStartingStopsTheVmsItsKilledPredecessorLeft) {
+  start_sandboxed_node(MicrovmHost::get().config());
+  const std::string node_id = node_->id();
+  node_.reset();
+  const fs::path vms = "/run/nex/" + node_id + "/vms";
+  fs::create_directories(vms);
+  const std::string left = "dc8leftover00000000a";
+  auto vmm = Subprocess::spawn(
+      {.argv = {"bash", "-c", "exec -a nex-vm-" + left + " sleep 60"}, .null_stdin = true});
+  ASSERT_TRUE(vmm);
+  auto bystander = Subprocess::spawn({.argv = {"sleep", "60"}, .null_stdin = true});
+  ASSERT_TRUE(bystander);
+  ASSERT_TRUE(eventually([&] { return vmms(left).size() == 1; }, 5s));
+  std::ofstream(vms / (left + ".pid")) << vmm->pid() << "\n";
+  // A pid file whose process is no VMM of ours (its pid reused since): left alone.
+  std::ofstream(vms / "dc8leftover00000000b.pid") << bystander->pid() << "\n";
+
+  start_sandboxed_node(MicrovmHost::get().config());
+  ASSERT_EQ(node_->id(), node_id);
+  EXPECT_TRUE(eventually([&] { return !alive(vmm->pid()); }, 5s)) << "the leftover VM runs on";
+  EXPECT_TRUE(alive(bystander->pid())) << "a process that is no VM of ours was killed";
+  EXPECT_FALSE(fs::exists(vms / (left + ".pid")));
+  EXPECT_FALSE(fs::exists(vms / "dc8leftover00000000b.pid"));
+}
+
 TEST_F(MicrovmTest, AMissingKernelIsAClearErrorAndStartsNothing) {
   auto config = MicrovmHost::get().config();
   config.kernel_filepath = state_dir_ / "no-such-vmlinux";
