@@ -66,6 +66,7 @@ class MicrovmDriver : public sandbox::Driver {
 
   std::string_view name() const override { return "microvm"; }
   bool sandboxed() const override { return true; }
+  bool reaches_other_hosts() const override { return false; }
   std::string details() const override {
     return "accelerator " + accelerator_ + ": " + accelerator_reason_;
   }

@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <fstream>
+#include <sstream>
 
 #include "api/events.h"
 #include "api/json_fields.h"
@@ -208,6 +209,22 @@ Result<json> Node::try_deploy(const std::string& ns, std::string_view body, Depl
     claimed_hash = h->get<std::string>();
   }
 
+  // A sandbox that reaches no other host (a microVM) cannot reach a NATS elsewhere: say so now
+  // rather than leave the service retrying a connection that can never be made.
+  if (auto it = env->find("NATS_URL"); it != env->end() &&
+                                       req->type == api::WorkloadType::kNative &&
+                                       !driver_->reaches_other_hosts()) {
+    std::istringstream urls(it->second);
+    for (std::string url; std::getline(urls, url, ',');) {
+      if (!loopback_port(url))
+        return fail(
+            ErrorCode::kInvalidArgument,
+            "environment NATS_URL: a workload in a " + std::string(driver_->name()) +
+                " sandbox reaches NATS only on the host's loopback (nats://127.0.0.1:PORT); "
+                "got " +
+                url);
+    }
+  }
   auto agent = pool_->take(std::chrono::milliseconds(cfg.agent_handshake_timeout_ms) +
                            driver_->boot_allowance());
   if (!agent) return fail(agent.error());
@@ -282,6 +299,7 @@ Result<json> Node::try_deploy(const std::string& ns, std::string_view body, Depl
       if (auto st = agent->sandbox->expose_host_port(port); !st)
         return release(st.error().wrap("environment NATS_URL"));
     }
+
     areq.environment["NEX_HOSTSERVICES_INBOX_PREFIX"] =
         InternalServer::service_inbox_prefix(agent->id);
     areq.environment["NEX_HOSTSERVICES_SUBJECT_PREFIX"] =

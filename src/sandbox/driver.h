@@ -55,6 +55,9 @@ class Driver {
   virtual ~Driver() = default;
   virtual std::string_view name() const = 0;
   virtual bool sandboxed() const = 0;  // false: workloads run as plain host processes
+  // Whether a sandbox's workload can reach hosts other than this one (a microVM reaches only the
+  // host loopback ports the node exposes to it).
+  virtual bool reaches_other_hosts() const { return true; }
   // What the node's log says about the driver besides its name.
   virtual std::string details() const { return ""; }
   // Where the node's internal NATS must listen for this driver's sandboxes to reach it.

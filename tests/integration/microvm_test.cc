@@ -177,6 +177,13 @@ TEST_F(MicrovmTest, AFunctionAndTheHostServicesWorkFromInsideAVm) {
   ASSERT_TRUE(again);
   EXPECT_EQ(again->data(), "visits.vm: 2");  // the KV host service, from inside the VM
   EXPECT_EQ(vmms(r["data"]["id"]).size(), 1u);
+
+  // A service whose NATS is elsewhere could never reach it from a VM: refused, saying why.
+  json far = deploy(deploy_request("echoservice", {{"NATS_URL", "nats://192.0.2.1:4222"}}));
+  ASSERT_FALSE(far["error"].is_null()) << far.dump();
+  const std::string why = far["error"].dump();
+  EXPECT_NE(why.find("NATS_URL"), std::string::npos) << why;
+  EXPECT_NE(why.find("host's loopback"), std::string::npos) << why;
   const std::string node_id = node_->id();
   node_.reset();
   EXPECT_TRUE(vmms("", getpid()).empty()) << "a VM outlived its node's stop";
