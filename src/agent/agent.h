@@ -69,8 +69,8 @@ class Agent {
   void publish_event(const nats::Connection& out, const std::string& type,
                      const nlohmann::json& data);
   void reply(const nats::Message& msg, const std::string& body);
-  // microVMs: the artifact, `total_bytes` of it, from the node to artifact_path_.
-  Status fetch_artifact(int64_t total_bytes);
+  // microVMs: the artifact, `total_bytes` of it, from the node to artifact_path_; its SHA-256.
+  Result<std::string> fetch_artifact(int64_t total_bytes);
   // microVMs: serves each of `urls`' host loopback ports on the guest's loopback.
   Status forward_loopback(const std::vector<std::string>& urls);
 
