@@ -38,7 +38,7 @@ PreflightSection cni_plugins(const NodeConfig& config) {
   return s;
 }
 
-PreflightSection binaries(const fs::path& agent_binary) {
+PreflightSection binaries(const fs::path& agent_binary, bool cni) {
   PreflightSection s{"Required binaries", {}, {}};
   auto nats = nats::LocalNatsServer::find_binary();
   s.items.push_back(nats ? found(nats->string(), "NATS server, for the internal NATS")
@@ -48,6 +48,7 @@ PreflightSection binaries(const fs::path& agent_binary) {
                         ? found(agent_binary.string(), "nex agent")
                         : missing(agent_binary.string(), "nex agent",
                                   "install nex-agent next to the nex binary"));
+  if (!cni) return s;  // iptables only serves CNI's ipMasq
   bool iptables = false;
   for (const char* dir : {"/usr/sbin", "/sbin", "/usr/bin"})
     iptables = iptables || access((fs::path(dir) / "iptables").c_str(), X_OK) == 0;
@@ -98,7 +99,9 @@ PreflightSection user_files(const NodeConfig& config, const fs::path& agent_bina
   const fs::path& rootfs = config.rootfs_filepath;
   const std::string desc = "Root Filesystem Template";
   const std::string build = "`nex node preflight --init` or `nex rootfs -o " + rootfs.string() + "`";
-  if (fs::is_directory(rootfs)) {
+  if (config.sandbox == "microvm" && fs::is_directory(rootfs)) {
+    s.items.push_back(missing(rootfs.string(), desc, "a microVM boots an ext4 image; build one with " + build));
+  } else if (fs::is_directory(rootfs)) {
     auto lacking = sandbox::missing_agent_file(rootfs, agent_binary);
     if (!lacking) {
       s.items.push_back(missing(rootfs.string(), desc, lacking.error().message));
@@ -167,14 +170,14 @@ PreflightSection virtualization(const NodeConfig& config, const fs::path& agent_
 std::vector<PreflightSection> preflight(const NodeConfig& config, const fs::path& agent_binary) {
   if (config.no_sandbox) {
     // The process driver needs only the binaries.
-    return {binaries(agent_binary)};
+    return {binaries(agent_binary, /*cni=*/false)};
   }
   if (config.sandbox == "microvm") {
     // A VM has a kernel and network of its own: no namespaces, cgroups or CNI on the host.
     auto files = user_files(config, agent_binary);
-    return {binaries(agent_binary), virtualization(config, agent_binary), files};
+    return {binaries(agent_binary, /*cni=*/false), virtualization(config, agent_binary), files};
   }
-  return {cni_plugins(config), binaries(agent_binary), kernel(), cni_config(config),
+  return {cni_plugins(config), binaries(agent_binary, /*cni=*/true), kernel(), cni_config(config),
           user_files(config, agent_binary)};
 }
 
