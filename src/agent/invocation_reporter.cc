@@ -36,6 +36,7 @@ void InvocationReporter::add(api::InvocationReport report) {
 }
 
 void InvocationReporter::flush() {
+  std::lock_guard publishing(publish_mu_);
   std::vector<api::InvocationReport> batch;
   {
     std::lock_guard lock(mu_);

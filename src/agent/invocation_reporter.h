@@ -24,7 +24,9 @@ class InvocationReporter {
   InvocationReporter& operator=(const InvocationReporter&) = delete;
 
   void add(api::InvocationReport report);
-  // Sends what is pending now (before the agent answers an undeploy).
+  // Sends what is pending now (before the agent answers an undeploy). Returns once every
+  // report added before the call is published, including a batch the reporter's own thread
+  // had taken and not yet sent.
   void flush();
 
  private:
@@ -32,6 +34,7 @@ class InvocationReporter {
 
   const nats::Connection& out_;
   const std::string subject_;
+  std::mutex publish_mu_;  // held from taking a batch until it is published
   std::mutex mu_;
   std::condition_variable cv_;
   std::vector<api::InvocationReport> pending_;  // guarded by mu_

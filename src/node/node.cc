@@ -119,6 +119,10 @@ Result<std::unique_ptr<Node>> Node::start(NodeOptions options) {
       n.on_agent_invocations(std::move(m));
     } else if (kind == "artifact") {
       n.on_agent_artifact(std::move(m));
+    } else if (kind == "barrier") {
+      std::lock_guard lock(n.barrier_mu_);
+      n.barriers_.erase(token(m.subject(), 3));  // only markers waited for are there at all
+      n.barrier_cv_.notify_all();
     }  // handshakes belong to the pool, replies to their requests
   });
   if (!agent_traffic) return fail(agent_traffic.error());

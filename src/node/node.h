@@ -14,6 +14,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <thread>
 #include <vector>
 
@@ -96,6 +97,11 @@ class Node {
   // A microVM's agent fetching its workload's file ({"offset": N}; hostint.{id}.artifact).
   void on_agent_artifact(nats::Message msg);
   std::filesystem::path sandboxes_dir() const { return run_dir_ / "sandboxes"; }  // the pool's
+  // Returns once the agent-traffic subscription has handled all that reached the node before
+  // the call (a marker of the node's own, hostint.{id}.barrier.{token}, goes through it), or
+  // after `patience`. An agent's last invocation reports travel on another connection than its
+  // undeploy answer, so they can be queued behind it here.
+  void wait_for_agent_traffic(const std::string& workload_id, std::chrono::milliseconds patience);
   void republish_invocation(Workload& w, const api::InvocationReport& report);
   // A line in the workload's log, as if the workload had written it.
   void publish_workload_log(const std::string& ns, const std::string& name,
@@ -153,6 +159,10 @@ class Node {
   std::mutex deploys_mu_;       // guards deploys_in_flight_
   std::condition_variable deploys_cv_;
   int deploys_in_flight_ = 0;  // control API deploys on their threads
+
+  std::mutex barrier_mu_;  // guards barriers_: the markers wait_for_agent_traffic waits for
+  std::condition_variable barrier_cv_;
+  std::set<std::string> barriers_;
 
   std::unique_ptr<TriggerRelay> relay_;
   std::optional<TriggerCredentials> trigger_credentials_;  // operator mode, when configured

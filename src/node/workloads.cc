@@ -11,6 +11,7 @@
 #include "core/clock.h"
 #include "core/elf_info.h"
 #include "core/encoding.h"
+#include "core/nuid.h"
 #include "crypto/jwt.h"
 #include "nats/object_store.h"
 #include "node/node_internals.h"
@@ -449,7 +450,24 @@ Result<json> Node::stop_workload(const std::string& ns, std::string_view body) {
 void Node::undeploy(const std::shared_ptr<Workload>& w, const std::string& message) {
   (void)internal_->request_agent(w->id, api::agent_subject::undeploy(w->id), "",
                                  kUndeployGrace + 2s);
+  // The agent sent its last reports before it answered; they are handled before it goes.
+  wait_for_agent_traffic(w->id, 2s);
   remove_workload(w, 0, message);
+}
+
+void Node::wait_for_agent_traffic(const std::string& workload_id,
+                                  std::chrono::milliseconds patience) {
+  const std::string marker = next_nuid();
+  {
+    std::lock_guard lock(barrier_mu_);
+    barriers_.insert(marker);
+  }
+  if (internal_->connection().publish("hostint." + workload_id + ".barrier." + marker, "")) {
+    std::unique_lock lock(barrier_mu_);
+    barrier_cv_.wait_for(lock, patience, [&] { return barriers_.count(marker) == 0; });
+  }
+  std::lock_guard lock(barrier_mu_);
+  barriers_.erase(marker);
 }
 
 void Node::remove_workload(const std::shared_ptr<Workload>& w, int code,
