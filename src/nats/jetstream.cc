@@ -2,6 +2,7 @@
 
 #include <mutex>
 #include <optional>
+#include <thread>
 
 #include "nats/nats_status.h"
 
@@ -86,7 +87,16 @@ Result<PubAck> JetStream::publish(const Message& msg) const {
   jsPubOptions po;
   jsPubOptions_Init(&po);
   po.MaxWait = impl_->options.timeout.count();
-  if (auto s = js_PublishMsg(&ack, impl_->js, msg.raw(), &po, &jerr); s != NATS_OK) {
+  // No responders: no stream took the subject at that moment, which also happens for a moment
+  // while a stream is being created or moved. The Go client tries twice more, 250 ms apart, by
+  // default; so do we (the message was not stored, so sending it again cannot duplicate it).
+  natsStatus s = NATS_OK;
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    if (attempt > 0) std::this_thread::sleep_for(std::chrono::milliseconds(250));
+    s = js_PublishMsg(&ack, impl_->js, msg.raw(), &po, &jerr);
+    if (s != NATS_NO_RESPONDERS) break;
+  }
+  if (s != NATS_OK) {
     return fail(to_error(s, "JetStream publish on '" + std::string(msg.subject()) + "'", jerr));
   }
   PubAck out{ack->Stream ? ack->Stream : "", ack->Sequence, ack->Duplicate};
