@@ -32,13 +32,11 @@
 #include <tuple>
 
 #include "bench_support.h"
-#include "microvm/guest_image.h"
-#include "microvm/microvm_driver.h"
 #include "node/internal_server.h"
 #include "node/node.h"
 #include "node/sandbox_setup.h"
-#include "sandbox/cni.h"
-#include "sandbox/rootfs.h"
+#include "testing/microvm_host.h"
+#include "testing/sandbox_host.h"
 
 using namespace nex;
 using bench::Memory;
@@ -250,35 +248,20 @@ int main(int argc, char** argv) {
     }
   } cleanup{dir};
 
-  node::NodeConfig vm;
-  vm.sandbox = "microvm";
-  vm.kernel_filepath = dir / "vmlinux";
-  vm.initrd_filepath = dir / "initrd.img";
-  vm.rootfs_filepath = dir / "rootfs.ext4";
-  auto kernel = microvm::install_debian_kernel(microvm::kDebianKernelPackage, vm.kernel_filepath,
-                                               vm.initrd_filepath);
-  if (!kernel) {
-    std::fprintf(stderr, "guest kernel: %s\n", kernel.error().message.c_str());
+  // The tests' set-ups: a guest (Debian's kernel, an initramfs, a rootfs image) and a CNI
+  // network with a rootfs directory, each in a temporary directory of its own.
+  const auto& guest = testing::MicrovmHost::get();
+  if (guest.unavailable()) {
+    std::fprintf(stderr, "microvm: %s\n", guest.unavailable()->c_str());
     return 1;
   }
-  if (auto r = sandbox::build_rootfs(
-          {.agent_binary = bench::kBinDir / "nex-agent", .output = vm.rootfs_filepath});
-      !r) {
-    std::fprintf(stderr, "rootfs: %s\n", r.error().message.c_str());
+  const node::NodeConfig vm = guest.config();
+  const auto& host = testing::SandboxHost::get();
+  if (host.unavailable()) {
+    std::fprintf(stderr, "namespace: %s\n", host.unavailable()->c_str());
     return 1;
   }
-  fs::permissions(vm.rootfs_filepath, fs::perms(0644));
-
-  node::NodeConfig ns;
-  ns.rootfs_filepath = dir / "rootfs-dir";
-  ns.cni.network_name = "nexvmbench" + std::to_string(getpid() % 10000);
-  ns.cni.conf_dir = dir / "cni";
-  fs::create_directories(ns.cni.conf_dir);
-  auto conflist = sandbox::default_conflist(ns.cni.network_name);
-  conflist["plugins"][0]["ipam"]["subnet"] = "10.233." + std::to_string(getpid() % 250) + ".0/24";
-  std::ofstream(ns.cni.conf_dir / (ns.cni.network_name + ".conflist")) << conflist.dump();
-  (void)sandbox::build_rootfs_tree({.agent_binary = bench::kBinDir / "nex-agent"},
-                                   ns.rootfs_filepath);
+  const node::NodeConfig ns = host.config();
 
   auto local = bench::start_nats_with_files({{"echoservice", bench::kBinDir / "echoservice"}});
   if (!local) return 1;
@@ -305,7 +288,7 @@ int main(int argc, char** argv) {
     rows.push_back(std::move(row));
   }
   std::printf("\nguest kernel %s; p50 / p99 over %d boots and %d deploys of each kind\n\n",
-              kernel->version.c_str(), boots, deploys);
+              guest.kernel_release().c_str(), boots, deploys);
   std::printf(
       "| driver    | boot to handshake   | devrun, warm pool   | devrun, empty pool  "
       "| echo round trip   |  idle RSS | idle priv |\n");

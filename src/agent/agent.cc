@@ -4,7 +4,6 @@
 #include <sys/stat.h>
 
 #include <fstream>
-#include <sstream>
 #include <thread>
 
 #include "api/events.h"
@@ -165,12 +164,8 @@ void Agent::on_deploy(nats::Message msg) {
   }
   ::chmod(artifact_path_.c_str(), 0700);
   workload_name_ = req->workload_name;
-  if (auto it = req->environment.find("NATS_URL"); it != req->environment.end()) {
-    std::vector<std::string> urls;
-    std::istringstream list(it->second);
-    for (std::string url; std::getline(list, url, ',');) urls.push_back(url);
-    if (auto st = forward_loopback(urls); !st) return refuse(st.error().message);
-  }
+  if (auto st = forward_loopback(sandbox::nats_urls(req->environment)); !st)
+    return refuse(st.error().message);
   auto runner = NativeRunner::start(
       artifact_path_, req->argv, req->environment,
       [this](bool is_stderr, std::string line) {

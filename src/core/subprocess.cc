@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <sstream>
 #include <cstring>
 #include <map>
 #include <thread>
@@ -230,6 +231,22 @@ int Subprocess::terminate(std::chrono::milliseconds grace) {
   if (auto st = wait_for(grace)) return *st;
   ::kill(pid_, SIGKILL);
   return wait_for(std::chrono::hours(1)).value_or(0);
+}
+
+std::optional<std::filesystem::path> find_program(const std::string& program) {
+  if (program.find('/') != std::string::npos) {
+    if (::access(program.c_str(), X_OK) == 0) return std::filesystem::path(program);
+    return std::nullopt;
+  }
+  const char* env = std::getenv("PATH");
+  std::istringstream dirs(std::string(env ? env : "") +
+                          ":/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+  for (std::string dir; std::getline(dirs, dir, ':');) {
+    if (dir.empty()) continue;
+    std::filesystem::path candidate = std::filesystem::path(dir) / program;
+    if (::access(candidate.c_str(), X_OK) == 0) return candidate;
+  }
+  return std::nullopt;
 }
 
 }  // namespace nex

@@ -5,6 +5,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <filesystem>
 #include <optional>
 #include <string>
 #include <vector>
@@ -69,5 +70,10 @@ class Subprocess {
   int err_fd_ = -1;
   std::optional<int> status_;
 };
+
+// Where `program` is: itself when it names a path, else the first executable of that name on
+// PATH or in the system's program directories, which a daemon's or a user's PATH may lack
+// (Debian puts nats-server and iptables in /usr/sbin).
+std::optional<std::filesystem::path> find_program(const std::string& program);
 
 }  // namespace nex

@@ -56,16 +56,6 @@ int64_t measure_tsc_khz() {
   return static_cast<int64_t>(static_cast<double>(c1 - c0) * 1e6 / static_cast<double>(ns));
 }
 
-bool on_path(const std::string& program) {
-  if (program.find('/') != std::string::npos) return access(program.c_str(), X_OK) == 0;
-  const char* path = std::getenv("PATH");
-  std::istringstream dirs(path ? path : "/usr/bin:/bin");
-  for (std::string d; std::getline(dirs, d, ':');) {
-    if (access((fs::path(d) / program).c_str(), X_OK) == 0) return true;
-  }
-  return false;
-}
-
 // QEMU's option syntax: a comma inside a value is written twice.
 std::string qemu_escape(const std::string& s) {
   std::string out;
@@ -86,32 +76,19 @@ Status write_file(const fs::path& path, const std::string& text, mode_t mode, ui
   return {};
 }
 
-class MicrovmSandbox : public sandbox::Sandbox {
+class MicrovmSandbox : public sandbox::SubprocessSandbox {
  public:
+  // The VMM is the sandbox: a signal to it ends the VM (the agent inside stops with it).
   MicrovmSandbox(std::string id, fs::path work_dir, fs::path vm_dir, Subprocess process)
-      : id_(std::move(id)),
-        work_dir_(std::move(work_dir)),
-        vm_dir_(std::move(vm_dir)),
-        process_(std::move(process)) {}
+      : SubprocessSandbox(std::move(id), std::move(work_dir), std::move(process)),
+        vm_dir_(std::move(vm_dir)) {}
   ~MicrovmSandbox() override { stop(5s); }
 
-  const std::string& id() const override { return id_; }
-  pid_t pid() const override { return process_.pid(); }
-  bool running() override { return process_.running(); }
-  // The VMM is the sandbox: a signal to it ends the VM (the agent inside stops with it).
-  Status signal(int signo) override { return process_.signal(signo); }
-  std::optional<int> wait(std::chrono::milliseconds timeout) override {
-    return process_.wait_for(timeout);
-  }
   void stop(std::chrono::milliseconds grace) override {
-    process_.terminate(grace);
+    SubprocessSandbox::stop(grace);
     std::error_code ec;
-    fs::remove_all(work_dir_, ec);
     fs::remove_all(vm_dir_, ec);
     fs::remove(vm_dir_.string() + ".pid", ec);
-  }
-  Result<sandbox::SandboxStats> stats() override {
-    return sandbox::SandboxStats{sandbox::process_tree_rss_bytes(process_.pid())};
   }
   std::string internal_nats_host() const override { return kGatewayAddress; }
   Status expose_host_port(int port) override {
@@ -129,10 +106,7 @@ class MicrovmSandbox : public sandbox::Sandbox {
   }
 
  private:
-  std::string id_;
-  fs::path work_dir_;
   fs::path vm_dir_;
-  Subprocess process_;
   std::mutex mu_;
   std::string exposed_;
 };
@@ -167,7 +141,7 @@ Result<std::unique_ptr<MicrovmDriver>> MicrovmDriver::create(MicrovmOptions opti
   if (geteuid() != 0)
     return fail(ErrorCode::kPermissionDenied,
                 "the microvm sandbox needs root (it runs each VMM as a user of its own)");
-  if (!on_path(options.qemu))
+  if (!find_program(options.qemu))
     return fail(ErrorCode::kNotFound, options.qemu + " not found (Debian: qemu-system-x86)");
   auto readable = [](const fs::path& p, const std::string& field) -> Status {
     struct stat st {};

@@ -9,23 +9,13 @@
 #include <sstream>
 #include <thread>
 
+#include "core/subprocess.h"
+
 namespace nex::nats {
 namespace fs = std::filesystem;
 
 Result<fs::path> LocalNatsServer::find_binary(const std::string& binary) {
-  if (binary.find('/') != std::string::npos) {
-    if (access(binary.c_str(), X_OK) == 0) return fs::path(binary);
-  } else {
-    // Debian installs it in /usr/sbin, which is not on every user's PATH.
-    std::string path = getenv("PATH") ? getenv("PATH") : "";
-    path += ":/usr/sbin:/usr/local/sbin:/usr/local/bin:/usr/bin";
-    std::stringstream dirs(path);
-    for (std::string dir; std::getline(dirs, dir, ':');) {
-      if (dir.empty()) continue;
-      fs::path candidate = fs::path(dir) / binary;
-      if (access(candidate.c_str(), X_OK) == 0) return candidate;
-    }
-  }
+  if (auto found = find_program(binary)) return *found;
   return fail(ErrorCode::kNotFound,
               binary + " not found: install it with `sudo apt-get install nats-server`");
 }

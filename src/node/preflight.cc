@@ -5,6 +5,7 @@
 
 #include <fstream>
 
+#include "core/subprocess.h"
 #include "microvm/guest_image.h"
 #include "microvm/microvm_driver.h"
 #include "nats/local_server.h"
@@ -49,9 +50,7 @@ PreflightSection binaries(const fs::path& agent_binary, bool cni) {
                         : missing(agent_binary.string(), "nex agent",
                                   "install nex-agent next to the nex binary"));
   if (!cni) return s;  // iptables only serves CNI's ipMasq
-  bool iptables = false;
-  for (const char* dir : {"/usr/sbin", "/sbin", "/usr/bin"})
-    iptables = iptables || access((fs::path(dir) / "iptables").c_str(), X_OK) == 0;
+  const bool iptables = find_program("iptables").has_value();
   s.items.push_back(iptables ? found("iptables", "masquerading for ipMasq networks")
                              : missing("iptables", "masquerading for ipMasq networks",
                                        "apt-get install iptables"));
@@ -128,9 +127,7 @@ PreflightSection virtualization(const NodeConfig& config, const fs::path& agent_
                                    : missing("uid " + std::to_string(geteuid()),
                                              "root, to run each VMM as a user of its own",
                                              "run the node as root"));
-  bool qemu = false;
-  for (const char* dir : {"/usr/bin", "/usr/local/bin"})
-    qemu = qemu || access((fs::path(dir) / "qemu-system-x86_64").c_str(), X_OK) == 0;
+  const bool qemu = find_program(microvm::MicrovmOptions{}.qemu).has_value();
   s.items.push_back(qemu ? found("qemu-system-x86_64", "the VMM (QEMU's microvm machine)")
                          : missing("qemu-system-x86_64", "the VMM (QEMU's microvm machine)",
                                    "apt-get install qemu-system-x86"));

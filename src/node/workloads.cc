@@ -4,7 +4,6 @@
 #include <fmt/format.h>
 
 #include <fstream>
-#include <sstream>
 
 #include "api/events.h"
 #include "api/json_fields.h"
@@ -212,11 +211,8 @@ Result<json> Node::try_deploy(const std::string& ns, std::string_view body, Depl
 
   // A sandbox that reaches no other host (a microVM) cannot reach a NATS elsewhere: say so now
   // rather than leave the service retrying a connection that can never be made.
-  if (auto it = env->find("NATS_URL"); it != env->end() &&
-                                       req->type == api::WorkloadType::kNative &&
-                                       !driver_->reaches_other_hosts()) {
-    std::istringstream urls(it->second);
-    for (std::string url; std::getline(urls, url, ',');) {
+  if (req->type == api::WorkloadType::kNative && !driver_->reaches_other_hosts()) {
+    for (const auto& url : sandbox::nats_urls(*env)) {
       if (!loopback_port(url))
         return fail(
             ErrorCode::kInvalidArgument,

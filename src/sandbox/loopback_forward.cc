@@ -131,12 +131,18 @@ void LoopbackForwarder::pump(int a, int b) {
   close(b);
 }
 
+std::vector<std::string> nats_urls(const std::map<std::string, std::string>& environment) {
+  std::vector<std::string> urls;
+  auto it = environment.find("NATS_URL");
+  if (it == environment.end()) return urls;
+  std::istringstream list(it->second);
+  for (std::string url; std::getline(list, url, ',');) urls.push_back(url);
+  return urls;
+}
+
 std::vector<int> loopback_nats_ports(const std::map<std::string, std::string>& environment) {
   std::vector<int> ports;
-  auto it = environment.find("NATS_URL");
-  if (it == environment.end()) return ports;
-  std::istringstream urls(it->second);
-  for (std::string url; std::getline(urls, url, ',');) {
+  for (const auto& url : nats_urls(environment)) {
     if (auto port = loopback_port(url)) ports.push_back(*port);
   }
   return ports;

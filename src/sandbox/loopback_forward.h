@@ -45,6 +45,8 @@ class LoopbackForwarder {
   std::thread acceptor_;
 };
 
+// The servers of NATS_URL (a comma-separated list), as written; none without it.
+std::vector<std::string> nats_urls(const std::map<std::string, std::string>& environment);
 // The ports of NATS_URL's servers on the host's loopback (127.0.0.1, localhost).
 std::vector<int> loopback_nats_ports(const std::map<std::string, std::string>& environment);
 // The port of one NATS URL when its host is the host's loopback; nullopt otherwise.

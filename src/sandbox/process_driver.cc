@@ -12,37 +12,20 @@ namespace fs = std::filesystem;
 
 namespace {
 
-class ProcessSandbox : public Sandbox {
+class ProcessSandbox : public SubprocessSandbox {
  public:
-  ProcessSandbox(std::string id, fs::path work_dir, Subprocess process)
-      : id_(std::move(id)), work_dir_(std::move(work_dir)), process_(std::move(process)) {}
+  using SubprocessSandbox::SubprocessSandbox;
   ~ProcessSandbox() override { stop(std::chrono::seconds(5)); }
 
-  const std::string& id() const override { return id_; }
-  pid_t pid() const override { return process_.pid(); }
-  bool running() override { return process_.running(); }
-  Status signal(int signo) override { return process_.signal(signo); }
-  std::optional<int> wait(std::chrono::milliseconds timeout) override {
-    return process_.wait_for(timeout);
-  }
-  void stop(std::chrono::milliseconds grace) override {
-    process_.terminate(grace);
-    std::error_code ec;
-    if (!work_dir_.empty()) fs::remove_all(work_dir_, ec);
-  }
-  Result<SandboxStats> stats() override {
-    return SandboxStats{process_tree_rss_bytes(process_.pid())};
-  }
   std::string internal_nats_host() const override { return "127.0.0.1"; }
   Status expose_host_port(int) override { return {}; }  // it shares the host's network
-
- private:
-  std::string id_;
-  fs::path work_dir_;
-  Subprocess process_;
 };
 
 }  // namespace
+
+Result<SandboxStats> SubprocessSandbox::stats() {
+  return SandboxStats{process_tree_rss_bytes(pid())};
+}
 
 int64_t process_tree_rss_bytes(pid_t root) {
   // Map every process to its parent, then add up the tree under `root`.

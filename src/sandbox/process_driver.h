@@ -3,9 +3,38 @@
 // hosts where the node is not root.
 #pragma once
 
+#include "core/subprocess.h"
 #include "sandbox/driver.h"
 
 namespace nex::sandbox {
+
+// A sandbox that is one child process of the node (the agent itself, or the VMM it runs in),
+// with a work directory: what the process and microvm drivers' sandboxes have in common.
+class SubprocessSandbox : public Sandbox {
+ public:
+  SubprocessSandbox(std::string id, std::filesystem::path work_dir, Subprocess process)
+      : id_(std::move(id)), work_dir_(std::move(work_dir)), process_(std::move(process)) {}
+
+  const std::string& id() const override { return id_; }
+  pid_t pid() const override { return process_.pid(); }
+  bool running() override { return process_.running(); }
+  Status signal(int signo) override { return process_.signal(signo); }
+  std::optional<int> wait(std::chrono::milliseconds timeout) override {
+    return process_.wait_for(timeout);
+  }
+  // Ends the process (and what it started) and removes the work directory.
+  void stop(std::chrono::milliseconds grace) override {
+    process_.terminate(grace);
+    std::error_code ec;
+    if (!work_dir_.empty()) std::filesystem::remove_all(work_dir_, ec);
+  }
+  Result<SandboxStats> stats() override;
+
+ private:
+  std::string id_;
+  std::filesystem::path work_dir_;
+  Subprocess process_;
+};
 
 class ProcessDriver : public Driver {
  public:
