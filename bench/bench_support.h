@@ -18,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "cpu_time.h"
 #include "core/encoding.h"
 #include "crypto/jwt.h"
 #include "crypto/xkeys.h"

@@ -5,7 +5,8 @@
 //
 //   build/bin/fresh_global_bench [--globals N]
 //
-// Each row adds one step to the row above and prints the time per global. The last line, for
+// Each row adds one step to the row above and prints the time per global, in wall time and in
+// the CPU time of the whole process (the engine's helper threads too). The last line, for
 // comparison, is the call alone in one global used again and again (which nex does not do: state
 // would leak from one invocation to the next).
 #include <js/CompilationAndEvaluation.h>
@@ -22,6 +23,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+
+#include "cpu_time.h"
 
 namespace {
 
@@ -101,21 +104,27 @@ int main(int argc, char** argv) {
     }
     if (status == 0) {
       std::printf("\nSpiderMonkey's cost of a fresh global, %d globals per row, best of 5\n\n", n);
-      std::printf("| %-42s | us per global | the step alone |\n", "step");
-      std::printf("|%s|---------------|----------------|\n", std::string(44, '-').c_str());
+      std::printf("| %-42s | us per global | the step alone | CPU us per global |\n", "step");
+      std::printf("|%s|---------------|----------------|-------------------|\n",
+                  std::string(44, '-').c_str());
     }
-    // Best time per call of `body` over five rounds of n; negative on an engine error.
+    // Time and CPU time per call of `body` in the fastest of five rounds of n; negative on an
+    // engine error.
+    struct Cost {
+      double us = 1e9, cpu_us = 0;
+    };
     auto measure = [&](auto&& body) {
-      double best = 1e9;
+      Cost best;
       for (int round = 0; round < 5; ++round) {
+        const double cpu0 = nex::bench::process_cpu_seconds();
         const auto t0 = Clock::now();
         for (int i = 0; i < n; ++i) {
-          if (!body()) return -1.0;
+          if (!body()) return Cost{-1, -1};
           if ((i + 1) % kCollectEvery == 0) JS_GC(cx);
         }
         JS_GC(cx);
-        best = std::min(best,
-                        std::chrono::duration<double, std::micro>(Clock::now() - t0).count() / n);
+        const double us = std::chrono::duration<double, std::micro>(Clock::now() - t0).count() / n;
+        if (us < best.us) best = {us, (nex::bench::process_cpu_seconds() - cpu0) * 1e6 / n};
       }
       return best;
     };
@@ -123,20 +132,22 @@ int main(int argc, char** argv) {
     JS::RootedValue fn(cx);
     double previous = 0;
     for (int step = kGlobal; status == 0 && step <= kCall; ++step) {
-      const double us = measure(
+      const Cost cost = measure(
           [&] { return one_global(cx, home, stencil, static_cast<Step>(step), &global, &fn); });
+      const double us = cost.us;
       if (us < 0) {
         std::fprintf(stderr, "%s: engine error\n", kRows[step]);
         status = 1;
         break;
       }
-      std::printf("| %-42s | %13.1f | %14.1f |\n", kRows[step], us, us - previous);
+      std::printf("| %-42s | %13.1f | %14.1f | %17.1f |\n", kRows[step], us, us - previous,
+                  cost.cpu_us);
       previous = us;
     }
     if (status == 0 && one_global(cx, home, stencil, kScript, &global, &fn)) {
-      const double us = measure([&] { return call_echo(cx, global, fn); });
+      const Cost cost = measure([&] { return call_echo(cx, global, fn); });
       std::printf("\nFor comparison, the call alone in one global used again and again: %.1f us\n",
-                  us);
+                  cost.us);
     }
   }
   JS_DestroyContext(cx);
