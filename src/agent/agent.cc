@@ -46,11 +46,12 @@ Result<std::string> file_sha256(const fs::path& path) {
 }  // namespace
 
 Agent::Agent(nats::Connection conn, nats::ConnectOptions options, std::string workload_id,
-             fs::path artifact_path, VmSetting vm)
+             fs::path artifact_path, VmSetting vm, int trigger_channel)
     : conn_(std::move(conn)),
       options_(std::move(options)),
       id_(std::move(workload_id)),
       artifact_path_(std::move(artifact_path)),
+      trigger_channel_(trigger_channel),
       vm_(std::move(vm)) {}
 
 Result<std::string> Agent::fetch_artifact(int64_t total_bytes) {
@@ -204,11 +205,17 @@ Status Agent::start_function(const api::AgentDeployRequest& req) {
   bulk_ = std::move(*bulk);
   reporter_.emplace(*bulk_, api::agent_subject::invocations(id_));
   // Triggers come from the user's NATS directly (callers reach this agent with no hop through
-  // the node), or through the node on the agent's own subject.
+  // the node), or through the node: over its trigger channel, or on the agent's own subject.
   const bool direct = !req.trigger_nats_urls.empty();
+  if (req.trigger_channel && trigger_channel_ < 0)
+    return fail(ErrorCode::kInvalidArgument,
+                "trigger_channel: this agent was started without one (" +
+                    std::string(api::kEnvTriggerFd) + ")");
   NEX_RETURN_IF_ERROR(forward_loopback(req.trigger_nats_urls));
   std::vector<std::string> subjects = {api::agent_subject::trigger(id_)};
-  if (direct) {
+  if (req.trigger_channel) {
+    subjects.clear();
+  } else if (direct) {
     auto conn = nats::Connection::connect({.urls = req.trigger_nats_urls,
                                            .name = "nex-agent " + id_ + " triggers",
                                            .nkey_seed = req.trigger_nats_seed,
@@ -224,7 +231,17 @@ Status Agent::start_function(const api::AgentDeployRequest& req) {
   // One subscription is the function's source, which its workers receive from themselves;
   // several (a direct deploy with several subjects) deliver to invoke().
   std::unique_ptr<runtime::InvocationSource> source;
-  if (subjects.size() == 1) {
+  if (req.trigger_channel) {
+    channel_answers_ = std::make_shared<ChannelAnswers>(trigger_channel_);
+    source = std::make_unique<ChannelTriggerSource>(
+        trigger_channel_, [this, answers = channel_answers_](api::trigger_frames::Trigger t) {
+          return invocation(
+              std::move(t.subject), std::move(t.payload),
+              [answers, seq = t.seq](const runtime::InvocationResult& r, int64_t elapsed) {
+                (void)answers->answer(seq, r, elapsed);
+              });
+        });
+  } else if (subjects.size() == 1) {
     auto sub = triggers.subscribe_sync(subjects[0], queue_group(subjects[0]));
     if (!sub) return fail(sub.error().wrap(subjects[0]));
     source = std::make_unique<TriggerSource>(
@@ -262,7 +279,23 @@ Status Agent::start_function(const api::AgentDeployRequest& req) {
       trigger_subs_.push_back(std::move(*sub));
     }
   }
-  return triggers.flush();
+  return subjects.empty() ? Status{} : triggers.flush();
+}
+
+runtime::Invocation Agent::invocation(
+    std::string subject, std::string payload,
+    std::function<void(const runtime::InvocationResult&, int64_t)> answer) {
+  auto done = [this, subject, answer = std::move(answer),
+               start = std::chrono::steady_clock::now()](runtime::InvocationResult r) {
+    const int64_t elapsed = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                std::chrono::steady_clock::now() - start)
+                                .count();
+    answer(r, elapsed);
+    reporter_->add({.trigger_subject = subject,
+                    .elapsed_nanos = elapsed,
+                    .error = r.ok ? std::nullopt : std::optional(r.body)});
+  };
+  return {std::move(subject), std::move(payload), std::move(done)};
 }
 
 runtime::Invocation Agent::invocation(const nats::Message& m, bool direct) {
@@ -270,18 +303,12 @@ runtime::Invocation Agent::invocation(const nats::Message& m, bool direct) {
   std::string subject =
       direct ? std::string(m.subject())
              : m.header(api::kHeaderTriggerSubject).value_or(std::string(m.subject()));
-  auto done = [this, subject, reply_to = std::string(m.reply()),
-               out = direct ? trigger_conn_ : nullptr,
-               start = std::chrono::steady_clock::now()](runtime::InvocationResult r) {
-    const int64_t elapsed = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                std::chrono::steady_clock::now() - start)
-                                .count();
-    if (!reply_to.empty()) answer(out ? *out : conn_, reply_to, r, elapsed);
-    reporter_->add({.trigger_subject = subject,
-                    .elapsed_nanos = elapsed,
-                    .error = r.ok ? std::nullopt : std::optional(r.body)});
-  };
-  return {std::move(subject), std::string(m.data()), std::move(done)};
+  return invocation(
+      std::move(subject), std::string(m.data()),
+      [this, reply_to = std::string(m.reply()), out = direct ? trigger_conn_ : nullptr](
+          const runtime::InvocationResult& r, int64_t elapsed) {
+        if (!reply_to.empty()) answer(out ? *out : conn_, reply_to, r, elapsed);
+      });
 }
 
 void Agent::answer(const nats::Connection& out, const std::string& reply_to,

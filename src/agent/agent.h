@@ -14,6 +14,7 @@
 
 #include "agent/invocation_reporter.h"
 #include "agent/native_runner.h"
+#include "agent/trigger_channel.h"
 #include "api/agent.h"
 #include "nats/connection.h"
 #include "runtime/function.h"
@@ -40,9 +41,11 @@ struct VmSetting {
 
 class Agent {
  public:
-  // `options` are `conn`'s, for the function's batched second connection.
+  // `options` are `conn`'s, for the function's batched second connection. `trigger_channel` is
+  // the agent's end of the node's trigger channel (-1: none, as in a microVM); it stays the
+  // caller's and must outlive the agent.
   Agent(nats::Connection conn, nats::ConnectOptions options, std::string workload_id,
-        std::filesystem::path artifact_path, VmSetting vm = {});
+        std::filesystem::path artifact_path, VmSetting vm = {}, int trigger_channel = -1);
 
   // Subscribes to the agent's subjects and performs the handshake.
   Status start();
@@ -54,10 +57,14 @@ class Agent {
  private:
   void on_deploy(nats::Message msg);
   void on_undeploy(nats::Message msg);
-  // Functions (v8, wasm): compiles the function and serves agentint.{id}.trigger.
+  // Functions (v8, wasm): compiles the function and takes its triggers: from the user's NATS
+  // (direct), from the node's trigger channel, or on agentint.{id}.trigger (microVMs).
   Status start_function(const api::AgentDeployRequest& req);
-  // A trigger as an invocation whose result answers the trigger: directly on the user's NATS,
-  // or through the node.
+  // A trigger as an invocation: `answer` gets its result and run time, then it is reported.
+  runtime::Invocation invocation(
+      std::string subject, std::string payload,
+      std::function<void(const runtime::InvocationResult&, int64_t)> answer);
+  // A trigger from NATS, answered directly on the user's NATS or through the node.
   runtime::Invocation invocation(const nats::Message& m, bool direct);
   // The invocation's reply: the result, its run time, and errors as NATS micro services report
   // them (the node forwards relayed answers as they are).
@@ -92,6 +99,8 @@ class Agent {
   std::shared_ptr<runtime::Function> function_;     // guarded by mu_
   std::shared_ptr<nats::Connection> trigger_conn_;  // direct triggers: the user's NATS
   std::vector<nats::Subscription> trigger_subs_;    // when not the function's source
+  int trigger_channel_ = -1;                        // the node's trigger channel, if any
+  std::shared_ptr<ChannelAnswers> channel_answers_;
   std::string namespace_;
   VmSetting vm_;
   std::vector<std::unique_ptr<sandbox::LoopbackForwarder>> forwarders_;

@@ -1,5 +1,6 @@
 // nex-agent: started by the node inside a sandbox, one per workload. Reads its bootstrap from
 // the environment (NEX_WORKLOADID, NEX_NODE_NATS_HOST/PORT, NEX_NODE_NATS_NKEY_SEED).
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <cstdio>
@@ -9,6 +10,7 @@
 #include <thread>
 
 #include "agent/agent.h"
+#include "core/unique_fd.h"
 
 namespace {
 
@@ -41,6 +43,17 @@ int main() {
   const std::string artifact = take_env(api::kEnvArtifactPath);
   const agent::VmSetting vm{.fetch_artifact = !take_env(api::kEnvArtifactFetch).empty(),
                             .loopback_gateway = take_env(api::kEnvLoopbackGateway)};
+  // The node's trigger channel, when it handed one over; nothing the agent starts inherits it.
+  UniqueFd trigger_channel;
+  if (const std::string fd = take_env(api::kEnvTriggerFd); !fd.empty()) {
+    const int n = std::atoi(fd.c_str());
+    if (n < 3 || fcntl(n, F_SETFD, FD_CLOEXEC) != 0) {
+      std::fprintf(stderr, "nex-agent: %s=%s is not an open descriptor\n", api::kEnvTriggerFd,
+                   fd.c_str());
+      return 2;
+    }
+    trigger_channel.reset(n);
+  }
   if (id.empty() || host.empty() || port.empty() || seed.empty()) {
     std::fprintf(
         stderr,
@@ -70,7 +83,7 @@ int main() {
       return 1;
     }
     conn = std::move(*connected);
-    started.emplace(*conn, options, id, artifact, vm);
+    started.emplace(*conn, options, id, artifact, vm, trigger_channel.get());
     auto st = started->start();
     if (st) break;
     const bool dropped = !conn->connected();

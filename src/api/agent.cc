@@ -24,6 +24,7 @@ json to_json(const AgentDeployRequest& r) {
   if (!r.trigger_nats_urls.empty()) j["trigger_nats_urls"] = r.trigger_nats_urls;
   if (!r.trigger_nats_jwt.empty()) j["trigger_nats_jwt"] = r.trigger_nats_jwt;
   if (!r.trigger_nats_seed.empty()) j["trigger_nats_seed"] = r.trigger_nats_seed;
+  if (r.trigger_channel) j["trigger_channel"] = true;
   return j;
 }
 
@@ -50,7 +51,11 @@ Result<AgentDeployRequest> parse_agent_deploy_request(std::string_view text) {
   f.string_list("trigger_nats_urls", r.trigger_nats_urls);
   f.string("trigger_nats_jwt", r.trigger_nats_jwt);
   f.string("trigger_nats_seed", r.trigger_nats_seed);
+  f.boolean("trigger_channel", r.trigger_channel);
   NEX_RETURN_IF_ERROR(f.status());
+  if (r.trigger_channel && !r.trigger_nats_urls.empty())
+    return fail(ErrorCode::kInvalidArgument,
+                "agent deploy request: trigger_channel and trigger_nats_urls exclude each other");
   auto t = parse_workload_type(type);
   if (!t) return fail(t.error());
   r.workload_type = *t;

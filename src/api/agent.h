@@ -43,6 +43,10 @@ inline constexpr const char* kHeaderRuntimeNs = "x-nex-runtime-ns";
 inline constexpr const char* kHeaderServiceError = "Nats-Service-Error";
 inline constexpr const char* kHeaderServiceErrorCode = "Nats-Service-Error-Code";
 
+// What a trigger's caller hears when its function stopped before answering it (the runtime's
+// words, runtime::kFunctionStopped, which the node repeats when it answers for an agent).
+inline constexpr const char* kFunctionStopped = "the function was stopped";
+
 // How long a stopping function's triggers, already received, are still handed on (by the node
 // to the agent when it relays, by the agent to its engines) before the rest is dropped.
 inline constexpr std::chrono::milliseconds kTriggerDrainTimeout{2000};
@@ -65,6 +69,9 @@ inline constexpr const char* kEnvArtifactFetch = "NEX_ARTIFACT_FETCH";
 // ours, microVMs: HOST:PORT of the VM's gateway for host loopback ports. The agent serves each
 // loopback port its workload is to reach on the guest's own loopback, through this gateway.
 inline constexpr const char* kEnvLoopbackGateway = "NEX_LOOPBACK_GATEWAY";
+// ours, process and namespace sandboxes: the descriptor number of the agent's end of the node's
+// trigger channel (api/trigger_frames.h).
+inline constexpr const char* kEnvTriggerFd = "NEX_TRIGGER_FD";
 
 struct AgentDeployRequest {
   std::vector<std::string> argv;
@@ -88,6 +95,9 @@ struct AgentDeployRequest {
   // node signed that allows only the trigger subjects and their replies, and its seed.
   std::string trigger_nats_jwt;
   std::string trigger_nats_seed;
+  // ours: the node relays the triggers over its trigger channel (api/trigger_frames.h) rather
+  // than on agentint.{id}.trigger.
+  bool trigger_channel = false;
 };
 nlohmann::json to_json(const AgentDeployRequest& r);
 Result<AgentDeployRequest> parse_agent_deploy_request(std::string_view json);

@@ -10,9 +10,9 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <sstream>
 #include <cstring>
 #include <map>
+#include <sstream>
 #include <thread>
 
 extern char** environ;
@@ -133,13 +133,24 @@ Result<Subprocess> Subprocess::spawn_once(const SpawnOptions& options, int& exec
     }
     // Descriptors another thread opened without O_CLOEXEC must not leak into the program.
     // (Marking them close-on-exec keeps the exec-status pipe working until exec.)
+    int exec_fd = exec_pipe[1];
+    if (options.pass_fd >= 0 && exec_fd == kPassedFd)
+      exec_fd = ::fcntl(exec_fd, F_DUPFD_CLOEXEC, kPassedFd + 1);
     ::syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC);
+    if (options.pass_fd >= 0) {
+      const bool moved = options.pass_fd == kPassedFd || ::dup2(options.pass_fd, kPassedFd) >= 0;
+      if (!moved || ::fcntl(kPassedFd, F_SETFD, 0) != 0) {
+        int err = errno;
+        [[maybe_unused]] auto n = ::write(exec_fd, &err, sizeof err);
+        ::_exit(127);
+      }
+    }
     sigset_t none;
     sigemptyset(&none);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
     ::execvpe(argv[0], argv.data(), envp.data());
     int err = errno;
-    [[maybe_unused]] auto n = ::write(exec_pipe[1], &err, sizeof err);
+    [[maybe_unused]] auto n = ::write(exec_fd, &err, sizeof err);
     ::_exit(127);
   }
   ::close(exec_pipe[1]);

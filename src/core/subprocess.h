@@ -35,7 +35,12 @@ struct SpawnOptions {
   std::optional<gid_t> gid;
   // Standard input from /dev/null instead of the parent's.
   bool null_stdin = false;
+  // A descriptor of the parent's the program gets as descriptor 3 (kPassedFd); no other
+  // descriptor of the parent's outlives the exec.
+  int pass_fd = -1;
 };
+
+inline constexpr int kPassedFd = 3;
 
 class Subprocess {
  public:

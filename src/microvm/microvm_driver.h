@@ -71,6 +71,7 @@ class MicrovmDriver : public sandbox::Driver {
     return "accelerator " + accelerator_ + ": " + accelerator_reason_;
   }
   std::chrono::milliseconds boot_allowance() const override;
+  bool passes_descriptors() const override { return false; }  // its own kernel
   Result<std::unique_ptr<sandbox::Sandbox>> start(const sandbox::SandboxSpec& spec) override;
 
   const MicrovmOptions& options() const { return options_; }

@@ -1,5 +1,6 @@
 #include "node/agent_pool.h"
 
+#include <sys/socket.h>
 #include <sys/wait.h>
 
 #include <cstdio>
@@ -121,6 +122,12 @@ void AgentPool::refill_loop() {
         for (const auto& id : ids) {
           const auto dir = options_.work_dir / id;
           const auto artifact = dir / "workload";
+          // The trigger channel: the agent's end goes with it, the node keeps the other.
+          int ends[2] = {-1, -1};
+          if (driver_.passes_descriptors() &&
+              ::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ends) != 0)
+            ends[0] = ends[1] = -1;
+          UniqueFd node_end(ends[0]), agent_end(ends[1]);
           auto sandbox =
               driver_.start({.workload_id = id,
                              .agent_binary = options_.agent_binary,
@@ -129,12 +136,13 @@ void AgentPool::refill_loop() {
                              .env = {std::string(api::kEnvWorkloadId) + "=" + id,
                                      std::string(api::kEnvNatsSeed) + "=" + seeds->at(id)},
                              .log_file = options_.work_dir / (id + ".agent.log"),
-                             .internal_nats_port = internal_.port()});
+                             .internal_nats_port = internal_.port(),
+                             .trigger_channel_fd = agent_end.get()});
           if (!sandbox) {
             (void)internal_.remove_workload(id);
             continue;
           }
-          started.push_back({WarmAgent{id, artifact, std::move(*sandbox)},
+          started.push_back({WarmAgent{id, artifact, std::move(*sandbox), std::move(node_end)},
                              std::chrono::steady_clock::now() + options_.handshake_timeout});
         }
       }

@@ -14,6 +14,7 @@
 #include <set>
 #include <thread>
 
+#include "core/unique_fd.h"
 #include "nats/subscription.h"
 #include "node/internal_server.h"
 #include "sandbox/driver.h"
@@ -24,6 +25,9 @@ struct WarmAgent {
   std::string id;
   std::filesystem::path artifact_path;  // where the agent expects its workload's file
   std::unique_ptr<sandbox::Sandbox> sandbox;
+  // The node's end of the agent's trigger channel (node/trigger_channel.h); not valid when the
+  // driver cannot hand one over (microVMs).
+  UniqueFd trigger_channel;
 };
 
 struct AgentPoolOptions {

@@ -272,12 +272,17 @@ void Node::maintenance_loop() {
     lock.unlock();
     const auto now = std::chrono::steady_clock::now();
     std::vector<std::shared_ptr<Workload>> all;
+    std::vector<std::shared_ptr<TriggerChannel>> channels;
     {
       std::lock_guard l(mu_);
-      for (auto& [wid, w] : workloads_) all.push_back(w);
+      for (auto& [wid, w] : workloads_) {
+        all.push_back(w);
+        if (w->channel) channels.push_back(w->channel);
+      }
     }
     restart_due(all, now);
     relay_->expire(now);
+    for (auto& channel : channels) channel->expire(now);
     if (now >= next_health) {
       next_health = now + kHealthInterval;
       for (auto& w : all) {

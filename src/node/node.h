@@ -116,8 +116,9 @@ class Node {
   // Reports workloads, warm agents and command queues at each scrape.
   void collect_metrics(metrics::Scrape& scrape);
 
-  // A relayed function's trigger subscriptions (see TriggerRelay), kept on its record.
-  Status subscribe_triggers(const std::shared_ptr<Workload>& w);
+  // A relayed function's trigger subscriptions (see TriggerRelay), and its trigger channel when
+  // its agent has one, kept on its record.
+  Status relay_triggers(const std::shared_ptr<Workload>& w);
   // Essential workloads whose restart time has come are started again by their agents.
   void restart_due(const std::vector<std::shared_ptr<Workload>>& all,
                    std::chrono::steady_clock::time_point now);

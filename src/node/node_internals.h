@@ -12,6 +12,7 @@
 #include "api/agent.h"
 #include "api/subject.h"
 #include "node/node.h"
+#include "node/trigger_channel.h"
 
 namespace nex::node {
 
@@ -36,6 +37,7 @@ struct Node::Workload {
   int restarts = 0;
   std::optional<std::chrono::steady_clock::time_point> restart_at;
   std::vector<nats::Subscription> triggers;  // functions relayed: their trigger subscriptions
+  std::shared_ptr<TriggerChannel> channel;   // relayed over the agent's trigger channel
   std::atomic<int64_t> invocations{0};       // functions: answered triggers
   std::atomic<int64_t> runtime_ns{0};        // functions: their total run time in the agent
   NodeMetrics::Function metrics;             // functions: their Prometheus series

@@ -6,29 +6,30 @@
 
 namespace nex::node {
 
-namespace {
-// How long the relay remembers a trigger's caller: beyond the function's time limit (5 s).
-constexpr auto kAnswerWindow = std::chrono::seconds(30);
-}  // namespace
-
 Result<std::vector<nats::Subscription>> TriggerRelay::subscribe(
-    const std::string& workload_id, const std::vector<std::string>& subjects) {
+    const std::string& workload_id, const std::vector<std::string>& subjects,
+    std::chrono::milliseconds answer_window, std::shared_ptr<TriggerChannel> channel) {
   std::vector<nats::Subscription> subs;
   for (const auto& subject : subjects) {
-    auto sub = control_.subscribe(
-        subject, [this, workload_id](nats::Message m) { forward(workload_id, m); }, subject);
+    nats::MessageHandler handler =
+        channel ? nats::MessageHandler([channel](nats::Message m) { channel->forward(m); })
+                : [this, workload_id, answer_window](nats::Message m) {
+                    forward(workload_id, answer_window, m);
+                  };
+    auto sub = control_.subscribe(subject, std::move(handler), subject);
     if (!sub) return fail(sub.error().wrap(subject));
     subs.push_back(std::move(*sub));
   }
   return subs;
 }
 
-void TriggerRelay::forward(const std::string& workload_id, const nats::Message& msg) {
+void TriggerRelay::forward(const std::string& workload_id, std::chrono::milliseconds answer_window,
+                           const nats::Message& msg) {
   const std::string token = next_nuid();
   if (!msg.reply().empty()) {
     std::lock_guard lock(mu_);
     pending_[token] = {workload_id, std::string(msg.reply()),
-                       std::chrono::steady_clock::now() + kAnswerWindow};
+                       std::chrono::steady_clock::now() + answer_window};
   }
   auto out = nats::Message::create(api::agent_subject::trigger(workload_id), msg.data(),
                                    api::agent_subject::trigger_reply(workload_id, token));

@@ -1,12 +1,14 @@
 // TriggerRelay: how a function's triggers reach its agent when the agent cannot take them from the
 // control NATS itself (see trigger_route.h). The relay subscribes to the trigger subjects on the
 // control NATS (queue group = the subject, so copies share the load) and forwards each request to
-// the agent over the internal NATS; the agent's answer comes back on
+// the agent: over the agent's trigger channel when it has one (TriggerChannel, which answers the
+// callers itself), else over the internal NATS (microVMs), where the agent's answer comes back on
 // hostint.{id}.trigger_reply.{token} and goes to the caller. Only tokens the relay issued are
 // answered, once, so an agent cannot make the node publish elsewhere.
 #pragma once
 
 #include <chrono>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <unordered_map>
@@ -15,6 +17,7 @@
 #include "core/error.h"
 #include "nats/connection.h"
 #include "nats/subscription.h"
+#include "node/trigger_channel.h"
 
 namespace nex::node {
 
@@ -24,17 +27,21 @@ class TriggerRelay {
   TriggerRelay(const nats::Connection& control, const nats::Connection& internal)
       : control_(control), internal_(internal) {}
 
-  // Subscribes to `subjects` for the function `workload_id`; dropping the subscriptions stops
-  // the relay for it (drain them to let requests already received through).
+  // Subscribes to `subjects` for the function `workload_id`, whose callers wait `answer_window`
+  // for an answer; dropping the subscriptions stops the relay for it (drain them to let requests
+  // already received through).
   Result<std::vector<nats::Subscription>> subscribe(const std::string& workload_id,
-                                                    const std::vector<std::string>& subjects);
+                                                    const std::vector<std::string>& subjects,
+                                                    std::chrono::milliseconds answer_window,
+                                                    std::shared_ptr<TriggerChannel> channel);
   // An agent's answer, on hostint.{id}.trigger_reply.{token}.
   void on_reply(const nats::Message& msg);
   // Forgets callers whose answer window (beyond any function's time limit) has passed.
   void expire(std::chrono::steady_clock::time_point now);
 
  private:
-  void forward(const std::string& workload_id, const nats::Message& msg);
+  void forward(const std::string& workload_id, std::chrono::milliseconds answer_window,
+               const nats::Message& msg);
 
   struct Pending {
     std::string workload_id;

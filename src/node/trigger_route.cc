@@ -73,6 +73,11 @@ TriggerCredentials::User TriggerCredentials::mint(const std::string& workload_id
   return {std::move(jwt), user.seed()};
 }
 
+std::chrono::milliseconds answer_window(const api::FunctionLimitsConfig& limits) {
+  const int64_t timeout_ms = limits.timeout_ms ? limits.timeout_ms : api::kDefaultFunctionTimeoutMs;
+  return std::chrono::milliseconds(timeout_ms) + std::chrono::seconds(30);
+}
+
 std::optional<DirectTriggers> direct_triggers(const NodeConfig& config,
                                               const nats::ConnectOptions& c, bool sandboxed,
                                               const TriggerCredentials* credentials,

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "api/control.h"
 #include "core/error.h"
 #include "crypto/nkeys.h"
 #include "nats/connection.h"
@@ -48,6 +49,10 @@ class TriggerCredentials {
   crypto::KeyPair signing_key_;
   std::string account_;  // the account public key the users belong to
 };
+
+// How long a function's caller may wait for its answer: the function's own time limit, and a
+// margin for the answer to get out.
+std::chrono::milliseconds answer_window(const api::FunctionLimitsConfig& limits);
 
 struct DirectTriggers {
   std::vector<std::string> urls;

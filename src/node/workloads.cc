@@ -314,13 +314,10 @@ Result<json> Node::try_deploy(const std::string& ns, std::string_view body, Depl
   areq.host_services = req->host_services;
   areq.function_limits = req->function_limits;
   if (api::is_function(req->type)) {
-    // A function's own time limit, and a margin, for its answers to get out.
-    const int64_t timeout_ms = req->function_limits.timeout_ms ? req->function_limits.timeout_ms
-                                                               : api::kDefaultFunctionTimeoutMs;
-    const auto answer_window = std::chrono::milliseconds(timeout_ms) + 30s;
-    auto direct = direct_triggers(cfg, options_.control, driver_->sandboxed(),
-                                  trigger_credentials_ ? &*trigger_credentials_ : nullptr,
-                                  agent->id, req->trigger_subjects, answer_window);
+    auto direct =
+        direct_triggers(cfg, options_.control, driver_->sandboxed(),
+                        trigger_credentials_ ? &*trigger_credentials_ : nullptr, agent->id,
+                        req->trigger_subjects, answer_window(req->function_limits));
     if (direct) {
       for (int port : direct->loopback_ports) {
         if (auto st = agent->sandbox->expose_host_port(port); !st)
@@ -329,6 +326,8 @@ Result<json> Node::try_deploy(const std::string& ns, std::string_view body, Depl
       areq.trigger_nats_urls = direct->urls;
       areq.trigger_nats_jwt = direct->user.jwt;
       areq.trigger_nats_seed = direct->user.seed;
+    } else {
+      areq.trigger_channel = agent->trigger_channel.valid();  // else the internal NATS
     }
   }
   // Registered before the agent starts it, so the workload's first log lines and an early exit
@@ -374,7 +373,7 @@ Result<json> Node::try_deploy(const std::string& ns, std::string_view body, Depl
   if (!resp) return unregister(resp.error().wrap("agent"));
   if (auto st = agent_accepted(resp->data()); !st) return unregister(st.error());
   if (api::is_function(w->type) && areq.trigger_nats_urls.empty()) {
-    if (auto st = subscribe_triggers(w); !st) {
+    if (auto st = relay_triggers(w); !st) {
       (void)internal_->request_agent(w->id, api::agent_subject::undeploy(w->id), "", 2s);
       return unregister(st.error().wrap("trigger subjects"));
     }
@@ -382,7 +381,9 @@ Result<json> Node::try_deploy(const std::string& ns, std::string_view body, Depl
   log_line("Workload deployed name=" + name + " id=" + w->id + " namespace=" + ns);
   if (api::is_function(w->type)) {
     log_line("Function " + name +
-             (areq.trigger_nats_urls.empty() ? " has its triggers relayed by the node"
+             (areq.trigger_channel ? " has its triggers relayed by the node over its channel"
+              : areq.trigger_nats_urls.empty()
+                  ? " has its triggers relayed by the node over the internal NATS"
               : areq.trigger_nats_jwt.empty()
                   ? " takes its triggers directly"
                   : " takes its triggers directly, as a user the node "
@@ -469,15 +470,19 @@ void Node::wait_for_agent_traffic(const std::string& workload_id,
 void Node::remove_workload(const std::shared_ptr<Workload>& w, int code,
                            const std::string& message) {
   std::vector<nats::Subscription> triggers;
+  std::shared_ptr<TriggerChannel> channel;
   {
     std::lock_guard lock(mu_);
     if (workloads_.erase(w->id) == 0) return;
     triggers = std::move(w->triggers);
+    channel = w->channel;
   }
   // Stopped or ended: it does not come back. A node shutting down keeps them all.
   if (!stopped_) (void)store_->erase(w->id);
   triggers.clear();  // no new invocations reach the agent
   w->agent.sandbox->stop(kUndeployGrace);
+  // The answers the agent wrote before it ended go out; callers still waiting hear it stopped.
+  if (channel) channel->close();
   (void)internal_->remove_workload(w->id);
   log_line("Workload undeployed name=" + w->name + " id=" + w->id + " (" + message + ")");
   publish_event(w->ns, api::event_type::kWorkloadUndeployed,
@@ -616,8 +621,18 @@ void Node::on_workload_exited(const std::shared_ptr<Workload>& w, int code,
   remove_workload(w, code, message);
 }
 
-Status Node::subscribe_triggers(const std::shared_ptr<Workload>& w) {
-  auto triggers = relay_->subscribe(w->id, w->request.trigger_subjects);
+Status Node::relay_triggers(const std::shared_ptr<Workload>& w) {
+  const auto window = answer_window(w->request.function_limits);
+  std::shared_ptr<TriggerChannel> channel;
+  if (w->request.trigger_channel) {
+    auto opened =
+        TriggerChannel::open(std::move(w->agent.trigger_channel), *control_, w->id, window);
+    if (!opened) return fail(opened.error());
+    channel = std::move(*opened);
+    std::lock_guard lock(mu_);
+    w->channel = channel;
+  }
+  auto triggers = relay_->subscribe(w->id, w->request.trigger_subjects, window, channel);
   if (!triggers) return fail(triggers.error());
   {
     // A stop that began meanwhile takes the subscriptions it finds: none, so these go now.

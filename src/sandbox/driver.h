@@ -25,6 +25,9 @@ struct SandboxSpec {
   std::vector<std::string> env;    // KEY=VALUE handed to the agent
   std::filesystem::path log_file;  // the agent's own stdout/stderr
   int internal_nats_port = 0;      // the driver tells the agent how to reach it
+  // The agent's end of the node's trigger channel (api/trigger_frames.h), which the agent gets
+  // as descriptor 3 (NEX_TRIGGER_FD); -1: none. Only drivers that pass_descriptors() take one.
+  int trigger_channel_fd = -1;
 };
 
 struct SandboxStats {
@@ -62,12 +65,13 @@ class Driver {
   virtual std::string details() const { return ""; }
   // Where the node's internal NATS must listen for this driver's sandboxes to reach it.
   virtual std::string internal_listen_host() const { return "127.0.0.1"; }
+  // Whether the agent can be handed a descriptor of the node's (the trigger channel): true for
+  // sandboxes on this host's kernel, false for a microVM.
+  virtual bool passes_descriptors() const { return true; }
   // How much longer than a process this driver's sandboxes take to boot and handshake (a VM's
   // kernel), added to the node's agent_handshake_timeout_ms.
   virtual std::chrono::milliseconds boot_allowance() const { return std::chrono::milliseconds(0); }
   virtual Result<std::unique_ptr<Sandbox>> start(const SandboxSpec& spec) = 0;
 };
-
-
 
 }  // namespace nex::sandbox

@@ -24,6 +24,7 @@
 #include <thread>
 
 #include "api/agent.h"
+#include "core/subprocess.h"
 #include "sandbox/loopback_forward.h"
 #include "sandbox/process_driver.h"
 #include "sandbox/rootfs.h"
@@ -48,6 +49,7 @@ struct ChildPlan {
   int error_fd = -1;  // write: what failed (close-on-exec, so EOF means the agent started)
   int log_fd = -1;
   int null_fd = -1;
+  int trigger_fd = -1;  // the node's trigger channel: the agent's descriptor 3, if any
   const char* rootfs = nullptr;
   const char* stage = nullptr;  // where the new root is assembled (an empty directory)
   const char* work_dir = nullptr;
@@ -97,10 +99,11 @@ int child_main(void* arg) {
   signal(SIGPIPE, SIG_DFL);
   // Drop the node's descriptors at once: one may be an artifact another deploy is still
   // writing, and holding it would make that workload's exec fail with ETXTBSY.
-  int keep[4] = {plan.go_fd, plan.error_fd, plan.log_fd, plan.null_fd};
-  std::sort(keep, keep + 4);
+  int keep[5] = {plan.go_fd, plan.error_fd, plan.log_fd, plan.null_fd, plan.trigger_fd};
+  std::sort(keep, keep + 5);
   unsigned next = 3;
   for (int fd : keep) {
+    if (fd < 0) continue;
     if (static_cast<unsigned>(fd) > next) syscall(SYS_close_range, next, fd - 1u, 0u);
     next = std::max(next, fd + 1u);
   }
@@ -178,9 +181,19 @@ int child_main(void* arg) {
 
   CHILD_CHECK(dup2(plan.null_fd, 0) < 0, "redirect stdin");
   CHILD_CHECK(dup2(plan.log_fd, 1) < 0 || dup2(plan.log_fd, 2) < 0, "redirect output");
-  // Nothing of the node's survives the exec but the error pipe (close-on-exec itself).
+  // Nothing of the node's survives the exec but the error pipe (close-on-exec itself) and the
+  // trigger channel, which becomes descriptor 3.
+  if (plan.trigger_fd >= 0 && plan.error_fd == kPassedFd) {
+    plan.error_fd = fcntl(plan.error_fd, F_DUPFD_CLOEXEC, kPassedFd + 1);
+    if (plan.error_fd < 0) _exit(127);
+  }
   CHILD_CHECK(static_cast<int>(syscall(SYS_close_range, 3u, ~0u, CLOSE_RANGE_CLOEXEC)),
               "close descriptors");
+  if (plan.trigger_fd >= 0) {
+    CHILD_CHECK(plan.trigger_fd != kPassedFd && dup2(plan.trigger_fd, kPassedFd) < 0,
+                "hand over the trigger channel");
+    CHILD_CHECK(fcntl(kPassedFd, F_SETFD, 0), "hand over the trigger channel");
+  }
   if (int err = install_filter(*plan.seccomp); err != 0) {
     report(plan.error_fd, "install the seccomp filter", err);
     _exit(127);
@@ -472,6 +485,10 @@ Result<std::unique_ptr<Sandbox>> NamespaceDriver::start(const SandboxSpec& spec)
   env.push_back(std::string(api::kEnvNatsPort) + "=" + std::to_string(spec.internal_nats_port));
   env.push_back(std::string(api::kEnvArtifactPath) + "=" + kSandboxWorkDir + "/" +
                 spec.artifact_name);
+  if (spec.trigger_channel_fd >= 0) {
+    plan.trigger_fd = spec.trigger_channel_fd;
+    env.push_back(std::string(api::kEnvTriggerFd) + "=" + std::to_string(kPassedFd));
+  }
   std::string agent_path = kSandboxAgentPath;
   plan.argv = {agent_path.data(), nullptr};
   for (auto& e : env) plan.envp.push_back(e.data());

@@ -72,12 +72,15 @@ Result<std::unique_ptr<Sandbox>> ProcessDriver::start(const SandboxSpec& spec) {
   env.push_back(std::string(api::kEnvNatsPort) + "=" + std::to_string(spec.internal_nats_port));
   env.push_back(std::string(api::kEnvArtifactPath) + "=" +
                 (spec.work_dir / spec.artifact_name).string());
+  if (spec.trigger_channel_fd >= 0)
+    env.push_back(std::string(api::kEnvTriggerFd) + "=" + std::to_string(kPassedFd));
   auto process = Subprocess::spawn({.argv = {spec.agent_binary.string()},
                                     .env = env,
                                     .clear_env = true,
                                     .stdout_path = spec.log_file.string(),
                                     .stderr_path = spec.log_file.string(),
-                                    .die_with_parent = true});
+                                    .die_with_parent = true,
+                                    .pass_fd = spec.trigger_channel_fd});
   if (!process) {
     fs::remove_all(spec.work_dir, ec);
     return fail(process.error().wrap("start agent"));

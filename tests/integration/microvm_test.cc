@@ -228,8 +228,8 @@ TEST_F(MicrovmTest, EscapeAttemptsStayInsideTheVm) {
   for (const char* check :
        {"host-shadow", "node-state", "agent-environ", "host-processes", "control-nats-loopback",
         "control-nats-gateway", "control-nats-vm-gateway", "control-nats-host-alias",
-        "other-workload", "mount", "ptrace", "unshare", "setuid", "clock", "fill-tmp", "fork-bomb",
-        "memory"}) {
+        "other-workload", "inherited-descriptors", "mount", "ptrace", "unshare", "setuid", "clock",
+        "fill-tmp", "fork-bomb", "memory"}) {
     auto line = logs.wait_for(std::string("check ") + check + ": ", 1s);
     ASSERT_TRUE(line) << "no report for " << check;
     EXPECT_NE(line->second.find("contained"), std::string::npos) << line->second;

@@ -68,8 +68,8 @@ TEST_F(SandboxTest, EscapeAttemptsAreContainedAndEverythingElseKeepsWorking) {
   ASSERT_TRUE(logs.wait_for("escape attempts done", 90s)) << "the escape workload never finished";
   for (const char* check :
        {"host-shadow", "node-state", "agent-environ", "host-processes", "control-nats-loopback",
-        "control-nats-gateway", "other-workload", "mount", "ptrace", "unshare", "setuid", "clock",
-        "fill-tmp", "fork-bomb", "memory"}) {
+        "control-nats-gateway", "other-workload", "inherited-descriptors", "mount", "ptrace",
+        "unshare", "setuid", "clock", "fill-tmp", "fork-bomb", "memory"}) {
     auto line = logs.wait_for(std::string("check ") + check + ": ", 1s);
     ASSERT_TRUE(line) << "no report for " << check;
     EXPECT_NE(line->second.find("contained"), std::string::npos) << line->second;

@@ -65,6 +65,32 @@ TEST(Subprocess, AProgramBusyForAMomentStillStarts) {
   std::filesystem::remove(program);
 }
 
+// The one descriptor a program is handed (an agent's trigger channel) is its descriptor 3, and
+// no other of the parent's reaches it, not even one opened without O_CLOEXEC.
+TEST(Subprocess, APassedDescriptorIsThreeAndTheOnlyOneInherited) {
+  int channel[2];
+  ASSERT_EQ(::pipe2(channel, O_CLOEXEC), 0);
+  const int leaked = ::open("/dev/null", O_RDONLY);  // no O_CLOEXEC
+  ASSERT_GE(leaked, 0);
+  const auto out =
+      std::filesystem::temp_directory_path() / ("nex-passed-fd-" + std::to_string(getpid()));
+  std::filesystem::remove(out);
+  const std::string script = "echo through-three >&3; [ -e /proc/$$/fd/" + std::to_string(leaked) +
+                             " ] && echo leaked || echo alone";
+  auto p = Subprocess::spawn(
+      {.argv = {"sh", "-c", script}, .stdout_path = out.string(), .pass_fd = channel[1]});
+  ::close(channel[1]);
+  ::close(leaked);
+  ASSERT_TRUE(p) << p.error().message;
+  ASSERT_TRUE(p->wait_for(std::chrono::seconds(10)));
+  char buf[64] = {};
+  const ssize_t n = ::read(channel[0], buf, sizeof buf - 1);
+  ::close(channel[0]);
+  EXPECT_EQ(std::string(buf, n > 0 ? static_cast<size_t>(n) : 0), "through-three\n");
+  EXPECT_EQ(read_file(out), "alone\n");
+  std::filesystem::remove(out);
+}
+
 TEST(Subprocess, TerminateEscalatesToSigkill) {
   // A child that ignores SIGTERM is killed after the grace period.
   auto p = Subprocess::spawn({.argv = {"sh", "-c", "trap '' TERM; while :; do sleep 0.05; done"}});

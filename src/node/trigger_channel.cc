@@ -1,0 +1,214 @@
+#include "node/trigger_channel.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <vector>
+
+#include "api/agent.h"
+#include "api/trigger_frames.h"
+
+namespace nex::node {
+
+namespace frames = api::trigger_frames;
+
+namespace {
+constexpr size_t kReadChunk = 64 * 1024;
+}  // namespace
+
+Result<std::shared_ptr<TriggerChannel>> TriggerChannel::open(
+    UniqueFd fd, const nats::Connection& control, std::string workload_id,
+    std::chrono::milliseconds answer_window) {
+  const int flags = fcntl(fd.get(), F_GETFL);
+  if (flags < 0 || fcntl(fd.get(), F_SETFL, flags | O_NONBLOCK) != 0)
+    return fail(ErrorCode::kIo, std::string("trigger channel: ") + std::strerror(errno));
+  UniqueFd wake(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!wake.valid())
+    return fail(ErrorCode::kIo, std::string("trigger channel: eventfd: ") + std::strerror(errno));
+  std::shared_ptr<TriggerChannel> channel(new TriggerChannel(
+      std::move(fd), std::move(wake), control, std::move(workload_id), answer_window));
+  channel->thread_ = std::thread([c = channel.get()] { c->run(); });
+  return channel;
+}
+
+TriggerChannel::TriggerChannel(UniqueFd fd, UniqueFd wake, const nats::Connection& control,
+                               std::string workload_id, std::chrono::milliseconds answer_window)
+    : fd_(std::move(fd)),
+      wake_(std::move(wake)),
+      control_(control),
+      workload_id_(std::move(workload_id)),
+      answer_window_(answer_window) {}
+
+TriggerChannel::~TriggerChannel() { close(); }
+
+void TriggerChannel::forward(const nats::Message& trigger) {
+  const std::string_view reply = trigger.reply();
+  std::string frame;
+  frame.reserve(32 + trigger.subject().size() + trigger.data().size());
+  std::unique_lock lock(mu_);
+  if (ended_) {
+    lock.unlock();
+    return answer_error(reply, "the function is not running", "503");
+  }
+  const uint64_t seq = reply.empty() ? 0 : next_seq_++;
+  frames::append_trigger(frame, seq, trigger.subject(), trigger.data());
+  if (waiting_.size() - waiting_from_ + frame.size() > kMaxWaitingBytes) {
+    const size_t bytes = waiting_.size() - waiting_from_;
+    lock.unlock();
+    return answer_error(
+        reply,
+        "the function is overloaded: " + std::to_string(bytes) + " bytes of triggers wait for it",
+        "503");
+  }
+  if (seq != 0)
+    callers_[seq] = {std::string(reply), std::chrono::steady_clock::now() + answer_window_};
+  const bool idle = waiting_from_ == waiting_.size();
+  waiting_.append(frame);
+  if (!idle) return;  // the channel's thread is already writing what waits, in order
+  if (!flush_locked()) {
+    lock.unlock();
+    return end("the function's agent is gone");
+  }
+  if (waiting_from_ < waiting_.size()) {
+    const uint64_t one = 1;  // the socket is full: the thread writes the rest when it drains
+    (void)!::write(wake_.get(), &one, sizeof one);
+  }
+}
+
+bool TriggerChannel::flush_locked() {
+  while (waiting_from_ < waiting_.size()) {
+    const ssize_t n = ::send(fd_.get(), waiting_.data() + waiting_from_,
+                             waiting_.size() - waiting_from_, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n > 0) {
+      waiting_from_ += static_cast<size_t>(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return true;
+    return false;
+  }
+  waiting_.clear();
+  waiting_from_ = 0;
+  return true;
+}
+
+void TriggerChannel::run() {
+  frames::FrameReader reader(frames::kMaxFrame);
+  std::vector<frames::Answer> answers;
+  for (;;) {
+    pollfd fds[2] = {{fd_.get(), POLLIN, 0}, {wake_.get(), POLLIN, 0}};
+    {
+      std::lock_guard lock(mu_);
+      if (waiting_from_ < waiting_.size()) fds[0].events |= POLLOUT;
+    }
+    if (::poll(fds, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      return end("the node lost its channel to the function's agent");
+    }
+    if (fds[1].revents & POLLIN) {
+      uint64_t count;
+      (void)!::read(wake_.get(), &count, sizeof count);
+    }
+    if (fds[0].revents & POLLOUT) {
+      std::unique_lock lock(mu_);
+      if (!flush_locked()) {
+        lock.unlock();
+        return end("the function's agent is gone");
+      }
+    }
+    if (!(fds[0].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+    // Everything the agent wrote so far (a read that does not fill the room emptied the
+    // socket), then its answers, in order.
+    for (;;) {
+      auto room = reader.prepare(kReadChunk);
+      const ssize_t n = ::recv(fd_.get(), room.data(), room.size(), MSG_DONTWAIT);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+      if (n <= 0) return end(api::kFunctionStopped);  // the agent ended (or the node closed)
+      reader.commit(static_cast<size_t>(n));
+      if (static_cast<size_t>(n) < room.size()) break;
+    }
+    for (frames::Answer a;;) {
+      auto got = reader.next(a);
+      if (!got) {
+        std::fprintf(stderr, "nex node: workload %s: %s; its triggers are no longer taken\n",
+                     workload_id_.c_str(), got.error().message.c_str());
+        ::shutdown(fd_.get(), SHUT_RDWR);
+        return end("the function's agent broke the trigger channel");
+      }
+      if (!*got) break;
+      answers.push_back(std::move(a));
+    }
+    for (auto& a : answers) deliver(a);
+    answers.clear();
+  }
+}
+
+void TriggerChannel::deliver(const api::trigger_frames::Answer& a) {
+  std::string reply;
+  {
+    std::lock_guard lock(mu_);
+    auto it = callers_.find(a.seq);
+    if (it == callers_.end()) return;  // not ours to answer, or answered, or expired
+    reply = std::move(it->second.reply);
+    callers_.erase(it);
+  }
+  const int64_t max_payload = control_.max_payload();
+  if (static_cast<int64_t>(a.body.size()) + 256 > max_payload) {
+    return answer_error(reply,
+                        "the function's reply of " + std::to_string(a.body.size()) +
+                            " bytes is more than this NATS server takes (max_payload " +
+                            std::to_string(max_payload) + ")",
+                        "500");
+  }
+  auto msg = nats::Message::create(reply, a.body);
+  if (!msg) return;
+  if (a.failed) {
+    (void)msg->set_header(api::kHeaderServiceError, a.body);
+    (void)msg->set_header(api::kHeaderServiceErrorCode, "500");
+  }
+  if (api::runtime_header_fits(a.body.size(), max_payload))
+    (void)msg->set_header(api::kHeaderRuntimeNs, std::to_string(a.runtime_ns));
+  (void)control_.publish(*msg);
+}
+
+void TriggerChannel::answer_error(std::string_view reply, const std::string& message,
+                                  const char* code) {
+  if (reply.empty()) return;
+  auto msg = nats::Message::create(reply, message);
+  if (!msg) return;
+  (void)msg->set_header(api::kHeaderServiceError, message);
+  (void)msg->set_header(api::kHeaderServiceErrorCode, code);
+  (void)control_.publish(*msg);
+}
+
+void TriggerChannel::end(const std::string& why) {
+  std::unordered_map<uint64_t, Caller> left;
+  {
+    std::lock_guard lock(mu_);
+    ended_ = true;
+    left.swap(callers_);
+    waiting_.clear();
+    waiting_from_ = 0;
+  }
+  for (const auto& [seq, caller] : left) answer_error(caller.reply, why, "500");
+}
+
+void TriggerChannel::close() {
+  if (!thread_.joinable()) return;
+  // What the agent wrote before it ended is still read; then the thread sees the end.
+  ::shutdown(fd_.get(), SHUT_RDWR);
+  thread_.join();
+}
+
+void TriggerChannel::expire(std::chrono::steady_clock::time_point now) {
+  std::lock_guard lock(mu_);
+  std::erase_if(callers_, [now](const auto& entry) { return entry.second.expires < now; });
+}
+
+}  // namespace nex::node
