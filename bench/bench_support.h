@@ -95,6 +95,25 @@ struct LocalNats {
   nats::Connection conn;
 };
 
+// Puts `files` (object name -> path) in the NEXCLIFILES bucket of `conn`'s server; false after
+// saying why on stderr.
+inline bool put_files(const nats::Connection& conn,
+                      const std::map<std::string, std::filesystem::path>& files) {
+  auto js = nats::JetStream::create(conn);
+  auto store = js ? nats::ObjectStore::create(*js, {.bucket = "NEXCLIFILES"}) : fail(js.error());
+  if (!store) {
+    std::fprintf(stderr, "object store: %s\n", store.error().message.c_str());
+    return false;
+  }
+  for (const auto& [name, path] : files) {
+    if (auto put = store->put_file(name, path); !put) {
+      std::fprintf(stderr, "cannot upload %s: %s\n", path.c_str(), put.error().message.c_str());
+      return false;
+    }
+  }
+  return true;
+}
+
 inline std::optional<LocalNats> start_nats_with_files(
     const std::map<std::string, std::filesystem::path>& files) {
   auto server = nats::LocalNatsServer::start({});
@@ -103,21 +122,11 @@ inline std::optional<LocalNats> start_nats_with_files(
     return std::nullopt;
   }
   auto conn = nats::Connection::connect({.urls = {server->url()}});
-  Result<nats::ObjectStore> store = fail(ErrorCode::kUnavailable, "no connection");
-  if (conn) {
-    auto js = nats::JetStream::create(*conn);
-    store = js ? nats::ObjectStore::create(*js, {.bucket = "NEXCLIFILES"}) : fail(js.error());
-  }
-  if (!store) {
-    std::fprintf(stderr, "object store: %s\n", store.error().message.c_str());
+  if (!conn) {
+    std::fprintf(stderr, "connect: %s\n", conn.error().message.c_str());
     return std::nullopt;
   }
-  for (const auto& [name, path] : files) {
-    if (auto put = store->put_file(name, path); !put) {
-      std::fprintf(stderr, "cannot upload %s: %s\n", path.c_str(), put.error().message.c_str());
-      return std::nullopt;
-    }
-  }
+  if (!put_files(*conn, files)) return std::nullopt;
   return LocalNats{std::move(*server), std::move(*conn)};
 }
 

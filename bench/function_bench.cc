@@ -1,19 +1,27 @@
-// Function benchmark, side by side in one run: the native echo service, a
-// JavaScript function (fresh global per invocation, and with `isolation: workload`, one warm
-// global per engine) and a WebAssembly function on a nex node (process driver), and a peer
-// function host in Node.js (the `nats` npm client; the same JavaScript with `vm`, the same
-// WebAssembly with `node:wasi`, see bench/peer/function_peer.mjs), on a nats-server without
-// credentials; then on a second one in operator mode (every login has creds): the native
-// service, functions whose triggers the node relays, functions whose agents log in as users the
-// node signed (trigger_signing_key_file), and those in the namespace sandbox when the host can
-// run it (root, preflight). Each function is compared with the native service on its server.
+// Function benchmark, side by side in one run: the native echo service, a JavaScript function
+// (fresh global per invocation, and with `isolation: workload`, one warm global per engine) and
+// a WebAssembly function on nex nodes, on every route a trigger can take, on three nats-servers:
+// - without credentials: triggers taken directly by the agent (process driver), or relayed by
+//   the node (function_triggers relay); and a peer function host in Node.js (the `nats` npm
+//   client; the same JavaScript with `vm`, the same WebAssembly with `node:wasi`, see
+//   bench/peer/function_peer.mjs);
+// - with users and passwords: the node relays (it has nothing to sign agents' logins with), or
+//   the function takes them with a login of its own that its deployer gave it (NATS_URL);
+// - in operator mode (every login has creds): the node relays, or agents log in as users the
+//   node signed (trigger_signing_key_file); both again in the namespace sandbox when the host
+//   can run it (root, preflight).
+// Each function is compared with the native service on its own server, in the same run.
 //
-//   build/bin/function_bench [--requests N] [--seconds S] [--only LABEL-SUBSTRING]
+// The sandboxed functions are also compared with a native echo service in the same sandbox: the
+// host's scheduler gives each sandbox's cgroup one share of the CPU, whatever runs in it.
+//
+//   build/bin/function_bench [--requests N] [--seconds S] [--rounds R] [--only LABEL-SUBSTRING]
 //
 // Prints, per target: cold start (deploy request, or the peer's process start, to the first
 // answer), then request/reply latency p50/p99 and throughput with 1 and with 32 concurrent
-// requesters. Every reply is checked. Load is bounded: N requests per requester, at most S
-// seconds per measurement.
+// requesters, each the median of R rounds (every target is measured once per round, so the
+// machine's slower moments fall on all of them alike). Every reply is checked. Load is bounded:
+// N requests per requester, at most S seconds per measurement.
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -26,6 +34,7 @@
 #include "bench_support.h"
 #include "core/encoding.h"
 #include "core/subprocess.h"
+#include "core/xid.h"
 #include "crypto/jwt.h"
 #include "crypto/xkeys.h"
 #include "nats/object_store.h"
@@ -47,14 +56,28 @@ constexpr const char* kEchoJs = "(subject, payload) => payload;\n";
 
 using bench::ms;
 
+// A nats-server the targets run on, and how a native echo service logs in to it.
+struct Server {
+  std::string url;
+  nats::Connection conn;                // the requesters'
+  std::string service_url;              // the echo service's NATS_URL
+  json service_login = json::object();  // and what else its environment needs to log in
+  std::string function_login;           // a function's own login, as NATS_URL (user/password)
+};
+
 struct Target {
   std::string label;
   std::string subject;
-  std::string expect_suffix;  // the wasm echo appends the subject
+  const Server* server = nullptr;
+  node::Node* node = nullptr;  // nullptr: the Node.js peer
+  std::string type;            // native, v8, wasm
+  json limits = nullptr;       // function_limits
+  bool own_login = false;      // functions: NATS_URL gives it its server's function_login
+  std::string expect_suffix;   // the wasm echo appends the subject
   double cold_ms = 0;
-  std::string workload_id;                 // nex targets
-  const nats::Connection* conn = nullptr;  // the requesters' (default: the open server's)
-  size_t native = 0;                       // the native service it is compared with
+  std::string workload_id;
+  std::string group;  // "open", "users", "creds" or "sandbox": the server and the isolation
+  size_t native = 0;  // the native service of the same group, which it is compared with
 };
 
 struct Load {
@@ -63,10 +86,24 @@ struct Load {
   bool measured = false;  // false: left out with --only
 };
 
+// The median of each figure over rounds; errors add up.
+Load median(const std::vector<Load>& rounds) {
+  if (rounds.empty()) return {};
+  auto mid = [&](double Load::*field) {
+    std::vector<double> v;
+    for (const auto& r : rounds) v.push_back(r.*field);
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+  };
+  Load out{mid(&Load::p50), mid(&Load::p99), mid(&Load::per_second), 0, true};
+  for (const auto& r : rounds) out.errors += r.errors;
+  return out;
+}
+
 // `requesters` threads, each sending up to `requests` requests one after another, for at most
 // `seconds`; every reply checked.
 Load measure(const Target& t, int requesters, int requests, double seconds) {
-  const nats::Connection& conn = *t.conn;
+  const nats::Connection& conn = t.server->conn;
   std::vector<std::vector<double>> lat(static_cast<size_t>(requesters));
   std::atomic<int64_t> errors{0};
   const auto start = Clock::now();
@@ -98,7 +135,7 @@ Load measure(const Target& t, int requesters, int requests, double seconds) {
 
 // Requests until the target answers correctly; the time it took.
 std::optional<double> time_to_first_answer(const Target& t, Clock::time_point since) {
-  const nats::Connection& conn = *t.conn;
+  const nats::Connection& conn = t.server->conn;
   const auto deadline = Clock::now() + std::chrono::seconds(30);
   while (Clock::now() < deadline) {
     auto r = conn.request(t.subject, "x", std::chrono::milliseconds(500));
@@ -108,14 +145,29 @@ std::optional<double> time_to_first_answer(const Target& t, Clock::time_point si
   return std::nullopt;
 }
 
+// A node for the bench, or nullptr after saying why.
+std::unique_ptr<node::Node> start_node(const node::NodeConfig& config,
+                                       const nats::ConnectOptions& control,
+                                       const fs::path& state_dir) {
+  auto n = node::Node::start(
+      {.config = config, .control = control, .state_dir = state_dir, .version = "bench"});
+  if (!n) {
+    std::fprintf(stderr, "node: %s\n", n.error().message.c_str());
+    return nullptr;
+  }
+  return std::move(*n);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   int requests = 2000;
   double seconds = 5;
+  int rounds = 3;
   std::string only;  // measure only targets whose label contains this
   for (int i = 1; i + 1 < argc; i += 2) {
     if (std::strcmp(argv[i], "--only") == 0) only = argv[i + 1];
+    if (std::strcmp(argv[i], "--rounds") == 0) rounds = std::max(1, std::atoi(argv[i + 1]));
     if (std::strcmp(argv[i], "--requests") == 0) requests = std::max(1, std::atoi(argv[i + 1]));
     if (std::strcmp(argv[i], "--seconds") == 0) seconds = std::max(0.5, std::atof(argv[i + 1]));
   }
@@ -133,34 +185,36 @@ int main(int argc, char** argv) {
       fs::temp_directory_path() / ("nex-function-bench-" + std::to_string(getpid()));
   fs::create_directories(work);
   std::ofstream(work / "echo.js") << kEchoJs;
-  auto local = bench::start_nats_with_files({{"echoservice", bench::kBinDir / "echoservice"},
-                                             {"echo.js", work / "echo.js"},
-                                             {"echo.wasm", wasm}});
+  const std::map<std::string, fs::path> files = {{"echoservice", bench::kBinDir / "echoservice"},
+                                                 {"echo.js", work / "echo.js"},
+                                                 {"echo.wasm", wasm}};
+
+  // The servers. Without credentials:
+  auto local = bench::start_nats_with_files(files);
   if (!local) return 1;
-  const std::string url = local->server.url();
-  const nats::Connection& conn = local->conn;
-  // Two nodes: one whose agents take triggers directly (the default), one that relays them.
-  node::NodeConfig config;
-  config.no_sandbox = true;
-  config.machine_pool_size = 3;
-  std::fprintf(stderr, "starting the nodes (their logs follow on stderr)\n");
-  auto node = node::Node::start({.config = config,
-                                 .control = {.urls = {url}},
-                                 .state_dir = work / "state",
-                                 .version = "bench"});
-  config.function_triggers = "relay";
-  config.machine_pool_size = 2;
-  auto relay_node = node::Node::start({.config = config,
-                                       .control = {.urls = {url}},
-                                       .state_dir = work / "state-relay",
-                                       .version = "bench"});
-  if (!node || !relay_node) {
-    std::fprintf(stderr, "node: %s\n", (node ? relay_node.error() : node.error()).message.c_str());
+  Server open{local->server.url(), local->conn, local->server.url()};
+  // With users and passwords (nats-server's authorization block):
+  const std::string password = next_xid();  // letters and digits: fine in a URL
+  std::ofstream(work / "users.conf")
+      << "authorization {\n  users = [\n    {user: node, password: \"" << password
+      << "\"}\n    {user: bench, password: \"" << password << "\"}\n    {user: echo, password: \""
+      << password << "\"}\n    {user: fn, password: \"" << password
+      << "\", permissions: {subscribe: [\"b.users.own.>\"], publish: {deny: \">\"}, "
+         "allow_responses: true}}\n  ]\n}\n";
+  auto users_server = nats::LocalNatsServer::start({.config_file = work / "users.conf"});
+  if (!users_server) {
+    std::fprintf(stderr, "user/password nats-server: %s\n", users_server.error().message.c_str());
     return 1;
   }
-  // The same on a server in operator mode, where every login has credentials: a node that
-  // relays (it never hands out its own), one that signs a user per function (direct), and, when
-  // this host can run it, the namespace sandbox with signed users.
+  auto users_conn = nats::Connection::connect(
+      {.urls = {users_server->url()}, .user = "bench", .password = password});
+  if (!users_conn || !bench::put_files(*users_conn, files)) return 1;
+  Server users{users_server->url(), *users_conn,
+               "nats://echo:" + password + "@" + users_server->url().substr(7)};
+  users.function_login = "nats://fn:" + password + "@" + users_server->url().substr(7);
+  // In operator mode: an account with JetStream, a user each for the node, the requesters and
+  // the echo service (a bearer user, NATS_JWT, as in seed 003), and the account's key for
+  // trigger_signing_key_file.
   testing::OperatorChain chain;
   const auto account = chain.account("bench", /*jetstream=*/true);
   std::ofstream(work / "operator.conf") << chain.server_config();
@@ -172,138 +226,148 @@ int main(int argc, char** argv) {
   account.user("node").write_creds(work / "node.creds");
   account.user("bench").write_creds(work / "bench.creds");
   std::ofstream(work / "account.nk") << account.key.seed() << "\n";
-  const std::string echo_jwt =
-      account.user("echo", json::object(), /*bearer=*/true).jwt;  // NATS_JWT, as in seed 003
   auto secured_conn =
       nats::Connection::connect({.urls = {secured->url()}, .creds_file = work / "bench.creds"});
-  if (!secured_conn) return 1;
-  {
-    auto js = nats::JetStream::create(*secured_conn);
-    auto store = js ? nats::ObjectStore::create(*js, {.bucket = "NEXCLIFILES"}) : fail(js.error());
-    for (const auto& [key, file] :
-         std::map<std::string, fs::path>{{"echoservice", bench::kBinDir / "echoservice"},
-                                         {"echo.js", work / "echo.js"},
-                                         {"echo.wasm", wasm}}) {
-      if (!store || !store->put_file(key, file)) {
-        std::fprintf(stderr, "cannot upload %s to the operator-mode server\n", key.c_str());
-        return 1;
-      }
-    }
-  }
-  const nats::ConnectOptions node_login = {.urls = {secured->url()},
+  if (!secured_conn || !bench::put_files(*secured_conn, files)) return 1;
+  Server creds{secured->url(),
+               *secured_conn,
+               secured->url(),
+               {{"NATS_JWT", account.user("echo", json::object(), /*bearer=*/true).jwt}}};
+
+  // The nodes, one per route.
+  std::fprintf(stderr, "starting the nodes (their logs follow on stderr)\n");
+  node::NodeConfig plain;
+  plain.no_sandbox = true;
+  plain.machine_pool_size = 2;
+  node::NodeConfig relaying = plain;
+  relaying.function_triggers = "relay";
+  node::NodeConfig signing = plain;
+  signing.trigger_signing_key_file = work / "account.nk";
+  const nats::ConnectOptions node_creds = {.urls = {secured->url()},
                                            .creds_file = work / "node.creds"};
-  config = {};
-  config.no_sandbox = true;
-  config.machine_pool_size = 2;
-  auto creds_relay = node::Node::start({.config = config,
-                                        .control = node_login,
-                                        .state_dir = work / "state-creds-relay",
-                                        .version = "bench"});
-  config.trigger_signing_key_file = work / "account.nk";
-  auto creds_direct = node::Node::start({.config = config,
-                                         .control = node_login,
-                                         .state_dir = work / "state-creds-direct",
-                                         .version = "bench"});
-  if (!creds_relay || !creds_direct) {
-    std::fprintf(stderr, "node: %s\n",
-                 (creds_relay ? creds_direct.error() : creds_relay.error()).message.c_str());
-    return 1;
-  }
-  std::unique_ptr<node::Node> sandboxed;
+  auto open_direct = start_node(plain, {.urls = {open.url}}, work / "open-direct");
+  auto open_relay = start_node(relaying, {.urls = {open.url}}, work / "open-relay");
+  auto users_relay = start_node(plain, {.urls = {users.url}, .user = "node", .password = password},
+                                work / "users-relay");
+  auto creds_relay = start_node(plain, node_creds, work / "creds-relay");
+  auto creds_signed = start_node(signing, node_creds, work / "creds-signed");
+  if (!open_direct || !open_relay || !users_relay || !creds_relay || !creds_signed) return 1;
+  std::unique_ptr<node::Node> sandbox_relay, sandbox_signed;
   const auto& sandbox_host = testing::SandboxHost::get();
   if (sandbox_host.unavailable()) {
     std::fprintf(stderr, "no namespace-sandbox rows: %s\n", sandbox_host.unavailable()->c_str());
   } else {
     node::NodeConfig sc = sandbox_host.config();
     sc.machine_pool_size = 2;
+    sandbox_relay = start_node(sc, node_creds, work / "sandbox-relay");
     sc.trigger_signing_key_file = work / "account.nk";
-    auto n = node::Node::start({.config = sc,
-                                .control = node_login,
-                                .state_dir = work / "state-sandboxed",
-                                .version = "bench"});
-    if (!n) {
-      std::fprintf(stderr, "sandboxed node: %s\n", n.error().message.c_str());
-      return 1;
-    }
-    sandboxed = std::move(*n);
+    sandbox_signed = start_node(sc, node_creds, work / "sandbox-signed");
+    if (!sandbox_relay || !sandbox_signed) return 1;
   }
   std::this_thread::sleep_for(std::chrono::seconds(1));  // the warm pools fill
 
+  const json warm = {{"isolation", "workload"}};
   std::vector<Target> targets = {
-      {"native echo service (nex)", "bench.native", ""},
-      {"JavaScript function (nex)", "bench.js", ""},
-      {"WebAssembly function (nex)", "bench.wasm", "bench.wasm"},
-      {"JavaScript function (Node.js vm peer)", "bench.peer.js", ""},
-      {"WebAssembly function (Node.js wasi peer)", "bench.peer.wasm", "bench.peer.wasm"},
-      {"JavaScript function (nex, node relays)", "bench.relay.js", ""},
-      {"WebAssembly function (nex, node relays)", "bench.relay.wasm", "bench.relay.wasm"},
-      {"JavaScript function (nex, warm global)", "bench.warm.js", ""},
-      {"native echo service (creds)", "bench.creds.native", ""},
-      {"JavaScript function (creds, node relays)", "bench.creds.relay.js", ""},
-      {"WebAssembly function (creds, node relays)", "bench.creds.relay.wasm",
-       "bench.creds.relay.wasm"},
-      {"JavaScript function (creds, signed user)", "bench.creds.direct.js", ""},
-      {"WebAssembly function (creds, signed user)", "bench.creds.direct.wasm",
-       "bench.creds.direct.wasm"},
-      {"JavaScript warm global (creds, signed user)", "bench.creds.warm.js", ""},
-      {"JavaScript function (creds, namespace sandbox)", "bench.creds.sandbox.js", ""},
-      {"WebAssembly function (creds, namespace sandbox)", "bench.creds.sandbox.wasm",
-       "bench.creds.sandbox.wasm"},
-      {"JavaScript warm global (creds, namespace sandbox)", "bench.creds.sandbox.warm.js", ""}};
-  constexpr size_t kCredsNative = 8, kFirstSandboxed = 14;
-  for (size_t i = 0; i < targets.size(); ++i) {
-    const bool creds = i >= kCredsNative;
-    targets[i].conn = creds ? &*secured_conn : &conn;
-    targets[i].native = creds ? kCredsNative : 0;
+      {"native echo service (open)", "b.open.native", &open, open_direct.get(), "native"},
+      {"JavaScript function (open, direct)", "b.open.js", &open, open_direct.get(), "v8"},
+      {"WebAssembly function (open, direct)", "b.open.wasm", &open, open_direct.get(), "wasm"},
+      {"JavaScript warm global (open, direct)", "b.open.warm", &open, open_direct.get(), "v8",
+       warm},
+      {"JavaScript function (Node.js vm peer)", "bench.peer.js", &open},
+      {"WebAssembly function (Node.js wasi peer)", "bench.peer.wasm", &open},
+      {"JavaScript function (open, node relays)", "b.open.relay.js", &open, open_relay.get(), "v8"},
+      {"WebAssembly function (open, node relays)", "b.open.relay.wasm", &open, open_relay.get(),
+       "wasm"},
+      {"native echo service (user/password)", "b.users.native", &users, users_relay.get(),
+       "native"},
+      {"JavaScript function (user/password)", "b.users.js", &users, users_relay.get(), "v8"},
+      {"WebAssembly function (user/password)", "b.users.wasm", &users, users_relay.get(), "wasm"},
+      {"JavaScript warm global (user/password)", "b.users.warm", &users, users_relay.get(), "v8",
+       warm},
+      {"JavaScript function (user/password, own login)", "b.users.own.js", &users,
+       users_relay.get(), "v8", nullptr, true},
+      {"WebAssembly function (user/password, own login)", "b.users.own.wasm", &users,
+       users_relay.get(), "wasm", nullptr, true},
+      {"JavaScript warm global (user/password, own login)", "b.users.own.warm", &users,
+       users_relay.get(), "v8", warm, true},
+      {"native echo service (creds)", "b.creds.native", &creds, creds_relay.get(), "native"},
+      {"JavaScript function (creds, node relays)", "b.creds.relay.js", &creds, creds_relay.get(),
+       "v8"},
+      {"WebAssembly function (creds, node relays)", "b.creds.relay.wasm", &creds, creds_relay.get(),
+       "wasm"},
+      {"JavaScript warm global (creds, node relays)", "b.creds.relay.warm", &creds,
+       creds_relay.get(), "v8", warm},
+      {"JavaScript function (creds, signed user)", "b.creds.signed.js", &creds, creds_signed.get(),
+       "v8"},
+      {"WebAssembly function (creds, signed user)", "b.creds.signed.wasm", &creds,
+       creds_signed.get(), "wasm"},
+      {"JavaScript warm global (creds, signed user)", "b.creds.signed.warm", &creds,
+       creds_signed.get(), "v8", warm}};
+  if (sandbox_relay) {
+    targets.insert(targets.end(), {{"native echo service (sandbox)", "b.sb.native", &creds,
+                                    sandbox_relay.get(), "native"},
+                                   {"JavaScript function (sandbox, node relays)", "b.sb.relay.js",
+                                    &creds, sandbox_relay.get(), "v8"},
+                                   {"WebAssembly function (sandbox, node relays)",
+                                    "b.sb.relay.wasm", &creds, sandbox_relay.get(), "wasm"},
+                                   {"JavaScript warm global (sandbox, node relays)",
+                                    "b.sb.relay.warm", &creds, sandbox_relay.get(), "v8", warm},
+                                   {"JavaScript function (sandbox, signed user)", "b.sb.signed.js",
+                                    &creds, sandbox_signed.get(), "v8"},
+                                   {"WebAssembly function (sandbox, signed user)",
+                                    "b.sb.signed.wasm", &creds, sandbox_signed.get(), "wasm"},
+                                   {"JavaScript warm global (sandbox, signed user)",
+                                    "b.sb.signed.warm", &creds, sandbox_signed.get(), "v8", warm}});
   }
-  if (!sandboxed) targets.resize(kFirstSandboxed);
+  for (Target& t : targets) {
+    if (t.type == "wasm" || t.label.find("wasi peer") != std::string::npos)
+      t.expect_suffix = t.subject;
+    const bool sandboxed =
+        t.node && (t.node == sandbox_relay.get() || t.node == sandbox_signed.get());
+    t.group = sandboxed            ? "sandbox"
+              : t.server == &open  ? "open"
+              : t.server == &users ? "users"
+                                   : "creds";
+  }
+  for (Target& t : targets) {
+    for (size_t n = 0; n < targets.size(); ++n)
+      if (targets[n].type == "native" && targets[n].group == t.group) t.native = n;
+  }
 
   const bench::Requester requester;
-  auto deploy = [&](node::Node& n, Target& t, const std::string& type, const std::string& key,
-                    const json& limits = nullptr) -> bool {
-    const bool native = type == "native";
+  for (Target& t : targets) {
+    if (!t.node) continue;  // the peer
+    const bool native = t.type == "native";
     json env = json::object();
     if (native) {
-      env = {{"NATS_URL", t.conn == &conn ? url : secured->url()}, {"ECHO_SUBJECT", t.subject}};
-      if (t.conn != &conn) env["NATS_JWT"] = echo_jwt;
+      env = t.server->service_login;
+      env["NATS_URL"] = t.server->service_url;
+      env["ECHO_SUBJECT"] = t.subject;
     }
+    if (t.own_login) env["NATS_URL"] = t.server->function_login;
+    const std::string key = native ? "echoservice" : t.type == "v8" ? "echo.js" : "echo.wasm";
     json req = requester.deploy_request(
-        n.xkey(), "bench" + type, type, key, env,
+        t.node->xkey(), "bench" + t.type, t.type, key, env,
         native ? std::vector<std::string>{} : std::vector<std::string>{t.subject});
-    if (!limits.is_null()) req["function_limits"] = limits;
+    if (!t.limits.is_null()) req["function_limits"] = t.limits;
     const auto t0 = Clock::now();
-    auto id = bench::deploy(*t.conn, n.id(), req);
-    if (!id) return false;
+    auto id = bench::deploy(t.server->conn, t.node->id(), req);
+    if (!id) return 1;
     t.workload_id = *id;
     auto first = time_to_first_answer(t, t0);
-    if (!first) return false;
+    if (!first) {
+      std::fprintf(stderr, "%s never answered\n", t.label.c_str());
+      return 1;
+    }
     t.cold_ms = *first;
-    return true;
-  };
-  if (!deploy(**node, targets[0], "native", "echoservice") ||
-      !deploy(**node, targets[1], "v8", "echo.js") ||
-      !deploy(**node, targets[2], "wasm", "echo.wasm") ||
-      !deploy(**relay_node, targets[5], "v8", "echo.js") ||
-      !deploy(**relay_node, targets[6], "wasm", "echo.wasm") ||
-      !deploy(**node, targets[7], "v8", "echo.js", {{"isolation", "workload"}}) ||
-      !deploy(**creds_direct, targets[8], "native", "echoservice") ||
-      !deploy(**creds_relay, targets[9], "v8", "echo.js") ||
-      !deploy(**creds_relay, targets[10], "wasm", "echo.wasm") ||
-      !deploy(**creds_direct, targets[11], "v8", "echo.js") ||
-      !deploy(**creds_direct, targets[12], "wasm", "echo.wasm") ||
-      !deploy(**creds_direct, targets[13], "v8", "echo.js", {{"isolation", "workload"}}))
-    return 1;
-  if (sandboxed && (!deploy(*sandboxed, targets[14], "v8", "echo.js") ||
-                    !deploy(*sandboxed, targets[15], "wasm", "echo.wasm") ||
-                    !deploy(*sandboxed, targets[16], "v8", "echo.js", {{"isolation", "workload"}})))
-    return 1;
+  }
 
   // The peer: a process start to its first answer is its cold start.
   const auto peer_start = Clock::now();
   auto peer =
       Subprocess::spawn({.argv = {"node", (kSourceDir / "bench/peer/function_peer.mjs").string(),
                                   (work / "echo.js").string(), wasm.string()},
-                         .env = {"NATS_URL=" + url, "NEX_NPM_DIR=" + npm_dir.string()},
+                         .env = {"NATS_URL=" + open.url, "NEX_NPM_DIR=" + npm_dir.string()},
                          .stdout_path = (work / "peer.log").string(),
                          .stderr_path = (work / "peer.log").string(),
                          .die_with_parent = true});
@@ -311,34 +375,39 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "node: %s\n", peer.error().message.c_str());
     return 1;
   }
-  for (int i : {3, 4}) {
-    auto first = time_to_first_answer(targets[static_cast<size_t>(i)], peer_start);
+  for (Target& t : targets) {
+    if (t.node) continue;
+    auto first = time_to_first_answer(t, peer_start);
     if (!first) {
-      std::fprintf(stderr, "the Node.js peer did not answer on %s\n",
-                   targets[static_cast<size_t>(i)].subject.c_str());
+      std::fprintf(stderr, "the Node.js peer did not answer on %s\n", t.subject.c_str());
       return 1;
     }
-    targets[static_cast<size_t>(i)].cold_ms = *first;
+    t.cold_ms = *first;
   }
 
-  std::vector<std::pair<Load, Load>> loads;
+  auto wanted = [&](const Target& t) {
+    return t.type == "native" || t.label.find(only) != std::string::npos;
+  };
   for (const auto& t : targets) {
-    if (t.label.find(only) == std::string::npos && t.label.find("native") == std::string::npos) {
-      loads.emplace_back();
-      continue;
-    }
-    std::fprintf(stderr, "measuring %s\n", t.label.c_str());
-    (void)measure(t, 4, 200, 2);  // warm up (JIT, pools)
-    Load one = measure(t, 1, requests, seconds);
-    Load many = measure(t, 32, std::max(1, requests / 8), seconds);
-    loads.emplace_back(one, many);
+    if (wanted(t)) (void)measure(t, 4, 200, 2);  // warm up (JIT, engines, pools)
   }
+  std::vector<std::vector<Load>> ones(targets.size()), manys(targets.size());
+  for (int round = 1; round <= rounds; ++round) {
+    for (size_t i = 0; i < targets.size(); ++i) {
+      if (!wanted(targets[i])) continue;
+      std::fprintf(stderr, "round %d: measuring %s\n", round, targets[i].label.c_str());
+      ones[i].push_back(measure(targets[i], 1, requests, seconds));
+      manys[i].push_back(measure(targets[i], 32, std::max(1, requests / 8), seconds));
+    }
+  }
+  std::vector<std::pair<Load, Load>> loads;
+  for (size_t i = 0; i < targets.size(); ++i) loads.emplace_back(median(ones[i]), median(manys[i]));
   (void)peer->terminate(std::chrono::seconds(2));
 
   std::printf(
-      "\nFunction round trips through one nats-server (%s), %d requests per requester (at most "
-      "%.0f s)\n\n",
-      url.c_str(), requests, seconds);
+      "\nFunction round trips, %d requests per requester (at most %.0f s), medians of %d rounds; "
+      "each group's native echo service first\n\n",
+      requests, seconds, rounds);
   std::printf("| %-48s | %10s | %9s | %9s | %11s | %9s | %9s | %11s | %6s |\n", "target",
               "cold start", "1: p50", "1: p99", "1: req/s", "32: p50", "32: p99", "32: req/s",
               "errors");
@@ -357,14 +426,24 @@ int main(int argc, char** argv) {
         many.p99, many.per_second, static_cast<long long>(one.errors + many.errors));
   }
   std::printf(
-      "\nAgainst the native service on the same server (1-requester p50 ratio, 32-requester "
+      "\nAgainst the native service of the same group (1-requester p50 ratio, 32-requester "
       "throughput ratio):\n");
+  size_t creds_native = 0;
+  for (size_t i = 0; i < targets.size(); ++i)
+    if (targets[i].type == "native" && targets[i].group == "creds") creds_native = i;
   for (size_t i = 0; i < targets.size(); ++i) {
-    if (i == 3 || i == 4 || i == targets[i].native || !loads[i].first.measured) continue;
+    if (targets[i].type == "native" || !loads[i].first.measured) continue;
     const auto& native = loads[targets[i].native];
-    std::printf("  %-48s p50 %.2fx, throughput %.2fx\n", targets[i].label.c_str(),
+    std::printf("  %-48s p50 %.2fx, throughput %.2fx", targets[i].label.c_str(),
                 loads[i].first.p50 / native.first.p50,
                 loads[i].second.per_second / native.second.per_second);
+    if (targets[i].group == "sandbox") {  // and against the unsandboxed one on its server
+      const auto& outside = loads[creds_native];
+      std::printf(" (the unsandboxed native's: p50 %.2fx, throughput %.2fx)",
+                  loads[i].first.p50 / outside.first.p50,
+                  loads[i].second.per_second / outside.second.per_second);
+    }
+    std::printf("\n");
   }
   // Memory of an idle function workload: its agent, after the load, once it has gone quiet.
   std::this_thread::sleep_for(std::chrono::seconds(2));
@@ -379,11 +458,9 @@ int main(int argc, char** argv) {
                 static_cast<double>(m.rss) / (1 << 20), static_cast<double>(m.pss) / (1 << 20),
                 static_cast<double>(m.private_) / (1 << 20));
   }
-  (*node)->stop();
-  (*relay_node)->stop();
-  (*creds_relay)->stop();
-  (*creds_direct)->stop();
-  if (sandboxed) sandboxed->stop();
+  for (auto* n : {open_direct.get(), open_relay.get(), users_relay.get(), creds_relay.get(),
+                  creds_signed.get(), sandbox_relay.get(), sandbox_signed.get()})
+    if (n) n->stop();
   std::error_code ec;
   fs::remove_all(work, ec);
   return 0;

@@ -5,7 +5,8 @@
  * service discovery ($SRV.PING / $SRV.INFO) as "EchoService" 1.0.0, so `nats micro ls` lists it.
  * With $NATS_JWT it logs in with that user JWT, as seed 003 passes it (line 2 of a .creds file);
  * the user must be a bearer one (`nsc add user --bearer`), since this small example does not sign
- * the server's nonce.
+ * the server's nonce. A user and password, or a token, in the URL (nats://USER:PASSWORD@HOST:PORT,
+ * nats://TOKEN@HOST:PORT; not percent-decoded) log in as nats-server's authorization block says.
  * It speaks the NATS text protocol directly so it can be linked with -static.
  *
  *   cc -static -O2 -o echoservice echoservice.c
@@ -60,11 +61,24 @@ static int fill(void) {
   return 0;
 }
 
+/* The CONNECT fields for the URL's credentials, if it has any. */
+static char login_field[1024] = "";
+
 static int parse_url(const char *url, struct sockaddr_in *addr) {
   const char *p = strstr(url, "://");
   p = p ? p + 3 : url;
-  const char *at = strchr(p, '@'); /* ignore credentials in this small example */
-  if (at) p = at + 1;
+  const char *at = strchr(p, '@');
+  if (at) {
+    const int len = (int)(at - p);
+    for (const char *c = p; c < at; ++c)
+      if (*c == '"' || *c == '\\' || (unsigned char)*c < 0x20) return -1; /* kept out of the JSON */
+    const char *colon = memchr(p, ':', (size_t)len);
+    int n = colon ? snprintf(login_field, sizeof login_field, ",\"user\":\"%.*s\",\"pass\":\"%.*s\"",
+                             (int)(colon - p), p, (int)(at - colon - 1), colon + 1)
+                  : snprintf(login_field, sizeof login_field, ",\"auth_token\":\"%.*s\"", len, p);
+    if (n < 0 || (size_t)n >= sizeof login_field) return -1;
+    p = at + 1;
+  }
   char host[256];
   const char *colon = strrchr(p, ':');
   size_t hlen = colon ? (size_t)(colon - p) : strlen(p);
@@ -101,7 +115,12 @@ int main(int argc, char **argv) {
   if (!url || !*url) url = "nats://127.0.0.1:4222";
   if (getenv("ECHO_SUBJECT") && *getenv("ECHO_SUBJECT")) subject = getenv("ECHO_SUBJECT");
   setvbuf(stdout, NULL, _IOLBF, 0);
-  printf("Echo service using NATS url '%s'\n", url);
+  /* The URL as it was given, but never its credentials: this line goes to the workload's log. */
+  const char *scheme_end = strstr(url, "://"), *at = strchr(url, '@');
+  if (scheme_end && at && at > scheme_end)
+    printf("Echo service using NATS url '%.*s***%s'\n", (int)(scheme_end + 3 - url), url, at);
+  else
+    printf("Echo service using NATS url '%s'\n", url);
   if (argc > 1) {
     printf("Arguments:");
     for (int i = 1; i < argc; ++i) printf(" %s", argv[i]);
@@ -114,7 +133,8 @@ int main(int argc, char **argv) {
 
   struct sockaddr_in addr;
   if (parse_url(url, &addr) != 0) {
-    fprintf(stderr, "echoservice: cannot use NATS url '%s' (expected nats://IPv4:port)\n", url);
+    fprintf(stderr, "echoservice: cannot use NATS url '%s' (expected nats://[USER:PASSWORD@]IPv4:port)\n",
+            url);
     return 1;
   }
   fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -140,10 +160,10 @@ int main(int argc, char **argv) {
   char proto[8192];
   int n = snprintf(proto, sizeof proto,
                    "CONNECT {\"verbose\":false,\"pedantic\":false,\"name\":\"echoservice\",\"lang\":\"c\","
-                   "\"version\":\"1.0.0\",\"protocol\":1,\"headers\":false%s}\r\n"
+                   "\"version\":\"1.0.0\",\"protocol\":1,\"headers\":false%s%s}\r\n"
                    "SUB %s q 1\r\nSUB $SRV.PING 2\r\nSUB $SRV.PING.EchoService 3\r\n"
                    "SUB $SRV.INFO 4\r\nSUB $SRV.INFO.EchoService 5\r\nPING\r\n",
-                   jwt_field, subject);
+                   jwt_field, login_field, subject);
   if (n < 0 || (size_t)n >= sizeof proto) return 1;
   if (write_all(proto, (size_t)n)) return 1;
   printf("Starting echo service\n");

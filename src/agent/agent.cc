@@ -279,7 +279,14 @@ Status Agent::start_function(const api::AgentDeployRequest& req) {
       trigger_subs_.push_back(std::move(*sub));
     }
   }
-  return subjects.empty() ? Status{} : triggers.flush();
+  if (subjects.empty()) return {};
+  NEX_RETURN_IF_ERROR(triggers.flush());
+  // A login that may not subscribe to its triggers hears so from the server after the SUB, which
+  // the flush's round trip has seen by now: refuse the deploy rather than wait for nothing.
+  if (direct) {
+    if (auto st = trigger_conn_->last_error(); !st) return fail(st.error().wrap("trigger NATS"));
+  }
+  return {};
 }
 
 runtime::Invocation Agent::invocation(

@@ -455,10 +455,13 @@ int stop(const ConnectionFlags& flags, const std::string& node_id, const std::st
 // The flags devrun and run share.
 void add_workload_options(CLI::App* cmd, WorkloadOptions& o) {
   cmd->add_option("env", o.env, "KEY=VALUE environment entries (encrypted to the node)");
-  cmd->add_option("--trigger_subject", o.triggers, "subject that triggers a function (repeatable)");
+  // One value each (repeat the flag): KEY=VALUE entries after it stay the environment.
+  cmd->add_option("--trigger_subject", o.triggers, "subject that triggers a function (repeatable)")
+      ->allow_extra_args(false);
   cmd->add_option("--type", o.type, "native, v8 or wasm (default: detected from the file)")
       ->check(CLI::IsMember({"native", "v8", "wasm"}));
-  cmd->add_option("--argv", o.argv, "arguments for the workload");
+  cmd->add_option("--argv", o.argv, "an argument for the workload (repeatable)")
+      ->allow_extra_args(false);
   cmd->add_option("--description", o.description, "what the workload is, for `nex node info`");
   cmd->add_flag("--essential", o.essential, "restart the workload when it fails");
   cmd->add_option("--function_timeout", o.limits.timeout_ms,

@@ -140,8 +140,13 @@ Result<Connection> Connection::connect(const ConnectOptions& options) {
     s = natsOptions_SetUserInfo(o, options.user.c_str(), options.password.c_str());
   }
   if (s == NATS_OK && !options.token.empty()) s = natsOptions_SetToken(o, options.token.c_str());
-  if (!options.user_jwt.empty() && !impl->nkey)
-    return fail(ErrorCode::kInvalidArgument, "connect: a user JWT needs its nkey seed");
+  // A user JWT without its seed is a bearer user's (`nsc add user --bearer`): the server checks
+  // no signature, but libnats still signs the nonce, with a key made for the purpose.
+  if (!options.user_jwt.empty() && !impl->nkey) {
+    auto throwaway = crypto::KeyPair::create(crypto::KeyType::kUser);
+    if (!throwaway) return fail(throwaway.error().wrap("connect"));
+    impl->nkey = std::move(*throwaway);
+  }
   if (s == NATS_OK && impl->nkey && !options.user_jwt.empty()) {
     s = natsOptions_SetUserCredentialsCallbacks(o, &Impl::user_jwt, impl.get(), &Impl::sign_nonce,
                                                 impl.get());
@@ -186,7 +191,7 @@ Result<Connection> Connection::connect(const ConnectOptions& options) {
     const bool auth_failure = s == NATS_CONNECTION_AUTH_FAILED || s == NATS_NOT_PERMITTED;
     if (!auth_failure || attempt >= attempts) {
       std::string joined;
-      for (const auto& u : options.urls) joined += (joined.empty() ? "" : ",") + u;
+      for (const auto& u : options.urls) joined += (joined.empty() ? "" : ",") + redacted_url(u);
       return fail(to_error(s, "cannot connect to NATS at " + joined));
     }
     // Each attempt gets a fresh nonce from the server, hence a fresh signature.
@@ -269,7 +274,22 @@ Status Connection::flush(std::chrono::milliseconds timeout) const {
 std::string Connection::connected_url() const {
   char buf[256] = {0};
   if (natsConnection_GetConnectedUrl(impl_->nc, buf, sizeof buf) != NATS_OK) return {};
-  return buf;
+  return redacted_url(buf);
+}
+
+std::string redacted_url(std::string_view url) {
+  const size_t scheme = url.find("://");
+  const size_t start = scheme == std::string_view::npos ? 0 : scheme + 3;
+  const size_t at = url.find('@', start);
+  if (at == std::string_view::npos || url.find('/', start) < at) return std::string(url);
+  return std::string(url.substr(0, start)) + "***" + std::string(url.substr(at));
+}
+
+Status Connection::last_error() const {
+  const char* text = nullptr;
+  const natsStatus s = natsConnection_GetLastError(impl_->nc, &text);
+  if (s == NATS_OK) return {};
+  return fail(to_error(s, text ? text : ""));
 }
 
 int64_t Connection::max_payload() const { return impl_->max_payload.load(); }

@@ -34,7 +34,8 @@ struct ConnectOptions {
   std::string password;
   std::string token;
   std::string nkey_seed;     // a user nkey seed ("SU…"): login by signing the server's nonce
-  std::string user_jwt;      // with nkey_seed: operator mode, the user's JWT (a .creds in memory)
+  std::string user_jwt;      // operator mode, the user's JWT: with nkey_seed, a .creds in memory;
+                             // alone, a bearer user's
   std::string creds_file;    // a .creds file (user JWT + seed)
   std::string inbox_prefix;  // replaces "_INBOX" for request replies (for narrow permissions)
   std::optional<TlsOptions> tls;
@@ -52,6 +53,10 @@ struct ConnectOptions {
   std::function<void()> on_closed;
   std::function<void(const Error&)> on_async_error;  // e.g. slow consumer
 };
+
+// A server URL as logs and errors show it: a user, password or token in it becomes "***"
+// (nats://***@host:4222).
+std::string redacted_url(std::string_view url);
 
 class Connection {
  public:
@@ -73,9 +78,13 @@ class Connection {
                                           std::string_view queue = {}) const;
 
   Status flush(std::chrono::milliseconds timeout = std::chrono::seconds(5)) const;
-  std::string connected_url() const;
+  std::string connected_url() const;  // redacted_url()
   // The largest message (headers included) the connected server accepts.
   int64_t max_payload() const;
+  // The last error the server reported on this connection (a permissions violation for a
+  // subscription or publish, say), as an error; ok when there was none. flush() first to hear
+  // about what was just sent.
+  Status last_error() const;
   bool connected() const;
 
   natsConnection* raw() const;

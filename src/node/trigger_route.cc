@@ -6,6 +6,7 @@
 #include "crypto/jwt.h"
 #include "node/node_config.h"
 #include "node/sandbox_setup.h"
+#include "sandbox/loopback_forward.h"
 
 namespace nex::node {
 
@@ -78,6 +79,23 @@ std::chrono::milliseconds answer_window(const api::FunctionLimitsConfig& limits)
   return std::chrono::milliseconds(timeout_ms) + std::chrono::seconds(30);
 }
 
+std::optional<DirectTriggers> own_login_triggers(
+    const std::map<std::string, std::string>& environment, bool sandboxed) {
+  DirectTriggers out{.urls = sandbox::nats_urls(environment),
+                     .login = "with the NATS login its deployer gave it (NATS_URL"};
+  if (out.urls.empty()) return std::nullopt;
+  if (auto jwt = environment.find("NATS_JWT"); jwt != environment.end() && !jwt->second.empty()) {
+    out.user.jwt = jwt->second;  // a bearer user's: there is no seed to sign with
+    out.login += ", NATS_JWT";
+  }
+  out.login += ")";
+  if (sandboxed) {
+    for (const auto& url : out.urls)
+      if (auto port = loopback_port(url)) out.loopback_ports.push_back(*port);
+  }
+  return out;
+}
+
 std::optional<DirectTriggers> direct_triggers(const NodeConfig& config,
                                               const nats::ConnectOptions& c, bool sandboxed,
                                               const TriggerCredentials* credentials,
@@ -87,11 +105,12 @@ std::optional<DirectTriggers> direct_triggers(const NodeConfig& config,
   if (config.function_triggers != "direct" || c.tls) return std::nullopt;
   const bool needs_credentials = !c.user.empty() || !c.password.empty() || !c.token.empty() ||
                                  !c.nkey_seed.empty() || !c.creds_file.empty();
-  DirectTriggers out{.urls = c.urls};
+  DirectTriggers out{.urls = c.urls, .login = "with no credentials"};
   if (needs_credentials || sandboxed) {
     // Never the node's own credentials, and never an unrestricted login from inside a sandbox.
     if (!credentials || c.creds_file.empty()) return std::nullopt;
     out.user = credentials->mint(workload_id, subjects, answer_window);
+    out.login = "as a user the node signed that may only subscribe to them and answer";
   }
   if (sandboxed) {
     for (const auto& url : c.urls) {

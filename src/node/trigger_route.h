@@ -2,16 +2,21 @@
 // trigger subjects on the control NATS and answers callers itself, with no hop through the node.
 // Otherwise the node relays them (TriggerRelay).
 //
-// Direct needs the agent to reach the control NATS without the node's own credentials, which it
-// never hands out:
+// Direct needs the agent to reach NATS without the node's own credentials, which it never hands
+// out:
+// - the function's own login, which its deployer gave it in its sealed environment as a native
+//   service gets one (NATS_URL, with USER:PASSWORD@ or TOKEN@ in it, and NATS_JWT for a bearer
+//   user): the agent subscribes there as that user, with what that user may do;
 // - a control NATS that needs no credentials, for an unsandboxed agent; or
 // - operator mode with `trigger_signing_key_file`: the node signs, per function, a user JWT that
 //   may only subscribe to that function's trigger subjects and publish each answer (one reply
-//   per request); a sandboxed agent then reaches the control NATS's loopback port, and nothing
-//   else of the host, through the sandbox's forwarder.
+//   per request).
+// A sandboxed agent reaches a NATS on the host's loopback through the sandbox's forwarder, which
+// exposes that port and nothing else of the host.
 #pragma once
 
 #include <chrono>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -55,10 +60,15 @@ class TriggerCredentials {
 std::chrono::milliseconds answer_window(const api::FunctionLimitsConfig& limits);
 
 struct DirectTriggers {
-  std::vector<std::string> urls;
-  TriggerCredentials::User user;    // empty: the control NATS needs no credentials
+  std::vector<std::string> urls;    // with the function's own login, as NATS_URL gives them
+  TriggerCredentials::User user;    // empty: none, or what the URLs carry
   std::vector<int> loopback_ports;  // sandboxed: the ports to reach inside the sandbox
+  std::string login;                // how the agent logs in, for the node's log
 };
+
+// The function's own login, from its deploy environment: nullopt without NATS_URL.
+std::optional<DirectTriggers> own_login_triggers(
+    const std::map<std::string, std::string>& environment, bool sandboxed);
 
 // The direct route for a function, or nullopt: relay.
 std::optional<DirectTriggers> direct_triggers(const NodeConfig& config,

@@ -211,7 +211,7 @@ Result<json> Node::try_deploy(const std::string& ns, std::string_view body, Depl
 
   // A sandbox that reaches no other host (a microVM) cannot reach a NATS elsewhere: say so now
   // rather than leave the service retrying a connection that can never be made.
-  if (req->type == api::WorkloadType::kNative && !driver_->reaches_other_hosts()) {
+  if (!driver_->reaches_other_hosts()) {
     for (const auto& url : sandbox::nats_urls(*env)) {
       if (!loopback_port(url))
         return fail(
@@ -313,19 +313,24 @@ Result<json> Node::try_deploy(const std::string& ns, std::string_view body, Depl
   areq.workload_type = req->type;
   areq.host_services = req->host_services;
   areq.function_limits = req->function_limits;
+  std::string direct_login;  // how a function's agent logs in to take its triggers, if it does
   if (api::is_function(req->type)) {
-    auto direct =
-        direct_triggers(cfg, options_.control, driver_->sandboxed(),
-                        trigger_credentials_ ? &*trigger_credentials_ : nullptr, agent->id,
-                        req->trigger_subjects, answer_window(req->function_limits));
+    // The function's own login, when its deployer gave it one, as a native service gets it.
+    auto direct = own_login_triggers(areq.environment, driver_->sandboxed());
+    if (!direct) {
+      direct = direct_triggers(cfg, options_.control, driver_->sandboxed(),
+                               trigger_credentials_ ? &*trigger_credentials_ : nullptr, agent->id,
+                               req->trigger_subjects, answer_window(req->function_limits));
+    }
     if (direct) {
       for (int port : direct->loopback_ports) {
         if (auto st = agent->sandbox->expose_host_port(port); !st)
-          return release(st.error().wrap("the control NATS for triggers"));
+          return release(st.error().wrap("the NATS for triggers"));
       }
       areq.trigger_nats_urls = direct->urls;
       areq.trigger_nats_jwt = direct->user.jwt;
       areq.trigger_nats_seed = direct->user.seed;
+      direct_login = direct->login;
     } else {
       areq.trigger_channel = agent->trigger_channel.valid();  // else the internal NATS
     }
@@ -384,10 +389,7 @@ Result<json> Node::try_deploy(const std::string& ns, std::string_view body, Depl
              (areq.trigger_channel ? " has its triggers relayed by the node over its channel"
               : areq.trigger_nats_urls.empty()
                   ? " has its triggers relayed by the node over the internal NATS"
-              : areq.trigger_nats_jwt.empty()
-                  ? " takes its triggers directly"
-                  : " takes its triggers directly, as a user the node "
-                    "signed that may only subscribe to them and answer"));
+                  : " takes its triggers directly, " + direct_login));
   }
   bool still_running = false;
   {

@@ -259,6 +259,23 @@ TEST_F(AuthTest, UserAndPassword) {
   EXPECT_EQ(bad.error().code, ErrorCode::kPermissionDenied);
 }
 
+// A login in the URL works as the flags do, and never shows in what is reported about it.
+TEST_F(AuthTest, ALoginInTheUrlWorksAndStaysOutOfMessages) {
+  start_with_config("authorization { user: alice, password: \"s3cr3tpw\" }\n");
+  const std::string host = url().substr(std::string("nats://").size());
+  auto good = Connection::connect({.urls = {"nats://alice:s3cr3tpw@" + host}});
+  ASSERT_TRUE(good) << good.error().message;
+  EXPECT_EQ(good->connected_url(), "nats://***@" + host);
+  auto bad = Connection::connect({.urls = {"nats://alice:wr0ngpw@" + host}});
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().code, ErrorCode::kPermissionDenied);
+  EXPECT_NE(bad.error().message.find("nats://***@" + host), std::string::npos)
+      << bad.error().message;
+  EXPECT_EQ(bad.error().message.find("wr0ngpw"), std::string::npos) << bad.error().message;
+  EXPECT_EQ(redacted_url("nats://t0ken@h:1,nats://h:2"), "nats://***@h:1,nats://h:2");
+  EXPECT_EQ(redacted_url("tls://h:4222"), "tls://h:4222");
+}
+
 TEST_F(AuthTest, Token) {
   start_with_config("authorization { token: \"t0ken\" }\n");
   EXPECT_TRUE(Connection::connect({.urls = {url()}, .token = "t0ken"}));

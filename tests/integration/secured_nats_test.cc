@@ -2,7 +2,8 @@
 // its users are JWTs made by the test, nothing connects without credentials. The node and the CLI
 // log in through `nats` contexts holding .creds files (`nex --context ExpNode node up`,
 // `nex --context ExpAdmin devrun ... NATS_JWT=...`), and the echo service logs in with its own
-// user JWT.
+// user JWT. Then the same on a nats-server with users and passwords, where a node has nothing to
+// sign its functions' logins with.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -34,56 +35,38 @@ using nlohmann::json;
 
 using testing::CliResult;
 
-class SecuredNats : public ::testing::Test {
+// A nats-server that wants credentials, configured by `server_config`, and the CLI as its users
+// run it (through `nats` contexts), the node among them.
+class SecuredServerTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    NEX_REQUIRE_NATS_SERVER();
+  void start_server(const std::string& server_config) {
     static int n = 0;
     dir_ = fs::temp_directory_path() /
            ("nex-secured-" + std::to_string(getpid()) + "-" + std::to_string(++n));
     fs::create_directories(home() / ".config/nats/context");
     fs::copy_file(fs::path(NEX_BINARY).parent_path() / "echoservice", home() / "echoservice");
-
     fs::copy_file(fs::path(NEX_SOURCE_DIR) / "examples/echofunction/echo.js", home() / "echo.js");
-    auto exp = chain_.account("Exp", /*jetstream=*/true);
-    // The account's seed, for nodes that sign their functions' trigger users.
-    account_key_file_ = dir_ / "Exp.nk";
-    std::ofstream(account_key_file_) << exp.key.seed() << "\n";
-    std::ofstream(dir_ / "server.conf") << chain_.server_config();
+    std::ofstream(dir_ / "server.conf") << server_config;
     auto s = nats::LocalNatsServer::start({.store_dir = dir_ / "js",
                                            .work_dir = dir_ / "server",
                                            .config_file = dir_ / "server.conf"});
     ASSERT_TRUE(s) << s.error().message;
     server_ = std::make_unique<nats::LocalNatsServer>(std::move(*s));
-
-    // As `nsc` and `nats context add NAME --creds FILE` set them up in seed 003.
-    add_context("ExpNode", exp.user("ExpNode"));
-    admin_creds_ = add_context("ExpAdmin", exp.user("ExpAdmin"));
-    // The service's user may only answer on svc.echo and service discovery, and logs in with its
-    // JWT alone, as seed 003 passes NATS_JWT.
-    echo_jwt_ = exp.user("EchoService",
-                         {{"sub", {{"allow", {"svc.echo", "$SRV.>"}}}},
-                          {"pub", {{"deny", {">"}}}},
-                          {"resp", {{"max", 1}}}},
-                         /*bearer=*/true)
-                    .jwt;
   }
 
   void TearDown() override {
     stop_node();
     server_.reset();
     std::error_code ec;
-    fs::remove_all(dir_, ec);
+    if (!dir_.empty()) fs::remove_all(dir_, ec);
   }
 
   fs::path home() const { return dir_ / "home"; }
 
-  fs::path add_context(const std::string& name, const testing::NatsUser& user) {
-    const fs::path creds = dir_ / (name + ".creds");
-    user.write_creds(creds);
-    std::ofstream(home() / ".config/nats/context" / (name + ".json"))
-        << json{{"url", server_->url()}, {"creds", creds.string()}}.dump(2);
-    return creds;
+  // `nats context add NAME --server URL` with `login` (creds, user and password, ...).
+  void add_context(const std::string& name, json login) {
+    login["url"] = server_->url();
+    std::ofstream(home() / ".config/nats/context" / (name + ".json")) << login.dump(2);
   }
 
   // `nex ARGS...` as the user types it: from home, with nothing but HOME in the environment.
@@ -101,15 +84,15 @@ class SecuredNats : public ::testing::Test {
     return testing::run_nex(args, user(), dir_ / ("cli-" + std::to_string(++n) + ".txt"));
   }
 
-  // `sudo -E nex --context ExpNode node up`, with the process driver unless `config` says
+  // `sudo -E nex --context CONTEXT node up`, with the process driver unless `config` says
   // otherwise; waits until it serves.
-  void start_node(json config = {{"no_sandbox", true}}) {
+  void start_node(const std::string& context, json config = {{"no_sandbox", true}}) {
     const fs::path conf = dir_ / "node.json";
     std::ofstream(conf) << config.dump();
     static int n = 0;
     node_log_ = dir_ / ("node-" + std::to_string(++n) + ".log");
     node_ = std::make_unique<Subprocess>(
-        spawn({"--context", "ExpNode", "node", "up", "--name", "exp1", "--config", conf.string(),
+        spawn({"--context", context, "node", "up", "--name", "exp1", "--config", conf.string(),
                "--state-dir", (dir_ / "node").string()},
               node_log_));
     for (int i = 0; i < 300 && slurp(node_log_).find("awaiting commands") == std::string::npos; ++i)
@@ -121,6 +104,45 @@ class SecuredNats : public ::testing::Test {
     (void)node_->signal(sig);
     node_->wait_for(20s);
     node_.reset();
+  }
+
+  fs::path dir_;
+  std::unique_ptr<nats::LocalNatsServer> server_;
+  std::unique_ptr<Subprocess> node_;
+  fs::path node_log_;
+};
+
+class SecuredNats : public SecuredServerTest {
+ protected:
+  void SetUp() override {
+    NEX_REQUIRE_NATS_SERVER();
+    auto exp = chain_.account("Exp", /*jetstream=*/true);
+    ASSERT_NO_FATAL_FAILURE(start_server(chain_.server_config()));
+    // The account's seed, for nodes that sign their functions' trigger users.
+    account_key_file_ = dir_ / "Exp.nk";
+    std::ofstream(account_key_file_) << exp.key.seed() << "\n";
+
+    // As `nsc` and `nats context add NAME --creds FILE` set them up in seed 003.
+    add_creds_context("ExpNode", exp.user("ExpNode"));
+    admin_creds_ = add_creds_context("ExpAdmin", exp.user("ExpAdmin"));
+    // The service's user may only answer on svc.echo and service discovery, and logs in with its
+    // JWT alone, as seed 003 passes NATS_JWT.
+    echo_jwt_ = exp.user("EchoService",
+                         {{"sub", {{"allow", {"svc.echo", "$SRV.>"}}}},
+                          {"pub", {{"deny", {">"}}}},
+                          {"resp", {{"max", 1}}}},
+                         /*bearer=*/true)
+                    .jwt;
+  }
+
+  fs::path add_creds_context(const std::string& name, const testing::NatsUser& user) {
+    const fs::path creds = dir_ / (name + ".creds");
+    user.write_creds(creds);
+    add_context(name, {{"creds", creds.string()}});
+    return creds;
+  }
+  void start_node(json config = {{"no_sandbox", true}}) {
+    SecuredServerTest::start_node("ExpNode", std::move(config));
   }
 
   // The admin's own connection, as `nats --context ExpAdmin req svc.echo` makes it.
@@ -135,13 +157,9 @@ class SecuredNats : public ::testing::Test {
     return false;
   }
 
-  fs::path dir_;
   testing::OperatorChain chain_;
-  std::unique_ptr<nats::LocalNatsServer> server_;
   std::string admin_creds_;
   std::string echo_jwt_;
-  std::unique_ptr<Subprocess> node_;
-  fs::path node_log_;
   fs::path account_key_file_;
 
   // Deploys the seeds' echo.js on fn.secure and asks it, as the admin; the node says which way
@@ -293,6 +311,112 @@ TEST_F(SecuredNats, ASigningKeyThatIsNotAnAccountKeyStopsTheNodeNamingTheField) 
                        ": must hold an account seed (SA...)"),
             std::string::npos)
       << r.out;
+}
+
+// Users and passwords (nats-server's authorization block): a node has nothing to sign logins with,
+// so it relays its functions' triggers, unless a function's deployer gives it a login of its own in
+// its sealed environment, as seed 003 gives the echo service its NATS_JWT.
+class UserPasswordNats : public SecuredServerTest {
+ protected:
+  void SetUp() override {
+    NEX_REQUIRE_NATS_SERVER();
+    ASSERT_NO_FATAL_FAILURE(start_server(R"(authorization {
+  users = [
+    {user: node, password: "node-pw-1"}
+    {user: admin, password: "admin-pw-2"}
+    {user: echo, password: "echo-pw-3",
+     permissions: {subscribe: ["svc.echo", "$SRV.>"], publish: {deny: ">"}, allow_responses: true}}
+    {user: fn, password: "fn-pw-4",
+     permissions: {subscribe: ["fn.own"], publish: {deny: ">"}, allow_responses: true}}
+  ]
+}
+)"));
+    add_context("node", {{"user", "node"}, {"password", "node-pw-1"}});
+    add_context("admin", {{"user", "admin"}, {"password", "admin-pw-2"}});
+    admin_ = nats::Connection::connect(
+        {.urls = {server_->url()}, .user = "admin", .password = "admin-pw-2"});
+    ASSERT_TRUE(admin_) << admin_.error().message;
+  }
+
+  // NATS_URL with a login in it, as a deployer writes it.
+  std::string url_with(const std::string& login) const {
+    return "nats://" + login + "@" + server_->url().substr(std::string("nats://").size());
+  }
+  std::optional<std::string> ask(const std::string& subject) {
+    for (int i = 0; i < 100; ++i) {
+      if (auto r = admin_->request(subject, "heya", 1s); r) return std::string(r->data());
+      std::this_thread::sleep_for(20ms);
+    }
+    return std::nullopt;
+  }
+
+  Result<nats::Connection> admin_ = fail(ErrorCode::kUnavailable, "not connected");
+};
+
+TEST_F(UserPasswordNats, ServicesAndFunctionsAnswerAndNoPasswordShowsAnywhere) {
+  ASSERT_NO_FATAL_FAILURE(start_node("node"));
+  const fs::path logs_out = dir_ / "logs.txt";
+  Subprocess logs = spawn({"--context", "admin", "logs"}, logs_out);
+  for (int i = 0; i < 200 && slurp(logs_out).find("Following") == std::string::npos; ++i)
+    std::this_thread::sleep_for(20ms);
+
+  // The echo service logs in with the user and password in its NATS_URL.
+  auto service = nex(
+      {"--context", "admin", "devrun", "./echoservice", "NATS_URL=" + url_with("echo:echo-pw-3")});
+  ASSERT_EQ(service.code, 0) << service.out;
+  EXPECT_EQ(ask("svc.echo"), "heya") << slurp(node_log_);
+  // A function without a login of its own: the node relays its triggers.
+  auto relayed = nex({"--context", "admin", "devrun", "./echo.js", "--trigger_subject=fn.relayed"});
+  ASSERT_EQ(relayed.code, 0) << relayed.out;
+  EXPECT_EQ(ask("fn.relayed"), "heya") << slurp(node_log_);
+  EXPECT_NE(slurp(node_log_).find("has its triggers relayed by the node over its channel"),
+            std::string::npos)
+      << slurp(node_log_);
+  // One whose deployer gave it a login takes its triggers itself, as that user.
+  fs::copy_file(home() / "echo.js", home() / "own.js");
+  auto own = nex({"--context", "admin", "devrun", "./own.js", "--trigger_subject=fn.own",
+                  "NATS_URL=" + url_with("fn:fn-pw-4")});
+  ASSERT_EQ(own.code, 0) << own.out;
+  EXPECT_EQ(ask("fn.own"), "heya") << slurp(node_log_);
+  EXPECT_NE(slurp(node_log_).find("Function own takes its triggers directly, with the NATS login "
+                                  "its deployer gave it (NATS_URL)"),
+            std::string::npos)
+      << slurp(node_log_);
+
+  // The logins travelled sealed: no password in the node's log nor in the workloads' logs.
+  for (int i = 0;
+       i < 100 && slurp(logs_out).find("Echo service using NATS url") == std::string::npos; ++i)
+    std::this_thread::sleep_for(20ms);
+  EXPECT_NE(slurp(logs_out).find("Echo service using NATS url 'nats://***@"), std::string::npos)
+      << slurp(logs_out);
+  for (const char* secret : {"node-pw-1", "admin-pw-2", "echo-pw-3", "fn-pw-4"}) {
+    EXPECT_EQ(slurp(node_log_).find(secret), std::string::npos) << secret;
+    EXPECT_EQ(slurp(logs_out).find(secret), std::string::npos) << secret;
+  }
+  (void)logs.signal(SIGINT);
+  logs.wait_for(5s);
+}
+
+// A login that cannot take the function's triggers is a refused deploy that says why, and leaves
+// nothing behind: not a function that silently never answers.
+TEST_F(UserPasswordNats, AFunctionsOwnLoginThatCannotTakeItsTriggersIsRefused) {
+  ASSERT_NO_FATAL_FAILURE(start_node("node"));
+  auto not_allowed = nex({"--context", "admin", "devrun", "./echo.js",
+                          "--trigger_subject=fn.elsewhere", "NATS_URL=" + url_with("fn:fn-pw-4")});
+  EXPECT_NE(not_allowed.code, 0) << not_allowed.out;
+  EXPECT_NE(not_allowed.out.find("Permissions Violation for Subscription to \"fn.elsewhere\""),
+            std::string::npos)
+      << not_allowed.out;
+  auto wrong = nex({"--context", "admin", "devrun", "./echo.js", "--trigger_subject=fn.own",
+                    "NATS_URL=" + url_with("fn:not-the-password")});
+  EXPECT_NE(wrong.code, 0) << wrong.out;
+  EXPECT_NE(wrong.out.find("Authorization Violation"), std::string::npos) << wrong.out;
+  EXPECT_EQ(wrong.out.find("not-the-password"), std::string::npos) << wrong.out;
+  auto ls = nex({"--context", "admin", "node", "ls", "--json"});
+  ASSERT_EQ(ls.code, 0) << ls.out;
+  const json nodes = json::parse(ls.out, nullptr, false);
+  ASSERT_TRUE(nodes.is_array() && nodes.size() == 1) << ls.out;
+  EXPECT_EQ(nodes[0]["running_machines"], 0) << ls.out;
 }
 
 }  // namespace
