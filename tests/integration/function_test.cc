@@ -341,6 +341,31 @@ TEST_F(RelayedFunctionTest, EchoErrorsAndAThousandRequestsThroughTheNode) {
   EXPECT_EQ(right.load(), 1000);
 }
 
+// The operator's "function_triggers": "relay" holds even for a function with a login of its own
+// (here one no server answers at): the node relays it.
+TEST_F(RelayedFunctionTest, ANodeThatRelaysIgnoresAFunctionsOwnLogin) {
+  json req = function_request("own", "echo.js", {"relay.own"});
+  req["environment"] = deploy_request("own", {{"NATS_URL", "nats://127.0.0.1:1"}})["environment"];
+  json r = deploy(req);
+  ASSERT_TRUE(r["error"].is_null()) << r.dump();
+  auto reply = conn_->request("relay.own", "heya", 5s);
+  ASSERT_TRUE(reply) << reply.error().message;
+  EXPECT_EQ(reply->data(), "heya");
+}
+
+// Where a function takes its triggers itself, the login its deployer gave it is used, and one
+// that cannot connect is a refused deploy that says why, not a function that never answers.
+TEST_F(FunctionTest, AFunctionsOwnLoginThatCannotConnectIsARefusedDeploy) {
+  json req = function_request("own", "echo.js", {"fn.own"});
+  req["environment"] = deploy_request("own", {{"NATS_URL", "nats://127.0.0.1:1"}})["environment"];
+  json r = deploy(req);
+  ASSERT_TRUE(r["error"].is_string()) << r.dump();
+  EXPECT_NE(r["error"].get<std::string>().find("trigger NATS: cannot connect to NATS at "
+                                               "nats://127.0.0.1:1"),
+            std::string::npos)
+      << r.dump();
+}
+
 TEST_F(RelayedFunctionTest, TriggersWaitingWhenItStopsAreAnswered) {
   ExpectTriggersWaitingAtStopToBeAnswered({"relay.slow"});
 }
