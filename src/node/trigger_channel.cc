@@ -70,10 +70,7 @@ void TriggerChannel::forward(const nats::Message& trigger) {
   const bool idle = waiting_from_ == waiting_.size();
   waiting_.append(frame);
   if (!idle) return;  // the channel's thread is already writing what waits, in order
-  if (!flush_locked()) {
-    lock.unlock();
-    return end("the function's agent is gone");
-  }
+  if (!flush_locked()) return stop_forwarding_locked();
   if (waiting_from_ < waiting_.size()) {
     const uint64_t one = 1;  // the socket is full: the thread writes the rest when it drains
     (void)!::write(wake_.get(), &one, sizeof one);
@@ -97,10 +94,19 @@ bool TriggerChannel::flush_locked() {
   return true;
 }
 
+void TriggerChannel::stop_forwarding_locked() {
+  // The agent no longer reads (it ended, or is undeploying): what waits is never sent. Its
+  // callers, like those waiting for answers, hear from end() once the thread has read the
+  // answers the agent wrote before it went.
+  ended_ = true;
+  waiting_.clear();
+  waiting_from_ = 0;
+}
+
 void TriggerChannel::run() {
   frames::FrameReader reader(frames::kMaxFrame);
   std::vector<frames::Answer> answers;
-  for (;;) {
+  for (bool open = true; open;) {
     pollfd fds[2] = {{fd_.get(), POLLIN, 0}, {wake_.get(), POLLIN, 0}};
     {
       std::lock_guard lock(mu_);
@@ -114,24 +120,23 @@ void TriggerChannel::run() {
       uint64_t count;
       (void)!::read(wake_.get(), &count, sizeof count);
     }
-    if (fds[0].revents & POLLOUT) {
-      std::unique_lock lock(mu_);
-      if (!flush_locked()) {
-        lock.unlock();
-        return end("the function's agent is gone");
+    // Answers first: what the agent wrote before it went still reaches its callers.
+    if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+      // Everything the agent wrote so far (a read that does not fill the room emptied the
+      // socket), then its answers, in order; at the end (the agent ended, or close()), the
+      // last of them.
+      for (;;) {
+        auto room = reader.prepare(kReadChunk);
+        const ssize_t n = ::recv(fd_.get(), room.data(), room.size(), MSG_DONTWAIT);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+        if (n <= 0) {
+          open = false;
+          break;
+        }
+        reader.commit(static_cast<size_t>(n));
+        if (static_cast<size_t>(n) < room.size()) break;
       }
-    }
-    if (!(fds[0].revents & (POLLIN | POLLHUP | POLLERR))) continue;
-    // Everything the agent wrote so far (a read that does not fill the room emptied the
-    // socket), then its answers, in order.
-    for (;;) {
-      auto room = reader.prepare(kReadChunk);
-      const ssize_t n = ::recv(fd_.get(), room.data(), room.size(), MSG_DONTWAIT);
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
-      if (n <= 0) return end(api::kFunctionStopped);  // the agent ended (or the node closed)
-      reader.commit(static_cast<size_t>(n));
-      if (static_cast<size_t>(n) < room.size()) break;
     }
     for (frames::Answer a;;) {
       auto got = reader.next(a);
@@ -146,7 +151,12 @@ void TriggerChannel::run() {
     }
     for (auto& a : answers) deliver(a);
     answers.clear();
+    if (open && (fds[0].revents & POLLOUT)) {
+      std::lock_guard lock(mu_);
+      if (!flush_locked()) stop_forwarding_locked();
+    }
   }
+  end(api::kFunctionStopped);
 }
 
 void TriggerChannel::deliver(const api::trigger_frames::Answer& a) {

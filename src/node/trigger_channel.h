@@ -51,6 +51,7 @@ class TriggerChannel {
   void run();  // the channel's thread: answers in, triggers the socket could not take at once out
   // Writes what waits; false when the socket failed (the agent is gone).
   bool flush_locked();
+  void stop_forwarding_locked();
   void deliver(const api::trigger_frames::Answer& answer);  // to its caller, if it has one
   void answer_error(std::string_view reply, const std::string& message, const char* code);
   void end(const std::string& why);  // no more triggers; callers waiting get `why`

@@ -160,6 +160,23 @@ TEST_F(TriggerChannelTest, CallersHearAtOnceWhenTheAgentEnds) {
   EXPECT_EQ(later->header("Nats-Service-Error"), "the function is not running");
 }
 
+TEST_F(TriggerChannelTest, AnswersWrittenJustBeforeTheAgentEndsStillReachTheirCallers) {
+  auto control = connect();
+  const std::string subject = unique("channel.last");
+  auto r = relay_over_channel(control, subject);
+  auto first = ask(control, subject, "first", 10s);
+  auto t1 = r->agent->read_trigger();
+  auto second = ask(control, subject, "second", 10s);
+  auto t2 = r->agent->read_trigger();
+  ASSERT_TRUE(t1 && t2);
+  r->agent->answer(t1->payload == "first" ? t1->seq : t2->seq, "FIRST");
+  r->agent->die();
+  auto answered = first.get(), left = second.get();
+  ASSERT_TRUE(answered && left);
+  EXPECT_EQ(answered->data(), "FIRST");
+  EXPECT_EQ(left->header("Nats-Service-Error"), api::kFunctionStopped);
+}
+
 TEST_F(TriggerChannelTest, AnAgentThatBreaksTheFramesLosesItsChannelNotTheNode) {
   auto control = connect();
   const std::string subject = unique("channel.garbage");
