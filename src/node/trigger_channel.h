@@ -2,7 +2,7 @@
 // (process and namespace sandboxes; api/trigger_frames.h has the frames). When the node relays a
 // function's triggers (see trigger_route.h), each trigger it receives on the control NATS goes to
 // the agent as one write on this socket, and each answer comes back as one read and goes to the
-// caller, with no NATS server in between: the relayed route costs about what the direct one does.
+// caller, with no NATS server in between (the internal NATS added a server hop each way).
 //
 // The agent is not trusted: only sequence numbers the node issued are answered, each once, and
 // never beyond its answer window; a malformed frame ends the channel. Writing never blocks the
@@ -10,7 +10,6 @@
 // trigger beyond that is answered at once that the function is overloaded (503).
 #pragma once
 
-#include <atomic>
 #include <chrono>
 #include <memory>
 #include <mutex>
