@@ -232,9 +232,9 @@ Status Agent::start_function(const api::AgentDeployRequest& req) {
   // several (a direct deploy with several subjects) deliver to invoke().
   std::unique_ptr<runtime::InvocationSource> source;
   if (req.trigger_channel) {
-    channel_answers_ = std::make_shared<ChannelAnswers>(trigger_channel_);
     source = std::make_unique<ChannelTriggerSource>(
-        trigger_channel_, [this, answers = channel_answers_](api::trigger_frames::Trigger t) {
+        trigger_channel_, [this, answers = std::make_shared<ChannelAnswers>(trigger_channel_)](
+                              api::trigger_frames::Trigger t) {
           return invocation(
               std::move(t.subject), std::move(t.payload),
               [answers, seq = t.seq](const runtime::InvocationResult& r, int64_t elapsed) {
@@ -320,15 +320,8 @@ runtime::Invocation Agent::invocation(const nats::Message& m, bool direct) {
 
 void Agent::answer(const nats::Connection& out, const std::string& reply_to,
                    const runtime::InvocationResult& r, int64_t elapsed_ns) {
-  auto answer = nats::Message::create(reply_to, r.body);
-  if (!answer) return;
-  if (api::runtime_header_fits(r.body.size(), out.max_payload()))
-    (void)answer->set_header(api::kHeaderRuntimeNs, std::to_string(elapsed_ns));
-  if (!r.ok) {
-    (void)answer->set_header(api::kHeaderServiceError, r.body);
-    (void)answer->set_header(api::kHeaderServiceErrorCode, "500");
-  }
-  (void)out.publish(*answer);
+  auto answer = api::function_reply(reply_to, r.body, !r.ok, elapsed_ns, out.max_payload());
+  if (answer) (void)out.publish(*answer);
 }
 
 runtime::HostReply Agent::host_call(const runtime::HostCall& call) {

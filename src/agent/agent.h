@@ -100,7 +100,6 @@ class Agent {
   std::shared_ptr<nats::Connection> trigger_conn_;  // direct triggers: the user's NATS
   std::vector<nats::Subscription> trigger_subs_;    // when not the function's source
   int trigger_channel_ = -1;                        // the node's trigger channel, if any
-  std::shared_ptr<ChannelAnswers> channel_answers_;
   std::string namespace_;
   VmSetting vm_;
   std::vector<std::unique_ptr<sandbox::LoopbackForwarder>> forwarders_;

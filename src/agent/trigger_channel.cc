@@ -65,19 +65,8 @@ bool ChannelTriggerSource::receive(std::chrono::milliseconds wait) {
   const int polled = ::poll(&pfd, 1, static_cast<int>(wait.count()));
   if (polled == 0 || (polled < 0 && errno == EINTR)) return true;
   if (polled < 0) return false;
-  bool open = true;
-  for (;;) {  // until a read does not fill the room: the socket is then empty
-    auto room = reader_.prepare(64 * 1024);
-    const ssize_t n = ::recv(fd_, room.data(), room.size(), MSG_DONTWAIT);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
-    if (n <= 0) {  // the node closed its end, or the agent is undeploying (close())
-      open = false;
-      break;
-    }
-    reader_.commit(static_cast<size_t>(n));
-    if (static_cast<size_t>(n) < room.size()) break;
-  }
+  // At the end: the node closed its end, or the agent is undeploying (close()).
+  bool open = reader_.read_available(fd_);
   std::vector<frames::Trigger> got;
   for (frames::Trigger t;;) {
     auto more = reader_.next(t);

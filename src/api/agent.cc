@@ -28,6 +28,20 @@ json to_json(const AgentDeployRequest& r) {
   return j;
 }
 
+Result<nats::Message> function_reply(std::string_view reply_to, std::string_view body, bool failed,
+                                     std::optional<int64_t> runtime_ns, int64_t max_payload,
+                                     const std::string& error_code) {
+  auto reply = nats::Message::create(reply_to, body);
+  if (!reply) return reply;
+  if (runtime_ns && runtime_header_fits(body.size(), max_payload))
+    NEX_RETURN_IF_ERROR(reply->set_header(kHeaderRuntimeNs, std::to_string(*runtime_ns)));
+  if (failed) {
+    NEX_RETURN_IF_ERROR(reply->set_header(kHeaderServiceError, std::string(body)));
+    NEX_RETURN_IF_ERROR(reply->set_header(kHeaderServiceErrorCode, error_code));
+  }
+  return reply;
+}
+
 Result<AgentDeployRequest> parse_agent_deploy_request(std::string_view text) {
   auto j = FieldReader::parse_object(text, "agent deploy request");
   if (!j) return fail(j.error());

@@ -12,6 +12,7 @@
 
 #include "api/control.h"
 #include "core/error.h"
+#include "nats/msg.h"
 
 namespace nex::api {
 
@@ -55,6 +56,14 @@ inline constexpr std::chrono::milliseconds kTriggerDrainTimeout{2000};
 inline bool runtime_header_fits(size_t body_bytes, int64_t max_payload) {
   return static_cast<int64_t>(body_bytes) + 64 <= max_payload;
 }
+
+// A function's reply as its caller gets it, whichever way the trigger came (the agent answering
+// directly, or the node for it): the body; for a failure, the body as the headers NATS micro
+// services report errors with (code `error_code`); and the run time, when there is one and its
+// header fits under `max_payload`.
+Result<nats::Message> function_reply(std::string_view reply_to, std::string_view body, bool failed,
+                                     std::optional<int64_t> runtime_ns, int64_t max_payload,
+                                     const std::string& error_code = "500");
 
 // Environment variables a process or namespace sandbox hands its agent.
 inline constexpr const char* kEnvWorkloadId = "NEX_WORKLOADID";

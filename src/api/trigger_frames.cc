@@ -1,5 +1,8 @@
 #include "api/trigger_frames.h"
 
+#include <sys/socket.h>
+
+#include <cerrno>
 #include <cstring>
 
 namespace nex::api::trigger_frames {
@@ -62,6 +65,18 @@ std::span<char> FrameReader::prepare(size_t n) {
   }
   if (buffer_.size() < size_ + n) buffer_.resize(std::max(size_ + n, buffer_.size() * 2));
   return {buffer_.data() + size_, buffer_.size() - size_};
+}
+
+bool FrameReader::read_available(int fd) {
+  for (;;) {  // until a read does not fill the room: the socket is then empty
+    auto room = prepare(64 * 1024);
+    const ssize_t n = ::recv(fd, room.data(), room.size(), MSG_DONTWAIT);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return true;
+    if (n <= 0) return false;
+    commit(static_cast<size_t>(n));
+    if (static_cast<size_t>(n) < room.size()) return true;
+  }
 }
 
 Result<std::string_view> FrameReader::take(uint8_t kind) {

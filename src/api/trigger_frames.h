@@ -53,6 +53,9 @@ class FrameReader {
   // Room for at least `n` more bytes; say how many arrived with commit().
   std::span<char> prepare(size_t n);
   void commit(size_t n) { size_ += n; }
+  // Reads what the stream socket `fd` holds now, without waiting; false once the stream has
+  // ended (its peer closed it, or reading failed). What came before the end is kept.
+  bool read_available(int fd);
   // The next whole frame: true when `out` holds it, false when more bytes are needed.
   Result<bool> next(Trigger& out);
   Result<bool> next(Answer& out);

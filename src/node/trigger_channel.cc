@@ -17,10 +17,6 @@ namespace nex::node {
 
 namespace frames = api::trigger_frames;
 
-namespace {
-constexpr size_t kReadChunk = 64 * 1024;
-}  // namespace
-
 Result<std::shared_ptr<TriggerChannel>> TriggerChannel::open(
     UniqueFd fd, const nats::Connection& control, std::string workload_id,
     std::chrono::milliseconds answer_window) {
@@ -120,24 +116,9 @@ void TriggerChannel::run() {
       uint64_t count;
       (void)!::read(wake_.get(), &count, sizeof count);
     }
-    // Answers first: what the agent wrote before it went still reaches its callers.
-    if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) {
-      // Everything the agent wrote so far (a read that does not fill the room emptied the
-      // socket), then its answers, in order; at the end (the agent ended, or close()), the
-      // last of them.
-      for (;;) {
-        auto room = reader.prepare(kReadChunk);
-        const ssize_t n = ::recv(fd_.get(), room.data(), room.size(), MSG_DONTWAIT);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
-        if (n <= 0) {
-          open = false;
-          break;
-        }
-        reader.commit(static_cast<size_t>(n));
-        if (static_cast<size_t>(n) < room.size()) break;
-      }
-    }
+    // Answers first, in order: what the agent wrote before it ended (or close()) still
+    // reaches its callers.
+    if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) open = reader.read_available(fd_.get());
     for (frames::Answer a;;) {
       auto got = reader.next(a);
       if (!got) {
@@ -176,35 +157,24 @@ void TriggerChannel::deliver(const api::trigger_frames::Answer& a) {
                             std::to_string(max_payload) + ")",
                         "500");
   }
-  auto msg = nats::Message::create(reply, a.body);
-  if (!msg) return;
-  if (a.failed) {
-    (void)msg->set_header(api::kHeaderServiceError, a.body);
-    (void)msg->set_header(api::kHeaderServiceErrorCode, "500");
-  }
-  if (api::runtime_header_fits(a.body.size(), max_payload))
-    (void)msg->set_header(api::kHeaderRuntimeNs, std::to_string(a.runtime_ns));
-  (void)control_.publish(*msg);
+  auto msg = api::function_reply(reply, a.body, a.failed, a.runtime_ns, max_payload);
+  if (msg) (void)control_.publish(*msg);
 }
 
 void TriggerChannel::answer_error(std::string_view reply, const std::string& message,
                                   const char* code) {
   if (reply.empty()) return;
-  auto msg = nats::Message::create(reply, message);
-  if (!msg) return;
-  (void)msg->set_header(api::kHeaderServiceError, message);
-  (void)msg->set_header(api::kHeaderServiceErrorCode, code);
-  (void)control_.publish(*msg);
+  auto msg = api::function_reply(reply, message, /*failed=*/true, std::nullopt,
+                                 control_.max_payload(), code);
+  if (msg) (void)control_.publish(*msg);
 }
 
 void TriggerChannel::end(const std::string& why) {
   std::unordered_map<uint64_t, Caller> left;
   {
     std::lock_guard lock(mu_);
-    ended_ = true;
+    stop_forwarding_locked();
     left.swap(callers_);
-    waiting_.clear();
-    waiting_from_ = 0;
   }
   for (const auto& [seq, caller] : left) answer_error(caller.reply, why, "500");
 }

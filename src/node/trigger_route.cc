@@ -79,6 +79,9 @@ std::chrono::milliseconds answer_window(const api::FunctionLimitsConfig& limits)
   return std::chrono::milliseconds(timeout_ms) + std::chrono::seconds(30);
 }
 
+namespace {
+
+// The function's own login, from its deploy environment: nullopt without NATS_URL.
 std::optional<DirectTriggers> own_login_triggers(
     const std::map<std::string, std::string>& environment, bool sandboxed) {
   DirectTriggers out{.urls = sandbox::nats_urls(environment),
@@ -89,20 +92,20 @@ std::optional<DirectTriggers> own_login_triggers(
     out.login += ", NATS_JWT";
   }
   out.login += ")";
-  if (sandboxed) {
-    for (const auto& url : out.urls)
-      if (auto port = loopback_port(url)) out.loopback_ports.push_back(*port);
-  }
+  if (sandboxed) out.loopback_ports = sandbox::loopback_nats_ports(environment);
   return out;
 }
 
-std::optional<DirectTriggers> direct_triggers(const NodeConfig& config,
-                                              const nats::ConnectOptions& c, bool sandboxed,
-                                              const TriggerCredentials* credentials,
-                                              const std::string& workload_id,
-                                              const std::vector<std::string>& subjects,
-                                              std::chrono::milliseconds answer_window) {
-  if (config.function_triggers != "direct" || c.tls) return std::nullopt;
+}  // namespace
+
+std::optional<DirectTriggers> direct_triggers(
+    const NodeConfig& config, const nats::ConnectOptions& c, bool sandboxed,
+    const TriggerCredentials* credentials, const std::string& workload_id,
+    const std::vector<std::string>& subjects, std::chrono::milliseconds answer_window,
+    const std::map<std::string, std::string>& environment) {
+  if (config.function_triggers != "direct") return std::nullopt;
+  if (auto own = own_login_triggers(environment, sandboxed)) return own;
+  if (c.tls) return std::nullopt;
   const bool needs_credentials = !c.user.empty() || !c.password.empty() || !c.token.empty() ||
                                  !c.nkey_seed.empty() || !c.creds_file.empty();
   DirectTriggers out{.urls = c.urls, .login = "with no credentials"};

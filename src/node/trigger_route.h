@@ -66,16 +66,12 @@ struct DirectTriggers {
   std::string login;                // how the agent logs in, for the node's log
 };
 
-// The function's own login, from its deploy environment: nullopt without NATS_URL.
-std::optional<DirectTriggers> own_login_triggers(
-    const std::map<std::string, std::string>& environment, bool sandboxed);
-
-// The direct route for a function, or nullopt: relay.
-std::optional<DirectTriggers> direct_triggers(const NodeConfig& config,
-                                              const nats::ConnectOptions& control, bool sandboxed,
-                                              const TriggerCredentials* credentials,
-                                              const std::string& workload_id,
-                                              const std::vector<std::string>& subjects,
-                                              std::chrono::milliseconds answer_window);
+// The direct route for a function, in the order above (`environment` is its decrypted deploy
+// environment), or nullopt: relay. `function_triggers: "relay"` relays every function.
+std::optional<DirectTriggers> direct_triggers(
+    const NodeConfig& config, const nats::ConnectOptions& control, bool sandboxed,
+    const TriggerCredentials* credentials, const std::string& workload_id,
+    const std::vector<std::string>& subjects, std::chrono::milliseconds answer_window,
+    const std::map<std::string, std::string>& environment = {});
 
 }  // namespace nex::node

@@ -315,16 +315,10 @@ Result<json> Node::try_deploy(const std::string& ns, std::string_view body, Depl
   areq.function_limits = req->function_limits;
   std::string direct_login;  // how a function's agent logs in to take its triggers, if it does
   if (api::is_function(req->type)) {
-    // The function's own login, when its deployer gave it one, as a native service gets it;
-    // unless the node's operator wants every trigger relayed.
-    std::optional<DirectTriggers> direct;
-    if (cfg.function_triggers == "direct")
-      direct = own_login_triggers(areq.environment, driver_->sandboxed());
-    if (!direct) {
-      direct = direct_triggers(cfg, options_.control, driver_->sandboxed(),
-                               trigger_credentials_ ? &*trigger_credentials_ : nullptr, agent->id,
-                               req->trigger_subjects, answer_window(req->function_limits));
-    }
+    auto direct = direct_triggers(cfg, options_.control, driver_->sandboxed(),
+                                  trigger_credentials_ ? &*trigger_credentials_ : nullptr,
+                                  agent->id, req->trigger_subjects,
+                                  answer_window(req->function_limits), areq.environment);
     if (direct) {
       for (int port : direct->loopback_ports) {
         if (auto st = agent->sandbox->expose_host_port(port); !st)
