@@ -1,18 +1,88 @@
 #include "nats/local_server.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <nlohmann/json.hpp>
 
 #include <cstring>
 #include <fstream>
+#include <set>
 #include <sstream>
 #include <thread>
 
 #include "core/subprocess.h"
+#include "core/unique_fd.h"
 
 namespace nex::nats {
 namespace fs = std::filesystem;
+
+namespace {
+
+// The addresses `pid` listens on for TCP (clients, leaf nodes, routes, monitoring): its socket
+// inodes, matched with the sockets in LISTEN state in /proc/net/tcp and tcp6.
+std::vector<sockaddr_storage> listening_addresses(pid_t pid) {
+  std::set<std::string> inodes;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator("/proc/" + std::to_string(pid) + "/fd", ec)) {
+    const std::string target = fs::read_symlink(e.path(), ec).string();
+    if (target.starts_with("socket:[")) inodes.insert(target.substr(8, target.size() - 9));
+  }
+  std::vector<sockaddr_storage> out;
+  for (const char* table : {"/proc/net/tcp", "/proc/net/tcp6"}) {
+    std::ifstream in(table);
+    std::string line;
+    std::getline(in, line);  // the header
+    while (std::getline(in, line)) {
+      // sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid timeout inode
+      std::istringstream f(line);
+      std::string sl, local, remote, state, queues, timer, retransmits, uid, timeout, inode;
+      f >> sl >> local >> remote >> state >> queues >> timer >> retransmits >> uid >> timeout >>
+          inode;
+      const auto colon = local.find(':');
+      if (state != "0A" || !inodes.contains(inode) || colon == std::string::npos) continue;
+      // The kernel prints each 32-bit word of the address as it lies in memory.
+      const std::string hex = local.substr(0, colon);
+      const auto port = static_cast<uint16_t>(std::stoul(local.substr(colon + 1), nullptr, 16));
+      sockaddr_storage a{};
+      if (hex.size() == 8) {
+        auto* v4 = reinterpret_cast<sockaddr_in*>(&a);
+        v4->sin_family = AF_INET;
+        v4->sin_port = htons(port);
+        v4->sin_addr.s_addr = static_cast<uint32_t>(std::stoul(hex, nullptr, 16));
+      } else if (hex.size() == 32) {
+        auto* v6 = reinterpret_cast<sockaddr_in6*>(&a);
+        v6->sin6_family = AF_INET6;
+        v6->sin6_port = htons(port);
+        for (int w = 0; w < 4; ++w) {
+          const auto word = static_cast<uint32_t>(std::stoul(hex.substr(w * 8, 8), nullptr, 16));
+          std::memcpy(&v6->sin6_addr.s6_addr[w * 4], &word, 4);
+        }
+      } else {
+        continue;
+      }
+      out.push_back(a);
+    }
+  }
+  return out;
+}
+
+// A socket bound to `a` but not listening: connecting there is refused, as to a stopped server,
+// and the kernel hands the port to no other socket; nats-server, which binds with SO_REUSEADDR
+// as this one does, can still listen there. Invalid if the port could not be held.
+UniqueFd hold_port(const sockaddr_storage& a) {
+  UniqueFd fd(::socket(a.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd.valid()) return fd;
+  const int one = 1;
+  ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  const socklen_t len = a.ss_family == AF_INET ? sizeof(sockaddr_in) : sizeof(sockaddr_in6);
+  if (::bind(fd.get(), reinterpret_cast<const sockaddr*>(&a), len) != 0) fd.reset();
+  return fd;
+}
+
+}  // namespace
 
 Result<fs::path> LocalNatsServer::find_binary(const std::string& binary) {
   if (auto found = find_program(binary)) return *found;
@@ -28,11 +98,22 @@ struct LocalNatsServer::Impl {
   fs::path log_file;
   std::string url;
   int port = 0;
+  // While stopped, the ports it listened on, held so that no other server (a parallel test's,
+  // say) takes one: clients reconnecting to this URL find this server again, or none.
+  std::vector<UniqueFd> held_ports;
 
   Status launch();
-  void stop() { process.terminate(std::chrono::seconds(10)); }
+  void stop() {
+    const auto addresses =
+        process.running() ? listening_addresses(process.pid()) : std::vector<sockaddr_storage>{};
+    process.terminate(std::chrono::seconds(10));
+    held_ports.clear();
+    for (const auto& a : addresses) {
+      if (auto fd = hold_port(a); fd.valid()) held_ports.push_back(std::move(fd));
+    }
+  }
   ~Impl() {
-    stop();
+    process.terminate(std::chrono::seconds(10));
     std::error_code ec;
     fs::remove_all(work_dir, ec);
   }
@@ -122,6 +203,7 @@ Status LocalNatsServer::Impl::launch() {
       if (!j.is_discarded() && j.contains("nats") && j["nats"].is_array() && !j["nats"].empty()) {
         url = j["nats"][0].get<std::string>();
         port = std::stoi(url.substr(url.rfind(':') + 1));
+        held_ports.clear();  // it listens there itself now
         return {};
       }
     }

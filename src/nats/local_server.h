@@ -46,7 +46,8 @@ class LocalNatsServer {
   pid_t pid() const;
 
   // Stops the process (SIGTERM, then SIGKILL) but keeps the store: restart() brings the same
-  // server back on the same port (for reconnect tests and `nex up` restarts).
+  // server back on the same port (for reconnect tests and `nex up` restarts). Until then its
+  // ports stay reserved: connecting is refused, and no other server can be given one.
   void stop();
   Status restart();
 

@@ -1,11 +1,14 @@
 // Connection, messaging and authentication against a real nats-server.
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include <atomic>
 #include <condition_variable>
 #include <filesystem>
 #include <fstream>
 #include <mutex>
+#include <regex>
 #include <thread>
 
 #include "crypto/nkeys.h"
@@ -215,6 +218,54 @@ TEST_F(ConnectionTest, ReconnectsAfterServerRestartAndCallsBack) {
   auto other = connect();
   ASSERT_OK(other.publish("after.restart", "x"));
   EXPECT_TRUE(got.wait_for(1));
+}
+
+// Whether a socket of anyone else's may be bound to 127.0.0.1:`port` now.
+bool port_is_free(int port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  const bool bound = ::bind(fd, reinterpret_cast<const sockaddr*>(&a), sizeof a) == 0;
+  ::close(fd);
+  return bound;
+}
+
+// While a server is stopped for a restart, another one started meanwhile (a parallel test's)
+// must not be given its port: clients reconnecting to its URL would file their messages there.
+TEST(LocalServerTest, AStoppedServersPortsStayReservedUntilItRestarts) {
+  NEX_REQUIRE_NATS_SERVER();
+  const fs::path dir = fs::temp_directory_path() / ("nex-ports-" + std::to_string(getpid()));
+  fs::create_directories(dir);
+  std::ofstream(dir / "leaf.conf") << "leafnodes { listen: \"127.0.0.1:-1\" }\n";
+  auto s = LocalNatsServer::start({.work_dir = dir / "work", .config_file = dir / "leaf.conf"});
+  ASSERT_TRUE(s) << s.error().message;
+  std::smatch m;
+  const std::string log = testing::slurp(s->log_file());
+  ASSERT_TRUE(std::regex_search(log, m, std::regex("leafnode connections on [0-9.]+:([0-9]+)")))
+      << log;
+  const int leaf_port = std::stoi(m[1]);
+  const std::string url = s->url();
+
+  s->stop();
+  EXPECT_FALSE(port_is_free(s->port()));
+  EXPECT_FALSE(port_is_free(leaf_port));
+  auto refused = Connection::connect({.urls = {url}, .connect_timeout = 500ms});
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, ErrorCode::kUnavailable);
+
+  // Rewritten with the leaf port it had, as a test that restarts a hub does.
+  std::ofstream(dir / "leaf.conf") << "leafnodes { listen: \"127.0.0.1:" << leaf_port << "\" }\n";
+  ASSERT_OK(s->restart());
+  EXPECT_EQ(s->url(), url);
+  EXPECT_TRUE(Connection::connect({.urls = {url}}));
+  EXPECT_NE(testing::slurp(s->log_file())
+                .find("leafnode connections on 127.0.0.1:" + std::to_string(leaf_port)),
+            std::string::npos);
+  s = fail(ErrorCode::kUnavailable, "stopped");  // the server goes before its directory
+  std::error_code ec;
+  fs::remove_all(dir, ec);
 }
 
 TEST(ConnectionErrors, UnreachableServerNamesTheUrl) {
