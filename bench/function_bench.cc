@@ -92,8 +92,7 @@ Load median(const std::vector<Load>& rounds) {
   auto mid = [&](double Load::*field) {
     std::vector<double> v;
     for (const auto& r : rounds) v.push_back(r.*field);
-    std::sort(v.begin(), v.end());
-    return v[v.size() / 2];
+    return bench::percentile(std::move(v), 0.5);
   };
   Load out{mid(&Load::p50), mid(&Load::p99), mid(&Load::per_second), 0, true};
   for (const auto& r : rounds) out.errors += r.errors;
@@ -209,9 +208,13 @@ int main(int argc, char** argv) {
   auto users_conn = nats::Connection::connect(
       {.urls = {users_server->url()}, .user = "bench", .password = password});
   if (!users_conn || !bench::put_files(*users_conn, files)) return 1;
-  Server users{users_server->url(), *users_conn,
-               "nats://echo:" + password + "@" + users_server->url().substr(7)};
-  users.function_login = "nats://fn:" + password + "@" + users_server->url().substr(7);
+  // nats://USER:PASSWORD@host:port, as a deployer writes NATS_URL.
+  auto login_url = [&](const std::string& user) {
+    return "nats://" + user + ":" + password + "@" +
+           users_server->url().substr(std::string("nats://").size());
+  };
+  Server users{users_server->url(), *users_conn, login_url("echo")};
+  users.function_login = login_url("fn");
   // In operator mode: an account with JetStream, a user each for the node, the requesters and
   // the echo service (a bearer user, NATS_JWT, as in seed 003), and the account's key for
   // trigger_signing_key_file.

@@ -106,6 +106,17 @@ class SecuredServerTest : public ::testing::Test {
     node_.reset();
   }
 
+  // Asks `subject` until something answers (a deploy is running when its agent has subscribed);
+  // the answer, or nullopt after about two minutes.
+  static std::optional<std::string> ask(const nats::Connection& conn, const std::string& subject,
+                                        const std::string& payload) {
+    for (int i = 0; i < 250; ++i) {
+      if (auto r = conn.request(subject, payload, 500ms)) return std::string(r->data());
+      std::this_thread::sleep_for(20ms);
+    }
+    return std::nullopt;
+  }
+
   fs::path dir_;
   std::unique_ptr<nats::LocalNatsServer> server_;
   std::unique_ptr<Subprocess> node_;
@@ -148,13 +159,7 @@ class SecuredNats : public SecuredServerTest {
   // The admin's own connection, as `nats --context ExpAdmin req svc.echo` makes it.
   bool echo_answers() {
     auto conn = nats::Connection::connect({.urls = {server_->url()}, .creds_file = admin_creds_});
-    if (!conn) return false;
-    for (int i = 0; i < 250; ++i) {
-      auto r = conn->request("svc.echo", "hello", 500ms);
-      if (r && r->data() == "hello") return true;
-      std::this_thread::sleep_for(20ms);
-    }
-    return false;
+    return conn && ask(*conn, "svc.echo", "hello") == "hello";
   }
 
   testing::OperatorChain chain_;
@@ -343,11 +348,7 @@ class UserPasswordNats : public SecuredServerTest {
     return "nats://" + login + "@" + server_->url().substr(std::string("nats://").size());
   }
   std::optional<std::string> ask(const std::string& subject) {
-    for (int i = 0; i < 100; ++i) {
-      if (auto r = admin_->request(subject, "heya", 1s); r) return std::string(r->data());
-      std::this_thread::sleep_for(20ms);
-    }
-    return std::nullopt;
+    return SecuredServerTest::ask(*admin_, subject, "heya");
   }
 
   Result<nats::Connection> admin_ = fail(ErrorCode::kUnavailable, "not connected");
