@@ -18,8 +18,10 @@
 #include <thread>
 #include <vector>
 
-#include "cpu_time.h"
+#include "api/signed_request.h"
+#include "core/clock.h"
 #include "core/encoding.h"
+#include "cpu_time.h"
 #include "crypto/jwt.h"
 #include "crypto/xkeys.h"
 #include "nats/local_server.h"
@@ -59,12 +61,34 @@ struct Requester {
     auto sealed = publisher.seal(as_bytes(env.dump()), node_xkey);
     nlohmann::json req = {{"type", type},
                           {"location", "nats://NEXCLIFILES/" + key},
-                          {"workload_jwt", crypto::encode_jwt({.sub = name}, issuer)},
                           {"environment", base64_encode(*sealed, Base64::kStandard)},
                           {"sender_public_key", publisher.public_key()},
                           {"workload_name", name}};
     if (!triggers.empty()) req["trigger_subjects"] = triggers;
     return req;
+  }
+  // `request` for node `node_id`, signed as the CLI signs it (bound to it, valid 5 minutes).
+  nlohmann::json sign(nlohmann::json request, const std::string& node_id) const {
+    request["target_node"] = node_id;
+    api::sign_request(request,
+                      {.action = api::action::kDeploy,
+                       .ns = "default",
+                       .subject = request.value("workload_name", ""),
+                       .expires_at = unix_seconds_now() + 300},
+                      issuer);
+    return request;
+  }
+  // A signed stop of workload `id` (named `name`) on node `node_id`.
+  std::string stop_request(const std::string& node_id, const std::string& id,
+                           const std::string& name) const {
+    nlohmann::json body = {{"workload_id", id}, {"target_node", node_id}};
+    api::sign_request(body,
+                      {.action = api::action::kStop,
+                       .ns = "default",
+                       .subject = name,
+                       .expires_at = unix_seconds_now() + 300},
+                      issuer);
+    return body.dump();
   }
 };
 

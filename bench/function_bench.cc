@@ -354,7 +354,7 @@ int main(int argc, char** argv) {
         native ? std::vector<std::string>{} : std::vector<std::string>{t.subject});
     if (!t.limits.is_null()) req["function_limits"] = t.limits;
     const auto t0 = Clock::now();
-    auto id = bench::deploy(t.server->conn, t.node->id(), req);
+    auto id = bench::deploy(t.server->conn, t.node->id(), requester.sign(req, t.node->id()));
     if (!id) return 1;
     t.workload_id = *id;
     auto first = time_to_first_answer(t, t0);

@@ -114,7 +114,8 @@ int main(int argc, char** argv) {
   std::printf("| %-42s | pipelined (us/call) | pipelined CPU (us/call) | sequential (us/call) |\n",
               "target");
   std::printf(
-      "|--------------------------------------------|---------------------|-------------------------"
+      "|--------------------------------------------|---------------------|------------------------"
+      "-"
       "|----------------------|\n");
   for (const Row& row : rows) {
     if (std::string_view(row.label).find(only) == std::string_view::npos) continue;

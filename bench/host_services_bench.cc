@@ -84,8 +84,9 @@ int main(int argc, char** argv) {
   auto deploy = [&](const std::string& name, const std::string& type, const std::string& key,
                     const std::string& trigger) {
     return bench::deploy(conn, (*node)->id(),
-                         requester.deploy_request((*node)->xkey(), name, type, key, json::object(),
-                                                  {trigger}))
+                         requester.sign(requester.deploy_request((*node)->xkey(), name, type, key,
+                                                                 json::object(), {trigger}),
+                                        (*node)->id()))
         .has_value();
   };
   if (!deploy("hsjs", "v8", "hs.js", "bench.hs.js") ||

@@ -176,8 +176,8 @@ void measure_deploys(node::NodeConfig config, const std::string& vmm_exe, const 
         requester.deploy_request((*node)->xkey(), "echo" + std::to_string(i), "native",
                                  "echoservice", {{"NATS_URL", url}, {"ECHO_SUBJECT", subject}});
     const auto t0 = Clock::now();
-    auto r =
-        conn.request("$NEX.DEPLOY.default." + (*node)->id(), req.dump(), std::chrono::seconds(180));
+    auto r = conn.request("$NEX.DEPLOY.default." + (*node)->id(),
+                          requester.sign(req, (*node)->id()).dump(), std::chrono::seconds(180));
     if (!r || !json::parse(r->data())["error"].is_null()) {
       std::fprintf(stderr, "deploy: %s\n",
                    r ? std::string(r->data()).c_str() : r.error().message.c_str());

@@ -143,16 +143,15 @@ int main(int argc, char** argv) {
     }
     auto deploy = [&](const std::string& name, const std::string& subject) -> std::string {
       return bench::deploy(conn, (*node)->id(),
-                           requester.deploy_request((*node)->xkey(), name, "native", "echoservice",
-                                                    {{"NATS_URL", url}, {"ECHO_SUBJECT", subject}}))
+                           requester.sign(requester.deploy_request(
+                                              (*node)->xkey(), name, "native", "echoservice",
+                                              {{"NATS_URL", url}, {"ECHO_SUBJECT", subject}}),
+                                          (*node)->id()))
           .value_or("");
     };
     auto stop = [&](const std::string& name, const std::string& id) {
-      const std::string jwt =
-          crypto::encode_jwt({.sub = name, .nats = {{"type", "stop"}}}, requester.issuer);
       (void)conn.request("$NEX.STOP.default." + (*node)->id(),
-                         json{{"workload_id", id}, {"workload_jwt", jwt}}.dump(),
-                         std::chrono::seconds(30));
+                         requester.stop_request((*node)->id(), id, name), std::chrono::seconds(30));
     };
 
     // 1. Deploy latency vs starting the binary by hand.

@@ -100,11 +100,12 @@ int main(int argc, char** argv) {
   const auto deploying = Clock::now();
   for (int i = 0; i < workloads; ++i) {
     const std::string name = "idle" + std::to_string(i);
-    if (!bench::deploy(
-            conn, big.id(),
-            requester.deploy_request(
-                big.xkey(), name, "native", "echoservice",
-                {{"NATS_URL", url}, {"ECHO_SUBJECT", "scale.idle." + std::to_string(i)}})))
+    if (!bench::deploy(conn, big.id(),
+                       requester.sign(requester.deploy_request(
+                                          big.xkey(), name, "native", "echoservice",
+                                          {{"NATS_URL", url},
+                                           {"ECHO_SUBJECT", "scale.idle." + std::to_string(i)}}),
+                                      big.id())))
       return 1;
   }
   const double deploy_all_ms = bench::ms(Clock::now() - deploying);

@@ -17,12 +17,14 @@ inline constexpr const char* kWorkloadDeployed = "workload_deployed";
 inline constexpr const char* kWorkloadUndeployed = "workload_undeployed";
 // ours: an essential workload kept failing and the node stopped restarting it.
 inline constexpr const char* kWorkloadCrashLoop = "workload_crash_loop";
+// ours: a kept workload could not be brought back after a restart ({retrying: false}: for good).
+inline constexpr const char* kWorkloadRestoreFailed = "workload_restore_failed";
 inline constexpr const char* kFunctionExecSucceeded = "function_exec_succeeded";
 inline constexpr const char* kFunctionExecFailed = "function_exec_failed";
 inline constexpr const char* kAll[] = {
-    kNodeStarted,       kNodeStopped,           kLameDuck,
-    kHeartbeat,         kWorkloadDeployed,      kWorkloadUndeployed,
-    kWorkloadCrashLoop, kFunctionExecSucceeded, kFunctionExecFailed};
+    kNodeStarted,           kNodeStopped,        kLameDuck,          kHeartbeat,
+    kWorkloadDeployed,      kWorkloadUndeployed, kWorkloadCrashLoop, kWorkloadRestoreFailed,
+    kFunctionExecSucceeded, kFunctionExecFailed};
 }  // namespace event_type
 
 inline constexpr const char* kSystemNamespace = "system";

@@ -4,7 +4,49 @@ namespace nex::api {
 
 using nlohmann::json;
 
+Status check_body_size(std::string_view body, size_t max_bytes, const std::string& what) {
+  if (body.size() <= max_bytes) return {};
+  return fail(ErrorCode::kInvalidArgument, what + " is " + std::to_string(body.size()) +
+                                               " bytes, more than the " +
+                                               std::to_string(max_bytes) + " a node accepts");
+}
+
+namespace {
+
+// The deepest nesting of objects and arrays in `text`, counted outside strings; stops counting
+// past `limit`.
+int nesting_depth(std::string_view text, int limit) {
+  int depth = 0, deepest = 0;
+  bool in_string = false, escaped = false;
+  for (char c : text) {
+    if (in_string) {
+      if (escaped) {
+        escaped = false;
+      } else if (c == '\\') {
+        escaped = true;
+      } else if (c == '"') {
+        in_string = false;
+      }
+      continue;
+    }
+    if (c == '"') {
+      in_string = true;
+    } else if (c == '{' || c == '[') {
+      deepest = std::max(deepest, ++depth);
+      if (deepest > limit) return deepest;
+    } else if (c == '}' || c == ']') {
+      --depth;
+    }
+  }
+  return deepest;
+}
+
+}  // namespace
+
 Result<json> FieldReader::parse_object(std::string_view text, const std::string& what) {
+  if (nesting_depth(text, kMaxJsonDepth) > kMaxJsonDepth)
+    return fail(ErrorCode::kInvalidArgument, what + " nests objects or arrays more than " +
+                                                 std::to_string(kMaxJsonDepth) + " levels deep");
   json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) return fail(ErrorCode::kInvalidArgument, what + " is not valid JSON");
   if (!j.is_object()) return fail(ErrorCode::kInvalidArgument, what + " must be a JSON object");

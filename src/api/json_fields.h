@@ -13,13 +13,20 @@
 
 namespace nex::api {
 
+// What a request from the network may be: its size is checked before it is parsed, and the
+// parse refuses deeper nesting, so no sender can make a node spend memory out of proportion.
+inline constexpr size_t kMaxRequestBytes = 1 << 20;
+inline constexpr int kMaxJsonDepth = 32;
+Status check_body_size(std::string_view body, size_t max_bytes, const std::string& what);
+
 class FieldReader {
  public:
   // `what` names the object in messages, e.g. "deploy request".
   FieldReader(const nlohmann::json& object, std::string what)
       : j_(object), what_(std::move(what)) {}
 
-  // Parses text into an object, or returns an error naming `what`.
+  // Parses text into an object, or returns an error naming `what`. Objects and arrays nested
+  // deeper than kMaxJsonDepth are refused before parsing.
   static Result<nlohmann::json> parse_object(std::string_view text, const std::string& what);
 
   void string(const char* field, std::string& out, bool required = false);

@@ -5,10 +5,12 @@
 #include <cstdlib>
 
 #include "api/control.h"
+#include "api/signed_request.h"
 #include "cli/commands.h"
 #include "cli/connection_flags.h"
 #include "cli/control_client.h"
 #include "cli/table.h"
+#include "core/clock.h"
 #include "node/node.h"
 
 namespace nex::cli {
@@ -186,9 +188,20 @@ int node_up(const ConnectionFlags& flags, const NodeUpOptions& opts) {
 }
 
 int node_lameduck(const ConnectionFlags& flags, const std::string& node_id) {
+  auto issuer = default_issuer();
+  if (!issuer) return report(issuer.error());
   auto client = connect_control(flags);
   if (!client) return report(client.error());
-  auto r = client->request("$NEX.LAMEDUCK." + node_id);
+  // Signed, bound to this node, valid for minutes: a captured request cannot be used elsewhere.
+  nlohmann::json body = {{"target_node", node_id}};
+  api::sign_request(body,
+                    {.action = api::action::kLameDuck,
+                     .subject = node_id,
+                     .expires_at = unix_seconds_now() + api::kDirectRequestLifetimeSeconds,
+                     .claims = {{"type", "lameduck"}},
+                     .jwt_field = api::kRequestJwtField},
+                    *issuer);
+  auto r = client->request("$NEX.LAMEDUCK." + node_id, body.dump());
   if (!r) {
     return report({r.error().code,
                    "node " + node_id + " did not enter lame duck mode: " + r.error().message});

@@ -8,9 +8,11 @@
 #include <fstream>
 
 #include "api/control.h"
+#include "api/signed_request.h"
 #include "cli/commands.h"
 #include "commands/sender.h"
 #include "commands/store.h"
+#include "core/clock.h"
 #include "core/elf_info.h"
 #include "core/encoding.h"
 #include "core/nuid.h"
@@ -80,6 +82,8 @@ Result<crypto::KeyPair> default_issuer() {
 namespace {
 
 constexpr const char* kDevBucket = "NEXCLIFILES";
+// A deploy queued as a durable command is valid as long as the command streams keep it.
+constexpr std::chrono::seconds kQueuedDeployLifetime{30 * 24 * 3600};
 
 // The type of a workload from its first bytes and its name.
 Result<api::WorkloadType> detect_type(std::string_view head, const std::string& name) {
@@ -155,11 +159,12 @@ struct Target {
   std::string xkey;
 };
 
-// The signed deploy request for `node`, its environment sealed to the node's xkey.
-Result<api::DeployRequest> deploy_request(const Signer& signer, const Target& node,
-                                          const api::Location& location, const std::string& hash,
-                                          api::WorkloadType type, const std::string& name,
-                                          const WorkloadOptions& o) {
+// The deploy request for `node` in namespace `ns`, its environment sealed to the node's xkey,
+// signed by the issuer for this request alone (api/signed_request.h), valid for `lifetime`.
+Result<json> deploy_request(const Signer& signer, const Target& node, const std::string& ns,
+                            const api::Location& location, const std::string& hash,
+                            api::WorkloadType type, const std::string& name,
+                            const WorkloadOptions& o, std::chrono::seconds lifetime) {
   auto env = parse_env(o.env);
   if (!env) return fail(env.error());
   auto sealed = signer.publisher.seal(as_bytes(json(*env).dump()), node.xkey);
@@ -170,9 +175,6 @@ Result<api::DeployRequest> deploy_request(const Signer& signer, const Target& no
   req.type = type;
   req.location = location;
   req.essential = o.essential;
-  json claims = {{"type", "workload"}};
-  if (!hash.empty()) claims["hash"] = hash;
-  req.workload_jwt = crypto::encode_jwt({.sub = name, .nats = claims}, signer.issuer);
   req.environment = base64_encode(*sealed, Base64::kStandard);
   req.sender_public_key = signer.publisher.public_key();
   req.target_node = node.node_id;
@@ -180,7 +182,17 @@ Result<api::DeployRequest> deploy_request(const Signer& signer, const Target& no
   req.hash = hash;
   req.workload_name = name;
   req.function_limits = o.limits;
-  return req;
+  json body = api::to_json(req);
+  json claims = {{"type", "workload"}};
+  if (!hash.empty()) claims["hash"] = hash;
+  api::sign_request(body,
+                    {.action = api::action::kDeploy,
+                     .ns = ns,
+                     .subject = name,
+                     .expires_at = unix_seconds_now() + lifetime.count(),
+                     .claims = claims},
+                    signer.issuer);
+  return body;
 }
 
 void print_accepted(const ConnectionFlags& flags, const std::string& name, const std::string& node,
@@ -198,10 +210,10 @@ void print_accepted(const ConnectionFlags& flags, const std::string& name, const
 int deploy(ControlClient& client, const ConnectionFlags& flags, const Signer& signer,
            const Target& node, const api::Location& location, const std::string& hash,
            api::WorkloadType type, const std::string& name, const WorkloadOptions& o) {
-  auto req = deploy_request(signer, node, location, hash, type, name, o);
+  auto req = deploy_request(signer, node, flags.ns, location, hash, type, name, o,
+                            std::chrono::seconds(api::kDirectRequestLifetimeSeconds));
   if (!req) return report(req.error());
-  auto run =
-      client.request("$NEX.DEPLOY." + flags.ns + "." + node.node_id, api::to_json(*req).dump());
+  auto run = client.request("$NEX.DEPLOY." + flags.ns + "." + node.node_id, req->dump());
   if (!run) return report(run.error().wrap("node " + node.node_id + " refused the workload"));
   print_accepted(flags, name, node.node_id, *run);
   return 0;
@@ -213,13 +225,15 @@ int queue_deploy(const nats::JetStream& js, const ConnectionFlags& flags, const 
                  const commands::NodeRecord& node, const api::Location& location,
                  const std::string& hash, api::WorkloadType type, const std::string& name,
                  const WorkloadOptions& o) {
-  auto req = deploy_request(signer, {node.id, node.xkey}, location, hash, type, name, o);
+  // Valid as long as the command waits for its node in the stream (kept 30 days).
+  auto req = deploy_request(signer, {node.id, node.xkey}, flags.ns, location, hash, type, name, o,
+                            kQueuedDeployLifetime);
   if (!req) return report(req.error());
   commands::Command c;
   c.to_node = node.name;
   c.method = commands::method::kDeploy;
   c.ns = flags.ns;
-  c.deploy = api::to_json(*req);
+  c.deploy = *req;
   if (auto st = commands::ensure_streams(js); !st) return report(st.error());
   c.id = next_nuid();
   auto watch = commands::ResultWatch::start(js, c.id);
@@ -247,18 +261,18 @@ int queue_deploy(const nats::JetStream& js, const ConnectionFlags& flags, const 
   return 0;
 }
 
-std::string stop_jwt(const crypto::KeyPair& issuer, const std::string& name) {
-  return crypto::encode_jwt({.sub = name, .nats = {{"type", "workload_stop"}}}, issuer);
-}
-
 Result<json> send_stop(ControlClient& client, const ConnectionFlags& flags,
                        const crypto::KeyPair& issuer, const std::string& node_id,
                        const std::string& workload_id, const std::string& name) {
-  return client.request("$NEX.STOP." + flags.ns + "." + node_id,
-                        api::to_json(api::StopRequest{.workload_id = workload_id,
-                                                      .workload_jwt = stop_jwt(issuer, name),
-                                                      .target_node = node_id})
-                            .dump());
+  json body = api::to_json(api::StopRequest{.workload_id = workload_id, .target_node = node_id});
+  api::sign_request(body,
+                    {.action = api::action::kStop,
+                     .ns = flags.ns,
+                     .subject = name,
+                     .expires_at = unix_seconds_now() + api::kDirectRequestLifetimeSeconds,
+                     .claims = {{"type", "workload_stop"}}},
+                    issuer);
+  return client.request("$NEX.STOP." + flags.ns + "." + node_id, body.dump());
 }
 
 // The workloads a node runs in the namespace, from $NEX.INFO.

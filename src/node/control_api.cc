@@ -6,6 +6,8 @@
 #include <thread>
 
 #include "api/events.h"
+#include "api/json_fields.h"
+#include "api/signed_request.h"
 #include "node/node_internals.h"
 
 namespace nex::node {
@@ -124,15 +126,69 @@ void Node::on_info(nats::Message msg) {
                                     {"tags", tags()},
                                     {"memory", meminfo()},
                                     {"machines", machines},
-                                    {"supported_workload_types", types}}));
+                                    {"supported_workload_types", types},
+                                    // ours: kept workloads not back yet after a restart
+                                    {"restores", restores_json(ns)},
+                                    // ours: how long a deploy may take here
+                                    {"deploy_deadline_ms", deploy_deadline().count()}}));
 }
 
-void Node::on_lameduck(nats::Message msg) {
-  lameduck_ = true;
-  log_line("Entering lame duck mode: no new workloads will be accepted");
-  publish_event(api::kSystemNamespace, api::event_type::kLameDuck,
-                {{"version", options_.version}, {"id", id()}});
-  reply(msg, api::envelope("lameduck", {{"node_id", id()}, {"success", true}}));
+void Node::on_lameduck(nats::Message msg) { reply_result(msg, "lameduck", lameduck(msg.data())); }
+
+Result<json> Node::lameduck(std::string_view body) {
+  const NodeConfig& cfg = options_.config;
+  if (body.empty() && !cfg.allow_unbound_requests)
+    return fail(ErrorCode::kPermissionDenied,
+                "a lame-duck request must be signed by a valid issuer or an operator key "
+                "(`nex node lameduck` signs it with ~/.nex/issuer.nk)");
+  if (!body.empty()) {
+    NEX_RETURN_IF_ERROR(api::check_body_size(body, api::kMaxRequestBytes, "lame-duck request"));
+    auto object = api::FieldReader::parse_object(body, "lame-duck request");
+    if (!object) return fail(object.error());
+    auto checked = api::check_request(*object, {.action = api::action::kLameDuck,
+                                                .node_id = id(),
+                                                .jwt_field = api::kRequestJwtField,
+                                                .allow_unbound = cfg.allow_unbound_requests});
+    if (!checked) return fail(checked.error());
+    const crypto::JwtClaims& claims = checked->jwt.claims;
+    auto listed = [&](const std::vector<std::string>& keys) {
+      return std::find(keys.begin(), keys.end(), claims.iss) != keys.end();
+    };
+    const bool anyone =
+        cfg.valid_issuers.empty() && cfg.operator_keys.empty() && claims.iss.starts_with('A');
+    if (!anyone && !listed(cfg.valid_issuers) && !listed(cfg.operator_keys))
+      return fail(ErrorCode::kPermissionDenied,
+                  "issuer " + claims.iss +
+                      " may not put this node in lame duck (valid_issuers, operator_keys)");
+    if (claims.exp) {
+      if (auto repeated = take_once(claims)) return *repeated;
+    }
+  }
+  if (!lameduck_.exchange(true)) {
+    log_line("Entering lame duck mode: no new workloads will be accepted");
+    publish_event(api::kSystemNamespace, api::event_type::kLameDuck,
+                  {{"version", options_.version}, {"id", id()}});
+  }
+  return json{{"node_id", id()}, {"success", true}};
+}
+
+std::optional<Result<json>> Node::take_once(const crypto::JwtClaims& claims) {
+  auto use = ledger_->take(claims.jti, *claims.exp, deploy_deadline());
+  if (!use) return fail(use.error().wrap("the node's request ledger"));
+  if (use->kind == RequestLedger::Use::kFirst) return std::nullopt;
+  if (use->kind == RequestLedger::Use::kRepeat) {
+    auto answer = json::parse(use->answer, nullptr, false);
+    if (answer.is_object() && answer.contains("data")) return Result<json>(answer["data"]);
+    if (answer.is_object() && answer.contains("error"))
+      return fail(ErrorCode::kPermissionDenied, answer.value("error", ""));
+  }
+  return fail(ErrorCode::kPermissionDenied, "this signed request (jti " + claims.jti +
+                                                ") was already used on this node: sign a new one");
+}
+
+void Node::answer_once(const crypto::JwtClaims& claims, const Result<json>& answer) {
+  ledger_->answered(claims.jti, answer ? api::dump({{"data", *answer}})
+                                       : api::dump({{"error", answer.error().message}}));
 }
 
 // Replies with the envelope of `kind`: the result's data, or its error (also logged).
@@ -140,7 +196,8 @@ void Node::reply_result(const nats::Message& msg, std::string_view kind, const R
   if (r) {
     reply(msg, api::envelope(kind, *r));
   } else {
-    log_line(std::string(kind == "run" ? "Deploy" : "Stop") + " refused: " + r.error().message);
+    const std::string what = kind == "run" ? "Deploy" : kind == "stop" ? "Stop" : "Lame duck";
+    log_line(what + " refused: " + r.error().message);
     reply(msg, api::envelope_error(kind, r.error().message));
   }
 }

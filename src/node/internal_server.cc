@@ -13,7 +13,7 @@ namespace nex::node {
 namespace fs = std::filesystem;
 
 Result<std::unique_ptr<InternalServer>> InternalServer::start(const fs::path& work_dir,
-                                                             const std::string& listen_host) {
+                                                              const std::string& listen_host) {
   std::unique_ptr<InternalServer> s(new InternalServer());
   s->work_dir_ = work_dir;
   std::error_code ec;

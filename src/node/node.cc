@@ -66,6 +66,14 @@ Result<std::unique_ptr<Node>> Node::start(NodeOptions options) {
   std::unique_ptr<Node> node(new Node(std::move(options), std::move(*identity)));
   Node& n = *node;
   n.trigger_credentials_ = std::move(*trigger_credentials);
+  auto ledger = RequestLedger::open(n.options_.state_dir / "requests.ledger");
+  if (!ledger) return fail(ledger.error());
+  n.ledger_ = std::move(*ledger);
+  if (n.options_.config.allow_unbound_requests)
+    log_line(
+        "WARNING: allow_unbound_requests is on: deploys, stops and lame-duck requests whose "
+        "JWT binds nothing (older Nex tooling) are accepted, and anyone who sees one can "
+        "send it again");
 
   // A previous run killed with SIGKILL may have left sandboxes' files: the pid lock says no
   // other node uses this directory, so start clean.
@@ -167,7 +175,10 @@ Result<std::unique_ptr<Node>> Node::start(NodeOptions options) {
   n.pool_ = std::move(*pool);
 
   std::string kept_in;
-  n.store_ = WorkloadStore::open(*n.control_, n.id(), n.options_.state_dir, kept_in);
+  auto store =
+      WorkloadStore::open(*n.control_, n.identity_.server_key(), n.options_.state_dir, kept_in);
+  if (!store) return fail(store.error());
+  n.store_ = std::move(*store);
   log_line("Workloads are kept in " + kept_in + " to come back after a restart");
   n.restore_workloads();
 
@@ -281,6 +292,7 @@ void Node::maintenance_loop() {
       }
     }
     restart_due(all, now);
+    retry_restores(now);
     relay_->expire(now);
     for (auto& channel : channels) channel->expire(now);
     if (now >= next_health) {

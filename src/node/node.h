@@ -21,6 +21,7 @@
 #include "api/agent.h"
 #include "api/control.h"
 #include "commands/command_service.h"
+#include "crypto/jwt.h"
 #include "metrics/endpoint.h"
 #include "nats/connection.h"
 #include "node/agent_pool.h"
@@ -29,6 +30,7 @@
 #include "node/node_config.h"
 #include "node/node_identity.h"
 #include "node/node_metrics.h"
+#include "node/request_ledger.h"
 #include "node/trigger_relay.h"
 #include "node/trigger_route.h"
 #include "node/workload_store.h"
@@ -43,6 +45,18 @@ struct NodeOptions {
   std::filesystem::path agent_binary;  // default: nex-agent beside the running executable
   std::string version;
   std::string metrics_listen;  // HOST:PORT for Prometheus' /metrics; empty: none
+};
+
+// A kept workload that did not come back yet (src/node/restore.cc).
+struct PendingRestore {
+  WorkloadStore::Entry entry;  // entry.id: the id the workload had
+  std::string name;
+  std::string issuer;              // who deployed it: the only one who may stop it
+  std::string state = "retrying";  // or "failed": the artifact is not the one signed for
+  std::string reason;
+  int attempts = 0;
+  std::chrono::steady_clock::time_point next;
+  bool in_progress = false;
 };
 
 class Node {
@@ -79,13 +93,35 @@ class Node {
   // Where a deploy comes from: a request is kept in the workload store so that a restart
   // brings it back; a restore is such a one coming back; autostart ones come from the config.
   enum class DeployOrigin { kRequest, kRestore, kAutostart };
+  struct VerifiedDeploy;
   Result<nlohmann::json> deploy(const std::string& ns, std::string_view body,
                                 DeployOrigin origin = DeployOrigin::kRequest);
+  // Parses the request and checks who signed it and for what (api/signed_request.h), before
+  // anything is looked up, reserved or decrypted.
+  Result<VerifiedDeploy> verify_deploy(const std::string& ns, std::string_view body,
+                                       DeployOrigin origin);
   Result<nlohmann::json> try_deploy(const std::string& ns, std::string_view body,
-                                    DeployOrigin origin);
-  // Redeploys what the store kept (before the node serves its API).
+                                    const VerifiedDeploy& checked, DeployOrigin origin);
+  // How long a deploy may take here: an agent from the pool (a sandbox may have to boot), the
+  // artifact's download and the agent's answer. Clients wait this long (ours: in INFO).
+  std::chrono::milliseconds deploy_deadline() const;
+  // Redeploys what the store kept (before the node serves its API); what fails for now is
+  // tried again from the maintenance loop (restore.cc).
   void restore_workloads();
+  void restore(PendingRestore p);
+  void retry_restores(std::chrono::steady_clock::time_point now);
+  nlohmann::json restores_json(const std::string& ns);
+  // A stop of a workload that is waiting to be restored: its entry goes.
+  std::optional<Result<nlohmann::json>> stop_pending_restore(const std::string& ns,
+                                                             const std::string& id,
+                                                             const crypto::JwtClaims& claims);
   Result<nlohmann::json> stop_workload(const std::string& ns, std::string_view body);
+  Result<nlohmann::json> stop_checked(const std::string& ns, const api::StopRequest& req,
+                                      const crypto::JwtClaims& claims);
+  Result<nlohmann::json> lameduck(std::string_view body);
+  // Takes a signed request's one use in the ledger; a repeat gets the first use's answer.
+  std::optional<Result<nlohmann::json>> take_once(const crypto::JwtClaims& claims);
+  void answer_once(const crypto::JwtClaims& claims, const Result<nlohmann::json>& answer);
 
   // Agents.
   std::shared_ptr<Workload> find_workload(const std::string& workload_id);
@@ -147,7 +183,11 @@ class Node {
   std::unique_ptr<hs::Server> host_services_;
   std::unique_ptr<commands::CommandService> commands_;
   std::unique_ptr<WorkloadStore> store_;
-  std::vector<nats::Subscription> subscriptions_;        // the control API
+  std::unique_ptr<RequestLedger> ledger_;  // signed requests used, until they expire
+  std::mutex restore_mu_;                  // guards restores_ and relist_at_
+  std::map<std::string, PendingRestore> restores_;
+  std::optional<std::chrono::steady_clock::time_point> relist_at_;  // the store was unreadable
+  std::vector<nats::Subscription> subscriptions_;                   // the control API
   std::vector<nats::Subscription> agent_subscriptions_;  // agents' logs, events and answers
   std::atomic<bool> lameduck_{false};
   std::atomic<bool> stopped_{false};

@@ -48,6 +48,8 @@ Result<NodeConfig> parse_node_config(std::string_view text) {
                        "tags",
                        "valid_issuers",
                        "requester_public_keys",
+                       "operator_keys",
+                       "allow_unbound_requests",
                        "workload_types",
                        "no_sandbox",
                        "sandbox",
@@ -107,6 +109,8 @@ Result<NodeConfig> parse_node_config(std::string_view text) {
   f.string_list("requester_public_keys", issuers);
   f.string_list("valid_issuers", c.valid_issuers);
   c.valid_issuers.insert(c.valid_issuers.end(), issuers.begin(), issuers.end());
+  f.string_list("operator_keys", c.operator_keys);
+  f.boolean("allow_unbound_requests", c.allow_unbound_requests);
   if (f.raw("workload_types") != nullptr) {
     std::vector<std::string> types;
     f.string_list("workload_types", types);
@@ -188,6 +192,14 @@ Result<NodeConfig> parse_node_config(std::string_view text) {
       return fail(ErrorCode::kInvalidArgument,
                   "node config: field 'valid_issuers' entry '" + key +
                       "' is not an account public key (A…): " + k.error().message);
+    }
+  }
+  for (const auto& key : c.operator_keys) {
+    auto k = crypto::decode_public_key(key);
+    if (!k || (k->type != crypto::KeyType::kOperator && k->type != crypto::KeyType::kAccount)) {
+      return fail(ErrorCode::kInvalidArgument,
+                  "node config: field 'operator_keys' entry '" + key +
+                      "' is not an operator (O…) or account (A…) public key");
     }
   }
   if (c.kernel_filepath.empty()) c.kernel_filepath = c.default_resource_dir / "vmlinux";

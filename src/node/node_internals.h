@@ -43,6 +43,15 @@ struct Node::Workload {
   NodeMetrics::Function metrics;             // functions: their Prometheus series
 };
 
+// A deploy request whose signature, binding and issuer the node has checked.
+struct Node::VerifiedDeploy {
+  api::DeployRequest req;
+  std::string name;
+  std::string issuer;
+  crypto::JwtClaims claims;  // no exp: an unbound request of older tooling, when allowed
+  std::string claimed_hash;  // the artifact's SHA-256 the request and its JWT vouch for
+};
+
 // The node's log: a line on stderr, prefixed with the time.
 void log_line(const std::string& text);
 

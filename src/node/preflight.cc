@@ -32,9 +32,10 @@ PreflightSection cni_plugins(const NodeConfig& config) {
   if (auto net = sandbox::load_cni_network(config.cni)) types = net->plugin_types();
   for (const auto& type : types) {
     auto p = sandbox::find_cni_plugin(config.cni, type);
-    s.items.push_back(p ? found(p->string(), type + " CNI plugin")
-                        : missing(type, type + " CNI plugin",
-                                  "apt-get install containernetworking-plugins, or set cni.bin_path"));
+    s.items.push_back(
+        p ? found(p->string(), type + " CNI plugin")
+          : missing(type, type + " CNI plugin",
+                    "apt-get install containernetworking-plugins, or set cni.bin_path"));
   }
   return s;
 }
@@ -74,8 +75,9 @@ PreflightSection kernel() {
                             : missing("seccomp", "system-call filter",
                                       "a kernel built with CONFIG_SECCOMP_FILTER"));
   auto cg = sandbox::Cgroup::host_version();
-  s.items.push_back(cg ? found("/sys/fs/cgroup (" + *cg + ")", "cgroups: memory, cpu, pids")
-                       : missing("/sys/fs/cgroup", "cgroups: memory, cpu, pids", cg.error().message));
+  s.items.push_back(
+      cg ? found("/sys/fs/cgroup (" + *cg + ")", "cgroups: memory, cpu, pids")
+         : missing("/sys/fs/cgroup", "cgroups: memory, cpu, pids", cg.error().message));
   s.items.push_back(fs::exists("/dev/loop-control")
                         ? found("/dev/loop-control", "loop devices, to mount an ext4 rootfs")
                         : missing("/dev/loop-control", "loop devices, to mount an ext4 rootfs",
@@ -86,8 +88,7 @@ PreflightSection kernel() {
 PreflightSection cni_config(const NodeConfig& config) {
   PreflightSection s{"CNI configuration requirements", {config.cni.conf_dir.string()}, {}};
   auto net = sandbox::load_cni_network(config.cni);
-  const std::string file =
-      (config.cni.conf_dir / (config.cni.network_name + ".conflist")).string();
+  const std::string file = (config.cni.conf_dir / (config.cni.network_name + ".conflist")).string();
   s.items.push_back(net ? found(file, "CNI Configuration")
                         : missing(file, "CNI Configuration", net.error().message));
   return s;
@@ -97,9 +98,11 @@ PreflightSection user_files(const NodeConfig& config, const fs::path& agent_bina
   PreflightSection s{"User provided files", {}, {}};
   const fs::path& rootfs = config.rootfs_filepath;
   const std::string desc = "Root Filesystem Template";
-  const std::string build = "`nex node preflight --init` or `nex rootfs -o " + rootfs.string() + "`";
+  const std::string build =
+      "`nex node preflight --init` or `nex rootfs -o " + rootfs.string() + "`";
   if (config.sandbox == "microvm" && fs::is_directory(rootfs)) {
-    s.items.push_back(missing(rootfs.string(), desc, "a microVM boots an ext4 image; build one with " + build));
+    s.items.push_back(
+        missing(rootfs.string(), desc, "a microVM boots an ext4 image; build one with " + build));
   } else if (fs::is_directory(rootfs)) {
     auto lacking = sandbox::missing_agent_file(rootfs, agent_binary);
     if (!lacking) {
@@ -205,10 +208,12 @@ Result<std::vector<std::string>> preflight_init(const NodeConfig& config,
     std::ofstream out(conflist);
     out << sandbox::default_conflist(config.cni.network_name).dump(2) << "\n";
     if (!out) return fail(ErrorCode::kIo, "cannot write " + conflist.string());
-    done.push_back("Wrote " + conflist.string() + " (ptp + host-local on 192.168.127.0/24, ipMasq)");
+    done.push_back("Wrote " + conflist.string() +
+                   " (ptp + host-local on 192.168.127.0/24, ipMasq)");
   }
   if (!fs::exists(config.rootfs_filepath)) {
-    auto r = sandbox::build_rootfs({.agent_binary = agent_binary, .output = config.rootfs_filepath});
+    auto r =
+        sandbox::build_rootfs({.agent_binary = agent_binary, .output = config.rootfs_filepath});
     if (!r) return fail(r.error().wrap("build " + config.rootfs_filepath.string()));
     done.push_back("Built " + config.rootfs_filepath.string() + " (" +
                    std::to_string(r->image_mib) + " MiB)");

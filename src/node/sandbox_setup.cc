@@ -35,10 +35,11 @@ microvm::MicrovmOptions microvm_options(const NodeConfig& config,
           .accelerator = config.microvm_accelerator};
 }
 
-Result<std::unique_ptr<sandbox::Driver>> make_sandbox_driver(const NodeConfig& config,
-                                                             const std::filesystem::path& agent_binary,
-                                                             const std::string& instance) {
-  if (config.no_sandbox) return std::unique_ptr<sandbox::Driver>(std::make_unique<sandbox::ProcessDriver>());
+Result<std::unique_ptr<sandbox::Driver>> make_sandbox_driver(
+    const NodeConfig& config, const std::filesystem::path& agent_binary,
+    const std::string& instance) {
+  if (config.no_sandbox)
+    return std::unique_ptr<sandbox::Driver>(std::make_unique<sandbox::ProcessDriver>());
   if (config.sandbox == "microvm") {
     auto d = microvm::MicrovmDriver::create(microvm_options(config, agent_binary, instance));
     if (!d) return fail(d.error().wrap("microvm sandbox (\"sandbox\": \"microvm\")"));

@@ -3,10 +3,13 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "api/json_fields.h"
+#include "core/encoding.h"
 #include "nats/jetstream.h"
 #include "nats/key_value.h"
 
@@ -19,38 +22,48 @@ namespace {
 
 constexpr const char* kBucket = "NEX_NODE_WORKLOADS";
 
-std::string encode(const WorkloadStore::Entry& e) {
-  return json{{"namespace", e.ns}, {"request", e.request}}.dump();
+// Writes `text` to `path` whole (mode 0600), then renames it into place: a crash leaves the old
+// file or the new one.
+Status replace_file(const fs::path& path, const std::string& text) {
+  const fs::path tmp = path.string() + ".tmp";
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return fail(ErrorCode::kIo, "cannot write " + tmp.string() + ": " + strerror(errno));
+  const ssize_t n = ::write(fd, text.data(), text.size());
+  const int err = n < 0 ? errno : ENOSPC;
+  ::close(fd);
+  if (n != static_cast<ssize_t>(text.size()))
+    return fail(ErrorCode::kIo, "cannot write " + tmp.string() + ": " + strerror(err));
+  if (::rename(tmp.c_str(), path.c_str()) != 0)
+    return fail(ErrorCode::kIo, "cannot replace " + path.string() + ": " + strerror(errno));
+  return {};
 }
 
-std::optional<WorkloadStore::Entry> decode(const std::string& id, std::string_view text) {
-  auto j = json::parse(text, nullptr, false);
-  if (!j.is_object() || !j.contains("request") || !j["request"].is_string()) return std::nullopt;
-  return WorkloadStore::Entry{id, j.value("namespace", "default"), j["request"]};
-}
-
-class KvStore : public WorkloadStore {
+class KvBackend : public WorkloadStore::Backend {
  public:
-  KvStore(nats::KeyValue kv, std::string node_id)
+  KvBackend(nats::KeyValue kv, std::string node_id)
       : kv_(std::move(kv)), prefix_(std::move(node_id) + ".") {}
 
-  Status put(const Entry& e) override {
-    NEX_RETURN_IF_ERROR(kv_.put(prefix_ + e.id, encode(e)));
+  Status put(const std::string& id, const std::string& value) override {
+    NEX_RETURN_IF_ERROR(kv_.put(prefix_ + id, value));
     return {};
   }
   Status erase(const std::string& id) override { return kv_.purge(prefix_ + id); }
-  Result<std::vector<Entry>> list() override {
+  Result<std::vector<std::pair<std::string, std::string>>> list() override {
     auto keys = kv_.keys();
     if (!keys) {
-      if (keys.error().code == ErrorCode::kNotFound) return std::vector<Entry>{};
+      if (keys.error().code == ErrorCode::kNotFound)
+        return std::vector<std::pair<std::string, std::string>>{};
       return fail(keys.error());
     }
-    std::vector<Entry> out;
+    std::vector<std::pair<std::string, std::string>> out;
     for (const auto& key : *keys) {
       if (!key.starts_with(prefix_)) continue;
       auto e = kv_.get(key);
-      if (!e) continue;
-      if (auto entry = decode(key.substr(prefix_.size()), e->value)) out.push_back(*entry);
+      if (!e) {
+        if (e.error().code == ErrorCode::kNotFound) continue;  // removed meanwhile
+        return fail(e.error());
+      }
+      out.emplace_back(key.substr(prefix_.size()), std::move(e->value));
     }
     return out;
   }
@@ -60,41 +73,29 @@ class KvStore : public WorkloadStore {
   std::string prefix_;
 };
 
-class DirStore : public WorkloadStore {
+class DirBackend : public WorkloadStore::Backend {
  public:
-  explicit DirStore(fs::path dir) : dir_(std::move(dir)) {}
+  explicit DirBackend(fs::path dir) : dir_(std::move(dir)) {}
 
-  Status put(const Entry& e) override {
+  Status put(const std::string& id, const std::string& value) override {
     std::error_code ec;
     fs::create_directories(dir_, ec);
-    // Written whole, then renamed: a crash leaves the old entry or the new one.
-    const fs::path tmp = dir_ / (e.id + ".tmp");
-    {
-      const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-      if (fd < 0) return fail(ErrorCode::kIo, "cannot write " + tmp.string());
-      const std::string text = encode(e);
-      const bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
-      ::close(fd);
-      if (!ok) return fail(ErrorCode::kIo, "cannot write " + tmp.string());
-    }
-    fs::rename(tmp, dir_ / (e.id + ".json"), ec);
-    if (ec) return fail(ErrorCode::kIo, "cannot write " + (dir_ / e.id).string());
-    return {};
+    return replace_file(dir_ / (id + ".json"), value);
   }
   Status erase(const std::string& id) override {
     std::error_code ec;
     fs::remove(dir_ / (id + ".json"), ec);
     return {};
   }
-  Result<std::vector<Entry>> list() override {
-    std::vector<Entry> out;
+  Result<std::vector<std::pair<std::string, std::string>>> list() override {
+    std::vector<std::pair<std::string, std::string>> out;
     std::error_code ec;
     for (const auto& f : fs::directory_iterator(dir_, ec)) {
       if (f.path().extension() != ".json") continue;
       std::ifstream in(f.path());
       std::stringstream text;
       text << in.rdbuf();
-      if (auto e = decode(f.path().stem().string(), text.str())) out.push_back(*e);
+      out.emplace_back(f.path().stem().string(), text.str());
     }
     return out;
   }
@@ -105,9 +106,11 @@ class DirStore : public WorkloadStore {
 
 }  // namespace
 
-std::unique_ptr<WorkloadStore> WorkloadStore::open(const nats::Connection& control,
-                                                   const std::string& node_id,
-                                                   const fs::path& state_dir, std::string& where) {
+Result<std::unique_ptr<WorkloadStore>> WorkloadStore::open(const nats::Connection& control,
+                                                           const crypto::KeyPair& node_key,
+                                                           const fs::path& state_dir,
+                                                           std::string& where) {
+  std::unique_ptr<Backend> backend;
   if (auto js = nats::JetStream::create(control)) {
     auto kv = nats::KeyValue::bind(*js, kBucket);
     if (!kv)
@@ -115,11 +118,92 @@ std::unique_ptr<WorkloadStore> WorkloadStore::open(const nats::Connection& contr
           *js, {.bucket = kBucket, .description = "nex nodes' workloads, to restore on restart"});
     if (kv) {
       where = std::string("KV bucket ") + kBucket;
-      return std::make_unique<KvStore>(std::move(*kv), node_id);
+      backend = std::make_unique<KvBackend>(std::move(*kv), node_key.public_key());
     }
   }
-  where = (state_dir / "workloads").string();
-  return std::make_unique<DirStore>(state_dir / "workloads");
+  if (!backend) {
+    where = (state_dir / "workloads").string();
+    backend = std::make_unique<DirBackend>(state_dir / "workloads");
+  }
+  std::unique_ptr<WorkloadStore> store(
+      new WorkloadStore(std::move(backend), node_key, state_dir / "workloads.kept"));
+  NEX_RETURN_IF_ERROR(store->load_kept());
+  return store;
+}
+
+Status WorkloadStore::load_kept() {
+  std::ifstream in(kept_file_);
+  if (!in) {
+    if (!fs::exists(kept_file_)) return {};  // a new node keeps nothing yet
+    return fail(ErrorCode::kIo, "cannot read " + kept_file_.string() + ": " + std::strerror(errno));
+  }
+  for (std::string id; std::getline(in, id);)
+    if (!id.empty()) kept_.insert(id);
+  return {};
+}
+
+Status WorkloadStore::save_kept() {
+  std::string text;
+  for (const auto& id : kept_) text += id + "\n";
+  return replace_file(kept_file_, text);
+}
+
+std::string WorkloadStore::signing_bytes(const Entry& e) const {
+  return api::dump({{"id", e.id},
+                    {"namespace", e.ns},
+                    {"node_id", node_key_.public_key()},
+                    {"request", e.request}});
+}
+
+Status WorkloadStore::put(const Entry& e) {
+  {
+    std::lock_guard lock(mu_);
+    // Listed as kept first: an entry that is kept nowhere can never be restored.
+    if (kept_.insert(e.id).second) NEX_RETURN_IF_ERROR(save_kept());
+  }
+  const auto signature = node_key_.sign(as_bytes(signing_bytes(e)));
+  return backend_->put(e.id,
+                       api::dump({{"namespace", e.ns},
+                                  {"request", e.request},
+                                  {"signature", base64_encode(signature, Base64::kUrlNoPad)}}));
+}
+
+Status WorkloadStore::erase(const std::string& id) {
+  {
+    std::lock_guard lock(mu_);
+    if (kept_.erase(id) > 0) NEX_RETURN_IF_ERROR(save_kept());
+  }
+  return backend_->erase(id);
+}
+
+Result<WorkloadStore::Listing> WorkloadStore::list() {
+  auto stored = backend_->list();
+  if (!stored) return fail(stored.error());
+  Listing out;
+  std::set<std::string> seen;
+  std::lock_guard lock(mu_);
+  for (auto& [id, value] : *stored) {
+    seen.insert(id);
+    auto j = json::parse(value, nullptr, false);
+    if (!j.is_object() || !j["request"].is_string() || !j["namespace"].is_string() ||
+        !j["signature"].is_string()) {
+      out.refused.emplace_back(id, "the entry is not one this node wrote (no signature)");
+      continue;
+    }
+    Entry e{id, j["namespace"], j["request"]};
+    auto sig = base64_decode(j["signature"].get<std::string>(), Base64::kUrlNoPad);
+    if (!sig ||
+        !crypto::verify(node_key_.public_key(), as_bytes(signing_bytes(e)), *sig).has_value()) {
+      out.refused.emplace_back(id, "the entry's signature is not this node's");
+    } else if (kept_.count(id) == 0) {
+      out.refused.emplace_back(id, "this node does not keep that workload (stopped or ended)");
+    } else {
+      out.entries.push_back(std::move(e));
+    }
+  }
+  for (const auto& id : kept_)
+    if (seen.count(id) == 0) out.missing.push_back(id);
+  return out;
 }
 
 }  // namespace nex::node

@@ -7,6 +7,7 @@
 
 #include "api/events.h"
 #include "api/json_fields.h"
+#include "api/signed_request.h"
 #include "core/clock.h"
 #include "core/elf_info.h"
 #include "core/encoding.h"
@@ -23,7 +24,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-constexpr auto kDeployTimeout = 10s;
+constexpr auto kDeployTimeout = 10s;   // the agent's answer to a deploy
+constexpr auto kFetchAllowance = 30s;  // an artifact's download
 constexpr auto kUndeployGrace = 5s;
 // An essential workload that fails more often is in a crash loop.
 constexpr int kMaxRestarts = 5;
@@ -101,34 +103,81 @@ class Node::Reservation {
   int64_t bytes_ = 0;
 };
 
-void Node::restore_workloads() {
-  auto kept = store_->list();
-  if (!kept) {
-    log_line("Cannot read the workloads to restore: " + kept.error().message);
-    return;
-  }
-  for (const auto& e : *kept) {
-    // Deployed again under a new id, which the store keeps instead; the old entry goes only
-    // after that, so a crash in between cannot lose the workload.
-    auto r = deploy(e.ns, e.request, DeployOrigin::kRestore);
-    (void)store_->erase(e.id);
-    log_line(r ? "Restored workload " + (*r)["name"].get<std::string>() + " (was " + e.id +
-                     ", now " + (*r)["id"].get<std::string>() + ")"
-               : "Could not restore workload " + e.id + ": " + r.error().message);
-  }
-}
-
 Result<json> Node::deploy(const std::string& ns, std::string_view body, DeployOrigin origin) {
-  auto r = try_deploy(ns, body, origin);
   static constexpr const char* kOrigins[] = {"request", "restore", "autostart"};
+  auto checked = verify_deploy(ns, body, origin);
+  if (!checked) {
+    metrics_.deploy(kOrigins[static_cast<int>(origin)], false);
+    return fail(checked.error());
+  }
+  // A signed request is used once. The same request again (a client retrying after a lost
+  // reply) gets the first one's answer; nothing is deployed twice.
+  const bool once = origin == DeployOrigin::kRequest && checked->claims.exp.has_value();
+  if (once) {
+    if (auto repeated = take_once(checked->claims)) return *repeated;
+  }
+  auto r = try_deploy(ns, body, *checked, origin);
+  if (once) answer_once(checked->claims, r);
   metrics_.deploy(kOrigins[static_cast<int>(origin)], r.has_value());
   return r;
 }
 
-Result<json> Node::try_deploy(const std::string& ns, std::string_view body, DeployOrigin origin) {
+std::chrono::milliseconds Node::deploy_deadline() const {
+  return std::chrono::milliseconds(options_.config.agent_handshake_timeout_ms) +
+         driver_->boot_allowance() + kFetchAllowance + kDeployTimeout;
+}
+
+Result<Node::VerifiedDeploy> Node::verify_deploy(const std::string& ns, std::string_view body,
+                                                 DeployOrigin origin) {
   const NodeConfig& cfg = options_.config;
-  // The checks run in the order specs/nex-wire.md lists.
   NEX_RETURN_IF_ERROR(api::validate_namespace(ns));
+  NEX_RETURN_IF_ERROR(api::check_body_size(body, api::kMaxRequestBytes, "deploy request"));
+  auto object = api::FieldReader::parse_object(body, "deploy request");
+  if (!object) return fail(object.error());
+  // Signed by whom, for what, and still valid: checked before anything else is looked at. The
+  // config's autostart requests are the operator's own; a restored one was checked when it came.
+  auto checked = api::check_request(
+      *object, {.action = api::action::kDeploy,
+                .ns = ns,
+                .node_id = id(),
+                .allow_unbound = cfg.allow_unbound_requests || origin == DeployOrigin::kAutostart,
+                .check_times = origin == DeployOrigin::kRequest});
+  if (!checked) return fail(checked.error());
+  const std::string issuer = checked->jwt.claims.iss;
+  if (!cfg.valid_issuers.empty() && std::find(cfg.valid_issuers.begin(), cfg.valid_issuers.end(),
+                                              issuer) == cfg.valid_issuers.end()) {
+    return fail(ErrorCode::kPermissionDenied,
+                "issuer " + issuer + " is not allowed on this node (valid_issuers)");
+  }
+  auto req = api::parse_deploy_request(body);
+  if (!req) return fail(req.error());
+  const auto& claims = checked->jwt.claims;
+  VerifiedDeploy v{.req = std::move(*req), .issuer = issuer, .claims = claims};
+  v.name = v.req.workload_name.empty() ? claims.sub : v.req.workload_name;
+  NEX_RETURN_IF_ERROR(api::validate_workload_name(v.name));
+  if (!v.req.workload_name.empty() && !claims.sub.empty() && claims.sub != v.req.workload_name) {
+    return fail(ErrorCode::kPermissionDenied,
+                "workload_name '" + v.req.workload_name +
+                    "' differs from the name the JWT was signed for ('" + claims.sub + "')");
+  }
+  v.claimed_hash = v.req.hash;
+  if (auto h = claims.nats.find("hash");
+      h != claims.nats.end() && h->is_string() && !h->get<std::string>().empty()) {
+    if (!v.claimed_hash.empty() && v.claimed_hash != h->get<std::string>()) {
+      return fail(ErrorCode::kPermissionDenied,
+                  "field 'hash' differs from the hash the JWT was signed for");
+    }
+    v.claimed_hash = h->get<std::string>();
+  }
+  return v;
+}
+
+Result<json> Node::try_deploy(const std::string& ns, std::string_view body,
+                              const VerifiedDeploy& checked, DeployOrigin origin) {
+  const NodeConfig& cfg = options_.config;
+  const api::DeployRequest* req = &checked.req;
+  const std::string& name = checked.name;
+  const std::string& issuer = checked.issuer;
   if (lameduck_)
     return fail(ErrorCode::kUnavailable, "node is in lame duck mode and accepts no new workloads");
   // Deploys run in parallel; the limits hold because each one reserves its place (and, once
@@ -145,8 +194,6 @@ Result<json> Node::try_deploy(const std::string& ns, std::string_view body, Depl
     }
     reserved.take_slot();
   }
-  auto req = api::parse_deploy_request(body);
-  if (!req) return fail(req.error());
   const auto& allowed = cfg.workload_types;
   if (std::find(allowed.begin(), allowed.end(), req->type) == allowed.end()) {
     std::string list;
@@ -174,40 +221,9 @@ Result<json> Node::try_deploy(const std::string& ns, std::string_view body, Depl
       }
     }
   }
-  const auto runnable = supported_types();
-  if (std::find(runnable.begin(), runnable.end(), req->type) == runnable.end()) {
-    return fail(ErrorCode::kInvalidArgument,
-                "this node cannot run '" + std::string(api::to_string(req->type)) +
-                    "' workloads yet: this build runs native services only");
-  }
   auto env = open_environment(*req, identity_.xkey());
   if (!env) return fail(env.error());
-  auto jwt = crypto::verify_jwt(
-      req->workload_jwt, {.issuer_type = crypto::KeyType::kAccount, .clock_skew_seconds = 60});
-  if (!jwt) return fail(jwt.error().code, "workload_jwt: " + jwt.error().message);
-  const std::string name = req->workload_name.empty() ? jwt->claims.sub : req->workload_name;
-  NEX_RETURN_IF_ERROR(api::validate_workload_name(name));
-  if (!req->workload_name.empty() && !jwt->claims.sub.empty() &&
-      jwt->claims.sub != req->workload_name) {
-    return fail(ErrorCode::kPermissionDenied,
-                "workload_name '" + req->workload_name +
-                    "' differs from the name the JWT was signed for ('" + jwt->claims.sub + "')");
-  }
-  const std::string issuer = jwt->claims.iss;
-  if (!cfg.valid_issuers.empty() && std::find(cfg.valid_issuers.begin(), cfg.valid_issuers.end(),
-                                              issuer) == cfg.valid_issuers.end()) {
-    return fail(ErrorCode::kPermissionDenied,
-                "issuer " + issuer + " is not allowed on this node (valid_issuers)");
-  }
-  std::string claimed_hash = req->hash;
-  if (auto h = jwt->claims.nats.find("hash");
-      h != jwt->claims.nats.end() && h->is_string() && !h->get<std::string>().empty()) {
-    if (!claimed_hash.empty() && claimed_hash != h->get<std::string>()) {
-      return fail(ErrorCode::kPermissionDenied,
-                  "field 'hash' differs from the hash the JWT was signed for");
-    }
-    claimed_hash = h->get<std::string>();
-  }
+  const std::string& claimed_hash = checked.claimed_hash;
 
   // A sandbox that reaches no other host (a microVM) cannot reach a NATS elsewhere: say so now
   // rather than leave the service retrying a connection that can never be made.
@@ -271,9 +287,9 @@ Result<json> Node::try_deploy(const std::string& ns, std::string_view body, Depl
   // the hash the request and its JWT vouch for.
   const std::string actual_hash = nats::digest_hex(got->digest);
   if (!claimed_hash.empty() && actual_hash != claimed_hash) {
-    return release({ErrorCode::kPermissionDenied,
-                    "artifact hash mismatch: the request vouches for " + claimed_hash +
-                        " but the artifact's SHA-256 is " + actual_hash});
+    return release({ErrorCode::kCorrupt, "artifact hash mismatch: the request vouches for " +
+                                             claimed_hash + " but the artifact's SHA-256 is " +
+                                             actual_hash});
   }
   if (req->type == api::WorkloadType::kNative) {
     if (auto st = check_static_executable(agent->artifact_path); !st) {
@@ -341,7 +357,7 @@ Result<json> Node::try_deploy(const std::string& ns, std::string_view body, Depl
   w->description = req->description;
   w->type = req->type;
   w->issuer = issuer;
-  w->deploy_jti = jwt->claims.jti;
+  w->deploy_jti = checked.claims.jti;
   w->hash = actual_hash;
   w->bytes = size;
   if (api::is_function(w->type))
@@ -405,34 +421,54 @@ Result<json> Node::try_deploy(const std::string& ns, std::string_view body, Depl
 }
 
 Result<json> Node::stop_workload(const std::string& ns, std::string_view body) {
+  NEX_RETURN_IF_ERROR(api::check_body_size(body, api::kMaxRequestBytes, "stop request"));
+  auto object = api::FieldReader::parse_object(body, "stop request");
+  if (!object) return fail(object.error());
+  auto checked =
+      api::check_request(*object, {.action = api::action::kStop,
+                                   .ns = ns,
+                                   .node_id = id(),
+                                   .allow_unbound = options_.config.allow_unbound_requests});
+  if (!checked) return fail(checked.error());
   auto req = api::parse_stop_request(body);
   if (!req) return fail(req.error());
+  const crypto::JwtClaims& claims = checked->jwt.claims;
+  if (claims.exp) {
+    if (auto repeated = take_once(claims)) return *repeated;
+  }
+  auto r = stop_checked(ns, *req, claims);
+  if (claims.exp) answer_once(claims, r);
+  return r;
+}
+
+Result<json> Node::stop_checked(const std::string& ns, const api::StopRequest& req,
+                                const crypto::JwtClaims& claims) {
   std::shared_ptr<Workload> w;
   {
     std::lock_guard lock(mu_);
-    auto it = workloads_.find(req->workload_id);
+    auto it = workloads_.find(req.workload_id);
     if (it != workloads_.end() && it->second->ns == ns && !it->second->stopping) w = it->second;
   }
-  if (!w) return fail(ErrorCode::kNotFound, "no such workload: " + req->workload_id);
-  auto jwt = crypto::verify_jwt(
-      req->workload_jwt, {.issuer_type = crypto::KeyType::kAccount, .clock_skew_seconds = 60});
-  if (!jwt) return fail(jwt.error().code, "workload_jwt: " + jwt.error().message);
-  if (jwt->claims.iss != w->issuer) {
+  if (!w) {
+    if (auto stopped = stop_pending_restore(ns, req.workload_id, claims)) return *stopped;
+    return fail(ErrorCode::kNotFound, "no such workload: " + req.workload_id);
+  }
+  if (claims.iss != w->issuer) {
     return fail(ErrorCode::kPermissionDenied,
                 "only the issuer that deployed workload " + w->id + " may stop it");
   }
-  if (jwt->claims.sub != w->name) {
+  if (claims.sub != w->name) {
     return fail(ErrorCode::kPermissionDenied,
-                "the stop JWT names workload '" + jwt->claims.sub + "', not '" + w->name + "'");
+                "the stop JWT names workload '" + claims.sub + "', not '" + w->name + "'");
   }
-  if (jwt->claims.jti == w->deploy_jti) {
+  if (claims.jti == w->deploy_jti) {
     return fail(ErrorCode::kPermissionDenied,
                 "the stop request replays the deploy JWT: sign a fresh one");
   }
   std::vector<nats::Subscription> triggers;
   {
     std::lock_guard lock(mu_);
-    if (w->stopping) return fail(ErrorCode::kNotFound, "no such workload: " + req->workload_id);
+    if (w->stopping) return fail(ErrorCode::kNotFound, "no such workload: " + req.workload_id);
     w->stopping = true;
     triggers = std::move(w->triggers);
   }

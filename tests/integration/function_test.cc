@@ -79,7 +79,7 @@ class FunctionTest : public testing::NodeTest {
     if (stop_by == StopBy::kNodeShutdown) {
       node_->stop();
     } else {
-      json stopped = stop(id, stop_jwt_for("slow", issuer_));
+      json stopped = stop(id, "slow");
       ASSERT_TRUE(stopped["error"].is_null()) << stopped.dump();
     }
     std::unique_lock lock(mu);
@@ -129,7 +129,7 @@ TEST_F(FunctionTest, TheSeedsJavaScriptEchoAnswersOnItsTriggerSubject) {
   EXPECT_EQ(machines[0]["function_invocations"], 1);
   EXPECT_GT(machines[0]["function_runtime_ns"].get<int64_t>(), 0);
 
-  json stopped = stop(id, stop_jwt_for("echofunctionjs", issuer_));
+  json stopped = stop(id, "echofunctionjs");
   ASSERT_TRUE(stopped["error"].is_null()) << stopped.dump();
   auto after = conn_->request("js.echo", "heya", 500ms);
   EXPECT_FALSE(after) << "the trigger subject still answers after stop";
@@ -163,7 +163,7 @@ TEST_F(FunctionTest, EveryInvocationsEventGetsOutWhenItStops) {
     if (node_shuts_down) {
       node_->stop();
     } else {
-      json stopped = stop(r["data"]["id"], stop_jwt_for("echofunctionjs", issuer_));
+      json stopped = stop(r["data"]["id"], "echofunctionjs");
       ASSERT_TRUE(stopped["error"].is_null()) << stopped.dump();
     }
     EXPECT_EQ(events.wait_for_count(api::event_type::kFunctionExecSucceeded, kRequests, 2s),

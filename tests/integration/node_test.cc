@@ -76,7 +76,7 @@ TEST_F(NodeTest, DeploysUsesAndStopsTheEchoService) {
             hex_encode(crypto::sha256(as_bytes(slurp(kBinDir / "echoservice")))));
   EXPECT_EQ(info("other")["data"]["machines"].size(), 0u);  // filtered by namespace
 
-  json s = stop(id, stop_jwt_for("echoservice", issuer_));
+  json s = stop(id, "echoservice");
   ASSERT_TRUE(s["error"].is_null()) << s.dump();
   EXPECT_EQ(s["type"], "io.nats.nex.v1.stop_response");
   EXPECT_TRUE(s["data"]["stopped"]);
@@ -102,24 +102,30 @@ TEST_F(NodeTest, StopIsRefusedToOtherIssuersReplaysAndOtherNamespaces) {
   const std::string id = r["data"]["id"];
   auto other = *crypto::KeyPair::create(crypto::KeyType::kAccount);
 
-  json s1 = stop(id, stop_jwt_for("echoservice", other));
+  json s1 = stop_signed_by(id, "echoservice", other);
   EXPECT_EQ(s1["data"], "");
   EXPECT_NE(s1["error"].get<std::string>().find("only the issuer that deployed"), std::string::npos)
       << s1.dump();
-  json s2 = stop(id, req["workload_jwt"]);
-  EXPECT_NE(s2["error"].get<std::string>().find("replays the deploy JWT"), std::string::npos)
+  // The deploy's own JWT, sent as a stop: it was signed for the deploy, not for this.
+  json s2 = control("$NEX.STOP.default." + node_->id(),
+                    json{{"workload_id", id},
+                         {"target_node", node_->id()},
+                         {"workload_jwt", signed_deploy(req)["workload_jwt"]}}
+                        .dump());
+  EXPECT_NE(s2["error"].get<std::string>().find("signed for another request"), std::string::npos)
       << s2.dump();
-  json s3 = stop(id, stop_jwt_for("echoservice", issuer_), "elsewhere");
+  json s3 = stop(id, "echoservice", "elsewhere");
   EXPECT_NE(s3["error"].get<std::string>().find("no such workload"), std::string::npos)
       << s3.dump();
-  json s4 = stop(id, stop_jwt_for("othername", issuer_));
+  json s4 = stop(id, "othername");
   EXPECT_NE(s4["error"].get<std::string>().find("names workload 'othername'"), std::string::npos)
       << s4.dump();
-  json s5 = stop(id, "not.a.jwt");
+  json s5 = control("$NEX.STOP.default." + node_->id(),
+                    json{{"workload_id", id}, {"workload_jwt", "not.a.jwt"}}.dump());
   EXPECT_NE(s5["error"].get<std::string>().find("workload_jwt"), std::string::npos) << s5.dump();
   // After all that, it still runs, and its own issuer can stop it.
   EXPECT_TRUE(echo_answers("svc.echo.stop"));
-  EXPECT_TRUE(stop(id, stop_jwt_for("echoservice", issuer_))["error"].is_null());
+  EXPECT_TRUE(stop(id, "echoservice")["error"].is_null());
 }
 
 TEST_F(NodeTest, EnvironmentSealedToAnotherNodeIsRefused) {
@@ -202,7 +208,7 @@ class NodeRefusals : public NodeTest {
     EXPECT_EQ(dirs, 1u) << "sandbox directories left behind after: " << expect;
   }
   void expect_refused(const json& req, const std::string& expect) {
-    expect_refused(req.dump(), expect);
+    expect_refused((req.contains("workload_jwt") ? req : signed_deploy(req)).dump(), expect);
   }
 };
 
@@ -226,15 +232,13 @@ TEST_F(NodeRefusals, BadRequestsGetPreciseErrors) {
   expect_refused(with("location", "nats://NO_SUCH_BUCKET/echoservice"),
                  "bucket 'NO_SUCH_BUCKET' does not exist");
   expect_refused(with("location", "nats://NEXCLIFILES/missing"), "object 'missing' not found");
-  std::string forged = good["workload_jwt"];
+  std::string forged = signed_deploy(good)["workload_jwt"];
   forged.back() = forged.back() == 'A' ? 'B' : 'A';
   expect_refused(with("workload_jwt", forged), "workload_jwt: invalid JWT");
   expect_refused(with("workload_jwt", "unsigned"), "workload_jwt: invalid JWT");
-  expect_refused(with("workload_jwt", jwt_for("echoservice", issuer_, unix_seconds_now() - 10)),
-                 "workload_jwt: JWT has expired");
+  expect_refused(signed_deploy(good, "default", nullptr, -10), "workload_jwt: JWT has expired");
   auto user = *crypto::KeyPair::create(crypto::KeyType::kUser);
-  expect_refused(with("workload_jwt", jwt_for("echoservice", user)),
-                 "JWT issuer must be a account key");
+  expect_refused(signed_deploy(good, "default", &user), "JWT issuer must be an account key");
   expect_refused(with("trigger_subjects", {"svc.trigger"}),
                  "trigger_subjects are only for function workloads");
   json sys = with("type", "v8");
@@ -553,7 +557,7 @@ TEST_F(NodeTest, PingAuctionWpingAndLameDuck) {
   EXPECT_EQ(wping["data"]["running_machines"][0]["id"], r["data"]["id"]);
   EXPECT_TRUE(control("$NEX.WPING.other", "", 300ms).contains("transport_error"));
 
-  json duck = control("$NEX.LAMEDUCK." + node_->id(), "");
+  json duck = control("$NEX.LAMEDUCK." + node_->id(), lameduck_request().dump());
   EXPECT_EQ(duck["data"]["success"], true);
   EXPECT_EQ(control("$NEX.PING", "")["data"]["tags"]["nex.lameduck"], "true");
   json refused = deploy(deploy_request("late", {{"NATS_URL", server().url()}}));
@@ -602,7 +606,7 @@ TEST_F(NodeTest, NothingOutlivesANodeKilledWithSigkill) {
   const std::string xkey = control("$NEX.PING." + node_id, "")["data"]["target_xkey"];
   json req = deploy_request_to(node_id, xkey, "echoservice",
                                {{"NATS_URL", server().url()}, {"ECHO_SUBJECT", "svc.echo.kill"}});
-  json r = control("$NEX.DEPLOY.default." + node_id, req.dump());
+  json r = control("$NEX.DEPLOY.default." + node_id, signed_deploy(req).dump());
   ASSERT_TRUE(r["error"].is_null()) << r.dump();
   ASSERT_TRUE(echo_answers("svc.echo.kill"));
   ASSERT_GT(processes_running(state_dir_.string()), 0);
@@ -673,7 +677,7 @@ TEST_F(NodeTest, ARestartedNodeBringsBackItsWorkloadsButNotAStoppedOne) {
   wa["location"] = "nats://NEXCLIFILES/restore.wasm";
   wa["trigger_subjects"] = {"wasm.restore"};
   for (const json* req : {&native, &js, &wa}) {
-    json r = control("$NEX.DEPLOY.default." + node_id, req->dump());
+    json r = control("$NEX.DEPLOY.default." + node_id, signed_deploy(*req).dump());
     ASSERT_TRUE(r["error"].is_null()) << r.dump();
   }
   ASSERT_EQ(all_answer(), (std::vector<bool>{true, true, true}));
@@ -693,10 +697,9 @@ TEST_F(NodeTest, ARestartedNodeBringsBackItsWorkloadsButNotAStoppedOne) {
     if (m["workload"]["name"] == "echoservice") native_id = m["id"];
   }
   ASSERT_FALSE(native_id.empty()) << info.dump();
-  json stopped = control(
-      "$NEX.STOP.default." + node_id,
-      json{{"workload_id", native_id}, {"workload_jwt", stop_jwt_for("echoservice", issuer_)}}
-          .dump());
+  json stopped =
+      control("$NEX.STOP.default." + node_id,
+              stop_request(node_id, native_id, "echoservice", "default", issuer_).dump());
   ASSERT_TRUE(stopped["error"].is_null()) << stopped.dump();
   node.terminate(15s);
   node = start();

@@ -40,8 +40,8 @@ class SandboxTest : public testing::NodeTest {
           << "address still leased: " << name;
     }
     EXPECT_FALSE(fs::exists("/run/nex/" + node_id)) << "sandbox state left in /run/nex";
-    for (const char* root : {"/sys/fs/cgroup/nex/", "/sys/fs/cgroup/memory/nex/",
-                             "/sys/fs/cgroup/pids/nex/"})
+    for (const char* root :
+         {"/sys/fs/cgroup/nex/", "/sys/fs/cgroup/memory/nex/", "/sys/fs/cgroup/pids/nex/"})
       EXPECT_FALSE(fs::exists(root + node_id)) << "cgroups left in " << root;
   }
 };
@@ -52,8 +52,8 @@ TEST_F(SandboxTest, EscapeAttemptsAreContainedAndEverythingElseKeepsWorking) {
   const std::string node_id = node_->id();
 
   // A service beside it, reaching the control NATS through its NATS_URL on loopback.
-  json echo = deploy(deploy_request("echoservice", {{"NATS_URL", server().url()},
-                                                    {"ECHO_SUBJECT", "svc.echo.sandboxed"}}));
+  json echo = deploy(deploy_request(
+      "echoservice", {{"NATS_URL", server().url()}, {"ECHO_SUBJECT", "svc.echo.sandboxed"}}));
   ASSERT_TRUE(echo["error"].is_null()) << echo.dump();
   ASSERT_TRUE(echo_answers("svc.echo.sandboxed")) << "the sandboxed echo service never answered";
 
@@ -115,18 +115,18 @@ TEST_F(SandboxTest, ANodeStartingAfterACrashReleasesWhatTheCrashedOneHeld) {
   const auto c = SandboxHost::get().config();
   SandboxHost::get().write_config(config, c.rootfs_filepath);
   const std::string log = state_dir_.string() + ".log";
-  auto crashing = Subprocess::spawn({.argv = {(testing::kBinDir / "nex").string(), "node", "up",
-                                              "-s", server().url(), "--config", config.string(),
-                                              "--state-dir", state_dir_.string()},
-                                     .stdout_path = log,
-                                     .stderr_path = log});
+  auto crashing = Subprocess::spawn(
+      {.argv = {(testing::kBinDir / "nex").string(), "node", "up", "-s", server().url(), "--config",
+                config.string(), "--state-dir", state_dir_.string()},
+       .stdout_path = log,
+       .stderr_path = log});
   ASSERT_TRUE(crashing) << crashing.error().message;
   const std::string node_id = wait_for_pinged_node();
   ASSERT_FALSE(node_id.empty()) << testing::slurp(log);
   const std::string xkey = control("$NEX.PING." + node_id, "")["data"]["target_xkey"];
   json req = deploy_request_to(node_id, xkey, "echoservice",
                                {{"NATS_URL", server().url()}, {"ECHO_SUBJECT", "svc.echo.crash"}});
-  json r = control("$NEX.DEPLOY.default." + node_id, req.dump());
+  json r = control("$NEX.DEPLOY.default." + node_id, signed_deploy(req).dump());
   ASSERT_TRUE(r["error"].is_null()) << r.dump();
   const std::string id = r["data"]["id"];
   ASSERT_TRUE(echo_answers("svc.echo.crash"));

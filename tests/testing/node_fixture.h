@@ -12,6 +12,8 @@
 #include <optional>
 #include <thread>
 
+#include "api/signed_request.h"
+#include "core/clock.h"
 #include "core/encoding.h"
 #include "crypto/jwt.h"
 #include "crypto/xkeys.h"
@@ -115,14 +117,46 @@ class NodeTest : public NatsServerTest {
     start_node(std::move(config));
   }
 
+  // A JWT that binds nothing: what older tooling sends (refused unless allow_unbound_requests).
   std::string jwt_for(const std::string& name, const crypto::KeyPair& issuer,
                       std::optional<int64_t> exp = {}) {
     return crypto::encode_jwt({.sub = name, .exp = exp, .nats = {{"type", "workload"}}}, issuer);
   }
-  // A stop JWT differs from the deploy JWT in its claims (a token with the deploy's exact
-  // claims is the deploy token, a replay).
-  std::string stop_jwt_for(const std::string& name, const crypto::KeyPair& issuer) {
-    return crypto::encode_jwt({.sub = name, .nats = {{"type", "workload_stop"}}}, issuer);
+  // `req` signed by `issuer` for namespace `ns`, as the CLI signs it (api/signed_request.h).
+  json signed_deploy(json req, const std::string& ns = "default",
+                     const crypto::KeyPair* issuer = nullptr, int64_t lifetime_s = 300) {
+    api::sign_request(req,
+                      {.action = api::action::kDeploy,
+                       .ns = ns,
+                       .subject = req.value("workload_name", ""),
+                       .expires_at = unix_seconds_now() + lifetime_s,
+                       .claims = {{"type", "workload"}}},
+                      issuer ? *issuer : issuer_);
+    return req;
+  }
+  // A lame-duck request for this node, signed by `issuer` (this test's issuer by default).
+  json lameduck_request(const crypto::KeyPair* issuer = nullptr) {
+    json body = {{"target_node", node_->id()}};
+    api::sign_request(body,
+                      {.action = api::action::kLameDuck,
+                       .subject = node_->id(),
+                       .expires_at = unix_seconds_now() + 300,
+                       .jwt_field = api::kRequestJwtField},
+                      issuer ? *issuer : issuer_);
+    return body;
+  }
+  // A signed stop request for workload `id` named `name` on node `node_id`.
+  json stop_request(const std::string& node_id, const std::string& id, const std::string& name,
+                    const std::string& ns, const crypto::KeyPair& issuer) {
+    json body = {{"workload_id", id}, {"target_node", node_id}};
+    api::sign_request(body,
+                      {.action = api::action::kStop,
+                       .ns = ns,
+                       .subject = name,
+                       .expires_at = unix_seconds_now() + 300,
+                       .claims = {{"type", "workload_stop"}}},
+                      issuer);
+    return body;
   }
 
   // A deploy request as `nex run` would build it.
@@ -141,7 +175,6 @@ class NodeTest : public NatsServerTest {
             {"type", "native"},
             {"location", "nats://NEXCLIFILES/echoservice"},
             {"essential", false},
-            {"workload_jwt", jwt_for(name, issuer_)},
             {"environment", base64_encode(*sealed, Base64::kStandard)},
             {"sender_public_key", publisher_.public_key()},
             {"target_node", node_id},
@@ -177,12 +210,19 @@ class NodeTest : public NatsServerTest {
     if (!r) return json{{"transport_error", r.error().message}};
     return json::parse(r->data());
   }
+  // Sends `req`, signed by this test's issuer for `ns` unless it carries a JWT of its own.
   json deploy(const json& req, const std::string& ns = "default") {
-    return control("$NEX.DEPLOY." + ns + "." + node_->id(), req.dump());
+    const json body = req.contains("workload_jwt") ? req : signed_deploy(req, ns);
+    return control("$NEX.DEPLOY." + ns + "." + node_->id(), body.dump());
   }
-  json stop(const std::string& id, const std::string& jwt, const std::string& ns = "default") {
+  // Stops workload `id` (named `name`) as its deployer does.
+  json stop(const std::string& id, const std::string& name, const std::string& ns = "default") {
+    return stop_signed_by(id, name, issuer_, ns);
+  }
+  json stop_signed_by(const std::string& id, const std::string& name, const crypto::KeyPair& issuer,
+                      const std::string& ns = "default") {
     return control("$NEX.STOP." + ns + "." + node_->id(),
-                   json{{"workload_id", id}, {"workload_jwt", jwt}}.dump());
+                   stop_request(node_->id(), id, name, ns, issuer).dump());
   }
   json info(const std::string& ns = "default") {
     return control("$NEX.INFO." + ns + "." + node_->id(), "");
