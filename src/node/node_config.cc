@@ -57,6 +57,7 @@ Result<NodeConfig> parse_node_config(std::string_view text) {
                        "microvm_accelerator",
                        "node_limits",
                        "deny_trigger_subjects",
+                       "subject_grants",
                        "agent_handshake_timeout_ms",
                        "agent_ping_timeout_ms",
                        "function_triggers",
@@ -146,6 +147,12 @@ Result<NodeConfig> parse_node_config(std::string_view text) {
     return r.status();
   }));
   f.string_list("deny_trigger_subjects", c.deny_trigger_subjects);
+  std::vector<std::string> grants;
+  f.string_list("subject_grants", grants);
+  NEX_RETURN_IF_ERROR(f.status());
+  auto policy = api::SubjectPolicy::with_grants(std::move(grants));
+  if (!policy) return std::unexpected(policy.error());
+  c.subject_policy = std::move(*policy);
   f.integer("agent_handshake_timeout_ms", c.agent_handshake_timeout_ms);
   f.integer("agent_ping_timeout_ms", c.agent_ping_timeout_ms);
   f.string("function_triggers", c.function_triggers);
@@ -163,6 +170,7 @@ Result<NodeConfig> parse_node_config(std::string_view text) {
     const json* services = r.raw("services");
     return services ? hs::read_settings(*services, c.host_services_settings) : Status{};
   }));
+  c.host_services_settings.messaging.policy = c.subject_policy;
   if (const json* a = f.raw("autostart")) {
     if (!a->is_array()) {
       f.fail_field("autostart", "must be an array of deploy requests");

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "api/control.h"
+#include "api/subject_policy.h"
 #include "commands/command_service.h"
 #include "core/error.h"
 #include "node/host_services/settings.h"
@@ -56,7 +57,11 @@ struct NodeConfig {
   std::filesystem::path initrd_filepath;     // default: initrd.img beside kernel_filepath
   std::string microvm_accelerator = "auto";  // "auto", "kvm" or "tcg"
   NodeLimits node_limits;
-  std::vector<std::string> deny_trigger_subjects;  // besides $SYS.>, $JS.>, $NEX.>
+  // Trigger subjects no function may take, besides the reserved ones (api::SubjectPolicy).
+  std::vector<std::string> deny_trigger_subjects;
+  // ours: `subject_grants`, reserved subjects ($SRV.>, $KV.SOMEBUCKET.>, ...) that functions'
+  // triggers and the messaging host service may use; some can never be granted.
+  api::SubjectPolicy subject_policy;
   int64_t agent_handshake_timeout_ms = 5000;
   int64_t agent_ping_timeout_ms = 750;
   // ours: how triggers reach a function's agent. "direct": the agent subscribes to the trigger

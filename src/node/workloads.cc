@@ -29,7 +29,6 @@ constexpr auto kFetchAllowance = 30s;  // an artifact's download
 constexpr auto kUndeployGrace = 5s;
 // An essential workload that fails more often is in a crash loop.
 constexpr int kMaxRestarts = 5;
-const std::vector<std::string> kAlwaysDenied = {"$SYS.>", "$JS.>", "$NEX.>"};
 
 Result<std::map<std::string, std::string>> open_environment(const api::DeployRequest& req,
                                                             const crypto::XKey& node_xkey) {
@@ -210,10 +209,10 @@ Result<json> Node::try_deploy(const std::string& ns, std::string_view body,
     return fail(ErrorCode::kInvalidArgument,
                 "function workloads need at least one trigger subject");
   }
-  std::vector<std::string> denied = kAlwaysDenied;
-  denied.insert(denied.end(), cfg.deny_trigger_subjects.begin(), cfg.deny_trigger_subjects.end());
   for (const auto& s : req->trigger_subjects) {
-    for (const auto& d : denied) {
+    if (auto why = cfg.subject_policy.refusal(s); !why.empty())
+      return fail(ErrorCode::kPermissionDenied, "trigger subject " + why);
+    for (const auto& d : cfg.deny_trigger_subjects) {
       if (api::subjects_overlap(s, d)) {
         return fail(
             ErrorCode::kPermissionDenied,

@@ -270,7 +270,7 @@ TEST_F(HostServicesTest, HttpFromWebAssembly) {
 TEST_F(HostServicesTest, RefusedAttemptsAreClearErrorsAndLogged) {
   Collector logs(*conn_, "$NEX.logs.default.*.hsjs.*");
   json sys = js({{"op", "pub"}, {"subject", "$SYS.REQ.SERVER.PING"}, {"value", ""}});
-  EXPECT_NE(sys.value("error", "").find("subject '$SYS.REQ.SERVER.PING' is denied"),
+  EXPECT_NE(sys.value("error", "").find("subject '$SYS.REQ.SERVER.PING' is reserved"),
             std::string::npos)
       << sys.dump();
   json secret = js({{"op", "req"}, {"subject", "secret.plans"}, {"value", ""}});

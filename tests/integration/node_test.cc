@@ -243,9 +243,9 @@ TEST_F(NodeRefusals, BadRequestsGetPreciseErrors) {
                  "trigger_subjects are only for function workloads");
   json sys = with("type", "v8");
   sys["trigger_subjects"] = {"$SYS.REQ.SERVER.PING"};
-  expect_refused(sys, "trigger subject '$SYS.REQ.SERVER.PING' is not allowed");
+  expect_refused(sys, "trigger subject '$SYS.REQ.SERVER.PING' is reserved");
   sys["trigger_subjects"] = {">"};
-  expect_refused(sys, "trigger subject '>' is not allowed");
+  expect_refused(sys, "trigger subject '>' is reserved");
   expect_refused(with("location", "nats://NEXCLIFILES/dynamic"), "dynamically linked");
   expect_refused(with("location", "nats://NEXCLIFILES/script"), "not an ELF binary");
   expect_refused(with("location", "nats://NEXCLIFILES/arm64"),

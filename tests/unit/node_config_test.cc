@@ -100,6 +100,19 @@ TEST(NodeConfig, HostServicesAreConfiguredPerService) {
   }
 }
 
+TEST(NodeConfig, SubjectGrantsOpenReservedSubjectsForTriggersAndMessaging) {
+  auto c = parse_node_config(R"({"subject_grants": ["$SRV.>"]})");
+  ASSERT_TRUE(c) << c.error().message;
+  EXPECT_EQ(c->subject_policy.grants(), std::vector<std::string>{"$SRV.>"});
+  EXPECT_EQ(c->host_services_settings.messaging.policy.grants(), c->subject_policy.grants());
+  EXPECT_EQ(c->subject_policy.refusal("$SRV.PING"), "");
+  auto bad = parse_node_config(R"({"subject_grants": ["$KV.NEX_NODES.>"]})");
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().message.find("field 'subject_grants': '$KV.NEX_NODES.>' cannot be granted"),
+            std::string::npos)
+      << bad.error().message;
+}
+
 TEST(NodeConfig, TheMicrovmSandboxFindsItsInitramfsBesideTheKernel) {
   auto c = parse_node_config(R"({"sandbox": "microvm", "kernel_filepath": "/srv/vm/vmlinux"})");
   ASSERT_TRUE(c) << c.error().message;

@@ -1,5 +1,5 @@
 // The messaging service: publish, request and requestMany on the workload's host-services NATS,
-// to subjects the node's policy allows ($SYS.>, $JS.> and $NEX.> never).
+// to subjects the node's policy allows (api::SubjectPolicy: nothing reserved unless granted).
 #include <chrono>
 
 #include "api/json_fields.h"
@@ -57,11 +57,10 @@ class MessagingService : public Service {
  private:
   // The reason `subject` is refused, or empty.
   std::string refusal(const std::string& subject) const {
-    for (const auto* list : {&always_denied_subjects(), &s_.deny_subjects}) {
-      for (const auto& d : *list)
-        if (api::subjects_overlap(subject, d))
-          return "subject '" + subject + "' is denied (matches '" + d + "')";
-    }
+    if (auto why = s_.policy.refusal(subject); !why.empty()) return "subject " + why;
+    for (const auto& d : s_.deny_subjects)
+      if (api::subjects_overlap(subject, d))
+        return "subject '" + subject + "' is denied (matches '" + d + "')";
     for (const auto& a : s_.allow_subjects)
       if (api::subjects_overlap(subject, a)) return {};
     return "subject '" + subject + "' is not in the node's allowed subjects";

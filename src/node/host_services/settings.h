@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "api/json_fields.h"
+#include "api/subject_policy.h"
 #include "core/error.h"
 
 namespace nex::node::hs {
@@ -21,8 +22,9 @@ struct MessagingSettings {
   bool enabled = true;
   int64_t request_timeout_ms = 750;
   int64_t request_many_timeout_ms = 3000;  // requestMany gathers answers at most this long
-  // A subject must match one allowed pattern and no denied one. $SYS.>, $JS.> and $NEX.> are
-  // always denied.
+  // A subject must pass the node's subject policy (reserved subjects only through its grants),
+  // then match one allowed pattern and no denied one.
+  api::SubjectPolicy policy;
   std::vector<std::string> allow_subjects = {">"};
   std::vector<std::string> deny_subjects;
 };
@@ -46,11 +48,5 @@ struct Settings {
 
 // Reads the "services" object of the node config's "host_services"; errors name the field.
 Status read_settings(const nlohmann::json& services, Settings& out);
-
-// The subjects messaging never reaches, whatever the configuration says.
-inline const std::vector<std::string>& always_denied_subjects() {
-  static const std::vector<std::string> denied = {"$SYS.>", "$JS.>", "$NEX.>"};
-  return denied;
-}
 
 }  // namespace nex::node::hs
