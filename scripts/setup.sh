@@ -12,6 +12,7 @@ packages=(
   nlohmann-json3-dev libcli11-dev libfmt-dev libspdlog-dev
   libmozjs-102-dev                          # SpiderMonkey: JavaScript and WebAssembly functions
   libcurl4-openssl-dev                      # the HTTP host service
+  libcpp-httplib-dev                        # the metrics endpoint's HTTP server
   libseccomp-dev                            # the namespace sandbox's system-call filter
   containernetworking-plugins iptables      # sandbox networks (CNI ptp + host-local, ipMasq)
   busybox-static e2fsprogs                  # `nex rootfs`: a shell in the image; mkfs.ext4 -d

@@ -1,6 +1,11 @@
 // The /metrics HTTP endpoint (`nex node up --metrics HOST:PORT`): GET /metrics answers with the
-// registry's text; anything else gets 404 or 405. One thread serves one request at a time, each
-// with a size cap and a time limit, so a slow or hostile client cannot hold it for long.
+// registry's text; other paths get 404, other methods 405, a request with a body 413. cpp-httplib
+// parses and answers; this endpoint bounds what a client can take from it: a few worker threads,
+// one request per connection, a time limit from accept to the request's last byte, a size limit
+// on the request and a time limit on writing the answer. A client that connects and stalls is
+// let go when its time is up, and one whose time ran out while it waited for a worker is let go
+// at once, so a scrape waits behind stalled clients for about one time limit, however many there
+// are (docs/metrics.md gives the figures).
 #pragma once
 
 #include <functional>
@@ -26,16 +31,14 @@ class Endpoint {
   std::string url() const;
 
  private:
-  Endpoint() = default;
-  void serve();
-  void answer(int fd);
+  class Server;  // cpp-httplib's server with the bounds above
 
-  std::function<std::string()> render_;
+  Endpoint() = default;
+
   std::string host_;
   int port_ = 0;
-  int listen_fd_ = -1;
-  int stop_fd_ = -1;  // eventfd: wakes serve() to stop
-  std::thread thread_;
+  std::unique_ptr<Server> server_;
+  std::thread thread_;  // accepts connections and hands them to the workers
 };
 
 }  // namespace nex::metrics

@@ -142,12 +142,22 @@ Result<std::unique_ptr<Node>> Node::start(NodeOptions options) {
       "hostint.*.trigger_reply.*", [&n](nats::Message m) { n.relay_->on_reply(m); });
   if (!answers) return fail(answers.error());
   n.agent_subscriptions_.push_back(std::move(*answers));
+  // The metrics endpoint listens before host services start, so that they know its port (which
+  // may have been picked by the kernel) and never reach it.
+  std::vector<hs::NodePort> own_ports = {{n.internal_->port(), "the node's internal NATS port"}};
+  if (!n.options_.metrics_listen.empty()) {
+    auto endpoint = metrics::Endpoint::start(n.options_.metrics_listen,
+                                             [&n] { return n.metrics_.registry().render(); });
+    if (!endpoint) return fail(endpoint.error());
+    n.metrics_endpoint_ = std::move(*endpoint);
+    own_ports.push_back({n.metrics_endpoint_->port(), "the node's metrics port"});
+  }
   auto host_services = hs::Server::start(
       {.settings = n.options_.config.host_services_settings,
        .node_connection = n.options_.config.host_services,
        .control = *n.control_,
        .creds_dir = n.run_dir_,
-       .internal_port = n.internal_->port(),
+       .node_ports = std::move(own_ports),
        .find_caller = [&n](const std::string& wid) -> std::optional<hs::Caller> {
          auto w = n.find_workload(wid);
          if (!w) return std::nullopt;
@@ -212,12 +222,9 @@ Result<std::unique_ptr<Node>> Node::start(NodeOptions options) {
   }
 
   n.maintenance_ = std::thread([&n] { n.maintenance_loop(); });
-  if (!n.options_.metrics_listen.empty()) {
+  if (n.metrics_endpoint_) {
+    // Only now, with the pool and the commands in place, do scrapes report on the node.
     n.metrics_.registry().collect([&n](metrics::Scrape& s) { n.collect_metrics(s); });
-    auto endpoint = metrics::Endpoint::start(n.options_.metrics_listen,
-                                             [&n] { return n.metrics_.registry().render(); });
-    if (!endpoint) return fail(endpoint.error());
-    n.metrics_endpoint_ = std::move(*endpoint);
     log_line("Serving Prometheus metrics on " + n.metrics_url());
   }
   log_line("Use this key as the recipient for encrypted run requests public_xkey=" + n.xkey());

@@ -1,14 +1,18 @@
 // Host services through a real node, nats-server with JetStream, agents and functions: every
 // method from JavaScript (tests/fixtures/js/host_services.js) and from WebAssembly
 // (tests/fixtures/wasm/host_services.c, built against sdk/wasm/nex.h), HTTP against a local
-// server, and the node's refusals: denied subjects and its internal NATS port.
+// server, and the node's refusals: denied subjects, and the HTTP service's network policy (no
+// loopback, private or link-local address unless the node's allow list opens it, never the
+// node's own ports).
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <regex>
 #include <sstream>
 
 #include "nats/key_value.h"
 #include "testing/http_server.h"
+#include "testing/network_namespace.h"
 #include "testing/node_fixture.h"
 
 namespace nex::node {
@@ -43,7 +47,9 @@ testing::HttpResponse http_handler(const testing::HttpRequest& req) {
   return {404, {}, "no such page"};
 }
 
-class HostServicesTest : public testing::NodeTest {
+// A node on a real nats-server with the host-services JavaScript function deployed (and the
+// WebAssembly one, when built); each fixture below configures the node its own way.
+class HostServicesNodeTest : public testing::NodeTest {
  protected:
   void SetUp() override {
     NodeTest::SetUp();
@@ -53,14 +59,14 @@ class HostServicesTest : public testing::NodeTest {
     wasm_built_ = fs::exists(fs::path(NEX_WASM_DIR) / "host_services.wasm");
     if (wasm_built_)
       ASSERT_OK(files_->put_file("hs.wasm", fs::path(NEX_WASM_DIR) / "host_services.wasm"));
-    NodeConfig config;
-    config.host_services_settings.object_store.max_bytes = 16 << 20;  // room for 5 MiB
-    config.host_services_settings.http.timeout_ms = 800;
-    config.host_services_settings.messaging.deny_subjects = {"secret.>"};
-    config.host_services_settings.http.allow_hosts = {"127.0.0.1", "0.0.0.0"};
+  }
+
+  // Starts the node with `config`, then deploys the functions.
+  void start_with(NodeConfig config, bool with_wasm) {
     start_node(config);
+    if (HasFatalFailure()) return;
     deploy_function("hsjs", "hs.js", "v8", "hs.js");
-    if (wasm_built_) deploy_function("hswasm", "hs.wasm", "wasm", "hs.wasm");
+    if (with_wasm && wasm_built_) deploy_function("hswasm", "hs.wasm", "wasm", "hs.wasm");
   }
 
   void deploy_function(const std::string& name, const std::string& key, const std::string& type,
@@ -93,6 +99,29 @@ class HostServicesTest : public testing::NodeTest {
   }
 
   bool wasm_built_ = false;
+};
+
+// allow_networks as the node config would give it.
+hs::NetworkAllowList allow(const std::vector<std::string>& entries) {
+  auto list = hs::NetworkAllowList::parse(entries);
+  EXPECT_TRUE(list) << list.error().message;
+  return list ? *list : hs::NetworkAllowList{};
+}
+
+class HostServicesTest : public HostServicesNodeTest {
+ protected:
+  void SetUp() override {
+    HostServicesNodeTest::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
+    NodeConfig config;
+    config.host_services_settings.object_store.max_bytes = 16 << 20;  // room for 5 MiB
+    config.host_services_settings.http.timeout_ms = 800;
+    config.host_services_settings.messaging.deny_subjects = {"secret.>"};
+    config.host_services_settings.http.allow_hosts = {"127.0.0.1", "0.0.0.0"};
+    // The test's web server is on loopback, which only the allow list opens.
+    config.host_services_settings.http.allow_networks = allow({"127.0.0.1/32"});
+    start_with(config, /*with_wasm=*/true);
+  }
 };
 
 TEST_F(HostServicesTest, KeyValueFromJavaScript) {
@@ -343,6 +372,224 @@ TEST_F(HostServicesTest, NativeServicesCallThemForThemselvesOnly) {
   auto kv = nats::KeyValue::bind(*js_, "hs_default_hostcall_kv");
   ASSERT_TRUE(kv);
   EXPECT_EQ(kv->get("note")->value, "written natively");
+}
+
+// The HTTP service's network policy; each test starts its node with the policy it is about.
+class HttpPolicyTest : public HostServicesNodeTest {
+ protected:
+  // Starts the node with these allow_networks entries (and `more` of the HTTP settings).
+  void start_with_networks(const std::vector<std::string>& entries,
+                           const std::function<void(hs::HttpSettings&)>& more = {}) {
+    NodeConfig config;
+    config.host_services_settings.http.timeout_ms = 2000;
+    config.host_services_settings.http.allow_networks = allow(entries);
+    if (more) more(config.host_services_settings.http);
+    start_with(config, /*with_wasm=*/false);
+  }
+  // What a function's GET of `url` gives: {status, response, ...} or {error}.
+  json get(const std::string& url) { return js({{"op", "http"}, {"method", "get"}, {"url", url}}); }
+  // Expects a GET of `url` to be refused as policy, with `because` in the message; the refusal
+  // names `refused_url` (the hop refused, when redirects lead there), or else `url`.
+  void expect_refused(const std::string& url, const std::string& because,
+                      const std::string& refused_url = {}) {
+    const std::string& hop = refused_url.empty() ? url : refused_url;
+    const std::string error = get(url).value("error", "");
+    EXPECT_NE(error.find("'" + hop + "' resolves to "), std::string::npos) << url << ": " << error;
+    EXPECT_NE(error.find(because), std::string::npos) << url << ": " << error;
+  }
+};
+
+constexpr const char* kLoopbackRefused =
+    "a loopback address, which host services do not reach "
+    "(host_services.services.http.config.allow_networks opens it)";
+
+TEST_F(HttpPolicyTest, LoopbackIsRefusedByDefaultWhateverItIsCalled) {
+  start_with_networks({});
+  ASSERT_FALSE(HasFatalFailure());
+  testing::HttpServer web(http_handler);
+  Collector logs(*conn_, "$NEX.logs.default.*.hsjs.*");
+  const std::string port = std::to_string(web.port());
+  for (const std::string host : {"127.0.0.1", "localhost", "127.1", "0x7f000001", "2130706433",
+                                 "0177.0.0.1", "[::ffff:127.0.0.1]", "[::1]"})
+    expect_refused("http://" + host + ":" + port + "/hello", kLoopbackRefused);
+  EXPECT_NE(get(web.url("/hello"))
+                .value("error", "")
+                .find("resolves to 127.0.0.1, " + std::string(kLoopbackRefused)),
+            std::string::npos);
+  EXPECT_EQ(web.connections_before_now(), 0) << "a refused request connected anyway";
+  auto line = logs.wait_for("a loopback address");
+  ASSERT_TRUE(line) << "the refusal was not logged as the workload's attempt";
+  EXPECT_EQ(json::parse(line->second)["level"], "warn");
+}
+
+TEST_F(HttpPolicyTest, TheAllowListOpensANetwork) {
+  start_with_networks({"127.0.0.1/32"});
+  ASSERT_FALSE(HasFatalFailure());
+  testing::HttpServer web(http_handler);
+  json got = get(web.url("/hello"));
+  EXPECT_EQ(got["status"], 200) << got.dump();
+  EXPECT_EQ(got["response"], "hello from http");
+  const std::string port = std::to_string(web.port());
+  expect_refused("http://127.0.0.2:" + port + "/hello",
+                 "127.0.0.2, " + std::string(kLoopbackRefused));
+  expect_refused("http://[::1]:" + port + "/hello", kLoopbackRefused);
+}
+
+TEST_F(HttpPolicyTest, ANameInTheAllowListOpensWhatItResolvesToForThatNameOnly) {
+  start_with_networks({"localhost"});
+  ASSERT_FALSE(HasFatalFailure());
+  testing::HttpServer web(http_handler);
+  const std::string port = std::to_string(web.port());
+  json got = get("http://localhost:" + port + "/hello");
+  EXPECT_EQ(got["status"], 200) << got.dump();
+  expect_refused(web.url("/hello"), kLoopbackRefused);
+}
+
+TEST_F(HttpPolicyTest, TheNodesOwnPortsAreRefusedWhateverTheAllowList) {
+  metrics_listen_ = "0.0.0.0:0";  // every address of this host
+  start_with_networks({"127.0.0.0/8"});
+  ASSERT_FALSE(HasFatalFailure());
+  std::smatch m;
+  const std::string metrics_url = node_->metrics_url();
+  ASSERT_TRUE(std::regex_search(metrics_url, m, std::regex(":([0-9]+)/metrics$"))) << metrics_url;
+  const std::string metrics = m[1];
+  const std::string internal = std::to_string(node_->internal_nats_port());
+  for (const std::string host :
+       {"127.0.0.1", "127.0.0.2", "localhost", "0.0.0.0", "[::ffff:127.0.0.1]", "[::1]"}) {
+    expect_refused(
+        "http://" + host + ":" + metrics + "/metrics",
+        "port " + metrics + ", the node's metrics port, which host services never reach");
+    expect_refused("http://" + host + ":" + internal + "/",
+                   "port " + internal + ", the node's internal NATS port");
+  }
+  testing::HttpServer web(http_handler);
+  EXPECT_EQ(get(web.url("/hello"))["status"], 200) << "127.0.0.0/8 is open for other ports";
+}
+
+TEST_F(HttpPolicyTest, ARedirectToARefusedAddressIsRefused) {
+  start_with_networks({"127.0.0.1/32"});
+  ASSERT_FALSE(HasFatalFailure());
+  testing::HttpServer secret(http_handler, "127.0.0.2");
+  testing::HttpServer web([&](const testing::HttpRequest& req) -> testing::HttpResponse {
+    if (req.path == "/go") return {302, {{"Location", secret.url("/hello")}}, ""};
+    return http_handler(req);
+  });
+  expect_refused(web.url("/go"), "127.0.0.2, " + std::string(kLoopbackRefused),
+                 secret.url("/hello"));
+  EXPECT_EQ(secret.connections_before_now(), 0) << "the redirect was followed";
+}
+
+TEST_F(HttpPolicyTest, RedirectsStopAtTheLimit) {
+  start_with_networks({"127.0.0.1/32"}, [](hs::HttpSettings& h) { h.max_redirects = 2; });
+  ASSERT_FALSE(HasFatalFailure());
+  std::atomic<int> asked = 0;
+  testing::HttpServer web([&](const testing::HttpRequest& req) -> testing::HttpResponse {
+    ++asked;
+    const int hop = std::stoi(req.path.substr(req.path.rfind('/') + 1));
+    return {302, {{"Location", "/hop/" + std::to_string(hop + 1)}}, ""};
+  });
+  json r = get(web.url("/hop/0"));
+  EXPECT_NE(r.value("error", "").find("too many redirects (the limit is 2)"), std::string::npos)
+      << r.dump();
+  EXPECT_EQ(asked, 3) << "the first request and two redirects";
+}
+
+TEST_F(HttpPolicyTest, AResponseLargerThanTheLimitIsRefused) {
+  start_with_networks({"127.0.0.1/32"}, [](hs::HttpSettings& h) { h.max_response_bytes = 1000; });
+  ASSERT_FALSE(HasFatalFailure());
+  testing::HttpServer web([](const testing::HttpRequest& req) -> testing::HttpResponse {
+    return {200, {}, std::string(req.path == "/big" ? 1001 : 1000, 'x')};
+  });
+  json fits = get(web.url("/fits"));
+  EXPECT_EQ(fits["status"], 200) << fits.dump();
+  EXPECT_EQ(fits["response"].get<std::string>().size(), 1000u);
+  json big = get(web.url("/big"));
+  EXPECT_NE(big.value("error", "").find("the response is larger than 1000 bytes"),
+            std::string::npos)
+      << big.dump();
+}
+
+TEST_F(HttpPolicyTest, ProxiesFromTheEnvironmentAreNotUsed) {
+  start_with_networks({"127.0.0.1/32"});
+  ASSERT_FALSE(HasFatalFailure());
+  testing::HttpServer web(http_handler);
+  testing::HttpServer proxy([](const testing::HttpRequest&) -> testing::HttpResponse {
+    return {200, {}, "from the proxy"};
+  });
+  // The node runs in this process, so its libcurl sees this environment.
+  ::setenv("http_proxy", proxy.url("").c_str(), 1);
+  ::setenv("ALL_PROXY", proxy.url("").c_str(), 1);
+  json got = get(web.url("/hello"));
+  ::unsetenv("http_proxy");
+  ::unsetenv("ALL_PROXY");
+  EXPECT_EQ(got["response"], "hello from http") << got.dump();
+  EXPECT_EQ(proxy.connections_before_now(), 0) << "the request went through the proxy";
+}
+
+// The same policy in a network namespace of the test's own, where 169.254.169.254 (a cloud's
+// metadata service) and 10.213.0.1 (an address like a sandbox's gateway) are this host's: the
+// test can watch whether anything connects to them, and nothing it does reaches a real
+// metadata service. The suite's nats-server, the node and its agents all run in the namespace.
+class HttpPolicyInOwnNetworkTest : public HttpPolicyTest {
+ protected:
+  static void SetUpTestSuite() {
+    if (::geteuid() != 0) {
+      skip_ = "needs root to make a network namespace";
+      return;
+    }
+    auto ns = testing::OwnNetworkNamespace::enter({"169.254.169.254", "10.213.0.1"});
+    if (!ns) {
+      skip_ = ns.error().message;
+      return;
+    }
+    namespace_ = std::move(*ns);
+    HttpPolicyTest::SetUpTestSuite();
+  }
+  static void TearDownTestSuite() {
+    if (!namespace_) return;
+    HttpPolicyTest::TearDownTestSuite();
+    namespace_.reset();
+  }
+  void SetUp() override {
+    if (!skip_.empty()) GTEST_SKIP() << skip_;
+    HttpPolicyTest::SetUp();
+  }
+
+  static inline std::string skip_;
+  static inline std::unique_ptr<testing::OwnNetworkNamespace> namespace_;
+};
+
+TEST_F(HttpPolicyInOwnNetworkTest, TheMetadataAddressIsRefusedBeforeConnecting) {
+  start_with_networks({});
+  ASSERT_FALSE(HasFatalFailure());
+  testing::HttpServer metadata(http_handler, "169.254.169.254");
+  expect_refused(metadata.url("/hello"),
+                 "169.254.169.254, a link-local address, which host services do not reach");
+  EXPECT_EQ(metadata.connections_before_now(), 0) << "the node connected to the metadata address";
+}
+
+TEST_F(HttpPolicyInOwnNetworkTest, TheAllowListOpensTheMetadataAddress) {
+  start_with_networks({"169.254.169.254/32"});
+  ASSERT_FALSE(HasFatalFailure());
+  testing::HttpServer metadata(http_handler, "169.254.169.254");
+  json got = get(metadata.url("/hello"));
+  EXPECT_EQ(got["response"], "hello from http") << got.dump();
+  EXPECT_EQ(metadata.connections_before_now(), 1);
+}
+
+TEST_F(HttpPolicyInOwnNetworkTest, TheNodesOwnPortsAreRefusedThroughAGatewayAddress) {
+  metrics_listen_ = "0.0.0.0:0";
+  start_with_networks({"10.0.0.0/8"});
+  ASSERT_FALSE(HasFatalFailure());
+  testing::HttpServer web(http_handler, "10.213.0.1");
+  EXPECT_EQ(get(web.url("/hello"))["status"], 200) << "10.0.0.0/8 is open for other ports";
+  expect_refused("http://10.213.0.1:" + std::to_string(node_->internal_nats_port()) + "/",
+                 "the node's internal NATS port, which host services never reach");
+  std::smatch m;
+  const std::string metrics_url = node_->metrics_url();
+  ASSERT_TRUE(std::regex_search(metrics_url, m, std::regex(":([0-9]+)/metrics$"))) << metrics_url;
+  expect_refused("http://10.213.0.1:" + std::string(m[1]) + "/metrics",
+                 "the node's metrics port, which host services never reach");
 }
 
 }  // namespace

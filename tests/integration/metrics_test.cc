@@ -2,6 +2,7 @@
 // functions, host services, an essential restart, durable commands and a NATS restart.
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -25,20 +26,38 @@ struct HttpAnswer {
   std::string body;
 };
 
-// GET `path` from the node's metrics endpoint on loopback, as a scraper does.
-HttpAnswer http_get(int port, const std::string& path) {
-  HttpAnswer a;
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+// A connection to the metrics endpoint on loopback; -1 when it cannot be made within 10 s.
+// Reads and writes on it give up after 10 s too, so a server that never answers fails a test
+// instead of hanging it.
+int connect_to(int port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  const timeval limit{10, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof limit);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_port = htons(static_cast<uint16_t>(port));
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
     ::close(fd);
-    return a;
+    return -1;
   }
-  const std::string req = "GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
-  (void)!::write(fd, req.data(), req.size());
+  return fd;
+}
+
+// Sends `data` on `fd`; false when the peer stopped taking it.
+bool send_all(int fd, const std::string& data) {
+  for (size_t at = 0; at < data.size();) {
+    const ssize_t n = ::send(fd, data.data() + at, data.size() - at, MSG_NOSIGNAL);
+    if (n <= 0) return false;
+    at += static_cast<size_t>(n);
+  }
+  return true;
+}
+
+// Everything the server sends on `fd` until it closes the connection, then closes `fd`.
+HttpAnswer read_answer(int fd) {
+  HttpAnswer a;
   std::string raw;
   char buf[4096];
   for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) > 0;) raw.append(buf, static_cast<size_t>(n));
@@ -48,6 +67,14 @@ HttpAnswer http_get(int port, const std::string& path) {
   if (std::regex_search(raw, m, std::regex("Content-Type: ([^\r]*)"))) a.content_type = m[1];
   if (auto end = raw.find("\r\n\r\n"); end != std::string::npos) a.body = raw.substr(end + 4);
   return a;
+}
+
+// GET `path` from the node's metrics endpoint on loopback, as a scraper does.
+HttpAnswer http_get(int port, const std::string& path) {
+  const int fd = connect_to(port);
+  if (fd < 0) return {};
+  send_all(fd, "GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+  return read_answer(fd);
 }
 
 // The value of the series written exactly as `series` (name{labels}), or -1 when absent.
@@ -178,6 +205,82 @@ TEST_F(MetricsTest, ABadAddressIsRefusedNamingTheFlag) {
     EXPECT_NE(n.error().message.find("--metrics: expected HOST:PORT"), std::string::npos)
         << n.error().message;
   }
+}
+
+// Clients that connect and then stall, half of them after part of a request, half sending it a
+// byte at a time, as slowloris does: many more of them than the endpoint has workers. A scrape
+// behind them is still answered promptly, and the endpoint lets every one of them go.
+TEST_F(MetricsTest, AScrapeIsAnsweredWhileStalledClientsHoldConnections) {
+  constexpr int kStalled = 32;
+  std::vector<int> stalled;
+  for (int i = 0; i < kStalled; ++i) {
+    const int fd = connect_to(port_);
+    ASSERT_GE(fd, 0) << "connection " << i;
+    stalled.push_back(fd);
+    if (i % 2 == 0) {
+      ASSERT_TRUE(send_all(fd, "GET /metr"));
+    }
+  }
+  std::jthread trickle([&](std::stop_token stop) {
+    while (!stop.stop_requested()) {
+      for (int i = 1; i < kStalled; i += 2)
+        (void)::send(stalled[i], "G", 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+      std::this_thread::sleep_for(100ms);
+    }
+  });
+
+  const auto asked = std::chrono::steady_clock::now();
+  const HttpAnswer a = http_get(port_, "/metrics");
+  const auto took = std::chrono::steady_clock::now() - asked;
+  EXPECT_EQ(a.status, 200);
+  EXPECT_EQ(a.content_type, "text/plain; version=0.0.4; charset=utf-8");
+  EXPECT_EQ(sample(a.body, R"(nex_node_info{node_id=")" + node_->id() + R"(",node_name=")" +
+                               node_->name() + R"(",version="test"})"),
+            1)
+      << a.body;
+  EXPECT_LT(took, 5s) << "the scrape waited behind the stalled clients";
+
+  // The endpoint closes each stalled connection (the read sees its end, or a reset).
+  for (int i = 0; i < kStalled; ++i) {
+    pollfd p{stalled[i], POLLIN, 0};
+    EXPECT_EQ(::poll(&p, 1, 5000), 1) << "stalled connection " << i << " is still open";
+    char buf[512];
+    ssize_t n;
+    while ((n = ::recv(stalled[i], buf, sizeof buf, 0)) > 0) {
+    }
+    EXPECT_TRUE(n == 0 || errno == ECONNRESET) << "connection " << i << ": " << strerror(errno);
+  }
+  trickle.request_stop();
+  trickle.join();
+  for (int fd : stalled) ::close(fd);
+}
+
+// Sends `head`, then `filler` over and over (1 MiB at most, or until the endpoint stops taking
+// it), and returns the endpoint's answer.
+HttpAnswer flood(int port, const std::string& head, const std::string& filler) {
+  const int fd = connect_to(port);
+  if (fd < 0) return {};
+  if (send_all(fd, head)) {
+    for (size_t sent = 0; sent < (1u << 20) && send_all(fd, filler); sent += filler.size()) {
+    }
+  }
+  return read_answer(fd);
+}
+
+TEST_F(MetricsTest, AHeaderOrBodyFloodIsRefused) {
+  const std::string header_line = "X-Flood: " + std::string(100, 'a') + "\r\n";
+  const HttpAnswer headers =
+      flood(port_, "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n", header_line);
+  EXPECT_EQ(headers.status, 431) << headers.body;
+  EXPECT_NE(headers.body.find("8192 bytes"), std::string::npos) << headers.body;
+
+  const HttpAnswer body =
+      flood(port_, "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 104857600\r\n\r\n",
+            std::string(4096, 'b'));
+  EXPECT_EQ(body.status, 413) << body.body;
+
+  // The endpoint carries on.
+  EXPECT_EQ(http_get(port_, "/metrics").status, 200);
 }
 
 }  // namespace

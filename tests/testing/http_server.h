@@ -1,5 +1,7 @@
-// HttpServer: a small HTTP/1.1 server on loopback for tests of the HTTP host service. Each
-// connection carries one request; the handler sees the method, path, headers and body.
+// HttpServer: a small HTTP/1.1 server for tests of the HTTP host service, on 127.0.0.1 or another
+// IPv4 address of the test's. Each connection carries one request; the handler sees the method,
+// path, headers and body. It counts the connections it accepts, so a test can tell that nothing
+// connected at all.
 #pragma once
 
 #include <arpa/inet.h>
@@ -32,11 +34,12 @@ class HttpServer {
  public:
   using Handler = std::function<HttpResponse(const HttpRequest&)>;
 
-  explicit HttpServer(Handler handler) : handler_(std::move(handler)) {
+  explicit HttpServer(Handler handler, std::string address = "127.0.0.1")
+      : handler_(std::move(handler)), address_(std::move(address)) {
     fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ::inet_pton(AF_INET, address_.c_str(), &addr.sin_addr);
     ::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
     socklen_t len = sizeof addr;
     ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
@@ -54,7 +57,26 @@ class HttpServer {
 
   int port() const { return port_; }
   std::string url(const std::string& path) const {
-    return "http://127.0.0.1:" + std::to_string(port_) + path;
+    return "http://" + address_ + ":" + std::to_string(port_) + path;
+  }
+
+  // How many connections came before this call: it connects itself, and counts once its own
+  // connection has been accepted (connections are accepted in the order they came).
+  int connections_before_now() {
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(port_));
+    ::inet_pton(AF_INET, address_.c_str(), &addr.sin_addr);
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
+      const std::string probe = "GET /connections-probe HTTP/1.1\r\n\r\n";
+      (void)!::write(fd, probe.data(), probe.size());
+      char buf[256];
+      while (::read(fd, buf, sizeof buf) > 0) {
+      }
+    }
+    ::close(fd);
+    return connections_ - 1;
   }
 
  private:
@@ -62,6 +84,7 @@ class HttpServer {
     while (!stopping_) {
       int c = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
       if (c < 0) continue;
+      ++connections_;
       workers_.emplace_back([this, c] { serve(c); });
     }
   }
@@ -99,7 +122,7 @@ class HttpServer {
       if (n <= 0) break;
       req.body.append(buf, static_cast<size_t>(n));
     }
-    HttpResponse res = handler_(req);
+    HttpResponse res = req.path == "/connections-probe" ? HttpResponse{204, {}, ""} : handler_(req);
     std::string out = "HTTP/1.1 " + std::to_string(res.status) + " X\r\nConnection: close\r\n";
     for (const auto& [k, v] : res.headers) out += k + ": " + v + "\r\n";
     if (req.method != "HEAD") out += "Content-Length: " + std::to_string(res.body.size()) + "\r\n";
@@ -114,6 +137,8 @@ class HttpServer {
   }
 
   Handler handler_;
+  std::string address_;
+  std::atomic<int> connections_{0};
   int fd_ = -1;
   int port_ = 0;
   std::atomic<bool> stopping_{false};

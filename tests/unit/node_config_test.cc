@@ -86,6 +86,7 @@ TEST(NodeConfig, HostServicesAreConfiguredPerService) {
   EXPECT_EQ(s.messaging.allow_subjects, std::vector<std::string>{">"});
   EXPECT_EQ(s.http.allow_hosts, std::vector<std::string>{"*.example.org"});
   EXPECT_EQ(s.http.max_redirects, 0);
+  EXPECT_TRUE(s.http.allow_networks.networks.empty()) << "only public addresses by default";
 
   for (auto [text, needle] : std::vector<std::pair<const char*, const char*>>{
            {R"({"host_services": {"services": {"ftp": {}}}})", "no service 'ftp'"},
@@ -111,6 +112,37 @@ TEST(NodeConfig, SubjectGrantsOpenReservedSubjectsForTriggersAndMessaging) {
   EXPECT_NE(bad.error().message.find("field 'subject_grants': '$KV.NEX_NODES.>' cannot be granted"),
             std::string::npos)
       << bad.error().message;
+}
+
+TEST(NodeConfig, HttpAllowNetworksTakesNetworksAndNamesAndSaysWhatIsWrong) {
+  auto c = parse_node_config(R"({"host_services": {"services": {"http": {"config":
+    {"allow_networks": ["10.1.2.0/24", "127.0.0.1", "fd00::/8", "Metrics.Internal", "*.lan"]}}}}})");
+  ASSERT_TRUE(c) << c.error().message;
+  const auto& list = c->host_services_settings.http.allow_networks;
+  ASSERT_EQ(list.networks.size(), 3u);
+  EXPECT_EQ(list.networks[0].to_string(), "10.1.2.0/24");
+  EXPECT_EQ(list.networks[1].to_string(), "127.0.0.1/32");
+  EXPECT_EQ(list.networks[2].to_string(), "fd00::/8");
+  EXPECT_EQ(list.hosts, (std::vector<std::string>{"metrics.internal", "*.lan"}));
+
+  const std::string field = "host_services.services.http.config: field 'allow_networks' ";
+  for (auto [entry, why] : std::vector<std::pair<const char*, std::string>>{
+           {R"("10.1.2.3/24")",
+            "entry '10.1.2.3/24': it has bits set past the prefix length; "
+            "the network is 10.1.2.0/24"},
+           {R"("10.0.0.0/33")", "entry '10.0.0.0/33': the prefix length must be 0-32"},
+           {R"("fd00::/129")", "entry 'fd00::/129': the prefix length must be 0-128"},
+           {R"("10.300.0.0/16")", "entry '10.300.0.0/16': '10.300.0.0' is not an IPv4 or IPv6"},
+           {R"("10.1.2")", "entry '10.1.2': '10.1.2' is not an IPv4 address"},
+           {R"("metrics internal")", "entry 'metrics internal': expected a network"},
+           {R"(5)", "must be an array of strings"}}) {
+    const std::string text = R"({"host_services": {"services": {"http": {"config":
+      {"allow_networks": [)" +
+                             std::string(entry) + "]}}}}}";
+    auto bad = parse_node_config(text);
+    ASSERT_FALSE(bad) << text;
+    EXPECT_NE(bad.error().message.find(field + why), std::string::npos) << bad.error().message;
+  }
 }
 
 TEST(NodeConfig, TheMicrovmSandboxFindsItsInitramfsBesideTheKernel) {

@@ -1,10 +1,10 @@
 // The HTTP service: one request per call with libcurl, http and https only, with the node's time
-// limit, response size limit and redirect limit; redirects are followed here, one at a time, so
-// every hop is checked against the allowed hosts. No connection ever reaches the node's
-// internal NATS port on this host, whatever the URL or a redirect says.
-#include <arpa/inet.h>
+// limit, response size limit and redirect limit, and never through a proxy. Redirects are
+// followed here, one at a time, so every hop is checked against the allowed hosts; and every
+// connection libcurl is about to open is checked against the network policy (http_policy.h) on
+// the address it connects to, so neither DNS nor a redirect gets a request to loopback, a
+// private network or the node's own ports unless the policy lets it.
 #include <curl/curl.h>
-#include <netinet/in.h>
 
 #include <algorithm>
 #include <memory>
@@ -12,6 +12,7 @@
 
 #include "api/json_fields.h"
 #include "core/encoding.h"
+#include "node/host_services/http_policy.h"
 #include "node/host_services/service.h"
 
 namespace nex::node::hs {
@@ -38,45 +39,14 @@ std::optional<Url> parse_url(const std::string& text) {
   return out;
 }
 
-bool host_allowed(const std::vector<std::string>& allow, const std::string& host) {
-  if (allow.empty()) return true;
-  for (auto pattern : allow) {
-    std::transform(pattern.begin(), pattern.end(), pattern.begin(), ::tolower);
-    if (pattern == host) return true;
-    if (pattern.starts_with("*.") && host.size() > pattern.size() - 1 &&
-        host.ends_with(pattern.substr(1)))
-      return true;
-  }
-  return false;
-}
-
-// An address a connection to the internal NATS port could reach it by.
-bool is_local(const sockaddr* sa) {
-  if (sa->sa_family == AF_INET) {
-    const uint32_t a = ntohl(reinterpret_cast<const sockaddr_in*>(sa)->sin_addr.s_addr);
-    return (a >> 24) == 127 || a == 0;
-  }
-  if (sa->sa_family == AF_INET6) {
-    const in6_addr& a = reinterpret_cast<const sockaddr_in6*>(sa)->sin6_addr;
-    if (IN6_IS_ADDR_LOOPBACK(&a) || IN6_IS_ADDR_UNSPECIFIED(&a)) return true;
-    if (IN6_IS_ADDR_V4MAPPED(&a))
-      return a.s6_addr[12] == 127 ||
-             (a.s6_addr[12] | a.s6_addr[13] | a.s6_addr[14] | a.s6_addr[15]) == 0;
-  }
-  return false;
-}
-
-int port_of(const sockaddr* sa) {
-  if (sa->sa_family == AF_INET) return ntohs(reinterpret_cast<const sockaddr_in*>(sa)->sin_port);
-  if (sa->sa_family == AF_INET6) return ntohs(reinterpret_cast<const sockaddr_in6*>(sa)->sin6_port);
-  return -1;
-}
-
 // One transfer's state, shared with libcurl's callbacks.
 struct Transfer {
-  int internal_port = 0;
+  const HttpPolicy* policy = nullptr;
+  std::string host;  // as in the URL, for the allow list's names
   size_t max_bytes = 0;
-  bool refused_internal = false;
+  // Why the first address libcurl tried was refused; libcurl may go on to another address of
+  // the host, which the policy allows.
+  std::optional<std::string> refused;
   bool too_large = false;
   std::string body;
   json headers = json::object();
@@ -84,9 +54,9 @@ struct Transfer {
   static curl_socket_t open_socket(void* self, curlsocktype, curl_sockaddr* address) {
     auto* t = static_cast<Transfer*>(self);
     const auto* sa = reinterpret_cast<const sockaddr*>(&address->addr);
-    if (port_of(sa) == t->internal_port && is_local(sa)) {
-      t->refused_internal = true;
-      return CURL_SOCKET_BAD;
+    if (auto why = t->policy->refuse_connection(t->host, sa)) {
+      if (!t->refused) t->refused = std::move(why);
+      return CURL_SOCKET_BAD;  // no socket, so not a packet to that address
     }
     return ::socket(address->family, address->socktype, address->protocol);
   }
@@ -117,7 +87,8 @@ struct Transfer {
 
 class HttpService : public Service {
  public:
-  HttpService(const HttpSettings& s, int internal_port) : s_(s), internal_port_(internal_port) {
+  HttpService(const HttpSettings& s, std::vector<NodePort> node_ports)
+      : s_(s), policy_(s.allow_hosts, s.allow_networks, std::move(node_ports)) {
     static std::once_flag once;
     std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
   }
@@ -151,9 +122,9 @@ class HttpService : public Service {
       if (!u) return error(kBadRequest, "'" + url + "' is not a URL");
       if (u->scheme != "http" && u->scheme != "https")
         return error(kBadRequest, "only http and https URLs are allowed, not '" + url + "'");
-      if (!host_allowed(s_.allow_hosts, u->host))
-        return denied("host '" + u->host + "' is not in the node's allowed HTTP hosts");
-      Transfer t{.internal_port = internal_port_,
+      if (auto why = policy_.refuse_host(u->host)) return denied(*why);
+      Transfer t{.policy = &policy_,
+                 .host = u->host,
                  .max_bytes = static_cast<size_t>(s_.max_response_bytes)};
       long status = 0;
       std::string next;
@@ -186,6 +157,11 @@ class HttpService : public Service {
     CURL* c = h.get();
     curl_easy_setopt(c, CURLOPT_URL, url.c_str());
     curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+    // Never a proxy, not even one http_proxy or ALL_PROXY names: the policy is about where the
+    // request goes, and a proxy would be the only address it saw.
+    curl_easy_setopt(c, CURLOPT_PROXY, "");
+    curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, static_cast<long>(s_.timeout_ms));
     curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
@@ -210,8 +186,7 @@ class HttpService : public Service {
       }
     }
     const CURLcode rc = curl_easy_perform(c);
-    if (t.refused_internal)
-      return denied("'" + url + "' leads to the node's internal NATS port, which is off limits");
+    if (rc != CURLE_OK && t.refused) return denied("'" + url + "' resolves to " + *t.refused);
     if (t.too_large)
       return error(kFailed, "the response is larger than " + std::to_string(s_.max_response_bytes) +
                                 " bytes (the node's limit)");
@@ -240,13 +215,14 @@ class HttpService : public Service {
   }
 
   HttpSettings s_;
-  int internal_port_;
+  HttpPolicy policy_;
 };
 
 }  // namespace
 
-std::unique_ptr<Service> make_http_service(const HttpSettings& settings, int internal_port) {
-  return std::make_unique<HttpService>(settings, internal_port);
+std::unique_ptr<Service> make_http_service(const HttpSettings& settings,
+                                           std::vector<NodePort> node_ports) {
+  return std::make_unique<HttpService>(settings, std::move(node_ports));
 }
 
 }  // namespace nex::node::hs

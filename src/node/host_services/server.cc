@@ -38,8 +38,7 @@ Result<std::unique_ptr<Server>> Server::start(ServerOptions options,
   if (set.object_store.enabled)
     s->services_[kObjectStore] = make_object_store_service(set.object_store);
   if (set.messaging.enabled) s->services_[kMessaging] = make_messaging_service(set.messaging);
-  if (set.http.enabled)
-    s->services_[kHttp] = make_http_service(set.http, s->options_.internal_port);
+  if (set.http.enabled) s->services_[kHttp] = make_http_service(set.http, s->options_.node_ports);
   for (size_t i = 0; i < kThreads; ++i) s->threads_.emplace_back([p = s.get()] { p->work(); });
   auto sub = internal.subscribe("hostint.*.rpc.>",
                                 [p = s.get()](nats::Message m) { p->enqueue(std::move(m)); });

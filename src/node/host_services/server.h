@@ -37,7 +37,8 @@ struct ServerOptions {
   api::HostServicesConfig node_connection;  // the node config's host_services
   std::optional<nats::Connection> control;  // the node's own connection, the last resort
   std::filesystem::path creds_dir;          // where credentials files for connections go
-  int internal_port = 0;
+  // The node's own ports (internal NATS, metrics), which HTTP requests never reach on this host.
+  std::vector<NodePort> node_ports;
   std::function<std::optional<Caller>(const std::string& workload_id)> find_caller;
   // A refused attempt, to be logged as the workload's.
   std::function<void(const std::string& workload_id, const Caller& caller, const std::string& text)>

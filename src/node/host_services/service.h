@@ -6,6 +6,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "api/host_services.h"
 #include "nats/connection.h"
@@ -53,7 +54,9 @@ class Service {
 std::unique_ptr<Service> make_kv_service(const BucketSettings& settings);
 std::unique_ptr<Service> make_object_store_service(const BucketSettings& settings);
 std::unique_ptr<Service> make_messaging_service(const MessagingSettings& settings);
-// `internal_port`: the node's internal NATS, which HTTP requests must never reach.
-std::unique_ptr<Service> make_http_service(const HttpSettings& settings, int internal_port);
+// `node_ports`: the node's own (internal NATS, metrics), which HTTP requests never reach on this
+// host.
+std::unique_ptr<Service> make_http_service(const HttpSettings& settings,
+                                           std::vector<NodePort> node_ports);
 
 }  // namespace nex::node::hs

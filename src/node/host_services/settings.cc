@@ -65,12 +65,20 @@ Status read_settings(const json& services, Settings& out) {
   }));
   auto& h = out.http;
   return read_service(services, "http", h.enabled, [&](FieldReader& r) {
-    r.no_unknown_fields({"timeout_ms", "max_redirects", "max_response_bytes", "allow_hosts"});
+    r.no_unknown_fields(
+        {"timeout_ms", "max_redirects", "max_response_bytes", "allow_hosts", "allow_networks"});
     positive(r, "timeout_ms", h.timeout_ms);
     r.integer("max_redirects", h.max_redirects);
     if (h.max_redirects < 0) r.fail_field("max_redirects", "must not be negative");
     positive(r, "max_response_bytes", h.max_response_bytes);
     r.string_list("allow_hosts", h.allow_hosts);
+    std::vector<std::string> networks;
+    r.string_list("allow_networks", networks);
+    if (auto list = NetworkAllowList::parse(networks); list) {
+      h.allow_networks = std::move(*list);
+    } else {
+      r.fail_field("allow_networks", list.error().message);
+    }
   });
 }
 

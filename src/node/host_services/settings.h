@@ -10,6 +10,7 @@
 #include "api/json_fields.h"
 #include "api/subject_policy.h"
 #include "core/error.h"
+#include "node/host_services/http_policy.h"
 
 namespace nex::node::hs {
 
@@ -34,9 +35,12 @@ struct HttpSettings {
   int64_t timeout_ms = 2500;
   int64_t max_redirects = 3;
   int64_t max_response_bytes = 1024 * 1024;
-  // Host names (or "*.example.com") requests may go to; empty allows any. Whatever it says,
-  // nothing reaches the node's internal NATS port.
+  // Host names (or "*.example.com") requests may go to; empty allows any.
   std::vector<std::string> allow_hosts;
+  // Addresses besides public ones that requests may reach: networks, and names whose addresses
+  // are open for requests to them. Whatever it says, the node's own ports stay out of reach
+  // (http_policy.h).
+  NetworkAllowList allow_networks;
 };
 
 struct Settings {
