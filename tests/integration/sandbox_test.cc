@@ -186,6 +186,32 @@ TEST_F(SandboxTest, ASandboxReachesItsInternalNatsAndNoOtherPortOfTheHostOrOfOth
   expect_nothing_left(node_id);
 }
 
+// "sandbox_network": "open" is the wider reach, by name: no firewall, so the host's ports answer.
+TEST_F(SandboxTest, AnOpenSandboxNetworkReachesTheHostsPorts) {
+  testing::HostListeners host;
+  ASSERT_NE(host.port(), 0) << "cannot listen on every address of this host";
+  ASSERT_OK(files_->put_file("escape", testing::kBinDir / "escape"));
+  auto config = SandboxHost::get().config();
+  config.sandbox_network = "open";
+  start_sandboxed_node(config);
+  const auto [in, fwd] = sandbox::SandboxFirewall::chains(node_->id());
+  EXPECT_EQ(testing::host_firewall_rules().find(in), std::string::npos)
+      << "a firewall was installed";
+
+  Collector logs(*conn_, "$NEX.logs.default.*.escape.*");
+  json req = deploy_request("escape", {{"ESCAPE_HOST_PORT", std::to_string(host.port())}});
+  req["location"] = "nats://NEXCLIFILES/escape";
+  json r = deploy(req);
+  ASSERT_TRUE(r["error"].is_null()) << r.dump();
+  auto tcp = logs.wait_for("check host-tcp-gateway: ", 90s);
+  ASSERT_TRUE(tcp) << "the escape workload never tried the gateway";
+  EXPECT_NE(tcp->second.find("CONNECTED"), std::string::npos) << tcp->second;
+  EXPECT_TRUE(logs.wait_for("reach internal-nats: answered", 30s));
+  const std::string node_id = node_->id();
+  node_.reset();
+  expect_nothing_left(node_id);
+}
+
 TEST_F(SandboxTest, FunctionsAndHostServicesRunSandboxed) {
   ASSERT_OK(files_->put_file("visits.js", fs::path(NEX_EXAMPLES_DIR) / "hostservices/visits.js"));
   start_sandboxed_node(SandboxHost::get().config());
