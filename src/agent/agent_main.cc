@@ -28,6 +28,9 @@ int main() {
   // Not dumpable: the workload (same user, in a sandbox) cannot read this process's memory or
   // its initial environment, which holds the agent's internal-NATS seed.
   prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+  // A namespace sandbox starts the agent from a descriptor, which some kernels name the process
+  // after ("3"): name it so that `ps` inside the sandbox says what it is.
+  prctl(PR_SET_NAME, "nex-agent", 0, 0, 0);
   // SIGTERM and SIGINT stop the agent (and its workload) in order. As pid 1 of a namespace
   // sandbox it would otherwise ignore them. Blocked before any thread starts; a thread below
   // waits for them. (Workloads start with an empty mask: Subprocess resets it.)

@@ -59,7 +59,10 @@ int print_preflight(const node::NodeConfig& config) {
     std::printf("Validating - %s\n", section.title.c_str());
     for (const auto& dir : section.searched) std::printf("        🔎 Searching - %s\n", dir.c_str());
     for (const auto& item : section.items) {
-      if (item.ok) {
+      if (item.ok && item.notice) {
+        std::printf("          ⚠️  Notice - %s [%s]: %s\n", item.what.c_str(),
+                    item.description.c_str(), item.fix.c_str());
+      } else if (item.ok) {
         std::printf("          ✅ Dependency Satisfied - %s [%s]\n", item.what.c_str(),
                     item.description.c_str());
       } else {

@@ -79,8 +79,10 @@ Status write_file(const fs::path& path, const std::string& text, mode_t mode, ui
 class MicrovmSandbox : public sandbox::SubprocessSandbox {
  public:
   // The VMM is the sandbox: a signal to it ends the VM (the agent inside stops with it).
-  MicrovmSandbox(std::string id, fs::path work_dir, fs::path vm_dir, Subprocess process)
-      : SubprocessSandbox(std::move(id), std::move(work_dir), std::move(process)),
+  MicrovmSandbox(std::string id, fs::path work_dir, std::string artifact_name, fs::path vm_dir,
+                 Subprocess process)
+      : SubprocessSandbox(std::move(id), std::move(work_dir), std::move(artifact_name),
+                          std::move(process)),
         vm_dir_(std::move(vm_dir)) {}
   ~MicrovmSandbox() override { stop(5s); }
 
@@ -329,7 +331,7 @@ Result<std::unique_ptr<sandbox::Sandbox>> MicrovmDriver::start(const sandbox::Sa
     return fail(st.error());
   }
   return std::unique_ptr<sandbox::Sandbox>(std::make_unique<MicrovmSandbox>(
-      spec.workload_id, spec.work_dir, vm_dir, std::move(*process)));
+      spec.workload_id, spec.work_dir, spec.artifact_name, vm_dir, std::move(*process)));
 }
 
 }  // namespace nex::microvm

@@ -14,6 +14,11 @@ namespace nex::node {
 Result<std::unique_ptr<AgentPool>> AgentPool::start(InternalServer& internal,
                                                     sandbox::Driver& driver,
                                                     AgentPoolOptions options) {
+  // The agents' logs go here, whether or not their sandboxes keep files beside them.
+  std::error_code ec;
+  std::filesystem::create_directories(options.work_dir, ec);
+  if (ec)
+    return fail(ErrorCode::kIo, "cannot create " + options.work_dir.string() + ": " + ec.message());
   std::unique_ptr<AgentPool> pool(new AgentPool(internal, driver, std::move(options)));
   AgentPool* p = pool.get();
   auto sub = internal.connection().subscribe("hostint.*.handshake", [p](nats::Message m) {
@@ -121,7 +126,6 @@ void AgentPool::refill_loop() {
       if (seeds) {
         for (const auto& id : ids) {
           const auto dir = options_.work_dir / id;
-          const auto artifact = dir / "workload";
           // The trigger channel: the agent's end goes with it, the node keeps the other.
           int ends[2] = {-1, -1};
           if (driver_.passes_descriptors() &&
@@ -132,16 +136,19 @@ void AgentPool::refill_loop() {
               driver_.start({.workload_id = id,
                              .agent_binary = options_.agent_binary,
                              .work_dir = dir,
-                             .artifact_name = artifact.filename(),
+                             .artifact_name = "workload",
                              .env = {std::string(api::kEnvWorkloadId) + "=" + id,
                                      std::string(api::kEnvNatsSeed) + "=" + seeds->at(id)},
                              .log_file = options_.work_dir / (id + ".agent.log"),
                              .internal_nats_port = internal_.port(),
                              .trigger_channel_fd = agent_end.get()});
           if (!sandbox) {
+            std::fprintf(stderr, "nex node: cannot start an agent's sandbox: %s\n",
+                         sandbox.error().message.c_str());
             (void)internal_.remove_workload(id);
             continue;
           }
+          const auto artifact = (*sandbox)->artifact_path();
           started.push_back({WarmAgent{id, artifact, std::move(*sandbox), std::move(node_end)},
                              std::chrono::steady_clock::now() + options_.handshake_timeout});
         }

@@ -53,6 +53,7 @@ Result<NodeConfig> parse_node_config(std::string_view text) {
                        "workload_types",
                        "no_sandbox",
                        "sandbox",
+                       "sandbox_network",
                        "initrd_filepath",
                        "microvm_accelerator",
                        "node_limits",
@@ -129,6 +130,11 @@ Result<NodeConfig> parse_node_config(std::string_view text) {
   f.string("sandbox", c.sandbox);
   if (c.sandbox != "namespace" && c.sandbox != "microvm")
     f.fail_field("sandbox", "must be \"namespace\" or \"microvm\"");
+  f.string("sandbox_network", c.sandbox_network);
+  if (c.sandbox_network != "filtered" && c.sandbox_network != "open")
+    f.fail_field("sandbox_network",
+                 "must be \"filtered\" (the default: sandboxes reach only the internal NATS of "
+                 "this host) or \"open\" (every port of this host and of other sandboxes)");
   if (f.string("initrd_filepath", s); !s.empty()) c.initrd_filepath = s;
   f.string("microvm_accelerator", c.microvm_accelerator);
   if (c.microvm_accelerator != "auto" && c.microvm_accelerator != "kvm" &&

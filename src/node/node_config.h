@@ -54,6 +54,12 @@ struct NodeConfig {
   // cgroups, seccomp) or "microvm" (a QEMU microVM each, with kernel_filepath, initrd_filepath
   // and rootfs_filepath; docs/sandbox.md).
   std::string sandbox = "namespace";
+  // ours: what a namespace sandbox's network reaches. "filtered": the node's internal NATS on
+  // the sandbox's gateway and other hosts, but no other port of this host (any address, TCP or
+  // UDP, IPv4 or IPv6) and nothing in other sandboxes. "open": every port of this host and of
+  // other sandboxes too, as CNI's network alone allows (docs/sandbox.md). A microVM's network
+  // is always the narrower one.
+  std::string sandbox_network = "filtered";
   std::filesystem::path initrd_filepath;     // default: initrd.img beside kernel_filepath
   std::string microvm_accelerator = "auto";  // "auto", "kvm" or "tcg"
   NodeLimits node_limits;

@@ -50,11 +50,12 @@ PreflightSection binaries(const fs::path& agent_binary, bool cni) {
                         ? found(agent_binary.string(), "nex agent")
                         : missing(agent_binary.string(), "nex agent",
                                   "install nex-agent next to the nex binary"));
-  if (!cni) return s;  // iptables only serves CNI's ipMasq
-  const bool iptables = find_program("iptables").has_value();
-  s.items.push_back(iptables ? found("iptables", "masquerading for ipMasq networks")
-                             : missing("iptables", "masquerading for ipMasq networks",
-                                       "apt-get install iptables"));
+  if (!cni) return s;  // iptables serves CNI's ipMasq and the namespace sandbox's firewall
+  const std::string what = "the sandbox firewall, and masquerading for ipMasq networks";
+  const bool iptables =
+      find_program("iptables").has_value() && find_program("iptables-restore").has_value();
+  s.items.push_back(iptables ? found("iptables", what)
+                             : missing("iptables", what, "apt-get install iptables"));
   return s;
 }
 
@@ -91,6 +92,23 @@ PreflightSection cni_config(const NodeConfig& config) {
   const std::string file = (config.cni.conf_dir / (config.cni.network_name + ".conflist")).string();
   s.items.push_back(net ? found(file, "CNI Configuration")
                         : missing(file, "CNI Configuration", net.error().message));
+  return s;
+}
+
+// What the sandboxes' network reaches: said even when it passes, since "open" is a choice.
+PreflightSection network_reach(const NodeConfig& config) {
+  PreflightSection s{"Sandbox network", {}, {}};
+  const std::string what = "\"sandbox_network\": \"" + config.sandbox_network + "\"";
+  if (config.sandbox_network == "open") {
+    PreflightItem open = found(what, "sandboxes reach every port of this host and of one another");
+    open.notice = true;
+    open.fix = "\"sandbox_network\": \"filtered\" (the default) keeps them to the internal NATS";
+    s.items.push_back(open);
+  } else {
+    s.items.push_back(found(what,
+                            "sandboxes reach the internal NATS and other hosts, no other "
+                            "port of this host nor other sandboxes"));
+  }
   return s;
 }
 
@@ -177,8 +195,8 @@ std::vector<PreflightSection> preflight(const NodeConfig& config, const fs::path
     auto files = user_files(config, agent_binary);
     return {binaries(agent_binary, /*cni=*/false), virtualization(config, agent_binary), files};
   }
-  return {cni_plugins(config), binaries(agent_binary, /*cni=*/true), kernel(), cni_config(config),
-          user_files(config, agent_binary)};
+  return {cni_plugins(config),   binaries(agent_binary, /*cni=*/true), kernel(), cni_config(config),
+          network_reach(config), user_files(config, agent_binary)};
 }
 
 bool preflight_passes(const NodeConfig& config, const fs::path& agent_binary) {

@@ -15,7 +15,9 @@ struct PreflightItem {
   bool ok = false;
   std::string what;         // a path, or what was looked at
   std::string description;  // "[ptp CNI plugin]"
-  std::string fix;          // when !ok: what to do
+  std::string fix;          // when !ok: what to do; with notice: how to undo the choice
+  // Satisfied, but a choice of the configuration that widens what sandboxes reach.
+  bool notice = false;
 };
 
 struct PreflightSection {

@@ -19,7 +19,8 @@ sandbox::NamespaceOptions namespace_options(const NodeConfig& config,
                      .cpu_millis = config.machine_template.vcpu_count * 1000,
                      .pids = kSandboxPids},
           .tmp_bytes = memory / 4,  // its pages count against the memory limit too
-          .cni = config.cni};
+          .cni = config.cni,
+          .open_network = config.sandbox_network == "open"};
 }
 
 microvm::MicrovmOptions microvm_options(const NodeConfig& config,

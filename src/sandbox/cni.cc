@@ -204,6 +204,10 @@ Result<CniAttachment> cni_add(const CniSettings& settings, const CniNetwork& net
     a.gateway = ip.value("gateway", "");
     break;
   }
+  for (const auto& i : result.value("interfaces", json::array())) {
+    if (i.is_object() && i.value("sandbox", "").empty() && !i.value("name", "").empty())
+      a.host_interfaces.push_back(i.value("name", ""));
+  }
   if (a.address.empty() || a.gateway.empty()) {
     (void)cni_del(settings, network, container_id, netns, result);
     return fail(ErrorCode::kInternal, "the CNI network " + settings.network_name +

@@ -41,6 +41,8 @@ Result<std::filesystem::path> find_cni_plugin(const CniSettings& settings, const
 struct CniAttachment {
   std::string address;  // the sandbox's IPv4 address, without prefix
   std::string gateway;  // the host side of its link
+  // The host's interfaces the result names (those in no sandbox): ptp's end of the veth pair.
+  std::vector<std::string> host_interfaces;
   nlohmann::json result;
 };
 

@@ -20,8 +20,10 @@ namespace nex::sandbox {
 struct SandboxSpec {
   std::string workload_id;
   std::filesystem::path agent_binary;
-  std::filesystem::path work_dir;  // private to the sandbox; the driver removes it on stop
-  std::string artifact_name;       // the file in work_dir the node puts the workload in
+  // The sandbox's directory on the host, private to it, for drivers that keep the workload's
+  // file there (the driver removes it on stop; a namespace sandbox has its own /nex instead).
+  std::filesystem::path work_dir;
+  std::string artifact_name;       // the name of the workload's file (Sandbox::artifact_path)
   std::vector<std::string> env;    // KEY=VALUE handed to the agent
   std::filesystem::path log_file;  // the agent's own stdout/stderr
   int internal_nats_port = 0;      // the driver tells the agent how to reach it
@@ -51,6 +53,9 @@ class Sandbox {
   // Makes the host's 127.0.0.1:port reachable at the same address inside the sandbox (the
   // workload's own NATS, when its deploy request names one on the host's loopback).
   virtual Status expose_host_port(int port) = 0;
+  // Where the node writes the workload's file (SandboxSpec::artifact_name) for the agent to
+  // find, as a path of the node's.
+  virtual std::filesystem::path artifact_path() const = 0;
 };
 
 class Driver {

@@ -10,6 +10,7 @@
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -25,6 +26,7 @@
 
 #include "api/agent.h"
 #include "core/subprocess.h"
+#include "core/unique_fd.h"
 #include "sandbox/loopback_forward.h"
 #include "sandbox/process_driver.h"
 #include "sandbox/rootfs.h"
@@ -41,30 +43,49 @@ std::string container_id(const std::string& instance, const std::string& id) {
 
 std::string errno_text(int err) { return std::strerror(err); }
 
-// ---- The sandbox's first process, between clone() and execve(). It is a copy of the
-// multithreaded node, so it only makes system calls on memory prepared before clone().
+constexpr size_t kBootIdLength = 37;  // a UUID and a newline
 
+// ---- The sandbox's first process, between clone() and execve(). It is a copy of the
+// multithreaded node, so it only makes system calls on memory prepared before clone(). Each
+// step below ends the process (exit code 127) with a report on the error pipe when it fails.
+
+}  // namespace
+
+// What of /proc the first process masks (paths under the stage's /proc that exist here).
+struct ProcMasks {
+  std::vector<std::string> files;      // covered by /dev/null
+  std::vector<std::string> dirs;       // covered by an empty read-only tmpfs
+  std::vector<std::string> read_only;  // bound read-only onto themselves
+};
+
+// Everything the first process uses, prepared before clone(): it must not allocate.
 struct ChildPlan {
   int go_fd = -1;     // read: the internal NATS host and a newline, once the network is up
   int error_fd = -1;  // write: what failed (close-on-exec, so EOF means the agent started)
   int log_fd = -1;
   int null_fd = -1;
+  int agent_fd = -1;    // the node's agent binary, executed from this descriptor
   int trigger_fd = -1;  // the node's trigger channel: the agent's descriptor 3, if any
-  const char* rootfs = nullptr;
-  const char* stage = nullptr;  // where the new root is assembled (an empty directory)
-  const char* work_dir = nullptr;
-  const char* agent = nullptr;
-  const char* hostname = nullptr;
+  bool switch_off_ipv6 = false;
+  std::string rootfs;
+  std::string stage;  // where the new root is assembled (an empty directory)
+  std::string hostname;
   char tmp_options[64] = {};
   char host_env[96] = {};  // "NEX_NODE_NATS_HOST=" + what the parent sends
   size_t host_env_prefix = 0;
+  char boot_id[kBootIdLength + 1] = {};        // this sandbox's own, newline included
+  std::string agent_name = kSandboxAgentPath;  // argv[0]
+  std::vector<std::string> env;
   std::vector<char*> argv;
   std::vector<char*> envp;
   const SeccompProgram* seccomp = nullptr;
   // Paths inside the stage, prepared in advance.
-  std::string proc, tmp, dev, nex, agent_target;
+  std::string proc, tmp, dev, nex, dev_null, boot_id_file, boot_id_target;
   std::vector<std::string> dev_nodes;  // "/dev/null" ... under the stage
+  ProcMasks masks;                     // under the stage's /proc
 };
+
+namespace {
 
 void report(int fd, const char* step, int err) {
   char buf[160];
@@ -81,26 +102,26 @@ void report(int fd, const char* step, int err) {
   (void)!write(fd, buf, n);
 }
 
-#define CHILD_CHECK(expr, step)      \
-  do {                               \
-    if ((expr) != 0) {               \
+#define CHILD_CHECK(expr, step)           \
+  do {                                    \
+    if ((expr) != 0) {                    \
       report(plan.error_fd, step, errno); \
-      _exit(127);                    \
-    }                                \
+      _exit(127);                         \
+    }                                     \
   } while (0)
 
-int child_main(void* arg) {
-  ChildPlan& plan = *static_cast<ChildPlan*>(arg);
+// The signal state of a fresh process, and none of the node's descriptors but the plan's: one
+// may be an artifact another deploy is still writing, and holding it would make that
+// workload's exec fail with ETXTBSY.
+void reset_process(const ChildPlan& plan) {
   prctl(PR_SET_PDEATHSIG, SIGKILL);
-  // Start the agent with the signal state of a fresh process, not the node's.
   sigset_t none;
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, nullptr);
   signal(SIGPIPE, SIG_DFL);
-  // Drop the node's descriptors at once: one may be an artifact another deploy is still
-  // writing, and holding it would make that workload's exec fail with ETXTBSY.
-  int keep[5] = {plan.go_fd, plan.error_fd, plan.log_fd, plan.null_fd, plan.trigger_fd};
-  std::sort(keep, keep + 5);
+  int keep[] = {plan.go_fd,   plan.error_fd, plan.log_fd,
+                plan.null_fd, plan.agent_fd, plan.trigger_fd};
+  std::sort(std::begin(keep), std::end(keep));
   unsigned next = 3;
   for (int fd : keep) {
     if (fd < 0) continue;
@@ -108,7 +129,11 @@ int child_main(void* arg) {
     next = std::max(next, fd + 1u);
   }
   syscall(SYS_close_range, next, ~0u, 0u);
-  // Wait for the parent: it puts us in our cgroup and network first.
+}
+
+// Waits for the parent, which puts the process in its cgroup and network first and then sends
+// the internal NATS host.
+void wait_for_network(ChildPlan& plan) {
   size_t got = 0;
   char* host = plan.host_env + plan.host_env_prefix;
   const size_t room = sizeof plan.host_env - plan.host_env_prefix - 1;
@@ -119,18 +144,28 @@ int child_main(void* arg) {
   }
   host[got - 1] = '\0';
   close(plan.go_fd);
+}
 
-  CHILD_CHECK(unshare(CLONE_NEWCGROUP), "unshare the cgroup namespace");
+// The firewall is IPv4's: IPv6 would reach the host over link-local addresses. Writing "all"
+// takes it off the existing interfaces, "default" off any made later.
+void switch_off_ipv6(const ChildPlan& plan) {
+  if (!plan.switch_off_ipv6) return;
+  for (const char* path : {"/proc/sys/net/ipv6/conf/all/disable_ipv6",
+                           "/proc/sys/net/ipv6/conf/default/disable_ipv6"}) {
+    const int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT) return;  // a kernel without IPv6
+    CHILD_CHECK(fd < 0 || write(fd, "1", 1) != 1, "switch off IPv6");
+    close(fd);
+  }
+}
+
+void mount_root_and_dev(const ChildPlan& plan) {
   CHILD_CHECK(mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr), "make mounts private");
-  CHILD_CHECK(mount(plan.rootfs, plan.stage, nullptr, MS_BIND | MS_REC, nullptr),
+  CHILD_CHECK(mount(plan.rootfs.c_str(), plan.stage.c_str(), nullptr, MS_BIND | MS_REC, nullptr),
               "bind the root filesystem");
-  CHILD_CHECK(mount(nullptr, plan.stage, nullptr,
+  CHILD_CHECK(mount(nullptr, plan.stage.c_str(), nullptr,
                     MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, nullptr),
               "make the root filesystem read-only");
-  CHILD_CHECK(mount("proc", plan.proc.c_str(), "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr),
-              "mount /proc");
-  CHILD_CHECK(mount("tmpfs", plan.tmp.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, plan.tmp_options),
-              "mount /tmp");
   CHILD_CHECK(mount("tmpfs", plan.dev.c_str(), "tmpfs", MS_NOSUID | MS_NOEXEC, "size=64k,mode=755"),
               "mount /dev");
   static const dev_t kDevices[] = {makedev(1, 3), makedev(1, 5), makedev(1, 7), makedev(1, 8),
@@ -139,22 +174,74 @@ int child_main(void* arg) {
     CHILD_CHECK(mknod(plan.dev_nodes[i].c_str(), S_IFCHR | 0666, kDevices[i]), "create /dev nodes");
     CHILD_CHECK(chmod(plan.dev_nodes[i].c_str(), 0666), "create /dev nodes");
   }
-  CHILD_CHECK(mount(plan.work_dir, plan.nex.c_str(), nullptr, MS_BIND, nullptr),
-              "bind the work directory to /nex");
-  CHILD_CHECK(mount(nullptr, plan.nex.c_str(), nullptr,
-                    MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, nullptr),
-              "make /nex read-only");
-  CHILD_CHECK(mount(plan.agent, plan.agent_target.c_str(), nullptr, MS_BIND, nullptr),
-              "bind the agent to /sbin/nex-agent (the root filesystem needs that file)");
-  CHILD_CHECK(mount(nullptr, plan.agent_target.c_str(), nullptr,
-                    MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, nullptr),
-              "make the agent read-only");
-  CHILD_CHECK(chdir(plan.stage), "enter the new root");
+}
+
+constexpr unsigned long kReadOnlyRemount =
+    MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC;
+
+// The sandbox's own /proc, with what it would show of the host masked as container runtimes
+// do: files covered by /dev/null, directories by an empty read-only tmpfs, and the kernel's
+// settings read-only.
+void mount_proc(const ChildPlan& plan) {
+  CHILD_CHECK(mount("proc", plan.proc.c_str(), "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr),
+              "mount /proc");
+  for (const auto& file : plan.masks.files)
+    CHILD_CHECK(mount(plan.dev_null.c_str(), file.c_str(), nullptr, MS_BIND, nullptr) != 0 &&
+                    errno != ENOENT,
+                "mask /proc's view of the host");
+  for (const auto& dir : plan.masks.dirs)
+    CHILD_CHECK(mount("tmpfs", dir.c_str(), "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                      "size=4k") != 0 &&
+                    errno != ENOENT,
+                "mask /proc's view of the host");
+  for (const auto& path : plan.masks.read_only) {
+    if (mount(path.c_str(), path.c_str(), nullptr, MS_BIND | MS_REC, nullptr) != 0) {
+      CHILD_CHECK(errno != ENOENT, "make /proc's settings read-only");
+      continue;
+    }
+    CHILD_CHECK(mount(nullptr, path.c_str(), nullptr, kReadOnlyRemount, nullptr),
+                "make /proc's settings read-only");
+  }
+}
+
+// The sandbox's boot id: a file on a small tmpfs that is mounted only until the file is bound
+// over /proc/sys/kernel/random/boot_id, so it shows nowhere else.
+void give_boot_id(const ChildPlan& plan) {
+  CHILD_CHECK(mount("tmpfs", plan.tmp.c_str(), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                    "size=4k,mode=755"),
+              "mount the boot id's file system");
+  const int fd = open(plan.boot_id_file.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444);
+  CHILD_CHECK(fd < 0 || write(fd, plan.boot_id, kBootIdLength) != ssize_t{kBootIdLength},
+              "write the boot id");
+  close(fd);
+  CHILD_CHECK(
+      mount(plan.boot_id_file.c_str(), plan.boot_id_target.c_str(), nullptr, MS_BIND, nullptr),
+      "bind the boot id");
+  CHILD_CHECK(mount(nullptr, plan.boot_id_target.c_str(), nullptr, kReadOnlyRemount, nullptr),
+              "bind the boot id");
+  CHILD_CHECK(umount2(plan.tmp.c_str(), MNT_DETACH), "unmount the boot id's file system");
+}
+
+// /tmp, and /nex: the workload's directory, an empty tmpfs the node writes the workload's file
+// into from outside (nothing of the host's directories shows in the sandbox). The sandbox's
+// user may read it, not write it.
+void mount_tmp_and_nex(const ChildPlan& plan) {
+  CHILD_CHECK(mount("tmpfs", plan.tmp.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, plan.tmp_options),
+              "mount /tmp");
+  CHILD_CHECK(mount("tmpfs", plan.nex.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, "mode=755"),
+              "mount /nex");
+}
+
+void enter_root(const ChildPlan& plan) {
+  CHILD_CHECK(chdir(plan.stage.c_str()), "enter the new root");
   CHILD_CHECK(static_cast<int>(syscall(SYS_pivot_root, ".", ".")), "pivot_root");
   CHILD_CHECK(umount2(".", MNT_DETACH), "detach the host's root");
   CHILD_CHECK(chdir("/"), "enter the new root");
-  CHILD_CHECK(sethostname(plan.hostname, strlen(plan.hostname)), "set the host name");
-  // Bring up loopback: the workload's forwarded NATS (if any) listens there.
+  CHILD_CHECK(sethostname(plan.hostname.c_str(), plan.hostname.size()), "set the host name");
+}
+
+// Loopback is where the workload's forwarded NATS (if any) listens.
+void bring_up_loopback(const ChildPlan& plan) {
   const int sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   ifreq ifr{};
   std::memcpy(ifr.ifr_name, "lo", 3);
@@ -162,8 +249,10 @@ int child_main(void* arg) {
   ifr.ifr_flags = static_cast<short>(ifr.ifr_flags | IFF_UP | IFF_RUNNING);
   CHILD_CHECK(ioctl(sock, SIOCSIFFLAGS, &ifr), "bring up loopback");
   close(sock);
+}
 
-  // Give up every privilege: capability bounding set, supplementary groups, root.
+// Every privilege goes: capability bounding set, supplementary groups, root.
+void drop_privileges(const ChildPlan& plan) {
   for (int cap = 0; cap <= 63; ++cap) {
     if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno == EINVAL) break;
   }
@@ -178,14 +267,19 @@ int child_main(void* arg) {
   __user_cap_data_struct data[2] = {};
   CHILD_CHECK(static_cast<int>(syscall(SYS_capset, &header, data)), "clear capabilities");
   CHILD_CHECK(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "set no_new_privs");
+}
 
+// Nothing of the node's survives the exec but the error pipe and the agent's binary (both
+// close-on-exec themselves) and the trigger channel, which becomes descriptor 3.
+void hand_over_descriptors(ChildPlan& plan) {
   CHILD_CHECK(dup2(plan.null_fd, 0) < 0, "redirect stdin");
   CHILD_CHECK(dup2(plan.log_fd, 1) < 0 || dup2(plan.log_fd, 2) < 0, "redirect output");
-  // Nothing of the node's survives the exec but the error pipe (close-on-exec itself) and the
-  // trigger channel, which becomes descriptor 3.
-  if (plan.trigger_fd >= 0 && plan.error_fd == kPassedFd) {
-    plan.error_fd = fcntl(plan.error_fd, F_DUPFD_CLOEXEC, kPassedFd + 1);
-    if (plan.error_fd < 0) _exit(127);
+  if (plan.trigger_fd >= 0) {
+    for (int* fd : {&plan.error_fd, &plan.agent_fd}) {
+      if (*fd != kPassedFd) continue;
+      *fd = fcntl(*fd, F_DUPFD_CLOEXEC, kPassedFd + 1);
+      if (*fd < 0) _exit(127);
+    }
   }
   CHILD_CHECK(static_cast<int>(syscall(SYS_close_range, 3u, ~0u, CLOSE_RANGE_CLOEXEC)),
               "close descriptors");
@@ -194,21 +288,43 @@ int child_main(void* arg) {
                 "hand over the trigger channel");
     CHILD_CHECK(fcntl(kPassedFd, F_SETFD, 0), "hand over the trigger channel");
   }
+}
+
+// The agent runs from the node's own binary, opened before clone(): node and agent always
+// match, and no host path of it shows in the sandbox.
+[[noreturn]] void start_agent(const ChildPlan& plan) {
   if (int err = install_filter(*plan.seccomp); err != 0) {
     report(plan.error_fd, "install the seccomp filter", err);
     _exit(127);
   }
-  execve(plan.argv[0], plan.argv.data(), plan.envp.data());
-  report(plan.error_fd, "start /sbin/nex-agent", errno);
+  syscall(SYS_execveat, plan.agent_fd, "", plan.argv.data(), plan.envp.data(), AT_EMPTY_PATH);
+  report(plan.error_fd, "start the agent", errno);
   _exit(127);
+}
+
+int child_main(void* arg) {
+  ChildPlan& plan = *static_cast<ChildPlan*>(arg);
+  reset_process(plan);
+  wait_for_network(plan);
+  CHILD_CHECK(unshare(CLONE_NEWCGROUP), "unshare the cgroup namespace");
+  switch_off_ipv6(plan);
+  mount_root_and_dev(plan);
+  mount_proc(plan);
+  give_boot_id(plan);
+  mount_tmp_and_nex(plan);
+  enter_root(plan);
+  bring_up_loopback(plan);
+  drop_privileges(plan);
+  hand_over_descriptors(plan);
+  start_agent(plan);
 }
 
 // ---- The sandbox as the node sees it.
 
 class NamespaceSandbox : public Sandbox {
  public:
-  NamespaceSandbox(const NamespaceDriver& driver, std::string id, fs::path work_dir)
-      : driver_(driver), id_(std::move(id)), work_dir_(std::move(work_dir)) {}
+  NamespaceSandbox(const NamespaceDriver& driver, std::string id, std::string artifact_name)
+      : driver_(driver), id_(std::move(id)), artifact_name_(std::move(artifact_name)) {}
   ~NamespaceSandbox() override { stop(std::chrono::seconds(5)); }
 
   const std::string& id() const override { return id_; }
@@ -264,10 +380,77 @@ class NamespaceSandbox : public Sandbox {
     forwarders_.push_back(std::move(*f));
     return {};
   }
+  // The sandbox's /nex as the node reaches it: through a descriptor of the directory, opened
+  // while the agent was known to be this sandbox's pid 1. It stays open as long as this
+  // object, so the number never names another directory.
+  std::filesystem::path artifact_path() const override {
+    return "/proc/self/fd/" + std::to_string(artifact_dir_.get()) + "/" + artifact_name_;
+  }
+
+  // Keeps the network namespace by a bind mount, so it can be taken down (and its address
+  // released) even after the sandbox's processes are gone, by this node or its successor; then
+  // gives it its CNI network and the firewall's rules for its link.
+  Status attach_network() {
+    const auto& o = driver_.options();
+    netns_ = driver_.instance_dir() / "netns" / id_;
+    { std::ofstream touch(netns_); }
+    const std::string ns_source = "/proc/" + std::to_string(pid_) + "/ns/net";
+    if (mount(ns_source.c_str(), netns_.c_str(), nullptr, MS_BIND, nullptr) != 0)
+      return fail(ErrorCode::kIo, "bind " + ns_source + ": " + errno_text(errno));
+    auto attachment = cni_add(o.cni, driver_.network(), container_id(o.instance, id_), netns_);
+    if (!attachment) return fail(attachment.error().wrap("sandbox network"));
+    attached_ = true;
+    cni_result_ = attachment->result;
+    gateway_ = attachment->gateway;
+    { std::ofstream(netns_.string() + ".json") << cni_result_.dump(); }
+    if (!driver_.firewall()) return {};
+    if (attachment->host_interfaces.empty())
+      return fail(ErrorCode::kInvalidArgument,
+                  "CNI network " + o.cni.network_name +
+                      " names no host interface for the sandbox firewall to filter (a ptp "
+                      "network does; \"sandbox_network\": \"open\" runs without the firewall)");
+    for (const auto& name : attachment->host_interfaces) {
+      SandboxLink link{name, gateway_, internal_port_};
+      if (auto st = driver_.firewall()->add(link); !st) return st;
+      links_.push_back(std::move(link));
+    }
+    return {};
+  }
+
+  // Lets the first process go on (it waits for its network) and waits for it to start the
+  // agent; then opens the sandbox's /nex for the node.
+  Status await_agent(UniqueFd go, UniqueFd errors) {
+    const std::string go_message = gateway_ + "\n";
+    if (write(go.get(), go_message.data(), go_message.size()) !=
+        static_cast<ssize_t>(go_message.size()))
+      return fail(ErrorCode::kIo, "cannot release the sandbox's first process");
+    go.reset();
+    std::string failure;
+    char buf[256];
+    for (ssize_t n; (n = read(errors.get(), buf, sizeof buf)) > 0;)
+      failure.append(buf, static_cast<size_t>(n));
+    if (!failure.empty()) {
+      const size_t nl = failure.find('\n');
+      const int code = std::atoi(failure.c_str() + nl + 1);
+      return fail(ErrorCode::kInternal,
+                  "namespace sandbox: " + failure.substr(0, nl) + " failed: " + errno_text(code));
+    }
+    // The agent runs (its exec closed the pipe) and is not reaped: pid_ is still its own.
+    const std::string nex = "/proc/" + std::to_string(pid_) + "/root" + kSandboxWorkDir;
+    artifact_dir_.reset(open(nex.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!artifact_dir_.valid())
+      return fail(ErrorCode::kIo, "open " + nex + ": " + errno_text(errno));
+    return {};
+  }
 
   // Everything the sandbox holds on the host, taken back (also on a failed start).
   void release() {
     const auto& o = driver_.options();
+    for (const auto& link : links_) {
+      if (auto st = driver_.firewall()->remove(link); !st)
+        std::fprintf(stderr, "nex node: sandbox %s: %s\n", id_.c_str(), st.error().message.c_str());
+    }
+    links_.clear();
     if (attached_) {
       if (auto st = cni_del(o.cni, driver_.network(), container_id(o.instance, id_), netns_,
                             cni_result_);
@@ -283,23 +466,25 @@ class NamespaceSandbox : public Sandbox {
     }
     cgroup_.remove();
     if (!stage_.empty()) fs::remove(stage_, ec);
-    if (!work_dir_.empty()) fs::remove_all(work_dir_, ec);
   }
 
   const NamespaceDriver& driver_;
   std::string id_;
-  fs::path work_dir_;
+  std::string artifact_name_;
   fs::path stage_;
   fs::path netns_;
   Cgroup cgroup_;
   bool attached_ = false;
   json cni_result_;
   std::string gateway_;
+  int internal_port_ = 0;
+  std::vector<SandboxLink> links_;  // the firewall's rules for this sandbox, by link
   pid_t pid_ = -1;
   std::mutex wait_mu_, stop_mu_;
   std::optional<int> status_;
   bool stopped_ = false;
   std::vector<std::unique_ptr<LoopbackForwarder>> forwarders_;
+  UniqueFd artifact_dir_;
 };
 
 // Attaches a read-only loop device to `image` and mounts it (ext4) at `dir`. The device goes
@@ -367,6 +552,14 @@ Result<std::unique_ptr<NamespaceDriver>> NamespaceDriver::create(NamespaceOption
   d->seccomp_ = std::move(*seccomp);
 
   d->remove_stale();
+  if (!o.open_network) {
+    auto firewall = SandboxFirewall::install(o.instance);
+    if (!firewall)
+      return fail(
+          firewall.error().wrap("sandbox firewall (\"sandbox_network\": \"open\" runs "
+                                "without one)"));
+    d->firewall_ = std::move(*firewall);
+  }
   std::error_code ec;
   for (const char* sub : {"netns", "roots"}) fs::create_directories(d->instance_dir() / sub, ec);
   if (ec) return fail(ErrorCode::kIo, "cannot create " + d->instance_dir().string() + ": " + ec.message());
@@ -429,19 +622,124 @@ void NamespaceDriver::remove_stale() {
     umount2(image_dir.c_str(), MNT_DETACH);
     fs::remove(image_dir, ec);
   }
+  // Without iptables there are no chains to remove (and create() says what is missing).
+  (void)SandboxFirewall::uninstall(options_.instance);
+}
+
+// The descriptors the first process starts with; the parent closes its copies after clone().
+struct ChildFds {
+  UniqueFd go_read, go_write, errors_read, errors_write, log, null, agent;
+};
+
+namespace {
+
+// What /proc shows of the host: runc's maskedPaths and readonlyPaths, with the kernel's command
+// line and configuration, its symbols and modules besides.
+constexpr const char* kMaskedProcFiles[] = {
+    "bootconfig", "cmdline", "config.gz",     "interrupts",  "kallsyms",   "kcore",      "keys",
+    "key-users",  "modules", "latency_stats", "sched_debug", "timer_list", "timer_stats"};
+constexpr const char* kMaskedProcDirs[] = {"acpi", "asound", "scsi"};
+constexpr const char* kReadOnlyProc[] = {"bus", "fs", "irq", "sys", "sysrq-trigger"};
+
+// The paths under `proc` (the stage's) of what this kernel's /proc has of `names`.
+template <size_t N>
+std::vector<std::string> existing_in_proc(const std::string& proc, const char* const (&names)[N]) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (const char* name : names)
+    if (fs::exists(fs::path("/proc") / name, ec)) out.push_back(proc + "/" + name);
+  return out;
+}
+
+// A random version-4 UUID and a newline, as the kernel's boot_id reads.
+void random_boot_id(char (&out)[kBootIdLength + 1]) {
+  unsigned char b[16];
+  (void)!getrandom(b, sizeof b, 0);  // 16 bytes: never short once the pool is ready
+  b[6] = static_cast<unsigned char>((b[6] & 0x0f) | 0x40);
+  b[8] = static_cast<unsigned char>((b[8] & 0x3f) | 0x80);
+  std::snprintf(out, sizeof out,
+                "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x\n", b[0],
+                b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
+                b[14], b[15]);
+}
+
+Status open_child_fds(const SandboxSpec& spec, ChildFds& fds) {
+  int go[2], err[2];
+  if (pipe2(go, O_CLOEXEC) != 0) return fail(ErrorCode::kIo, "pipe: " + errno_text(errno));
+  fds.go_read.reset(go[0]);
+  fds.go_write.reset(go[1]);
+  if (pipe2(err, O_CLOEXEC) != 0) return fail(ErrorCode::kIo, "pipe: " + errno_text(errno));
+  fds.errors_read.reset(err[0]);
+  fds.errors_write.reset(err[1]);
+  fds.log.reset(open(spec.log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
+  if (!fds.log.valid()) return fail(ErrorCode::kIo, "cannot open " + spec.log_file.string());
+  fds.null.reset(open("/dev/null", O_RDWR | O_CLOEXEC));
+  if (!fds.null.valid()) return fail(ErrorCode::kIo, "cannot open /dev/null");
+  fds.agent.reset(open(spec.agent_binary.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fds.agent.valid())
+    return fail(ErrorCode::kIo, "open " + spec.agent_binary.string() + ": " + errno_text(errno));
+  return {};
+}
+
+// The agent's environment inside the sandbox (NEX_NODE_NATS_HOST follows once the network is up).
+std::vector<std::string> agent_environment(const SandboxSpec& spec) {
+  std::vector<std::string> env = spec.env;
+  env.push_back("PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin");
+  env.push_back("HOME=/tmp");
+  env.push_back(std::string(api::kEnvNatsPort) + "=" + std::to_string(spec.internal_nats_port));
+  env.push_back(std::string(api::kEnvArtifactPath) + "=" + kSandboxWorkDir + "/" +
+                spec.artifact_name);
+  if (spec.trigger_channel_fd >= 0)
+    env.push_back(std::string(api::kEnvTriggerFd) + "=" + std::to_string(kPassedFd));
+  return env;
+}
+
+}  // namespace
+
+void NamespaceDriver::plan_child(const SandboxSpec& spec, const fs::path& stage_dir,
+                                 const ChildFds& fds, ChildPlan& plan) const {
+  plan.go_fd = fds.go_read.get();
+  plan.error_fd = fds.errors_write.get();
+  plan.log_fd = fds.log.get();
+  plan.null_fd = fds.null.get();
+  plan.agent_fd = fds.agent.get();
+  plan.trigger_fd = spec.trigger_channel_fd;
+  plan.switch_off_ipv6 = firewall_.has_value();
+  plan.rootfs = root_dir_.string();
+  plan.stage = stage_dir.string();
+  plan.hostname = "nex-" + spec.workload_id;
+  std::snprintf(plan.tmp_options, sizeof plan.tmp_options, "size=%lld,mode=1777",
+                static_cast<long long>(options_.tmp_bytes));
+  plan.host_env_prefix = static_cast<size_t>(
+      std::snprintf(plan.host_env, sizeof plan.host_env, "%s=", api::kEnvNatsHost));
+  random_boot_id(plan.boot_id);
+  const std::string& stage = plan.stage;
+  plan.proc = stage + "/proc";
+  plan.tmp = stage + "/tmp";
+  plan.dev = stage + "/dev";
+  plan.nex = stage + kSandboxWorkDir;
+  plan.dev_null = plan.dev + "/null";
+  plan.boot_id_file = plan.tmp + "/boot_id";
+  plan.boot_id_target = plan.proc + "/sys/kernel/random/boot_id";
+  for (const char* d : {"null", "zero", "full", "random", "urandom"})
+    plan.dev_nodes.push_back(plan.dev + "/" + d);
+  plan.masks = {existing_in_proc(plan.proc, kMaskedProcFiles),
+                existing_in_proc(plan.proc, kMaskedProcDirs),
+                existing_in_proc(plan.proc, kReadOnlyProc)};
+  plan.env = agent_environment(spec);
+  plan.argv = {plan.agent_name.data(), nullptr};
+  for (auto& e : plan.env) plan.envp.push_back(e.data());
+  plan.envp.push_back(plan.host_env);
+  plan.envp.push_back(nullptr);
+  plan.seccomp = &seccomp_;
 }
 
 Result<std::unique_ptr<Sandbox>> NamespaceDriver::start(const SandboxSpec& spec) {
-  auto sandbox = std::make_unique<NamespaceSandbox>(*this, spec.workload_id, spec.work_dir);
+  auto sandbox = std::make_unique<NamespaceSandbox>(*this, spec.workload_id, spec.artifact_name);
   NamespaceSandbox& s = *sandbox;
-  std::error_code ec;
-  fs::create_directories(spec.work_dir, ec);
-  if (ec)
-    return fail(ErrorCode::kIo, "cannot create " + spec.work_dir.string() + ": " + ec.message());
-  // The sandbox's user reads (and runs) what the node puts here; the host's other users don't.
-  (void)chown(spec.work_dir.c_str(), kSandboxUid, kSandboxUid);
-  fs::permissions(spec.work_dir, fs::perms::owner_all, ec);
+  s.internal_port_ = spec.internal_nats_port;
   s.stage_ = instance_dir() / "roots" / spec.workload_id;
+  std::error_code ec;
   fs::create_directories(s.stage_, ec);
   auto group = Cgroup::create(options_.instance, spec.workload_id, options_.limits);
   if (!group) {
@@ -449,67 +747,18 @@ Result<std::unique_ptr<Sandbox>> NamespaceDriver::start(const SandboxSpec& spec)
     return fail(group.error());
   }
   s.cgroup_ = std::move(*group);
-
+  ChildFds fds;
+  if (auto st = open_child_fds(spec, fds); !st) {
+    s.release();
+    return fail(st.error());
+  }
   ChildPlan plan;
-  int go[2], err[2];
-  if (pipe2(go, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0) {
-    s.release();
-    return fail(ErrorCode::kIo, "pipe: " + errno_text(errno));
-  }
-  plan.go_fd = go[0];
-  plan.error_fd = err[1];
-  plan.log_fd = open(spec.log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-  plan.null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
-  const std::string rootfs = root_dir_.string(), stage = s.stage_.string(),
-                    work = spec.work_dir.string(), agent = spec.agent_binary.string();
-  const std::string hostname = "nex-" + spec.workload_id;
-  plan.rootfs = rootfs.c_str();
-  plan.stage = stage.c_str();
-  plan.work_dir = work.c_str();
-  plan.agent = agent.c_str();
-  plan.hostname = hostname.c_str();
-  std::snprintf(plan.tmp_options, sizeof plan.tmp_options, "size=%lld,mode=1777",
-                static_cast<long long>(options_.tmp_bytes));
-  plan.host_env_prefix =
-      static_cast<size_t>(std::snprintf(plan.host_env, sizeof plan.host_env, "%s=", api::kEnvNatsHost));
-  plan.proc = stage + "/proc";
-  plan.tmp = stage + "/tmp";
-  plan.dev = stage + "/dev";
-  plan.nex = stage + kSandboxWorkDir;
-  plan.agent_target = stage + kSandboxAgentPath;
-  for (const char* d : {"null", "zero", "full", "random", "urandom"})
-    plan.dev_nodes.push_back(plan.dev + "/" + d);
-  std::vector<std::string> env = spec.env;
-  env.push_back("PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin");
-  env.push_back("HOME=/tmp");
-  env.push_back(std::string(api::kEnvNatsPort) + "=" + std::to_string(spec.internal_nats_port));
-  env.push_back(std::string(api::kEnvArtifactPath) + "=" + kSandboxWorkDir + "/" +
-                spec.artifact_name);
-  if (spec.trigger_channel_fd >= 0) {
-    plan.trigger_fd = spec.trigger_channel_fd;
-    env.push_back(std::string(api::kEnvTriggerFd) + "=" + std::to_string(kPassedFd));
-  }
-  std::string agent_path = kSandboxAgentPath;
-  plan.argv = {agent_path.data(), nullptr};
-  for (auto& e : env) plan.envp.push_back(e.data());
-  plan.envp.push_back(plan.host_env);
-  plan.envp.push_back(nullptr);
-  plan.seccomp = &seccomp_;
+  plan_child(spec, s.stage_, fds, plan);
 
-  auto close_all = [&] {
-    for (int fd : {go[0], go[1], err[0], err[1], plan.log_fd, plan.null_fd})
-      if (fd >= 0) close(fd);
-  };
-  if (plan.log_fd < 0 || plan.null_fd < 0) {
-    close_all();
-    s.release();
-    return fail(ErrorCode::kIo, "cannot open " + spec.log_file.string());
-  }
   constexpr size_t kStack = 256 * 1024;
   void* stack = mmap(nullptr, kStack, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK,
                      -1, 0);
   if (stack == MAP_FAILED) {
-    close_all();
     s.release();
     return fail(ErrorCode::kIo, "mmap: " + errno_text(errno));
   }
@@ -517,53 +766,20 @@ Result<std::unique_ptr<Sandbox>> NamespaceDriver::start(const SandboxSpec& spec)
   s.pid_ = clone(child_main, static_cast<char*>(stack) + kStack, flags, &plan);
   const int clone_errno = errno;
   munmap(stack, kStack);  // the child runs on its own copy
-  close(go[0]);
-  close(err[1]);
-  close(plan.log_fd);
-  close(plan.null_fd);
-  go[0] = err[1] = plan.log_fd = plan.null_fd = -1;
+  // The child has its own copies of these; the node keeps only its ends of the two pipes.
+  for (UniqueFd* fd : {&fds.go_read, &fds.errors_write, &fds.log, &fds.null, &fds.agent})
+    fd->reset();
   if (s.pid_ < 0) {
-    close_all();
     s.release();
     return fail(ErrorCode::kIo, "clone: " + errno_text(clone_errno));
   }
-  auto abort_start = [&](Error e) -> Result<std::unique_ptr<Sandbox>> {
-    close_all();
+  Status started = s.cgroup_.add(s.pid_);
+  if (started) started = s.attach_network();
+  if (started) started = s.await_agent(std::move(fds.go_write), std::move(fds.errors_read));
+  if (!started) {
     ::kill(s.pid_, SIGKILL);
     s.stop(std::chrono::milliseconds(0));
-    return fail(std::move(e));
-  };
-  if (auto st = s.cgroup_.add(s.pid_); !st) return abort_start(st.error());
-  // Keep the network namespace by a bind mount, so it can be taken down (and its address
-  // released) even after the sandbox's processes are gone, by this node or its successor.
-  s.netns_ = instance_dir() / "netns" / spec.workload_id;
-  { std::ofstream touch(s.netns_); }
-  const std::string ns_source = "/proc/" + std::to_string(s.pid_) + "/ns/net";
-  if (mount(ns_source.c_str(), s.netns_.c_str(), nullptr, MS_BIND, nullptr) != 0)
-    return abort_start({ErrorCode::kIo, "bind " + ns_source + ": " + errno_text(errno)});
-  auto attachment =
-      cni_add(options_.cni, network_, container_id(options_.instance, spec.workload_id), s.netns_);
-  if (!attachment) return abort_start(attachment.error().wrap("sandbox network"));
-  s.attached_ = true;
-  s.cni_result_ = attachment->result;
-  s.gateway_ = attachment->gateway;
-  { std::ofstream(s.netns_.string() + ".json") << s.cni_result_.dump(); }
-
-  const std::string go_message = s.gateway_ + "\n";
-  if (write(go[1], go_message.data(), go_message.size()) != static_cast<ssize_t>(go_message.size()))
-    return abort_start({ErrorCode::kIo, "cannot release the sandbox's first process"});
-  close(go[1]);
-  go[1] = -1;
-  std::string failure;
-  char buf[256];
-  for (ssize_t n; (n = read(err[0], buf, sizeof buf)) > 0;) failure.append(buf, static_cast<size_t>(n));
-  close(err[0]);
-  err[0] = -1;
-  if (!failure.empty()) {
-    const size_t nl = failure.find('\n');
-    const int code = std::atoi(failure.c_str() + nl + 1);
-    return abort_start({ErrorCode::kInternal, "namespace sandbox: " + failure.substr(0, nl) +
-                                                  " failed: " + errno_text(code)});
+    return fail(started.error());
   }
   return std::unique_ptr<Sandbox>(std::move(sandbox));
 }

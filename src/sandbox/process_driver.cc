@@ -85,8 +85,8 @@ Result<std::unique_ptr<Sandbox>> ProcessDriver::start(const SandboxSpec& spec) {
     fs::remove_all(spec.work_dir, ec);
     return fail(process.error().wrap("start agent"));
   }
-  return std::unique_ptr<Sandbox>(
-      std::make_unique<ProcessSandbox>(spec.workload_id, spec.work_dir, std::move(*process)));
+  return std::unique_ptr<Sandbox>(std::make_unique<ProcessSandbox>(
+      spec.workload_id, spec.work_dir, spec.artifact_name, std::move(*process)));
 }
 
 }  // namespace nex::sandbox

@@ -12,8 +12,12 @@ namespace nex::sandbox {
 // with a work directory: what the process and microvm drivers' sandboxes have in common.
 class SubprocessSandbox : public Sandbox {
  public:
-  SubprocessSandbox(std::string id, std::filesystem::path work_dir, Subprocess process)
-      : id_(std::move(id)), work_dir_(std::move(work_dir)), process_(std::move(process)) {}
+  SubprocessSandbox(std::string id, std::filesystem::path work_dir, std::string artifact_name,
+                    Subprocess process)
+      : id_(std::move(id)),
+        work_dir_(std::move(work_dir)),
+        artifact_name_(std::move(artifact_name)),
+        process_(std::move(process)) {}
 
   const std::string& id() const override { return id_; }
   pid_t pid() const override { return process_.pid(); }
@@ -29,10 +33,12 @@ class SubprocessSandbox : public Sandbox {
     if (!work_dir_.empty()) std::filesystem::remove_all(work_dir_, ec);
   }
   Result<SandboxStats> stats() override;
+  std::filesystem::path artifact_path() const override { return work_dir_ / artifact_name_; }
 
  private:
   std::string id_;
   std::filesystem::path work_dir_;
+  std::string artifact_name_;
   Subprocess process_;
 };
 

@@ -571,5 +571,25 @@ TEST(CliPreflight, ReportsWhatIsMissingAndInitFixesIt) {
   EXPECT_FALSE(fs::exists(dir / "small.ext4"));
 }
 
+// Sandboxes that reach every port of the host is a choice preflight names, and how to undo it.
+TEST(CliPreflight, AnOpenSandboxNetworkIsReportedAsAChoice) {
+  const fs::path dir =
+      fs::temp_directory_path() / ("nex-preflight-open-" + std::to_string(getpid()));
+  fs::create_directories(dir);
+  const fs::path config = dir / "config.json";
+  std::ofstream(config) << R"({"sandbox_network": "open"})";
+  CliResult open = nex({"node", "preflight", "--config", config.string()});
+  EXPECT_NE(open.out.find("Notice - \"sandbox_network\": \"open\""), std::string::npos) << open.out;
+  EXPECT_NE(open.out.find("\"sandbox_network\": \"filtered\" (the default)"), std::string::npos)
+      << open.out;
+  std::ofstream(config) << "{}";
+  CliResult filtered = nex({"node", "preflight", "--config", config.string()});
+  EXPECT_NE(filtered.out.find("✅ Dependency Satisfied - \"sandbox_network\": \"filtered\""),
+            std::string::npos)
+      << filtered.out;
+  EXPECT_EQ(filtered.out.find("Notice"), std::string::npos) << filtered.out;
+  fs::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace nex

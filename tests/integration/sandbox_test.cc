@@ -1,8 +1,9 @@
 // The namespace sandbox, from the inside: a workload that tries every way out (host files,
 // host processes, the control NATS, another workload's subjects, mount, ptrace, new
-// namespaces, root, the clock, a fork bomb, memory past memsize_mib, filling /tmp) finds each
-// one denied or contained, while a service beside it and the node keep working; and the node
-// leaves nothing behind (addresses, links, cgroups, mounts) when it stops.
+// namespaces, root, the clock, a fork bomb, memory past memsize_mib, filling /tmp, what /proc
+// and the mounts show of the host, the host's ports and another sandbox's) finds each one
+// denied or contained, while a service beside it and the node keep working; and the node
+// leaves nothing behind (addresses, links, firewall rules, cgroups, mounts) when it stops.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -11,6 +12,7 @@
 #include <thread>
 
 #include "core/subprocess.h"
+#include "sandbox/firewall.h"
 
 #include "testing/node_fixture.h"
 #include "testing/sandbox_host.h"
@@ -30,6 +32,19 @@ class SandboxTest : public testing::NodeTest {
     if (IsSkipped() || HasFatalFailure()) return;
     NEX_REQUIRE_NAMESPACE_SANDBOX();
   }
+  // What a workload logged after `prefix`, as a user watching its logs sees it.
+  static std::string logged_value(const std::string& message, const std::string& prefix) {
+    const std::string text = json::parse(message)["text"];
+    const size_t at = text.find(prefix);
+    return at == std::string::npos ? "" : text.substr(at + prefix.size());
+  }
+  // A host file's first line.
+  static std::string host_file(const fs::path& path) {
+    std::string line;
+    std::ifstream in(path);
+    std::getline(in, line);
+    return line;
+  }
   // Nothing of the node's sandboxes is left on the host.
   void expect_nothing_left(const std::string& node_id) {
     std::error_code ec;
@@ -43,6 +58,14 @@ class SandboxTest : public testing::NodeTest {
     for (const char* root :
          {"/sys/fs/cgroup/nex/", "/sys/fs/cgroup/memory/nex/", "/sys/fs/cgroup/pids/nex/"})
       EXPECT_FALSE(fs::exists(root + node_id)) << "cgroups left in " << root;
+    // Its firewall: no chain of its own, no jump to one, no link's rule.
+    const auto [in, fwd] = sandbox::SandboxFirewall::chains(node_id);
+    const std::string rules = testing::host_firewall_rules();
+    EXPECT_EQ(rules.find(in), std::string::npos) << "firewall rules left:\n" << rules;
+    EXPECT_EQ(rules.find(fwd), std::string::npos) << "firewall rules left:\n" << rules;
+    // Its links: no host interface keeps an address of the test's network.
+    for (const auto& name : testing::host_interfaces_in(SandboxHost::get().subnet_prefix()))
+      ADD_FAILURE() << "a sandbox link is left on the host: " << name;
   }
 };
 
@@ -59,17 +82,22 @@ TEST_F(SandboxTest, EscapeAttemptsAreContainedAndEverythingElseKeepsWorking) {
 
   Collector logs(*conn_, "$NEX.logs.default.*.escape.*");
   const std::string port = server().url().substr(server().url().rfind(':') + 1);
-  json req = deploy_request("escape", {{"ESCAPE_STATE_DIR", state_dir_.string()},
-                                       {"ESCAPE_CONTROL_PORT", port},
-                                       {"ESCAPE_OTHER_ID", echo["data"]["id"]}});
+  const std::string build_dir = testing::kBinDir.parent_path().string();
+  json req =
+      deploy_request("escape", {{"ESCAPE_STATE_DIR", state_dir_.string()},
+                                {"ESCAPE_CONTROL_PORT", port},
+                                {"ESCAPE_OTHER_ID", echo["data"]["id"]},
+                                {"ESCAPE_SHARED_KERNEL", "1"},
+                                {"ESCAPE_HOST_PATHS", state_dir_.string() + ":" + build_dir}});
   req["location"] = "nats://NEXCLIFILES/escape";
   json r = deploy(req);
   ASSERT_TRUE(r["error"].is_null()) << r.dump();
   ASSERT_TRUE(logs.wait_for("escape attempts done", 90s)) << "the escape workload never finished";
   for (const char* check :
        {"host-shadow", "node-state", "agent-environ", "host-processes", "control-nats-loopback",
-        "control-nats-gateway", "other-workload", "inherited-descriptors", "mount", "ptrace",
-        "unshare", "setuid", "clock", "fill-tmp", "fork-bomb", "memory"}) {
+        "control-nats-gateway", "other-workload", "inherited-descriptors", "proc-host-files",
+        "proc-sys-read-only", "mountinfo-host-paths", "mount", "ptrace", "unshare", "setuid",
+        "clock", "fill-tmp", "fork-bomb", "memory"}) {
     auto line = logs.wait_for(std::string("check ") + check + ": ", 1s);
     ASSERT_TRUE(line) << "no report for " << check;
     EXPECT_NE(line->second.find("contained"), std::string::npos) << line->second;
@@ -82,6 +110,17 @@ TEST_F(SandboxTest, EscapeAttemptsAreContainedAndEverythingElseKeepsWorking) {
   const std::string bomb_text = json::parse(bomb->second)["text"];
   ASSERT_TRUE(std::regex_search(bomb_text, m, std::regex("made ([0-9]+) processes")));
   EXPECT_LT(std::stoi(m[1]), 512) << "the pids limit did not hold";
+  // What the sandbox's /proc says about the machine is not the host's.
+  auto cmdline = logs.wait_for("proc cmdline: ", 0ms);
+  ASSERT_TRUE(cmdline);
+  EXPECT_NE(logged_value(cmdline->second, "proc cmdline: "), host_file("/proc/cmdline"))
+      << "the sandbox reads the host's kernel command line";
+  auto boot_id = logs.wait_for("boot_id ", 0ms);
+  ASSERT_TRUE(boot_id);
+  const std::string sandbox_boot_id = logged_value(boot_id->second, "boot_id ");
+  EXPECT_EQ(sandbox_boot_id.size(), 36u) << sandbox_boot_id;
+  EXPECT_NE(sandbox_boot_id, host_file("/proc/sys/kernel/random/boot_id"))
+      << "the sandbox reads the host's boot id";
 
   // Everything else keeps working: the neighbour answers, the node answers, the escapee runs.
   EXPECT_TRUE(echo_answers("svc.echo.sandboxed"));
@@ -89,6 +128,86 @@ TEST_F(SandboxTest, EscapeAttemptsAreContainedAndEverythingElseKeepsWorking) {
   ASSERT_TRUE(in["error"].is_null()) << in.dump();
   EXPECT_EQ(in["data"]["machines"].size(), 2u) << in.dump();
 
+  node_.reset();
+  expect_nothing_left(node_id);
+}
+
+// A sandbox's network reaches the internal NATS of its node and nothing else of the host or of
+// other sandboxes: the test's TCP and UDP listeners on all of the host's addresses (through the
+// gateway, the host's other addresses and IPv6 link-local) and another sandbox's listeners stay
+// silent, while the agent works through the internal NATS.
+TEST_F(SandboxTest, ASandboxReachesItsInternalNatsAndNoOtherPortOfTheHostOrOfOtherSandboxes) {
+  testing::HostListeners host;
+  ASSERT_NE(host.port(), 0) << "cannot listen on every address of this host";
+  ASSERT_OK(files_->put_file("escape", testing::kBinDir / "escape"));
+  start_sandboxed_node(SandboxHost::get().config());
+
+  Collector peer_logs(*conn_, "$NEX.logs.default.*.peer.*");
+  json peer = deploy_request("peer", {{"ESCAPE_LISTEN_PORT", "7411"}});
+  peer["location"] = "nats://NEXCLIFILES/escape";
+  json r = deploy(peer);
+  ASSERT_TRUE(r["error"].is_null()) << r.dump();
+  auto listening = peer_logs.wait_for("listening on ", 30s);
+  ASSERT_TRUE(listening) << "the other sandbox never listened";
+  const std::string peer_address = logged_value(listening->second, "listening on ");
+
+  Collector logs(*conn_, "$NEX.logs.default.*.escape.*");
+  json req = deploy_request("escape", {{"ESCAPE_HOST_PORT", std::to_string(host.port())},
+                                       {"ESCAPE_HOST_ADDRS", testing::host_ipv4_addresses()},
+                                       {"ESCAPE_PEER", peer_address}});
+  req["location"] = "nats://NEXCLIFILES/escape";
+  r = deploy(req);
+  ASSERT_TRUE(r["error"].is_null()) << r.dump();
+  ASSERT_TRUE(logs.wait_for("escape attempts done", 90s)) << "the escape workload never finished";
+  for (const char* check :
+       {"host-tcp-gateway", "host-udp-gateway", "host-tcp-addresses", "host-udp-addresses",
+        "host-tcp-ipv6", "host-udp-ipv6", "other-sandbox-tcp", "other-sandbox-udp"}) {
+    auto line = logs.wait_for(std::string("check ") + check + ": ", 0ms);
+    ASSERT_TRUE(line) << "no report for " << check;
+    EXPECT_NE(line->second.find("contained"), std::string::npos) << line->second;
+  }
+  for (const auto& contact : host.contacts()) ADD_FAILURE() << "a host listener saw " << contact;
+  if (auto contact = peer_logs.wait_for("peer: ", 0ms))
+    ADD_FAILURE() << "the other sandbox was reached: " << contact->second;
+  // The internal NATS answers on the gateway, and the agent works through it: the workload's
+  // logs arrive, and the node still answers for both.
+  EXPECT_TRUE(logs.wait_for("reach internal-nats: answered", 0ms));
+  json in = info();
+  ASSERT_TRUE(in["error"].is_null()) << in.dump();
+  EXPECT_EQ(in["data"]["machines"].size(), 2u) << in.dump();
+  // Each sandbox has a boot id of its own.
+  auto peer_boot = peer_logs.wait_for("boot_id ", 0ms);
+  auto boot = logs.wait_for("boot_id ", 0ms);
+  ASSERT_TRUE(peer_boot && boot);
+  EXPECT_NE(logged_value(peer_boot->second, "boot_id "), logged_value(boot->second, "boot_id "));
+
+  const std::string node_id = node_->id();
+  node_.reset();
+  expect_nothing_left(node_id);
+}
+
+// "sandbox_network": "open" is the wider reach, by name: no firewall, so the host's ports answer.
+TEST_F(SandboxTest, AnOpenSandboxNetworkReachesTheHostsPorts) {
+  testing::HostListeners host;
+  ASSERT_NE(host.port(), 0) << "cannot listen on every address of this host";
+  ASSERT_OK(files_->put_file("escape", testing::kBinDir / "escape"));
+  auto config = SandboxHost::get().config();
+  config.sandbox_network = "open";
+  start_sandboxed_node(config);
+  const auto [in, fwd] = sandbox::SandboxFirewall::chains(node_->id());
+  EXPECT_EQ(testing::host_firewall_rules().find(in), std::string::npos)
+      << "a firewall was installed";
+
+  Collector logs(*conn_, "$NEX.logs.default.*.escape.*");
+  json req = deploy_request("escape", {{"ESCAPE_HOST_PORT", std::to_string(host.port())}});
+  req["location"] = "nats://NEXCLIFILES/escape";
+  json r = deploy(req);
+  ASSERT_TRUE(r["error"].is_null()) << r.dump();
+  auto tcp = logs.wait_for("check host-tcp-gateway: ", 90s);
+  ASSERT_TRUE(tcp) << "the escape workload never tried the gateway";
+  EXPECT_NE(tcp->second.find("CONNECTED"), std::string::npos) << tcp->second;
+  EXPECT_TRUE(logs.wait_for("reach internal-nats: answered", 30s));
+  const std::string node_id = node_->id();
   node_.reset();
   expect_nothing_left(node_id);
 }
@@ -108,7 +227,8 @@ TEST_F(SandboxTest, FunctionsAndHostServicesRunSandboxed) {
   EXPECT_EQ(again->data(), "visits.sandbox: 2");  // the KV host service, from inside
 }
 
-// A node killed with SIGKILL leaves its sandboxes' network namespaces, addresses and cgroups;
+// A node killed with SIGKILL leaves its sandboxes' network namespaces, addresses, firewall
+// rules and cgroups;
 // the next node on the same state directory releases them before it starts anything.
 TEST_F(SandboxTest, ANodeStartingAfterACrashReleasesWhatTheCrashedOneHeld) {
   const fs::path config = state_dir_.string() + ".json";
@@ -142,10 +262,21 @@ TEST_F(SandboxTest, ANodeStartingAfterACrashReleasesWhatTheCrashedOneHeld) {
   const fs::path netns = "/run/nex/" + node_id + "/netns/" + id;
   ASSERT_TRUE(leased());
   ASSERT_TRUE(fs::exists(netns));
+  // And the firewall's rules for its link (the host's end, named in the saved CNI result).
+  const json cni_result = json::parse(testing::slurp(netns.string() + ".json"));
+  std::string link;
+  for (const auto& i : cni_result["interfaces"])
+    if (i.value("sandbox", "").empty()) link = i.value("name", "");
+  ASSERT_FALSE(link.empty()) << cni_result.dump();
+  const auto rules_for_link = [&] {
+    return testing::host_firewall_rules().find(" " + link + " ") != std::string::npos;
+  };
+  ASSERT_TRUE(rules_for_link());
 
   ASSERT_TRUE(crashing->signal(SIGKILL));
   crashing->wait_for(5s);
   EXPECT_TRUE(leased()) << "a killed node cannot release anything (the test would prove nothing)";
+  EXPECT_TRUE(rules_for_link());
 
   start_sandboxed_node(c);  // the same state directory: the same node
   ASSERT_EQ(node_->id(), node_id);
@@ -154,6 +285,8 @@ TEST_F(SandboxTest, ANodeStartingAfterACrashReleasesWhatTheCrashedOneHeld) {
   EXPECT_FALSE(fs::exists("/sys/fs/cgroup/memory/nex/" + node_id + "/" + id) ||
                fs::exists("/sys/fs/cgroup/nex/" + node_id + "/" + id))
       << "the crashed sandbox's cgroup is still there";
+  EXPECT_FALSE(rules_for_link()) << "the crashed sandbox's firewall rules are still there";
+  EXPECT_FALSE(fs::exists("/sys/class/net/" + link)) << "the crashed sandbox's link is still there";
   node_.reset();
   expect_nothing_left(node_id);
   fs::remove(config);

@@ -157,6 +157,16 @@ TEST(NodeConfig, TheMicrovmSandboxFindsItsInitramfsBesideTheKernel) {
   EXPECT_EQ(d->initrd_filepath, "/tmp/wd/initrd.img");
 }
 
+// Sandboxes reach only the internal NATS of their host unless a config names the wider choice.
+TEST(NodeConfig, TheSandboxNetworkIsFilteredUnlessOpenedByName) {
+  auto d = parse_node_config("{}");
+  ASSERT_TRUE(d);
+  EXPECT_EQ(d->sandbox_network, "filtered");
+  auto c = parse_node_config(R"({"sandbox_network": "open"})");
+  ASSERT_TRUE(c) << c.error().message;
+  EXPECT_EQ(c->sandbox_network, "open");
+}
+
 TEST(NodeConfig, ErrorsNameTheField) {
   const std::pair<const char*, const char*> cases[] = {
       {R"({"machine_pool_sise": 1})", "unknown field 'machine_pool_sise'"},
@@ -176,6 +186,9 @@ TEST(NodeConfig, ErrorsNameTheField) {
       {R"({"autostart": [{"location": "nats://B/k"}]})",
        "autostart[0]: deploy request: field 'workload_jwt'"},
       {R"({"sandbox": "vm"})", "field 'sandbox' must be \"namespace\" or \"microvm\""},
+      {R"({"sandbox_network": "host"})",
+       "field 'sandbox_network' must be \"filtered\" (the default: sandboxes reach only the "
+       "internal NATS of this host) or \"open\""},
       {R"({"microvm_accelerator": "hvf"})",
        "field 'microvm_accelerator' must be \"auto\", \"kvm\" or \"tcg\""},
       {"not json", "node config is not valid JSON"},
