@@ -55,6 +55,9 @@ struct NodeConfig {
   std::string sandbox = "namespace";
   std::filesystem::path initrd_filepath;     // default: initrd.img beside kernel_filepath
   std::string microvm_accelerator = "auto";  // "auto", "kvm" or "tcg"
+  // ours: the connections one microVM may hold open at once through its gateway (its agent's
+  // and its workload's, to the internal NATS and to exposed host ports); more are closed.
+  int64_t microvm_gateway_max_connections = 64;
   NodeLimits node_limits;
   std::vector<std::string> deny_trigger_subjects;  // besides $SYS.>, $JS.>, $NEX.>
   int64_t agent_handshake_timeout_ms = 5000;
