@@ -202,17 +202,14 @@ TEST_F(GatewayServerTest, CarriesAHandedOverConnectionToTheInternalNatsBothWays)
   EXPECT_EQ(vm_->connections(), 1u);
 }
 
-// The guest hangs up while the host's side still sends to it: the server writes to a closed
-// socket, which must end that connection and not the process (SIGPIPE).
-TEST_F(GatewayServerTest, AGuestHangingUpMidStreamEndsOnlyItsConnection) {
+// The guest stops reading while the host's side still sends to it: the server's write fails
+// (EPIPE), which must end that connection and not the process (SIGPIPE).
+TEST_F(GatewayServerTest, AGuestThatStopsReadingEndsOnlyItsConnection) {
   start(8);
-  for (int i = 0; i < 3; ++i) {
-    UniqueFd guest = hand_over(socket(), "nats");
-    ASSERT_EQ(receive(guest.get(), 6), "hello\n");
-    const std::string big(1 << 20, 'x');
-    ASSERT_GT(::send(guest.get(), big.data(), big.size(), MSG_DONTWAIT), 0);  // what fits
-    ASSERT_NE(receive(guest.get(), 1), "EOF");  // the echo is under way
-  }                                             // closed with most of the echo unread
+  UniqueFd guest = hand_over(socket(), "nats");
+  ASSERT_EQ(receive(guest.get(), 6), "hello\n");
+  ASSERT_EQ(::shutdown(guest.get(), SHUT_RD), 0);
+  ASSERT_EQ(::send(guest.get(), "ping\n", 5, MSG_DONTWAIT), 5);  // echoed to a closed reader
   EXPECT_TRUE(eventually([&] { return vm_->connections() == 0; }));
   UniqueFd again = hand_over(socket(), "nats");
   EXPECT_EQ(receive(again.get(), 6), "hello\n");
