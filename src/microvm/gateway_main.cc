@@ -1,110 +1,75 @@
-// nex-vm-gateway: what a microVM's network reaches on the host, one connection at a time.
-// QEMU's user network runs with `restrict=on` (the guest reaches nothing on the host or beyond)
-// plus `guestfwd` rules that start this program for each connection the guest opens to the
-// gateway address, with that connection as its standard input and output:
+// nex-vm-gateway: hands one microVM connection to the node's gateway server and exits.
+// QEMU's user network runs with `restrict=on` (the guest reaches nothing on the host or
+// beyond) plus `guestfwd` rules that start this program for each connection the guest opens to
+// the gateway address, with that connection as its standard input and output:
 //
-//   nex-vm-gateway to PORT         the node's internal NATS: connect to 127.0.0.1:PORT
-//   nex-vm-gateway exposed FILE    the guest names a port on its first line ("4222\n"); it is
-//                                  connected to 127.0.0.1:PORT only if FILE lists that port
-//                                  (the node writes FILE as it exposes ports to this VM)
+//   nex-vm-gateway SOCKET nats       the node's internal NATS: the server connects the guest
+//                                    to 127.0.0.1:PORT, the port the VM was started with
+//   nex-vm-gateway SOCKET exposed    the guest names a port on its first line ("4222\n"); the
+//                                    server connects it to 127.0.0.1:PORT only if the node
+//                                    exposed that port to this VM
 //
-// It runs as the VMM's (unprivileged) user, writes nothing to stderr (that is the guest's
-// socket too), and exits when either side closes.
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <poll.h>
+// It sends its standard input over SOCKET (SCM_RIGHTS, with one byte naming the mode) and
+// exits at once: the server (gateway_server.h) copies the bytes, caps the VM's connections and
+// closes them when the VM stops, so no host process lives as long as a connection.
+// It runs as the VMM's (unprivileged) user and writes nothing to stderr (that is the guest's
+// socket too).
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
-#include <cstdlib>
 #include <cstring>
-#include <fstream>
 #include <string>
+
+#include "microvm/gateway_server.h"
 
 namespace {
 
-int connect_loopback(int port) {
-  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+// Connects to the unix socket at `path` from inside its directory, so a path longer than
+// sun_path's 108 bytes still works.
+int connect_unix(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  const std::string dir = slash == std::string::npos ? "." : path.substr(0, slash + 1);
+  const std::string name = slash == std::string::npos ? path : path.substr(slash + 1);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (name.empty() || name.size() >= sizeof addr.sun_path || chdir(dir.c_str()) != 0) return -1;
+  std::memcpy(addr.sun_path, name.c_str(), name.size() + 1);
+  const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0 || connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) return -1;
-  const int one = 1;
-  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   return fd;
 }
 
-int parse_port(const std::string& s) {
-  if (s.empty() || s.size() > 5 || s.find_first_not_of("0123456789") != std::string::npos)
-    return -1;
-  const int port = std::atoi(s.c_str());
-  return port > 0 && port < 65536 ? port : -1;
-}
-
-bool write_all(int fd, const char* p, ssize_t n) {
-  while (n > 0) {
-    const ssize_t w = write(fd, p, static_cast<size_t>(n));
-    if (w <= 0) return false;
-    p += w;
-    n -= w;
-  }
-  return true;
-}
-
-// The guest's first line, read a byte at a time so nothing after it is consumed.
-int read_port_line() {
-  std::string line;
-  for (;;) {
-    pollfd in{STDIN_FILENO, POLLIN, 0};
-    if (poll(&in, 1, 5000) <= 0) return -1;
-    char c;
-    if (read(STDIN_FILENO, &c, 1) != 1) return -1;
-    if (c == '\n') return parse_port(line);
-    if (line.size() >= 5) return -1;
-    line.push_back(c);
-  }
-}
-
-bool listed(const char* file, int port) {
-  std::ifstream in(file);
-  for (std::string line; std::getline(in, line);) {
-    if (parse_port(line) == port) return true;
-  }
-  return false;
-}
-
-void pump(int upstream) {
-  char buf[65536];
-  for (;;) {
-    pollfd fds[2] = {{STDIN_FILENO, POLLIN, 0}, {upstream, POLLIN, 0}};
-    if (poll(fds, 2, -1) < 0) return;
-    if (fds[0].revents) {
-      const ssize_t n = read(STDIN_FILENO, buf, sizeof buf);
-      if (n <= 0 || !write_all(upstream, buf, n)) return;
-    }
-    if (fds[1].revents) {
-      const ssize_t n = read(upstream, buf, sizeof buf);
-      if (n <= 0 || !write_all(STDOUT_FILENO, buf, n)) return;
-    }
-  }
+bool hand_over(int server, char mode, int connection) {
+  iovec iov{&mode, 1};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  cmsghdr* c = CMSG_FIRSTHDR(&msg);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int));
+  std::memcpy(CMSG_DATA(c), &connection, sizeof connection);
+  return sendmsg(server, &msg, MSG_NOSIGNAL) == 1;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
   if (argc != 3) return 2;
-  int port = -1;
-  if (std::strcmp(argv[1], "to") == 0) {
-    port = parse_port(argv[2]);
-  } else if (std::strcmp(argv[1], "exposed") == 0) {
-    port = read_port_line();
-    if (port > 0 && !listed(argv[2], port)) port = -1;
+  using nex::microvm::GatewayMode;
+  GatewayMode mode;
+  if (std::strcmp(argv[2], "nats") == 0) {
+    mode = GatewayMode::kInternalNats;
+  } else if (std::strcmp(argv[2], "exposed") == 0) {
+    mode = GatewayMode::kExposed;
+  } else {
+    return 2;
   }
-  if (port < 0) return 1;
-  const int upstream = connect_loopback(port);
-  if (upstream < 0) return 1;
-  pump(upstream);
-  return 0;
+  const int server = connect_unix(argv[1]);
+  if (server < 0) return 1;
+  return hand_over(server, static_cast<char>(mode), STDIN_FILENO) ? 0 : 1;
 }

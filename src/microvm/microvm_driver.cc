@@ -80,14 +80,19 @@ class MicrovmSandbox : public sandbox::SubprocessSandbox {
  public:
   // The VMM is the sandbox: a signal to it ends the VM (the agent inside stops with it).
   MicrovmSandbox(std::string id, fs::path work_dir, std::string artifact_name, fs::path vm_dir,
-                 Subprocess process)
+                 Subprocess process, std::unique_ptr<GatewayServer::Vm> gateway)
       : SubprocessSandbox(std::move(id), std::move(work_dir), std::move(artifact_name),
                           std::move(process)),
-        vm_dir_(std::move(vm_dir)) {}
+        vm_dir_(std::move(vm_dir)),
+        gateway_(std::move(gateway)) {}
   ~MicrovmSandbox() override { stop(5s); }
 
   void stop(std::chrono::milliseconds grace) override {
     SubprocessSandbox::stop(grace);
+    {
+      std::lock_guard lock(mu_);
+      gateway_.reset();  // the VM's connections and its gateway socket
+    }
     std::error_code ec;
     fs::remove_all(vm_dir_, ec);
     fs::remove(vm_dir_.string() + ".pid", ec);
@@ -95,22 +100,17 @@ class MicrovmSandbox : public sandbox::SubprocessSandbox {
   std::string internal_nats_host() const override { return kGatewayAddress; }
   Status expose_host_port(int port) override {
     std::lock_guard lock(mu_);
-    exposed_ += std::to_string(port) + "\n";
-    // Written whole, then renamed: the gateway never reads half a list.
-    const fs::path tmp = vm_dir_ / "exposed_ports.new";
-    NEX_RETURN_IF_ERROR(write_file(tmp, exposed_, 0644, 0));
-    std::error_code ec;
-    fs::rename(tmp, vm_dir_ / "exposed_ports", ec);
-    if (ec)
-      return fail(ErrorCode::kIo,
-                  "cannot expose port " + std::to_string(port) + ": " + ec.message());
+    if (!gateway_)
+      return fail(ErrorCode::kUnavailable,
+                  "cannot expose port " + std::to_string(port) + ": the VM has stopped");
+    gateway_->expose(port);
     return {};
   }
 
  private:
   fs::path vm_dir_;
   std::mutex mu_;
-  std::string exposed_;
+  std::unique_ptr<GatewayServer::Vm> gateway_;
 };
 
 std::atomic<uint32_t> next_vmm_uid{0};
@@ -172,8 +172,11 @@ Result<std::unique_ptr<MicrovmDriver>> MicrovmDriver::create(MicrovmOptions opti
   if (options.vcpus < 1 || options.memory_mib < 64)
     return fail(ErrorCode::kInvalidArgument,
                 "machine_template: a microVM needs vcpu_count >= 1 and memsize_mib >= 64");
+  auto gateway = GatewayServer::start(options.gateway_max_connections, options.warn_workload);
+  if (!gateway) return fail(gateway.error().wrap("microvm_gateway_max_connections"));
 
   std::unique_ptr<MicrovmDriver> d(new MicrovmDriver(std::move(options)));
+  d->gateway_ = std::move(*gateway);
   const std::string& wanted = d->options_.accelerator;
   if (wanted == "auto") {
     auto choice = choose_accelerator();
@@ -264,10 +267,6 @@ Result<std::unique_ptr<sandbox::Sandbox>> MicrovmDriver::start(const sandbox::Sa
     cleanup();
     return fail(st.error());
   }
-  if (auto st = write_file(vm_dir / "exposed_ports", "", 0644, 0); !st) {
-    cleanup();
-    return fail(st.error());
-  }
 
   std::string append = "console=ttyS0 panic=-1 reboot=t quiet loglevel=4";
   std::vector<std::string> argv = {options_.qemu, "-name", "nex-vm-" + spec.workload_id};
@@ -279,13 +278,14 @@ Result<std::unique_ptr<sandbox::Sandbox>> MicrovmDriver::start(const sandbox::Sa
     argv.insert(argv.end(), {"-M", "microvm", "-accel", "tcg,tb-size=64", "-cpu", "max"});
     append += " tsc_early_khz=" + std::to_string(tsc_khz_) + " tsc=reliable";
   }
-  const std::string gateway = options_.gateway_binary.string();
+  // Each connection to the gateway starts nex-vm-gateway, which hands it to gateway_ and exits.
+  const fs::path socket = vm_dir / "gateway.sock";
+  const std::string gateway = options_.gateway_binary.string() + " " + socket.string();
   const std::string net =
       "user,id=net0,restrict=on,net=10.0.2.0/24,host=10.0.2.2,guestfwd=tcp:" +
       std::string(kGatewayAddress) + ":" + std::to_string(spec.internal_nats_port) +
-      "-cmd:" + qemu_escape(gateway + " to " + std::to_string(spec.internal_nats_port)) +
-      ",guestfwd=tcp:" + kGatewayAddress + ":" + std::to_string(kExposedPortsGateway) +
-      "-cmd:" + qemu_escape(gateway + " exposed " + (vm_dir / "exposed_ports").string());
+      "-cmd:" + qemu_escape(gateway + " nats") + ",guestfwd=tcp:" + kGatewayAddress + ":" +
+      std::to_string(kExposedPortsGateway) + "-cmd:" + qemu_escape(gateway + " exposed");
   argv.insert(
       argv.end(),
       {"-m", std::to_string(options_.memory_mib), "-smp", std::to_string(options_.vcpus),
@@ -318,6 +318,14 @@ Result<std::unique_ptr<sandbox::Sandbox>> MicrovmDriver::start(const sandbox::Sa
       spawn.gid.reset();
     }
   }
+  auto gateway_vm = gateway_->add_vm({.workload_id = spec.workload_id,
+                                      .socket = socket,
+                                      .vmm_uid = spawn.uid.value_or(0),
+                                      .internal_nats_port = spec.internal_nats_port});
+  if (!gateway_vm) {
+    cleanup();
+    return fail(gateway_vm.error());
+  }
   auto process = Subprocess::spawn(spawn);
   if (!process) {
     cleanup();
@@ -331,7 +339,8 @@ Result<std::unique_ptr<sandbox::Sandbox>> MicrovmDriver::start(const sandbox::Sa
     return fail(st.error());
   }
   return std::unique_ptr<sandbox::Sandbox>(std::make_unique<MicrovmSandbox>(
-      spec.workload_id, spec.work_dir, spec.artifact_name, vm_dir, std::move(*process)));
+      spec.workload_id, spec.work_dir, spec.artifact_name, vm_dir, std::move(*process),
+      std::move(*gateway_vm)));
 }
 
 }  // namespace nex::microvm

@@ -13,7 +13,9 @@
 //   command line, which any guest process can read.
 // - Network: QEMU's user network with `restrict=on`, so the guest reaches nothing on the host or
 //   beyond, except through the gateway (10.0.2.100): the internal NATS at its own port, and the
-//   host loopback ports the node exposes to this VM (nex-vm-gateway).
+//   host loopback ports the node exposes to this VM. QEMU starts nex-vm-gateway per connection,
+//   which hands it to the driver's gateway server (gateway_server.h) and exits; the server caps
+//   each VM's connections at `gateway_max_connections`.
 // - Accelerator: KVM where the CPU has hardware virtualization; otherwise QEMU's TCG, with the
 //   reason printed. (`microvm_accelerator` in the node configuration forces one.)
 // - The VMM runs as nobody, dies with the node (SIGKILL on the node's death), and a node that
@@ -23,8 +25,11 @@
 #include <sys/types.h>
 
 #include <filesystem>
+#include <functional>
+#include <memory>
 #include <string>
 
+#include "microvm/gateway_server.h"
 #include "sandbox/driver.h"
 
 namespace nex::microvm {
@@ -45,6 +50,9 @@ struct MicrovmOptions {
   int64_t memory_mib = 256;
   std::string accelerator = "auto";  // "auto", "kvm" or "tcg"
   std::filesystem::path state_root = "/run/nex";
+  int gateway_max_connections = 64;  // per VM, at once
+  // What the node tells about a workload's VM (connections refused over the cap); may be empty.
+  GatewayServer::Warn warn_workload;
 };
 
 // Which accelerator "auto" means on this host, and why.
@@ -84,6 +92,7 @@ class MicrovmDriver : public sandbox::Driver {
   void stop_leftovers();
 
   MicrovmOptions options_;
+  std::unique_ptr<GatewayServer> gateway_;
   std::string accelerator_;
   std::string accelerator_reason_;
   int64_t tsc_khz_ = 0;  // TCG: the guest's TSC runs at the host's rate; telling it saves a hang

@@ -103,7 +103,13 @@ Result<std::unique_ptr<Node>> Node::start(NodeOptions options) {
   n.control_bulk_ = std::move(*bulk);
   log_line("Established node NATS connection to: " + n.control_->connected_url());
 
-  auto driver = make_sandbox_driver(n.options_.config, n.options_.agent_binary, n.id());
+  // A workload's VM over its gateway's cap: the node's log, and the workload's own if deployed.
+  auto warn = [&n](const std::string& wid, const std::string& text) {
+    auto w = n.find_workload(wid);
+    log_line("Workload " + (w ? w->name + " " : std::string()) + "(" + wid + "): " + text);
+    if (w) n.publish_workload_log(w->ns, w->name, wid, "warn", text);
+  };
+  auto driver = make_sandbox_driver(n.options_.config, n.options_.agent_binary, n.id(), warn);
   if (!driver) return fail(driver.error().wrap("node config"));
   n.driver_ = std::move(*driver);
   const std::string details = n.driver_->details();

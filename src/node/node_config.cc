@@ -1,5 +1,7 @@
 #include "node/node_config.h"
 
+#include <fmt/format.h>
+
 #include <fstream>
 #include <sstream>
 
@@ -12,6 +14,11 @@ using api::FieldReader;
 using nlohmann::json;
 
 namespace {
+
+// A microVM's agent holds a few gateway connections itself (the internal NATS, its workload's
+// NATS); past the upper bound the cap would bound nothing a node could afford.
+constexpr int64_t kMinGatewayConnections = 4;
+constexpr int64_t kMaxGatewayConnections = 65536;
 
 // Runs `body` on the sub-object `field` when present; reports a non-object on the parent.
 Status read_object(FieldReader& parent, const char* field,
@@ -56,6 +63,7 @@ Result<NodeConfig> parse_node_config(std::string_view text) {
                        "sandbox_network",
                        "initrd_filepath",
                        "microvm_accelerator",
+                       "microvm_gateway_max_connections",
                        "node_limits",
                        "deny_trigger_subjects",
                        "subject_grants",
@@ -140,6 +148,12 @@ Result<NodeConfig> parse_node_config(std::string_view text) {
   if (c.microvm_accelerator != "auto" && c.microvm_accelerator != "kvm" &&
       c.microvm_accelerator != "tcg")
     f.fail_field("microvm_accelerator", "must be \"auto\", \"kvm\" or \"tcg\"");
+  f.integer("microvm_gateway_max_connections", c.microvm_gateway_max_connections);
+  if (c.microvm_gateway_max_connections < kMinGatewayConnections ||
+      c.microvm_gateway_max_connections > kMaxGatewayConnections)
+    f.fail_field("microvm_gateway_max_connections",
+                 fmt::format("must be between {} (the agent's own connections) and {}",
+                             kMinGatewayConnections, kMaxGatewayConnections));
   NEX_RETURN_IF_ERROR(read_object(f, "node_limits", [&](FieldReader& r) {
     r.no_unknown_fields({"max_workloads", "max_total_bytes", "max_workload_bytes"});
     r.integer("max_workloads", c.node_limits.max_workloads);

@@ -62,6 +62,9 @@ struct NodeConfig {
   std::string sandbox_network = "filtered";
   std::filesystem::path initrd_filepath;     // default: initrd.img beside kernel_filepath
   std::string microvm_accelerator = "auto";  // "auto", "kvm" or "tcg"
+  // ours: the connections one microVM may hold open at once through its gateway (its agent's
+  // and its workload's, to the internal NATS and to exposed host ports); more are closed.
+  int64_t microvm_gateway_max_connections = 64;
   NodeLimits node_limits;
   // Trigger subjects no function may take, besides the reserved ones (api::SubjectPolicy).
   std::vector<std::string> deny_trigger_subjects;

@@ -25,7 +25,7 @@ sandbox::NamespaceOptions namespace_options(const NodeConfig& config,
 
 microvm::MicrovmOptions microvm_options(const NodeConfig& config,
                                         const std::filesystem::path& agent_binary,
-                                        const std::string& instance) {
+                                        const std::string& instance, WarnWorkload warn) {
   return {.instance = instance,
           .kernel = config.kernel_filepath,
           .initrd = config.initrd_filepath,
@@ -33,16 +33,19 @@ microvm::MicrovmOptions microvm_options(const NodeConfig& config,
           .gateway_binary = agent_binary.parent_path() / "nex-vm-gateway",
           .vcpus = static_cast<int>(config.machine_template.vcpu_count),
           .memory_mib = config.machine_template.memsize_mib,
-          .accelerator = config.microvm_accelerator};
+          .accelerator = config.microvm_accelerator,
+          .gateway_max_connections = static_cast<int>(config.microvm_gateway_max_connections),
+          .warn_workload = std::move(warn)};
 }
 
 Result<std::unique_ptr<sandbox::Driver>> make_sandbox_driver(
     const NodeConfig& config, const std::filesystem::path& agent_binary,
-    const std::string& instance) {
+    const std::string& instance, WarnWorkload warn) {
   if (config.no_sandbox)
     return std::unique_ptr<sandbox::Driver>(std::make_unique<sandbox::ProcessDriver>());
   if (config.sandbox == "microvm") {
-    auto d = microvm::MicrovmDriver::create(microvm_options(config, agent_binary, instance));
+    auto d = microvm::MicrovmDriver::create(
+        microvm_options(config, agent_binary, instance, std::move(warn)));
     if (!d) return fail(d.error().wrap("microvm sandbox (\"sandbox\": \"microvm\")"));
     return std::unique_ptr<sandbox::Driver>(std::move(*d));
   }

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -22,12 +23,15 @@ namespace nex::node {
 sandbox::NamespaceOptions namespace_options(const NodeConfig& config,
                                             const std::filesystem::path& agent_binary,
                                             const std::string& instance);
+// What a driver tells the node about a workload's sandbox (a microVM over its gateway's cap).
+using WarnWorkload = std::function<void(const std::string& workload_id, const std::string& text)>;
+
 microvm::MicrovmOptions microvm_options(const NodeConfig& config,
                                         const std::filesystem::path& agent_binary,
-                                        const std::string& instance);
+                                        const std::string& instance, WarnWorkload warn = {});
 Result<std::unique_ptr<sandbox::Driver>> make_sandbox_driver(
     const NodeConfig& config, const std::filesystem::path& agent_binary,
-    const std::string& instance);
+    const std::string& instance, WarnWorkload warn = {});
 
 using sandbox::loopback_nats_ports;
 using sandbox::loopback_port;

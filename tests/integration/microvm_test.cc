@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <regex>
+#include <sstream>
 #include <thread>
 
 #include "core/subprocess.h"
@@ -67,6 +68,40 @@ bool eventually(const std::function<bool()>& f, std::chrono::milliseconds t) {
     std::this_thread::sleep_for(100ms);
   }
   return f();
+}
+
+// Live nex-vm-gateway processes whose arguments name `vm_dir` (one VM's; its QEMU's arguments
+// name it too, but QEMU is no gateway process).
+int gateway_processes(const std::string& vm_dir) {
+  int n = 0;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator("/proc", ec)) {
+    const std::string pid = e.path().filename();
+    if (pid.empty() || !std::isdigit(static_cast<unsigned char>(pid[0]))) continue;
+    const std::string args = testing::slurp(e.path() / "cmdline");
+    const std::string argv0 = args.substr(0, args.find('\0'));
+    if (fs::path(argv0).filename() == "nex-vm-gateway" && args.find(vm_dir) != std::string::npos &&
+        alive(std::stoi(pid)))
+      ++n;
+  }
+  return n;
+}
+
+// Established TCP connections to 127.0.0.1:`port`, counted on the listening side.
+int connections_to(int port) {
+  int n = 0;
+  std::ifstream tcp("/proc/net/tcp");
+  std::string line;
+  std::getline(tcp, line);  // the header
+  char hex[8];
+  std::snprintf(hex, sizeof hex, ":%04X", port);
+  while (std::getline(tcp, line)) {
+    std::istringstream fields(line);
+    std::string slot, local, remote, state;
+    fields >> slot >> local >> remote >> state;
+    if (local.size() > 5 && local.compare(local.size() - 5, 5, hex) == 0 && state == "01") ++n;
+  }
+  return n;
 }
 
 class MicrovmTest : public testing::NodeTest {
@@ -253,6 +288,76 @@ TEST_F(MicrovmTest, EscapeAttemptsStayInsideTheVm) {
   json in = info();
   ASSERT_TRUE(in["error"].is_null()) << in.dump();
   EXPECT_EQ(in["data"]["machines"].size(), 2u) << in.dump();
+}
+
+// A workload that opens 200 connections to its VM's gateway at once: at most the cap reach the
+// host's NATS, the rest are closed at once, no host process is left per connection, the node
+// says so once (not 136 times), and the workload reaches its NATS again once it lets go.
+TEST_F(MicrovmTest, AVmFloodingItsGatewayGetsAtMostTheCapAndNoProcessPerConnection) {
+  ASSERT_OK(files_->put_file("gateway_flood", testing::kBinDir / "gateway_flood"));
+  const auto config = MicrovmHost::get().config();
+  const auto cap = config.microvm_gateway_max_connections;  // the default
+  constexpr int kFlood = 200;
+  start_sandboxed_node(config);
+  const int control_port = std::stoi(server().url().substr(server().url().rfind(':') + 1));
+  const int before = connections_to(control_port);
+
+  Collector logs(*conn_, "$NEX.logs.default.*.flood.*");
+  json req = deploy_request(
+      "flood", {{"NATS_URL", server().url()},  // exposes the control NATS's port to the VM
+                {"FLOOD_GATEWAY", std::string(microvm::kGatewayAddress) + ":" +
+                                      std::to_string(microvm::kExposedPortsGateway)},
+                {"FLOOD_PORT", std::to_string(control_port)},
+                {"FLOOD_COUNT", std::to_string(kFlood)}});
+  req["location"] = "nats://NEXCLIFILES/gateway_flood";
+  json r = deploy(req);
+  ASSERT_TRUE(r["error"].is_null()) << r.dump();
+  const std::string id = r["data"]["id"];
+  const std::string vm_dir = "/run/nex/" + node_->id() + "/vms/" + id;
+
+  // While the VM floods: how many gateway processes there are at once, at most.
+  int peak = 0;
+  std::optional<std::pair<std::string, std::string>> flood;
+  for (const auto deadline = std::chrono::steady_clock::now() + 300s;
+       !flood && std::chrono::steady_clock::now() < deadline;) {
+    peak = std::max(peak, gateway_processes(vm_dir));
+    flood = logs.wait_for("flood: ", 50ms);
+  }
+  ASSERT_TRUE(flood) << "the flood workload never reported";
+  std::printf("at most %d gateway processes at once\n", peak);
+  EXPECT_LT(peak, kFlood / 4) << "a gateway process per connection";
+  const std::string text = json::parse(flood->second)["text"];
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(
+      text, m, std::regex("flood: ([0-9]+) greeted, ([0-9]+) closed, ([0-9]+) silent of")))
+      << text;
+  const int greeted = std::stoi(m[1]), closed = std::stoi(m[2]);
+  std::printf("%s\n", text.c_str());
+  EXPECT_LE(greeted, cap) << text;
+  EXPECT_GE(greeted, cap - 8) << "the agent holds a few of the cap, not most: " << text;
+  EXPECT_GE(closed, kFlood - cap) << text;
+  // The held connections: none has a host process of its own.
+  EXPECT_TRUE(eventually([&] { return gateway_processes(vm_dir) == 0; }, 10s))
+      << gateway_processes(vm_dir) << " gateway processes for " << kFlood << " connections";
+  EXPECT_LE(connections_to(control_port) - before, cap)
+      << "the control NATS took more connections than the cap";
+  // Told once, as the workload's doing.
+  EXPECT_TRUE(logs.wait_for("its gateway", 10s)) << "the node never said it refused connections";
+  EXPECT_EQ(logs.wait_for_count("its gateway", 2, 2s), 1u) << "logged more than once per burst";
+
+  // Let go: it reaches its NATS through the gateway again.
+  std::optional<std::pair<std::string, std::string>> after;
+  for (int i = 0; i < 60 && !after; ++i) {
+    ASSERT_OK(conn_->publish("flood.release", ""));
+    after = logs.wait_for("after flood: ", 1s);
+  }
+  ASSERT_TRUE(after) << "the workload never got the release";
+  EXPECT_NE(after->second.find("after flood: greeted"), std::string::npos) << after->second;
+
+  // The node stops: the VM's gateway socket goes with it, and no gateway process stays.
+  node_.reset();
+  EXPECT_FALSE(fs::exists(vm_dir)) << "the VM's gateway socket was left behind";
+  EXPECT_EQ(gateway_processes(vm_dir), 0);
 }
 
 // A VMM that outlived its node (the parent-death signal makes that rare, not impossible: the

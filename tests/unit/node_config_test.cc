@@ -151,6 +151,10 @@ TEST(NodeConfig, TheMicrovmSandboxFindsItsInitramfsBesideTheKernel) {
   EXPECT_EQ(c->sandbox, "microvm");
   EXPECT_EQ(c->initrd_filepath, "/srv/vm/initrd.img");
   EXPECT_EQ(c->microvm_accelerator, "auto");
+  EXPECT_EQ(c->microvm_gateway_max_connections, 64);
+  auto e = parse_node_config(R"({"microvm_gateway_max_connections": 16})");
+  ASSERT_TRUE(e) << e.error().message;
+  EXPECT_EQ(e->microvm_gateway_max_connections, 16);
   auto d = parse_node_config("{}");
   ASSERT_TRUE(d);
   EXPECT_EQ(d->sandbox, "namespace");
@@ -191,6 +195,12 @@ TEST(NodeConfig, ErrorsNameTheField) {
        "internal NATS of this host) or \"open\""},
       {R"({"microvm_accelerator": "hvf"})",
        "field 'microvm_accelerator' must be \"auto\", \"kvm\" or \"tcg\""},
+      {R"({"microvm_gateway_max_connections": 0})",
+       "field 'microvm_gateway_max_connections' must be between 4"},
+      {R"({"microvm_gateway_max_connections": 100000})",
+       "field 'microvm_gateway_max_connections' must be between 4"},
+      {R"({"microvm_gateway_max_connections": "64"})",
+       "field 'microvm_gateway_max_connections' must be an integer"},
       {"not json", "node config is not valid JSON"},
   };
   for (auto [text, expect] : cases) {
