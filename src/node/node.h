@@ -102,6 +102,8 @@ class Node {
                                        DeployOrigin origin);
   Result<nlohmann::json> try_deploy(const std::string& ns, std::string_view body,
                                     const VerifiedDeploy& checked, DeployOrigin origin);
+  // Whether a sandboxed workload's NATS_URL names only NATS servers the node may forward to it.
+  Status check_sandbox_nats(const std::map<std::string, std::string>& env) const;
   // How long a deploy may take here: an agent from the pool (a sandbox may have to boot), the
   // artifact's download and the agent's answer. Clients wait this long (ours: in INFO).
   std::chrono::milliseconds deploy_deadline() const;

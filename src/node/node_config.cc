@@ -61,6 +61,7 @@ Result<NodeConfig> parse_node_config(std::string_view text) {
                        "no_sandbox",
                        "sandbox",
                        "sandbox_network",
+                       "sandbox_nats_ports",
                        "initrd_filepath",
                        "microvm_accelerator",
                        "microvm_gateway_max_connections",
@@ -138,6 +139,15 @@ Result<NodeConfig> parse_node_config(std::string_view text) {
   f.string("sandbox", c.sandbox);
   if (c.sandbox != "namespace" && c.sandbox != "microvm")
     f.fail_field("sandbox", "must be \"namespace\" or \"microvm\"");
+  if (const json* ports = f.raw("sandbox_nats_ports")) {
+    for (const auto& p : ports->is_array() ? *ports : json::array({json()})) {
+      if (!p.is_number_integer() || p.get<int64_t>() < 1 || p.get<int64_t>() > 65535) {
+        f.fail_field("sandbox_nats_ports", "must be an array of port numbers (1 to 65535)");
+        break;
+      }
+      c.sandbox_nats_ports.push_back(p.get<int>());
+    }
+  }
   f.string("sandbox_network", c.sandbox_network);
   if (c.sandbox_network != "filtered" && c.sandbox_network != "open")
     f.fail_field("sandbox_network",

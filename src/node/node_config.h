@@ -66,6 +66,10 @@ struct NodeConfig {
   // and its workload's, to the internal NATS and to exposed host ports); more are closed.
   int64_t microvm_gateway_max_connections = 64;
   NodeLimits node_limits;
+  // ours: ports on the host's loopback of NATS servers that a sandboxed workload's NATS_URL may
+  // name (forwarded into its sandbox), besides those the node itself connects to. Any other
+  // loopback port a deploy lists is refused: it could be any service of the host.
+  std::vector<int> sandbox_nats_ports;
   // Trigger subjects no function may take, besides the reserved ones (api::SubjectPolicy).
   std::vector<std::string> deny_trigger_subjects;
   // ours: `subject_grants`, reserved subjects ($SRV.>, $KV.SOMEBUCKET.>, ...) that functions'

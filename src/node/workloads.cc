@@ -171,6 +171,44 @@ Result<Node::VerifiedDeploy> Node::verify_deploy(const std::string& ns, std::str
   return v;
 }
 
+// A sandboxed workload reaches a NATS on the host's loopback through a port the node forwards
+// into its sandbox. Only the NATS servers the node itself connects to, or its config names
+// (sandbox_nats_ports), are forwarded: a deployer could otherwise list any loopback service of
+// the host (the node's metrics, a database) and reach it from inside. A sandbox that reaches no
+// other host (a microVM) cannot reach a NATS elsewhere either: said now, rather than leave the
+// service retrying a connection that can never be made.
+Status Node::check_sandbox_nats(const std::map<std::string, std::string>& env) const {
+  if (!driver_->sandboxed()) return {};
+  const auto& cfg = options_.config;
+  std::vector<int> ports = cfg.sandbox_nats_ports;
+  auto add = [&](const std::vector<std::string>& urls) {
+    for (const auto& url : urls)
+      if (auto port = loopback_port(url)) ports.push_back(*port);
+  };
+  add(options_.control.urls);
+  add(sandbox::nats_urls({{"NATS_URL", cfg.host_services.nats_url}}));
+  std::erase(ports, internal_->port());  // reached by agents only, on the gateway
+  for (const auto& url : sandbox::nats_urls(env)) {
+    const auto port = loopback_port(url);
+    if (!port && !driver_->reaches_other_hosts())
+      return fail(ErrorCode::kInvalidArgument,
+                  "environment NATS_URL: a workload in a " + std::string(driver_->name()) +
+                      " sandbox reaches NATS only on the host's loopback "
+                      "(nats://127.0.0.1:PORT); got " +
+                      url);
+    if (port && std::find(ports.begin(), ports.end(), *port) == ports.end()) {
+      std::string known;
+      for (int p : ports) known += (known.empty() ? "" : ", ") + std::to_string(p);
+      return fail(ErrorCode::kPermissionDenied,
+                  "environment NATS_URL: port " + std::to_string(*port) +
+                      " on the host's loopback is not a NATS server this node uses (" +
+                      (known.empty() ? "none" : known) +
+                      "); the node config's sandbox_nats_ports names others");
+    }
+  }
+  return {};
+}
+
 Result<json> Node::try_deploy(const std::string& ns, std::string_view body,
                               const VerifiedDeploy& checked, DeployOrigin origin) {
   const NodeConfig& cfg = options_.config;
@@ -224,19 +262,7 @@ Result<json> Node::try_deploy(const std::string& ns, std::string_view body,
   if (!env) return fail(env.error());
   const std::string& claimed_hash = checked.claimed_hash;
 
-  // A sandbox that reaches no other host (a microVM) cannot reach a NATS elsewhere: say so now
-  // rather than leave the service retrying a connection that can never be made.
-  if (!driver_->reaches_other_hosts()) {
-    for (const auto& url : sandbox::nats_urls(*env)) {
-      if (!loopback_port(url))
-        return fail(
-            ErrorCode::kInvalidArgument,
-            "environment NATS_URL: a workload in a " + std::string(driver_->name()) +
-                " sandbox reaches NATS only on the host's loopback (nats://127.0.0.1:PORT); "
-                "got " +
-                url);
-    }
-  }
+  if (auto st = check_sandbox_nats(*env); !st) return fail(st.error());
   auto agent = pool_->take(std::chrono::milliseconds(cfg.agent_handshake_timeout_ms) +
                            driver_->boot_allowance());
   if (!agent) return fail(agent.error());

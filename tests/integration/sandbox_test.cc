@@ -293,6 +293,39 @@ TEST_F(SandboxTest, ANodeStartingAfterACrashReleasesWhatTheCrashedOneHeld) {
   fs::remove(log);
 }
 
+// A deployer's NATS_URL is forwarded into the sandbox only for NATS servers the node itself uses
+// or its config names: listing the node's metrics port, its internal NATS or any other loopback
+// service of the host is refused, and nothing starts.
+TEST_F(SandboxTest, ANatsUrlReachesOnlyTheNatsServersTheNodeUses) {
+  metrics_listen_ = "127.0.0.1:0";
+  auto config = SandboxHost::get().config(/*memsize_mib=*/64);
+  config.sandbox_nats_ports = {server().port() + 1};  // a port the operator names
+  start_sandboxed_node(config);
+  const std::string metrics = node_->metrics_url();
+  const std::string metrics_port =
+      metrics.substr(metrics.rfind(':') + 1, metrics.find('/', 8) - metrics.rfind(':') - 1);
+  for (const std::string& port :
+       {metrics_port, std::to_string(node_->internal_nats_port()), std::string("22")}) {
+    json r = deploy(
+        deploy_request("echoservice", {{"NATS_URL", server().url() + ",nats://127.0.0.1:" + port},
+                                       {"ECHO_SUBJECT", "svc.echo.listed"}}));
+    ASSERT_FALSE(r["error"].is_null()) << "port " << port << " was forwarded";
+    EXPECT_NE(r["error"].get<std::string>().find(
+                  "environment NATS_URL: port " + port +
+                  " on the host's loopback is not a NATS server this node uses"),
+              std::string::npos)
+        << r.dump();
+  }
+  EXPECT_TRUE(info()["data"]["machines"].empty()) << "a refused deploy left a workload";
+  // The port the config names is taken (nothing listens there, so the service's client uses
+  // the other URL: the deploy is what is checked).
+  json named = deploy(deploy_request(
+      "echoservice",
+      {{"NATS_URL", server().url() + ",nats://127.0.0.1:" + std::to_string(server().port() + 1)},
+       {"ECHO_SUBJECT", "svc.echo.named"}}));
+  EXPECT_TRUE(named["error"].is_null()) << named.dump();
+}
+
 TEST_F(SandboxTest, AMissingRootFilesystemIsAClearErrorAndStartsNothing) {
   auto config = SandboxHost::get().config();
   config.rootfs_filepath = state_dir_ / "no-such-rootfs.ext4";

@@ -189,6 +189,10 @@ TEST(NodeConfig, ErrorsNameTheField) {
        "is not an account public key"},
       {R"({"autostart": [{"location": "nats://B/k"}]})",
        "autostart[0]: deploy request: field 'workload_jwt'"},
+      {R"({"sandbox_nats_ports": [4222, 0]})",
+       "field 'sandbox_nats_ports' must be an array of port numbers"},
+      {R"({"sandbox_nats_ports": "4222"})",
+       "field 'sandbox_nats_ports' must be an array of port numbers"},
       {R"({"sandbox": "vm"})", "field 'sandbox' must be \"namespace\" or \"microvm\""},
       {R"({"sandbox_network": "host"})",
        "field 'sandbox_network' must be \"filtered\" (the default: sandboxes reach only the "
