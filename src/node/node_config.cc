@@ -48,6 +48,7 @@ Result<NodeConfig> parse_node_config(std::string_view text) {
                        "tags",
                        "valid_issuers",
                        "requester_public_keys",
+                       "allow_unbound_requests",
                        "workload_types",
                        "no_sandbox",
                        "sandbox",
@@ -107,6 +108,7 @@ Result<NodeConfig> parse_node_config(std::string_view text) {
   f.string_list("requester_public_keys", issuers);
   f.string_list("valid_issuers", c.valid_issuers);
   c.valid_issuers.insert(c.valid_issuers.end(), issuers.begin(), issuers.end());
+  f.boolean("allow_unbound_requests", c.allow_unbound_requests);
   if (f.raw("workload_types") != nullptr) {
     std::vector<std::string> types;
     f.string_list("workload_types", types);

@@ -41,6 +41,9 @@ struct NodeConfig {
   sandbox::CniSettings cni;
   api::Tags tags;
   std::vector<std::string> valid_issuers;  // account public keys; empty = any issuer
+  // ours: accept requests that bind nothing (older Nex tooling), which can be replayed: durable
+  // commands without expiresAt; off by default, and the node says so at start when on.
+  bool allow_unbound_requests = false;
   std::vector<api::WorkloadType> workload_types = {
       api::WorkloadType::kNative, api::WorkloadType::kV8, api::WorkloadType::kWasm};
   bool no_sandbox = false;
