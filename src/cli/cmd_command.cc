@@ -4,9 +4,11 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <ctime>
 #include <fstream>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -35,6 +37,7 @@ struct SendOptions {
   bool no_wait = false;
   double retry_for = 60;  // keep trying to file the command this long (server or link down)
   int64_t retries = 2;
+  std::string expires;  // an age: how long the command may wait for its node
   std::vector<std::string> args;
 };
 
@@ -150,9 +153,30 @@ int exit_code_of(const std::vector<cmds::CommandResult>& results) {
   return 0;
 }
 
+// An age like 90s, 15m, 24h or 7d.
+std::optional<std::chrono::seconds> parse_age(const std::string& s) {
+  if (s.size() < 2 || s.size() > 12 || !std::all_of(s.begin(), s.end() - 1, ::isdigit))
+    return std::nullopt;
+  const char unit = s.back();
+  const int64_t mult = unit == 's'   ? 1
+                       : unit == 'm' ? 60
+                       : unit == 'h' ? 3600
+                       : unit == 'd' ? 86400
+                                     : 0;
+  if (mult == 0) return std::nullopt;
+  return std::chrono::seconds(std::stoll(s.substr(0, s.size() - 1)) * mult);
+}
+
 // Files the drafts, then (unless no_wait) waits for each one's results and prints them.
 int send_and_wait(const ConnectionFlags& flags, std::vector<cmds::Command> drafts,
                   const SendOptions& o) {
+  std::optional<std::chrono::seconds> lifetime;  // default: as long as the stream keeps it
+  if (!o.expires.empty()) {
+    lifetime = parse_age(o.expires);
+    if (!lifetime || *lifetime <= std::chrono::seconds::zero())
+      return report({ErrorCode::kInvalidArgument,
+                     "--expires takes an age like 90s, 15m, 24h or 7d (got '" + o.expires + "')"});
+  }
   auto issuer = default_issuer();
   if (!issuer) return report(issuer.error());
   const auto retry = std::chrono::milliseconds(static_cast<int64_t>(o.retry_for * 1000));
@@ -172,7 +196,7 @@ int send_and_wait(const ConnectionFlags& flags, std::vector<cmds::Command> draft
     if (d.id.empty()) d.id = next_nuid();
     auto watch = cmds::ResultWatch::start(*js, d.id);  // before filing: no result is missed
     if (!watch) return report(watch.error());
-    auto sent = cmds::send_command(*js, d, *issuer, retry);
+    auto sent = cmds::send_command(*js, d, *issuer, retry, lifetime);
     if (!sent) return report(sent.error());
     const std::string id = d.id;
     if (!flags.json)
@@ -361,16 +385,9 @@ int cmd_inbox(const ConnectionFlags& flags, const std::string& path) {
 // "2026-12-03T10:00:00Z", or an age like 90s, 15m, 2h, 7d: unix nanoseconds.
 Result<int64_t> parse_since(const std::string& s) {
   if (s.empty()) return 0;
-  const char unit = s.back();
-  const int64_t mult = unit == 's'   ? 1
-                       : unit == 'm' ? 60
-                       : unit == 'h' ? 3600
-                       : unit == 'd' ? 86400
-                                     : 0;
-  if (mult != 0 && s.size() > 1 && std::all_of(s.begin(), s.end() - 1, ::isdigit)) {
-    const auto ago = std::chrono::seconds(std::stoll(s.substr(0, s.size() - 1)) * mult);
+  if (auto ago = parse_age(s)) {
     return std::chrono::duration_cast<std::chrono::nanoseconds>(
-               (std::chrono::system_clock::now() - ago).time_since_epoch())
+               (std::chrono::system_clock::now() - *ago).time_since_epoch())
         .count();
   }
   std::tm tm{};
@@ -395,7 +412,53 @@ struct ListOptions {
   std::string since;
 };
 
-// The state of every command: its latest result, or "pending" while none came.
+// A row of `nex cmd ls`: a command and its latest result (none: pending).
+struct ListRow {
+  std::string id, node, method, what;
+  int64_t filed_ns = 0;
+  const cmds::CommandResult* result = nullptr;
+};
+
+void print_rows(const ConnectionFlags& flags, const std::vector<ListRow>& rows,
+                const std::string& node) {
+  json out = json::array();
+  std::vector<std::vector<std::string>> table;
+  for (const auto& r : rows) {
+    const std::string state = r.result ? r.result->status : "pending";
+    json row = {{"id", r.id},
+                {"node", r.node},
+                {"method", r.method},
+                {"status", state},
+                {"sent", filed_time(r.filed_ns)}};
+    std::string exit_text, attempt;
+    if (r.result) {
+      if (r.result->exit_code) {
+        row["exit_code"] = *r.result->exit_code;
+        exit_text = std::to_string(*r.result->exit_code);
+      }
+      row["attempt"] = r.result->attempt;
+      attempt = std::to_string(r.result->attempt);
+    }
+    out.push_back(row);
+    table.push_back(
+        {r.id, r.node, r.what.substr(0, 40), state, exit_text, attempt, filed_time(r.filed_ns)});
+  }
+  if (flags.json) {
+    std::printf("%s\n", out.dump(2).c_str());
+  } else if (table.empty()) {
+    std::printf("No commands%s.\n", node.empty() ? "" : (" for node " + node).c_str());
+  } else {
+    std::printf(
+        "%s",
+        render_table("Commands",
+                     {"ID", "Node", "Command", "Status", "Exit", "Attempt", "Sent (UTC)"}, table)
+            .c_str());
+  }
+}
+
+// The state of every command: its latest result, or "pending" while none came. Commands a node
+// refused (or found expired) are deleted from the stream once answered: their results stand
+// for them.
 int cmd_ls(const ConnectionFlags& flags, const ListOptions& o) {
   if (!o.node.empty()) {
     if (auto st = cmds::validate_name(o.node, "--node"); !st) return report(st.error());
@@ -408,50 +471,33 @@ int cmd_ls(const ConnectionFlags& flags, const ListOptions& o) {
   if (!sent) return report(sent.error());
   auto results = cmds::read_results(*js, "$NEX.cmdresult." + node + ".*");
   if (!results) return report(results.error());
-  std::map<std::pair<std::string, std::string>, cmds::CommandResult> latest;
-  for (auto& r : *results) {
+  std::map<std::pair<std::string, std::string>, const cmds::FiledResult*> latest;
+  for (const auto& r : *results) {
     auto& slot = latest[{r.result.node, r.result.id}];
-    if (slot.status.empty() || !cmds::is_final(slot.status) || cmds::is_final(r.result.status))
-      slot = r.result;
+    if (!slot || !cmds::is_final(slot->result.status) || cmds::is_final(r.result.status)) slot = &r;
   }
-  json out = json::array();
-  std::vector<std::vector<std::string>> rows;
+  std::vector<ListRow> rows;
+  std::set<std::pair<std::string, std::string>> listed;
   for (const auto& f : *sent) {
     const auto& c = f.command;
-    auto it = latest.find({c.to_node, c.id});
-    const std::string state = it == latest.end() ? "pending" : it->second.status;
-    if (!o.status.empty() && state != o.status) continue;
     std::string what = c.method;
     for (const auto& a : c.argv()) what += " " + a;
-    json row = {{"id", c.id},
-                {"node", c.to_node},
-                {"method", c.method},
-                {"status", state},
-                {"sent", filed_time(f.filed_ns)}};
-    std::string exit_text, attempt = "";
-    if (it != latest.end()) {
-      if (it->second.exit_code) {
-        row["exit_code"] = *it->second.exit_code;
-        exit_text = std::to_string(*it->second.exit_code);
-      }
-      row["attempt"] = it->second.attempt;
-      attempt = std::to_string(it->second.attempt);
-    }
-    out.push_back(row);
-    rows.push_back(
-        {c.id, c.to_node, what.substr(0, 40), state, exit_text, attempt, filed_time(f.filed_ns)});
+    auto it = latest.find({c.to_node, c.id});
+    rows.push_back({c.id, c.to_node, c.method, what, f.filed_ns,
+                    it == latest.end() ? nullptr : &it->second->result});
+    listed.insert({c.to_node, c.id});
   }
-  if (flags.json) {
-    std::printf("%s\n", out.dump(2).c_str());
-  } else if (rows.empty()) {
-    std::printf("No commands%s.\n", o.node.empty() ? "" : (" for node " + o.node).c_str());
-  } else {
-    std::printf(
-        "%s",
-        render_table("Commands",
-                     {"ID", "Node", "Command", "Status", "Exit", "Attempt", "Sent (UTC)"}, rows)
-            .c_str());
+  for (const auto& [key, r] : latest) {
+    if (!listed.count(key))
+      rows.push_back(
+          {key.second, key.first, r->result.method, r->result.method, r->filed_ns, &r->result});
   }
+  std::stable_sort(rows.begin(), rows.end(),
+                   [](const auto& a, const auto& b) { return a.filed_ns < b.filed_ns; });
+  std::erase_if(rows, [&](const ListRow& r) {
+    return !o.status.empty() && (r.result ? r.result->status : "pending") != o.status;
+  });
+  print_rows(flags, rows, o.node);
   return 0;
 }
 
@@ -465,6 +511,13 @@ int cmd_result(const ConnectionFlags& flags, const std::string& id, double wait)
   std::vector<std::string> nodes;
   for (const auto& f : *sent) {
     if (f.command.id == id) nodes.push_back(f.command.to_node);
+  }
+  // A command refused or expired is deleted once answered: its result names the node.
+  auto answered = cmds::read_results(*js, "$NEX.cmdresult.*." + id);
+  if (!answered) return report(answered.error());
+  for (const auto& r : *answered) {
+    if (std::find(nodes.begin(), nodes.end(), r.result.node) == nodes.end())
+      nodes.push_back(r.result.node);
   }
   if (nodes.empty())
     return report({ErrorCode::kNotFound, "no command " + id + " in " + cmds::kCommandStream});
@@ -576,6 +629,9 @@ void register_cmd_command(CLI::App& app, CommandAction& action, ConnectionFlags&
       ->capture_default_str();
   send->add_option("--retries", s->retries, "runs again after the node died during it, at most")
       ->capture_default_str();
+  send->add_option("--expires", s->expires,
+                   "how long it may wait for its node, as 90s, 15m, 24h or 7d; a node does not "
+                   "run it later (default: as long as the stream keeps commands, 30 days)");
   send->footer(
       "Examples: nex cmd send ship1 -- uptime\n"
       "          nex cmd send ship1,ship2 --no-wait -- systemctl restart app\n"
@@ -593,8 +649,9 @@ void register_cmd_command(CLI::App& app, CommandAction& action, ConnectionFlags&
   auto* ls = cmd->add_subcommand("ls", "Every command and its state");
   ls->add_option("--node", l->node, "only this node's");
   ls->add_option("--status", l->status,
-                 "only this state: pending, received, done, failed, refused, timeout")
-      ->check(CLI::IsMember({"pending", "received", "done", "failed", "refused", "timeout"}));
+                 "only this state: pending, received, done, failed, refused, expired, timeout")
+      ->check(CLI::IsMember(
+          {"pending", "received", "done", "failed", "refused", "expired", "timeout"}));
   on_parsed(ls, action, [l, &flags] { return cmd_ls(flags, *l); });
 
   auto id = std::make_shared<std::string>();

@@ -1,11 +1,14 @@
 #include "commands/command.h"
 
+#include <fmt/format.h>
 #include <unistd.h>
 
 #include <climits>
 
 #include "api/json_fields.h"
+#include "core/clock.h"
 #include "core/encoding.h"
+#include "crypto/digest.h"
 
 namespace nex::commands {
 
@@ -61,6 +64,8 @@ json to_json(const Command& c) {
             {"sentAt", c.sent_at},
             {"issuer", c.issuer}};
   if (!c.to_nodes.empty()) j["toNodes"] = c.to_nodes;
+  // Only when set: a message of older tooling keeps the bytes it was signed over.
+  if (!c.expires_at.empty()) j["expiresAt"] = c.expires_at;
   if (!c.method_args.empty()) j["methodArgs"] = c.method_args;
   if (c.method == method::kDeploy) {
     j["namespace"] = c.ns;
@@ -75,7 +80,7 @@ Result<Command> parse_command_draft(const json& j, const std::string& what) {
   FieldReader f(j, what);
   f.no_unknown_fields({"id", "toNode", "toNodes", "data", "commandOrEvent", "method", "methodArgs",
                        "methodTimeout", "retries", "ACKTimeout", "fromNode", "namespace", "deploy",
-                       "sentAt", "issuer", "signature"});
+                       "sentAt", "expiresAt", "issuer", "signature"});
   Command c;
   f.string("id", c.id);
   f.string("toNode", c.to_node);
@@ -91,6 +96,7 @@ Result<Command> parse_command_draft(const json& j, const std::string& what) {
   f.string("namespace", c.ns);
   if (const json* d = f.raw("deploy")) c.deploy = *d;
   f.string("sentAt", c.sent_at);
+  f.string("expiresAt", c.expires_at);
   f.string("issuer", c.issuer);
   f.string("signature", c.signature);
   NEX_RETURN_IF_ERROR(f.status());
@@ -116,6 +122,10 @@ Result<Command> parse_command_draft(const json& j, const std::string& what) {
   if (c.ack_timeout < 0) return bad("field 'ACKTimeout' must be seconds, 0 or more");
   if (c.method == method::kDeploy && !c.deploy.is_object())
     return bad("field 'deploy' must be the deploy request (an object) for method deploy");
+  for (auto [value, field] : {std::pair{&c.sent_at, "sentAt"}, {&c.expires_at, "expiresAt"}}) {
+    if (value->empty()) continue;
+    if (auto t = parse_rfc3339(*value, field); !t) return bad(t.error().message);
+  }
   return c;
 }
 
@@ -126,6 +136,7 @@ Result<Command> parse_command(std::string_view text) {
   if (!c) return c;
   for (auto [value, field] : {std::pair{&c->id, "id"},
                               {&c->to_node, "toNode"},
+                              {&c->sent_at, "sentAt"},
                               {&c->issuer, "issuer"},
                               {&c->signature, "signature"}}) {
     if (value->empty())
@@ -175,6 +186,129 @@ void sign(Command& c, const crypto::KeyPair& issuer) {
 
 Status verify_signature(const Command& c) {
   return verify_with(c.issuer, crypto::KeyType::kAccount, "issuer", c.signature, signing_bytes(c));
+}
+
+namespace {
+
+using Clock = std::chrono::system_clock;
+
+// "30 days", "36 hours", "90 s": a lifetime as a person reads it.
+std::string describe(Clock::duration d) {
+  const auto s = std::chrono::duration_cast<std::chrono::seconds>(d).count();
+  if (s >= 86400 && s % 86400 == 0) return std::to_string(s / 86400) + " days";
+  if (s >= 3600 && s % 3600 == 0) return std::to_string(s / 3600) + " hours";
+  return std::to_string(s) + " s";
+}
+
+}  // namespace
+
+std::optional<Refusal> check_times(const Command& c, Clock::time_point now,
+                                   std::chrono::seconds retention, bool allow_unbound) {
+  auto refused = [](std::string why) { return Refusal{status::kRefused, std::move(why)}; };
+  auto sent = parse_rfc3339(c.sent_at, "sentAt");
+  if (!sent) return refused(sent.error().message);
+  if (*sent > now + kMaxClockSkew)
+    return refused("sentAt " + c.sent_at + " is more than " +
+                   std::to_string(kMaxClockSkew.count()) + " s ahead of this node's clock (" +
+                   rfc3339_nano(now) + ")");
+  if (c.expires_at.empty()) {
+    if (allow_unbound) return std::nullopt;
+    return refused(
+        "the message has no expiresAt (older tooling), so it could be run at any time; this "
+        "node takes such messages only with allow_unbound_requests in its config");
+  }
+  auto expires = parse_rfc3339(c.expires_at, "expiresAt");
+  if (!expires) return refused(expires.error().message);
+  if (*expires < *sent)
+    return refused("expiresAt " + c.expires_at + " is before sentAt " + c.sent_at);
+  if (*expires - *sent > retention)
+    return refused("the message lives " + describe(*expires - *sent) + " (sentAt " + c.sent_at +
+                   " to expiresAt " + c.expires_at + "), longer than this node keeps commands (" +
+                   describe(retention) + ", commands.retention_days)");
+  if (*expires <= now)
+    return Refusal{status::kExpired, "expired at " + c.expires_at + ", before it ran (now " +
+                                         rfc3339_nano(now) + ")"};
+  return std::nullopt;
+}
+
+Status check_argv(const Command& c) {
+  if (c.method != method::kCliCommand && c.method != method::kShellCommand) return {};
+  const char* field = c.method_args.empty() ? "data" : "methodArgs";
+  const auto& argv = c.argv();
+  for (size_t i = 0; i < argv.size(); ++i) {
+    if (argv[i].find('\0') != std::string::npos)
+      return fail(ErrorCode::kInvalidArgument,
+                  std::string("field '") + field + "' entry " + std::to_string(i + 1) +
+                      " holds a NUL byte, which would end that argument early");
+  }
+  return {};
+}
+
+namespace {
+
+// The length of the UTF-8 sequence at `s[i]` and the code point it encodes; 0 when the bytes
+// there are not UTF-8 (overlong forms and surrogates included).
+size_t utf8_sequence(std::string_view s, size_t i, char32_t& cp) {
+  const auto b = [&](size_t k) { return static_cast<unsigned char>(s[i + k]); };
+  const unsigned char lead = b(0);
+  size_t n = lead >= 0xf0 && lead <= 0xf4 ? 4 : lead >= 0xe0 ? 3 : lead >= 0xc2 ? 2 : 0;
+  if (lead >= 0xf5) n = 0;
+  if (n == 0 || i + n > s.size()) return 0;
+  cp = lead & (0x7f >> n);
+  for (size_t k = 1; k < n; ++k) {
+    if ((b(k) & 0xc0) != 0x80) return 0;
+    cp = (cp << 6) | (b(k) & 0x3f);
+  }
+  const char32_t min = n == 2 ? 0x80 : n == 3 ? 0x800 : 0x10000;
+  if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return 0;
+  return n;
+}
+
+}  // namespace
+
+std::string text_log_line(std::string_view entry) {
+  if (entry.ends_with('\n')) entry.remove_suffix(1);
+  std::string out;
+  out.reserve(entry.size());
+  for (size_t i = 0; i < entry.size();) {
+    const auto ch = static_cast<unsigned char>(entry[i]);
+    if (ch >= 0x80) {
+      char32_t cp = 0;
+      const size_t n = utf8_sequence(entry, i, cp);
+      if (n == 0) {
+        out += fmt::format("\\x{:02x}", ch);
+        ++i;
+      } else {
+        const bool control = cp <= 0x9f || cp == 0x2028 || cp == 0x2029;
+        out += control ? fmt::format("\\u{:04x}", static_cast<uint32_t>(cp))
+                       : std::string(entry.substr(i, n));
+        i += n;
+      }
+      continue;
+    }
+    switch (ch) {
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      default:
+        if (ch < 0x20 || ch == 0x7f) {
+          out += fmt::format("\\x{:02x}", ch);
+        } else {
+          out += static_cast<char>(ch);
+        }
+    }
+    ++i;
+  }
+  return out;
 }
 
 json to_json(const CommandResult& r) {
@@ -229,6 +363,12 @@ void sign(CommandResult& r, const crypto::KeyPair& node_key) {
 Status verify_signature(const CommandResult& r) {
   return verify_with(r.node_id, crypto::KeyType::kServer, "node_id", r.signature,
                      unsigned_bytes(r));
+}
+
+std::string result_msg_id(const CommandResult& r) {
+  const auto digest = crypto::sha256(as_bytes(r.signature));
+  return r.id + "." + r.node + "." + r.status + "." + std::to_string(r.attempt) + "." +
+         hex_encode(std::span(digest).first(8));
 }
 
 }  // namespace nex::commands

@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -67,8 +68,11 @@ struct Command {
   std::string ns = "default";  // deploy: the namespace
   nlohmann::json deploy;       // deploy: a DeployRequest
   std::string sent_at;         // RFC 3339, when the sender signed it
-  std::string issuer;          // account public key (A...)
-  std::string signature;       // base64url Ed25519 over signing_bytes()
+  // RFC 3339: after this the message is not run (status `expired`). Signed with the rest; absent
+  // in messages of older tooling, which a node runs only with allow_unbound_requests.
+  std::string expires_at;
+  std::string issuer;     // account public key (A...)
+  std::string signature;  // base64url Ed25519 over signing_bytes()
 
   bool is_command() const { return command_or_event == "command"; }
   // The argv a cliCommand runs: methodArgs when given, else data.
@@ -87,12 +91,34 @@ std::string signing_bytes(const Command& c);
 void sign(Command& c, const crypto::KeyPair& issuer);
 Status verify_signature(const Command& c);
 
+// The most a sender's clock may be ahead of the node's: a message sent later than that is refused.
+inline constexpr std::chrono::seconds kMaxClockSkew{60};
+
+// Why a message must not run now (a node's policy, after its signature was verified).
+struct Refusal {
+  std::string status;  // status::kRefused or status::kExpired
+  std::string reason;
+};
+// Whether `c` may run at `now` on a node that keeps commands for `retention`: sent no more than
+// kMaxClockSkew ahead of `now`, living no longer than `retention`, and not expired (expiresAt
+// equal to `now` is expired). Without expiresAt (older tooling) only when `allow_unbound`.
+std::optional<Refusal> check_times(const Command& c, std::chrono::system_clock::time_point now,
+                                   std::chrono::seconds retention, bool allow_unbound);
+// The argv a cliCommand (shellCommand) runs holds no NUL byte: exec would cut the argument there
+// and run something else than was signed. Other methods pass.
+Status check_argv(const Command& c);
+// One entry of a textLogging event as one line of the text log: the last newline dropped, and
+// every control character (C0, DEL, C1, U+2028/9), byte that is not UTF-8, and backslash escaped
+// (\n, \r, \t, \xNN, \uNNNN, \\), so no entry can forge or break a line or a terminal.
+std::string text_log_line(std::string_view entry);
+
 namespace status {
 inline constexpr const char* kReceived = "received";
 inline constexpr const char* kDone = "done";
 inline constexpr const char* kFailed = "failed";
 inline constexpr const char* kRefused = "refused";
 inline constexpr const char* kTimeout = "timeout";
+inline constexpr const char* kExpired = "expired";  // expiresAt passed before it ran: not run
 }  // namespace status
 inline bool is_final(std::string_view s) { return s != status::kReceived; }
 
@@ -121,5 +147,10 @@ void sign(CommandResult& r, const crypto::KeyPair& node_key);
 // The signature is the node_id's. Which node_id a node name stands for is the reader's to check
 // (the NEX_NODES directory).
 Status verify_signature(const CommandResult& r);
+// The Nats-Msg-Id a signed result is filed under: {id}.{node}.{status}.{attempt}.{suffix}, the
+// suffix the hex of the first 8 bytes of SHA-256 of its signature. The same result filed again
+// is stored once, and nobody without the node's key can file one ahead under that id (which
+// JetStream would keep, dropping the node's own as a duplicate).
+std::string result_msg_id(const CommandResult& r);
 
 }  // namespace nex::commands

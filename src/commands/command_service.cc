@@ -11,6 +11,7 @@
 
 #include "api/json_fields.h"
 #include "api/subject.h"
+#include "commands/sender.h"
 #include "commands/store.h"
 #include "core/clock.h"
 #include "core/subprocess.h"
@@ -30,6 +31,9 @@ constexpr auto kHeartbeat = 10s;  // ...so a running command says it is alive th
 constexpr auto kPullWait = 2s;
 constexpr auto kRetryMin = 200ms;  // JetStream away: try again, doubling up to
 constexpr auto kRetryMax = 5s;
+constexpr auto kSetupEvery = 5s;         // the streams' limits and the record, checked again
+constexpr auto kRecordCheckEvery = 60s;  // the record, looked at while the node runs
+constexpr auto kDropReportEvery = 60s;   // dropped messages, summed up in the log
 const char* kSafePath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 std::string now() { return rfc3339_nano(std::chrono::system_clock::now()); }
@@ -64,17 +68,25 @@ void kill_leftovers(const std::string& id) {
 
 Status parse_commands_config(const json& j, CommandsConfig& c) {
   api::FieldReader r(j, "node config: commands");
-  r.no_unknown_fields({"enabled", "retention_days", "default_timeout_s", "max_timeout_s",
-                       "output_limit_bytes", "cli_command", "text_log_file", "jetstream_domain"});
+  r.no_unknown_fields({"enabled", "retention_days", "max_bytes", "max_message_bytes",
+                       "default_timeout_s", "max_timeout_s", "output_limit_bytes", "cli_command",
+                       "text_log_file", "jetstream_domain"});
   r.string("jetstream_domain", c.jetstream_domain);
   r.boolean("enabled", c.enabled);
   r.integer("retention_days", c.retention_days);
+  r.integer("max_bytes", c.max_bytes);
+  r.integer("max_message_bytes", c.max_message_bytes);
   r.integer("default_timeout_s", c.default_timeout_s);
   r.integer("max_timeout_s", c.max_timeout_s);
   r.integer("output_limit_bytes", c.output_limit_bytes);
   std::string log_file;
   if (r.string("text_log_file", log_file); !log_file.empty()) c.text_log_file = log_file;
   if (c.retention_days < 1) r.fail_field("retention_days", "must be at least 1");
+  // A result with both outputs at output_limit_bytes must fit; a NATS server takes at most 64 MiB.
+  if (c.max_message_bytes < 65536 || c.max_message_bytes > 64 << 20)
+    r.fail_field("max_message_bytes", "must be 65536 to 67108864 bytes");
+  if (c.max_bytes < c.max_message_bytes)
+    r.fail_field("max_bytes", "must be at least max_message_bytes");
   if (c.default_timeout_s < 1) r.fail_field("default_timeout_s", "must be at least 1");
   if (c.max_timeout_s < c.default_timeout_s)
     r.fail_field("max_timeout_s", "must be at least default_timeout_s");
@@ -129,6 +141,14 @@ Result<std::unique_ptr<CommandService>> CommandService::start(CommandServiceOpti
     return fail(ErrorCode::kInvalidArgument, "commands: the node's server key is required");
   std::unique_ptr<CommandService> s(new CommandService(std::move(options)));
   s->node_id_ = s->options_.node_key->public_key();
+  s->record_ = {
+      .name = s->options_.node_name, .xkey = s->options_.node_xkey, .tags = s->options_.tags};
+  sign(s->record_, *s->options_.node_key);
+  if (s->options_.allow_unbound_requests && s->options_.log)
+    s->options_.log(
+        "Warning: allow_unbound_requests is set: durable commands without expiresAt (older "
+        "tooling) are run, and anyone who saw one can file it again to run it where its id "
+        "has no result");
   std::error_code ec;
   fs::create_directories(s->dir_ / "inflight", ec);
   if (ec) return fail(ErrorCode::kIo, "cannot create " + s->dir_.string() + ": " + ec.message());
@@ -159,6 +179,13 @@ Result<std::unique_ptr<CommandService>> CommandService::start(CommandServiceOpti
 }
 
 CommandService::~CommandService() { stop(); }
+
+StreamLimits CommandService::limits() const {
+  const auto& c = options_.config;
+  return {.max_age = std::chrono::hours(24 * c.retention_days),
+          .max_bytes = c.max_bytes,
+          .max_message_bytes = c.max_message_bytes};
+}
 
 std::map<std::string, uint64_t> CommandService::queue_depths() const {
   std::map<std::string, uint64_t> out;
@@ -195,16 +222,10 @@ void CommandService::run(Worker& w) {
     backoff = std::min(backoff * 2, std::chrono::milliseconds(kRetryMax));
   };
   while (!stopping()) {
-    const auto retention = std::chrono::hours(24 * options_.config.retention_days);
-    if (auto st = ensure_streams(*js_, retention); !st) {
+    // Readers check results against the record: none is filed before it is.
+    if (auto st = set_up_jetstream(); !st) {
       wait_retry(st.error());
       continue;
-    }
-    if (w.method == method::kHello) {  // once per connection to JetStream, by one worker
-      if (auto st = announce_node(*js_, {options_.node_name, node_id_, options_.node_xkey});
-          !st && options_.log)
-        options_.log("Commands: cannot file this node in " + std::string(kNodeDirectory) + ": " +
-                     st.error().message);
     }
     auto consumer = nats::PullConsumer::create(
         *js_, {.stream = kCommandStream,
@@ -245,105 +266,201 @@ void CommandService::run(Worker& w) {
         break;  // make the consumer again: the server may have lost it, or the connection
       }
       if (*msg) handle(w, **msg);
+      if (w.method == method::kHello) {  // chores of the node, done by one worker
+        keep_record_filed();
+        report_drops(false);
+      }
     }
     std::lock_guard lock(w.mu);
     w.consumer = nullptr;
   }
 }
 
-std::string CommandService::refusal(const Command& c, std::string_view subject) const {
-  const auto t = api::subject_tokens(subject);  // $NEX.cmd.{node}.{kind}.{method}
-  if (t.size() != 5 || t[2] != c.to_node || t[3] != c.command_or_event || t[4] != c.method)
-    return "the message's toNode, commandOrEvent and method do not match its subject " +
-           std::string(subject);
-  if (c.to_node != options_.node_name)
-    return "the message is for node '" + c.to_node + "', not '" + options_.node_name + "'";
-  if (auto st = verify_signature(c); !st) return st.error().message;
+Status CommandService::set_up_jetstream() {
+  std::lock_guard lock(setup_mu_);
+  const auto now = std::chrono::steady_clock::now();
+  if (last_setup_ != std::chrono::steady_clock::time_point{} && now - last_setup_ < kSetupEvery)
+    return {};
+  NEX_RETURN_IF_ERROR(enforce_limits(*js_, limits(), [&](const std::string& what) {
+    if (options_.log) options_.log("Commands: " + what);
+  }));
+  auto filed = keep_filed(*js_, record_, limits().max_age / 2);
+  if (!filed)
+    return fail(filed.error().wrap("cannot file this node in " + std::string(kNodeDirectory)));
+  if (*filed == RecordState::kReplacedByOther && options_.log)
+    options_.log("Commands: the record of this node in " + std::string(kNodeDirectory) +
+                 " was not its own (someone else filed it); filed it again");
+  last_setup_ = last_record_check_ = now;
+  return {};
+}
+
+void CommandService::keep_record_filed() {
+  std::lock_guard lock(setup_mu_);
+  const auto now = std::chrono::steady_clock::now();
+  if (now - last_record_check_ < kRecordCheckEvery) return;
+  last_record_check_ = now;
+  auto filed = keep_filed(*js_, record_, limits().max_age / 2);
+  if (!options_.log) return;
+  if (!filed) {
+    options_.log("Commands: cannot check this node's record in " + std::string(kNodeDirectory) +
+                 ": " + filed.error().message);
+  } else if (*filed == RecordState::kReplacedByOther || *filed == RecordState::kNew) {
+    options_.log("Commands: the record of this node in " + std::string(kNodeDirectory) +
+                 (*filed == RecordState::kNew ? " was gone" : " was replaced by someone else") +
+                 "; filed it again");
+  }
+}
+
+Result<Command> CommandService::verified(const nats::Message& msg) const {
+  auto unverified = [](std::string why) {
+    return fail(ErrorCode::kPermissionDenied, std::move(why));
+  };
+  const auto limit = static_cast<size_t>(options_.config.max_message_bytes);
+  if (msg.data().size() > limit)
+    return unverified("it is " + std::to_string(msg.data().size()) + " bytes, more than " +
+                      std::to_string(limit));
+  auto c = parse_command(msg.data());
+  if (!c) return unverified(c.error().message);
+  const auto t = api::subject_tokens(msg.subject());  // $NEX.cmd.{node}.{kind}.{method}
+  // A signed message filed on another subject would be answered there, under its id.
+  if (t.size() != 5 || t[2] != c->to_node || t[3] != c->command_or_event || t[4] != c->method)
+    return unverified("its toNode, commandOrEvent and method do not match its subject");
+  if (c->to_node != options_.node_name) return unverified("it is for node '" + c->to_node + "'");
+  if (auto st = verify_signature(*c); !st) return unverified(st.error().message);
   const auto& issuers = options_.valid_issuers;
-  if (!issuers.empty() && std::find(issuers.begin(), issuers.end(), c.issuer) == issuers.end())
-    return "issuer " + c.issuer + " is not one of this node's valid_issuers";
+  if (!issuers.empty() && std::find(issuers.begin(), issuers.end(), c->issuer) == issuers.end())
+    return unverified("issuer " + c->issuer + " is not one of this node's valid_issuers");
+  return c;
+}
+
+void CommandService::drop(Worker& w, const nats::Message& msg, const Error& why) {
+  settle(w, msg, /*remove=*/true);
+  ++dropped_total_;
+  {
+    std::lock_guard lock(drops_mu_);
+    ++dropped_unreported_;
+    last_drop_reason_ = text_log_line(why.message.substr(0, 200));
+  }
+  report_drops(true);
+}
+
+void CommandService::report_drops(bool first) {
+  std::lock_guard lock(drops_mu_);
+  const auto now = std::chrono::steady_clock::now();
+  if (dropped_unreported_ == 0) return;
+  if (last_drop_report_ ? now - *last_drop_report_ < kDropReportEvery : !first) return;
+  if (options_.log)
+    options_.log("Commands: dropped " + std::to_string(dropped_unreported_) +
+                 " message(s) that failed verification " +
+                 (last_drop_report_ ? "in the last minute" : "(more are summed up each minute)") +
+                 ", " + std::to_string(dropped_total_) +
+                 " since the start; the latest: " + last_drop_reason_);
+  dropped_unreported_ = 0;
+  last_drop_report_ = now;
+}
+
+bool CommandService::already_done(const Command& c) const {
+  const std::string subject = result_subject(options_.node_name, c.id);
+  // Only this node's own word counts: anyone else who may publish results cannot stop a
+  // command from running by filing one for it.
+  auto own_final = [&](const nats::Message& m) {
+    auto r = parse_result(m.data());
+    return r && is_final(r->status) && r->node == options_.node_name && r->node_id == node_id_ &&
+           verify_signature(*r);
+  };
+  auto last = js_->last_message(kResultStream, subject);
+  if (!last) return false;
+  if (own_final(*last)) return true;
+  // Someone else's result (or a `received`) is the newest: look through them all.
+  bool done = false;
+  (void)for_each_filed(*js_, kResultStream, subject, 0,
+                       [&](const nats::Message& m, int64_t) { done = done || own_final(m); });
+  return done;
+}
+
+std::optional<Refusal> CommandService::refusal(const Command& c) const {
+  auto refused = [](std::string why) { return Refusal{status::kRefused, std::move(why)}; };
+  if (auto r = check_times(c, std::chrono::system_clock::now(),
+                           std::chrono::hours(24 * options_.config.retention_days),
+                           options_.allow_unbound_requests))
+    return r;
   const MethodInfo* m = find_method(c.method);
-  if (m == nullptr) return "this node has no method '" + c.method + "'";
+  if (m == nullptr) return refused("this node has no method '" + c.method + "'");
   if (m->command != c.is_command())
-    return "method " + c.method + " is " + (m->command ? "a command" : "an event") + ", not " +
-           (c.is_command() ? "a command" : "an event");
+    return refused("method " + c.method + " is " + (m->command ? "a command" : "an event") +
+                   ", not " + (c.is_command() ? "a command" : "an event"));
   if (c.method == method::kCliCommand || c.method == method::kShellCommand) {
     const auto& cli = options_.config.cli_command;
     if (!cli.enabled)
-      return "method " + c.method + " is disabled on this node (commands.cli_command.enabled)";
-    if (issuers.empty())
-      return "method " + c.method +
-             " needs valid_issuers in the node config: it runs nothing "
-             "for just any issuer";
-    if (c.argv().empty()) return "method " + c.method + " needs the argv in data or methodArgs";
+      return refused("method " + c.method +
+                     " is disabled on this node (commands.cli_command.enabled)");
+    if (options_.valid_issuers.empty())
+      return refused("method " + c.method +
+                     " needs valid_issuers in the node config: it runs nothing for just any "
+                     "issuer");
+    if (c.argv().empty())
+      return refused("method " + c.method + " needs the argv in data or methodArgs");
+    if (auto st = check_argv(c); !st) return refused(st.error().message);
     if (std::find(cli.allow.begin(), cli.allow.end(), c.argv()[0]) == cli.allow.end())
-      return "command '" + c.argv()[0] + "' is not in this node's commands.cli_command.allow";
+      return refused("command '" + c.argv()[0] +
+                     "' is not in this node's commands.cli_command.allow");
   }
-  if (c.method == method::kDeploy && !options_.deploy) return "this node does not deploy";
+  if (c.method == method::kDeploy && !options_.deploy) return refused("this node does not deploy");
   if (c.method_timeout > options_.config.max_timeout_s)
-    return "methodTimeout " + std::to_string(c.method_timeout) + " s is more than this node's " +
-           std::to_string(options_.config.max_timeout_s) + " s";
-  return {};
+    return refused("methodTimeout " + std::to_string(c.method_timeout) +
+                   " s is more than this node's " + std::to_string(options_.config.max_timeout_s) +
+                   " s");
+  return std::nullopt;
+}
+
+void CommandService::settle(Worker& w, const nats::Message& msg, bool remove) {
+  if (auto st = w.consumer->ack(std::string(msg.reply())); !st) {
+    if (options_.log) options_.log("Commands: " + st.error().message);
+    return;  // delivered again later, and handled then
+  }
+  if (!remove) return;
+  auto meta = nats::JetStream::metadata(msg);
+  if (!meta) return;
+  if (auto st = js_->delete_message(kCommandStream, meta->stream_sequence);
+      !st && st.error().code != ErrorCode::kNotFound && options_.log)
+    options_.log("Commands: " + st.error().message);
 }
 
 void CommandService::handle(Worker& w, const nats::Message& msg) {
   const std::string ack_subject(msg.reply());
   auto meta = nats::JetStream::metadata(msg);
   const int64_t attempt = meta ? static_cast<int64_t>(meta->num_delivered) : 1;
-  auto settle = [&] {
-    if (auto st = w.consumer->ack(ack_subject); !st && options_.log)
-      options_.log("Commands: " + st.error().message);
-  };
   const auto tokens = api::subject_tokens(msg.subject());  // $NEX.cmd.{node}.{kind}.{method}
-  const std::string subject_method = tokens.size() == 5 ? std::string(tokens[4]) : "";
-  if (w.method.empty() && find_method(subject_method) != nullptr) {
-    settle();  // that method's own consumer answers it
+  if (w.method.empty() && tokens.size() == 5 && find_method(tokens[4]) != nullptr) {
+    settle(w, msg);  // that method's own consumer answers it
     return;
   }
-  auto parsed = parse_command(msg.data());
-  CommandResult r;
-  r.node = options_.node_name;
-  r.node_id = node_id_;
-  r.attempt = attempt;
-  r.started = now();
-  if (!parsed) {
-    r.id = msg.header("Nats-Msg-Id")
-               .value_or("seq" + std::to_string(meta ? meta->stream_sequence : 0));
-    r.id = r.id.substr(0, r.id.find('.'));  // the sender's id, without the node
-    r.method = subject_method;
-    r.status = status::kRefused;
-    r.reason = parsed.error().message;
-    audit("command",
-          {{"subject", msg.subject()}, {"invalid", std::string(msg.data().substr(0, 4096))}});
-    r.ended = now();
-    if (publish_result(r)) settle();
-    return;
-  }
+  // Nothing is looked up or written for a message before it is verified.
+  auto parsed = verified(msg);
+  if (!parsed) return drop(w, msg, parsed.error());
   const Command& c = *parsed;
-  r.id = c.id;
-  r.method = c.method;
-  // Handled once: a final result filed for this id means an earlier delivery (or a copy the
-  // sender published again) already ran.
-  if (auto last = js_->last_message(kResultStream, result_subject(r.node, c.id))) {
-    auto prior = parse_result(last->data());
-    // Only this node's own word counts: anyone else who may publish results cannot stop a
-    // command from running by filing one for it.
-    if (prior && is_final(prior->status) && prior->node_id == node_id_ &&
-        verify_signature(*prior)) {
-      audit("duplicate", {{"id", c.id}, {"attempt", attempt}});
-      settle();
-      return;
-    }
+  if (already_done(c)) {
+    audit("duplicate", {{"id", c.id}, {"attempt", attempt}});
+    return settle(w, msg, /*remove=*/true);
   }
   json record = to_json(c);
   record["attempt"] = attempt;
   audit("command", record);
-  if (std::string why = refusal(c, msg.subject()); !why.empty()) {
-    if (options_.log) options_.log("Command " + c.id + " (" + c.method + ") refused: " + why);
-    r.status = status::kRefused;
-    r.reason = why;
+  CommandResult r{.id = c.id,
+                  .node = options_.node_name,
+                  .node_id = node_id_,
+                  .method = c.method,
+                  .started = now(),
+                  .attempt = attempt};
+  if (auto refused = refusal(c)) {
+    if (options_.log)
+      options_.log("Command " + c.id + " (" + c.method + ") " + refused->status + ": " +
+                   refused->reason);
+    r.status = refused->status;
+    r.reason = refused->reason;
     r.ended = now();
-    if (publish_result(r)) settle();
+    // Answered, then deleted: refused messages do not pile up in the stream.
+    if (publish_result(r)) settle(w, msg, /*remove=*/true);
     return;
   }
   if (attempt > c.retries + 1) {
@@ -351,7 +468,7 @@ void CommandService::handle(Worker& w, const nats::Message& msg) {
     r.reason = "the node stopped during each of its " + std::to_string(attempt - 1) +
                " attempts; not run again (retries " + std::to_string(c.retries) + ")";
     r.ended = now();
-    if (publish_result(r)) settle();
+    if (publish_result(r)) settle(w, msg);
     return;
   }
   w.set_inflight(ack_subject, c.id);
@@ -368,7 +485,7 @@ void CommandService::handle(Worker& w, const nats::Message& msg) {
   }
   done.ended = now();
   if (!publish_result(done)) return;
-  settle();
+  settle(w, msg);
   w.set_inflight({}, {});
 }
 
@@ -380,7 +497,8 @@ CommandResult CommandService::execute(Worker& w, const Command& c, const std::st
     r.stdout_text = "hello from " + options_.node_name + " (" + node_id_ + ")\n";
   } else if (c.method == method::kTextLogging) {
     std::ofstream out(options_.config.text_log_file, std::ios::app);
-    for (const auto& line : c.data) out << line << (line.ends_with('\n') ? "" : "\n");
+    // One line per entry, escaped: no entry can forge a line or reach a terminal as codes.
+    for (const auto& entry : c.data) out << text_log_line(entry) << "\n";
     out.flush();
     r.status = out ? status::kDone : status::kFailed;
     if (!out) r.reason = "cannot append to " + options_.config.text_log_file.string();
@@ -502,15 +620,38 @@ CommandResult CommandService::run_cli_command(Worker& w, const Command& c,
   return r;
 }
 
+namespace {
+
+// Cuts the outputs (then the reason) of `r` until its JSON fits `limit` bytes, less room for
+// the headers: the stream refuses larger messages, and a result must be filed.
+void fit(CommandResult& r, size_t limit) {
+  const size_t room = limit > 1024 ? limit - 1024 : limit / 2;
+  while (api::dump(to_json(r)).size() > room) {
+    std::string& larger =
+        r.stdout_text.size() >= r.stderr_text.size() ? r.stdout_text : r.stderr_text;
+    if (!larger.empty()) {
+      (&larger == &r.stdout_text ? r.stdout_truncated : r.stderr_truncated) = true;
+      larger.resize(larger.size() / 2);
+    } else if (!r.reason.empty()) {
+      r.reason.resize(r.reason.size() / 2);
+    } else {
+      break;
+    }
+  }
+}
+
+}  // namespace
+
 bool CommandService::publish_result(const CommandResult& r, bool confirmed) {
   auto backoff = std::chrono::milliseconds(kRetryMin);
   CommandResult signed_result = r;
+  fit(signed_result, static_cast<size_t>(options_.config.max_message_bytes));
   sign(signed_result, *options_.node_key);
   auto msg = nats::Message::create(result_subject(r.node, r.id), api::dump(to_json(signed_result)));
   if (!msg) return false;
-  // The same result published twice (a retry after a lost ack) is stored once.
-  (void)msg->set_header("Nats-Msg-Id",
-                        r.id + "." + r.node + "." + r.status + "." + std::to_string(r.attempt));
+  // The same result published twice (a retry after a lost ack) is stored once; nobody else can
+  // file one ahead of it under that id.
+  (void)msg->set_header("Nats-Msg-Id", result_msg_id(signed_result));
   if (!confirmed) {
     (void)options_.connection.publish(*msg);
     audit("result", to_json(signed_result));

@@ -1,11 +1,19 @@
 // CommandService: the node's side of durable commands. For each method it keeps a durable pull
 // consumer on NEX_COMMANDS ("nexcmd-{node}-{method}", one message at a time, in the order sent),
 // so commands sent while the node was down wait in the stream and run when it comes up, and a
-// slow method never holds up another. Each command is checked (signature, issuer, method enabled,
-// allow-list), answered `received`, run, answered with its final result on NEX_COMMAND_RESULTS,
-// written to the audit log, and only then acknowledged: a node killed during a command runs it
-// again after its restart (attempt 2) before anything newer. A command whose id already has a
-// final result is acknowledged without running again.
+// slow method never holds up another.
+//
+// Anyone who may publish on $NEX.cmd.* can file messages, so each one is first verified, before
+// anything is looked up or written for it: its size, its JSON, its subject, its signature and
+// issuer. What fails is acknowledged and deleted from the stream, counted, and otherwise
+// ignored (no audit line, no result: an unsigned message costs next to nothing). A verified
+// message whose id already has a final result of this node is a copy: audited as a duplicate
+// and deleted. Then it is audited and checked against the node's policy (its time, method,
+// allow-list); a refusal is filed as its result (`refused`, or `expired`) and the message is
+// deleted, so refused messages do not accumulate. What may run is answered `received`, run,
+// answered with its final result on NEX_COMMAND_RESULTS (signed by the node, under a Nats-Msg-Id
+// only the node can make), written to the audit log, and only then acknowledged: a node killed
+// during a command runs it again after its restart (attempt 2) before anything newer.
 #pragma once
 
 #include <atomic>
@@ -23,6 +31,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands/command.h"
+#include "commands/store.h"
 #include "core/error.h"
 #include "crypto/nkeys.h"
 #include "nats/connection.h"
@@ -40,10 +49,14 @@ struct CliCommandConfig {
 // The node config's "commands" object.
 struct CommandsConfig {
   bool enabled = true;
-  int64_t retention_days = 30;         // of the streams, when this node creates them
-  int64_t default_timeout_s = 60;      // a method's time limit when the message sets none
-  int64_t max_timeout_s = 3600;        // the most a message may ask for
-  int64_t output_limit_bytes = 65536;  // stdout and stderr kept per result, each
+  // The caps of NEX_COMMANDS, NEX_COMMAND_RESULTS and the NEX_NODES bucket (each), which the node
+  // sets on them; also the longest a message may live (expiresAt - sentAt).
+  int64_t retention_days = 30;
+  int64_t max_bytes = 256 << 20;
+  int64_t max_message_bytes = 1 << 20;  // also: larger messages are dropped unread
+  int64_t default_timeout_s = 60;       // a method's time limit when the message sets none
+  int64_t max_timeout_s = 3600;         // the most a message may ask for
+  int64_t output_limit_bytes = 65536;   // stdout and stderr kept per result, each
   CliCommandConfig cli_command;
   std::filesystem::path text_log_file;  // default: {state_dir}/commands/textlog.txt
   // The JetStream domain the streams are in, for a node on a leaf server whose JetStream is
@@ -61,7 +74,10 @@ struct CommandServiceOptions {
   nats::Connection connection;  // the control NATS, where JetStream is
   CommandsConfig config;
   std::vector<std::string> valid_issuers;  // empty: any issuer, but then no cliCommand
-  std::filesystem::path state_dir;         // commands/ holds the audit log and what runs now
+  // Run messages without expiresAt (older tooling), which anyone who saw one can file again.
+  bool allow_unbound_requests = false;
+  std::map<std::string, std::string> tags;  // filed with the node's record
+  std::filesystem::path state_dir;          // commands/ holds the audit log and what runs now
   // Runs a deploy request as $NEX.DEPLOY.{ns}.{node} would.
   std::function<Result<nlohmann::json>(const std::string& ns, std::string_view body)> deploy;
   std::function<void(const std::string&)> log;
@@ -81,14 +97,33 @@ class CommandService {
   // Per method: the commands filed and not yet finished (waiting, or running now), read from
   // the consumers. Methods whose consumer cannot be read now (JetStream away) are left out.
   std::map<std::string, uint64_t> queue_depths() const;
+  // The caps this node keeps on the streams and the bucket (from its config).
+  StreamLimits limits() const;
+  // Messages dropped since the start because they failed verification.
+  uint64_t unverified_dropped() const { return dropped_total_; }
 
  private:
   struct Worker;
   explicit CommandService(CommandServiceOptions options);
   void run(Worker& w);
+  // The streams made or brought to this node's limits, and its record filed (not more often
+  // than every few seconds, whichever worker asks).
+  Status set_up_jetstream();
+  // Files the node's record again when someone else replaced it, or it grows old.
+  void keep_record_filed();
   void handle(Worker& w, const nats::Message& msg);
-  // Why `c`, received on `subject`, must not run; empty when it may.
-  std::string refusal(const Command& c, std::string_view subject) const;
+  // The command in `msg`, when it is one: no larger than max_message_bytes, valid, filed on the
+  // subject it names, signed by an issuer this node takes. The error says why not.
+  Result<Command> verified(const nats::Message& msg) const;
+  // Acknowledges and deletes a message that failed verification, counting it.
+  void drop(Worker& w, const nats::Message& msg, const Error& why);
+  void report_drops(bool first);
+  // Whether this node has filed a final result for `c` (a copy of a command already handled).
+  bool already_done(const Command& c) const;
+  // Why the verified `c` must not run now; nullopt when it may.
+  std::optional<Refusal> refusal(const Command& c) const;
+  // Acknowledges `msg`; with `remove`, deletes it from the stream too.
+  void settle(Worker& w, const nats::Message& msg, bool remove = false);
   CommandResult execute(Worker& w, const Command& c, const std::string& ack_subject,
                         CommandResult result);
   CommandResult run_cli_command(Worker& w, const Command& c, const std::string& ack_subject,
@@ -107,6 +142,15 @@ class CommandService {
   std::mutex audit_mu_;  // guards audit_
   std::ofstream audit_;
   std::vector<std::unique_ptr<Worker>> workers_;
+  NodeRecord record_;    // this node's entry in NEX_NODES, signed
+  std::mutex setup_mu_;  // guards last_setup_, last_record_check_
+  std::chrono::steady_clock::time_point last_setup_{};
+  std::chrono::steady_clock::time_point last_record_check_{};
+  std::atomic<uint64_t> dropped_total_{0};
+  std::mutex drops_mu_;  // guards the two below
+  uint64_t dropped_unreported_ = 0;
+  std::string last_drop_reason_;
+  std::optional<std::chrono::steady_clock::time_point> last_drop_report_;
 };
 
 }  // namespace nex::commands

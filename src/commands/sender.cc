@@ -13,10 +13,14 @@ namespace nex::commands {
 
 using namespace std::chrono_literals;
 
-Result<std::vector<Signed>> sign_for_nodes(Command draft, const crypto::KeyPair& issuer) {
+Result<std::vector<Signed>> sign_for_nodes(Command draft, const crypto::KeyPair& issuer,
+                                           std::chrono::seconds lifetime) {
+  NEX_RETURN_IF_ERROR(check_argv(draft));
   if (draft.id.empty()) draft.id = next_nuid();
   if (draft.from_node.empty()) draft.from_node = default_node_name();
-  draft.sent_at = rfc3339_nano(std::chrono::system_clock::now());
+  const auto now = std::chrono::system_clock::now();
+  draft.sent_at = rfc3339_nano(now);
+  if (draft.expires_at.empty()) draft.expires_at = rfc3339_nano(now + lifetime);
   const std::vector<std::string> nodes =
       draft.to_nodes.empty() ? std::vector<std::string>{draft.to_node} : draft.to_nodes;
   std::vector<Signed> out;
@@ -33,10 +37,18 @@ Result<std::vector<Signed>> sign_for_nodes(Command draft, const crypto::KeyPair&
   return out;
 }
 
+std::chrono::seconds default_lifetime(const nats::JetStream& js) {
+  auto info = js.stream_info(kCommandStream);
+  if (!info || info->config.max_age <= std::chrono::nanoseconds::zero()) return kDefaultRetention;
+  return std::chrono::duration_cast<std::chrono::seconds>(info->config.max_age);
+}
+
 Result<std::vector<Command>> send_command(const nats::JetStream& js, Command draft,
                                           const crypto::KeyPair& issuer,
-                                          std::chrono::milliseconds retry_for) {
-  auto signed_msgs = sign_for_nodes(std::move(draft), issuer);
+                                          std::chrono::milliseconds retry_for,
+                                          std::optional<std::chrono::seconds> lifetime) {
+  auto signed_msgs =
+      sign_for_nodes(std::move(draft), issuer, lifetime ? *lifetime : default_lifetime(js));
   if (!signed_msgs) return fail(signed_msgs.error());
   const auto deadline = std::chrono::steady_clock::now() + retry_for;
   std::vector<Command> sent;
@@ -56,12 +68,9 @@ Result<std::vector<Command>> send_command(const nats::JetStream& js, Command dra
   return sent;
 }
 
-namespace {
-
-// Calls `each` for every message on `filter` of `stream` filed since `since_ns`.
-Status read_stream(const nats::JetStream& js, const std::string& stream, const std::string& filter,
-                   int64_t since_ns,
-                   const std::function<void(const nats::Message&, int64_t)>& each) {
+Status for_each_filed(const nats::JetStream& js, const std::string& stream,
+                      const std::string& filter, int64_t since_ns,
+                      const std::function<void(const nats::Message&, int64_t)>& each) {
   auto sub = since_ns > 0 ? js.ordered_consumer(stream, filter, js_DeliverByStartTime, since_ns)
                           : js.ordered_consumer(stream, filter);
   if (!sub) return std::unexpected(sub.error());
@@ -77,13 +86,11 @@ Status read_stream(const nats::JetStream& js, const std::string& stream, const s
   return {};
 }
 
-}  // namespace
-
 Result<std::vector<Filed>> read_commands(const nats::JetStream& js, const std::string& filter,
                                          int64_t since_ns) {
   std::vector<Filed> out;
   NEX_RETURN_IF_ERROR(
-      read_stream(js, kCommandStream, filter, since_ns, [&](const nats::Message& m, int64_t ts) {
+      for_each_filed(js, kCommandStream, filter, since_ns, [&](const nats::Message& m, int64_t ts) {
         if (auto c = parse_command(m.data())) out.push_back({std::move(*c), ts});
       }));
   return out;
@@ -93,12 +100,18 @@ Status ResultVerifier::check(const CommandResult& r) {
   NEX_RETURN_IF_ERROR(verify_signature(r));
   auto it = ids_.find(r.node);
   if (it == ids_.end()) {
-    auto rec = find_node(js_, r.node);
-    it = ids_.emplace(r.node, rec ? rec->id : std::string()).first;
+    std::string warning;
+    auto rec = last_signed_record(js_, r.node, &warning);
+    if (!warning.empty() && warn_) warn_(warning);
+    it = ids_.emplace(r.node, rec ? Result<std::string>(rec->id) : fail(rec.error())).first;
   }
-  if (!it->second.empty() && it->second != r.node_id)
+  if (!it->second)
+    return fail(ErrorCode::kPermissionDenied,
+                "a result for " + r.id + " claims node " + r.node +
+                    ", whose id cannot be checked: " + it->second.error().message);
+  if (*it->second != r.node_id)
     return fail(ErrorCode::kPermissionDenied, "a result for " + r.id + " claims node " + r.node +
-                                                  ", which is " + it->second + ", not " +
+                                                  ", which is " + *it->second + ", not " +
                                                   r.node_id);
   return {};
 }
@@ -108,7 +121,7 @@ Result<std::vector<FiledResult>> read_results(const nats::JetStream& js, const s
   std::vector<FiledResult> out;
   ResultVerifier verifier(js);
   NEX_RETURN_IF_ERROR(
-      read_stream(js, kResultStream, filter, since_ns, [&](const nats::Message& m, int64_t ts) {
+      for_each_filed(js, kResultStream, filter, since_ns, [&](const nats::Message& m, int64_t ts) {
         auto r = parse_result(m.data());
         if (r && verifier.check(*r)) {
           out.push_back({std::move(*r), ts});
@@ -126,9 +139,32 @@ Result<ResultWatch> ResultWatch::start(const nats::JetStream& js, const std::str
   return ResultWatch(js, id, std::move(*sub));
 }
 
+ResultWatch::ResultWatch(nats::JetStream js, std::string id, nats::SyncSubscription sub)
+    : js_(js),
+      verifier_(std::move(js),
+                [warned = warned_](const std::string& w) {
+                  if (warned->insert(w).second) std::fprintf(stderr, "nex: %s\n", w.c_str());
+                }),
+      id_(std::move(id)),
+      sub_(std::move(sub)) {}
+
+void ResultWatch::read_filed(const std::string& node) {
+  // The newest first: when it is the node's final word, nothing else needs reading.
+  auto last = js_.last_message(kResultStream, result_subject(node, id_));
+  if (!last) return;
+  if (auto r = parse_result(last->data()); r && is_final(r->status) && verifier_.check(*r)) {
+    take(std::move(*r));
+    return;
+  }
+  (void)for_each_filed(js_, kResultStream, result_subject(node, id_), 0,
+                       [&](const nats::Message& m, int64_t) {
+                         if (auto r = parse_result(m.data())) take(std::move(*r));
+                       });
+}
+
 void ResultWatch::take(CommandResult r) {
   if (auto st = verifier_.check(r); !st) {
-    if (warned_.insert(st.error().message).second)
+    if (warned_->insert(st.error().message).second)
       std::fprintf(stderr, "nex: ignored a result: %s\n", st.error().message.c_str());
     return;
   }
@@ -150,12 +186,8 @@ std::vector<CommandResult> ResultWatch::wait(const std::vector<std::string>& nod
   };
   // What the stream holds for the nodes still missing: filed before this watch, or while its
   // connection was down.
-  auto read_stream = [&] {
-    for (const auto& n : missing()) {
-      if (auto m = js_.last_message(kResultStream, result_subject(n, id_))) {
-        if (auto r = parse_result(m->data())) take(std::move(*r));
-      }
-    }
+  auto read_missing = [&] {
+    for (const auto& n : missing()) read_filed(n);
   };
   auto last_read = std::chrono::steady_clock::now();
   while (!missing().empty()) {
@@ -170,11 +202,11 @@ std::vector<CommandResult> ResultWatch::wait(const std::vector<std::string>& nod
       std::this_thread::sleep_for(100ms);  // the connection is away; it reconnects
     }
     if (std::chrono::steady_clock::now() - last_read >= 1s) {
-      read_stream();
+      read_missing();
       last_read = std::chrono::steady_clock::now();
     }
   }
-  if (!missing().empty()) read_stream();
+  if (!missing().empty()) read_missing();
   std::vector<CommandResult> out;
   for (const auto& n : nodes) {
     if (auto it = latest_.find(n); it != latest_.end()) out.push_back(it->second);

@@ -4,13 +4,16 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
 #include <vector>
 
 #include "commands/command.h"
+#include "commands/store.h"
 #include "core/error.h"
 #include "crypto/nkeys.h"
 #include "nats/jetstream.h"
@@ -24,26 +27,37 @@ struct Signed {
   nats::Message message;
 };
 // `draft` signed for each node it names (toNode, or every one of toNodes); an id is given when
-// it has none.
-Result<std::vector<Signed>> sign_for_nodes(Command draft, const crypto::KeyPair& issuer);
+// it has none. It is sent now and expires `lifetime` later (unless the draft says when).
+Result<std::vector<Signed>> sign_for_nodes(Command draft, const crypto::KeyPair& issuer,
+                                           std::chrono::seconds lifetime = kDefaultRetention);
+
+// How long a command waits for its node by default: as long as NEX_COMMANDS keeps it (30 days
+// when the stream cannot be read, or keeps messages forever).
+std::chrono::seconds default_lifetime(const nats::JetStream& js);
 
 // Signs `draft` for each node and files it. Filing is retried until `retry_for` passes: a server
-// that is restarting or a link that is down for a while does not lose the command.
-Result<std::vector<Command>> send_command(const nats::JetStream& js, Command draft,
-                                          const crypto::KeyPair& issuer,
-                                          std::chrono::milliseconds retry_for);
+// that is restarting or a link that is down for a while does not lose the command. A node does
+// not run it after `lifetime` (default: default_lifetime).
+Result<std::vector<Command>> send_command(
+    const nats::JetStream& js, Command draft, const crypto::KeyPair& issuer,
+    std::chrono::milliseconds retry_for,
+    std::optional<std::chrono::seconds> lifetime = std::nullopt);
 
 // Whether a result comes from the node it names: signed by its node_id, and that node_id is the
-// one the node filed under its name in NEX_NODES (a node never filed there is taken at its
-// word). Lookups are remembered.
+// one the node signed its record in NEX_NODES with (its newest signed record there, should
+// someone else have filed a newer one: `warn` is told so once). A node without a signed record
+// has no results that can be checked. Lookups are remembered.
 class ResultVerifier {
  public:
-  explicit ResultVerifier(nats::JetStream js) : js_(std::move(js)) {}
+  explicit ResultVerifier(nats::JetStream js,
+                          std::function<void(const std::string&)> warn = nullptr)
+      : js_(std::move(js)), warn_(std::move(warn)) {}
   Status check(const CommandResult& r);
 
  private:
   nats::JetStream js_;
-  std::map<std::string, std::string> ids_;  // node name -> id, "" when not in the directory
+  std::function<void(const std::string&)> warn_;
+  std::map<std::string, Result<std::string>> ids_;  // node name -> its id, or why none
 };
 
 // The message as filed, by stream order; with its time of filing.
@@ -55,6 +69,12 @@ struct FiledResult {
   CommandResult result;
   int64_t filed_ns = 0;
 };
+
+// Calls `each` for every message on `filter` of `stream` filed since `since_ns` (0: from the
+// start), with its time of filing.
+Status for_each_filed(const nats::JetStream& js, const std::string& stream,
+                      const std::string& filter, int64_t since_ns,
+                      const std::function<void(const nats::Message&, int64_t)>& each);
 
 // Everything filed on `filter` of the stream (since `since_ns`, 0: from the start); results
 // that fail ResultVerifier are left out (`rejected` counts them).
@@ -76,15 +96,19 @@ class ResultWatch {
                                   std::chrono::steady_clock::time_point deadline);
 
  private:
-  ResultWatch(nats::JetStream js, std::string id, nats::SyncSubscription sub)
-      : js_(js), verifier_(std::move(js)), id_(std::move(id)), sub_(std::move(sub)) {}
+  ResultWatch(nats::JetStream js, std::string id, nats::SyncSubscription sub);
   void take(CommandResult r);
+  // What the stream holds for `node`: every result filed for the command, so a forged one filed
+  // after the node's own hides nothing.
+  void read_filed(const std::string& node);
   nats::JetStream js_;
+  // What was said about ignored results and records (shared with verifier_'s warnings, which
+  // outlive a move of the watch).
+  std::shared_ptr<std::set<std::string>> warned_ = std::make_shared<std::set<std::string>>();
   ResultVerifier verifier_;
   std::string id_;
   nats::SyncSubscription sub_;
   std::map<std::string, CommandResult> latest_;  // by node
-  std::set<std::string> warned_;                 // what was said about ignored results
 };
 
 // A watch started now: for results that may have been filed already.

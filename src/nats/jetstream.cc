@@ -41,9 +41,32 @@ struct JetStream::Impl {
 
 namespace {
 
+StreamConfig to_stream_config(const jsStreamConfig& cfg) {
+  StreamConfig c;
+  if (cfg.Name != nullptr) c.name = cfg.Name;
+  if (cfg.Description != nullptr) c.description = cfg.Description;
+  for (int i = 0; i < cfg.SubjectsLen; ++i) c.subjects.emplace_back(cfg.Subjects[i]);
+  c.storage = cfg.Storage == js_FileStorage ? Storage::kFile : Storage::kMemory;
+  c.discard = cfg.Discard == js_DiscardNew ? Discard::kNew : Discard::kOld;
+  c.replicas = cfg.Replicas;
+  c.max_msgs = cfg.MaxMsgs;
+  c.max_bytes = cfg.MaxBytes;
+  c.max_msg_size = cfg.MaxMsgSize;
+  c.max_msgs_per_subject = cfg.MaxMsgsPerSubject;
+  c.max_age = std::chrono::nanoseconds(cfg.MaxAge);
+  c.duplicate_window = std::chrono::nanoseconds(cfg.Duplicates);
+  c.allow_rollup = cfg.AllowRollup;
+  c.allow_direct = cfg.AllowDirect;
+  c.deny_delete = cfg.DenyDelete;
+  return c;
+}
+
 StreamInfo to_stream_info(const jsStreamInfo* si) {
   StreamInfo out;
-  if (si->Config != nullptr && si->Config->Name != nullptr) out.name = si->Config->Name;
+  if (si->Config != nullptr) {
+    out.config = to_stream_config(*si->Config);
+    out.name = out.config.name;
+  }
   out.messages = si->State.Msgs;
   out.bytes = si->State.Bytes;
   out.first_sequence = si->State.FirstSeq;
@@ -199,6 +222,56 @@ Status JetStream::delete_stream(const std::string& stream) const {
   jsOptions o = impl_->api_options();
   if (auto s = js_DeleteStream(impl_->js, stream.c_str(), &o, &jerr); s != NATS_OK) {
     return std::unexpected(to_error(s, "delete stream " + stream, jerr));
+  }
+  return {};
+}
+
+Result<StreamInfo> JetStream::update_stream(
+    const std::string& stream, const std::function<void(StreamConfig&)>& change) const {
+  jsStreamInfo* si = nullptr;
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  jsOptions o = impl_->api_options();
+  if (auto s = js_GetStreamInfo(&si, impl_->js, stream.c_str(), &o, &jerr); s != NATS_OK) {
+    return fail(to_error(s, "stream " + stream, jerr));
+  }
+  std::unique_ptr<jsStreamInfo, void (*)(jsStreamInfo*)> held(si, jsStreamInfo_Destroy);
+  if (si->Config == nullptr) return fail(ErrorCode::kInternal, "stream " + stream + ": no config");
+  StreamConfig c = to_stream_config(*si->Config);
+  change(c);
+  jsStreamConfig& cfg = *si->Config;  // everything else stays as the server sent it
+  const auto own_subjects = cfg.Subjects;
+  const int own_subjects_len = cfg.SubjectsLen;
+  const char* own_description = cfg.Description;
+  std::vector<const char*> subjects;
+  for (const auto& s : c.subjects) subjects.push_back(s.c_str());
+  if (!c.description.empty()) cfg.Description = c.description.c_str();
+  cfg.Subjects = subjects.data();
+  cfg.SubjectsLen = static_cast<int>(subjects.size());
+  cfg.Discard = c.discard == Discard::kNew ? js_DiscardNew : js_DiscardOld;
+  cfg.MaxMsgs = c.max_msgs;
+  cfg.MaxBytes = c.max_bytes;
+  cfg.MaxMsgSize = static_cast<int32_t>(c.max_msg_size);
+  cfg.MaxMsgsPerSubject = c.max_msgs_per_subject;
+  cfg.MaxAge = c.max_age.count();
+  cfg.Duplicates = c.duplicate_window.count();
+  jsStreamInfo* updated = nullptr;
+  const auto s = js_UpdateStream(&updated, impl_->js, &cfg, &o, &jerr);
+  // Back to the info's own strings, which jsStreamInfo_Destroy frees.
+  cfg.Subjects = own_subjects;
+  cfg.SubjectsLen = own_subjects_len;
+  cfg.Description = own_description;
+  if (s != NATS_OK) return fail(to_error(s, "update stream " + stream, jerr));
+  StreamInfo out = to_stream_info(updated);
+  jsStreamInfo_Destroy(updated);
+  return out;
+}
+
+Status JetStream::delete_message(const std::string& stream, uint64_t sequence) const {
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  jsOptions o = impl_->api_options();
+  if (auto s = js_DeleteMsg(impl_->js, stream.c_str(), sequence, &o, &jerr); s != NATS_OK) {
+    return std::unexpected(
+        to_error(s, "delete message " + std::to_string(sequence) + " of stream " + stream, jerr));
   }
   return {};
 }

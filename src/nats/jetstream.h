@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -47,6 +48,7 @@ struct StreamConfig {
 
 struct StreamInfo {
   std::string name;
+  StreamConfig config;  // the fields above, as the server has them
   uint64_t messages = 0;
   uint64_t bytes = 0;
   uint64_t first_sequence = 0;
@@ -92,6 +94,12 @@ class JetStream {
   Result<StreamInfo> stream_info(const std::string& stream) const;
   Result<ConsumerInfo> consumer_info(const std::string& stream, const std::string& durable) const;
   Status delete_stream(const std::string& stream) const;
+  // Changes the fields of StreamConfig in the stream's config as the server has it (what
+  // StreamConfig does not hold, such as a KV bucket's settings, is kept as it is).
+  Result<StreamInfo> update_stream(const std::string& stream,
+                                   const std::function<void(StreamConfig&)>& change) const;
+  // Removes one message by its stream sequence (kNotFound when it is not there).
+  Status delete_message(const std::string& stream, uint64_t sequence) const;
   // Purges the messages whose subject matches `subject_filter` (empty = all).
   Status purge_stream(const std::string& stream, const std::string& subject_filter = {}) const;
   // The last message stored on `subject` (kNotFound when there is none).

@@ -217,6 +217,8 @@ Result<std::unique_ptr<Node>> Node::start(NodeOptions options) {
          .connection = *n.control_,
          .config = n.options_.config.commands,
          .valid_issuers = n.options_.config.valid_issuers,
+         .allow_unbound_requests = n.options_.config.allow_unbound_requests,
+         .tags = n.options_.config.tags,
          .state_dir = n.options_.state_dir,
          .deploy = [&n](const std::string& ns,
                         std::string_view body) { return n.deploy(ns, body); },

@@ -44,8 +44,9 @@ struct NodeConfig {
   std::vector<std::string> valid_issuers;  // account public keys; empty = any issuer
   // ours: keys (operator O... or account A...) that may also put this node in lame duck.
   std::vector<std::string> operator_keys;
-  // ours: accept deploy, stop and lame-duck requests whose JWT binds nothing (older Nex
-  // tooling), which can be replayed; off by default, and the node says so at start when on.
+  // ours: accept requests that bind nothing (older Nex tooling), which can be replayed: deploy,
+  // stop and lame-duck requests whose JWT binds nothing, durable commands without expiresAt;
+  // off by default, and the node says so at start when on.
   bool allow_unbound_requests = false;
   std::vector<api::WorkloadType> workload_types = {
       api::WorkloadType::kNative, api::WorkloadType::kV8, api::WorkloadType::kWasm};

@@ -14,10 +14,14 @@
 #include <thread>
 
 #include "commands/command.h"
+#include "core/clock.h"
+#include "core/encoding.h"
 #include "core/subprocess.h"
 #include "crypto/nkeys.h"
+#include "crypto/xkeys.h"
 #include "nats/connection.h"
 #include "nats/jetstream.h"
+#include "nats/key_value.h"
 #include "nats/local_server.h"
 #include "nats/object_store.h"
 #include "testing/nats_server_fixture.h"
@@ -125,6 +129,8 @@ class CommandsTest : public ::testing::Test {
     for (int i = 0; i < 200 && slurp(log).find("awaiting commands") == std::string::npos; ++i)
       std::this_thread::sleep_for(50ms);
     EXPECT_NE(slurp(log).find("Taking durable commands"), std::string::npos) << slurp(log);
+    // Its record in the directory, which readers check its results against, is filed.
+    EXPECT_TRUE(eventually([&] { return !filed_record(name).empty(); })) << slurp(log);
     return *nodes_.back();
   }
 
@@ -182,6 +188,95 @@ class CommandsTest : public ::testing::Test {
       if (commands::is_final(e.value("status", "received"))) return e;
     }
     return json{{"status", "none"}, {"cli", r.out + r.err}};
+  }
+
+  // What `name` filed in NEX_NODES, as it is there now ("" when nothing).
+  std::string filed_record(const std::string& name) {
+    auto conn = nats::Connection::connect({.urls = {hub_->url()}});
+    if (!conn) return "";
+    auto js = nats::JetStream::create(*conn);
+    if (!js) return "";
+    auto kv = nats::KeyValue::bind(*js, "NEX_NODES");
+    if (!kv) return "";
+    auto entry = kv->get(name);
+    return entry ? entry->value : "";
+  }
+
+  // The hub's JetStream, as anyone with a login may use it.
+  nats::JetStream hub_js() {
+    auto conn = nats::Connection::connect({.urls = {hub_->url()}});
+    EXPECT_TRUE(conn) << conn.error().message;
+    auto js = nats::JetStream::create(*conn);
+    EXPECT_TRUE(js) << js.error().message;
+    return std::move(*js);
+  }
+
+  // Files `body` on `subject` of a stream, as anyone who may publish there can.
+  void publish(const std::string& subject, const std::string& body, const std::string& msg_id) {
+    auto msg = nats::Message::create(subject, body);
+    ASSERT_TRUE(msg);
+    ASSERT_OK(msg->set_header("Nats-Msg-Id", msg_id));
+    ASSERT_OK(hub_js().publish(*msg));
+  }
+
+  // A stream's config and state as the server reports them ($JS.API.STREAM.INFO).
+  json stream_info(const std::string& stream) {
+    auto conn = nats::Connection::connect({.urls = {hub_->url()}});
+    EXPECT_TRUE(conn);
+    auto r = conn->request("$JS.API.STREAM.INFO." + stream, "", 5s);
+    EXPECT_TRUE(r) << r.error().message;
+    return r ? json::parse(r->data(), nullptr, false) : json();
+  }
+  uint64_t stored(const std::string& stream) {
+    return stream_info(stream)["state"].value("messages", uint64_t{0});
+  }
+
+  // A message as the protocol defines it: its JSON without "signature", keys sorted, no spaces,
+  // signed with `key`.
+  static json signed_message(json m, const crypto::KeyPair& key) {
+    m["issuer"] = key.public_key();
+    m.erase("signature");
+    m["signature"] = base64_encode(key.sign(as_bytes(m.dump())), Base64::kUrlNoPad);
+    return m;
+  }
+  // A cliCommand for `node` sent now, living an hour (fields may be changed before signing).
+  // Every field a sender writes is there: the signature covers the message as the node writes
+  // it back.
+  static json cli_command(const std::string& id, const std::string& node,
+                          std::vector<std::string> argv) {
+    const auto now = std::chrono::system_clock::now();
+    return {{"id", id},
+            {"toNode", node},
+            {"commandOrEvent", "command"},
+            {"method", "cliCommand"},
+            {"data", argv},
+            {"methodTimeout", 0},
+            {"retries", 2},
+            {"ACKTimeout", 5},
+            {"fromNode", "test"},
+            {"sentAt", rfc3339_nano(now)},
+            {"expiresAt", rfc3339_nano(now + 1h)}};
+  }
+  void file_command(const json& signed_msg, const std::string& msg_id = {}) {
+    publish(
+        "$NEX.cmd." + signed_msg.value("toNode", "") + ".command." + signed_msg.value("method", ""),
+        signed_msg.dump(), msg_id.empty() ? signed_msg.value("id", "") : msg_id);
+  }
+
+  // Waits up to 10 s for `done` to hold (what a node does after filing a result, say).
+  static bool eventually(const std::function<bool()>& done) {
+    for (int i = 0; i < 200; ++i) {
+      if (done()) return true;
+      std::this_thread::sleep_for(50ms);
+    }
+    return done();
+  }
+
+  // A directory that commands, run as nobody when the node is root, may write to.
+  fs::path shared_dir() {
+    fs::create_directories(dir_ / "shared");
+    fs::permissions(dir_ / "shared", fs::perms::all);
+    return dir_ / "shared";
   }
 
   fs::path dir_;
@@ -357,49 +452,7 @@ TEST_F(CommandsTest, ANodeStoppedDuringACommandHandsItBackAndRunsItWhenItReturns
 TEST_F(CommandsTest, RefusedCommandsAreAnsweredWithTheReasonAndNeverRun) {
   start_node(node_config("edge1", {"touch"}));
   start_node(node_config("edge2", {}));  // cliCommand disabled
-  // Commands run as nobody when the node is root: let them write here.
-  fs::create_directories(dir_ / "shared");
-  fs::permissions(dir_ / "shared", fs::perms::all);
-  const fs::path marker = dir_ / "shared/ran";
-  auto js_conn = nats::Connection::connect({.urls = {hub_->url()}});
-  ASSERT_TRUE(js_conn);
-  auto js = nats::JetStream::create(*js_conn);
-  ASSERT_TRUE(js);
-  auto publish = [&](commands::Command c) {
-    auto msg = nats::Message::create(commands::command_subject(c.to_node, true, c.method),
-                                     commands::to_json(c).dump());
-    ASSERT_TRUE(msg);
-    ASSERT_OK(js->publish(*msg));
-  };
-  auto draft = [&](const std::string& id, const std::string& node) {
-    commands::Command c;
-    c.id = id;
-    c.to_node = node;
-    c.method = "cliCommand";
-    c.data = {"touch", marker.string()};
-    return c;
-  };
-  // Forged: signed, then changed.
-  auto forged = draft("forged", "edge1");
-  commands::sign(forged, issuer_);
-  forged.data = {"touch", marker.string(), (dir_ / "also").string()};
-  publish(forged);
-  // Signed by an issuer the node does not trust.
-  auto stranger = draft("stranger", "edge1");
-  commands::sign(stranger, *crypto::KeyPair::create(crypto::KeyType::kAccount));
-  publish(stranger);
-
-  struct Case {
-    std::string id;
-    std::string reason;
-  };
-  std::vector<Case> cases = {{"forged", "signature does not match"},
-                             {"stranger", "is not one of this node's valid_issuers"}};
-  for (const auto& c : cases) {
-    json r = result(c.id);
-    EXPECT_EQ(r.value("status", ""), "refused") << c.id;
-    EXPECT_NE(r.value("reason", "").find(c.reason), std::string::npos) << r.dump();
-  }
+  const fs::path marker = shared_dir() / "ran";
   auto disabled = nex({"cmd", "send", "edge2", "--", "touch", marker.string()});
   EXPECT_EQ(disabled.code, 1);
   EXPECT_NE(disabled.err.find("refused on edge2: method cliCommand is disabled"), std::string::npos)
@@ -418,6 +471,9 @@ TEST_F(CommandsTest, RefusedCommandsAreAnsweredWithTheReasonAndNeverRun) {
   auto allowed = nex({"cmd", "send", "edge1", "--", "touch", marker.string()});
   EXPECT_EQ(allowed.code, 0) << allowed.err;
   EXPECT_TRUE(fs::exists(marker));
+  // Each refused one was answered, then deleted: only the command that ran is kept.
+  EXPECT_TRUE(eventually([&] { return stored("NEX_COMMANDS") == 1; }))
+      << stream_info("NEX_COMMANDS").dump();
 }
 
 TEST_F(CommandsTest, AResultNotSignedByTheNodeItNamesIsIgnored) {
@@ -454,25 +510,10 @@ TEST_F(CommandsTest, AResultNotSignedByTheNodeItNamesIsIgnored) {
 
 TEST_F(CommandsTest, AMessageWithAnIdAlreadyDoneIsNotRunAgain) {
   start_node(node_config("edge1"));
-  auto conn = nats::Connection::connect({.urls = {hub_->url()}});
-  ASSERT_TRUE(conn);
-  auto js = nats::JetStream::create(*conn);
-  ASSERT_TRUE(js);
-  commands::Command c;
-  c.id = "once";
-  c.to_node = "edge1";
-  c.method = "cliCommand";
-  c.data = {"echo", "once"};
-  commands::sign(c, issuer_);
+  const json c = signed_message(cli_command("once", "edge1", {"echo", "once"}), issuer_);
   // The same message filed twice past JetStream's duplicate window (another Nats-Msg-Id), as a
   // sender retrying much later would.
-  for (const char* msg_id : {"once.edge1", "once.edge1.later"}) {
-    auto msg = nats::Message::create(commands::command_subject("edge1", true, "cliCommand"),
-                                     commands::to_json(c).dump());
-    ASSERT_TRUE(msg);
-    ASSERT_OK(msg->set_header("Nats-Msg-Id", msg_id));
-    ASSERT_OK(js->publish(*msg));
-  }
+  for (const char* msg_id : {"once.edge1", "once.edge1.later"}) file_command(c, msg_id);
   EXPECT_EQ(result("once").value("stdout", ""), "once\n");
   // A later command ran, so the copy before it was handled.
   EXPECT_EQ(nex({"cmd", "send", "edge1", "--", "echo", "after"}).out, "after\n");
@@ -571,6 +612,299 @@ TEST_F(CommandsTest, ADeployQueuedForAnOfflineNodeRunsWhenItConnects) {
     if (!answered) std::this_thread::sleep_for(50ms);  // no responders yet answers at once
   }
   EXPECT_TRUE(answered) << slurp(node.log) << nex({"cmd", "ls"}).out;
+}
+
+TEST_F(CommandsTest, ACommandOutsideItsTimeIsNotRunAndLeavesTheStream) {
+  start_node(node_config("edge1", {"touch"}));
+  const fs::path marker = shared_dir() / "ran";
+  struct Case {
+    std::string id, sent, expires, status, reason;
+  };
+  const auto now = std::chrono::system_clock::now();
+  const std::vector<Case> cases = {
+      {"in2001", "2001-01-01T00:00:00Z", "2001-01-02T00:00:00Z", "expired",
+       "expired at 2001-01-02T00:00:00Z"},
+      {"in2099", "2099-01-01T00:00:00Z", "2099-01-02T00:00:00Z", "refused",
+       "ahead of this node's clock"},
+      {"forever", rfc3339_nano(now), rfc3339_nano(now + 24h * 31), "refused",
+       "longer than this node keeps commands (30 days"},
+      {"unbound", rfc3339_nano(now), "", "refused", "allow_unbound_requests"}};
+  for (const auto& c : cases) {
+    json m = cli_command(c.id, "edge1", {"touch", marker.string()});
+    m["sentAt"] = c.sent;
+    if (c.expires.empty())
+      m.erase("expiresAt");
+    else
+      m["expiresAt"] = c.expires;
+    file_command(signed_message(m, issuer_));
+  }
+  for (const auto& c : cases) {
+    json r = result(c.id);
+    EXPECT_EQ(r.value("status", ""), c.status) << c.id << ": " << r.dump();
+    EXPECT_NE(r.value("reason", "").find(c.reason), std::string::npos) << r.dump();
+  }
+  EXPECT_FALSE(fs::exists(marker));
+  EXPECT_TRUE(eventually([&] { return stored("NEX_COMMANDS") == 0; }))
+      << stream_info("NEX_COMMANDS").dump();
+  // Their results are kept, and listed.
+  auto expired = json::parse(nex({"cmd", "ls", "--status", "expired", "--json"}).out);
+  ASSERT_EQ(expired.size(), 1u) << expired.dump();
+  EXPECT_EQ(expired[0].value("id", ""), "in2001");
+
+  // A node that still takes messages of older tooling says so, and runs them.
+  auto& old = start_node([&] {
+    json c = node_config("old1");
+    c["allow_unbound_requests"] = true;
+    return c;
+  }());
+  EXPECT_NE(slurp(old.log).find("Warning: allow_unbound_requests is set"), std::string::npos)
+      << slurp(old.log);
+  json unbound = cli_command("unbound-old", "old1", {"echo", "still runs"});
+  unbound.erase("expiresAt");
+  file_command(signed_message(unbound, issuer_));
+  EXPECT_EQ(result("unbound-old").value("stdout", ""), "still runs\n");
+}
+
+TEST_F(CommandsTest, TheSenderSetsHowLongACommandMayWaitForItsNode) {
+  auto bad = nex({"cmd", "send", "edge9", "--expires", "soon", "--", "echo", "x"});
+  EXPECT_NE(bad.code, 0);
+  EXPECT_NE(bad.err.find("--expires takes an age like 90s, 15m, 24h or 7d (got 'soon')"),
+            std::string::npos)
+      << bad.err;
+  auto brief = nex({"cmd", "send", "edge9", "--no-wait", "--expires", "1s", "--", "echo", "late"});
+  ASSERT_EQ(brief.code, 0) << brief.err;
+  const std::string brief_id = ids_in(brief.out).at(0);
+  auto lasting = nex({"cmd", "send", "edge9", "--no-wait", "--", "echo", "in time"});
+  const std::string lasting_id = ids_in(lasting.out).at(0);
+  std::map<std::string, json> sent;  // what `nex cmd log` shows was filed, by id
+  std::istringstream log(nex({"cmd", "log", "--json"}).out);
+  for (std::string line; std::getline(log, line);) {
+    const json l = json::parse(line);
+    if (l.value("kind", "") == "command") sent[l["message"].value("id", "")] = l["message"];
+  }
+  const auto sent_at = *parse_rfc3339(sent[brief_id].value("sentAt", ""), "sentAt");
+  EXPECT_EQ(*parse_rfc3339(sent[brief_id].value("expiresAt", ""), "expiresAt") - sent_at, 1s);
+  // By default a command lives as long as the stream keeps it: 30 days.
+  EXPECT_EQ(*parse_rfc3339(sent[lasting_id].value("expiresAt", ""), "expiresAt") -
+                *parse_rfc3339(sent[lasting_id].value("sentAt", ""), "sentAt"),
+            24h * 30);
+  // The node comes after the first one's second has passed.
+  std::this_thread::sleep_until(sent_at + 1100ms);
+  start_node(node_config("edge9"));
+  json r = result(brief_id);
+  EXPECT_EQ(r.value("status", ""), "expired") << r.dump();
+  EXPECT_EQ(r.value("stdout", "none"), "");
+  EXPECT_EQ(result(lasting_id).value("stdout", ""), "in time\n");
+}
+
+TEST_F(CommandsTest, UnverifiedMessagesCostNoAuditNoResultAndLeaveTheStream) {
+  auto& node = start_node(node_config("edge1", {"touch"}));
+  const fs::path marker = shared_dir() / "ran";
+  // 20 unsigned messages of 1 MB each on the hello queue.
+  const json junk = {
+      {"toNode", "edge1"}, {"method", "hello"}, {"data", {std::string(1'000'000, 'x')}}};
+  for (int i = 0; i < 20; ++i)
+    publish("$NEX.cmd.edge1.command.hello", junk.dump(), "junk" + std::to_string(i));
+  // Signed, then changed.
+  json forged = signed_message(cli_command("forged", "edge1", {"touch", marker.string()}), issuer_);
+  forged["data"].push_back((dir_ / "also").string());
+  file_command(forged);
+  // Signed by an issuer the node does not trust.
+  file_command(signed_message(cli_command("stranger", "edge1", {"touch", marker.string()}),
+                              *crypto::KeyPair::create(crypto::KeyType::kAccount)));
+  // Signed properly, but filed on another method's queue (so that it would be answered there
+  // first, under its id).
+  const json moved =
+      signed_message(cli_command("moved", "edge1", {"touch", marker.string()}), issuer_);
+  publish("$NEX.cmd.edge1.command.hello", moved.dump(), "moved");
+
+  // Each queue is worked through in order: once these are answered, what came before them was
+  // handled.
+  auto hello = nex({"cmd", "send", "edge1", "--method", "hello"});
+  EXPECT_EQ(hello.code, 0) << hello.err;
+  const fs::path legit = shared_dir() / "legit";
+  auto touched = nex({"cmd", "send", "edge1", "--", "touch", legit.string()});
+  EXPECT_EQ(touched.code, 0) << touched.err;
+  EXPECT_TRUE(fs::exists(legit));
+  EXPECT_FALSE(fs::exists(marker));
+
+  // Nothing of them is kept: the stream holds the two commands that ran.
+  EXPECT_TRUE(eventually([&] { return stored("NEX_COMMANDS") == 2; }))
+      << stream_info("NEX_COMMANDS").dump();
+  EXPECT_LT(stream_info("NEX_COMMANDS")["state"].value("bytes", uint64_t{0}), 10'000u);
+  // No line of the audit log, and no result, is theirs.
+  const std::string audit = slurp(state_dir("edge1") / "commands/audit.jsonl");
+  int commands_audited = 0;
+  std::istringstream in(audit);
+  for (std::string line; std::getline(in, line);) {
+    if (json::parse(line).value("audit", "") == "command") ++commands_audited;
+  }
+  EXPECT_EQ(commands_audited, 2) << audit;
+  for (const char* id : {"forged", "stranger", "moved"}) {
+    EXPECT_EQ(audit.find(std::string("\"") + id + "\""), std::string::npos) << id;
+  }
+  auto log = nex({"cmd", "log", "--json"});
+  for (const char* id : {"forged", "stranger", "moved"})
+    EXPECT_EQ(log.out.find(std::string("\"id\":\"") + id + "\""), std::string::npos) << log.out;
+  EXPECT_EQ(stored("NEX_COMMAND_RESULTS"), 4u);  // received and done, for each of the two
+  // They were counted: the first drop is logged at once, the rest summed up later.
+  EXPECT_TRUE(eventually([&] {
+    return slurp(node.log).find("dropped 1 message(s) that failed verification") !=
+           std::string::npos;
+  })) << slurp(node.log);
+}
+
+TEST_F(CommandsTest, TheStreamsAreCappedAndANodeBringsOlderLimitsUpToItsOwn) {
+  // The streams and the directory as an older version made them: no caps, one record a name.
+  {
+    auto js = hub_js();
+    ASSERT_OK(js.add_stream({.name = "NEX_COMMANDS",
+                             .subjects = {"$NEX.cmd.*.*.*"},
+                             .max_age = std::chrono::hours(24 * 30)}));
+    ASSERT_TRUE(nats::KeyValue::create(js, {.bucket = "NEX_NODES"}));
+  }
+  json config = node_config("edge1");
+  config["commands"]["retention_days"] = 7;
+  config["commands"]["max_bytes"] = 8 << 20;
+  config["commands"]["max_message_bytes"] = 128 << 10;
+  auto& node = start_node(config);
+  const int64_t week_ns = 7LL * 24 * 3600 * 1'000'000'000;
+  for (const char* name : {"NEX_COMMANDS", "NEX_COMMAND_RESULTS", "KV_NEX_NODES"}) {
+    const json c = stream_info(name)["config"];
+    EXPECT_EQ(c.value("max_bytes", 0), 8 << 20) << name << ": " << c.dump();
+    EXPECT_EQ(c.value("max_msg_size", 0), 128 << 10) << name;
+    EXPECT_EQ(c.value("max_age", int64_t{0}), week_ns) << name;
+  }
+  EXPECT_EQ(stream_info("NEX_COMMANDS")["config"].value("discard", ""), "new");
+  EXPECT_EQ(stream_info("NEX_COMMAND_RESULTS")["config"].value("discard", ""), "old");
+  EXPECT_EQ(stream_info("KV_NEX_NODES")["config"].value("max_msgs_per_subject", 0), 16);
+  EXPECT_NE(slurp(node.log).find("limits changed on NEX_COMMANDS"), std::string::npos)
+      << slurp(node.log);
+
+  // What is larger than a message may be is not stored at all.
+  auto msg = nats::Message::create("$NEX.cmd.edge1.command.hello", std::string(200 << 10, 'x'));
+  ASSERT_TRUE(msg);
+  EXPECT_FALSE(hub_js().publish(*msg));
+  EXPECT_EQ(stored("NEX_COMMANDS"), 0u);
+  // A sender gives its command the stream's week, which the node accepts.
+  auto hi = nex({"cmd", "send", "edge1", "--", "echo", "hi"});
+  EXPECT_EQ(hi.out, "hi\n") << hi.err;
+}
+
+TEST_F(CommandsTest, AResultFiledAheadOfTheNodesOwnHidesNothing) {
+  {
+    auto& node = start_node(node_config("edge1"));  // files its record in NEX_NODES
+    node.process.terminate(10s);
+  }
+  auto sent = nex({"cmd", "send", "edge1", "--no-wait", "--", "echo", "real"});
+  const std::string id = ids_in(sent.out).at(0);
+  // Someone who may publish results files them first, under the ids the node used to use.
+  auto fake = [&](const std::string& status, const std::string& msg_id) {
+    commands::CommandResult r{.id = id,
+                              .node = "edge1",
+                              .method = "cliCommand",
+                              .status = status,
+                              .exit_code = 0,
+                              .stdout_text = "forged\n"};
+    commands::sign(r, *crypto::KeyPair::create(crypto::KeyType::kServer));
+    publish(commands::result_subject("edge1", id), commands::to_json(r).dump(), msg_id);
+  };
+  fake("received", id + ".edge1.received.1");
+  fake("done", id + ".edge1.done.1");
+
+  start_node(node_config("edge1"));
+  auto real = nex({"cmd", "result", id, "--wait", "30"});
+  EXPECT_EQ(real.code, 0) << real.err;
+  EXPECT_EQ(real.out, "real\n");
+  // A fake filed after the node's own hides it neither from readers nor from the node: the
+  // command, filed again (as a replay), does not run again.
+  fake("done", "after");
+  auto again = nex({"cmd", "result", id});
+  EXPECT_EQ(again.out, "real\n") << again.err;
+  auto filed = hub_js().last_message("NEX_COMMANDS", "$NEX.cmd.edge1.command.cliCommand");
+  ASSERT_TRUE(filed);
+  publish("$NEX.cmd.edge1.command.cliCommand", std::string(filed->data()), "replayed");
+  auto after = nex({"cmd", "send", "edge1", "--", "echo", "after"});
+  EXPECT_EQ(after.out, "after\n");
+  EXPECT_EQ(audited("edge1").size(), 2u);  // the command once, and the one after it
+  EXPECT_TRUE(eventually([&] { return stored("NEX_COMMANDS") == 2; }))
+      << "the replayed copy is deleted: " << stream_info("NEX_COMMANDS").dump();
+}
+
+TEST_F(CommandsTest, TextLoggingWritesOneEscapedLinePerEntryAndANulInArgvIsRefused) {
+  start_node(node_config("central", {"echo"}));
+  const json event = json::array({{{"toNode", "central"},
+                                   {"commandOrEvent", "event"},
+                                   {"method", "textLogging"},
+                                   {"data",
+                                    {"fine\n", "a\n2026-12-03T00:00:00 forged line", "\x1b[2Jclear",
+                                     "tab\tand\\n", std::string("nul\0", 4)}}}});
+  std::ofstream(dir_ / "event.json") << event.dump();
+  auto logged = nex({"cmd", "send", "--file", (dir_ / "event.json").string()});
+  EXPECT_EQ(logged.code, 0) << logged.err;
+  EXPECT_EQ(slurp(state_dir("central") / "commands/textlog.txt"),
+            "fine\n"
+            "a\\n2026-12-03T00:00:00 forged line\n"
+            "\\x1b[2Jclear\n"
+            "tab\\tand\\\\n\n"
+            "nul\\x00\n");
+
+  // `echo a\0b` would run as `echo a`: refused by the sender...
+  const json nul = json::array({{{"toNode", "central"},
+                                 {"method", "cliCommand"},
+                                 {"data", {"echo", std::string("a\0b", 3)}}}});
+  std::ofstream(dir_ / "nul.json") << nul.dump();
+  auto refused = nex({"cmd", "send", "--file", (dir_ / "nul.json").string()});
+  EXPECT_NE(refused.code, 0);
+  EXPECT_NE(refused.err.find("field 'data' entry 2 holds a NUL byte"), std::string::npos)
+      << refused.err;
+  // ...and by the node, from a sender that does not check.
+  file_command(
+      signed_message(cli_command("nul", "central", {"echo", std::string("a\0b", 3)}), issuer_));
+  json r = result("nul");
+  EXPECT_EQ(r.value("status", ""), "refused") << r.dump();
+  EXPECT_NE(r.value("reason", "").find("field 'data' entry 2 holds a NUL byte"), std::string::npos)
+      << r.dump();
+  EXPECT_EQ(r.value("stdout", ""), "");
+}
+
+TEST_F(CommandsTest, ANodeRecordNotSignedByItsNodeIsReportedAndNeverUsed) {
+  start_node(node_config("edge1"));
+  auto js = hub_js();
+  auto kv = nats::KeyValue::bind(js, "NEX_NODES");
+  ASSERT_TRUE(kv);
+  auto own = kv->get("edge1");
+  ASSERT_TRUE(own);
+  const json record = json::parse(own->value);
+  fs::copy_file(kBinDir / "echoservice", dir_ / "home/echoservice");
+
+  // Its xkey replaced with someone else's: a deploy's secrets would be sealed to them.
+  json swapped = record;
+  swapped["xkey"] = crypto::XKey::create().public_key();
+  ASSERT_TRUE(kv->put("edge1", swapped.dump()));
+  const uint64_t before = stored("NEX_COMMANDS");
+  auto queued = nex({"devrun", "--queue", "edge1", (dir_ / "home/echoservice").string(), "SECRET=x",
+                     "NATS_URL=" + hub_->url()});
+  EXPECT_NE(queued.code, 0) << queued.out;
+  EXPECT_NE(queued.err.find("the record of node edge1 in NEX_NODES is not signed by its node: "
+                            "refusing to seal to it"),
+            std::string::npos)
+      << queued.err;
+  EXPECT_EQ(stored("NEX_COMMANDS"), before) << "nothing was queued";
+
+  // Replaced by a record of another id, as older nodes filed it (unsigned): the node's results
+  // are still its own, and shown; the forged record is reported.
+  ASSERT_TRUE(
+      kv->put("edge1", json{{"name", "edge1"},
+                            {"id", crypto::KeyPair::create(crypto::KeyType::kServer)->public_key()},
+                            {"xkey", crypto::XKey::create().public_key()}}
+                           .dump()));
+  auto hi = nex({"cmd", "send", "edge1", "--", "echo", "hi"});
+  EXPECT_EQ(hi.code, 0) << hi.err;
+  EXPECT_EQ(hi.out, "hi\n") << hi.err;
+  EXPECT_NE(hi.err.find("the newest record of node edge1 in NEX_NODES is not signed by its node"),
+            std::string::npos)
+      << hi.err;
 }
 
 }  // namespace

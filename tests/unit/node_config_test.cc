@@ -71,6 +71,30 @@ TEST(NodeConfig, DurableCommandsAreConfigured) {
       std::string::npos);
 }
 
+TEST(NodeConfig, TheCommandStreamsCapsAndUnboundRequestsAreConfigured) {
+  auto d = parse_node_config("{}");
+  ASSERT_TRUE(d);
+  EXPECT_FALSE(d->allow_unbound_requests);
+  EXPECT_EQ(d->commands.max_bytes, 256 << 20);
+  EXPECT_EQ(d->commands.max_message_bytes, 1 << 20);
+  auto c = parse_node_config(R"({"allow_unbound_requests": true,
+    "commands": {"max_bytes": 1048576, "max_message_bytes": 65536}})");
+  ASSERT_TRUE(c) << c.error().message;
+  EXPECT_TRUE(c->allow_unbound_requests);
+  EXPECT_EQ(c->commands.max_bytes, 1048576);
+  EXPECT_EQ(c->commands.max_message_bytes, 65536);
+  auto error = [](const char* text) {
+    auto r = parse_node_config(text);
+    return r ? std::string("parsed") : r.error().message;
+  };
+  EXPECT_EQ(error(R"({"commands": {"max_message_bytes": 1024}})"),
+            "node config: commands: field 'max_message_bytes' must be 65536 to 67108864 bytes");
+  EXPECT_EQ(error(R"({"commands": {"max_bytes": 65536, "max_message_bytes": 131072}})"),
+            "node config: commands: field 'max_bytes' must be at least max_message_bytes");
+  EXPECT_NE(error(R"({"allow_unbound_requests": "yes"})").find("allow_unbound_requests"),
+            std::string::npos);
+}
+
 TEST(NodeConfig, HostServicesAreConfiguredPerService) {
   auto c = parse_node_config(R"({"host_services": {"nats_url": "nats://127.0.0.1:4222",
     "services": {"kv": {"enabled": false}, "objectstore": {"config": {"max_bytes": 8388608}},
