@@ -10,6 +10,7 @@
 #include <mutex>
 #include <thread>
 
+#include "core/nuid.h"
 #include "core/sodium.h"
 #include "crypto/nkeys.h"
 #include "nats/nats_status.h"
@@ -269,6 +270,11 @@ Result<SyncSubscription> Connection::subscribe_sync(std::string_view subject,
 
 Status Connection::flush(std::chrono::milliseconds timeout) const {
   return check(natsConnection_FlushTimeout(impl_->nc, timeout.count()), "flush");
+}
+
+std::string Connection::new_inbox() const {
+  const auto& prefix = impl_->options.inbox_prefix;
+  return (prefix.empty() ? std::string("_INBOX") : prefix) + "." + next_nuid();
 }
 
 std::string Connection::connected_url() const {

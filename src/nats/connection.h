@@ -88,6 +88,9 @@ class Connection {
   bool connected() const;
 
   natsConnection* raw() const;
+  // A fresh reply subject under this connection's inbox prefix (ConnectOptions::inbox_prefix,
+  // else "_INBOX"), where a narrowly permitted user may receive.
+  std::string new_inbox() const;
 
  private:
   struct Impl;

@@ -66,6 +66,10 @@ Result<std::unique_ptr<Node>> Node::start(NodeOptions options) {
   std::unique_ptr<Node> node(new Node(std::move(options), std::move(*identity)));
   Node& n = *node;
   n.trigger_credentials_ = std::move(*trigger_credentials);
+  if (n.trigger_credentials_ && n.options_.config.host_services.empty())
+    log_line(
+        "Host services send each workload's messaging as a NATS user the node signs for it, "
+        "held by the server to the subjects that workload may use");
   auto ledger = RequestLedger::open(n.options_.state_dir / "requests.ledger");
   if (!ledger) return fail(ledger.error());
   n.ledger_ = std::move(*ledger);
@@ -162,6 +166,8 @@ Result<std::unique_ptr<Node>> Node::start(NodeOptions options) {
       {.settings = n.options_.config.host_services_settings,
        .node_connection = n.options_.config.host_services,
        .control = *n.control_,
+       .sign_user = n.host_services_signer(),
+       .control_options = n.options_.control,
        .creds_dir = n.run_dir_,
        .node_ports = std::move(own_ports),
        .find_caller = [&n](const std::string& wid) -> std::optional<hs::Caller> {
@@ -412,6 +418,15 @@ void Node::stop() {
   std::error_code ec;
   fs::remove_all(run_dir_, ec);
   log_line("Node stopped");
+}
+
+std::function<hs::SignedUser(const std::string&, const nlohmann::json&)>
+Node::host_services_signer() const {
+  if (!trigger_credentials_) return nullptr;
+  return [this](const std::string& name, const nlohmann::json& permissions) {
+    auto user = trigger_credentials_->sign(name, permissions);
+    return hs::SignedUser{std::move(user.jwt), std::move(user.seed)};
+  };
 }
 
 }  // namespace nex::node

@@ -52,26 +52,29 @@ Result<std::optional<TriggerCredentials>> TriggerCredentials::load(
   return std::optional<TriggerCredentials>(TriggerCredentials(std::move(*key), account));
 }
 
+TriggerCredentials::User TriggerCredentials::sign(const std::string& name,
+                                                  const nlohmann::json& permissions) const {
+  auto user = *crypto::KeyPair::create(crypto::KeyType::kUser);
+  nlohmann::json claims = {
+      {"subs", -1}, {"data", -1}, {"payload", -1}, {"type", "user"}, {"version", 2}};
+  claims.update(permissions);
+  if (signing_key_.public_key() != account_) claims["issuer_account"] = account_;
+  std::string jwt =
+      crypto::encode_jwt({.sub = user.public_key(), .name = name, .nats = claims}, signing_key_);
+  return {std::move(jwt), user.seed()};
+}
+
 TriggerCredentials::User TriggerCredentials::mint(const std::string& workload_id,
                                                   const std::vector<std::string>& subjects,
                                                   std::chrono::milliseconds answer_window) const {
-  auto user = *crypto::KeyPair::create(crypto::KeyType::kUser);
-  nlohmann::json claims = {
-      {"sub", {{"allow", subjects}}},
-      {"pub", {{"deny", {">"}}}},  // only answers, which "resp" allows
-      {"resp",
-       {{"max", 1},
-        {"ttl", std::chrono::duration_cast<std::chrono::nanoseconds>(answer_window).count()}}},
-      {"subs", static_cast<int64_t>(subjects.size())},
-      {"data", -1},
-      {"payload", -1},
-      {"type", "user"},
-      {"version", 2}};
-  if (signing_key_.public_key() != account_) claims["issuer_account"] = account_;
-  std::string jwt = crypto::encode_jwt(
-      {.sub = user.public_key(), .name = "nex triggers " + workload_id, .nats = claims},
-      signing_key_);
-  return {std::move(jwt), user.seed()};
+  return sign("nex triggers " + workload_id,
+              {{"sub", {{"allow", subjects}}},
+               {"pub", {{"deny", {">"}}}},  // only answers, which "resp" allows
+               {"resp",
+                {{"max", 1},
+                 {"ttl", std::chrono::duration_cast<std::chrono::nanoseconds>(answer_window)
+                             .count()}}},
+               {"subs", static_cast<int64_t>(subjects.size())}});
 }
 
 std::chrono::milliseconds answer_window(const api::FunctionLimitsConfig& limits) {

@@ -30,7 +30,8 @@ namespace nex::node {
 
 struct NodeConfig;
 
-// Mints the per-function users (operator mode).
+// Mints the per-workload users (operator mode): a function's trigger user, and its
+// host-services users (hs::Server).
 class TriggerCredentials {
  public:
   // From the config's signing key file and the account of the node's own creds file; nullopt
@@ -47,6 +48,9 @@ class TriggerCredentials {
   // request it receives once, within `answer_window`.
   User mint(const std::string& workload_id, const std::vector<std::string>& subjects,
             std::chrono::milliseconds answer_window) const;
+  // A user named `name` that may do what `permissions` ("pub", "sub", "resp" claims) says; the
+  // host-services users of each workload are signed this way too.
+  User sign(const std::string& name, const nlohmann::json& permissions) const;
 
  private:
   TriggerCredentials(crypto::KeyPair key, std::string account)

@@ -409,6 +409,7 @@ Result<json> Node::try_deploy(const std::string& ns, std::string_view body,
     if (kept) (void)store_->erase(w->id);
     w->agent.sandbox->stop(1s);
     (void)internal_->remove_workload(w->id);
+    if (host_services_) host_services_->forget(w->id);
     return fail(std::move(err));
   };
   auto resp = internal_->request_agent(w->id, api::agent_subject::deploy(w->id),
@@ -544,6 +545,7 @@ void Node::remove_workload(const std::shared_ptr<Workload>& w, int code,
   // The answers the agent wrote before it ended go out; callers still waiting hear it stopped.
   if (channel) channel->close();
   (void)internal_->remove_workload(w->id);
+  if (host_services_) host_services_->forget(w->id);
   log_line("Workload undeployed name=" + w->name + " id=" + w->id + " (" + message + ")");
   publish_event(w->ns, api::event_type::kWorkloadUndeployed,
                 {{"workload_name", w->name}, {"code", code}, {"message", message}},

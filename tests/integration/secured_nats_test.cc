@@ -19,6 +19,7 @@
 #include "nats/connection.h"
 #include "nats/local_server.h"
 #include "node/node_config.h"
+#include "node/host_services/service.h"
 #include "node/trigger_route.h"
 #include "testing/cli.h"
 #include "testing/nats_server_fixture.h"
@@ -302,6 +303,64 @@ TEST_F(SecuredNats, TheUserANodeSignsMayTakeItsTriggersAndAnswerThemAndNothingEl
   EXPECT_FALSE(other.next(500ms)) << "it received on a subject it may not subscribe to";
   EXPECT_FALSE(trigger.next(200ms)) << "it published where it may only answer";
   EXPECT_GE(violations.load(), 1);
+}
+
+// In operator mode a workload's messaging goes out as a user the node signs for it, which the
+// server holds off every reserved subject, whatever the node's policy would have let through;
+// every host service keeps working.
+TEST_F(SecuredNats, InOperatorModeMessagingActsAsAUserHeldToTheWorkloadsOwnReach) {
+  fs::copy_file(fs::path(NEX_SOURCE_DIR) / "tests/fixtures/js/host_services.js",
+                home() / "hs.js");
+  ASSERT_NO_FATAL_FAILURE(
+      start_node({{"no_sandbox", true}, {"trigger_signing_key_file", account_key_file_}}));
+  EXPECT_NE(slurp(node_log_).find("Host services send each workload's messaging as a NATS user"),
+            std::string::npos);
+  auto devrun = nex({"--context", "ExpAdmin", "devrun", "./hs.js", "--trigger_subject=hs.secure"});
+  ASSERT_EQ(devrun.code, 0) << devrun.out;
+  auto admin = nats::Connection::connect({.urls = {server_->url()}, .creds_file = admin_creds_});
+  ASSERT_TRUE(admin);
+  auto call = [&](const json& op) -> json {
+    auto r = ask(*admin, "hs.secure", op.dump());
+    return r ? json::parse(*r, nullptr, false) : json{{"error", "no answer"}};
+  };
+  EXPECT_EQ(call({{"op", "kv.set"}, {"key", "k"}, {"value", "v"}})["success"], true)
+      << slurp(node_log_);
+  EXPECT_EQ(call({{"op", "kv.get"}, {"key", "k"}})["value"], "v");
+  EXPECT_EQ(call({{"op", "kv.keys"}}), json::array({"k"}));
+  EXPECT_EQ(call({{"op", "obj.put"}, {"name", "o"}, {"value", "ov"}})["size"], 2);
+  EXPECT_EQ(call({{"op", "obj.get"}, {"name", "o"}})["value"], "ov");
+  EXPECT_EQ(call({{"op", "pub"}, {"subject", "news.today"}, {"value", "x"}})["published"],
+            "news.today");
+
+  // The user as the node signs it: the server refuses what it may not do.
+  node::NodeConfig config;
+  config.trigger_signing_key_file = account_key_file_;
+  auto creds = node::TriggerCredentials::load(
+      config, {.urls = {server_->url()}, .creds_file = (dir_ / "ExpNode.creds").string()});
+  ASSERT_TRUE(creds && *creds);
+  std::atomic<int> violations{0};
+  auto login = [&](const json& permissions, const std::string& inbox) {
+    auto user = (*creds)->sign("probe", permissions);
+    return nats::Connection::connect({.urls = {server_->url()},
+                                      .nkey_seed = user.seed,
+                                      .user_jwt = user.jwt,
+                                      .inbox_prefix = inbox,
+                                      .on_async_error = [&](const Error&) { violations++; }});
+  };
+  ASSERT_OK_AND_ASSIGN(records, admin->subscribe_sync("$KV.NEX_NODES.>"));
+  ASSERT_OK_AND_ASSIGN(news, admin->subscribe_sync("news.>"));
+  ASSERT_OK(admin->flush());
+  node::hs::MessagingSettings settings;
+  auto messaging = login(node::hs::messaging_permissions(settings, "_INBOX.probe.m"),
+                         "_INBOX.probe.m");
+  ASSERT_TRUE(messaging) << messaging.error().message;
+  ASSERT_OK(messaging->publish("$KV.NEX_NODES.exp1", "forged"));
+  ASSERT_OK(messaging->publish("_INBOX.someone", "forged"));
+  ASSERT_OK(messaging->publish("news.today", "allowed"));
+  ASSERT_OK(messaging->flush());
+  EXPECT_FALSE(records.next(300ms)) << "the messaging user wrote the node directory";
+  EXPECT_TRUE(news.next(2s)) << "an allowed subject did not go out";
+  EXPECT_GE(violations.load(), 2);
 }
 
 TEST_F(SecuredNats, ASigningKeyThatIsNotAnAccountKeyStopsTheNodeNamingTheField) {

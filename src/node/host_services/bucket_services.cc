@@ -23,7 +23,7 @@ class Buckets {
       : settings_(settings), suffix_(std::move(suffix)) {}
 
   Result<Bucket> get(const Call& call) {
-    const std::string name = "hs_" + call.ns + "_" + call.workload + "_" + suffix_;
+    const std::string name = bucket_name(call.ns, call.workload, suffix_);
     NEX_RETURN_IF_ERROR(nats::validate_bucket_name(name));
     std::lock_guard lock(mu_);
     const auto key = std::make_pair(call.nc.raw(), name);
@@ -125,6 +125,10 @@ class ObjectStoreService : public Service {
 };
 
 }  // namespace
+
+std::string bucket_name(const std::string& ns, const std::string& workload, std::string_view kind) {
+  return "hs_" + ns + "_" + workload + "_" + std::string(kind);
+}
 
 std::unique_ptr<Service> make_kv_service(const BucketSettings& settings) {
   return std::make_unique<KeyValueService>(settings);

@@ -1,11 +1,12 @@
 // The messaging service: publish, request and requestMany on the workload's host-services NATS,
 // to subjects the node's policy allows (api::SubjectPolicy: nothing reserved unless granted).
+#include <algorithm>
 #include <chrono>
 
 #include "api/json_fields.h"
 #include "api/subject.h"
+#include "api/subject_policy.h"
 #include "core/encoding.h"
-#include "core/nuid.h"
 #include "node/host_services/service.h"
 
 namespace nex::node::hs {
@@ -69,7 +70,7 @@ class MessagingService : public Service {
   // Publishes once and gathers every answer until none came for the request timeout, or the
   // request-many time is up. The answer is a JSON array of the payloads, base64-encoded.
   Reply request_many(const Call& call, const std::string& subject) {
-    const std::string inbox = "_INBOX." + next_nuid();
+    const std::string inbox = call.nc.new_inbox();
     auto sub = call.nc.subscribe_sync(inbox);
     if (!sub) return reply_for(sub.error());
     if (auto st = call.nc.publish(subject, call.msg.data(), inbox); !st)
@@ -92,6 +93,22 @@ class MessagingService : public Service {
 };
 
 }  // namespace
+
+nlohmann::json messaging_permissions(const MessagingSettings& s, const std::string& inbox) {
+  json allow = s.allow_subjects;
+  for (const auto& g : s.policy.grants()) allow.push_back(g);
+  json deny = s.deny_subjects;
+  // The reserved space as NATS permissions can say it (they match whole tokens), less what a
+  // grant opens beneath it; the policy, checked first, also covers "$" tokens not listed here.
+  for (const char* reserved :
+       {"$SYS.>", "$JS.>", "$NEX.>", "$KV.>", "$O.>", "$SRV.>", "_INBOX.>", "_R_.>"}) {
+    const auto& grants = s.policy.grants();
+    if (std::none_of(grants.begin(), grants.end(),
+                     [&](const std::string& g) { return api::subject_covers(reserved, g); }))
+      deny.push_back(reserved);
+  }
+  return {{"pub", {{"allow", allow}, {"deny", deny}}}, {"sub", {{"allow", {inbox + ".>"}}}}};
+}
 
 std::unique_ptr<Service> make_messaging_service(const MessagingSettings& settings) {
   return std::make_unique<MessagingService>(settings);

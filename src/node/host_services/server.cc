@@ -107,7 +107,7 @@ void Server::serve(const nats::Message& msg) {
   } else if (auto it = services_.find(std::string(tokens[5])); it == services_.end()) {
     reply = error(kNotFound, "no host service '" + std::string(tokens[5]) +
                                  "' on this node (it may be disabled)");
-  } else if (auto nc = connection_for(caller->connection); !nc) {
+  } else if (auto nc = connection_for(id, *caller, std::string(tokens[5])); !nc) {
     reply = error(kUnavailable, "host services NATS: " + nc.error().message);
   } else {
     reply = it->second->handle({.ns = caller->ns,
@@ -130,6 +130,49 @@ void Server::serve(const nats::Message& msg) {
   (void)answer->set_header(kHeaderCode, std::to_string(reply.code));
   (void)answer->set_header(kHeaderMessage, reply.code == kOk ? "OK" : reply.message);
   (void)internal_->publish(*answer);
+}
+
+Result<nats::Connection> Server::connection_for(const std::string& workload_id,
+                                                const Caller& caller, const std::string& service) {
+  if (service == "messaging" && caller.connection.empty() && options_.node_connection.empty() &&
+      options_.sign_user)
+    return messaging_connection(workload_id, caller);
+  return connection_for(caller.connection);
+}
+
+Result<nats::Connection> Server::messaging_connection(const std::string& workload_id,
+                                                      const Caller& caller) {
+  std::lock_guard lock(conn_mu_);
+  if (auto it = workload_connections_.find(workload_id); it != workload_connections_.end())
+    return it->second;
+  const std::string inbox = "_INBOX.nexhs." + workload_id;
+  const std::string name = "nex host services messaging " + workload_id;
+  const SignedUser user =
+      options_.sign_user(name, messaging_permissions(options_.settings.messaging, inbox));
+  nats::ConnectOptions o = options_.control_options;
+  o.user.clear();
+  o.password.clear();
+  o.token.clear();
+  o.creds_file.clear();
+  o.nkey_seed = user.seed;
+  o.user_jwt = user.jwt;
+  o.inbox_prefix = inbox;
+  o.name = name;
+  o.on_disconnected = o.on_reconnected = o.on_closed = nullptr;
+  o.on_async_error = nullptr;
+  auto conn = nats::Connection::connect(o);
+  if (!conn) return fail(conn.error().wrap("a user of " + caller.name + "'s own"));
+  workload_connections_.emplace(workload_id, *conn);
+  return conn;
+}
+
+void Server::forget(const std::string& workload_id) {
+  std::optional<nats::Connection> closing;  // closed outside the lock
+  std::lock_guard lock(conn_mu_);
+  if (auto it = workload_connections_.find(workload_id); it != workload_connections_.end()) {
+    closing = std::move(it->second);
+    workload_connections_.erase(it);
+  }
 }
 
 Result<nats::Connection> Server::connection_for(const api::HostServicesConfig& requested) {

@@ -32,10 +32,22 @@ struct Caller {
   api::HostServicesConfig connection;  // from its deploy request; empty: the node's
 };
 
+// A NATS user the node signed (operator mode).
+struct SignedUser {
+  std::string jwt;
+  std::string seed;
+};
+
 struct ServerOptions {
   Settings settings;
   api::HostServicesConfig node_connection;  // the node config's host_services
   std::optional<nats::Connection> control;  // the node's own connection, the last resort
+  // Operator mode: signs a user named `name` with `permissions` ("pub"/"sub" claims). With it,
+  // a workload with no host-services connection of its own sends its messaging calls as a user
+  // of its own that the server holds to what that workload may publish (messaging_permissions),
+  // not on the node's connection. How to reach the server: `control_options`, less its login.
+  std::function<SignedUser(const std::string& name, const nlohmann::json& permissions)> sign_user;
+  nats::ConnectOptions control_options;
   std::filesystem::path creds_dir;          // where credentials files for connections go
   // The node's own ports (internal NATS, metrics), which HTTP requests never reach on this host.
   std::vector<NodePort> node_ports;
@@ -53,13 +65,19 @@ class Server {
   static Result<std::unique_ptr<Server>> start(ServerOptions options,
                                                const nats::Connection& internal);
   ~Server();
+  // The workload has gone: close the connections made for it.
+  void forget(const std::string& workload_id);
 
  private:
   explicit Server(ServerOptions options);
   void enqueue(nats::Message msg);
   void work();
   void serve(const nats::Message& msg);
+  Result<nats::Connection> connection_for(const std::string& workload_id, const Caller& caller,
+                                          const std::string& service);
   Result<nats::Connection> connection_for(const api::HostServicesConfig& config);
+  Result<nats::Connection> messaging_connection(const std::string& workload_id,
+                                                const Caller& caller);
 
   static constexpr size_t kThreads = 8;
   static constexpr size_t kMaxQueued = 1024;
@@ -71,6 +89,7 @@ class Server {
 
   std::mutex conn_mu_;
   std::map<std::string, nats::Connection> connections_;  // by URL and credentials
+  std::map<std::string, nats::Connection> workload_connections_;  // messaging, by workload id
 
   std::mutex mu_;
   std::condition_variable cv_;

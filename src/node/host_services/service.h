@@ -51,6 +51,15 @@ class Service {
   virtual Reply handle(const Call& call) = 0;
 };
 
+// The bucket of a workload's key-value ("kv") or object store ("obj") service.
+std::string bucket_name(const std::string& ns, const std::string& workload, std::string_view kind);
+
+// What the NATS user the node signs for one workload's messaging may do (operator mode), as the
+// "pub"/"sub" claims of its JWT: the allowed subjects and grants, never a reserved subject no
+// grant opens; replies reach it under `inbox` only. The server then enforces what the node's
+// policy checks first. (Buckets need no such user: the node names them, never the workload.)
+nlohmann::json messaging_permissions(const MessagingSettings& settings, const std::string& inbox);
+
 std::unique_ptr<Service> make_kv_service(const BucketSettings& settings);
 std::unique_ptr<Service> make_object_store_service(const BucketSettings& settings);
 std::unique_ptr<Service> make_messaging_service(const MessagingSettings& settings);
