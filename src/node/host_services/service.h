@@ -51,6 +51,13 @@ class Service {
   virtual Reply handle(const Call& call) = 0;
 };
 
+// The workload's own bucket for `kind` ("kv" or "obj"): hs_{ns}_{workload}_{kind} when neither
+// part holds '_' (the name buckets have always had), else hs_{ns}_{workload}_{hash}_{kind} with
+// 16 hex digits of SHA-256(ns NUL workload). Joined with '_' alone, "a_b"+"c" and "a"+"b_c" would
+// share a bucket; the suffixed form has at least five '_' and the plain one three, so no two
+// (namespace, workload) pairs get the same name.
+std::string bucket_name(std::string_view ns, std::string_view workload, std::string_view kind);
+
 std::unique_ptr<Service> make_kv_service(const BucketSettings& settings);
 std::unique_ptr<Service> make_object_store_service(const BucketSettings& settings);
 std::unique_ptr<Service> make_messaging_service(const MessagingSettings& settings);
