@@ -122,6 +122,13 @@ Result<DeployRequest> parse_deploy_request(std::string_view text) {
   FieldReader f(*j, "deploy request");
   DeployRequest r;
   f.string_list("argv", r.argv);
+  for (size_t i = 0; i < r.argv.size(); ++i) {
+    // execve() reads each argument up to its first NUL: ["echo","a\0b"] would run `echo a`.
+    if (r.argv[i].find('\0') != std::string::npos) {
+      const std::string field = "argv[" + std::to_string(i) + "]";
+      f.fail_field(field.c_str(), "holds a NUL byte, which would end that argument early");
+    }
+  }
   f.string("description", r.description);
   std::string type = "native";
   f.string("type", type);
@@ -185,6 +192,23 @@ Result<DeployRequest> parse_deploy_request(std::string_view text) {
     }
   }
   return r;
+}
+
+Status check_environment(const std::map<std::string, std::string>& env, std::string_view what) {
+  auto refuse = [&](const std::string& problem) -> Status {
+    return fail(ErrorCode::kInvalidArgument, std::string(what) + ": " + problem);
+  };
+  for (const auto& [key, value] : env) {
+    const std::string quoted = dump(key);  // JSON-quoted: a NUL shows as \u0000
+    if (key.empty()) return refuse("a key is empty");
+    if (key.find('\0') != std::string::npos)
+      return refuse("key " + quoted + " holds a NUL byte, which would end it early");
+    if (key.find('=') != std::string::npos)
+      return refuse("key " + quoted + " holds '=', which would make it another key and value");
+    if (value.find('\0') != std::string::npos)
+      return refuse("the value of " + quoted + " holds a NUL byte, which would end it early");
+  }
+  return {};
 }
 
 json to_json(const DeployRequest& r) {

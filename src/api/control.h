@@ -85,6 +85,11 @@ struct DeployRequest {
 // Accepts `location` as a string or as the marshalled Go URL object of 0.2.x clients.
 Result<DeployRequest> parse_deploy_request(std::string_view json);
 nlohmann::json to_json(const DeployRequest& r);
+// The workload environment's keys and values are usable as KEY=VALUE strings: no NUL byte
+// anywhere (it would end the string early), keys non-empty and without '='. The environment
+// travels sealed, so the node checks it once opened; `what` names it in messages.
+Status check_environment(const std::map<std::string, std::string>& env,
+                         std::string_view what = "environment");
 
 struct StopRequest {
   std::string workload_id;

@@ -6,6 +6,7 @@
 
 #include <cstdio>
 #include <fstream>
+#include <regex>
 
 #include "api/control.h"
 #include "api/signed_request.h"
@@ -16,6 +17,7 @@
 #include "core/elf_info.h"
 #include "core/encoding.h"
 #include "core/nuid.h"
+#include "crypto/digest.h"
 #include "crypto/jwt.h"
 #include "crypto/xkeys.h"
 #include "nats/object_store.h"
@@ -369,8 +371,64 @@ int devrun(const ConnectionFlags& flags, const DevrunOptions& o) {
                 *type, name, w);
 }
 
+// What `nex run` vouches for: the artifact as this CLI read it.
+struct Artifact {
+  std::string hash;  // hex SHA-256 of the bytes read
+  std::string head;  // the first bytes (up to 4), for its type
+};
+
+// Streams the artifact at `location`, hashing its bytes as they arrive. The hash signed is this
+// one, never the digest the bucket's metadata states: whoever can write that metadata must not
+// choose what the issuer vouches for. The bytes must still match the metadata's size and digest
+// (the node checks them against it), and a metadata without a digest is refused, since nothing
+// would then check what the node runs. `expected_hash` (the user's --hash), when given, must be
+// the bytes' hash too.
+Result<Artifact> read_artifact(const nats::ObjectStore& store, const api::Location& location,
+                               const std::string& expected_hash) {
+  const std::string where = location.to_string();
+  crypto::Sha256 sha;
+  Artifact a;
+  auto got = store.get(location.key, [&](std::string_view chunk) -> Status {
+    if (a.head.size() < 4) a.head.append(chunk.substr(0, 4 - a.head.size()));
+    sha.update(as_bytes(chunk));
+    return {};
+  });
+  if (!got && got.error().code == ErrorCode::kCorrupt) {
+    return fail(ErrorCode::kCorrupt, where +
+                                         ": its bytes do not match the size and SHA-256 digest "
+                                         "its metadata states, so nex will not vouch for them (" +
+                                         got.error().message + ")");
+  }
+  if (!got) return fail(got.error().wrap(where));
+  if (nats::digest_hex(got->digest).empty()) {
+    return fail(ErrorCode::kCorrupt,
+                where + ": its metadata states no SHA-256 digest, so no node could check the " +
+                    "bytes it runs; put the object again with a NATS client");
+  }
+  a.hash = hex_encode(sha.finish());
+  if (!expected_hash.empty() && a.hash != expected_hash) {
+    return fail(ErrorCode::kInvalidArgument,
+                where + ": its SHA-256 is " + a.hash + ", not the --hash " + expected_hash);
+  }
+  return a;
+}
+
+// --hash: 64 hex digits, compared in lower case; empty when not given.
+Result<std::string> parse_hash_flag(std::string hash) {
+  static const std::regex kHex("[0-9a-fA-F]{64}");
+  if (!hash.empty() && !std::regex_match(hash, kHex)) {
+    return fail(ErrorCode::kInvalidArgument,
+                "--hash must be 64 hex digits (the artifact's SHA-256, as sha256sum prints it), "
+                "got '" +
+                    hash + "'");
+  }
+  for (char& c : hash) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return hash;
+}
+
 struct RunOptions : WorkloadOptions {
-  std::string url;  // nats://BUCKET/key
+  std::string url;   // nats://BUCKET/key
+  std::string hash;  // the artifact's hex SHA-256, as the user knows it (optional)
   std::string node_id;
   std::string xkey_file;
   std::string issuer_file;
@@ -380,6 +438,8 @@ struct RunOptions : WorkloadOptions {
 int run(const ConnectionFlags& flags, const RunOptions& o) {
   auto location = api::parse_location(o.url);
   if (!location) return report(location.error());
+  auto expected_hash = parse_hash_flag(o.hash);
+  if (!expected_hash) return report(expected_hash.error());
   if (auto st = api::validate_workload_name(o.name); !st) return report(st.error());
   if (auto env = parse_env(o.env); !env) return report(env.error());
   auto issuer_seed = read_seed(o.issuer_file, "issuer key");
@@ -410,30 +470,18 @@ int run(const ConnectionFlags& flags, const RunOptions& o) {
     node = {o.node_id, pong->value("target_xkey", "")};
   }
 
-  // The artifact must exist; its digest is what the JWT vouches for, its first bytes its type.
+  // The artifact must exist; the hash of its bytes is what the JWT vouches for, its first bytes
+  // say its type.
   auto store = nats::ObjectStore::bind(*js, location->bucket);
-  if (!store) {
-    return report(store.error().wrap(flags.server));
-  }
-  auto info = store->info(location->key);
-  if (!info) return report(info.error().wrap(o.url));
-  auto type = api::parse_workload_type(o.type.empty() ? "native" : o.type);
-  if (o.type.empty()) {
-    std::string head;
-    constexpr ErrorCode kEnough = ErrorCode::kAlreadyExists;  // stops the read after one chunk
-    auto got = store->get(location->key, [&](std::string_view chunk) -> Status {
-      head.append(chunk.substr(0, 4));
-      return fail(kEnough, "");
-    });
-    if (!got && got.error().code != kEnough) return report(got.error().wrap(o.url));
-    type = detect_type(head, location->key);
-  }
+  if (!store) return report(store.error().wrap(flags.server));
+  auto artifact = read_artifact(*store, *location, *expected_hash);
+  if (!artifact) return report(artifact.error());
+  auto type = o.type.empty() ? detect_type(artifact->head, location->key)
+                             : api::parse_workload_type(o.type);
   if (!type) return report(type.error());
   if (queued)
-    return queue_deploy(*js, flags, *signer, *queued, *location, nats::digest_hex(info->digest),
-                        *type, o.name, o);
-  return deploy(*client, flags, *signer, node, *location, nats::digest_hex(info->digest), *type,
-                o.name, o);
+    return queue_deploy(*js, flags, *signer, *queued, *location, artifact->hash, *type, o.name, o);
+  return deploy(*client, flags, *signer, node, *location, artifact->hash, *type, o.name, o);
 }
 
 int stop(const ConnectionFlags& flags, const std::string& node_id, const std::string& workload_id,
@@ -524,10 +572,15 @@ void register_workload_commands(CLI::App& app, CommandAction& action, Connection
   run_cmd->add_option("--issuer", r->issuer_file, "issuer account seed file (SA...)")
       ->capture_default_str();
   run_cmd->add_option("--name", r->name, "workload name, [a-zA-Z0-9_-]+")->required();
+  run_cmd->add_option("--hash", r->hash,
+                      "the artifact's SHA-256 (64 hex digits) as you know it: the run is refused "
+                      "unless the object's bytes have it");
   run_cmd->add_flag("--queue", r->queue,
                     "NODE may be offline (a name or id): deliver the deploy durably, it runs when "
                     "the node connects");
   run_cmd->footer(
+      "Reads the whole object and signs the SHA-256 of its bytes (never the digest its metadata "
+      "states); refuses an object whose bytes do not match its metadata.\n"
       "Example: nex run --xkey=./keys/publisher.xk --issuer=./keys/issuer.nk --name=echoservice "
       "--description='This is the echo service' nats://MYFILES/echoservice NODE_ID "
       "nats_url=nats://127.0.0.1:4222");

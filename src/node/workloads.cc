@@ -52,6 +52,8 @@ Result<std::map<std::string, std::string>> open_environment(const api::DeployReq
     }
     env[it.key()] = it->get<std::string>();
   }
+  // Sealed, so only checked now: a NUL or '=' would change what the workload sees.
+  NEX_RETURN_IF_ERROR(api::check_environment(env, "decrypted environment"));
   return env;
 }
 

@@ -6,13 +6,16 @@
 #include <sys/wait.h>
 #include <nlohmann/json.hpp>
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <regex>
 #include <sstream>
 #include <thread>
 
+#include "core/encoding.h"
 #include "core/subprocess.h"
+#include "crypto/digest.h"
 #include "crypto/nkeys.h"
 #include "crypto/xkeys.h"
 #include "nats/connection.h"
@@ -441,6 +444,69 @@ TEST_F(CliNode, RunDeploysFromAnObjectStoreStatingEverything) {
   }
   CliResult usage = run({"nats://MYFILES/echoservice", node_});  // --name is required
   EXPECT_EQ(usage.code, 2) << usage.out;
+}
+
+// `nex run` vouches for the bytes it read, never for a digest the bucket's metadata states:
+// whoever can write that metadata must not choose the hash an issuer signs. The metadata is
+// rewritten here as an attacker would, with a plain JetStream publish.
+TEST_F(CliNode, RunSignsTheBytesItReadNotTheDigestInTheMetadata) {
+  ASSERT_OK_AND_ASSIGN(conn, nats::Connection::connect({.urls = {url_}}));
+  ASSERT_OK_AND_ASSIGN(js, nats::JetStream::create(conn));
+  ASSERT_OK_AND_ASSIGN(store, nats::ObjectStore::create(js, {.bucket = "MYFILES"}));
+  ASSERT_OK_AND_ASSIGN(good, store.put_file("echoservice", home() / "echoservice"));
+  auto tamper = [&](const std::string& key, const std::string& digest) {
+    ASSERT_OK_AND_ASSIGN(info, store.put_file(key, home() / "echoservice"));
+    info.digest = digest;
+    ASSERT_OK(js.publish("$O.MYFILES.M." + base64_encode(as_bytes(key), Base64::kUrl),
+                         nats::object_info_to_json(info)));
+  };
+  const std::string other = "evil bytes the attacker will put there later";
+  tamper("rewritten", "SHA-256=" + base64_encode(crypto::sha256(as_bytes(other)), Base64::kUrl));
+  tamper("blanked", "");  // no digest: nothing would check the bytes at all
+  std::atomic<int> deploys = 0;
+  ASSERT_OK_AND_ASSIGN(sub, conn.subscribe("$NEX.DEPLOY.>", [&](nats::Message) { ++deploys; }));
+  ASSERT_OK(conn.flush());
+
+  const fs::path keys = home() / "keys";
+  fs::create_directories(keys);
+  std::ofstream(keys / "issuer.nk") << crypto::KeyPair::create(crypto::KeyType::kAccount)->seed();
+  std::ofstream(keys / "publisher.xk") << crypto::XKey::create().seed();
+  auto run = [&](const std::string& key, std::vector<std::string> more = {}) {
+    std::vector<std::string> cmd = {
+        "run",           "--xkey=./keys/publisher.xk", "--issuer=./keys/issuer.nk",
+        "--name=" + key, "nats://MYFILES/" + key,      node_};
+    cmd.insert(cmd.end(), more.begin(), more.end());
+    return user(cmd);
+  };
+  const std::string good_hex = nats::digest_hex(good.digest);
+  struct Refusal {
+    std::string key;
+    std::vector<std::string> more;
+    std::string expect;
+  };
+  for (const Refusal& c : std::vector<Refusal>{
+           {"rewritten", {}, "nats://MYFILES/rewritten: its bytes do not match"},
+           {"blanked", {}, "nats://MYFILES/blanked: its metadata states no SHA-256 digest"},
+           {"echoservice",
+            {"--hash=" + std::string(64, 'a')},
+            "nats://MYFILES/echoservice: its SHA-256 is " + good_hex + ", not the --hash"},
+           {"echoservice", {"--hash=abc"}, "--hash must be 64 hex digits"},
+       }) {
+    CliResult r = run(c.key, c.more);
+    EXPECT_EQ(r.code, 1) << r.out;
+    EXPECT_NE(r.out.find(c.expect), std::string::npos) << c.expect << "\n" << r.out;
+  }
+  ASSERT_OK(conn.flush());
+  EXPECT_EQ(deploys, 0) << "a deploy request was sent for an artifact the CLI could not vouch for";
+  EXPECT_EQ(user({"node", "info", node_}).out.find("Name: "), std::string::npos);
+
+  // Good data deploys as before, with or without the user's own --hash.
+  CliResult ok = run("echoservice", {"--hash=" + good_hex});
+  ASSERT_EQ(ok.code, 0) << ok.out;
+  CliResult plain = run("echoservice");
+  ASSERT_EQ(plain.code, 0) << plain.out;
+  ASSERT_OK(conn.flush());
+  EXPECT_EQ(deploys, 2);
 }
 
 TEST_F(CliNode, LameduckTurnsNewWorkloadsAway) {

@@ -83,8 +83,10 @@ class HostServicesNodeTest : public testing::NodeTest {
   }
 
   // Asks the JavaScript function to do `op`; its answer, or {"error": the error reply}.
-  json js(const json& op) {
-    auto r = conn_->request("hs.js", op.dump(), 15s);
+  json js(const json& op) { return js_on("hs.js", op); }
+  // The same, for a JavaScript function triggered on `subject`.
+  json js_on(const std::string& subject, const json& op) {
+    auto r = conn_->request(subject, op.dump(), 15s);
     if (!r) return {{"transport_error", r.error().message}};
     if (auto e = r->header("Nats-Service-Error")) return {{"error", *e}};
     return json::parse(r->data());
@@ -157,6 +159,30 @@ TEST_F(HostServicesTest, KeyValueFromWebAssembly) {
   // Each workload has its own bucket: the JavaScript function's key is not here.
   js({{"op", "kv.set"}, {"key", "mine"}, {"value", "js"}});
   EXPECT_EQ(wasm("kv_get", "mine").substr(0, 5), "-404\n");
+}
+
+// Namespace "a_b" with workload "c" and namespace "a" with workload "b_c" join to the same
+// "a_b_c": their buckets must differ all the same, or one tenant reads the other's data.
+TEST_F(HostServicesTest, NamesThatJoinAlikeStillGetTheirOwnBuckets) {
+  struct Tenant {
+    std::string ns, name, trigger;
+  };
+  const Tenant tenants[] = {{"a_b", "c", "hs.ab.c"}, {"a", "b_c", "hs.a.bc"}};
+  for (const Tenant& t : tenants) {
+    json r = deploy(function_request(t.name, "hs.js", {t.trigger}), t.ns);
+    ASSERT_TRUE(r["error"].is_null()) << r.dump();
+  }
+  for (const Tenant& t : tenants) {
+    json set =
+        js_on(t.trigger, {{"op", "kv.set"}, {"key", "owner"}, {"value", t.ns + "/" + t.name}});
+    ASSERT_EQ(set["success"], true) << set.dump();
+    json put = js_on(t.trigger, {{"op", "obj.put"}, {"name", "owner"}, {"value", t.ns}});
+    ASSERT_EQ(put["name"], "owner") << put.dump();
+  }
+  for (const Tenant& t : tenants) {
+    EXPECT_EQ(js_on(t.trigger, {{"op", "kv.get"}, {"key", "owner"}})["value"], t.ns + "/" + t.name);
+    EXPECT_EQ(js_on(t.trigger, {{"op", "obj.get"}, {"name", "owner"}})["value"], t.ns);
+  }
 }
 
 TEST_F(HostServicesTest, ObjectStoreFromJavaScript) {

@@ -250,6 +250,18 @@ TEST_F(NodeRefusals, BadRequestsGetPreciseErrors) {
   expect_refused(with("location", "nats://NEXCLIFILES/script"), "not an ELF binary");
   expect_refused(with("location", "nats://NEXCLIFILES/arm64"),
                  "built for arm64, but this node runs x86-64");
+  // A NUL byte would end the string the workload sees early ("a\0b" runs as "a").
+  expect_refused(with("argv", {"-v", std::string("a\0b", 3)}), "field 'argv[1]' holds a NUL byte");
+  // The environment is sealed to the node: checked once the node has opened it.
+  const std::string url = server().url();
+  expect_refused(deploy_request("echoservice", {{"NATS_URL", url}, {"X", std::string("a\0b", 3)}}),
+                 "environment: the value of \"X\" holds a NUL byte");
+  expect_refused(deploy_request("echoservice", {{"NATS_URL", url}, {std::string("X\0Y", 3), "1"}}),
+                 "environment: key \"X\\u0000Y\" holds a NUL byte");
+  expect_refused(deploy_request("echoservice", {{"NATS_URL", url}, {"A=B", "1"}}),
+                 "environment: key \"A=B\" holds '='");
+  expect_refused(deploy_request("echoservice", {{"NATS_URL", url}, {"", "1"}}),
+                 "environment: a key is empty");
   expect_refused(with("hash", std::string(64, 'a')),
                  "artifact hash mismatch: the request vouches for aaaa");
   // Everything refused, the same node still deploys a good request.

@@ -56,6 +56,7 @@ TEST(DeployRequest, BadInputNamesTheField) {
   } cases[] = {
       {"argv", "not-a-list", "field 'argv' must be an array of strings"},
       {"argv", {1, 2}, "field 'argv' must be an array of strings"},
+      {"argv", {"-v", std::string("a\0b", 3)}, "field 'argv[1]' holds a NUL byte"},
       {"essential", "yes", "field 'essential' must be true or false"},
       {"location", removed, "field 'location' is required"},
       {"location", "http://x/y", "field 'location' must look like nats://BUCKET/key"},
@@ -85,6 +86,26 @@ TEST(DeployRequest, BadInputNamesTheField) {
   ASSERT_FALSE(not_json);
   EXPECT_EQ(not_json.error().message, "deploy request is not valid JSON");
   EXPECT_FALSE(parse_deploy_request("[]"));
+}
+
+// The environment arrives sealed, so it is checked apart from the request, once opened.
+TEST(DeployRequest, EnvironmentKeysAndValuesMustBeUsable) {
+  EXPECT_TRUE(check_environment({}));
+  EXPECT_TRUE(check_environment({{"NATS_URL", "nats://x"}, {"EMPTY", ""}, {"EQ", "a=b"}}));
+  struct Case {
+    std::map<std::string, std::string> env;
+    const char* expect;
+  } cases[] = {
+      {{{"X", std::string("a\0b", 3)}}, "environment: the value of \"X\" holds a NUL byte"},
+      {{{std::string("X\0Y", 3), "1"}}, "environment: key \"X\\u0000Y\" holds a NUL byte"},
+      {{{"A=B", "1"}}, "environment: key \"A=B\" holds '='"},
+      {{{"", "1"}}, "environment: a key is empty"},
+  };
+  for (const auto& c : cases) {
+    auto st = check_environment(c.env);
+    ASSERT_FALSE(st) << c.expect;
+    EXPECT_NE(st.error().message.find(c.expect), std::string::npos) << st.error().message;
+  }
 }
 
 TEST(StopRequest, RequiresIdAndJwt) {

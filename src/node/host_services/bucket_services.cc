@@ -1,11 +1,14 @@
 // The key-value and object store services: each workload gets its own buckets,
-// hs_{ns}_{workload}_kv and hs_{ns}_{workload}_obj, created on first use with the configured
-// size limit. The bucket name comes from the caller's identity as the node knows it, never from
-// the request, so a workload cannot name another's bucket.
+// hs_{ns}_{workload}_kv and hs_{ns}_{workload}_obj (with a hash suffix when a part holds '_', see
+// bucket_name), created on first use with the configured size limit. The bucket name comes from the
+// caller's identity as the node knows it, never from the request, so a workload cannot name
+// another's bucket.
 #include <map>
 #include <mutex>
 
 #include "api/json_fields.h"
+#include "core/encoding.h"
+#include "crypto/digest.h"
 #include "nats/key_value.h"
 #include "nats/object_store.h"
 #include "node/host_services/service.h"
@@ -126,8 +129,14 @@ class ObjectStoreService : public Service {
 
 }  // namespace
 
-std::string bucket_name(const std::string& ns, const std::string& workload, std::string_view kind) {
-  return "hs_" + ns + "_" + workload + "_" + std::string(kind);
+std::string bucket_name(std::string_view ns, std::string_view workload, std::string_view kind) {
+  std::string name = "hs_" + std::string(ns) + "_" + std::string(workload) + "_";
+  if (ns.find('_') != std::string_view::npos || workload.find('_') != std::string_view::npos) {
+    // The NUL keeps ("a_b", "c") and ("a", "b_c") apart in the hash, as '_' does not in the name.
+    const std::string parts = std::string(ns) + '\0' + std::string(workload);
+    name += hex_encode(crypto::sha256(as_bytes(parts))).substr(0, 16) + "_";
+  }
+  return name + std::string(kind);
 }
 
 std::unique_ptr<Service> make_kv_service(const BucketSettings& settings) {

@@ -51,8 +51,12 @@ class Service {
   virtual Reply handle(const Call& call) = 0;
 };
 
-// The bucket of a workload's key-value ("kv") or object store ("obj") service.
-std::string bucket_name(const std::string& ns, const std::string& workload, std::string_view kind);
+// The workload's own bucket for `kind` ("kv" or "obj"): hs_{ns}_{workload}_{kind} when neither
+// part holds '_' (the name buckets have always had), else hs_{ns}_{workload}_{hash}_{kind} with
+// 16 hex digits of SHA-256(ns NUL workload). Joined with '_' alone, "a_b"+"c" and "a"+"b_c" would
+// share a bucket; the suffixed form has at least five '_' and the plain one three, so no two
+// (namespace, workload) pairs get the same name.
+std::string bucket_name(std::string_view ns, std::string_view workload, std::string_view kind);
 
 // What the NATS user the node signs for one workload's messaging may do (operator mode), as the
 // "pub"/"sub" claims of its JWT: the allowed subjects and grants, never a reserved subject no
