@@ -1,6 +1,7 @@
 // `nex cmd`: durable commands to nodes by name (steward, seed 004). `send` files a signed command
 // on JetStream and waits for its result; `inbox` sends what is appended to a file, as steward's
 // inmsg.txt; `ls`, `result` and `log` read what nodes filed, even long after.
+#include <fmt/format.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -20,6 +21,7 @@
 #include "commands/store.h"
 #include "core/clock.h"
 #include "core/nuid.h"
+#include "core/terminal_text.h"
 
 namespace nex::cli {
 namespace {
@@ -130,15 +132,20 @@ Result<std::vector<cmds::Command>> parse_drafts(std::string_view text, const std
   return out;
 }
 
+// A command's output, as its program wrote it on the node: lines and tabs kept, other control
+// characters escaped (core/terminal_text.h); `--json` has it exactly.
 void print_result(const cmds::CommandResult& r, bool several) {
-  const std::string who = several ? "[" + r.node + "] " : "";
-  if (!r.stdout_text.empty()) std::printf("%s%s", who.c_str(), r.stdout_text.c_str());
+  const std::string node = terminal_safe(r.node);
+  const std::string who = several ? "[" + node + "] " : "";
+  const std::string out = terminal_safe(r.stdout_text, LineBreaks::kKeep);
+  const std::string err = terminal_safe(r.stderr_text, LineBreaks::kKeep);
+  if (!out.empty()) std::printf("%s%s", who.c_str(), out.c_str());
   if (r.stdout_truncated) std::printf("%s(stdout truncated)\n", who.c_str());
-  if (!r.stderr_text.empty()) std::fprintf(stderr, "%s%s", who.c_str(), r.stderr_text.c_str());
+  if (!err.empty()) std::fprintf(stderr, "%s%s", who.c_str(), err.c_str());
   if (r.stderr_truncated) std::fprintf(stderr, "%s(stderr truncated)\n", who.c_str());
   if (r.status != cmds::status::kDone) {
-    std::fprintf(stderr, "nex: %s on %s: %s%s%s\n", r.status.c_str(), r.node.c_str(),
-                 r.reason.c_str(), r.attempt > 1 ? " (attempt " : "",
+    std::fprintf(stderr, "nex: %s on %s: %s%s%s\n", terminal_safe(r.status).c_str(), node.c_str(),
+                 terminal_safe(r.reason).c_str(), r.attempt > 1 ? " (attempt " : "",
                  r.attempt > 1 ? (std::to_string(r.attempt) + ")").c_str() : "");
   }
 }
@@ -371,7 +378,8 @@ int cmd_inbox(const ConnectionFlags& flags, const std::string& path) {
       if (flags.json) {
         std::printf("%s\n", cmds::to_json(*r).dump().c_str());
       } else {
-        std::printf("result %s from %s: %s%s\n", r->id.c_str(), r->node.c_str(), r->status.c_str(),
+        std::printf("result %s from %s: %s%s\n", terminal_safe(r->id).c_str(),
+                    terminal_safe(r->node).c_str(), terminal_safe(r->status).c_str(),
                     r->exit_code ? (" (exit " + std::to_string(*r->exit_code) + ")").c_str() : "");
         print_result(*r, true);
       }
@@ -588,20 +596,25 @@ int cmd_log(const ConnectionFlags& flags, const ListOptions& o) {
       std::string args;
       for (const auto& a : m.value("methodArgs", m.value("data", json::array())))
         args += " " + a.get<std::string>();
-      std::printf("%s  %s -> %s  sent     %s %s%s (from %s, issuer %s)\n",
-                  j["at"].get<std::string>().c_str(), m.value("id", "").c_str(),
-                  m.value("toNode", "").c_str(), m.value("commandOrEvent", "").c_str(),
-                  m.value("method", "").c_str(), args.c_str(), m.value("fromNode", "").c_str(),
-                  m.value("issuer", "").substr(0, 8).c_str());
+      std::printf("%s\n",
+                  terminal_safe(fmt::format("{}  {} -> {}  sent     {} {}{} (from {}, issuer {})",
+                                            j["at"].get<std::string>(), m.value("id", ""),
+                                            m.value("toNode", ""), m.value("commandOrEvent", ""),
+                                            m.value("method", ""), args, m.value("fromNode", ""),
+                                            m.value("issuer", "").substr(0, 8)))
+                      .c_str());
     } else {
       const auto& r = j["result"];
-      std::printf("%s  %s <- %s  %-8s attempt %lld%s%s\n", j["at"].get<std::string>().c_str(),
-                  r.value("id", "").c_str(), r.value("node", "").c_str(),
-                  r.value("status", "").c_str(), static_cast<long long>(r.value("attempt", 1LL)),
-                  r.contains("exit_code")
-                      ? (" exit " + std::to_string(r.value("exit_code", 0))).c_str()
-                      : "",
-                  r.contains("reason") ? (": " + r.value("reason", "")).c_str() : "");
+      std::printf(
+          "%s\n",
+          terminal_safe(
+              fmt::format(
+                  "{}  {} <- {}  {:<8} attempt {}{}{}", j["at"].get<std::string>(),
+                  r.value("id", ""), r.value("node", ""), r.value("status", ""),
+                  r.value("attempt", 1LL),
+                  r.contains("exit_code") ? " exit " + std::to_string(r.value("exit_code", 0)) : "",
+                  r.contains("reason") ? ": " + r.value("reason", "") : ""))
+              .c_str());
     }
   }
   return 0;

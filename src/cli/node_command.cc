@@ -11,6 +11,7 @@
 #include "cli/control_client.h"
 #include "cli/table.h"
 #include "core/clock.h"
+#include "core/terminal_text.h"
 #include "node/node.h"
 
 namespace nex::cli {
@@ -62,7 +63,8 @@ Result<ControlClient> connect_control(const ConnectionFlags& flags) {
 }
 
 int report(const Error& e) {
-  std::fprintf(stderr, "nex: %s\n", e.message.c_str());
+  // Errors carry what nodes and workloads answered (a function's compile error, say).
+  std::fprintf(stderr, "nex: %s\n", terminal_safe(e.message, LineBreaks::kKeep).c_str());
   return 1;
 }
 
@@ -80,13 +82,15 @@ std::string tags_text(const nlohmann::json& tags) {
     if (!out.empty()) out += ", ";
     out += it.key() + "=" + (it->is_string() ? it->get<std::string>() : it->dump());
   }
-  return out;
+  return terminal_safe(out);
 }
 
+// What a node answered in field `key`, for the terminal (escaped: a node speaks for its
+// workloads, whose names and descriptions anyone deploying chose).
 std::string str(const nlohmann::json& j, const char* key) {
   auto it = j.find(key);
   if (it == j.end()) return "";
-  return it->is_string() ? it->get<std::string>() : it->dump();
+  return terminal_safe(it->is_string() ? it->get<std::string>() : it->dump());
 }
 
 int node_ls(const ConnectionFlags& flags, bool full) {

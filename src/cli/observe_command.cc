@@ -1,5 +1,7 @@
 // `nex logs` and `nex events`: follow what workloads write and what nodes report, live, one
-// line each (coloured on a terminal) until Ctrl-C; `--json` prints the messages as they arrive.
+// line each (coloured on a terminal) until Ctrl-C; `--json` prints the messages as JSON. What
+// workloads wrote is shown with its control characters escaped (core/terminal_text.h), so a
+// line is one line and cannot drive the terminal; `nex logs --raw` prints the text as sent.
 #include <signal.h>
 #include <unistd.h>
 
@@ -12,6 +14,7 @@
 #include "api/json_fields.h"
 #include "api/subject.h"
 #include "cli/commands.h"
+#include "core/terminal_text.h"
 
 namespace nex::cli {
 namespace {
@@ -47,6 +50,19 @@ std::string clock_now() {
   std::snprintf(buf, sizeof buf, "%02d:%02d:%02d.%03d", tm.tm_hour, tm.tm_min, tm.tm_sec,
                 static_cast<int>(ms));
   return buf;
+}
+
+// A message as one line of JSON, every character outside ASCII escaped: the JSON parser lets DEL
+// and C1 controls through in strings, and a terminal would act on them.
+void print_json(const json& j) {
+  std::printf("%s\n", j.dump(-1, ' ', true, json::error_handler_t::replace).c_str());
+}
+
+// Field `key` of `j` for the terminal: a string as it is, anything else as JSON; escaped.
+std::string shown(const json& j, const char* key) {
+  auto it = j.find(key);
+  if (it == j.end()) return "";
+  return terminal_safe(it->is_string() ? it->get<std::string>() : it->dump());
 }
 
 // A filter value becomes one subject token: it must not be empty or hold '.', '*', '>' or space.
@@ -126,6 +142,7 @@ struct LogsOptions {
   std::string workload_name = "*";
   std::string workload_id = "*";
   std::string level = "trace";
+  bool raw = false;  // the text as the workload sent it, control characters and all
 };
 
 int logs(const ConnectionFlags& flags, const LogsOptions& o) {
@@ -145,24 +162,30 @@ int logs(const ConnectionFlags& flags, const LogsOptions& o) {
         const json& level = line->contains("level") ? (*line)["level"] : json("info");
         const int rank = level_rank(level);
         if (rank < min_rank) return;
-        if (flags.json) {
+        if (flags.json && o.raw) {
           std::printf("%.*s\n", static_cast<int>(m.data().size()), m.data().data());
           return;
         }
-        // $NEX.logs.{ns}.{node}.{name}.{id}
+        if (flags.json) return print_json(*line);
+        // $NEX.logs.{ns}.{node}.{name}.{id}; a subject token may hold control characters too.
         const auto t = api::subject_tokens(m.subject());
         if (t.size() != 6) return;
-        const std::string node(t[3]), name(t[4]), id(t[5]);
+        const std::string node = terminal_safe(t[3]), name = terminal_safe(t[4]),
+                          id = terminal_safe(t[5]);
         const char* colour = rank >= 4   ? p.red()
                              : rank == 3 ? p.yellow()
                              : rank == 2 ? p.green()
                                          : p.dim();
         std::string label = kLevels[static_cast<size_t>(rank)];
         for (char& c : label) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-        const std::string text = line->value("text", "");
-        std::printf("%s %s%-5s%s %s%s%s %s(%s on %.8s)%s %s\n", clock_now().c_str(), colour,
+        const auto sent = line->find("text");
+        const std::string text = o.raw && sent != line->end() && sent->is_string()
+                                     ? sent->get<std::string>()
+                                     : shown(*line, "text");
+        std::printf("%s %s%-5s%s %s%s%s %s(%s on %.8s)%s %.*s\n", clock_now().c_str(), colour,
                     label.c_str(), p.reset(), p.cyan(), name.c_str(), p.reset(), p.dim(),
-                    id.c_str(), node.c_str(), p.reset(), text.c_str());
+                    id.c_str(), node.c_str(), p.reset(), static_cast<int>(text.size()),
+                    text.c_str());
       });
 }
 
@@ -171,12 +194,12 @@ int logs(const ConnectionFlags& flags, const LogsOptions& o) {
 
 // "key=value key2='two words'" from an event's data.
 std::string data_text(const json& data) {
-  if (!data.is_object()) return data.is_null() ? "" : data.dump();
+  if (!data.is_object()) return data.is_null() ? "" : terminal_safe(data.dump());
   std::string out;
   for (auto it = data.begin(); it != data.end(); ++it) {
-    std::string v = it->is_string() ? it->get<std::string>() : it->dump();
+    std::string v = terminal_safe(it->is_string() ? it->get<std::string>() : it->dump());
     if (v.find_first_of(" \t") != std::string::npos || v.empty()) v = "'" + v + "'";
-    out += (out.empty() ? "" : " ") + it.key() + "=" + v;
+    out += (out.empty() ? "" : " ") + terminal_safe(it.key()) + "=" + v;
   }
   return out;
 }
@@ -199,13 +222,10 @@ int events(const ConnectionFlags& flags, const std::string& type) {
     subjects.push_back(api::events_subject(api::kSystemNamespace, type));
   const Palette p = palette();
   return follow(flags, subjects, [&](const nats::Message& m) {
-    if (flags.json) {
-      std::printf("%.*s\n", static_cast<int>(m.data().size()), m.data().data());
-      return;
-    }
     auto event = api::FieldReader::parse_object(m.data(), "event");
     if (!event) return;
-    const std::string t = event->value("type", "");
+    if (flags.json) return print_json(*event);
+    const std::string t = shown(*event, "type");
     const bool bad = t == api::event_type::kWorkloadCrashLoop ||
                      t == api::event_type::kFunctionExecFailed ||
                      t == api::event_type::kNodeStopped;
@@ -214,8 +234,8 @@ int events(const ConnectionFlags& flags, const std::string& type) {
                 bad    ? p.red()
                 : good ? p.green()
                        : p.yellow(),
-                t.c_str(), p.reset(), p.dim(), event->value("namespace", "").c_str(),
-                event->value("source", "").c_str(), p.reset(),
+                t.c_str(), p.reset(), p.dim(), shown(*event, "namespace").c_str(),
+                shown(*event, "source").c_str(), p.reset(),
                 data_text(event->value("data", json())).c_str());
   });
 }
@@ -231,6 +251,9 @@ void register_observe_commands(CLI::App& app, CommandAction& action, ConnectionF
   lg->add_option("--level", lo->level, "lowest level shown")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))
       ->capture_default_str();
+  lg->add_flag("--raw", lo->raw,
+               "print the text as the workload sent it; otherwise newlines, escape sequences and "
+               "other control characters are shown escaped (\\n, \\x1b)");
   lg->footer("Reads $NEX.logs.{namespace}.{node}.{workload_name}.{workload_id}.");
   on_parsed(lg, action, [lo, &flags] { return logs(flags, *lo); });
 

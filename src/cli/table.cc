@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "core/terminal_text.h"
+
 namespace nex::cli {
 namespace {
 
@@ -20,7 +22,13 @@ std::string repeat(const char* piece, size_t n) {
 }  // namespace
 
 std::string render_table(const std::string& title, const std::vector<std::string>& header,
-                         const std::vector<std::vector<std::string>>& rows) {
+                         const std::vector<std::vector<std::string>>& cells) {
+  // Cells hold what nodes answered (names, tags, commands' arguments): one line each, inert.
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& r : cells) {
+    rows.emplace_back();
+    for (const auto& cell : r) rows.back().push_back(terminal_safe(cell));
+  }
   std::vector<size_t> w(header.size());
   for (size_t c = 0; c < header.size(); ++c) {
     w[c] = width(header[c]);

@@ -17,6 +17,7 @@
 #include "core/elf_info.h"
 #include "core/encoding.h"
 #include "core/nuid.h"
+#include "core/terminal_text.h"
 #include "crypto/digest.h"
 #include "crypto/jwt.h"
 #include "crypto/xkeys.h"
@@ -204,7 +205,7 @@ void print_accepted(const ConnectionFlags& flags, const std::string& name, const
   } else {
     std::printf(
         "🚀 Workload '%s' accepted. You can now refer to this workload with ID: %s on node %s\n",
-        name.c_str(), run.value("id", "").c_str(), node.c_str());
+        name.c_str(), terminal_safe(run.value("id", "")).c_str(), node.c_str());
   }
 }
 
@@ -364,7 +365,7 @@ int devrun(const ConnectionFlags& flags, const DevrunOptions& o) {
       if (m.value("workload", json::object()).value("name", "") != name) continue;
       const std::string id = m.value("id", "");
       if (send_stop(*client, flags, signer->issuer, node.node_id, id, name))
-        std::printf("Stopped the previous '%s' (%s)\n", name.c_str(), id.c_str());
+        std::printf("Stopped the previous '%s' (%s)\n", name.c_str(), terminal_safe(id).c_str());
     }
   }
   return deploy(*client, flags, *signer, node, {kDevBucket, name}, nats::digest_hex(put->digest),

@@ -313,6 +313,7 @@ void Node::maintenance_loop() {
       }
     }
     restart_due(all, now);
+    for (auto& w : all) report_dropped_logs(*w, now, /*final=*/false);
     retry_restores(now);
     relay_->expire(now);
     for (auto& channel : channels) channel->expire(now);

@@ -127,7 +127,12 @@ class Node {
 
   // Agents.
   std::shared_ptr<Workload> find_workload(const std::string& workload_id);
+  // A line of a workload's output: within its rate limit (LogLimiter), cut to the line bound,
+  // republished on $NEX.logs.
   void on_agent_log(nats::Message msg);
+  // The lines dropped over its rate limit, told in its log (at most once per second, or now
+  // when `final`: it is going).
+  void report_dropped_logs(Workload& w, std::chrono::steady_clock::time_point now, bool final);
   void on_agent_event(nats::Message msg);
   // A function's invocations, reported in batches (hostint.{id}.invocations): counted, and
   // republished one by one as function_exec_* events.

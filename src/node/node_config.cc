@@ -19,6 +19,11 @@ namespace {
 // NATS); past the upper bound the cap would bound nothing a node could afford.
 constexpr int64_t kMinGatewayConnections = 4;
 constexpr int64_t kMaxGatewayConnections = 65536;
+// Workload logs: a line must carry a useful message, and stay well inside a NATS payload (1 MB
+// by default) once it is wrapped in JSON with its escapes.
+constexpr int64_t kMinLogLineBytes = 64;
+constexpr int64_t kMaxLogLineBytes = 256 * 1024;
+constexpr int64_t kMaxLogLinesPerSecond = 1'000'000;
 
 // Runs `body` on the sub-object `field` when present; reports a non-object on the parent.
 Status read_object(FieldReader& parent, const char* field,
@@ -31,6 +36,24 @@ Status read_object(FieldReader& parent, const char* field,
   }
   FieldReader r(*v, std::string("node config: ") + field);
   return body(r);
+}
+
+Status read_workload_logs(FieldReader& r, WorkloadLogLimits& l) {
+  r.no_unknown_fields({"lines_per_second", "burst", "max_line_bytes"});
+  r.integer("lines_per_second", l.lines_per_second);
+  r.integer("burst", l.burst);
+  r.integer("max_line_bytes", l.max_line_bytes);
+  if (l.lines_per_second < 1 || l.lines_per_second > kMaxLogLinesPerSecond)
+    r.fail_field("lines_per_second",
+                 fmt::format("must be between 1 and {} lines per second", kMaxLogLinesPerSecond));
+  if (l.burst < 1 || l.burst > 100 * kMaxLogLinesPerSecond)
+    r.fail_field("burst", fmt::format("must be between 1 and {} lines (the most a workload may "
+                                      "write at once after a quiet spell)",
+                                      100 * kMaxLogLinesPerSecond));
+  if (l.max_line_bytes < kMinLogLineBytes || l.max_line_bytes > kMaxLogLineBytes)
+    r.fail_field("max_line_bytes", fmt::format("must be between {} and {} bytes", kMinLogLineBytes,
+                                               kMaxLogLineBytes));
+  return r.status();
 }
 
 }  // namespace
@@ -66,6 +89,7 @@ Result<NodeConfig> parse_node_config(std::string_view text) {
                        "microvm_accelerator",
                        "microvm_gateway_max_connections",
                        "node_limits",
+                       "workload_logs",
                        "deny_trigger_subjects",
                        "subject_grants",
                        "agent_handshake_timeout_ms",
@@ -176,6 +200,8 @@ Result<NodeConfig> parse_node_config(std::string_view text) {
     }
     return r.status();
   }));
+  NEX_RETURN_IF_ERROR(read_object(
+      f, "workload_logs", [&](FieldReader& r) { return read_workload_logs(r, c.workload_logs); }));
   f.string_list("deny_trigger_subjects", c.deny_trigger_subjects);
   std::vector<std::string> grants;
   f.string_list("subject_grants", grants);

@@ -29,6 +29,14 @@ struct NodeLimits {
   int64_t max_workload_bytes = 0;  // one artifact; 0 = unlimited
 };
 
+// ours: what one workload may put on $NEX.logs, enforced by the node (docs/logs.md). Lines over
+// the rate are dropped, and the workload's log says how many once a second.
+struct WorkloadLogLimits {
+  int64_t lines_per_second = 1000;  // the bucket's refill rate
+  int64_t burst = 5000;             // lines at once after a quiet spell (the bucket's size)
+  int64_t max_line_bytes = 16384;   // a longer line is cut there, and marked as cut
+};
+
 struct NodeConfig {
   // The name commands address this node by ($NEX.cmd.{node_name}...) and `nex node ls` shows;
   // empty: the host name.
@@ -67,6 +75,7 @@ struct NodeConfig {
   // and its workload's, to the internal NATS and to exposed host ports); more are closed.
   int64_t microvm_gateway_max_connections = 64;
   NodeLimits node_limits;
+  WorkloadLogLimits workload_logs;
   // ours: ports on the host's loopback of NATS servers that a sandboxed workload's NATS_URL may
   // name (forwarded into its sandbox), besides those the node itself connects to. Any other
   // loopback port a deploy lists is refused: it could be any service of the host.

@@ -11,6 +11,7 @@
 
 #include "api/agent.h"
 #include "api/subject.h"
+#include "node/log_limiter.h"
 #include "node/node.h"
 #include "node/trigger_channel.h"
 
@@ -41,6 +42,8 @@ struct Node::Workload {
   std::atomic<int64_t> invocations{0};       // functions: answered triggers
   std::atomic<int64_t> runtime_ns{0};        // functions: their total run time in the agent
   NodeMetrics::Function metrics;             // functions: their Prometheus series
+  std::optional<LogLimiter> logs;            // what it may put on $NEX.logs (set at deploy)
+  metrics::Series* logs_dropped = nullptr;   // lines LogLimiter dropped, for Prometheus
 };
 
 // A deploy request whose signature, binding and issuer the node has checked.

@@ -17,6 +17,8 @@ NodeMetrics::NodeMetrics() {
                2.5, 5});
   r.counter("nex_host_service_calls_total", "Host-service calls, by service and answer code.");
   r.counter("nex_agent_restarts_total", "Restarts of essential workloads that exited.");
+  r.counter("nex_workload_log_lines_dropped_total",
+            "Log lines of a workload dropped over the rate limit (node config workload_logs).");
   r.gauge("nex_command_queue_depth",
           "Durable commands filed for this node and not finished, by method.");
   r.counter("nex_nats_reconnects_total", "Reconnects of the node's NATS connections.");
@@ -46,6 +48,12 @@ void NodeMetrics::host_service_call(const std::string& service, int code) {
 
 void NodeMetrics::agent_restart(const std::string& ns, const std::string& workload) {
   registry_.add("nex_agent_restarts_total", {{"namespace", ns}, {"workload", workload}});
+}
+
+metrics::Series* NodeMetrics::log_lines_dropped(const std::string& ns, const std::string& workload,
+                                                const std::string& type) {
+  return registry_.series("nex_workload_log_lines_dropped_total",
+                          {{"namespace", ns}, {"workload", workload}, {"type", type}});
 }
 
 void NodeMetrics::reconnect(const std::string& connection) {

@@ -1,6 +1,7 @@
 // What a node counts for Prometheus (`nex node up --metrics ADDR`, docs/metrics.md): deploys,
-// function invocations and their run times, host-service calls, essential restarts and NATS
-// reconnects as they happen; workloads, warm agents and command queues read at each scrape.
+// function invocations and their run times, host-service calls, essential restarts, log lines
+// dropped over the rate limit and NATS reconnects as they happen; workloads, warm agents and
+// command queues read at each scrape.
 #pragma once
 
 #include <cstdint>
@@ -28,6 +29,9 @@ class NodeMetrics {
   Function function(const std::string& ns, const std::string& workload, const std::string& type);
   void host_service_call(const std::string& service, int code);
   void agent_restart(const std::string& ns, const std::string& workload);
+  // A workload's count of log lines dropped over its rate limit, looked up once (at deploy).
+  metrics::Series* log_lines_dropped(const std::string& ns, const std::string& workload,
+                                     const std::string& type);
   void reconnect(const std::string& connection);
 
   metrics::Registry& registry() { return registry_; }

@@ -30,6 +30,15 @@ constexpr auto kUndeployGrace = 5s;
 // An essential workload that fails more often is in a crash loop.
 constexpr int kMaxRestarts = 5;
 
+// The levels workloads log at (the agent's, and those of Nex's own agents); any other is "info",
+// so that what a workload sends as a level cannot be text of its own in the log stream.
+bool known_log_level(const std::string& level) {
+  for (const char* l : {"trace", "debug", "info", "warn", "error"}) {
+    if (level == l) return true;
+  }
+  return false;
+}
+
 Result<std::map<std::string, std::string>> open_environment(const api::DeployRequest& req,
                                                             const crypto::XKey& node_xkey) {
   std::map<std::string, std::string> env;
@@ -389,6 +398,8 @@ Result<json> Node::try_deploy(const std::string& ns, std::string_view body,
   w->bytes = size;
   if (api::is_function(w->type))
     w->metrics = metrics_.function(ns, name, std::string(api::to_string(w->type)));
+  w->logs.emplace(options_.config.workload_logs, std::chrono::steady_clock::now());
+  w->logs_dropped = metrics_.log_lines_dropped(ns, name, std::string(api::to_string(w->type)));
   w->essential = req->essential;
   w->request = areq;
   w->agent = std::move(*agent);
@@ -540,6 +551,8 @@ void Node::remove_workload(const std::shared_ptr<Workload>& w, int code,
     triggers = std::move(w->triggers);
     channel = w->channel;
   }
+  // Its last lines were handled (undeploy waits for them): the last drops are told before it goes.
+  report_dropped_logs(*w, std::chrono::steady_clock::now(), /*final=*/true);
   // Stopped or ended: it does not come back. A node shutting down keeps them all.
   if (!stopped_) (void)store_->erase(w->id);
   triggers.clear();  // no new invocations reach the agent
@@ -565,6 +578,12 @@ std::shared_ptr<Node::Workload> Node::find_workload(const std::string& workload_
 void Node::on_agent_log(nats::Message msg) {
   auto w = find_workload(token(msg.subject(), 1));
   if (!w) return;
+  // Counted against the workload's rate before anything is read, so a flood costs the node
+  // little more than this lookup per line.
+  if (!w->logs->admit(std::chrono::steady_clock::now())) {
+    w->logs_dropped->add();
+    return;
+  }
   auto j = api::FieldReader::parse_object(msg.data(), "log");
   if (!j) return;
   api::FieldReader f(*j, "log");
@@ -573,7 +592,14 @@ void Node::on_agent_log(nats::Message msg) {
   f.string("text", text);
   f.string("level", level);
   if (!f.status()) return;
+  if (!known_log_level(level)) level = "info";
+  w->logs->bound_line(text);
   publish_workload_log(w->ns, w->name, w->id, level, text);
+}
+
+void Node::report_dropped_logs(Workload& w, std::chrono::steady_clock::time_point now, bool final) {
+  if (auto dropped = w.logs->take_dropped(now, final))
+    publish_workload_log(w.ns, w.name, w.id, "warn", w.logs->notice(*dropped));
 }
 
 void Node::publish_workload_log(const std::string& ns, const std::string& name,

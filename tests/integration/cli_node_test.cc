@@ -549,6 +549,30 @@ TEST_F(CliNode, LogsFiltersByLevelAndPrintsRawJson) {
   EXPECT_NE(type.out.find("workload_deployed"), std::string::npos) << type.out;
 }
 
+// A workload's text cannot forge lines or drive the terminal of whoever follows its logs; --raw
+// prints it as sent.
+TEST_F(CliNode, LogsShowControlCharactersEscapedUnlessRaw) {
+  std::ofstream(home() / "forge.js")
+      << "(subject, payload) => {\n  console.log('ok \\u001b[2J\\nINFO  forged');\n"
+         "  return payload;\n};\n";
+  const fs::path escaped_out = state_ / "escaped.txt", raw_out = state_ / "raw.txt";
+  Subprocess escaped = follow({"logs", "--workload_name", "forge"}, escaped_out);
+  Subprocess raw = follow({"logs", "--raw", "--workload_name", "forge"}, raw_out);
+  CliResult dev = user({"devrun", "./forge.js", "--trigger_subject=forge.now"});
+  ASSERT_EQ(dev.code, 0) << dev.out;
+  auto conn = nats::Connection::connect({.urls = {url_}});
+  ASSERT_TRUE(conn);
+  ASSERT_TRUE(conn->request("forge.now", "x", 5s));
+  EXPECT_TRUE(eventually_contains(escaped_out, ") ok \\x1b[2J\\nINFO  forged\n"))
+      << slurp(escaped_out);
+  EXPECT_EQ(slurp(escaped_out).find('\x1b'), std::string::npos) << slurp(escaped_out);
+  EXPECT_TRUE(eventually_contains(raw_out, ") ok \x1b[2J\nINFO  forged\n")) << slurp(raw_out);
+  for (Subprocess* p : {&escaped, &raw}) {
+    ASSERT_TRUE(p->signal(SIGINT));
+    ASSERT_TRUE(p->wait_for(5s));
+  }
+}
+
 TEST(CliCompletion, BashCompletesCommandsAndFlags) {
   const fs::path script =
       fs::temp_directory_path() / ("nex-completion-" + std::to_string(getpid()) + ".sh");

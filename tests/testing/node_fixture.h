@@ -51,6 +51,15 @@ class Collector {
     });
     return seen;
   }
+  // The bodies received so far that contain `needle`.
+  std::vector<std::string> bodies_with(const std::string& needle) {
+    std::lock_guard l(mu_);
+    std::vector<std::string> out;
+    for (const auto& m : messages_) {
+      if (m.second.find(needle) != std::string::npos) out.push_back(m.second);
+    }
+    return out;
+  }
   // Waits for a message whose body contains `needle`.
   std::optional<std::pair<std::string, std::string>> wait_for(const std::string& needle,
                                                               std::chrono::milliseconds t = 10s) {

@@ -195,6 +195,20 @@ TEST(NodeConfig, TheSandboxNetworkIsFilteredUnlessOpenedByName) {
   EXPECT_EQ(c->sandbox_network, "open");
 }
 
+TEST(NodeConfig, WorkloadLogLimitsHaveDefaultsAndCanBeSet) {
+  auto defaults = parse_node_config("{}");
+  ASSERT_TRUE(defaults) << defaults.error().message;
+  EXPECT_EQ(defaults->workload_logs.lines_per_second, 1000);
+  EXPECT_EQ(defaults->workload_logs.burst, 5000);
+  EXPECT_EQ(defaults->workload_logs.max_line_bytes, 16384);
+  auto c = parse_node_config(
+      R"({"workload_logs": {"lines_per_second": 50, "burst": 200, "max_line_bytes": 1024}})");
+  ASSERT_TRUE(c) << c.error().message;
+  EXPECT_EQ(c->workload_logs.lines_per_second, 50);
+  EXPECT_EQ(c->workload_logs.burst, 200);
+  EXPECT_EQ(c->workload_logs.max_line_bytes, 1024);
+}
+
 TEST(NodeConfig, ErrorsNameTheField) {
   const std::pair<const char*, const char*> cases[] = {
       {R"({"machine_pool_sise": 1})", "unknown field 'machine_pool_sise'"},
@@ -229,6 +243,13 @@ TEST(NodeConfig, ErrorsNameTheField) {
        "field 'microvm_gateway_max_connections' must be between 4"},
       {R"({"microvm_gateway_max_connections": "64"})",
        "field 'microvm_gateway_max_connections' must be an integer"},
+      {R"({"workload_logs": {"lines_per_second": 0}})",
+       "node config: workload_logs: field 'lines_per_second' must be between 1 and 1000000"},
+      {R"({"workload_logs": {"burst": -5}})", "workload_logs: field 'burst' must be between 1"},
+      {R"({"workload_logs": {"max_line_bytes": 10}})",
+       "workload_logs: field 'max_line_bytes' must be between 64 and 262144 bytes"},
+      {R"({"workload_logs": {"lines": 5}})", "node config: workload_logs: unknown field 'lines'"},
+      {R"({"workload_logs": 100})", "field 'workload_logs' must be an object"},
       {"not json", "node config is not valid JSON"},
   };
   for (auto [text, expect] : cases) {
