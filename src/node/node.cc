@@ -97,7 +97,7 @@ Result<std::unique_ptr<Node>> Node::start(NodeOptions options) {
   };
   control.on_reconnected = count_reconnects("control");
   auto conn = nats::Connection::connect(control);
-  if (!conn) return fail(conn.error());
+  if (!conn) return fail(conn.error());  // it names the URLs
   n.control_ = std::move(*conn);
   control.name += " events";
   control.send_asap = false;
@@ -371,7 +371,9 @@ void Node::collect_metrics(metrics::Scrape& s) {
 
 void Node::stop() {
   if (stopped_.exchange(true)) return;
-  log_line("Shutting down: undeploying every workload");
+  // A node whose start failed before it reached NATS has only local resources to release.
+  const bool started = control_.has_value();
+  if (started) log_line("Shutting down: undeploying every workload");
   metrics_endpoint_.reset();
   {
     std::lock_guard lock(maintenance_mu_);
@@ -408,9 +410,11 @@ void Node::stop() {
   agent_subscriptions_.clear();
   // The last function events go out before node_stopped (a dead server cannot be flushed to).
   if (control_bulk_ && control_bulk_->connected()) (void)control_bulk_->flush(2s);
-  publish_event(api::kSystemNamespace, api::event_type::kNodeStopped,
-                {{"id", id()}, {"graceful", true}});
-  if (control_->connected()) (void)control_->flush(2s);
+  if (started) {
+    publish_event(api::kSystemNamespace, api::event_type::kNodeStopped,
+                  {{"id", id()}, {"graceful", true}});
+    if (control_->connected()) (void)control_->flush(2s);
+  }
   host_services_.reset();
   relay_.reset();
   pool_.reset();
@@ -418,7 +422,7 @@ void Node::stop() {
   driver_.reset();  // the namespace driver releases what is left of its sandboxes
   std::error_code ec;
   fs::remove_all(run_dir_, ec);
-  log_line("Node stopped");
+  if (started) log_line("Node stopped");
 }
 
 std::function<hs::SignedUser(const std::string&, const nlohmann::json&)>

@@ -227,6 +227,19 @@ TEST_F(CliNode, ErrorsSayWhatToDo) {
   EXPECT_EQ(usage.code, 2) << usage.out;
 }
 
+// `nex node up` with no NATS to reach says which URL and why, exits 1, and leaves nothing behind
+// (it used to crash with a segfault while shutting down a node that never started).
+TEST(CliNodeUp, WithoutNatsItSaysWhereItTriedAndExitsOne) {
+  const fs::path state = fs::temp_directory_path() / ("nex-noup-" + std::to_string(getpid()));
+  CliResult plain = nex({"node", "up", "-s", "nats://127.0.0.1:1", "--state-dir", state.string()});
+  EXPECT_EQ(plain.code, 1) << plain.out;
+  EXPECT_NE(plain.out.find("nats://127.0.0.1:1"), std::string::npos) << plain.out;
+  EXPECT_EQ(plain.out.find("Shutting down"), std::string::npos)
+      << "a node that never started has nothing to shut down:\n" << plain.out;
+  std::error_code ec;
+  fs::remove_all(state, ec);
+}
+
 // The same walkthrough, unchanged, with `nex up` running workloads in the namespace sandbox (a
 // root filesystem image built by `nex rootfs`, as a user would).
 class CliNodeSandboxed : public CliNode {
