@@ -60,8 +60,10 @@ std::filesystem::path agent_next_to_nex();
 Result<node::NodeConfig> node_config_for(const std::string& file, std::string& why_unsandboxed);
 
 // Runs a node until SIGINT/SIGTERM, then stops it gracefully; `on_ready` runs once it serves.
+// With `connect_retry`, a NATS server that cannot be reached yet is tried again with backoff
+// (saying so) until it answers or a signal comes; without, that is an error (exit 1).
 int run_node(const nats::ConnectOptions& control, const node::NodeConfig& config,
              const std::string& state_dir, const std::string& metrics_listen,
-             const std::function<void(const node::Node&)>& on_ready);
+             const std::function<void(const node::Node&)>& on_ready, bool connect_retry = false);
 
 }  // namespace nex::cli

@@ -22,34 +22,60 @@ struct NodeUpOptions {
   std::string state_dir;
   std::string name;
   std::string metrics;
+  bool connect_retry = false;
 };
 
 }  // namespace
 
 std::string default_state_dir() { return (nex_home() / "node").string(); }
 
+namespace {
+
+// Whether a node that could not start may start on a later try: its NATS server was away.
+bool may_pass(const Error& e) {
+  return e.code == ErrorCode::kUnavailable || e.code == ErrorCode::kTimeout;
+}
+
+// Starts a node, trying again with backoff (1 s, doubling, up to 30 s) while `retry` and the
+// NATS server is away. Null when it did not start: the error was printed, or `signals` came.
+std::unique_ptr<node::Node> start_node(const node::NodeOptions& options, bool retry,
+                                       const sigset_t& signals) {
+  for (auto wait = std::chrono::seconds(1);; wait = std::min(wait * 2, std::chrono::seconds(30))) {
+    auto node = node::Node::start(options);
+    if (node) return std::move(*node);
+    if (!retry || !may_pass(node.error())) {
+      std::fprintf(stderr, "nex node up: %s\n", node.error().message.c_str());
+      return nullptr;
+    }
+    std::fprintf(stderr, "nex node up: %s; trying again in %lld s (--connect-retry)\n",
+                 node.error().message.c_str(), static_cast<long long>(wait.count()));
+    const timespec timeout{.tv_sec = static_cast<time_t>(wait.count()), .tv_nsec = 0};
+    if (sigtimedwait(&signals, nullptr, &timeout) > 0) return nullptr;  // asked to stop
+  }
+}
+
+}  // namespace
+
 int run_node(const nats::ConnectOptions& control, const node::NodeConfig& config,
              const std::string& state_dir, const std::string& metrics_listen,
-             const std::function<void(const node::Node&)>& on_ready) {
+             const std::function<void(const node::Node&)>& on_ready, bool connect_retry) {
   // Block the shutdown signals before any thread starts so only sigwait below receives them.
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  auto node = node::Node::start({.config = config,
-                                 .control = control,
-                                 .state_dir = state_dir,
-                                 .version = NEX_VERSION,
-                                 .metrics_listen = metrics_listen});
-  if (!node) {
-    std::fprintf(stderr, "nex node up: %s\n", node.error().message.c_str());
-    return 1;
-  }
-  if (on_ready) on_ready(**node);
+  auto node = start_node({.config = config,
+                          .control = control,
+                          .state_dir = state_dir,
+                          .version = NEX_VERSION,
+                          .metrics_listen = metrics_listen},
+                         connect_retry, signals);
+  if (!node) return 1;
+  if (on_ready) on_ready(*node);
   int signo = 0;
   sigwait(&signals, &signo);
-  (*node)->stop();
+  node->stop();
   return 0;
 }
 
@@ -121,6 +147,32 @@ int node_ls(const ConnectionFlags& flags, bool full) {
   return 0;
 }
 
+// Kept workloads not back yet after a restart (INFO's "restores").
+void print_restores(const nlohmann::json& restores) {
+  if (!restores.is_array() || restores.empty()) return;
+  std::printf("Workloads not restored yet:\n");
+  for (const auto& r : restores) {
+    std::printf("Id: %s Name: %s State: %s Attempts: %s Next attempt in: %s s\nReason: %s\n",
+                str(r, "id").c_str(), str(r, "name").c_str(), str(r, "state").c_str(),
+                str(r, "attempts").c_str(), str(r, "next_attempt_s").c_str(),
+                str(r, "reason").c_str());
+  }
+}
+
+// The caps of the streams and buckets the node keeps (INFO's "storage").
+void print_storage(const nlohmann::json& storage) {
+  if (!storage.is_object() || storage.empty()) return;
+  std::printf("Storage caps (bytes, bytes per message, retention):\n");
+  for (const auto& [name, caps] : storage.items()) {
+    if (!caps.is_object()) continue;
+    const int64_t days = caps.value("retention_days", 0LL);
+    std::printf("%s: %s, %s, %s\n", terminal_safe(name).c_str(),
+                with_thousands(caps.value("max_bytes", 0LL)).c_str(),
+                with_thousands(caps.value("max_message_bytes", 0LL)).c_str(),
+                days > 0 ? (std::to_string(days) + " days").c_str() : "until removed");
+  }
+}
+
 int node_info(const ConnectionFlags& flags, const std::string& node_id) {
   auto client = connect_control(flags);
   if (!client) return report(client.error());
@@ -162,6 +214,8 @@ int node_info(const ConnectionFlags& flags, const std::string& node_id) {
                   static_cast<double>(m.value("function_runtime_ns", 0LL)) / 1e6);
     }
   }
+  print_restores(info->value("restores", nlohmann::json::array()));
+  print_storage(info->value("storage", nlohmann::json::object()));
   return 0;
 }
 
@@ -188,7 +242,7 @@ int node_up(const ConnectionFlags& flags, const NodeUpOptions& opts) {
     return 1;
   }
   return run_node(*control, *config, opts.state_dir.empty() ? default_state_dir() : opts.state_dir,
-                  opts.metrics, {});
+                  opts.metrics, {}, opts.connect_retry);
 }
 
 int node_lameduck(const ConnectionFlags& flags, const std::string& node_id) {
@@ -269,6 +323,9 @@ void register_node_command(CLI::App& app, CommandAction& action, ConnectionFlags
                  "where the node keeps its identity (default ~/.nex/node)");
   up->add_option("--metrics", opts->metrics,
                  "serve Prometheus metrics at http://HOST:PORT/metrics (e.g. 127.0.0.1:9100)");
+  up->add_flag("--connect-retry", opts->connect_retry,
+               "when NATS cannot be reached, keep trying with backoff (as under a supervisor such "
+               "as systemd) instead of exiting 1");
   on_parsed(up, action, [opts, &flags] { return node_up(flags, *opts); });
   register_preflight_command(*node, action);
 

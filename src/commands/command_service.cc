@@ -336,6 +336,7 @@ Result<Command> CommandService::verified(const nats::Message& msg) const {
 void CommandService::drop(Worker& w, const nats::Message& msg, const Error& why) {
   settle(w, msg, /*remove=*/true);
   ++dropped_total_;
+  if (options_.dropped_unverified) options_.dropped_unverified();
   {
     std::lock_guard lock(drops_mu_);
     ++dropped_unreported_;

@@ -81,6 +81,8 @@ struct CommandServiceOptions {
   // Runs a deploy request as $NEX.DEPLOY.{ns}.{node} would.
   std::function<Result<nlohmann::json>(const std::string& ns, std::string_view body)> deploy;
   std::function<void(const std::string&)> log;
+  // Called for each message dropped because it failed verification (the node counts them).
+  std::function<void()> dropped_unverified;
 };
 
 class CommandService {

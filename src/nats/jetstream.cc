@@ -266,6 +266,32 @@ Result<StreamInfo> JetStream::update_stream(
   return out;
 }
 
+std::string to_string(const StreamCaps& c) {
+  auto bytes = [](int64_t n) { return n < 0 ? std::string("none") : std::to_string(n); };
+  return "max_bytes " + bytes(c.max_bytes) + ", max_msg_size " + bytes(c.max_msg_size) +
+         ", max_age " +
+         (c.max_age.count() == 0 ? "none" : std::to_string(c.max_age.count()) + " s");
+}
+
+Result<std::string> JetStream::set_caps(const std::string& stream, const StreamCaps& caps) const {
+  auto info = stream_info(stream);
+  if (!info) return fail(info.error());
+  auto caps_of = [](const StreamConfig& c) {
+    return StreamCaps{.max_bytes = c.max_bytes,
+                      .max_msg_size = c.max_msg_size,
+                      .max_age = std::chrono::duration_cast<std::chrono::seconds>(c.max_age)};
+  };
+  const StreamCaps had = caps_of(info->config);
+  if (had == caps) return std::string();
+  auto updated = update_stream(stream, [&](StreamConfig& c) {
+    c.max_bytes = caps.max_bytes;
+    c.max_msg_size = caps.max_msg_size;
+    c.max_age = caps.max_age;
+  });
+  if (!updated) return fail(updated.error());
+  return to_string(had) + " -> " + to_string(caps_of(updated->config));
+}
+
 Status JetStream::delete_message(const std::string& stream, uint64_t sequence) const {
   jsErrCode jerr = static_cast<jsErrCode>(0);
   jsOptions o = impl_->api_options();

@@ -46,6 +46,16 @@ struct StreamConfig {
   bool deny_delete = false;
 };
 
+// The caps an owner keeps on a stream (a KV bucket's stream is KV_{bucket}, an object store's
+// OBJ_{bucket}): bytes, one message's size, and age. -1 bytes and 0 s mean no cap.
+struct StreamCaps {
+  int64_t max_bytes = -1;
+  int64_t max_msg_size = -1;
+  std::chrono::seconds max_age{0};
+  bool operator==(const StreamCaps&) const = default;
+};
+std::string to_string(const StreamCaps& caps);
+
 struct StreamInfo {
   std::string name;
   StreamConfig config;  // the fields above, as the server has them
@@ -98,6 +108,9 @@ class JetStream {
   // StreamConfig does not hold, such as a KV bucket's settings, is kept as it is).
   Result<StreamInfo> update_stream(const std::string& stream,
                                    const std::function<void(StreamConfig&)>& change) const;
+  // Sets the caps of `stream` to `caps` when they differ. Returns what changed ("max_bytes 1 ->
+  // 2, ..."), empty when nothing did.
+  Result<std::string> set_caps(const std::string& stream, const StreamCaps& caps) const;
   // Removes one message by its stream sequence (kNotFound when it is not there).
   Status delete_message(const std::string& stream, uint64_t sequence) const;
   // Purges the messages whose subject matches `subject_filter` (empty = all).

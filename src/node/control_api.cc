@@ -130,7 +130,27 @@ void Node::on_info(nats::Message msg) {
                                     // ours: kept workloads not back yet after a restart
                                     {"restores", restores_json(ns)},
                                     // ours: how long a deploy may take here
-                                    {"deploy_deadline_ms", deploy_deadline().count()}}));
+                                    {"deploy_deadline_ms", deploy_deadline().count()},
+                                    // ours: the caps of what the node keeps in JetStream
+                                    {"storage", storage_json()}}));
+}
+
+json Node::storage_json() const {
+  const NodeConfig& cfg = options_.config;
+  json out = {
+      {"NEX_NODE_WORKLOADS", cfg.kept_workloads.to_json()},
+      {"hs_{namespace}_{workload}_kv", cfg.host_services_settings.kv.caps.to_json()},
+      {"hs_{namespace}_{workload}_obj", cfg.host_services_settings.object_store.caps.to_json()}};
+  if (commands_) {
+    const auto limits = commands_->limits();
+    const json caps = {{"max_bytes", limits.max_bytes},
+                       {"max_message_bytes", limits.max_message_bytes},
+                       {"retention_days", limits.max_age / std::chrono::hours(24)}};
+    for (const char* name :
+         {commands::kCommandStream, commands::kResultStream, commands::kNodeDirectory})
+      out[name] = caps;
+  }
+  return out;
 }
 
 void Node::on_lameduck(nats::Message msg) { reply_result(msg, "lameduck", lameduck(msg.data())); }

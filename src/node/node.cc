@@ -28,6 +28,8 @@ namespace {
 
 constexpr auto kHealthInterval = 5s;
 constexpr auto kHeartbeatInterval = 30s;
+// How often the node looks for kept workloads whose entries are half through their retention.
+constexpr auto kKeptRefreshInterval = std::chrono::hours(1);
 
 std::string go_arch() {
   utsname u{};
@@ -197,8 +199,8 @@ Result<std::unique_ptr<Node>> Node::start(NodeOptions options) {
   n.pool_ = std::move(*pool);
 
   std::string kept_in;
-  auto store =
-      WorkloadStore::open(*n.control_, n.identity_.server_key(), n.options_.state_dir, kept_in);
+  auto store = WorkloadStore::open(*n.control_, n.identity_.server_key(), n.options_.state_dir,
+                                   n.options_.config.kept_workloads, kept_in);
   if (!store) return fail(store.error());
   n.store_ = std::move(*store);
   log_line("Workloads are kept in " + kept_in + " to come back after a restart");
@@ -228,7 +230,8 @@ Result<std::unique_ptr<Node>> Node::start(NodeOptions options) {
          .state_dir = n.options_.state_dir,
          .deploy = [&n](const std::string& ns,
                         std::string_view body) { return n.deploy(ns, body); },
-         .log = log_line});
+         .log = log_line,
+         .dropped_unverified = [&n] { n.metrics_.command_dropped_unverified(); }});
     if (!commands) return fail(commands.error().wrap("commands"));
     n.commands_ = std::move(*commands);
     log_line("Taking durable commands on $NEX.cmd." + n.name() + ".> (stream " +
@@ -297,6 +300,8 @@ void Node::publish_event(const std::string& ns, const std::string& type, const j
 void Node::maintenance_loop() {
   auto next_health = std::chrono::steady_clock::now() + kHealthInterval;
   auto next_heartbeat = std::chrono::steady_clock::now() + kHeartbeatInterval;
+  auto next_refresh =
+      std::chrono::steady_clock::now();  // first at start: the node may have been away
   std::unique_lock lock(maintenance_mu_);
   while (!maintenance_stop_) {
     maintenance_cv_.wait_for(lock, 100ms);
@@ -328,6 +333,13 @@ void Node::maintenance_loop() {
         std::lock_guard l(mu_);
         if (!w->restart_at) w->healthy = ok;
       }
+    }
+    if (now >= next_refresh) {
+      next_refresh = now + kKeptRefreshInterval;
+      const auto retention = options_.config.kept_workloads.stream_caps().max_age;
+      if (auto kept = retention.count() > 0 ? store_->refresh(retention / 2) : Result<size_t>(0);
+          !kept)
+        log_line("Cannot keep the kept workloads' entries alive: " + kept.error().message);
     }
     if (now >= next_heartbeat) {
       next_heartbeat = now + kHeartbeatInterval;

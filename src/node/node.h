@@ -113,6 +113,8 @@ class Node {
   void restore(PendingRestore p);
   void retry_restores(std::chrono::steady_clock::time_point now);
   nlohmann::json restores_json(const std::string& ns);
+  // The caps of each stream and bucket the node creates, by name (INFO's "storage").
+  nlohmann::json storage_json() const;
   // A stop of a workload that is waiting to be restored: its entry goes.
   std::optional<Result<nlohmann::json>> stop_pending_restore(const std::string& ns,
                                                              const std::string& id,

@@ -90,6 +90,7 @@ Result<NodeConfig> parse_node_config(std::string_view text) {
                        "microvm_gateway_max_connections",
                        "node_limits",
                        "workload_logs",
+                       "kept_workloads",
                        "deny_trigger_subjects",
                        "subject_grants",
                        "agent_handshake_timeout_ms",
@@ -202,6 +203,12 @@ Result<NodeConfig> parse_node_config(std::string_view text) {
   }));
   NEX_RETURN_IF_ERROR(read_object(
       f, "workload_logs", [&](FieldReader& r) { return read_workload_logs(r, c.workload_logs); }));
+  NEX_RETURN_IF_ERROR(read_object(f, "kept_workloads", [&](FieldReader& r) {
+    r.no_unknown_fields({"max_bytes", "max_message_bytes", "retention_days"});
+    // An entry holds a deploy request (up to 1 MiB) as a JSON string: up to twice its size.
+    read_storage_caps(r, c.kept_workloads, 2 * static_cast<int64_t>(api::kMaxRequestBytes) + 4096);
+    return r.status();
+  }));
   f.string_list("deny_trigger_subjects", c.deny_trigger_subjects);
   std::vector<std::string> grants;
   f.string_list("subject_grants", grants);

@@ -14,6 +14,7 @@
 #include "commands/command_service.h"
 #include "core/error.h"
 #include "node/host_services/settings.h"
+#include "node/storage_caps.h"
 #include "sandbox/cni.h"
 
 namespace nex::node {
@@ -76,6 +77,10 @@ struct NodeConfig {
   int64_t microvm_gateway_max_connections = 64;
   NodeLimits node_limits;
   WorkloadLogLimits workload_logs;
+  // ours: the caps of NEX_NODE_WORKLOADS, where nodes keep their workloads to bring back after a
+  // restart; a node writes its entries again when half their retention has passed.
+  StorageCaps kept_workloads{
+      .max_bytes = 256 << 20, .max_message_bytes = 4 << 20, .retention_days = 30};
   // ours: ports on the host's loopback of NATS servers that a sandboxed workload's NATS_URL may
   // name (forwarded into its sandbox), besides those the node itself connects to. Any other
   // loopback port a deploy lists is refused: it could be any service of the host.

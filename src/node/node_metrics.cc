@@ -21,6 +21,10 @@ NodeMetrics::NodeMetrics() {
             "Log lines of a workload dropped over the rate limit (node config workload_logs).");
   r.gauge("nex_command_queue_depth",
           "Durable commands filed for this node and not finished, by method.");
+  r.counter("nex_commands_unverified_dropped_total",
+            "Durable commands dropped unread or unrun: unsigned, badly signed, too large, for "
+            "another node, or from an issuer not in valid_issuers.");
+  r.series("nex_commands_unverified_dropped_total");  // 0 from the start, not absent
   r.counter("nex_nats_reconnects_total", "Reconnects of the node's NATS connections.");
 }
 
@@ -54,6 +58,10 @@ metrics::Series* NodeMetrics::log_lines_dropped(const std::string& ns, const std
                                                 const std::string& type) {
   return registry_.series("nex_workload_log_lines_dropped_total",
                           {{"namespace", ns}, {"workload", workload}, {"type", type}});
+}
+
+void NodeMetrics::command_dropped_unverified() {
+  registry_.add("nex_commands_unverified_dropped_total");
 }
 
 void NodeMetrics::reconnect(const std::string& connection) {

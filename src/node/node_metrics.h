@@ -32,6 +32,7 @@ class NodeMetrics {
   // A workload's count of log lines dropped over its rate limit, looked up once (at deploy).
   metrics::Series* log_lines_dropped(const std::string& ns, const std::string& workload,
                                      const std::string& type);
+  void command_dropped_unverified();
   void reconnect(const std::string& connection);
 
   metrics::Registry& registry() { return registry_; }

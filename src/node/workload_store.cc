@@ -67,6 +67,21 @@ class KvBackend : public WorkloadStore::Backend {
     }
     return out;
   }
+  Result<size_t> refresh(std::chrono::seconds age) override {
+    auto keys = kv_.keys();
+    if (!keys)
+      return keys.error().code == ErrorCode::kNotFound ? Result<size_t>(0) : fail(keys.error());
+    const auto now = std::chrono::system_clock::now().time_since_epoch();
+    size_t written = 0;
+    for (const auto& key : *keys) {
+      if (!key.starts_with(prefix_)) continue;
+      auto e = kv_.get(key);
+      if (!e || now - std::chrono::nanoseconds(e->created_ns) < age) continue;
+      NEX_RETURN_IF_ERROR(kv_.put(key, e->value));
+      ++written;
+    }
+    return written;
+  }
 
  private:
   nats::KeyValue kv_;
@@ -109,6 +124,7 @@ class DirBackend : public WorkloadStore::Backend {
 Result<std::unique_ptr<WorkloadStore>> WorkloadStore::open(const nats::Connection& control,
                                                            const crypto::KeyPair& node_key,
                                                            const fs::path& state_dir,
+                                                           const StorageCaps& caps,
                                                            std::string& where) {
   std::unique_ptr<Backend> backend;
   if (auto js = nats::JetStream::create(control)) {
@@ -117,7 +133,12 @@ Result<std::unique_ptr<WorkloadStore>> WorkloadStore::open(const nats::Connectio
       kv = nats::KeyValue::create(
           *js, {.bucket = kBucket, .description = "nex nodes' workloads, to restore on restart"});
     if (kv) {
-      where = std::string("KV bucket ") + kBucket;
+      auto capped = js->set_caps(std::string("KV_") + kBucket, caps.stream_caps());
+      where = std::string("KV bucket ") + kBucket + " (" + to_string(caps.stream_caps()) + ")";
+      if (!capped)  // the bucket still works; the operator learns why its caps are not these
+        where += "; WARNING: cannot set its caps: " + capped.error().message;
+      else if (!capped->empty())
+        where += "; caps changed: " + *capped;
       backend = std::make_unique<KvBackend>(std::move(*kv), node_key.public_key());
     }
   }

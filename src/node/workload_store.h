@@ -14,6 +14,7 @@
 // binding and artifact hash), as any deploy is.
 #pragma once
 
+#include <chrono>
 #include <filesystem>
 #include <memory>
 #include <mutex>
@@ -26,6 +27,7 @@
 #include "core/error.h"
 #include "crypto/nkeys.h"
 #include "nats/connection.h"
+#include "node/storage_caps.h"
 
 namespace nex::node {
 
@@ -45,13 +47,17 @@ class WorkloadStore {
     virtual Status erase(const std::string& id) = 0;
     // Every entry's id and value.
     virtual Result<std::vector<std::pair<std::string, std::string>>> list() = 0;
+    // Writes again the entries written longer than `age` ago, so that a store whose values
+    // live a limited time keeps them while the node runs; how many it wrote.
+    virtual Result<size_t> refresh(std::chrono::seconds /*age*/) { return size_t{0}; }
   };
 
   // The KV bucket when it can be had on `control`, else the state directory; `where` says which.
+  // The bucket gets `caps` (set again when it has others: `where` says so).
   static Result<std::unique_ptr<WorkloadStore>> open(const nats::Connection& control,
                                                      const crypto::KeyPair& node_key,
                                                      const std::filesystem::path& state_dir,
-                                                     std::string& where);
+                                                     const StorageCaps& caps, std::string& where);
 
   Status put(const Entry& entry);
   Status erase(const std::string& id);
@@ -64,6 +70,9 @@ class WorkloadStore {
     std::vector<std::string> missing;
   };
   Result<Listing> list();
+  // Keeps the entries alive in a store whose values expire: writes again those written more
+  // than `age` ago (the node: half the retention). Returns how many it wrote.
+  Result<size_t> refresh(std::chrono::seconds age) { return backend_->refresh(age); }
 
  private:
   WorkloadStore(std::unique_ptr<Backend> backend, const crypto::KeyPair& node_key,

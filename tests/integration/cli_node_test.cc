@@ -240,6 +240,38 @@ TEST(CliNodeUp, WithoutNatsItSaysWhereItTriedAndExitsOne) {
   fs::remove_all(state, ec);
 }
 
+// Under a supervisor, a node started before its NATS server waits for it instead of exiting.
+TEST(CliNodeUp, WithConnectRetryItWaitsForNatsSayingSoAndStartsWhenItComes) {
+  NEX_REQUIRE_NATS_SERVER();
+  auto server = nats::LocalNatsServer::start({});
+  ASSERT_TRUE(server) << server.error().message;
+  server->stop();  // its port stays reserved: connecting is refused until restart()
+  const fs::path state = fs::temp_directory_path() / ("nex-retryup-" + std::to_string(getpid()));
+  const fs::path log = state.string() + ".log";
+  auto up = Subprocess::spawn({.argv = {NEX_BINARY, "node", "up", "-s", server->url(),
+                                        "--connect-retry", "--state-dir", state.string()},
+                               .stdout_path = log.string(),
+                               .stderr_path = log.string()});
+  ASSERT_TRUE(up) << up.error().message;
+  auto logged = [&](const std::string& text, std::chrono::seconds within) {
+    for (auto end = std::chrono::steady_clock::now() + within;
+         std::chrono::steady_clock::now() < end; std::this_thread::sleep_for(50ms))
+      if (slurp(log).find(text) != std::string::npos) return true;
+    return false;
+  };
+  EXPECT_TRUE(logged("trying again in 1 s (--connect-retry)", 10s)) << slurp(log);
+  EXPECT_NE(slurp(log).find(server->url()), std::string::npos) << slurp(log);
+  ASSERT_OK(server->restart());
+  EXPECT_TRUE(logged("Established node NATS connection", 40s)) << slurp(log);
+  ASSERT_OK(up->signal(SIGTERM));
+  auto status = up->wait_for(30s);
+  ASSERT_TRUE(status);
+  EXPECT_EQ(WEXITSTATUS(*status), 0) << slurp(log);
+  std::error_code ec;
+  fs::remove_all(state, ec);
+  fs::remove(log, ec);
+}
+
 // The same walkthrough, unchanged, with `nex up` running workloads in the namespace sandbox (a
 // root filesystem image built by `nex rootfs`, as a user would).
 class CliNodeSandboxed : public CliNode {

@@ -116,7 +116,7 @@ class HostServicesTest : public HostServicesNodeTest {
     HostServicesNodeTest::SetUp();
     if (IsSkipped() || HasFatalFailure()) return;
     NodeConfig config;
-    config.host_services_settings.object_store.max_bytes = 16 << 20;  // room for 5 MiB
+    config.host_services_settings.object_store.caps.max_bytes = 16 << 20;  // room for 5 MiB
     config.host_services_settings.http.timeout_ms = 800;
     config.host_services_settings.messaging.deny_subjects = {"secret.>"};
     config.host_services_settings.http.allow_hosts = {"127.0.0.1", "0.0.0.0"};
@@ -401,6 +401,28 @@ TEST_F(HostServicesTest, NativeServicesCallThemForThemselvesOnly) {
 }
 
 // The HTTP service's network policy; each test starts its node with the policy it is about.
+// A workload's buckets get the caps the node config gives: bytes, one value's size, age. A value
+// over the size cap is refused, and a bucket an earlier node made with other caps gets these.
+TEST_F(HostServicesNodeTest, AWorkloadsBucketHasTheConfiguredCapsAndRefusesLargerValues) {
+  // As an earlier node (or anyone) could have left it: no caps at all.
+  ASSERT_TRUE(nats::KeyValue::create(*js_, {.bucket = "hs_default_hsjs_kv"}));
+  NodeConfig config;
+  config.host_services_settings.kv.caps = {
+      .max_bytes = 1 << 20, .max_message_bytes = 4096, .retention_days = 3};
+  start_with(config, /*with_wasm=*/false);
+  json small = js({{"op", "kv.set"}, {"key", "small"}, {"value", std::string(100, 'a')}});
+  EXPECT_EQ(small["success"], true) << small.dump();
+  json large = js({{"op", "kv.set"}, {"key", "large"}, {"value", std::string(5000, 'a')}});
+  EXPECT_FALSE(large.value("error", "").empty())
+      << "a value over the cap was taken: " << large.dump();
+  EXPECT_TRUE(js({{"op", "kv.get"}, {"key", "large"}})["value"].is_null());
+  auto stream = js_->stream_info("KV_hs_default_hsjs_kv");
+  ASSERT_TRUE(stream) << stream.error().message;
+  EXPECT_EQ(stream->config.max_bytes, 1 << 20);
+  EXPECT_EQ(stream->config.max_msg_size, 4096);
+  EXPECT_EQ(stream->config.max_age, std::chrono::hours(72));
+}
+
 class HttpPolicyTest : public HostServicesNodeTest {
  protected:
   // Starts the node with these allow_networks entries (and `more` of the HTTP settings).

@@ -98,7 +98,8 @@ class MetricsTest : public testing::NodeTest {
     ASSERT_OK(files_->put_bytes(
         "hs.js", testing::slurp(fs::path(NEX_SOURCE_DIR) / "tests/fixtures/js/host_services.js")));
     NodeConfig config;
-    config.node_name = unique("metrics");
+    node_name_ = unique("metrics");
+    config.node_name = node_name_;
     config.valid_issuers = {issuer_.public_key()};
     config.commands.cli_command = {.enabled = true, .allow = {"sleep"}};
     metrics_listen_ = "127.0.0.1:0";
@@ -119,6 +120,7 @@ class MetricsTest : public testing::NodeTest {
   }
 
   int port_ = 0;
+  std::string node_name_;
 };
 
 TEST_F(MetricsTest, AScrapeShowsWhatTheNodeDid) {
@@ -192,6 +194,17 @@ TEST_F(MetricsTest, AScrapeShowsWhatTheNodeDid) {
   ASSERT_OK(server().restart());
   EXPECT_EQ(scrape_until(R"(nex_nats_reconnects_total{connection="control"})", 1), 1);
   EXPECT_EQ(scrape_until(R"(nex_nats_reconnects_total{connection="control events"})", 1), 1);
+}
+
+// Durable commands that fail verification are dropped unrun: an operator sees how many.
+TEST_F(MetricsTest, DurableCommandsDroppedUnverifiedAreCounted) {
+  ASSERT_EQ(scrape_until("nex_commands_unverified_dropped_total", 0), 0);
+  const std::string subject = "$NEX.cmd." + node_name_ + ".command.hello";
+  for (const char* body : {"{}", "not json"}) {
+    auto ack = js_->publish(subject, body);
+    ASSERT_TRUE(ack) << ack.error().message;
+  }
+  EXPECT_EQ(scrape_until("nex_commands_unverified_dropped_total", 2), 2);
 }
 
 TEST_F(MetricsTest, ABadAddressIsRefusedNamingTheFlag) {

@@ -104,7 +104,7 @@ TEST(NodeConfig, HostServicesAreConfiguredPerService) {
   const auto& s = c->host_services_settings;
   EXPECT_FALSE(s.kv.enabled);
   EXPECT_TRUE(s.object_store.enabled) << "services are on unless turned off";
-  EXPECT_EQ(s.object_store.max_bytes, 8388608);
+  EXPECT_EQ(s.object_store.caps.max_bytes, 8388608);
   EXPECT_EQ(s.messaging.request_timeout_ms, 100);
   EXPECT_EQ(s.messaging.deny_subjects, std::vector<std::string>{"admin.>"});
   EXPECT_EQ(s.messaging.allow_subjects, std::vector<std::string>{">"});
@@ -115,7 +115,13 @@ TEST(NodeConfig, HostServicesAreConfiguredPerService) {
   for (auto [text, needle] : std::vector<std::pair<const char*, const char*>>{
            {R"({"host_services": {"services": {"ftp": {}}}})", "no service 'ftp'"},
            {R"({"host_services": {"services": {"kv": {"config": {"max_bytes": 0}}}}})",
-            "host_services.services.kv.config: field 'max_bytes' must be at least 1"},
+            "host_services.services.kv.config: field 'max_bytes' must be at least "
+            "max_message_bytes"},
+           {R"({"host_services": {"services": {"objectstore": {"config":
+              {"max_message_bytes": 65536}}}}})",
+            "objectstore.config: field 'max_message_bytes' must be 135168 to 67108864 bytes"},
+           {R"({"host_services": {"services": {"kv": {"config": {"retention_days": -1}}}}})",
+            "kv.config: field 'retention_days' must not be negative"},
            {R"({"host_services": {"services": {"http": {"config": {"allow_hosts": "x"}}}}})",
             "'allow_hosts'"},
            {R"({"host_services": {"natsurl": "nats://x"}})", "'natsurl'"}}) {
@@ -209,6 +215,27 @@ TEST(NodeConfig, WorkloadLogLimitsHaveDefaultsAndCanBeSet) {
   EXPECT_EQ(c->workload_logs.max_line_bytes, 1024);
 }
 
+TEST(NodeConfig, EveryBucketTheNodeCreatesHasCapsWithDefaults) {
+  auto defaults = parse_node_config("{}");
+  ASSERT_TRUE(defaults) << defaults.error().message;
+  for (const StorageCaps* caps :
+       {&defaults->kept_workloads, &defaults->host_services_settings.kv.caps,
+        &defaults->host_services_settings.object_store.caps}) {
+    EXPECT_GT(caps->max_bytes, 0);
+    EXPECT_GT(caps->max_message_bytes, 0);
+    EXPECT_GT(caps->retention_days, 0);
+  }
+  auto c = parse_node_config(R"({"kept_workloads": {"max_bytes": 33554432,
+    "max_message_bytes": 4194304, "retention_days": 0},
+    "host_services": {"services": {"kv": {"config": {"max_bytes": 2048, "max_message_bytes": 1024,
+      "retention_days": 2}}}}})");
+  ASSERT_TRUE(c) << c.error().message;
+  EXPECT_EQ(c->kept_workloads.max_bytes, 33554432);
+  EXPECT_EQ(c->kept_workloads.retention_days, 0) << "0 keeps entries until removed";
+  EXPECT_EQ(c->host_services_settings.kv.caps.max_message_bytes, 1024);
+  EXPECT_EQ(c->host_services_settings.kv.caps.retention_days, 2);
+}
+
 TEST(NodeConfig, ErrorsNameTheField) {
   const std::pair<const char*, const char*> cases[] = {
       {R"({"machine_pool_sise": 1})", "unknown field 'machine_pool_sise'"},
@@ -250,6 +277,11 @@ TEST(NodeConfig, ErrorsNameTheField) {
        "workload_logs: field 'max_line_bytes' must be between 64 and 262144 bytes"},
       {R"({"workload_logs": {"lines": 5}})", "node config: workload_logs: unknown field 'lines'"},
       {R"({"workload_logs": 100})", "field 'workload_logs' must be an object"},
+      {R"({"kept_workloads": {"max_message_bytes": 1024}})",
+       "kept_workloads: field 'max_message_bytes' must be 2101248 to 67108864 bytes"},
+      {R"({"kept_workloads": {"max_bytes": 1048576}})",
+       "kept_workloads: field 'max_bytes' must be at least max_message_bytes"},
+      {R"({"kept_workloads": {"ttl": 1}})", "node config: kept_workloads: unknown field 'ttl'"},
       {"not json", "node config is not valid JSON"},
   };
   for (auto [text, expect] : cases) {

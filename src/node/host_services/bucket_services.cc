@@ -22,8 +22,9 @@ using nlohmann::json;
 template <typename Bucket, typename Config>
 class Buckets {
  public:
-  Buckets(const BucketSettings& settings, std::string suffix)
-      : settings_(settings), suffix_(std::move(suffix)) {}
+  // `suffix` ends the bucket's name; `stream_prefix` starts its stream's (KV_, OBJ_).
+  Buckets(const BucketSettings& settings, std::string suffix, std::string stream_prefix)
+      : settings_(settings), suffix_(std::move(suffix)), stream_prefix_(std::move(stream_prefix)) {}
 
   Result<Bucket> get(const Call& call) {
     const std::string name = bucket_name(call.ns, call.workload, suffix_);
@@ -35,8 +36,11 @@ class Buckets {
     if (!js) return fail(js.error());
     auto bucket = Bucket::bind(*js, name);
     if (!bucket && bucket.error().code == ErrorCode::kNotFound)
-      bucket = Bucket::create(*js, Config{.bucket = name, .max_bytes = settings_.max_bytes});
+      bucket = Bucket::create(*js, Config{.bucket = name, .max_bytes = settings_.caps.max_bytes});
     if (!bucket) return fail(bucket.error().wrap("bucket " + name));
+    // Created now, or by an earlier node with other caps: the caps are this node's config's.
+    auto capped = js->set_caps(stream_prefix_ + name, settings_.caps.stream_caps());
+    if (!capped) return fail(capped.error().wrap("bucket " + name + ": cannot set its caps"));
     cache_.emplace(key, *bucket);
     return bucket;
   }
@@ -44,13 +48,14 @@ class Buckets {
  private:
   BucketSettings settings_;
   std::string suffix_;
+  std::string stream_prefix_;
   std::mutex mu_;
   std::map<std::pair<natsConnection*, std::string>, Bucket> cache_;
 };
 
 class KeyValueService : public Service {
  public:
-  explicit KeyValueService(const BucketSettings& s) : buckets_(s, "kv") {}
+  explicit KeyValueService(const BucketSettings& s) : buckets_(s, "kv", "KV_") {}
 
   Reply handle(const Call& call) override {
     auto kv = buckets_.get(call);
@@ -90,7 +95,7 @@ json info_json(const nats::ObjectInfo& info) {
 
 class ObjectStoreService : public Service {
  public:
-  explicit ObjectStoreService(const BucketSettings& s) : buckets_(s, "obj") {}
+  explicit ObjectStoreService(const BucketSettings& s) : buckets_(s, "obj", "OBJ_") {}
 
   Reply handle(const Call& call) override {
     auto store = buckets_.get(call);

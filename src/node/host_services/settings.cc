@@ -33,10 +33,14 @@ void positive(FieldReader& r, const char* field, int64_t& v) {
   if (v < 1) r.fail_field(field, "must be at least 1");
 }
 
-Status read_bucket(const json& services, const char* name, BucketSettings& b) {
+// An object store's chunk (128 KiB and its headers) must fit one message.
+constexpr int64_t kSmallestObjectMessage = 132 * 1024;
+
+Status read_bucket(const json& services, const char* name, BucketSettings& b,
+                   int64_t smallest_message) {
   return read_service(services, name, b.enabled, [&](FieldReader& r) {
-    r.no_unknown_fields({"max_bytes"});
-    positive(r, "max_bytes", b.max_bytes);
+    r.no_unknown_fields({"max_bytes", "max_message_bytes", "retention_days"});
+    read_storage_caps(r, b.caps, smallest_message);
   });
 }
 
@@ -52,8 +56,9 @@ Status read_settings(const json& services, Settings& out) {
                   "node config: host_services.services has no service '" + name +
                       "' (known: kv, objectstore, messaging, http)");
   }
-  NEX_RETURN_IF_ERROR(read_bucket(services, "kv", out.kv));
-  NEX_RETURN_IF_ERROR(read_bucket(services, "objectstore", out.object_store));
+  NEX_RETURN_IF_ERROR(read_bucket(services, "kv", out.kv, 1024));
+  NEX_RETURN_IF_ERROR(
+      read_bucket(services, "objectstore", out.object_store, kSmallestObjectMessage));
   auto& m = out.messaging;
   NEX_RETURN_IF_ERROR(read_service(services, "messaging", m.enabled, [&](FieldReader& r) {
     r.no_unknown_fields(

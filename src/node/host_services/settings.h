@@ -11,12 +11,15 @@
 #include "api/subject_policy.h"
 #include "core/error.h"
 #include "node/host_services/http_policy.h"
+#include "node/storage_caps.h"
 
 namespace nex::node::hs {
 
+// A workload's bucket: its caps are set when the node creates it, and again when the node finds
+// it with other caps.
 struct BucketSettings {
   bool enabled = true;
-  int64_t max_bytes = 512 * 1024;  // the bucket's size limit, set when it is created
+  StorageCaps caps{.max_bytes = 512 * 1024, .max_message_bytes = 256 * 1024, .retention_days = 90};
 };
 
 struct MessagingSettings {
