@@ -162,14 +162,15 @@ void print_restores(const nlohmann::json& restores) {
 // The caps of the streams and buckets the node keeps (INFO's "storage").
 void print_storage(const nlohmann::json& storage) {
   if (!storage.is_object() || storage.empty()) return;
-  std::printf("Storage caps (bytes, bytes per message, retention):\n");
+  std::printf("Storage caps (bytes, bytes per message, retention, replicas):\n");
   for (const auto& [name, caps] : storage.items()) {
     if (!caps.is_object()) continue;
     const int64_t days = caps.value("retention_days", 0LL);
-    std::printf("%s: %s, %s, %s\n", terminal_safe(name).c_str(),
+    std::printf("%s: %s, %s, %s, %lld\n", terminal_safe(name).c_str(),
                 with_thousands(caps.value("max_bytes", 0LL)).c_str(),
                 with_thousands(caps.value("max_message_bytes", 0LL)).c_str(),
-                days > 0 ? (std::to_string(days) + " days").c_str() : "until removed");
+                days > 0 ? (std::to_string(days) + " days").c_str() : "until removed",
+                caps.value("replicas", 1LL));
   }
 }
 

@@ -184,7 +184,8 @@ StreamLimits CommandService::limits() const {
   const auto& c = options_.config;
   return {.max_age = std::chrono::hours(24 * c.retention_days),
           .max_bytes = c.max_bytes,
-          .max_message_bytes = c.max_message_bytes};
+          .max_message_bytes = c.max_message_bytes,
+          .replicas = c.replicas};
 }
 
 std::map<std::string, uint64_t> CommandService::queue_depths() const {

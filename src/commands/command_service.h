@@ -62,6 +62,8 @@ struct CommandsConfig {
   // The JetStream domain the streams are in, for a node on a leaf server whose JetStream is
   // its hub's ($JS.{domain}.API); empty: the connected server's own.
   std::string jetstream_domain;
+  // Not read from the config: the node's choice (node config jetstream_replicas).
+  nats::ReplicaPolicy replicas;
 };
 
 // Reads the "commands" object of a node config, reporting problems by field.

@@ -20,6 +20,7 @@ nats::StreamConfig stream_config(const char* name, const StreamLimits& limits) {
           // A full command stream refuses what comes, rather than drop commands not yet run;
           // results make room by dropping the oldest.
           .discard = commands ? nats::Discard::kNew : nats::Discard::kOld,
+          .replicas = limits.replicas.replicas,
           .max_bytes = limits.max_bytes,
           .max_msg_size = limits.max_message_bytes,
           .max_age = limits.max_age};
@@ -72,7 +73,8 @@ Result<nats::KeyValue> directory(const nats::JetStream& js, const StreamLimits& 
            .history = kNodeHistory,
            .ttl = limits.max_age,
            .max_bytes = limits.max_bytes,
-           .max_value_size = static_cast<int32_t>(limits.max_message_bytes)});
+           .max_value_size = static_cast<int32_t>(limits.max_message_bytes),
+           .replicas = limits.replicas.replicas});
   if (created) return created;
   if (auto kv = nats::KeyValue::bind(js, kNodeDirectory)) return kv;  // created meanwhile
   return created;
@@ -88,6 +90,11 @@ Status ensure_streams(const nats::JetStream& js, const StreamLimits& limits) {
 Status enforce_limits(const nats::JetStream& js, const StreamLimits& limits,
                       const std::function<void(const std::string&)>& changed) {
   NEX_RETURN_IF_ERROR(ensure_streams(js, limits));
+  for (const char* name : {kCommandStream, kResultStream, kNodeDirectoryStream}) {
+    auto note = js.keep_replicas(name, limits.replicas);
+    if (!note && note.error().code != ErrorCode::kNotFound) return fail(note.error());
+    if (note && !note->empty() && changed) changed(*note);
+  }
   for (const char* name : {kCommandStream, kResultStream})
     NEX_RETURN_IF_ERROR(update_limits(js, stream_config(name, limits), changed));
   auto kv = directory(js, limits);

@@ -35,6 +35,7 @@ struct StreamLimits {
   std::chrono::seconds max_age = kDefaultRetention;
   int64_t max_bytes = 256 << 20;
   int64_t max_message_bytes = 1 << 20;
+  nats::ReplicaPolicy replicas;  // given to the streams a node creates, and raised to when asked
   bool operator==(const StreamLimits&) const = default;
 };
 

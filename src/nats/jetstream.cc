@@ -4,6 +4,7 @@
 #include <optional>
 #include <thread>
 
+#include "core/nuid.h"
 #include "nats/nats_status.h"
 
 namespace nex::nats {
@@ -248,6 +249,7 @@ Result<StreamInfo> JetStream::update_stream(
   cfg.Subjects = subjects.data();
   cfg.SubjectsLen = static_cast<int>(subjects.size());
   cfg.Discard = c.discard == Discard::kNew ? js_DiscardNew : js_DiscardOld;
+  cfg.Replicas = c.replicas;
   cfg.MaxMsgs = c.max_msgs;
   cfg.MaxBytes = c.max_bytes;
   cfg.MaxMsgSize = static_cast<int32_t>(c.max_msg_size);
@@ -290,6 +292,48 @@ Result<std::string> JetStream::set_caps(const std::string& stream, const StreamC
   });
   if (!updated) return fail(updated.error());
   return to_string(had) + " -> " + to_string(caps_of(updated->config));
+}
+
+Result<int> JetStream::replicas_available(int wanted, std::string& why) const {
+  if (wanted <= 1) return 1;
+  const std::string name = "NEX_REPLICAS_PROBE_" + next_nuid();
+  auto probe =
+      add_stream({.name = name,
+                  .description = "nex: can this JetStream hold replicas? (removed at once)",
+                  .subjects = {"$NEX.probe." + name},
+                  .storage = Storage::kMemory,
+                  .replicas = wanted,
+                  .max_msgs = 1});
+  if (probe) {
+    (void)delete_stream(name);
+    return wanted;
+  }
+  // Not clustered ("replicas > 1 not supported in non-clustered mode"), or too few servers
+  // ("insufficient resources"): the server's own words. Anything else is an error.
+  const std::string& m = probe.error().message;
+  if (m.find("replicas") == std::string::npos &&
+      m.find("insufficient resources") == std::string::npos)
+    return fail(probe.error());
+  why = m;
+  return 1;
+}
+
+Result<std::string> JetStream::keep_replicas(const std::string& stream,
+                                             const ReplicaPolicy& policy) const {
+  auto info = stream_info(stream);
+  if (!info) return fail(info.error());
+  const int64_t had = info->config.replicas;
+  if (had >= policy.replicas) return std::string();
+  const std::string raise =
+      "nats stream edit " + stream + " --replicas " + std::to_string(policy.replicas);
+  if (!policy.raise)
+    return stream + " keeps " + std::to_string(had) + " replica(s), fewer than " +
+           std::to_string(policy.replicas) + ": raise it with `" + raise +
+           "`, or set raise_jetstream_replicas in the node config";
+  auto raised = update_stream(stream, [&](StreamConfig& c) { c.replicas = policy.replicas; });
+  if (!raised) return fail(raised.error().wrap("raising the replicas of " + stream));
+  return stream + ": replicas raised from " + std::to_string(had) + " to " +
+         std::to_string(policy.replicas);
 }
 
 Status JetStream::delete_message(const std::string& stream, uint64_t sequence) const {

@@ -56,6 +56,14 @@ struct StreamCaps {
 };
 std::string to_string(const StreamCaps& caps);
 
+// How many copies of its streams an owner wants a clustered JetStream to keep, and whether it
+// raises a stream found with fewer (made before, or on a single server since clustered).
+struct ReplicaPolicy {
+  int replicas = 1;
+  bool raise = false;
+  bool operator==(const ReplicaPolicy&) const = default;
+};
+
 struct StreamInfo {
   std::string name;
   StreamConfig config;  // the fields above, as the server has them
@@ -111,6 +119,14 @@ class JetStream {
   // Sets the caps of `stream` to `caps` when they differ. Returns what changed ("max_bytes 1 ->
   // 2, ..."), empty when nothing did.
   Result<std::string> set_caps(const std::string& stream, const StreamCaps& caps) const;
+  // How many replicas this JetStream can give a stream, `wanted` or 1: it creates a small
+  // memory stream with `wanted` replicas and removes it again. When the answer is 1 (a single
+  // server, or a cluster too small), `why` holds what the server said.
+  Result<int> replicas_available(int wanted, std::string& why) const;
+  // Applies `policy` to an existing stream: raises its replicas when it has fewer and
+  // policy.raise. Returns what a log should say: that it was raised, or that it has fewer and
+  // the command that raises it; empty when it has enough.
+  Result<std::string> keep_replicas(const std::string& stream, const ReplicaPolicy& policy) const;
   // Removes one message by its stream sequence (kNotFound when it is not there).
   Status delete_message(const std::string& stream, uint64_t sequence) const;
   // Purges the messages whose subject matches `subject_filter` (empty = all).

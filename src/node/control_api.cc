@@ -150,6 +150,7 @@ json Node::storage_json() const {
          {commands::kCommandStream, commands::kResultStream, commands::kNodeDirectory})
       out[name] = caps;
   }
+  for (auto& [name, caps] : out.items()) caps["replicas"] = replicas_.replicas;
   return out;
 }
 

@@ -108,6 +108,7 @@ Result<std::unique_ptr<Node>> Node::start(NodeOptions options) {
   if (!bulk) return fail(bulk.error());
   n.control_bulk_ = std::move(*bulk);
   log_line("Established node NATS connection to: " + n.control_->connected_url());
+  NEX_RETURN_IF_ERROR(n.choose_replicas());
 
   // A workload's VM over its gateway's cap: the node's log, and the workload's own if deployed.
   auto warn = [&n](const std::string& wid, const std::string& text) {
@@ -200,7 +201,7 @@ Result<std::unique_ptr<Node>> Node::start(NodeOptions options) {
 
   std::string kept_in;
   auto store = WorkloadStore::open(*n.control_, n.identity_.server_key(), n.options_.state_dir,
-                                   n.options_.config.kept_workloads, kept_in);
+                                   n.options_.config.kept_workloads, n.replicas_, kept_in);
   if (!store) return fail(store.error());
   n.store_ = std::move(*store);
   log_line("Workloads are kept in " + kept_in + " to come back after a restart");
@@ -295,6 +296,35 @@ void Node::publish_event(const std::string& ns, const std::string& type, const j
   (void)(batched ? control_bulk_ : control_)
       ->publish(api::events_subject(ns, type),
                 api::cloud_event(source.empty() ? id() : source, type, data, ns));
+}
+
+Status Node::choose_replicas() {
+  NodeConfig& cfg = options_.config;
+  const int wanted = cfg.jetstream_replicas == 0 ? 3 : static_cast<int>(cfg.jetstream_replicas);
+  int chosen = wanted;
+  std::string why;
+  auto js = nats::JetStream::create(*control_, {.domain = cfg.commands.jetstream_domain});
+  auto available = js ? js->replicas_available(wanted, why) : Result<int>(fail(js.error()));
+  if (!available) {  // JetStream away for now: what is made later is made as configured
+    why = "JetStream did not answer (" + available.error().message + ")";
+    chosen = cfg.jetstream_replicas == 0 ? 1 : wanted;
+  } else if (*available < wanted && cfg.jetstream_replicas != 0) {
+    return fail(ErrorCode::kInvalidArgument,
+                fmt::format("node config: jetstream_replicas is {} but this JetStream cannot keep "
+                            "{} replicas: {}",
+                            wanted, wanted, why));
+  } else {
+    chosen = *available;
+  }
+  replicas_ = {.replicas = chosen, .raise = cfg.raise_jetstream_replicas};
+  cfg.commands.replicas = replicas_;
+  cfg.host_services_settings.kv.replicas = replicas_;
+  cfg.host_services_settings.object_store.replicas = replicas_;
+  log_line(fmt::format("JetStream replicas: {} ({})", chosen,
+                       cfg.jetstream_replicas != 0 ? "node config jetstream_replicas"
+                       : chosen > 1                ? "auto: the JetStream cluster can keep 3"
+                                                   : "auto: " + why));
+  return {};
 }
 
 void Node::maintenance_loop() {

@@ -113,6 +113,9 @@ class Node {
   void restore(PendingRestore p);
   void retry_restores(std::chrono::steady_clock::time_point now);
   nlohmann::json restores_json(const std::string& ns);
+  // How many replicas what the node creates in JetStream gets: the config's, or with "auto"
+  // what the JetStream can keep; logged. Refuses a configured number the JetStream cannot keep.
+  Status choose_replicas();
   // The caps of each stream and bucket the node creates, by name (INFO's "storage").
   nlohmann::json storage_json() const;
   // A stop of a workload that is waiting to be restored: its entry goes.
@@ -179,6 +182,7 @@ class Node {
                     const Result<nlohmann::json>& r);
 
   NodeOptions options_;
+  nats::ReplicaPolicy replicas_;  // of what the node creates in JetStream (choose_replicas)
   NodeIdentity identity_;
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
   std::filesystem::path run_dir_;

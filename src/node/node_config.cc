@@ -91,6 +91,8 @@ Result<NodeConfig> parse_node_config(std::string_view text) {
                        "node_limits",
                        "workload_logs",
                        "kept_workloads",
+                       "jetstream_replicas",
+                       "raise_jetstream_replicas",
                        "deny_trigger_subjects",
                        "subject_grants",
                        "agent_handshake_timeout_ms",
@@ -203,6 +205,14 @@ Result<NodeConfig> parse_node_config(std::string_view text) {
   }));
   NEX_RETURN_IF_ERROR(read_object(
       f, "workload_logs", [&](FieldReader& r) { return read_workload_logs(r, c.workload_logs); }));
+  if (const json* replicas = f.raw("jetstream_replicas")) {
+    if (replicas->is_number_integer() && replicas->get<int64_t>() >= 1 &&
+        replicas->get<int64_t>() <= 5)
+      c.jetstream_replicas = replicas->get<int64_t>();
+    else if (*replicas != "auto")
+      f.fail_field("jetstream_replicas", "must be \"auto\" or 1 to 5");
+  }
+  f.boolean("raise_jetstream_replicas", c.raise_jetstream_replicas);
   NEX_RETURN_IF_ERROR(read_object(f, "kept_workloads", [&](FieldReader& r) {
     r.no_unknown_fields({"max_bytes", "max_message_bytes", "retention_days"});
     // An entry holds a deploy request (up to 1 MiB) as a JSON string: up to twice its size.

@@ -77,6 +77,13 @@ struct NodeConfig {
   int64_t microvm_gateway_max_connections = 64;
   NodeLimits node_limits;
   WorkloadLogLimits workload_logs;
+  // ours: how many copies a clustered JetStream keeps of each stream and bucket the node creates
+  // (commands, node records, kept workloads, workloads' buckets): 1 to 5, or 0 for "auto": 3
+  // when the connected JetStream can hold 3 (a cluster of 3 servers or more), else 1.
+  int64_t jetstream_replicas = 0;
+  // ours: raise those found with fewer replicas (made before the cluster grew) to that many;
+  // without it, the node says which and the command that raises each.
+  bool raise_jetstream_replicas = false;
   // ours: the caps of NEX_NODE_WORKLOADS, where nodes keep their workloads to bring back after a
   // restart; a node writes its entries again when half their retention has passed.
   StorageCaps kept_workloads{

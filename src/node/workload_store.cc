@@ -121,17 +121,17 @@ class DirBackend : public WorkloadStore::Backend {
 
 }  // namespace
 
-Result<std::unique_ptr<WorkloadStore>> WorkloadStore::open(const nats::Connection& control,
-                                                           const crypto::KeyPair& node_key,
-                                                           const fs::path& state_dir,
-                                                           const StorageCaps& caps,
-                                                           std::string& where) {
+Result<std::unique_ptr<WorkloadStore>> WorkloadStore::open(
+    const nats::Connection& control, const crypto::KeyPair& node_key, const fs::path& state_dir,
+    const StorageCaps& caps, const nats::ReplicaPolicy& replicas, std::string& where) {
   std::unique_ptr<Backend> backend;
   if (auto js = nats::JetStream::create(control)) {
     auto kv = nats::KeyValue::bind(*js, kBucket);
     if (!kv)
-      kv = nats::KeyValue::create(
-          *js, {.bucket = kBucket, .description = "nex nodes' workloads, to restore on restart"});
+      kv =
+          nats::KeyValue::create(*js, {.bucket = kBucket,
+                                       .description = "nex nodes' workloads, to restore on restart",
+                                       .replicas = replicas.replicas});
     if (kv) {
       auto capped = js->set_caps(std::string("KV_") + kBucket, caps.stream_caps());
       where = std::string("KV bucket ") + kBucket + " (" + to_string(caps.stream_caps()) + ")";
@@ -139,6 +139,11 @@ Result<std::unique_ptr<WorkloadStore>> WorkloadStore::open(const nats::Connectio
         where += "; WARNING: cannot set its caps: " + capped.error().message;
       else if (!capped->empty())
         where += "; caps changed: " + *capped;
+      auto replicated = js->keep_replicas(std::string("KV_") + kBucket, replicas);
+      if (!replicated)
+        where += "; WARNING: cannot check its replicas: " + replicated.error().message;
+      else if (!replicated->empty())
+        where += "; " + *replicated;
       backend = std::make_unique<KvBackend>(std::move(*kv), node_key.public_key());
     }
   }

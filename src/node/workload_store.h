@@ -53,11 +53,13 @@ class WorkloadStore {
   };
 
   // The KV bucket when it can be had on `control`, else the state directory; `where` says which.
-  // The bucket gets `caps` (set again when it has others: `where` says so).
+  // The bucket gets `caps` (set again when it has others) and `replicas`; `where` says so.
   static Result<std::unique_ptr<WorkloadStore>> open(const nats::Connection& control,
                                                      const crypto::KeyPair& node_key,
                                                      const std::filesystem::path& state_dir,
-                                                     const StorageCaps& caps, std::string& where);
+                                                     const StorageCaps& caps,
+                                                     const nats::ReplicaPolicy& replicas,
+                                                     std::string& where);
 
   Status put(const Entry& entry);
   Status erase(const std::string& id);

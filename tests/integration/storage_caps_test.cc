@@ -47,19 +47,24 @@ TEST_F(StorageCapsTest, InfoShowsTheCapsOfEveryStreamAndBucketTheNodeCreates) {
   EXPECT_EQ(storage["NEX_NODE_WORKLOADS"]["retention_days"], 9);
   EXPECT_EQ(storage["NEX_COMMANDS"]["max_message_bytes"], 128 << 10);
   EXPECT_EQ(storage["hs_{namespace}_{workload}_kv"]["max_bytes"], 2 << 20);
-  // And what the node says is what the streams have.
-  auto commands = js_->stream_info("NEX_COMMANDS");
-  ASSERT_TRUE(commands) << commands.error().message;
-  EXPECT_EQ(commands->config.max_msg_size, 128 << 10);
+  // And what the node says is what the streams get (the command service sets them up in the
+  // background, as JetStream answers).
+  int64_t applied = -1;
+  for (int i = 0; i < 200 && applied != (128 << 10); ++i, std::this_thread::sleep_for(50ms)) {
+    auto commands = js_->stream_info("NEX_COMMANDS");
+    applied = commands ? commands->config.max_msg_size : -1;
+  }
+  EXPECT_EQ(applied, 128 << 10);
 
   std::filesystem::create_directories(state_dir_);
   testing::CliResult shown = testing::run_nex(
       {"node", "info", node_->id(), "-s", server().url()},
       {.cwd = state_dir_, .env = {"HOME=" + state_dir_.string()}}, state_dir_ / "cli.out");
   ASSERT_EQ(shown.code, 0) << shown.out;
-  EXPECT_NE(shown.out.find("NEX_NODE_WORKLOADS: 268,435,456, 4,194,304, 9 days"), std::string::npos)
+  EXPECT_NE(shown.out.find("NEX_NODE_WORKLOADS: 268,435,456, 4,194,304, 9 days, 1"),
+            std::string::npos)
       << shown.out;
-  EXPECT_NE(shown.out.find("hs_{namespace}_{workload}_obj: 524,288, 262,144, until removed"),
+  EXPECT_NE(shown.out.find("hs_{namespace}_{workload}_obj: 524,288, 262,144, until removed, 1"),
             std::string::npos)
       << shown.out;
 }
@@ -71,7 +76,8 @@ TEST_F(StorageCapsTest, KeptEntriesAreWrittenAgainBeforeTheyAge) {
   ASSERT_TRUE(key);
   std::string where;
   std::filesystem::create_directories(state_dir_);
-  auto store = WorkloadStore::open(*conn_, *key, state_dir_, NodeConfig{}.kept_workloads, where);
+  auto store =
+      WorkloadStore::open(*conn_, *key, state_dir_, NodeConfig{}.kept_workloads, {}, where);
   ASSERT_TRUE(store) << store.error().message;
   ASSERT_OK((*store)->put({.id = "w1", .ns = "default", .request = "{}"}));
   auto kv = nats::KeyValue::bind(*js_, "NEX_NODE_WORKLOADS");

@@ -36,11 +36,17 @@ class Buckets {
     if (!js) return fail(js.error());
     auto bucket = Bucket::bind(*js, name);
     if (!bucket && bucket.error().code == ErrorCode::kNotFound)
-      bucket = Bucket::create(*js, Config{.bucket = name, .max_bytes = settings_.caps.max_bytes});
+      bucket = Bucket::create(*js, Config{.bucket = name,
+                                          .max_bytes = settings_.caps.max_bytes,
+                                          .replicas = settings_.replicas.replicas});
     if (!bucket) return fail(bucket.error().wrap("bucket " + name));
     // Created now, or by an earlier node with other caps: the caps are this node's config's.
     auto capped = js->set_caps(stream_prefix_ + name, settings_.caps.stream_caps());
     if (!capped) return fail(capped.error().wrap("bucket " + name + ": cannot set its caps"));
+    if (settings_.replicas.raise) {  // otherwise a bucket keeps what it was made with
+      auto replicated = js->keep_replicas(stream_prefix_ + name, settings_.replicas);
+      if (!replicated) return fail(replicated.error().wrap("bucket " + name));
+    }
     cache_.emplace(key, *bucket);
     return bucket;
   }

@@ -20,6 +20,7 @@ namespace nex::node::hs {
 struct BucketSettings {
   bool enabled = true;
   StorageCaps caps{.max_bytes = 512 * 1024, .max_message_bytes = 256 * 1024, .retention_days = 90};
+  nats::ReplicaPolicy replicas;  // not read from the config: the node's choice
 };
 
 struct MessagingSettings {
