@@ -14,6 +14,7 @@
 #include "core/subprocess.h"
 #include "microvm/microvm_driver.h"
 #include "testing/cli.h"
+#include "testing/control_plane_state.h"
 #include "testing/microvm_host.h"
 #include "testing/node_fixture.h"
 
@@ -227,7 +228,8 @@ TEST_F(MicrovmTest, AFunctionAndTheHostServicesWorkFromInsideAVm) {
 
 // The namespace tests' escape workload, in a VM: the kernel it sees is the guest's, and every way
 // out (host files and processes, the control NATS by loopback, gateway or QEMU's host alias,
-// another workload's subjects, privileged calls, a fork bomb, memory past memsize_mib) stays in.
+// another workload's subjects, the node's control plane through the host-service RPC,
+// privileged calls, a fork bomb, memory past memsize_mib) stays in.
 TEST_F(MicrovmTest, EscapeAttemptsStayInsideTheVm) {
   ASSERT_OK(files_->put_file("escape", testing::kBinDir / "escape"));
   constexpr int64_t kMemsizeMib = 192;
@@ -240,13 +242,16 @@ TEST_F(MicrovmTest, EscapeAttemptsStayInsideTheVm) {
 
   Collector logs(*conn_, "$NEX.logs.default.*.escape.*");
   const std::string port = server().url().substr(server().url().rfind(':') + 1);
-  json req = deploy_request(
-      "escape", {{"ESCAPE_STATE_DIR", state_dir_.string()},
-                 {"ESCAPE_CONTROL_PORT", port},
-                 {"ESCAPE_OTHER_ID", echo["data"]["id"]},
-                 {"ESCAPE_VM_GATEWAY", std::string(microvm::kGatewayAddress) + ":" +
-                                           std::to_string(microvm::kExposedPortsGateway)},
-                 {"ESCAPE_HOST_ALIAS", "10.0.2.2"}});
+  testing::ControlPlaneState before;
+  ASSERT_NO_FATAL_FAILURE(before.take(*js_, *node_));
+  auto env = testing::control_plane_escape_env(*node_);
+  env.insert({{"ESCAPE_STATE_DIR", state_dir_.string()},
+              {"ESCAPE_CONTROL_PORT", port},
+              {"ESCAPE_OTHER_ID", echo["data"]["id"]},
+              {"ESCAPE_VM_GATEWAY", std::string(microvm::kGatewayAddress) + ":" +
+                                        std::to_string(microvm::kExposedPortsGateway)},
+              {"ESCAPE_HOST_ALIAS", "10.0.2.2"}});
+  json req = deploy_request("escape", env);
   req["location"] = "nats://NEXCLIFILES/escape";
   json r = deploy(req);
   ASSERT_TRUE(r["error"].is_null()) << r.dump();
@@ -269,6 +274,10 @@ TEST_F(MicrovmTest, EscapeAttemptsStayInsideTheVm) {
     ASSERT_TRUE(line) << "no report for " << check;
     EXPECT_NE(line->second.find("contained"), std::string::npos) << line->second;
   }
+  // The node's control plane, through the host-service RPC from inside the VM: each call
+  // refused, saying why, and nothing written.
+  ASSERT_NO_FATAL_FAILURE(testing::expect_control_plane_refused(logs));
+  before.expect_unchanged({id});
   EXPECT_TRUE(logs.wait_for("escape attempts done: 0 escaped", 0ms));
   auto bomb = logs.wait_for("fork bomb made", 0ms);
   ASSERT_TRUE(bomb);

@@ -1,9 +1,10 @@
 // The namespace sandbox, from the inside: a workload that tries every way out (host files,
-// host processes, the control NATS, another workload's subjects, mount, ptrace, new
-// namespaces, root, the clock, a fork bomb, memory past memsize_mib, filling /tmp, what /proc
-// and the mounts show of the host, the host's ports and another sandbox's) finds each one
-// denied or contained, while a service beside it and the node keep working; and the node
-// leaves nothing behind (addresses, links, firewall rules, cgroups, mounts) when it stops.
+// host processes, the control NATS, another workload's subjects, the node's control plane
+// through the host-service RPC, mount, ptrace, new namespaces, root, the clock, a fork bomb,
+// memory past memsize_mib, filling /tmp, what /proc and the mounts show of the host, the host's
+// ports and another sandbox's) finds each one denied or contained, while a service beside it and
+// the node keep working; and the node leaves nothing behind (addresses, links, firewall rules,
+// cgroups, mounts) when it stops.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -14,6 +15,7 @@
 #include "core/subprocess.h"
 #include "sandbox/firewall.h"
 
+#include "testing/control_plane_state.h"
 #include "testing/node_fixture.h"
 #include "testing/sandbox_host.h"
 
@@ -83,12 +85,15 @@ TEST_F(SandboxTest, EscapeAttemptsAreContainedAndEverythingElseKeepsWorking) {
   Collector logs(*conn_, "$NEX.logs.default.*.escape.*");
   const std::string port = server().url().substr(server().url().rfind(':') + 1);
   const std::string build_dir = testing::kBinDir.parent_path().string();
-  json req =
-      deploy_request("escape", {{"ESCAPE_STATE_DIR", state_dir_.string()},
-                                {"ESCAPE_CONTROL_PORT", port},
-                                {"ESCAPE_OTHER_ID", echo["data"]["id"]},
-                                {"ESCAPE_SHARED_KERNEL", "1"},
-                                {"ESCAPE_HOST_PATHS", state_dir_.string() + ":" + build_dir}});
+  testing::ControlPlaneState before;
+  ASSERT_NO_FATAL_FAILURE(before.take(*js_, *node_));
+  auto env = testing::control_plane_escape_env(*node_);
+  env.insert({{"ESCAPE_STATE_DIR", state_dir_.string()},
+              {"ESCAPE_CONTROL_PORT", port},
+              {"ESCAPE_OTHER_ID", echo["data"]["id"]},
+              {"ESCAPE_SHARED_KERNEL", "1"},
+              {"ESCAPE_HOST_PATHS", state_dir_.string() + ":" + build_dir}});
+  json req = deploy_request("escape", env);
   req["location"] = "nats://NEXCLIFILES/escape";
   json r = deploy(req);
   ASSERT_TRUE(r["error"].is_null()) << r.dump();
@@ -102,6 +107,11 @@ TEST_F(SandboxTest, EscapeAttemptsAreContainedAndEverythingElseKeepsWorking) {
     ASSERT_TRUE(line) << "no report for " << check;
     EXPECT_NE(line->second.find("contained"), std::string::npos) << line->second;
   }
+  // The node's control plane, through the host-service RPC: each call refused, saying why, and
+  // nothing written.
+  ASSERT_NO_FATAL_FAILURE(testing::expect_control_plane_refused(logs));
+  const std::string escape_id = r["data"]["id"];
+  before.expect_unchanged({escape_id});
   EXPECT_FALSE(logs.wait_for("ESCAPED", 0ms)) << logs.wait_for("ESCAPED", 0ms)->second;
   EXPECT_TRUE(logs.wait_for("escape attempts done: 0 escaped", 0ms));
   auto bomb = logs.wait_for("fork bomb made", 0ms);
