@@ -1,4 +1,5 @@
 #include "runtime/function.h"
+#include "runtime/encoding_globals.h"
 #include "runtime/host_services.h"
 #include "runtime/js_values.h"
 #include "runtime/wasi.h"
@@ -62,7 +63,24 @@ size_t resident_bytes() {
   return resident * static_cast<size_t>(::sysconf(_SC_PAGESIZE));
 }
 
-const JSClass kGlobalClass = {"global", JSCLASS_GLOBAL_FLAGS, &JS::DefaultGlobalClassOps};
+// The engine's standard classes, and nex's encoding globals, are made in a global when a script
+// first names them.
+bool resolve_global(JSContext* cx, JS::HandleObject global, JS::HandleId id, bool* resolved) {
+  if (!JS_ResolveStandardClass(cx, global, id, resolved)) return false;
+  return *resolved || encoding::resolve(cx, global, id, resolved);
+}
+
+bool may_resolve_global(const JSAtomState& names, jsid id, JSObject* global) {
+  return JS_MayResolveStandardClass(names, id, global) || encoding::may_resolve(id);
+}
+
+const JSClassOps kGlobalClassOps = {
+    .newEnumerate = JS_NewEnumerateStandardClasses,
+    .resolve = resolve_global,
+    .mayResolve = may_resolve_global,
+    .trace = JS_GlobalObjectTraceHook,
+};
+const JSClass kGlobalClass = {"global", JSCLASS_GLOBAL_FLAGS, &kGlobalClassOps};
 
 // "file:line: Error: message" for a pending exception, and clears it.
 std::string take_exception(JSContext* cx) {
@@ -395,7 +413,8 @@ class Function::Impl {
     'Uint8ClampedArray', 'Int16Array', 'Uint16Array', 'Int32Array', 'Uint32Array',
     'Float32Array', 'Float64Array', 'BigInt64Array', 'BigUint64Array', 'Atomics', 'Intl',
     'WebAssembly', 'escape', 'unescape', 'isNaN', 'isFinite', 'parseInt', 'parseFloat',
-    'decodeURI', 'decodeURIComponent', 'encodeURI', 'encodeURIComponent'];
+    'decodeURI', 'decodeURIComponent', 'encodeURI', 'encodeURIComponent', 'TextEncoder',
+    'TextDecoder', 'atob', 'btoa'];
   for (const name of names) {
     const d = Reflect.getOwnPropertyDescriptor(globalThis, name);
     if (d && 'value' in d) {
@@ -485,6 +504,7 @@ class Function::Impl {
         std::lock_guard lock(mu_);
         s.cx = nullptr;
       }
+      encoding::release_thread();
       JS_DestroyContext(cx);
     }
     ::malloc_trim(0);

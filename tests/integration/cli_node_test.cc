@@ -235,7 +235,8 @@ TEST(CliNodeUp, WithoutNatsItSaysWhereItTriedAndExitsOne) {
   EXPECT_EQ(plain.code, 1) << plain.out;
   EXPECT_NE(plain.out.find("nats://127.0.0.1:1"), std::string::npos) << plain.out;
   EXPECT_EQ(plain.out.find("Shutting down"), std::string::npos)
-      << "a node that never started has nothing to shut down:\n" << plain.out;
+      << "a node that never started has nothing to shut down:\n"
+      << plain.out;
   std::error_code ec;
   fs::remove_all(state, ec);
 }
@@ -381,6 +382,30 @@ TEST_F(CliNode, FunctionsDeployAsTheSeedsShow) {
   CliResult no_trigger = user({"devrun", js.string()});
   EXPECT_EQ(no_trigger.code, 1);
   EXPECT_NE(no_trigger.out.find("trigger subject"), std::string::npos) << no_trigger.out;
+}
+
+// What a function reaches for first: text to and from bytes, and base64, in a deployed function.
+TEST_F(CliNode, AFunctionDecodesEncodesAndBase64sText) {
+  std::ofstream(home() / "text.js") << R"JS((subject, payload) => {
+  const text = new TextDecoder().decode(payload);
+  const b64 = btoa(String.fromCharCode(...new TextEncoder().encode(text)));
+  const back = new TextDecoder().decode(Uint8Array.from(atob(b64), (c) => c.charCodeAt(0)));
+  let refused = '';
+  try { btoa(text); } catch (e) { refused = e.name; }
+  return new TextEncoder().encode(JSON.stringify({ text, b64, back, refused }));
+};
+)JS";
+  CliResult dev = user({"devrun", "./text.js", "--trigger_subject=js.text"});
+  ASSERT_EQ(dev.code, 0) << dev.out;
+  ASSERT_OK_AND_ASSIGN(conn, nats::Connection::connect({.urls = {url_}}));
+  auto r = conn.request("js.text", "caf\xc3\xa9 \xe2\x82\xac", 5s);
+  ASSERT_TRUE(r) << r.error().message;
+  auto j = nlohmann::json::parse(r->data(), nullptr, false);
+  ASSERT_TRUE(j.is_object()) << r->data();
+  EXPECT_EQ(j["text"], "caf\xc3\xa9 \xe2\x82\xac");
+  EXPECT_EQ(j["b64"], "Y2Fmw6kg4oKs");
+  EXPECT_EQ(j["back"], j["text"]);
+  EXPECT_EQ(j["refused"], "InvalidCharacterError");
 }
 
 TEST_F(CliNode, RunDeploysFromAnObjectStoreStatingEverything) {
