@@ -4,6 +4,7 @@
 #include "runtime/js_values.h"
 #include "runtime/wasi.h"
 #include "runtime/wasm_binary.h"
+#include "runtime/wasm_errors.h"
 
 #include <js/CompilationAndEvaluation.h>
 #include <js/ContextOptions.h>
@@ -133,6 +134,7 @@ class Function::Impl {
     }
     for (const auto& [k, v] : spec.environment) environ_.push_back(k + "=" + v);
     if (language_ == Language::kWasm) {
+      exports_ = wasm_binary::exported_functions(source_);
       recycled_ = wasm_binary::import_own_memory(source_, kRecycledMemoryModule, "memory");
       if (recycled_ && uint64_t{recycled_->initial_pages} * kWasmPage > kRecycleMemoryUpTo)
         recycled_.reset();
@@ -261,7 +263,9 @@ class Function::Impl {
   }
 
   std::string failure(JSContext* cx, WorkerState& s) {
-    if (JS_IsExceptionPending(cx)) return take_exception(cx);
+    if (JS_IsExceptionPending(cx))
+      return language_ == Language::kWasm ? describe_wasm_exception(cx, name_, exports_)
+                                          : take_exception(cx);
     if (s.stop_reason == kTimedOut)
       return "timed out after " + std::to_string(limits_.timeout.count()) + " ms";
     if (s.stop_reason == kOutOfMemory)
@@ -574,7 +578,7 @@ class Function::Impl {
 }))";
     JSAutoRealm realm(cx, e.home);
     JS::CompileOptions options(cx);
-    options.setFileAndLine(name_.c_str(), 1);
+    options.setFileAndLine("nex:wasm-setup", 1);
     JS::SourceText<mozilla::Utf8Unit> text;
     JS::RootedValue helper(cx);
     if (!text.init(cx, kHelper, std::strlen(kHelper), JS::SourceOwnership::Borrowed) ||
@@ -590,7 +594,7 @@ class Function::Impl {
       JS_ClearPendingException(cx);
       compiled = compile_wasm(cx, helper, source_, false, &parts);
       if (!compiled) {
-        e.error = name_ + ": " + take_exception(cx);
+        e.error = describe_wasm_exception(cx, name_, exports_);
         return false;
       }
     }
@@ -791,6 +795,7 @@ class Function::Impl {
   HostServices host_services_;
   std::vector<std::string> environ_;                     // "KEY=VALUE", for WebAssembly
   std::optional<wasm_binary::ImportedMemory> recycled_;  // WebAssembly, when its memory is recycled
+  std::map<uint32_t, std::string> exports_;              // WebAssembly: function names, for errors
   FunctionLimits limits_;
   FunctionLogger logger_;
   std::unique_ptr<InvocationSource> invocations_;
