@@ -4,6 +4,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include <cstdio>
 #include <filesystem>
 #include <functional>
 #include <string>
@@ -28,6 +29,7 @@ void register_up_command(CLI::App& app, CommandAction& action);
 void register_node_command(CLI::App& app, CommandAction& action, ConnectionFlags& flags);
 void register_workload_commands(CLI::App& app, CommandAction& action, ConnectionFlags& flags);
 void register_observe_commands(CLI::App& app, CommandAction& action, ConnectionFlags& flags);
+void register_keys_command(CLI::App& app, CommandAction& action, ConnectionFlags& flags);
 void register_preflight_command(CLI::App& node, CommandAction& action);
 void register_rootfs_command(CLI::App& app, CommandAction& action);
 // Registered last: it describes the commands registered before it.
@@ -41,10 +43,10 @@ int report(const Error& e);
 // ~/.nex: the CLI's keys (issuer.nk, publisher.xk) and, in node/, a node's identity.
 std::filesystem::path nex_home();
 // The first nkey seed in `path`; or, with seed_file, one made by `make` (mode 0600) when the file
-// is missing (saying which on stdout).
+// is missing (saying which on `say`).
 Result<std::string> read_seed(const std::filesystem::path& path, const char* what);
 Result<std::string> seed_file(const std::filesystem::path& path, const char* what,
-                              const std::function<std::string()>& make);
+                              const std::function<std::string()>& make, std::FILE* say = stdout);
 // ~/.nex/issuer.nk, made when missing: the account key that signs deploys and commands.
 Result<crypto::KeyPair> default_issuer();
 void register_cmd_command(CLI::App& app, CommandAction& action, ConnectionFlags& flags);

@@ -2,6 +2,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <cctype>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -16,11 +18,23 @@ const char* env(const char* name) {
   return v && *v ? v : nullptr;
 }
 
-// Where the nats CLI keeps its contexts.
-std::filesystem::path context_dir() {
-  if (const char* xdg = env("XDG_CONFIG_HOME")) return std::filesystem::path(xdg) / "nats/context";
+// Where the nats CLI keeps its configuration: the contexts in context/NAME.json, and the name of
+// the one `nats context select` chose in context.txt.
+std::filesystem::path nats_config_dir() {
+  if (const char* xdg = env("XDG_CONFIG_HOME")) return std::filesystem::path(xdg) / "nats";
   const char* home = env("HOME");
-  return std::filesystem::path(home ? home : "/root") / ".config/nats/context";
+  return std::filesystem::path(home ? home : "/root") / ".config/nats";
+}
+
+// The context `nats context select` chose: context.txt's content, trimmed; empty when none is.
+std::string selected_context() {
+  std::ifstream in(nats_config_dir() / "context.txt");
+  std::string name;
+  std::getline(in, name, '\0');
+  const auto not_space = [](unsigned char c) { return !std::isspace(c); };
+  name.erase(name.begin(), std::find_if(name.begin(), name.end(), not_space));
+  name.erase(std::find_if(name.rbegin(), name.rend(), not_space).base(), name.end());
+  return name;
 }
 
 }  // namespace
@@ -30,8 +44,9 @@ void ConnectionFlags::add_to(CLI::App& app) {
                  "NATS server URL(s), comma separated (default: env NATS_URL, the context's "
                  "url, else nats://127.0.0.1:4222)");
   app.add_option("--context", context,
-                 "a nats CLI context (~/.config/nats/context/NAME.json; env NATS_CONTEXT): its "
-                 "url, credentials and TLS files, unless flags say otherwise");
+                 "a nats CLI context (~/.config/nats/context/NAME.json; env NATS_CONTEXT; "
+                 "default: the one `nats context select` chose): its url, credentials and TLS "
+                 "files, unless flags say otherwise");
   app.add_option("--user", user, "NATS user name");
   app.add_option("--password", password, "NATS password");
   app.add_option("--token", token, "NATS authentication token");
@@ -56,38 +71,53 @@ Status ConnectionFlags::apply_context() {
   if (server.empty()) {
     if (const char* url = env("NATS_URL")) server = url;
   }
+  // As the nats CLI: --context, else NATS_CONTEXT, else the selected context, if any.
+  std::string selected_in;
   if (context.empty()) {
     if (const char* name = env("NATS_CONTEXT")) context = name;
   }
-  if (!context.empty()) {
-    if (context.find('/') != std::string::npos || context.starts_with('.'))
-      return fail(ErrorCode::kInvalidArgument,
-                  "--context takes a context's name, not a path: got '" + context + "'");
-    const auto path = context_dir() / (context + ".json");
-    std::ifstream in(path);
-    if (!in)
-      return fail(ErrorCode::kNotFound, "no nats context '" + context + "' (" + path.string() +
-                                            "); `nats context add` makes one");
-    auto j = nlohmann::json::parse(in, nullptr, false);
-    if (!j.is_object())
-      return fail(ErrorCode::kInvalidArgument, path.string() + " is not a JSON object");
-    auto take = [&](std::string& field, const char* key) {
-      auto it = j.find(key);
-      if (field.empty() && it != j.end() && it->is_string()) field = it->get<std::string>();
-    };
-    take(server, "url");
-    take(user, "user");
-    take(password, "password");
-    take(token, "token");
-    take(creds, "creds");
-    take(nkey, "nkey");
-    take(tls_cert, "cert");
-    take(tls_key, "key");
-    take(tls_ca, "ca");
-    take(js_domain, "jetstream_domain");
-    take(inbox_prefix, "inbox_prefix");
+  if (context.empty()) {
+    context = selected_context();
+    if (!context.empty()) selected_in = (nats_config_dir() / "context.txt").string();
   }
+  if (!context.empty()) NEX_RETURN_IF_ERROR(take_context(selected_in));
   if (server.empty()) server = "nats://127.0.0.1:4222";
+  return {};
+}
+
+// Fills what the flags left empty from the context's file. `selected_in` names context.txt when
+// the name came from there, for the error message.
+Status ConnectionFlags::take_context(const std::string& selected_in) {
+  const std::string where = selected_in.empty() ? "" : ", selected in " + selected_in;
+  if (context.find('/') != std::string::npos || context.starts_with('.'))
+    return fail(ErrorCode::kInvalidArgument,
+                "--context takes a context's name, not a path: got '" + context + "'" + where);
+  const auto path = nats_config_dir() / "context" / (context + ".json");
+  std::ifstream in(path);
+  if (!in)
+    return fail(ErrorCode::kNotFound, "no nats context '" + context + "' (" + path.string() + ")" +
+                                          where + "; `nats context add` makes one" +
+                                          (where.empty() ? ""
+                                                         : ", `nats context select` "
+                                                           "chooses another"));
+  auto j = nlohmann::json::parse(in, nullptr, false);
+  if (!j.is_object())
+    return fail(ErrorCode::kInvalidArgument, path.string() + " is not a JSON object");
+  auto take = [&](std::string& field, const char* key) {
+    auto it = j.find(key);
+    if (field.empty() && it != j.end() && it->is_string()) field = it->get<std::string>();
+  };
+  take(server, "url");
+  take(user, "user");
+  take(password, "password");
+  take(token, "token");
+  take(creds, "creds");
+  take(nkey, "nkey");
+  take(tls_cert, "cert");
+  take(tls_key, "key");
+  take(tls_ca, "ca");
+  take(js_domain, "jetstream_domain");
+  take(inbox_prefix, "inbox_prefix");
   return {};
 }
 

@@ -12,8 +12,10 @@
 namespace nex::cli {
 
 struct ConnectionFlags {
-  std::string server;   // default: $NATS_URL, else the context's url, else nats://127.0.0.1:4222
-  std::string context;  // --context, env NATS_CONTEXT: ~/.config/nats/context/NAME.json
+  std::string server;  // default: $NATS_URL, else the context's url, else nats://127.0.0.1:4222
+  // --context, env NATS_CONTEXT, else ~/.config/nats/context.txt (what `nats context select`
+  // chose): ~/.config/nats/context/NAME.json
+  std::string context;
   std::string token;
   std::string user;
   std::string password;
@@ -29,14 +31,18 @@ struct ConnectionFlags {
   std::string inbox_prefix;    // from a context
 
   void add_to(CLI::App& app);
-  // After parsing: fills what the flags left empty from the selected `nats` context (the nats
-  // CLI's files, so `nex --context ExpAdmin devrun ...` works as seed 003 types it), then the
-  // defaults. Explicit flags and NATS_URL win over the context.
+  // After parsing: fills what the flags left empty from the `nats` context that --context,
+  // NATS_CONTEXT or else `nats context select` names (the nats CLI's files, so
+  // `nex --context ExpAdmin devrun ...` works as seed 003 types it), then the defaults. Explicit
+  // flags and NATS_URL win over the context.
   Status apply_context();
   Result<nats::ConnectOptions> options(const std::string& client_name) const;
   std::chrono::milliseconds timeout() const {
     return std::chrono::milliseconds(static_cast<int64_t>(timeout_seconds * 1000));
   }
+
+ private:
+  Status take_context(const std::string& selected_in);
 };
 
 }  // namespace nex::cli

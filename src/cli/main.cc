@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
   nex::cli::register_workload_commands(app, action, flags);
   nex::cli::register_observe_commands(app, action, flags);
   nex::cli::register_cmd_command(app, action, flags);
+  nex::cli::register_keys_command(app, action, flags);
   nex::cli::register_rootfs_command(app, action);
   nex::cli::register_completion_command(app, action);
   try {

@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <optional>
 
 #include "cli/commands.h"
 #include "nats/local_server.h"
@@ -12,6 +13,8 @@
 namespace nex::cli {
 namespace {
 
+namespace fs = std::filesystem;
+
 struct UpOptions {
   std::string config;
   int port = 4222;
@@ -19,6 +22,56 @@ struct UpOptions {
   std::string state_dir;
   std::string metrics;
 };
+
+// `file` as the user types it from where they are: relative to the working directory when it
+// lies below it ("./" first when it is right there, so the shell does not search PATH), else
+// absolute; nullopt when there is no such file.
+std::optional<std::string> as_typed_from_cwd(const fs::path& file) {
+  std::error_code ec;
+  const fs::path target = fs::canonical(file, ec);
+  if (ec || !fs::is_regular_file(target)) return std::nullopt;
+  const fs::path cwd = fs::current_path(ec);
+  if (!ec) {
+    const fs::path relative = target.lexically_relative(cwd);
+    if (!relative.empty() && *relative.begin() != "..")
+      return relative.has_parent_path() ? relative.string() : "./" + relative.string();
+  }
+  return target.string();
+}
+
+// The seeds' echo service, built next to nex.
+std::optional<std::string> echo_service() {
+  return as_typed_from_cwd(fs::read_symlink("/proc/self/exe").parent_path() / "echoservice");
+}
+
+// The example JavaScript function, in the source tree nex was built from: found beside the
+// build directory when nex runs from there (build/bin/nex), else where it was at build time.
+std::optional<std::string> echo_function() {
+  const fs::path in_examples = "echofunction/echo.js";
+  const fs::path exe_dir = fs::read_symlink("/proc/self/exe").parent_path();
+  for (const fs::path& examples : {exe_dir / "../../examples", fs::path(NEX_EXAMPLES_DIR)}) {
+    if (auto typed = as_typed_from_cwd(examples / in_examples)) return typed;
+  }
+  return std::nullopt;
+}
+
+// What to try next, with files named so that they work from where the user is; a file this nex
+// cannot find (an installed nex, without the source tree) is left out rather than misnamed.
+void print_hints(const std::string& url, const node::Node& node) {
+  std::printf("\nTry, in another terminal:\n  export NATS_URL=%s\n  nex node ls\n", url.c_str());
+  if (auto service = echo_service())
+    std::printf("  nex devrun %s NATS_URL=%s\n", service->c_str(), url.c_str());
+  std::printf("  nex node info %s\n", node.id().c_str());
+  if (auto function = echo_function())
+    std::printf("  nex devrun %s --trigger_subject=js.echo   # a function\n", function->c_str());
+  std::printf(
+      "  nex logs        # the workloads' output, live\n"
+      "  nex events      # deploys, stops and node events, live\n"
+      "  nex cmd send %s --method hello   # a durable command, by node name\n"
+      "  nex keys        # the issuer key a node's valid_issuers lists\n"
+      "\nPress Ctrl-C to stop.\n",
+      node.name().c_str());
+}
 
 int run_up(const UpOptions& opts) {
   // Block the shutdown signals before any thread starts so only run_node's sigwait gets them.
@@ -30,7 +83,7 @@ int run_up(const UpOptions& opts) {
 
   nats::LocalServerOptions server_options;
   server_options.port = opts.port == 0 ? -1 : opts.port;  // nats-server: -1 = any free port
-  if (!opts.store_dir.empty()) server_options.store_dir = std::filesystem::absolute(opts.store_dir);
+  if (!opts.store_dir.empty()) server_options.store_dir = fs::absolute(opts.store_dir);
   auto server = nats::LocalNatsServer::start(server_options);
   if (!server) {
     std::fprintf(stderr, "nex up: cannot start the local NATS server: %s\n",
@@ -65,19 +118,7 @@ int run_up(const UpOptions& opts) {
           std::printf("Node %s is up (namespace sandbox: workloads run isolated, as nobody)\n",
                       node.id().c_str());
         }
-        std::printf(
-            "\nTry, in another terminal:\n"
-            "  export NATS_URL=%s\n"
-            "  nex node ls\n"
-            "  nex devrun ./echoservice NATS_URL=%s\n"
-            "  nex node info %s\n"
-            "  nex devrun examples/echofunction/echo.js --trigger_subject=js.echo"
-            "   # a function\n"
-            "  nex logs        # the workloads' output, live\n"
-            "  nex events      # deploys, stops and node events, live\n"
-            "  nex cmd send %s --method hello   # a durable command, by node name\n"
-            "\nPress Ctrl-C to stop.\n",
-            url.c_str(), url.c_str(), node.id().c_str(), node.name().c_str());
+        print_hints(url, node);
         std::fflush(stdout);
       });
   std::printf("\nStopping NATS server...\n");

@@ -45,9 +45,9 @@ Result<std::string> read_seed(const fs::path& path, const char* what) {
 
 // Reads a seed from `path`, or creates one (mode 0600) with `make`, saying which.
 Result<std::string> seed_file(const fs::path& path, const char* what,
-                              const std::function<std::string()>& make) {
+                              const std::function<std::string()>& make, std::FILE* say) {
   if (fs::exists(path)) {
-    std::printf("Reusing existing %s: %s\n", what, path.c_str());
+    std::fprintf(say, "Reusing existing %s: %s\n", what, path.c_str());
     return read_seed(path, what);
   }
   std::error_code ec;
@@ -63,7 +63,7 @@ Result<std::string> seed_file(const fs::path& path, const char* what,
     ::close(fd);
     if (!ok) return fail(ErrorCode::kIo, "cannot write " + path.string());
   }
-  std::printf("Created %s: %s\n", what, path.c_str());
+  std::fprintf(say, "Created %s: %s\n", what, path.c_str());
   return seed;
 }
 

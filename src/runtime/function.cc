@@ -1,8 +1,10 @@
 #include "runtime/function.h"
+#include "runtime/encoding_globals.h"
 #include "runtime/host_services.h"
 #include "runtime/js_values.h"
 #include "runtime/wasi.h"
 #include "runtime/wasm_binary.h"
+#include "runtime/wasm_errors.h"
 
 #include <js/CompilationAndEvaluation.h>
 #include <js/ContextOptions.h>
@@ -62,7 +64,24 @@ size_t resident_bytes() {
   return resident * static_cast<size_t>(::sysconf(_SC_PAGESIZE));
 }
 
-const JSClass kGlobalClass = {"global", JSCLASS_GLOBAL_FLAGS, &JS::DefaultGlobalClassOps};
+// The engine's standard classes, and nex's encoding globals, are made in a global when a script
+// first names them.
+bool resolve_global(JSContext* cx, JS::HandleObject global, JS::HandleId id, bool* resolved) {
+  if (!JS_ResolveStandardClass(cx, global, id, resolved)) return false;
+  return *resolved || encoding::resolve(cx, global, id, resolved);
+}
+
+bool may_resolve_global(const JSAtomState& names, jsid id, JSObject* global) {
+  return JS_MayResolveStandardClass(names, id, global) || encoding::may_resolve(id);
+}
+
+const JSClassOps kGlobalClassOps = {
+    .newEnumerate = JS_NewEnumerateStandardClasses,
+    .resolve = resolve_global,
+    .mayResolve = may_resolve_global,
+    .trace = JS_GlobalObjectTraceHook,
+};
+const JSClass kGlobalClass = {"global", JSCLASS_GLOBAL_FLAGS, &kGlobalClassOps};
 
 // "file:line: Error: message" for a pending exception, and clears it.
 std::string take_exception(JSContext* cx) {
@@ -115,6 +134,7 @@ class Function::Impl {
     }
     for (const auto& [k, v] : spec.environment) environ_.push_back(k + "=" + v);
     if (language_ == Language::kWasm) {
+      exports_ = wasm_binary::exported_functions(source_);
       recycled_ = wasm_binary::import_own_memory(source_, kRecycledMemoryModule, "memory");
       if (recycled_ && uint64_t{recycled_->initial_pages} * kWasmPage > kRecycleMemoryUpTo)
         recycled_.reset();
@@ -243,7 +263,9 @@ class Function::Impl {
   }
 
   std::string failure(JSContext* cx, WorkerState& s) {
-    if (JS_IsExceptionPending(cx)) return take_exception(cx);
+    if (JS_IsExceptionPending(cx))
+      return language_ == Language::kWasm ? describe_wasm_exception(cx, name_, exports_)
+                                          : take_exception(cx);
     if (s.stop_reason == kTimedOut)
       return "timed out after " + std::to_string(limits_.timeout.count()) + " ms";
     if (s.stop_reason == kOutOfMemory)
@@ -395,7 +417,8 @@ class Function::Impl {
     'Uint8ClampedArray', 'Int16Array', 'Uint16Array', 'Int32Array', 'Uint32Array',
     'Float32Array', 'Float64Array', 'BigInt64Array', 'BigUint64Array', 'Atomics', 'Intl',
     'WebAssembly', 'escape', 'unescape', 'isNaN', 'isFinite', 'parseInt', 'parseFloat',
-    'decodeURI', 'decodeURIComponent', 'encodeURI', 'encodeURIComponent'];
+    'decodeURI', 'decodeURIComponent', 'encodeURI', 'encodeURIComponent', 'TextEncoder',
+    'TextDecoder', 'atob', 'btoa'];
   for (const name of names) {
     const d = Reflect.getOwnPropertyDescriptor(globalThis, name);
     if (d && 'value' in d) {
@@ -485,6 +508,7 @@ class Function::Impl {
         std::lock_guard lock(mu_);
         s.cx = nullptr;
       }
+      encoding::release_thread();
       JS_DestroyContext(cx);
     }
     ::malloc_trim(0);
@@ -554,7 +578,7 @@ class Function::Impl {
 }))";
     JSAutoRealm realm(cx, e.home);
     JS::CompileOptions options(cx);
-    options.setFileAndLine(name_.c_str(), 1);
+    options.setFileAndLine("nex:wasm-setup", 1);
     JS::SourceText<mozilla::Utf8Unit> text;
     JS::RootedValue helper(cx);
     if (!text.init(cx, kHelper, std::strlen(kHelper), JS::SourceOwnership::Borrowed) ||
@@ -570,7 +594,7 @@ class Function::Impl {
       JS_ClearPendingException(cx);
       compiled = compile_wasm(cx, helper, source_, false, &parts);
       if (!compiled) {
-        e.error = name_ + ": " + take_exception(cx);
+        e.error = describe_wasm_exception(cx, name_, exports_);
         return false;
       }
     }
@@ -771,6 +795,7 @@ class Function::Impl {
   HostServices host_services_;
   std::vector<std::string> environ_;                     // "KEY=VALUE", for WebAssembly
   std::optional<wasm_binary::ImportedMemory> recycled_;  // WebAssembly, when its memory is recycled
+  std::map<uint32_t, std::string> exports_;              // WebAssembly: function names, for errors
   FunctionLimits limits_;
   FunctionLogger logger_;
   std::unique_ptr<InvocationSource> invocations_;

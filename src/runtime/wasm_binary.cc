@@ -7,6 +7,7 @@ namespace {
 
 constexpr std::string_view kHeader("\0asm\x01\0\0\0", 8);
 constexpr uint8_t kImportSection = 2;
+constexpr uint8_t kExportSection = 7;
 constexpr uint8_t kMemorySection = 5;
 constexpr uint8_t kTypeSection = 1;
 constexpr uint8_t kCustomSection = 0;
@@ -115,22 +116,49 @@ struct Section {
   std::string_view content;
 };
 
-}  // namespace
-
-std::optional<ImportedMemory> import_own_memory(std::string_view wasm,
-                                                std::string_view import_module,
-                                                std::string_view import_name) {
+// The module's sections; nullopt when it is not a well-formed binary.
+std::optional<std::vector<Section>> sections_of(std::string_view wasm) {
   if (wasm.substr(0, kHeader.size()) != kHeader) return std::nullopt;
   Reader r{wasm, kHeader.size()};
   std::vector<Section> sections;
-  const Section* imports = nullptr;
-  const Section* memories = nullptr;
   while (r.ok && !r.done()) {
     const uint8_t id = r.byte();
     const std::string_view content = r.bytes(r.u32());
     sections.push_back({id, content});
   }
   if (!r.ok) return std::nullopt;
+  return sections;
+}
+
+}  // namespace
+
+std::map<uint32_t, std::string> exported_functions(std::string_view wasm) {
+  std::map<uint32_t, std::string> names;
+  auto sections = sections_of(wasm);
+  if (!sections) return names;
+  for (const auto& s : *sections) {
+    if (s.id != kExportSection) continue;
+    Reader r{s.content};
+    const uint32_t count = r.u32();
+    for (uint32_t i = 0; r.ok && i < count; ++i) {
+      const std::string_view name = r.bytes(r.u32());
+      const uint8_t kind = r.byte();
+      const uint32_t index = r.u32();
+      if (r.ok && kind == 0x00) names.emplace(index, std::string(name));
+    }
+    if (!r.ok) return {};
+  }
+  return names;
+}
+
+std::optional<ImportedMemory> import_own_memory(std::string_view wasm,
+                                                std::string_view import_module,
+                                                std::string_view import_name) {
+  auto all = sections_of(wasm);
+  if (!all) return std::nullopt;
+  const std::vector<Section>& sections = *all;
+  const Section* imports = nullptr;
+  const Section* memories = nullptr;
   for (const auto& s : sections) {
     if (s.id == kImportSection && !imports)
       imports = &s;

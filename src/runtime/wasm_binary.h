@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -23,5 +24,9 @@ struct ImportedMemory {
 std::optional<ImportedMemory> import_own_memory(std::string_view wasm,
                                                 std::string_view import_module,
                                                 std::string_view import_name);
+
+// The names a module exports functions under, by function index (imported functions first, as
+// the engine numbers them); empty when the binary cannot be read.
+std::map<uint32_t, std::string> exported_functions(std::string_view wasm);
 
 }  // namespace nex::runtime::wasm_binary

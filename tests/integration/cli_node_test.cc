@@ -216,6 +216,41 @@ TEST_F(CliNode, ANatsContextSaysWhereAndHowToConnect) {
       << missing.out;
 }
 
+// `nats context select ExpAdmin` writes the name to context.txt beside the context folder; the
+// nats CLI uses it when neither --context nor NATS_CONTEXT names one, and so does nex.
+TEST_F(CliNode, TheNatsCliSelectedContextIsUsedWhenNoneIsNamed) {
+  const fs::path config = home() / ".config/nats";
+  fs::create_directories(config / "context");
+  std::ofstream(config / "context/ExpAdmin.json") << nlohmann::json{{"url", url_}}.dump(2);
+  std::ofstream(config / "context/Elsewhere.json")
+      << nlohmann::json{{"url", "nats://127.0.0.1:1"}}.dump(2);
+  std::ofstream(config / "context.txt") << "ExpAdmin\n";  // as `nats context select` leaves it
+  // HOME is the test's temporary directory, and nothing else says where NATS is.
+  auto run = [&](std::vector<std::string> args, std::vector<std::string> env = {}) {
+    env.push_back("HOME=" + home().string());
+    const fs::path out = home() / "selected.txt";
+    auto r = testing::run_nex(args, {.cwd = home(), .env = env, .clear_env = true}, out);
+    fs::remove(out);  // output is appended to it
+    return r;
+  };
+  auto selected = run({"node", "ls"});
+  EXPECT_EQ(selected.code, 0) << selected.out;
+  EXPECT_NE(selected.out.find(node_), std::string::npos) << selected.out;
+  // NATS_CONTEXT and --context win over the selection.
+  auto by_env = run({"node", "ls", "--timeout", "0.5"}, {"NATS_CONTEXT=Elsewhere"});
+  EXPECT_EQ(by_env.code, 1) << by_env.out;
+  EXPECT_NE(by_env.out.find("nats://127.0.0.1:1"), std::string::npos) << by_env.out;
+  auto by_flag = run({"--context", "Elsewhere", "node", "ls", "--timeout", "0.5"});
+  EXPECT_EQ(by_flag.code, 1) << by_flag.out;
+  EXPECT_NE(by_flag.out.find("nats://127.0.0.1:1"), std::string::npos) << by_flag.out;
+  // A selection naming a context that is not there is an error that says where it came from.
+  std::ofstream(config / "context.txt") << "Gone\n";
+  auto gone = run({"node", "ls"});
+  EXPECT_EQ(gone.code, 1) << gone.out;
+  EXPECT_NE(gone.out.find("no nats context 'Gone'"), std::string::npos) << gone.out;
+  EXPECT_NE(gone.out.find((config / "context.txt").string()), std::string::npos) << gone.out;
+}
+
 TEST_F(CliNode, ErrorsSayWhatToDo) {
   CliResult unknown = nex({"node", "info", "NNOSUCHNODE", "-s", url_});
   EXPECT_EQ(unknown.code, 1);
@@ -235,7 +270,8 @@ TEST(CliNodeUp, WithoutNatsItSaysWhereItTriedAndExitsOne) {
   EXPECT_EQ(plain.code, 1) << plain.out;
   EXPECT_NE(plain.out.find("nats://127.0.0.1:1"), std::string::npos) << plain.out;
   EXPECT_EQ(plain.out.find("Shutting down"), std::string::npos)
-      << "a node that never started has nothing to shut down:\n" << plain.out;
+      << "a node that never started has nothing to shut down:\n"
+      << plain.out;
   std::error_code ec;
   fs::remove_all(state, ec);
 }
@@ -413,6 +449,30 @@ TEST_F(CliNode, FunctionsDeployAsTheSeedsShow) {
   CliResult no_trigger = user({"devrun", js.string()});
   EXPECT_EQ(no_trigger.code, 1);
   EXPECT_NE(no_trigger.out.find("trigger subject"), std::string::npos) << no_trigger.out;
+}
+
+// What a function reaches for first: text to and from bytes, and base64, in a deployed function.
+TEST_F(CliNode, AFunctionDecodesEncodesAndBase64sText) {
+  std::ofstream(home() / "text.js") << R"JS((subject, payload) => {
+  const text = new TextDecoder().decode(payload);
+  const b64 = btoa(String.fromCharCode(...new TextEncoder().encode(text)));
+  const back = new TextDecoder().decode(Uint8Array.from(atob(b64), (c) => c.charCodeAt(0)));
+  let refused = '';
+  try { btoa(text); } catch (e) { refused = e.name; }
+  return new TextEncoder().encode(JSON.stringify({ text, b64, back, refused }));
+};
+)JS";
+  CliResult dev = user({"devrun", "./text.js", "--trigger_subject=js.text"});
+  ASSERT_EQ(dev.code, 0) << dev.out;
+  ASSERT_OK_AND_ASSIGN(conn, nats::Connection::connect({.urls = {url_}}));
+  auto r = conn.request("js.text", "caf\xc3\xa9 \xe2\x82\xac", 5s);
+  ASSERT_TRUE(r) << r.error().message;
+  auto j = nlohmann::json::parse(r->data(), nullptr, false);
+  ASSERT_TRUE(j.is_object()) << r->data();
+  EXPECT_EQ(j["text"], "caf\xc3\xa9 \xe2\x82\xac");
+  EXPECT_EQ(j["b64"], "Y2Fmw6kg4oKs");
+  EXPECT_EQ(j["back"], j["text"]);
+  EXPECT_EQ(j["refused"], "InvalidCharacterError");
 }
 
 TEST_F(CliNode, RunDeploysFromAnObjectStoreStatingEverything) {

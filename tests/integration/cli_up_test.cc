@@ -12,6 +12,7 @@
 
 #include "core/subprocess.h"
 #include "nats/key_value.h"
+#include "testing/cli.h"
 #include "testing/nats_server_fixture.h"
 
 namespace nex {
@@ -47,7 +48,7 @@ TEST(CliUp, RunsLocalJetStreamAndStopsCleanlyOnCtrlC) {
   const fs::path store = match[1].str();
   EXPECT_TRUE(fs::exists(store));
   EXPECT_NE(text.find("Ctrl-C"), std::string::npos);
-  EXPECT_NE(text.find("nex devrun ./echoservice NATS_URL=" + url), std::string::npos);
+  EXPECT_NE(text.find("/echoservice NATS_URL=" + url), std::string::npos) << text;
   const std::regex node_re("Node (N[A-Z2-7]{55}) is up");
   ASSERT_TRUE(std::regex_search(text, match, node_re)) << text;
   const std::string node_id = match[1];
@@ -73,6 +74,61 @@ TEST(CliUp, RunsLocalJetStreamAndStopsCleanlyOnCtrlC) {
       << "the NATS server outlived nex up";
   fs::remove(out);
   fs::remove_all(state);
+}
+
+// What `nex up` prints once it is ready, run from `cwd`; stopped with Ctrl-C afterwards.
+std::string up_output_from(const fs::path& cwd) {
+  const fs::path out = fs::temp_directory_path() / ("nex-up-hints-" + std::to_string(getpid()));
+  const fs::path state = out.string() + ".state";
+  auto up =
+      testing::spawn_nex({"up", "--port", "0", "--state-dir", state.string()}, {.cwd = cwd}, out);
+  EXPECT_TRUE(up) << up.error().message;
+  if (!up) return "";
+  std::string text;
+  for (int i = 0; i < 300 && text.find("Press Ctrl-C") == std::string::npos; ++i) {
+    std::this_thread::sleep_for(50ms);
+    text = slurp(out);
+  }
+  (void)up->signal(SIGINT);
+  up->wait_for(15s);
+  fs::remove(out);
+  fs::remove_all(state);
+  return text;
+}
+
+// The files `nex devrun FILE` hints name, as printed.
+std::vector<std::string> devrun_hints(const std::string& text) {
+  std::vector<std::string> files;
+  const std::regex devrun_re("nex devrun (\\S+)");
+  for (auto it = std::sregex_iterator(text.begin(), text.end(), devrun_re);
+       it != std::sregex_iterator(); ++it)
+    files.push_back((*it)[1]);
+  return files;
+}
+
+// The hints are typed where the user is: each file they name exists from there, relative to it
+// when it lies below it (as from the source tree), absolute otherwise.
+TEST(CliUp, HintsNameFilesThatExistFromWhereTheUserIs) {
+  NEX_REQUIRE_NATS_SERVER();
+  const fs::path elsewhere = fs::temp_directory_path() / ("nex-up-cwd-" + std::to_string(getpid()));
+  fs::create_directories(elsewhere);
+  const std::string away = up_output_from(elsewhere);
+  const auto away_files = devrun_hints(away);
+  EXPECT_EQ(away_files.size(), 2u) << away;
+  for (const auto& file : away_files) {
+    EXPECT_TRUE(fs::path(file).is_absolute()) << file << "\n" << away;
+    EXPECT_TRUE(fs::is_regular_file(elsewhere / file)) << file << "\n" << away;
+  }
+  fs::remove_all(elsewhere);
+
+  const fs::path source = NEX_SOURCE_DIR;
+  const std::string home = up_output_from(source);
+  const auto home_files = devrun_hints(home);
+  EXPECT_EQ(home_files.size(), 2u) << home;
+  for (const auto& file : home_files) {
+    EXPECT_TRUE(fs::is_regular_file(source / file)) << file << "\n" << home;
+  }
+  EXPECT_NE(home.find("nex devrun examples/echofunction/echo.js"), std::string::npos) << home;
 }
 
 // `nex node up ARGS...` against a server that is not there; its exit code and output.

@@ -74,5 +74,18 @@ TEST(WasmBinary, OtherShapesAreLeftAlone) {
     EXPECT_FALSE(import_own_memory(module, "m", "n")) << what;
 }
 
+// Error messages name a function by its export when the module has no names for it.
+TEST(WasmBinary, ExportedFunctionsAreNamedByTheirIndexImportsFirst) {
+  // (export "run" (func 1)) (export "memory" (memory 0)), function 0 being the import.
+  const std::string exports = bytes({0x07, 0x10, 0x02, 0x03, 'r', 'u', 'n', 0x00, 0x01, 0x06, 'm',
+                                     'e', 'm', 'o', 'r', 'y', 0x02, 0x00});
+  const std::map<uint32_t, std::string> want = {{1, "run"}};
+  EXPECT_EQ(exported_functions(kHeader + kTypes + kImportFunc + exports), want);
+  EXPECT_TRUE(exported_functions(kHeader + kTypes).empty());
+  EXPECT_TRUE(exported_functions("not wasm").empty());
+  EXPECT_TRUE(exported_functions(kHeader + bytes({0x07, 0x03, 0x01, 0x03, 'r'})).empty())
+      << "a truncated export section";
+}
+
 }  // namespace
 }  // namespace nex::runtime::wasm_binary
