@@ -19,12 +19,14 @@ inline constexpr const char* kWorkloadUndeployed = "workload_undeployed";
 inline constexpr const char* kWorkloadCrashLoop = "workload_crash_loop";
 // ours: a kept workload could not be brought back after a restart ({retrying: false}: for good).
 inline constexpr const char* kWorkloadRestoreFailed = "workload_restore_failed";
+// ours: a workload's agent (or its sandbox: a microVM's VMM) ended; {code, message, restarting}.
+inline constexpr const char* kWorkloadAgentExited = "workload_agent_exited";
 inline constexpr const char* kFunctionExecSucceeded = "function_exec_succeeded";
 inline constexpr const char* kFunctionExecFailed = "function_exec_failed";
 inline constexpr const char* kAll[] = {
-    kNodeStarted,           kNodeStopped,        kLameDuck,          kHeartbeat,
-    kWorkloadDeployed,      kWorkloadUndeployed, kWorkloadCrashLoop, kWorkloadRestoreFailed,
-    kFunctionExecSucceeded, kFunctionExecFailed};
+    kNodeStarted,         kNodeStopped,           kLameDuck,          kHeartbeat,
+    kWorkloadDeployed,    kWorkloadUndeployed,    kWorkloadCrashLoop, kWorkloadRestoreFailed,
+    kWorkloadAgentExited, kFunctionExecSucceeded, kFunctionExecFailed};
 }  // namespace event_type
 
 inline constexpr const char* kSystemNamespace = "system";

@@ -1,14 +1,17 @@
 #include "microvm/microvm_driver.h"
 
 #include <fcntl.h>
+#include <grp.h>
 #include <linux/kvm.h>
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <x86intrin.h>
 
 #include <atomic>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -117,6 +120,55 @@ std::atomic<uint32_t> next_vmm_uid{0};
 
 }  // namespace
 
+namespace {
+
+// errno of opening `path` for reading as a VMM's user (0: it can), from a child process that
+// becomes that user: the kernel's own answer, ACLs and all.
+int open_errno_as_vmm_user(const fs::path& path) {
+  const pid_t pid = ::fork();
+  if (pid < 0) return errno;
+  if (pid == 0) {
+    if (::setgroups(0, nullptr) != 0 || ::setgid(kVmmUidBase) != 0 || ::setuid(kVmmUidBase) != 0)
+      ::_exit(255);
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    ::_exit(fd >= 0 ? 0 : (errno & 0x7f));
+  }
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (!WIFEXITED(status) || WEXITSTATUS(status) == 255) return EPERM;
+  return WEXITSTATUS(status);
+}
+
+// The same from permission bits, for a caller that cannot become another user.
+int open_errno_by_mode(const fs::path& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return errno;
+  if (!(st.st_mode & S_IROTH)) return EACCES;
+  for (fs::path dir = fs::absolute(path).parent_path(); !dir.empty(); dir = dir.parent_path()) {
+    if (::stat(dir.c_str(), &st) != 0 || !(st.st_mode & S_IXOTH)) return EACCES;
+    if (dir == dir.root_path()) break;
+  }
+  return 0;
+}
+
+}  // namespace
+
+Status check_readable_by_vmms(const fs::path& path, const std::string& field) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0)
+    return fail(ErrorCode::kNotFound,
+                field + " " + path.string() + " not found (`nex node preflight --init` makes it)");
+  const int err = ::geteuid() == 0 ? open_errno_as_vmm_user(path) : open_errno_by_mode(path);
+  if (err == 0) return {};
+  return fail(ErrorCode::kPermissionDenied,
+              field + " " + path.string() + " cannot be read by the VMMs' users (" +
+                  std::strerror(err) +
+                  "): a VMM runs as a user of its own, so the file must be readable by all "
+                  "(chmod o+r) and every folder above it open to all (chmod o+x); a folder of "
+                  "`mktemp -d` or a home folder is not");
+}
+
 bool kvm_usable() {
   const int fd = ::open("/dev/kvm", O_RDWR | O_CLOEXEC);
   if (fd < 0) return false;
@@ -145,25 +197,14 @@ Result<std::unique_ptr<MicrovmDriver>> MicrovmDriver::create(MicrovmOptions opti
                 "the microvm sandbox needs root (it runs each VMM as a user of its own)");
   if (!find_program(options.qemu))
     return fail(ErrorCode::kNotFound, options.qemu + " not found (Debian: qemu-system-x86)");
-  auto readable = [](const fs::path& p, const std::string& field) -> Status {
-    struct stat st {};
-    if (::stat(p.c_str(), &st) != 0)
-      return fail(ErrorCode::kNotFound,
-                  field + " " + p.string() + " not found (`nex node preflight --init` makes it)");
-    if (!(st.st_mode & S_IROTH))
-      return fail(
-          ErrorCode::kPermissionDenied,
-          field + " " + p.string() + " must be readable by all (the VMM runs unprivileged)");
-    return {};
-  };
-  NEX_RETURN_IF_ERROR(readable(options.kernel, "kernel_filepath"));
+  NEX_RETURN_IF_ERROR(check_readable_by_vmms(options.kernel, "kernel_filepath"));
   if (!is_elf_kernel(options.kernel))
     return fail(ErrorCode::kInvalidArgument,
                 "kernel_filepath " + options.kernel.string() +
                     ": expected an uncompressed x86-64 ELF kernel (vmlinux); `nex node preflight "
                     "--init` makes one from Debian's kernel package");
-  NEX_RETURN_IF_ERROR(readable(options.initrd, "initrd (beside kernel_filepath)"));
-  NEX_RETURN_IF_ERROR(readable(options.rootfs, "rootfs_filepath"));
+  NEX_RETURN_IF_ERROR(check_readable_by_vmms(options.initrd, "initrd (beside kernel_filepath)"));
+  NEX_RETURN_IF_ERROR(check_readable_by_vmms(options.rootfs, "rootfs_filepath"));
   if (!sandbox::is_ext4_image(options.rootfs))
     return fail(ErrorCode::kInvalidArgument, "rootfs_filepath " + options.rootfs.string() +
                                                  ": a microVM boots an ext4 image (`nex rootfs`)");
@@ -338,9 +379,9 @@ Result<std::unique_ptr<sandbox::Sandbox>> MicrovmDriver::start(const sandbox::Sa
     cleanup();
     return fail(st.error());
   }
-  return std::unique_ptr<sandbox::Sandbox>(std::make_unique<MicrovmSandbox>(
-      spec.workload_id, spec.work_dir, spec.artifact_name, vm_dir, std::move(*process),
-      std::move(*gateway_vm)));
+  return std::unique_ptr<sandbox::Sandbox>(
+      std::make_unique<MicrovmSandbox>(spec.workload_id, spec.work_dir, spec.artifact_name, vm_dir,
+                                       std::move(*process), std::move(*gateway_vm)));
 }
 
 }  // namespace nex::microvm

@@ -55,6 +55,12 @@ struct MicrovmOptions {
   GatewayServer::Warn warn_workload;
 };
 
+// Whether the VMMs, which run as users of their own (no group of the host's), can open `path`
+// for reading: a file readable by all in a folder only its owner may enter is not. Checked as
+// such a user when the caller is root; from the permission bits of the file and of every
+// folder above it otherwise. The error names `field`, the path and the fix.
+Status check_readable_by_vmms(const std::filesystem::path& path, const std::string& field);
+
 // Which accelerator "auto" means on this host, and why.
 struct AcceleratorChoice {
   std::string accelerator;  // "kvm" or "tcg"

@@ -1,7 +1,10 @@
 // AgentPool: keeps `size` agents started and handshaken, each in its own sandbox with its own
 // internal-NATS account, so a deploy only has to hand one its workload. Taking an agent makes
-// the pool start a replacement in the background. Agents that do not handshake in time are
-// discarded and replaced.
+// the pool start a replacement in the background. An idle agent that dies is reaped, said and
+// replaced. One that dies before its handshake, or misses it, is a failure: the node's log
+// gets the last lines it wrote (a VMM's error), the pool waits longer after each failure in a
+// row (1 s, 2 s, ... 60 s) and says so, and until an agent starts again a deploy that finds no
+// ready agent is refused at once with the reason instead of waiting for one in vain.
 #pragma once
 
 #include <chrono>
@@ -52,6 +55,13 @@ class AgentPool {
   AgentPool(InternalServer& internal, sandbox::Driver& driver, AgentPoolOptions options)
       : internal_(internal), driver_(driver), options_(std::move(options)) {}
   void refill_loop();
+  // Takes out of ready_ and starting_ the agents that ended or missed their handshake, and
+  // stops them with `lock` released; start failures among them are noted.
+  void reap(std::unique_lock<std::mutex>& lock);
+  // Starts `count` agents with `lock` released; they join starting_.
+  void start_agents(std::unique_lock<std::mutex>& lock, size_t count);
+  // A start that failed (`reason`): counted, told, and the next start put off. mu_ held.
+  void note_failure(const std::string& reason);
   void on_handshake(const std::string& id);
   // Logs, once, when the pool first holds `size` ready agents, and how long that took.
   void announce_when_full();
@@ -70,6 +80,9 @@ class AgentPool {
   };
   std::map<std::string, Pending> starting_;
   std::set<std::string> early_handshakes_;  // handshakes that beat their agent into starting_
+  int failures_ = 0;                        // agent starts that failed in a row
+  std::string failure_;                     // the last one's reason, while failures_ > 0
+  std::chrono::steady_clock::time_point retry_at_{};  // no start before, after a failure
   const std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
   bool announced_ = false;
   std::thread refiller_;  // also the thread that spawns agents (they die with it, by design)

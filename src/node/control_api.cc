@@ -8,6 +8,7 @@
 #include "api/events.h"
 #include "api/json_fields.h"
 #include "api/signed_request.h"
+#include "core/clock.h"
 #include "node/node_internals.h"
 
 namespace nex::node {
@@ -96,6 +97,7 @@ void Node::on_wping(nats::Message msg) {
 void Node::on_info(nats::Message msg) {
   const std::string ns = token(msg.subject(), 2);
   json machines = json::array();
+  json ended = json::array();  // ours: workloads that ended on their own, and how
   {
     std::lock_guard lock(mu_);
     for (const auto& [wid, w] : workloads_) {
@@ -111,11 +113,21 @@ void Node::on_info(nats::Message msg) {
                         {"runtime", runtime},
                         {"type", api::to_string(w->type)},
                         {"hash", w->hash}}}};
+      if (w->restarts > 0) machine["restarts"] = w->restarts;          // ours
+      if (!w->last_exit.empty()) machine["last_exit"] = w->last_exit;  // ours: how it last ended
       if (api::is_function(w->type)) {  // ours: what the function has done so far
         machine["function_invocations"] = w->invocations.load();
         machine["function_runtime_ns"] = w->runtime_ns.load();
       }
       machines.push_back(std::move(machine));
+    }
+    for (const auto& e : ended_) {
+      if (e.ns != ns) continue;
+      ended.push_back({{"id", e.id},
+                       {"name", e.name},
+                       {"exit", e.exit},
+                       {"code", e.code},
+                       {"ended_at", rfc3339_nano(e.at)}});
     }
   }
   json types = json::array();
@@ -126,6 +138,7 @@ void Node::on_info(nats::Message msg) {
                                     {"tags", tags()},
                                     {"memory", meminfo()},
                                     {"machines", machines},
+                                    {"ended", ended},
                                     {"supported_workload_types", types},
                                     // ours: kept workloads not back yet after a restart
                                     {"restores", restores_json(ns)},

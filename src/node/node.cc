@@ -347,6 +347,7 @@ void Node::maintenance_loop() {
         if (w->channel) channels.push_back(w->channel);
       }
     }
+    reap_agents(all);
     restart_due(all, now);
     for (auto& w : all) report_dropped_logs(*w, now, /*final=*/false);
     retry_restores(now);

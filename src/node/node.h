@@ -10,6 +10,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <deque>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -100,8 +101,11 @@ class Node {
   // anything is looked up, reserved or decrypted.
   Result<VerifiedDeploy> verify_deploy(const std::string& ns, std::string_view body,
                                        DeployOrigin origin);
+  // `replaces`: an essential workload whose agent died, deployed again in a new agent (a new
+  // id, its restarts carried over).
   Result<nlohmann::json> try_deploy(const std::string& ns, std::string_view body,
-                                    const VerifiedDeploy& checked, DeployOrigin origin);
+                                    const VerifiedDeploy& checked, DeployOrigin origin,
+                                    const Workload* replaces = nullptr);
   // Whether a sandboxed workload's NATS_URL names only NATS servers the node may forward to it.
   Status check_sandbox_nats(const std::map<std::string, std::string>& env) const;
   // How long a deploy may take here: an agent from the pool (a sandbox may have to boot), the
@@ -156,7 +160,20 @@ class Node {
                             const std::string& workload_id, const std::string& level,
                             const std::string& text);
   void on_workload_exited(const std::shared_ptr<Workload>& w, int code, const std::string& message);
+  // Sandboxes whose agent ended (killed, crashed, its VMM gone) are reaped here, from the
+  // maintenance loop, and their workloads restarted or ended (on_agent_exited).
+  void reap_agents(const std::vector<std::shared_ptr<Workload>>& all);
+  void on_agent_exited(const std::shared_ptr<Workload>& w, int status);
+  // An essential workload that ended (`how`) is restarted after a backoff, until it has been
+  // kMaxRestarts times; whether it will be. Called with mu_ held.
+  bool schedule_restart(Workload& w, const std::string& how);
+  // A workload that ended on its own and is not restarted: recorded for INFO ("ended"), told
+  // as a crash loop when it was essential, and removed.
+  void end_workload(const std::shared_ptr<Workload>& w, int code, const std::string& message);
+  void remember_ended(const Workload& w, int code, const std::string& exit);  // mu_ held
   void remove_workload(const std::shared_ptr<Workload>& w, int code, const std::string& message);
+  // An essential workload whose agent died: its sandbox released, deployed again in a new one.
+  void restart_in_new_agent(const std::shared_ptr<Workload>& w);
   // Undeploys a workload marked stopping whose relayed triggers were drained: the agent stops it
   // (its last logs, events and answers still reach the node meanwhile), then it is removed.
   void undeploy(const std::shared_ptr<Workload>& w, const std::string& message);
@@ -209,8 +226,15 @@ class Node {
   std::atomic<bool> stopped_{false};
 
   class Reservation;
-  std::mutex mu_;  // guards workloads_ and the reservations
+  std::mutex mu_;  // guards workloads_, the reservations and ended_
   std::map<std::string, std::shared_ptr<Workload>> workloads_;
+  // The last workloads that ended on their own (exited, or their agent died), for INFO.
+  struct EndedWorkload {
+    std::string ns, id, name, exit;
+    int code = 0;
+    std::chrono::system_clock::time_point at;
+  };
+  std::deque<EndedWorkload> ended_;
   size_t reserved_slots_ = 0;   // deploys under way, each holding a place
   int64_t reserved_bytes_ = 0;  // and the bytes of their artifacts, once known
   std::mutex deploys_mu_;       // guards deploys_in_flight_

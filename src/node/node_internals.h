@@ -19,6 +19,15 @@ namespace nex::node {
 
 using namespace std::chrono_literals;
 
+// A deploy request whose signature, binding and issuer the node has checked.
+struct Node::VerifiedDeploy {
+  api::DeployRequest req;
+  std::string name;
+  std::string issuer;
+  crypto::JwtClaims claims;  // no exp: an unbound request of older tooling, when allowed
+  std::string claimed_hash;  // the artifact's SHA-256 the request and its JWT vouch for
+};
+
 struct Node::Workload {
   std::string id;
   std::string ns;
@@ -33,6 +42,13 @@ struct Node::Workload {
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
   WarmAgent agent;
   api::AgentDeployRequest request;  // kept to restart an essential workload
+  // What it was deployed from, to deploy it again in a new agent when its agent dies.
+  std::string body;
+  DeployOrigin origin = DeployOrigin::kRequest;
+  std::optional<VerifiedDeploy> verified;
+  bool deployed = false;    // its agent accepted it: from then on a dead agent is the node's news
+  bool agent_gone = false;  // its agent (or sandbox) ended; a restart needs a new one
+  std::string last_exit;    // how it or its agent last ended ("its agent was killed by ...")
   bool healthy = true;
   bool stopping = false;
   int restarts = 0;
@@ -44,15 +60,6 @@ struct Node::Workload {
   NodeMetrics::Function metrics;             // functions: their Prometheus series
   std::optional<LogLimiter> logs;            // what it may put on $NEX.logs (set at deploy)
   metrics::Series* logs_dropped = nullptr;   // lines LogLimiter dropped, for Prometheus
-};
-
-// A deploy request whose signature, binding and issuer the node has checked.
-struct Node::VerifiedDeploy {
-  api::DeployRequest req;
-  std::string name;
-  std::string issuer;
-  crypto::JwtClaims claims;  // no exp: an unbound request of older tooling, when allowed
-  std::string claimed_hash;  // the artifact's SHA-256 the request and its JWT vouch for
 };
 
 // The node's log: a line on stderr, prefixed with the time.

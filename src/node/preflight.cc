@@ -26,6 +26,16 @@ PreflightItem missing(const std::string& what, const std::string& description, s
   return {false, what, description, std::move(fix)};
 }
 
+// A guest file the microVMs' VMMs must open, checked as they would (microvm only; the namespace
+// driver reads its root filesystem as root).
+PreflightItem vmm_readable(const NodeConfig& config, const fs::path& file,
+                           const std::string& description, const std::string& field) {
+  if (config.sandbox != "microvm") return found(file.string(), description);
+  auto st = microvm::check_readable_by_vmms(file, field);
+  return st ? found(file.string(), description)
+            : missing(file.string(), description, st.error().message);
+}
+
 PreflightSection cni_plugins(const NodeConfig& config) {
   PreflightSection s{"Required CNI Plugins", config.cni.bin_path, {}};
   std::vector<std::string> types = {"host-local", "ptp"};
@@ -132,7 +142,7 @@ PreflightSection user_files(const NodeConfig& config, const fs::path& agent_bina
       s.items.push_back(found(rootfs.string(), desc));
     }
   } else if (sandbox::is_ext4_image(rootfs)) {
-    s.items.push_back(found(rootfs.string(), desc));
+    s.items.push_back(vmm_readable(config, rootfs, desc, "rootfs_filepath"));
   } else {
     s.items.push_back(missing(rootfs.string(), desc,
                               fs::exists(rootfs) ? "not an ext4 image; rebuild it with " + build
@@ -169,7 +179,7 @@ PreflightSection virtualization(const NodeConfig& config, const fs::path& agent_
   const fs::path& kernel = config.kernel_filepath;
   s.items.push_back(
       microvm::is_elf_kernel(kernel)
-          ? found(kernel.string(), "Kernel (ELF vmlinux)")
+          ? vmm_readable(config, kernel, "Kernel (ELF vmlinux)", "kernel_filepath")
           : missing(kernel.string(), "Kernel (ELF vmlinux)",
                     fs::exists(kernel)
                         ? "not an x86-64 ELF kernel; `nex node preflight --init` makes one"
@@ -177,7 +187,8 @@ PreflightSection virtualization(const NodeConfig& config, const fs::path& agent_
                           "package"));
   const fs::path& initrd = config.initrd_filepath;
   s.items.push_back(fs::exists(initrd)
-                        ? found(initrd.string(), "initramfs (virtio modules)")
+                        ? vmm_readable(config, initrd, "initramfs (virtio modules)",
+                                       "initrd (beside kernel_filepath)")
                         : missing(initrd.string(), "initramfs (virtio modules)",
                                   "missing; `nex node preflight --init` makes it with the kernel"));
   return s;

@@ -12,6 +12,7 @@
 #include "core/elf_info.h"
 #include "core/encoding.h"
 #include "core/nuid.h"
+#include "core/wait_status.h"
 #include "crypto/jwt.h"
 #include "nats/object_store.h"
 #include "node/node_internals.h"
@@ -221,24 +222,27 @@ Status Node::check_sandbox_nats(const std::map<std::string, std::string>& env) c
 }
 
 Result<json> Node::try_deploy(const std::string& ns, std::string_view body,
-                              const VerifiedDeploy& checked, DeployOrigin origin) {
+                              const VerifiedDeploy& checked, DeployOrigin origin,
+                              const Workload* replaces) {
   const NodeConfig& cfg = options_.config;
   const api::DeployRequest* req = &checked.req;
   const std::string& name = checked.name;
   const std::string& issuer = checked.issuer;
-  if (lameduck_)
+  if (lameduck_ && !replaces)  // a workload it runs keeps running
     return fail(ErrorCode::kUnavailable, "node is in lame duck mode and accepts no new workloads");
   // Deploys run in parallel; the limits hold because each one reserves its place (and, once
   // its size is known, its bytes) until it is registered or has failed.
   Reservation reserved(*this);
   {
     std::lock_guard lock(mu_);
+    // Deploys under way hold places too, and may still fail: both are said.
     const size_t taken = workloads_.size() + reserved_slots_;
     if (cfg.node_limits.max_workloads > 0 &&
         static_cast<int64_t>(taken) >= cfg.node_limits.max_workloads) {
       return fail(ErrorCode::kUnavailable,
-                  fmt::format("node is full: it runs {} workloads (node_limits.max_workloads {})",
-                              taken, cfg.node_limits.max_workloads));
+                  fmt::format("node is full (node_limits.max_workloads {}): {} running, {} being "
+                              "deployed",
+                              cfg.node_limits.max_workloads, workloads_.size(), reserved_slots_));
     }
     reserved.take_slot();
   }
@@ -403,6 +407,13 @@ Result<json> Node::try_deploy(const std::string& ns, std::string_view body,
   w->essential = req->essential;
   w->request = areq;
   w->agent = std::move(*agent);
+  w->body = std::string(body);
+  w->origin = origin;
+  w->verified = checked;
+  if (replaces) {
+    w->restarts = replaces->restarts;
+    w->last_exit = replaces->last_exit;
+  }
   {
     std::lock_guard lock(mu_);
     workloads_[w->id] = w;
@@ -447,10 +458,15 @@ Result<json> Node::try_deploy(const std::string& ns, std::string_view body,
   {
     std::lock_guard lock(mu_);
     still_running = workloads_.count(w->id) > 0;
+    w->deployed = true;
   }
   if (still_running) {  // (an instant exit was already reported as undeployed)
     json data = {{"workload_name", name}, {"code", 0}, {"message", "workload deployed"}};
-    if (origin == DeployOrigin::kRestore) {
+    if (replaces) {
+      data["restarted"] = true;  // ours: deployed again in a new agent, under a new id
+      data["replaces"] = replaces->id;
+      data["message"] = "workload restarted after " + replaces->last_exit;
+    } else if (origin == DeployOrigin::kRestore) {
       data["restored"] = true;  // ours: brought back by a restarted node
       data["message"] = "workload restored after the node restarted";
     }
@@ -519,8 +535,14 @@ Result<json> Node::stop_checked(const std::string& ns, const api::StopRequest& r
 }
 
 void Node::undeploy(const std::shared_ptr<Workload>& w, const std::string& message) {
-  (void)internal_->request_agent(w->id, api::agent_subject::undeploy(w->id), "",
-                                 kUndeployGrace + 2s);
+  bool gone = false;
+  {
+    std::lock_guard lock(mu_);
+    gone = w->agent_gone;  // nobody to answer: waiting for it would only delay the stop
+  }
+  if (!gone)
+    (void)internal_->request_agent(w->id, api::agent_subject::undeploy(w->id), "",
+                                   kUndeployGrace + 2s);
   // The agent sent its last reports before it answered; they are handled before it goes.
   wait_for_agent_traffic(w->id, 2s);
   remove_workload(w, 0, message);
@@ -687,18 +709,26 @@ void Node::on_workload_exited(const std::shared_ptr<Workload>& w, int code,
   {
     std::lock_guard lock(mu_);
     if (w->stopping) return;  // a stop in progress reports the undeploy itself
-    if (w->essential && code != 0 && w->restarts < kMaxRestarts) {
-      // Exponential backoff: 250 ms, 500 ms, 1 s, 2 s, 4 s.
-      const auto delay = std::chrono::milliseconds(250) * (1 << w->restarts);
-      w->restarts += 1;
-      w->healthy = false;
-      w->restart_at = std::chrono::steady_clock::now() + delay;
-      log_line(fmt::format("Essential workload {} {}; restarting in {} ms (attempt {} of {})",
-                           w->name, message, delay.count(), w->restarts, kMaxRestarts));
-      maintenance_cv_.notify_all();
-      return;
-    }
+    w->last_exit = message;
+    if (code != 0 && schedule_restart(*w, message)) return;
   }
+  end_workload(w, code, message);
+}
+
+bool Node::schedule_restart(Workload& w, const std::string& how) {
+  if (!w.essential || w.restarts >= kMaxRestarts) return false;
+  // Exponential backoff: 250 ms, 500 ms, 1 s, 2 s, 4 s.
+  const auto delay = std::chrono::milliseconds(250) * (1 << w.restarts);
+  w.restarts += 1;
+  w.healthy = false;
+  w.restart_at = std::chrono::steady_clock::now() + delay;
+  log_line(fmt::format("Essential workload {} {}; restarting in {} ms (attempt {} of {})", w.name,
+                       how, delay.count(), w.restarts, kMaxRestarts));
+  maintenance_cv_.notify_all();
+  return true;
+}
+
+void Node::end_workload(const std::shared_ptr<Workload>& w, int code, const std::string& message) {
   if (w->essential && code != 0) {
     publish_event(w->ns, api::event_type::kWorkloadCrashLoop,
                   {{"workload_name", w->name},
@@ -708,7 +738,86 @@ void Node::on_workload_exited(const std::shared_ptr<Workload>& w, int code,
                                    " attempts: " + message}},
                   id() + "-" + w->id);
   }
+  {
+    std::lock_guard lock(mu_);
+    if (workloads_.count(w->id) == 0) return;  // a stop took it meanwhile
+    remember_ended(*w, code, message);
+  }
   remove_workload(w, code, message);
+}
+
+void Node::remember_ended(const Workload& w, int code, const std::string& exit) {
+  constexpr size_t kEndedKept = 32;
+  if (!ended_.empty() && ended_.back().id == w.id) return;  // its agent and it told both
+  ended_.push_back({w.ns, w.id, w.name, exit, code, std::chrono::system_clock::now()});
+  if (ended_.size() > kEndedKept) ended_.pop_front();
+}
+
+void Node::reap_agents(const std::vector<std::shared_ptr<Workload>>& all) {
+  for (const auto& w : all) {
+    {
+      std::lock_guard lock(mu_);
+      if (!w->deployed || w->stopping || w->agent_gone) continue;
+    }
+    // Waiting for it reaps it: a dead agent is never left a zombie.
+    if (auto status = w->agent.sandbox->wait(0ms)) on_agent_exited(w, *status);
+  }
+}
+
+void Node::on_agent_exited(const std::shared_ptr<Workload>& w, int status) {
+  const std::string how = "its agent " + describe_wait_status(status);
+  const int code = wait_status_code(status);
+  bool restarting = false;
+  {
+    std::lock_guard lock(mu_);
+    // A stop in progress ends it anyway; one that removed it stopped the sandbox itself.
+    if (w->stopping || workloads_.count(w->id) == 0) return;
+    w->agent_gone = true;
+    w->healthy = false;
+    w->last_exit = how;
+    restarting = schedule_restart(*w, how);
+  }
+  log_line(fmt::format("Workload {} ({}): {}{}", w->name, w->id, how,
+                       restarting ? "" : "; the workload is stopped"));
+  publish_workload_log(w->ns, w->name, w->id, "error", "nex: " + how);
+  publish_event(
+      w->ns, api::event_type::kWorkloadAgentExited,
+      {{"workload_name", w->name}, {"code", code}, {"message", how}, {"restarting", restarting}},
+      id() + "-" + w->id);
+  if (!restarting) end_workload(w, code, how);
+}
+
+void Node::restart_in_new_agent(const std::shared_ptr<Workload>& w) {
+  std::vector<nats::Subscription> triggers;
+  std::shared_ptr<TriggerChannel> channel;
+  {
+    std::lock_guard lock(mu_);
+    if (w->stopping || workloads_.erase(w->id) == 0) return;
+    triggers = std::move(w->triggers);
+    channel = w->channel;
+  }
+  // Released as a stopped workload's sandbox is, but quietly: it is coming back.
+  triggers.clear();
+  w->agent.sandbox->stop(0ms);
+  if (channel) channel->close();
+  (void)internal_->remove_workload(w->id);
+  if (host_services_) host_services_->forget(w->id);
+  auto r = try_deploy(w->ns, w->body, *w->verified, w->origin, w.get());
+  (void)store_->erase(w->id);  // kept again under its new id, if it came back
+  if (r) {
+    log_line(fmt::format("Essential workload {} restarted as {} (attempt {} of {})", w->name,
+                         (*r)["id"].get<std::string>(), w->restarts, kMaxRestarts));
+    return;
+  }
+  const std::string message = "restart failed: " + r.error().message;
+  log_line("Essential workload " + w->name + " (" + w->id + "): " + message);
+  {
+    std::lock_guard lock(mu_);
+    remember_ended(*w, 1, w->last_exit + "; " + message);
+  }
+  publish_event(w->ns, api::event_type::kWorkloadUndeployed,
+                {{"workload_name", w->name}, {"code", 1}, {"message", message}},
+                id() + "-" + w->id);
 }
 
 Status Node::relay_triggers(const std::shared_ptr<Workload>& w) {
@@ -736,12 +845,18 @@ Status Node::relay_triggers(const std::shared_ptr<Workload>& w) {
 void Node::restart_due(const std::vector<std::shared_ptr<Workload>>& all,
                        std::chrono::steady_clock::time_point now) {
   for (const auto& w : all) {
+    bool new_agent = false;
     {
       std::lock_guard l(mu_);
       if (!w->restart_at || *w->restart_at > now || w->stopping) continue;
       w->restart_at.reset();
+      new_agent = w->agent_gone;
     }
     metrics_.agent_restart(w->ns, w->name);
+    if (new_agent) {
+      restart_in_new_agent(w);
+      continue;
+    }
     w->request.retry_count = w->restarts;
     w->request.retried_at = rfc3339_nano(std::chrono::system_clock::now());
     auto r = internal_->request_agent(w->id, api::agent_subject::deploy(w->id),

@@ -3,6 +3,8 @@
 // hosts where the node is not root.
 #pragma once
 
+#include <mutex>
+
 #include "core/subprocess.h"
 #include "sandbox/driver.h"
 
@@ -21,14 +23,26 @@ class SubprocessSandbox : public Sandbox {
 
   const std::string& id() const override { return id_; }
   pid_t pid() const override { return process_.pid(); }
-  bool running() override { return process_.running(); }
-  Status signal(int signo) override { return process_.signal(signo); }
+  // The node waits for its sandboxes from its maintenance thread (to reap one that ended) while
+  // others stop them: the process is used under a lock.
+  bool running() override {
+    std::lock_guard lock(process_mu_);
+    return process_.running();
+  }
+  Status signal(int signo) override {
+    std::lock_guard lock(process_mu_);
+    return process_.signal(signo);
+  }
   std::optional<int> wait(std::chrono::milliseconds timeout) override {
+    std::lock_guard lock(process_mu_);
     return process_.wait_for(timeout);
   }
   // Ends the process (and what it started) and removes the work directory.
   void stop(std::chrono::milliseconds grace) override {
-    process_.terminate(grace);
+    {
+      std::lock_guard lock(process_mu_);
+      process_.terminate(grace);
+    }
     std::error_code ec;
     if (!work_dir_.empty()) std::filesystem::remove_all(work_dir_, ec);
   }
@@ -39,6 +53,7 @@ class SubprocessSandbox : public Sandbox {
   std::string id_;
   std::filesystem::path work_dir_;
   std::string artifact_name_;
+  std::mutex process_mu_;
   Subprocess process_;
 };
 

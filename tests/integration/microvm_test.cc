@@ -397,6 +397,137 @@ TEST_F(MicrovmTest, ANodeStartingStopsTheVmsItsKilledPredecessorLeft) {
   EXPECT_FALSE(fs::exists(vms / "dc8leftover00000000b.pid"));
 }
 
+// The guest's files in a folder only root may enter (what `mktemp -d` makes, or a home folder):
+// each file is readable by all, but a VMM, which runs as a user of its own, cannot open it.
+class MicrovmClosedFolderTest : public MicrovmTest {
+ protected:
+  void SetUp() override {
+    MicrovmTest::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
+    folder_ = state_dir_.string() + "-guest";
+    fs::create_directories(folder_);
+    const auto c = MicrovmHost::get().config();
+    // Hard links: the same files (in the same /tmp), without copying an image.
+    for (const fs::path& file : {c.kernel_filepath, c.initrd_filepath, c.rootfs_filepath})
+      fs::create_hard_link(file, folder_ / file.filename());
+    config_ = c;
+    config_.kernel_filepath = folder_ / c.kernel_filepath.filename();
+    config_.initrd_filepath = folder_ / c.initrd_filepath.filename();
+    config_.rootfs_filepath = folder_ / c.rootfs_filepath.filename();
+    config_file_ = state_dir_.string() + "-microvm.json";
+    std::ofstream(config_file_) << json{
+        {"sandbox", "microvm"},
+        {"kernel_filepath", config_.kernel_filepath},
+        {"initrd_filepath", config_.initrd_filepath},
+        {"rootfs_filepath", config_.rootfs_filepath},
+        {"machine_pool_size", 1}}.dump();
+  }
+  void TearDown() override {
+    std::error_code ec;
+    fs::remove_all(folder_, ec);
+    fs::remove(config_file_, ec);
+    MicrovmTest::TearDown();
+  }
+  void close_folder() { fs::permissions(folder_, fs::perms(0700)); }
+  void open_folder() { fs::permissions(folder_, fs::perms(0755)); }
+
+  fs::path folder_;
+  fs::path config_file_;
+  node::NodeConfig config_;
+};
+
+TEST_F(MicrovmClosedFolderTest, PreflightAndTheNodeCheckTheGuestFilesAsTheVmmsUser) {
+  close_folder();
+  const testing::CliEnvironment user{.cwd = fs::temp_directory_path()};
+  auto pre = testing::run_nex({"node", "preflight", "--config", config_file_.string()}, user,
+                              state_dir_.string() + "-preflight.out");
+  fs::remove(state_dir_.string() + "-preflight.out");
+  EXPECT_EQ(pre.code, 1) << pre.out;
+  EXPECT_EQ(pre.out.find("All dependencies satisfied"), std::string::npos) << pre.out;
+  for (const fs::path& file :
+       {config_.kernel_filepath, config_.initrd_filepath, config_.rootfs_filepath}) {
+    EXPECT_NE(pre.out.find("Missing Dependency - " + file.string()), std::string::npos)
+        << file << " was not checked as the VMM's user:\n"
+        << pre.out;
+  }
+  EXPECT_NE(pre.out.find("cannot be read by the VMMs' users"), std::string::npos) << pre.out;
+  // The node refuses to start with them, saying the same, rather than start VMs that fail.
+  auto n = node::Node::start({.config = config_,
+                              .control = {.urls = {server().url()}},
+                              .state_dir = state_dir_,
+                              .version = "test"});
+  ASSERT_FALSE(n);
+  EXPECT_NE(n.error().message.find("cannot be read by the VMMs' users"), std::string::npos)
+      << n.error().message;
+  EXPECT_TRUE(vmms("", getpid()).empty());
+  // Opened to all, it passes.
+  open_folder();
+  pre = testing::run_nex({"node", "preflight", "--config", config_file_.string()}, user,
+                         state_dir_.string() + "-preflight.out");
+  fs::remove(state_dir_.string() + "-preflight.out");
+  EXPECT_EQ(pre.code, 0) << pre.out;
+}
+
+// A VMM that exits (here: its guest's files were closed to it after the node started, and the
+// warm VM was killed) is reaped, its last words are in the node's log, the pool backs off
+// saying so, and a deploy is refused at once with the reason instead of timing out.
+TEST_F(MicrovmClosedFolderTest, AVmmThatExitsIsReapedToldAndDeploysAreRefusedWithTheReason) {
+  const fs::path log = state_dir_.string() + "-node.log";
+  auto node = testing::spawn_nex({"node", "up", "-s", server().url(), "--config",
+                                  config_file_.string(), "--state-dir", state_dir_.string()},
+                                 {.cwd = fs::temp_directory_path()}, log);
+  ASSERT_TRUE(node) << node.error().message;
+  const std::string node_id = wait_for_pinged_node();
+  ASSERT_FALSE(node_id.empty()) << testing::slurp(log);
+  ASSERT_TRUE(eventually(
+      [&] { return testing::slurp(log).find("Warm pool ready") != std::string::npos; }, kBoot))
+      << testing::slurp(log);
+  // `nex` is a shell's exec: the node is the spawned process itself.
+  const auto warm = vmms("", node->pid());
+  ASSERT_EQ(warm.size(), 1u);
+  close_folder();
+  ASSERT_EQ(::kill(warm[0], SIGKILL), 0);
+  ASSERT_TRUE(eventually(
+      [&] { return testing::slurp(log).find("Permission denied") != std::string::npos; }, 30s))
+      << "the failing VMM's stderr is not in the node's log:\n"
+      << testing::slurp(log);
+  const std::string said = testing::slurp(log);
+  EXPECT_NE(said.find("exited while idle in the pool"), std::string::npos) << said;
+  EXPECT_NE(said.find("Could not open '" + config_.rootfs_filepath.string() + "'"),
+            std::string::npos)
+      << said;
+  EXPECT_NE(said.find("Warm pool: trying again in"), std::string::npos) << said;
+  // No VMM of the node's is left a zombie.
+  EXPECT_TRUE(eventually(
+      [&] {
+        int zombies = 0;
+        std::error_code ec;
+        for (const auto& e : fs::directory_iterator("/proc", ec)) {
+          const std::string stat = testing::slurp(e.path() / "stat");
+          const size_t close = stat.rfind(')');
+          if (close != std::string::npos && stat.size() > close + 4 && stat[close + 2] == 'Z' &&
+              std::atoi(stat.c_str() + close + 4) == node->pid())
+            ++zombies;
+        }
+        return zombies == 0;
+      },
+      5s))
+      << "a VMM that exited was left a zombie";
+  const auto sent = std::chrono::steady_clock::now();
+  json r =
+      control("$NEX.DEPLOY.default." + node_id,
+              signed_deploy(deploy_request_to(
+                                node_id, control("$NEX.PING." + node_id, "")["data"]["target_xkey"],
+                                "echoservice", {{"NATS_URL", server().url()}}))
+                  .dump(),
+              kBoot);
+  ASSERT_TRUE(r["error"].is_string()) << r.dump();
+  EXPECT_NE(r["error"].get<std::string>().find("Permission denied"), std::string::npos) << r.dump();
+  EXPECT_LT(std::chrono::steady_clock::now() - sent, 10s) << "the deploy waited for a VM in vain";
+  node->terminate(15s);
+  fs::remove(log);
+}
+
 TEST_F(MicrovmTest, AMissingKernelIsAClearErrorAndStartsNothing) {
   auto config = MicrovmHost::get().config();
   config.kernel_filepath = state_dir_ / "no-such-vmlinux";

@@ -341,10 +341,55 @@ TEST_F(NodeRefusals, MoreThanMaxWorkloads) {
   ASSERT_TRUE(first["error"].is_null()) << first.dump();
   json second = deploy(deploy_request("echoservice2", {{"NATS_URL", server().url()}}));
   EXPECT_NE(second["error"].get<std::string>().find(
-                "node is full: it runs 1 workloads (node_limits.max_workloads 1)"),
+                "node is full (node_limits.max_workloads 1): 1 running, 0 being deployed"),
             std::string::npos)
       << second.dump();
   EXPECT_EQ(info()["data"]["machines"].size(), 1u);
+}
+
+// Deploys that hold their places while they wait for an agent, and then fail: a deploy turned
+// away meanwhile says that none runs and how many are being deployed, not that the node runs
+// them.
+TEST_F(NodeRefusals, AFullNodeSaysHowManyRunAndHowManyAreBeingDeployed) {
+  const fs::path agent = state_dir_.string() + "-agent.sh";  // an agent that never handshakes
+  {
+    std::ofstream script(agent);
+    script << "#!/bin/sh\nexec sleep 30\n";
+  }
+  fs::permissions(agent, fs::perms(0755));
+  NodeConfig c;
+  c.no_sandbox = true;
+  c.node_limits.max_workloads = 3;
+  c.agent_handshake_timeout_ms = 2000;
+  auto n = Node::start({.config = c,
+                        .control = {.urls = {server().url()}},
+                        .state_dir = state_dir_,
+                        .agent_binary = agent,
+                        .version = "test"});
+  ASSERT_TRUE(n) << n.error().message;
+  node_ = std::move(*n);
+  std::vector<json> replies(6);
+  std::vector<std::thread> senders;
+  for (int i = 0; i < 6; ++i)
+    senders.emplace_back([&, i] {
+      replies[i] =
+          deploy(deploy_request("full" + std::to_string(i), {{"NATS_URL", server().url()}}));
+    });
+  for (auto& s : senders) s.join();
+  int full = 0;
+  for (const auto& r : replies) {
+    ASSERT_TRUE(r["error"].is_string()) << r.dump();  // no agent ever came
+    const std::string error = r["error"];
+    if (error.find("node is full") == std::string::npos) continue;
+    ++full;
+    EXPECT_NE(error.find("node is full (node_limits.max_workloads 3): 0 running, 3 being deployed"),
+              std::string::npos)
+        << error;
+  }
+  EXPECT_EQ(full, 3);
+  EXPECT_EQ(info()["data"]["machines"].size(), 0u);
+  node_.reset();
+  fs::remove(agent);
 }
 
 }  // namespace
