@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 
 packages=(
   build-essential cmake pkg-config          # toolchain
+  ccache                                    # the test command's second (sanitizer) build
   libnats-dev nats-server                   # NATS client library and the real server
   libsodium-dev libssl-dev                  # nkeys/xkeys (Ed25519, NaCl box); SHA-2 and TLS
   nlohmann-json3-dev libcli11-dev libfmt-dev libspdlog-dev

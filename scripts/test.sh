@@ -9,3 +9,20 @@ echo "==> Installing the JavaScript NATS client for the interop test"
 (cd tests/interop && npm ci --no-audit --no-fund --loglevel=error)
 echo "==> Running the tests"
 ctest --test-dir build --output-on-failure -j"$(nproc)"
+
+# Second step: the unit and integration tests again, built with AddressSanitizer and
+# UndefinedBehaviorSanitizer (build-asan/, through ccache). Tests that need a namespace sandbox or
+# a microVM skip here (NEX_TEST_SKIP_SANDBOXES): the run above covers them, and this one stays
+# within CI's time.
+echo "==> Building the tests with ASan and UBSan in build-asan/"
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DNEX_SANITIZE=ON -DNEX_WERROR=ON \
+  -DNEX_BUILD_BENCH=OFF -DCMAKE_C_COMPILER_LAUNCHER=ccache -DCMAKE_CXX_COMPILER_LAUNCHER=ccache \
+  > /dev/null
+cmake --build build-asan -j"$(nproc)" --target unit_tests runtime_tests integration_tests
+echo "==> Running the tests under the sanitizers"
+supp="$PWD/tests/sanitizers"
+NEX_TEST_SKIP_SANDBOXES=1 \
+  ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:strict_string_checks=1" \
+  LSAN_OPTIONS="suppressions=$supp/lsan.supp:print_suppressions=0" \
+  UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:suppressions=$supp/ubsan.supp" \
+  ctest --test-dir build-asan --output-on-failure -j"$(nproc)" -L 'unit|integration'

@@ -320,10 +320,11 @@ int cmd_inbox(const ConnectionFlags& flags, const std::string& path) {
   if (!js) return report(js.error());
   if (auto st = cmds::ensure_streams(*js); !st) return report(st.error());
   if (!std::filesystem::exists(path)) std::ofstream(path).flush();
-  std::fprintf(stderr, "Watching %s: append seed 004's JSON messages to send them (Ctrl-C ends)\n",
-               path.c_str());
   auto results = js->ordered_consumer(cmds::kResultStream, "$NEX.cmdresult.>", js_DeliverNew);
   if (!results) return report(results.error());
+  // Said once results are followed: a message appended from now on has its result printed.
+  std::fprintf(stderr, "Watching %s: append seed 004's JSON messages to send them (Ctrl-C ends)\n",
+               path.c_str());
   std::set<std::string> mine;
   std::string pending;
   auto unchanged_since = std::chrono::steady_clock::now();

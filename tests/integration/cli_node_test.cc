@@ -420,6 +420,27 @@ void CliNode::walkthrough() {
   EXPECT_NE(dynamic.out.find("cc -static"), std::string::npos) << dynamic.out;
 }
 
+// --namespace puts a workload in a namespace of the user's: it is seen and stopped there, and
+// not from the default one.
+TEST_F(CliNode, TheNamespaceFlagKeepsWorkloadsApart) {
+  CliResult run = user({"--namespace", "team", "devrun", "./echoservice", "NATS_URL=" + url_});
+  ASSERT_EQ(run.code, 0) << run.out;
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(run.out, m, std::regex("with ID: ([a-v0-9]{20})"))) << run.out;
+  const std::string id = m[1];
+  CliResult team = user({"--namespace", "team", "node", "info", node_});
+  EXPECT_NE(team.out.find("Id: " + id), std::string::npos) << team.out;
+  CliResult other = user({"node", "info", node_});
+  EXPECT_EQ(other.out.find(id), std::string::npos) << "seen from the default namespace:\n"
+                                                   << other.out;
+  CliResult wrong = user({"stop", node_, id});
+  EXPECT_NE(wrong.code, 0) << "stopped from the default namespace:\n" << wrong.out;
+  CliResult right = user({"--namespace", "team", "stop", node_, id});
+  EXPECT_EQ(right.code, 0) << right.out;
+  team = user({"--namespace", "team", "node", "info", node_});
+  EXPECT_EQ(team.out.find(id), std::string::npos) << team.out;
+}
+
 TEST_F(CliNode, FunctionsDeployAsTheSeedsShow) {
   // `nex devrun /path/to/echo.js --trigger_subject=js.echo`, then `nats req js.echo 'heya'`.
   const fs::path js = fs::path(NEX_EXAMPLES_DIR) / "echofunction/echo.js";

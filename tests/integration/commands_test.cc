@@ -138,7 +138,8 @@ class CommandsTest : public ::testing::Test {
   CliResult nex(std::vector<std::string> args, std::chrono::seconds limit = 60s) {
     static int n = 0;
     const std::string stem = (dir_ / ("cli-" + std::to_string(++n))).string();
-    args.insert(args.begin(), {NEX_BINARY, "-s", hub_->url()});
+    if (args.empty() || args[0] != "-s") args.insert(args.begin(), {"-s", hub_->url()});
+    args.insert(args.begin(), NEX_BINARY);
     auto p = Subprocess::spawn({.argv = args,
                                 .env = {"HOME=" + (dir_ / "home").string()},
                                 .stdout_path = stem + ".out",
@@ -400,6 +401,21 @@ TEST_F(CommandsTest, AnEdgeNodeBehindALeafGetsCommandsSentWhileTheHubWasDownExac
   EXPECT_EQ(std::vector<std::string>(done.begin() + 1, done.end()), ids);
 }
 
+// On the edge site's leaf server, which has no JetStream of its own, --js-domain reaches the
+// hub's: commands go through it to a node on the same leaf.
+TEST_F(CommandsTest, ASenderOnALeafReachesTheHubsJetStreamWithJsDomain) {
+  start_leaf();
+  start_node(node_config("ship1"), leaf_->url());
+  auto sent = nex({"-s", leaf_->url(), "--js-domain", "hub", "cmd", "send", "ship1", "--", "echo",
+                   "via the leaf"});
+  EXPECT_EQ(sent.code, 0) << sent.out << sent.err;
+  EXPECT_NE(sent.out.find("via the leaf"), std::string::npos) << sent.out << sent.err;
+  auto without = nex({"-s", leaf_->url(), "--timeout", "1", "cmd", "send", "ship1", "--no-wait",
+                      "--", "echo", "lost"},
+                     15s);
+  EXPECT_NE(without.code, 0) << without.out << without.err;
+}
+
 TEST_F(CommandsTest, ANodeKilledDuringACommandRunsItAgainFirstAfterItsRestart) {
   auto& node = start_node(node_config("edge1", {"sh", "echo"}));
   // The first attempt would run for a minute; the second, after the restart, is quick.
@@ -561,8 +577,10 @@ TEST_F(CommandsTest, Seed004MessagesWorkFromAFileAndThroughAnInbox) {
                          .stdout_path = stem + ".out",
                          .stderr_path = stem + ".err"});
   ASSERT_TRUE(watcher);
-  for (int i = 0; i < 100 && !fs::exists(inbox); ++i) std::this_thread::sleep_for(50ms);
-  std::this_thread::sleep_for(300ms);
+  // It says so once it follows the results (before, a result could come unseen).
+  for (int i = 0; i < 200 && slurp(stem + ".err").find("Watching") == std::string::npos; ++i)
+    std::this_thread::sleep_for(50ms);
+  ASSERT_NE(slurp(stem + ".err").find("Watching"), std::string::npos) << slurp(stem + ".err");
   std::ofstream(inbox, std::ios::app) << shell;  // `cat myfile.json >> inmsg.txt`
   std::ofstream(inbox, std::ios::app) << event;
   std::string out;

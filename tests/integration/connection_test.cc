@@ -123,21 +123,26 @@ TEST_F(ConnectionTest, SyncSubscriptionTimesOut) {
 
 TEST_F(ConnectionTest, UnsubscribeStopsDeliveryEvenFromInsideTheHandler) {
   auto conn = connect();
-  std::atomic<int> seen{0};
+  Latch seen;
   Subscription sub;
   ASSERT_OK_AND_ASSIGN(s, conn.subscribe("once", [&](Message) {
-    if (++seen == 1) sub.unsubscribe();
+    seen.add();
+    if (seen.count() == 1) sub.unsubscribe();
   }));
   sub = std::move(s);
+  // A witness on the same subject: once it has every message, the connection has handed each
+  // to the unsubscribed handler too, if it still would.
+  Latch witnessed;
+  ASSERT_OK_AND_ASSIGN(witness, conn.subscribe("once", [&](Message) { witnessed.add(); }));
   for (int i = 0; i < 50; ++i) ASSERT_OK(conn.publish("once", "x"));
   ASSERT_OK(conn.flush());
-  std::this_thread::sleep_for(200ms);
-  EXPECT_GE(seen, 1);
-  const int after = seen;
+  ASSERT_TRUE(seen.wait_for(1));
+  ASSERT_TRUE(witnessed.wait_for(50));
+  EXPECT_EQ(seen.count(), 1) << "messages were delivered after the handler unsubscribed";
   for (int i = 0; i < 50; ++i) ASSERT_OK(conn.publish("once", "x"));
   ASSERT_OK(conn.flush());
-  std::this_thread::sleep_for(100ms);
-  EXPECT_EQ(seen, after);
+  ASSERT_TRUE(witnessed.wait_for(100));
+  EXPECT_EQ(seen.count(), 1);
 }
 
 // What a handler uses may be destroyed once unsubscribe_and_wait returns (the node's pool and

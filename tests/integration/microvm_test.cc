@@ -161,7 +161,10 @@ TEST_F(MicrovmTest, TheSeedWalkthroughRunsInAVmAndNoVmOutlivesItsWorkloadOrNode)
   EXPECT_NE(ls.out.find(node_id), std::string::npos) << ls.out;
   auto logs = testing::spawn_nex({"logs"}, user, home / "logs.out");
   ASSERT_TRUE(logs);
-  std::this_thread::sleep_for(300ms);
+  for (int i = 0;
+       i < 250 && testing::slurp(home / "logs.out").find("Following") == std::string::npos; ++i)
+    std::this_thread::sleep_for(20ms);
+  ASSERT_NE(testing::slurp(home / "logs.out").find("Following"), std::string::npos);
 
   auto run = testing::run_nex({"devrun", "./echoservice", "NATS_URL=" + server().url()}, user,
                               home / "devrun.out");

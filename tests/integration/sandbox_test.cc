@@ -303,6 +303,26 @@ TEST_F(SandboxTest, ANodeStartingAfterACrashReleasesWhatTheCrashedOneHeld) {
   fs::remove(log);
 }
 
+// The machine template's vcpu_count is each sandbox's CPU quota: that many CPUs' worth of time
+// in every scheduling period, as the kernel enforces it for the workload's cgroup.
+TEST_F(SandboxTest, TheCpuQuotaIsTheTemplatesVcpuCount) {
+  auto config = SandboxHost::get().config();
+  config.machine_template.vcpu_count = 2;
+  start_sandboxed_node(config);
+  json echo = deploy(deploy_request(
+      "echoservice", {{"NATS_URL", server().url()}, {"ECHO_SUBJECT", "svc.echo.cpu"}}));
+  ASSERT_TRUE(echo["error"].is_null()) << echo.dump();
+  const std::string group = "nex/" + node_->id() + "/" + echo["data"]["id"].get<std::string>();
+  const fs::path v2 = "/sys/fs/cgroup/" + group, v1 = "/sys/fs/cgroup/cpu/" + group;
+  if (fs::exists(v2 / "cpu.max")) {
+    EXPECT_EQ(host_file(v2 / "cpu.max"), "200000 100000");
+  } else {
+    ASSERT_TRUE(fs::exists(v1)) << "no cgroup of the workload's in " << v2 << " or " << v1;
+    EXPECT_EQ(host_file(v1 / "cpu.cfs_period_us"), "100000");
+    EXPECT_EQ(host_file(v1 / "cpu.cfs_quota_us"), "200000");
+  }
+}
+
 // A deployer's NATS_URL is forwarded into the sandbox only for NATS servers the node itself uses
 // or its config names: listing the node's metrics port, its internal NATS or any other loopback
 // service of the host is refused, and nothing starts.

@@ -18,8 +18,8 @@
 #include "core/subprocess.h"
 #include "nats/connection.h"
 #include "nats/local_server.h"
-#include "node/node_config.h"
 #include "node/host_services/service.h"
+#include "node/node_config.h"
 #include "node/trigger_route.h"
 #include "testing/cli.h"
 #include "testing/nats_server_fixture.h"
@@ -212,14 +212,27 @@ TEST_F(SecuredNats, TheSeedWalkthroughRunsWithCredsEverywhere) {
   // back, logged in with its JWT as before.
   stop_node(SIGKILL);
   {
+    // The killed node's service must be gone first: an orphan still answering would pass for
+    // the restored one.
     auto conn = nats::Connection::connect({.urls = {server_->url()}, .creds_file = admin_creds_});
     ASSERT_TRUE(conn) << conn.error().message;
-    for (int i = 0; i < 250 && conn->request("svc.echo", "x", 100ms); ++i)
-      std::this_thread::sleep_for(20ms);  // until the killed node's service is gone
+    bool gone = false;
+    for (int i = 0; i < 250 && !gone; ++i) {
+      auto r = conn->request("svc.echo", "x", 100ms);
+      gone = !r && r.error().code == ErrorCode::kNoResponders;
+      if (!gone) std::this_thread::sleep_for(20ms);
+    }
+    ASSERT_TRUE(gone) << "the killed node's echo service still answers";
   }
   ASSERT_NO_FATAL_FAILURE(start_node());
   EXPECT_TRUE(echo_answers()) << "the restored service did not answer; node log:\n"
                               << slurp(node_log_);
+  // Said once the deploy returned, which can be just after the service first answers.
+  for (int i = 0;
+       i < 250 && slurp(node_log_).find("Restored workload echoservice") == std::string::npos; ++i)
+    std::this_thread::sleep_for(20ms);
+  EXPECT_NE(slurp(node_log_).find("Restored workload echoservice"), std::string::npos)
+      << slurp(node_log_);
 }
 
 TEST_F(SecuredNats, AServiceWithoutItsJwtCannotLogInAndItsLogSaysWhy) {
@@ -309,8 +322,7 @@ TEST_F(SecuredNats, TheUserANodeSignsMayTakeItsTriggersAndAnswerThemAndNothingEl
 // server holds off every reserved subject, whatever the node's policy would have let through;
 // every host service keeps working.
 TEST_F(SecuredNats, InOperatorModeMessagingActsAsAUserHeldToTheWorkloadsOwnReach) {
-  fs::copy_file(fs::path(NEX_SOURCE_DIR) / "tests/fixtures/js/host_services.js",
-                home() / "hs.js");
+  fs::copy_file(fs::path(NEX_SOURCE_DIR) / "tests/fixtures/js/host_services.js", home() / "hs.js");
   ASSERT_NO_FATAL_FAILURE(
       start_node({{"no_sandbox", true}, {"trigger_signing_key_file", account_key_file_}}));
   EXPECT_NE(slurp(node_log_).find("Host services send each workload's messaging as a NATS user"),
@@ -351,8 +363,8 @@ TEST_F(SecuredNats, InOperatorModeMessagingActsAsAUserHeldToTheWorkloadsOwnReach
   ASSERT_OK_AND_ASSIGN(news, admin->subscribe_sync("news.>"));
   ASSERT_OK(admin->flush());
   node::hs::MessagingSettings settings;
-  auto messaging = login(node::hs::messaging_permissions(settings, "_INBOX.probe.m"),
-                         "_INBOX.probe.m");
+  auto messaging =
+      login(node::hs::messaging_permissions(settings, "_INBOX.probe.m"), "_INBOX.probe.m");
   ASSERT_TRUE(messaging) << messaging.error().message;
   ASSERT_OK(messaging->publish("$KV.NEX_NODES.exp1", "forged"));
   ASSERT_OK(messaging->publish("_INBOX.someone", "forged"));

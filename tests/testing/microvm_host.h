@@ -7,6 +7,7 @@
 
 #include <unistd.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -83,10 +84,13 @@ class MicrovmHost {
   std::optional<std::string> unavailable_;
 };
 
-#define NEX_REQUIRE_MICROVM_SANDBOX()                                       \
-  do {                                                                      \
-    if (const auto& why = ::nex::testing::MicrovmHost::get().unavailable()) \
-      GTEST_SKIP() << "microvm sandbox unavailable here: " << *why;         \
+#define NEX_REQUIRE_MICROVM_SANDBOX()                                                            \
+  do {                                                                                           \
+    if (const char* nex_skip_ = std::getenv("NEX_TEST_SKIP_SANDBOXES"); nex_skip_ && *nex_skip_) \
+      GTEST_SKIP()                                                                               \
+          << "microvm sandbox not used: NEX_TEST_SKIP_SANDBOXES is set (the sanitizer run)";     \
+    if (const auto& why = ::nex::testing::MicrovmHost::get().unavailable())                      \
+      GTEST_SKIP() << "microvm sandbox unavailable here: " << *why;                              \
   } while (0)
 
 }  // namespace nex::testing

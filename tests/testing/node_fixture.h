@@ -132,14 +132,17 @@ class NodeTest : public NatsServerTest {
     return crypto::encode_jwt({.sub = name, .exp = exp, .nats = {{"type", "workload"}}}, issuer);
   }
   // `req` signed by `issuer` for namespace `ns`, as the CLI signs it (api/signed_request.h).
+  // `claims` are the JWT's `nats` claims besides the request digest (a "hash" vouches for the
+  // artifact, as `nex run` signs it).
   json signed_deploy(json req, const std::string& ns = "default",
-                     const crypto::KeyPair* issuer = nullptr, int64_t lifetime_s = 300) {
+                     const crypto::KeyPair* issuer = nullptr, int64_t lifetime_s = 300,
+                     json claims = {{"type", "workload"}}) {
     api::sign_request(req,
                       {.action = api::action::kDeploy,
                        .ns = ns,
                        .subject = req.value("workload_name", ""),
                        .expires_at = unix_seconds_now() + lifetime_s,
-                       .claims = {{"type", "workload"}}},
+                       .claims = std::move(claims)},
                       issuer ? *issuer : issuer_);
     return req;
   }
