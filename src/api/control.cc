@@ -133,6 +133,7 @@ Result<DeployRequest> parse_deploy_request(std::string_view text) {
   std::string type = "native";
   f.string("type", type);
   f.boolean("essential", r.essential);
+  f.boolean("replace", r.replace);
   f.string("workload_jwt", r.workload_jwt, /*required=*/true);
   f.string("environment", r.environment);
   f.string("jsdomain", r.jsdomain);
@@ -229,6 +230,7 @@ json to_json(const DeployRequest& r) {
   if (!r.function_limits.empty()) j["function_limits"] = to_json(r.function_limits);
   if (!r.hash.empty()) j["hash"] = r.hash;
   if (!r.workload_name.empty()) j["workload_name"] = r.workload_name;
+  if (r.replace) j["replace"] = true;  // absent otherwise: what Nex tooling sends
   return j;
 }
 

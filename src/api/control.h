@@ -81,6 +81,9 @@ struct DeployRequest {
   std::string hash;                      // hex SHA-256 of the artifact (0.3)
   std::string workload_name;             // (0.3); else the JWT's sub
   FunctionLimitsConfig function_limits;  // ours
+  // Ours: once this workload runs, the node stops the same issuer's other workloads of this name
+  // in the namespace (devrun's redeploy); refused if one of them is of another type.
+  bool replace = false;
 };
 // Accepts `location` as a string or as the marshalled Go URL object of 0.2.x clients.
 Result<DeployRequest> parse_deploy_request(std::string_view json);

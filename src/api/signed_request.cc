@@ -18,6 +18,10 @@ std::string request_digest(std::string_view action, std::string_view ns, const j
   return hex_encode(crypto::sha256(as_bytes(dump(bound))));
 }
 
+std::string request_fingerprint(const json& body) {
+  return hex_encode(crypto::sha256(as_bytes(dump(body))));
+}
+
 void sign_request(json& body, const RequestSigning& how, const crypto::KeyPair& issuer) {
   json claims = how.claims.is_object() ? how.claims : json::object();
   claims["request_digest"] = request_digest(how.action, how.ns, body, how.jwt_field);

@@ -45,6 +45,10 @@ inline constexpr int64_t kRequestClockSkewSeconds = 60;
 std::string request_digest(std::string_view action, std::string_view ns, const nlohmann::json& body,
                            std::string_view jwt_field);
 
+// Hex SHA-256 of the whole request, its JWT included, as canonical JSON: tells the very same
+// request sent again from another request that carries the same JWT.
+std::string request_fingerprint(const nlohmann::json& body);
+
 struct RequestSigning {
   std::string_view action;
   std::string ns;

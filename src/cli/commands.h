@@ -35,8 +35,13 @@ void register_rootfs_command(CLI::App& app, CommandAction& action);
 // Registered last: it describes the commands registered before it.
 void register_completion_command(CLI::App& app, CommandAction& action);
 
-// Connects to the control NATS the flags name (no reconnecting: a CLI reports and exits).
-Result<ControlClient> connect_control(const ConnectionFlags& flags);
+// Connects to the control NATS the flags name. Most commands do not reconnect: a CLI reports
+// and exits. Deploys and stops do, and send their request again once reconnected
+// (ControlClient::request_resending): their answer may come long after, and a server restart
+// meanwhile must not lose it.
+enum class Reconnect { kNo, kYes };
+Result<ControlClient> connect_control(const ConnectionFlags& flags,
+                                      Reconnect reconnect = Reconnect::kNo);
 // Prints "nex: <message>" to stderr; returns exit code 1.
 int report(const Error& e);
 

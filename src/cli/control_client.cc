@@ -1,5 +1,7 @@
 #include "cli/control_client.h"
 
+#include <algorithm>
+
 #include "api/json_fields.h"
 #include "core/nuid.h"
 
@@ -40,9 +42,43 @@ Result<std::vector<json>> ControlClient::gather(const std::string& subject, cons
 }
 
 Result<json> ControlClient::request(const std::string& subject, const std::string& body) {
-  auto reply = conn_.request(subject, body, timeout_);
+  return request(subject, body, timeout_);
+}
+
+Result<json> ControlClient::request(const std::string& subject, const std::string& body,
+                                    std::chrono::milliseconds wait) {
+  auto reply = conn_.request(subject, body, wait);
   if (!reply) return fail(reply.error());
   return unwrap_envelope(reply->data());
+}
+
+Result<json> ControlClient::request_resending(const std::string& subject, const std::string& body,
+                                              std::chrono::milliseconds wait) {
+  // How often a wait looks whether the connection came back from a reconnect.
+  constexpr std::chrono::milliseconds kReconnectCheck{200};
+  const std::string inbox = "_INBOX." + next_nuid();
+  auto sub = conn_.subscribe_sync(inbox);
+  if (!sub) return fail(sub.error());
+  uint64_t sent_after = reconnects_->load();
+  NEX_RETURN_IF_ERROR(conn_.publish(subject, body, inbox));
+  const auto deadline = std::chrono::steady_clock::now() + wait;
+  for (;;) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return fail(ErrorCode::kTimeout, "no answer on " + subject);
+    auto msg = sub->next(std::min(left, kReconnectCheck));
+    if (msg) {
+      // The server's "no responders" status comes as an empty message.
+      if (msg->data().empty())
+        return fail(ErrorCode::kNoResponders, "no one listens on " + subject);
+      return unwrap_envelope(msg->data());
+    }
+    if (msg.error().code != ErrorCode::kTimeout) return fail(msg.error());
+    if (const uint64_t now = reconnects_->load(); now != sent_after) {
+      sent_after = now;
+      NEX_RETURN_IF_ERROR(conn_.publish(subject, body, inbox));
+    }
+  }
 }
 
 }  // namespace nex::cli

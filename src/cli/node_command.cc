@@ -79,13 +79,15 @@ int run_node(const nats::ConnectOptions& control, const node::NodeConfig& config
   return 0;
 }
 
-Result<ControlClient> connect_control(const ConnectionFlags& flags) {
+Result<ControlClient> connect_control(const ConnectionFlags& flags, Reconnect reconnect) {
   auto options = flags.options("nex cli");
   if (!options) return fail(options.error());
-  options->reconnect = false;
+  auto reconnects = std::make_shared<std::atomic<uint64_t>>(0);
+  options->reconnect = reconnect == Reconnect::kYes;
+  options->on_reconnected = [reconnects] { ++*reconnects; };
   auto conn = nats::Connection::connect(*options);
   if (!conn) return fail(conn.error());
-  return ControlClient(std::move(*conn), flags.timeout());
+  return ControlClient(std::move(*conn), flags.timeout(), std::move(reconnects));
 }
 
 int report(const Error& e) {

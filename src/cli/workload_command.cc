@@ -154,13 +154,42 @@ struct WorkloadOptions {
   std::string name;
   std::string description;
   bool essential = false;
+  bool replace = false;  // the node stops this issuer's others of the name once this one runs
   api::FunctionLimitsConfig limits;
 };
 
 struct Target {
   std::string node_id;
   std::string xkey;
+  std::chrono::milliseconds deploy_wait{0};  // how long a deploy may take there
 };
+
+// A node that does not state its deploy deadline (an older nex, or Nex itself) gets this long.
+constexpr std::chrono::seconds kUnstatedDeployWait{60};
+
+// How long a deploy or a stop may take on a node, as its INFO states (deploy_deadline_ms): the
+// CLI waits that long for the answer, whatever --timeout says, which is for quick answers.
+std::chrono::milliseconds deploy_wait(const json& info) {
+  auto ms = info.find("deploy_deadline_ms");
+  if (ms != info.end() && ms->is_number_integer() && ms->get<int64_t>() > 0)
+    return std::chrono::milliseconds(ms->get<int64_t>());
+  return kUnstatedDeployWait;
+}
+
+// Why a deploy or stop request got no data back: the node refused it, or no answer came, which
+// is no refusal: the node may still be `doing` it.
+Error not_done(const Error& e, const std::string& node, std::chrono::milliseconds wait,
+               const std::string& refused, const std::string& doing) {
+  const std::string look = "the node may still be " + doing + ": `nex node info " + node + "`";
+  if (e.code == ErrorCode::kTimeout) {
+    const int64_t seconds = (wait.count() + 999) / 1000;
+    return {e.code, "node " + node + ": no answer in " + std::to_string(seconds) + " s; " + look};
+  }
+  if (e.code == ErrorCode::kNoResponders)
+    return {e.code, "node " + node + " does not answer (`nex node ls` lists the nodes that do)"};
+  if (e.code == ErrorCode::kInvalidArgument) return e.wrap("node " + node + " " + refused);
+  return {e.code, "node " + node + ": the answer was lost (" + e.message + "); " + look};
+}
 
 // The deploy request for `node` in namespace `ns`, its environment sealed to the node's xkey,
 // signed by the issuer for this request alone (api/signed_request.h), valid for `lifetime`.
@@ -185,6 +214,7 @@ Result<json> deploy_request(const Signer& signer, const Target& node, const std:
   req.hash = hash;
   req.workload_name = name;
   req.function_limits = o.limits;
+  req.replace = o.replace;
   json body = api::to_json(req);
   json claims = {{"type", "workload"}};
   if (!hash.empty()) claims["hash"] = hash;
@@ -198,14 +228,21 @@ Result<json> deploy_request(const Signer& signer, const Target& node, const std:
   return body;
 }
 
+// The node's answer to a deploy: the new workload, and those it replaced, stopped after it ran.
 void print_accepted(const ConnectionFlags& flags, const std::string& name, const std::string& node,
                     const json& run) {
   if (flags.json) {
     std::printf("%s\n", json{{"node_id", node}, {"workload", run}}.dump(2).c_str());
-  } else {
-    std::printf(
-        "🚀 Workload '%s' accepted. You can now refer to this workload with ID: %s on node %s\n",
-        name.c_str(), terminal_safe(run.value("id", "")).c_str(), node.c_str());
+    return;
+  }
+  std::printf(
+      "🚀 Workload '%s' accepted. You can now refer to this workload with ID: %s on node %s\n",
+      name.c_str(), terminal_safe(run.value("id", "")).c_str(), node.c_str());
+  const json replaced = run.value("replaced", json::array());
+  for (const auto& id : replaced.is_array() ? replaced : json::array()) {
+    if (id.is_string())
+      std::printf("Stopped the previous '%s' (%s)\n", name.c_str(),
+                  terminal_safe(id.get<std::string>()).c_str());
   }
 }
 
@@ -216,8 +253,11 @@ int deploy(ControlClient& client, const ConnectionFlags& flags, const Signer& si
   auto req = deploy_request(signer, node, flags.ns, location, hash, type, name, o,
                             std::chrono::seconds(api::kDirectRequestLifetimeSeconds));
   if (!req) return report(req.error());
-  auto run = client.request("$NEX.DEPLOY." + flags.ns + "." + node.node_id, req->dump());
-  if (!run) return report(run.error().wrap("node " + node.node_id + " refused the workload"));
+  auto run = client.request_resending("$NEX.DEPLOY." + flags.ns + "." + node.node_id, req->dump(),
+                                      node.deploy_wait);
+  if (!run)
+    return report(not_done(run.error(), node.node_id, node.deploy_wait, "refused the workload",
+                           "starting it"));
   print_accepted(flags, name, node.node_id, *run);
   return 0;
 }
@@ -265,8 +305,9 @@ int queue_deploy(const nats::JetStream& js, const ConnectionFlags& flags, const 
 }
 
 Result<json> send_stop(ControlClient& client, const ConnectionFlags& flags,
-                       const crypto::KeyPair& issuer, const std::string& node_id,
+                       const crypto::KeyPair& issuer, const Target& node,
                        const std::string& workload_id, const std::string& name) {
+  const std::string& node_id = node.node_id;
   json body = api::to_json(api::StopRequest{.workload_id = workload_id, .target_node = node_id});
   api::sign_request(body,
                     {.action = api::action::kStop,
@@ -275,15 +316,14 @@ Result<json> send_stop(ControlClient& client, const ConnectionFlags& flags,
                      .expires_at = unix_seconds_now() + api::kDirectRequestLifetimeSeconds,
                      .claims = {{"type", "workload_stop"}}},
                     issuer);
-  return client.request("$NEX.STOP." + flags.ns + "." + node_id, body.dump());
+  return client.request_resending("$NEX.STOP." + flags.ns + "." + node_id, body.dump(),
+                                  node.deploy_wait);
 }
 
-// The workloads a node runs in the namespace, from $NEX.INFO.
-Result<json> node_machines(ControlClient& client, const ConnectionFlags& flags,
-                           const std::string& node_id) {
-  auto info = client.request("$NEX.INFO." + flags.ns + "." + node_id);
-  if (!info) return fail(info.error().wrap("node " + node_id));
-  return info->value("machines", json::array());
+// What a node says of itself and of its workloads in the namespace ($NEX.INFO).
+Result<json> node_info(ControlClient& client, const ConnectionFlags& flags,
+                       const std::string& node_id) {
+  return client.request("$NEX.INFO." + flags.ns + "." + node_id);
 }
 
 struct DevrunOptions : WorkloadOptions {
@@ -320,11 +360,14 @@ int devrun(const ConnectionFlags& flags, const DevrunOptions& o) {
   auto signer = load_signer(*issuer_seed, *xkey_seed, nex_home().string());
   if (!signer) return report(signer.error());
 
-  auto client = connect_control(flags);
+  auto client = connect_control(flags, Reconnect::kYes);
   if (!client) return report(client.error());
   const std::string name = o.name.empty() ? workload_name_for(file) : o.name;
   WorkloadOptions w = o;
   if (w.description.empty()) w.description = "Workload published in devmode";
+  // Replaced by the node, once the new one runs: a refused redeploy leaves the old one running,
+  // and a queued devrun replaces as a direct one does.
+  w.replace = o.stop_previous;
   if (!o.queue.empty()) {  // a named node, perhaps offline: no auction, a durable command
     auto js = nats::JetStream::create(client->connection());
     if (!js) return report(js.error());
@@ -348,7 +391,10 @@ int devrun(const ConnectionFlags& flags, const DevrunOptions& o) {
                                              " workloads answered on " + flags.server +
                                              ": start one with `nex node up` (or `nex up`)"});
   }
-  const Target node{(*nodes)[0].value("node_id", ""), (*nodes)[0].value("target_xkey", "")};
+  const std::string node_id = (*nodes)[0].value("node_id", "");
+  auto info = node_info(*client, flags, node_id);
+  if (!info) return report(info.error().wrap("node " + node_id));
+  const Target node{node_id, (*nodes)[0].value("target_xkey", ""), deploy_wait(*info)};
 
   auto js = nats::JetStream::create(client->connection());
   if (!js) return report(js.error());
@@ -358,16 +404,6 @@ int devrun(const ConnectionFlags& flags, const DevrunOptions& o) {
   auto put = store->put_file(name, file);
   if (!put) return report(put.error());
 
-  // Replace what an earlier devrun of the same name left on that node.
-  if (o.stop_previous) {
-    auto machines = node_machines(*client, flags, node.node_id);
-    for (const auto& m : machines ? *machines : json::array()) {
-      if (m.value("workload", json::object()).value("name", "") != name) continue;
-      const std::string id = m.value("id", "");
-      if (send_stop(*client, flags, signer->issuer, node.node_id, id, name))
-        std::printf("Stopped the previous '%s' (%s)\n", name.c_str(), terminal_safe(id).c_str());
-    }
-  }
   return deploy(*client, flags, *signer, node, {kDevBucket, name}, nats::digest_hex(put->digest),
                 *type, name, w);
 }
@@ -450,7 +486,7 @@ int run(const ConnectionFlags& flags, const RunOptions& o) {
   auto signer = load_signer(*issuer_seed, *xkey_seed, o.issuer_file + " / " + o.xkey_file);
   if (!signer) return report(signer.error());
 
-  auto client = connect_control(flags);
+  auto client = connect_control(flags, Reconnect::kYes);
   if (!client) return report(client.error());
   auto js = nats::JetStream::create(client->connection());
   if (!js) return report(js.error());
@@ -462,13 +498,13 @@ int run(const ConnectionFlags& flags, const RunOptions& o) {
     queued = *rec;
     node = {rec->id, rec->xkey};
   } else {
-    auto pong = client->request("$NEX.PING." + o.node_id);
-    if (!pong) {
-      return report({pong.error().code, "node " + o.node_id + " did not answer on " + flags.server +
+    auto info = node_info(*client, flags, o.node_id);
+    if (!info) {
+      return report({info.error().code, "node " + o.node_id + " did not answer on " + flags.server +
                                             "; `nex node ls` lists the nodes that do (or "
                                             "--queue delivers when it connects)"});
     }
-    node = {o.node_id, pong->value("target_xkey", "")};
+    node = {o.node_id, info->value("public_xkey", ""), deploy_wait(*info)};
   }
 
   // The artifact must exist; the hash of its bytes is what the JWT vouches for, its first bytes
@@ -491,13 +527,13 @@ int stop(const ConnectionFlags& flags, const std::string& node_id, const std::st
   if (!seed) return report(seed.error());
   auto issuer = crypto::KeyPair::from_seed(*seed);
   if (!issuer) return report(issuer.error().wrap(issuer_file));
-  auto client = connect_control(flags);
+  auto client = connect_control(flags, Reconnect::kYes);
   if (!client) return report(client.error());
   // The stop JWT names the workload: learn its name from the node.
-  auto machines = node_machines(*client, flags, node_id);
-  if (!machines) return report(machines.error());
+  auto info = node_info(*client, flags, node_id);
+  if (!info) return report(info.error().wrap("node " + node_id));
   std::string name;
-  for (const auto& m : *machines) {
+  for (const auto& m : info->value("machines", json::array())) {
     if (m.value("id", "") == workload_id)
       name = m.value("workload", json::object()).value("name", "");
   }
@@ -505,8 +541,11 @@ int stop(const ConnectionFlags& flags, const std::string& node_id, const std::st
     return report({ErrorCode::kNotFound, "node " + node_id + " runs no workload " + workload_id +
                                              " in namespace " + flags.ns});
   }
-  auto r = send_stop(*client, flags, *issuer, node_id, workload_id, name);
-  if (!r) return report(r.error().wrap("node " + node_id + " refused to stop " + workload_id));
+  const Target node{node_id, info->value("public_xkey", ""), deploy_wait(*info)};
+  auto r = send_stop(*client, flags, *issuer, node, workload_id, name);
+  if (!r)
+    return report(not_done(r.error(), node_id, node.deploy_wait, "refused to stop " + workload_id,
+                           "stopping it"));
   if (flags.json) {
     std::printf("%s\n", r->dump(2).c_str());
   } else {
@@ -552,7 +591,9 @@ void register_workload_commands(CLI::App& app, CommandAction& action, Connection
   dev->add_option("--queue", d->queue,
                   "deploy to this node (name or id) as a durable command: it runs when the node "
                   "connects, even if it is offline now");
-  dev->add_option("--stop", d->stop_previous, "stop the previous workload of the same name first")
+  dev->add_option("--stop", d->stop_previous,
+                  "replace the workload of the same name once this one runs (refused if it is of "
+                  "another type)")
       ->capture_default_str();
   dev->footer(
       "Creates ~/.nex/issuer.nk and ~/.nex/publisher.xk when missing, uploads the file to the "

@@ -195,7 +195,7 @@ Result<json> Node::lameduck(std::string_view body) {
                   "issuer " + claims.iss +
                       " may not put this node in lame duck (valid_issuers, operator_keys)");
     if (claims.exp) {
-      if (auto repeated = take_once(claims)) return *repeated;
+      if (auto repeated = take_once(claims, api::request_fingerprint(*object))) return *repeated;
     }
   }
   if (!lameduck_.exchange(true)) {
@@ -206,8 +206,9 @@ Result<json> Node::lameduck(std::string_view body) {
   return json{{"node_id", id()}, {"success", true}};
 }
 
-std::optional<Result<json>> Node::take_once(const crypto::JwtClaims& claims) {
-  auto use = ledger_->take(claims.jti, *claims.exp, deploy_deadline());
+std::optional<Result<json>> Node::take_once(const crypto::JwtClaims& claims,
+                                            const std::string& fingerprint) {
+  auto use = ledger_->take(claims.jti, *claims.exp, fingerprint, deploy_deadline());
   if (!use) return fail(use.error().wrap("the node's request ledger"));
   if (use->kind == RequestLedger::Use::kFirst) return std::nullopt;
   if (use->kind == RequestLedger::Use::kRepeat) {

@@ -106,6 +106,13 @@ class Node {
   Result<nlohmann::json> try_deploy(const std::string& ns, std::string_view body,
                                     const VerifiedDeploy& checked, DeployOrigin origin,
                                     const Workload* replaces = nullptr);
+  // A requested deploy with `replace`: the workloads it replaces (its issuer's of the same name
+  // in the namespace) are stopped once it runs, and named in its answer ("replaced"); one of
+  // another type makes it a refusal before anything starts. A refused deploy stops nothing.
+  Result<nlohmann::json> deploy_replacing(const std::string& ns, std::string_view body,
+                                          const VerifiedDeploy& checked);
+  Result<std::vector<std::shared_ptr<Workload>>> replaced_by(const std::string& ns,
+                                                             const VerifiedDeploy& checked);
   // Whether a sandboxed workload's NATS_URL names only NATS servers the node may forward to it.
   Status check_sandbox_nats(const std::map<std::string, std::string>& env) const;
   // How long a deploy may take here: an agent from the pool (a sandbox may have to boot), the
@@ -129,9 +136,14 @@ class Node {
   Result<nlohmann::json> stop_workload(const std::string& ns, std::string_view body);
   Result<nlohmann::json> stop_checked(const std::string& ns, const api::StopRequest& req,
                                       const crypto::JwtClaims& claims);
+  // Marks `w` stopping, drains its relayed triggers and undeploys it; false when it was already
+  // being stopped.
+  bool stop_running(const std::shared_ptr<Workload>& w, const std::string& message);
   Result<nlohmann::json> lameduck(std::string_view body);
-  // Takes a signed request's one use in the ledger; a repeat gets the first use's answer.
-  std::optional<Result<nlohmann::json>> take_once(const crypto::JwtClaims& claims);
+  // Takes a signed request's one use in the ledger; a repeat of the very same request (its
+  // api::request_fingerprint) gets the first use's answer, any other use of the jti a refusal.
+  std::optional<Result<nlohmann::json>> take_once(const crypto::JwtClaims& claims,
+                                                  const std::string& fingerprint);
   void answer_once(const crypto::JwtClaims& claims, const Result<nlohmann::json>& answer);
 
   // Agents.

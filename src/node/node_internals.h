@@ -26,6 +26,7 @@ struct Node::VerifiedDeploy {
   std::string issuer;
   crypto::JwtClaims claims;  // no exp: an unbound request of older tooling, when allowed
   std::string claimed_hash;  // the artifact's SHA-256 the request and its JWT vouch for
+  std::string fingerprint;   // api::request_fingerprint: tells a resend from another request
 };
 
 struct Node::Workload {

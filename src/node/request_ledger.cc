@@ -94,6 +94,7 @@ void RequestLedger::forget_expired(int64_t now) {
 }
 
 Result<RequestLedger::Use> RequestLedger::take(const std::string& jti, int64_t exp,
+                                               const std::string& fingerprint,
                                                std::chrono::milliseconds patience) {
   std::unique_lock lock(mu_);
   forget_expired(unix_seconds_now());
@@ -101,7 +102,7 @@ Result<RequestLedger::Use> RequestLedger::take(const std::string& jti, int64_t e
     // Written down before any work is done, so a crash in the middle cannot make it usable again.
     NEX_RETURN_IF_ERROR(append(jti, exp));
     expiry_[jti] = exp;
-    answers_[jti] = std::nullopt;
+    answers_[jti] = Answer{fingerprint, std::nullopt};
     answer_order_.push_back(jti);
     while (answer_order_.size() > kMaxAnswers) {
       answers_.erase(answer_order_.front());
@@ -109,13 +110,16 @@ Result<RequestLedger::Use> RequestLedger::take(const std::string& jti, int64_t e
     }
     return Use{Use::kFirst, {}};
   }
+  auto same = answers_.find(jti);
+  if (same != answers_.end() && same->second.fingerprint != fingerprint)
+    return Use{Use::kSpent, {}};
   answered_cv_.wait_for(lock, patience, [&] {
     auto it = answers_.find(jti);
-    return it == answers_.end() || it->second.has_value();
+    return it == answers_.end() || it->second.reply.has_value();
   });
   auto it = answers_.find(jti);
-  if (it == answers_.end() || !it->second) return Use{Use::kSpent, {}};
-  return Use{Use::kRepeat, *it->second};
+  if (it == answers_.end() || !it->second.reply) return Use{Use::kSpent, {}};
+  return Use{Use::kRepeat, *it->second.reply};
 }
 
 void RequestLedger::answered(const std::string& jti, std::string answer) {
@@ -123,7 +127,7 @@ void RequestLedger::answered(const std::string& jti, std::string answer) {
     std::lock_guard lock(mu_);
     auto it = answers_.find(jti);
     if (it == answers_.end()) return;  // evicted meanwhile
-    it->second = std::move(answer);
+    it->second.reply = std::move(answer);
   }
   answered_cv_.notify_all();
 }

@@ -28,6 +28,8 @@ namespace {
 constexpr auto kDeployTimeout = 10s;   // the agent's answer to a deploy
 constexpr auto kFetchAllowance = 30s;  // an artifact's download
 constexpr auto kUndeployGrace = 5s;
+// A replaced workload's stop: its triggers drained, its agent's answer and last reports.
+constexpr auto kReplaceAllowance = kUndeployGrace + 4s + api::kTriggerDrainTimeout;
 // An essential workload that fails more often is in a crash loop.
 constexpr int kMaxRestarts = 5;
 
@@ -125,9 +127,12 @@ Result<json> Node::deploy(const std::string& ns, std::string_view body, DeployOr
   // reply) gets the first one's answer; nothing is deployed twice.
   const bool once = origin == DeployOrigin::kRequest && checked->claims.exp.has_value();
   if (once) {
-    if (auto repeated = take_once(checked->claims)) return *repeated;
+    if (auto repeated = take_once(checked->claims, checked->fingerprint)) return *repeated;
   }
-  auto r = try_deploy(ns, body, *checked, origin);
+  // Restored and autostarted workloads replace nothing: what they would replace is theirs.
+  auto r = origin == DeployOrigin::kRequest && checked->req.replace
+               ? deploy_replacing(ns, body, *checked)
+               : try_deploy(ns, body, *checked, origin);
   if (once) answer_once(checked->claims, r);
   metrics_.deploy(kOrigins[static_cast<int>(origin)], r.has_value());
   return r;
@@ -135,7 +140,41 @@ Result<json> Node::deploy(const std::string& ns, std::string_view body, DeployOr
 
 std::chrono::milliseconds Node::deploy_deadline() const {
   return std::chrono::milliseconds(options_.config.agent_handshake_timeout_ms) +
-         driver_->boot_allowance() + kFetchAllowance + kDeployTimeout;
+         driver_->boot_allowance() + kFetchAllowance + kDeployTimeout + kReplaceAllowance;
+}
+
+Result<json> Node::deploy_replacing(const std::string& ns, std::string_view body,
+                                    const VerifiedDeploy& checked) {
+  auto previous = replaced_by(ns, checked);
+  if (!previous) return fail(previous.error());
+  auto r = try_deploy(ns, body, checked, DeployOrigin::kRequest);
+  if (!r) return r;
+  json replaced = json::array();
+  for (const auto& w : *previous) {
+    if (stop_running(w, "workload replaced by " + r->value("id", ""))) replaced.push_back(w->id);
+  }
+  (*r)["replaced"] = std::move(replaced);
+  return r;
+}
+
+Result<std::vector<std::shared_ptr<Node::Workload>>> Node::replaced_by(
+    const std::string& ns, const VerifiedDeploy& checked) {
+  std::vector<std::shared_ptr<Workload>> out;
+  std::lock_guard lock(mu_);
+  for (const auto& [wid, w] : workloads_) {
+    if (w->ns != ns || w->name != checked.name || w->issuer != checked.issuer || w->stopping)
+      continue;
+    if (w->type != checked.req.type) {
+      return fail(ErrorCode::kAlreadyExists,
+                  fmt::format("a {} workload named '{}' runs on this node ({}); this {} deploy "
+                              "would replace it: give it another name (nex devrun --name NAME), "
+                              "or stop that one first (nex stop {} {})",
+                              api::to_string(w->type), w->name, w->id,
+                              api::to_string(checked.req.type), id(), w->id));
+    }
+    out.push_back(w);
+  }
+  return out;
 }
 
 Result<Node::VerifiedDeploy> Node::verify_deploy(const std::string& ns, std::string_view body,
@@ -163,7 +202,10 @@ Result<Node::VerifiedDeploy> Node::verify_deploy(const std::string& ns, std::str
   auto req = api::parse_deploy_request(body);
   if (!req) return fail(req.error());
   const auto& claims = checked->jwt.claims;
-  VerifiedDeploy v{.req = std::move(*req), .issuer = issuer, .claims = claims};
+  VerifiedDeploy v{.req = std::move(*req),
+                   .issuer = issuer,
+                   .claims = claims,
+                   .fingerprint = api::request_fingerprint(*object)};
   v.name = v.req.workload_name.empty() ? claims.sub : v.req.workload_name;
   NEX_RETURN_IF_ERROR(api::validate_workload_name(v.name));
   if (!v.req.workload_name.empty() && !claims.sub.empty() && claims.sub != v.req.workload_name) {
@@ -489,7 +531,7 @@ Result<json> Node::stop_workload(const std::string& ns, std::string_view body) {
   if (!req) return fail(req.error());
   const crypto::JwtClaims& claims = checked->jwt.claims;
   if (claims.exp) {
-    if (auto repeated = take_once(claims)) return *repeated;
+    if (auto repeated = take_once(claims, api::request_fingerprint(*object))) return *repeated;
   }
   auto r = stop_checked(ns, *req, claims);
   if (claims.exp) answer_once(claims, r);
@@ -520,18 +562,24 @@ Result<json> Node::stop_checked(const std::string& ns, const api::StopRequest& r
     return fail(ErrorCode::kPermissionDenied,
                 "the stop request replays the deploy JWT: sign a fresh one");
   }
+  if (!stop_running(w, "workload stopped"))
+    return fail(ErrorCode::kNotFound, "no such workload: " + req.workload_id);
+  return json{{"stopped", true}, {"id", w->id}, {"issuer", w->issuer}, {"name", w->name}};
+}
+
+bool Node::stop_running(const std::shared_ptr<Workload>& w, const std::string& message) {
   std::vector<nats::Subscription> triggers;
   {
     std::lock_guard lock(mu_);
-    if (w->stopping) return fail(ErrorCode::kNotFound, "no such workload: " + req.workload_id);
+    if (w->stopping) return false;
     w->stopping = true;
     triggers = std::move(w->triggers);
   }
   // Relayed triggers already received still reach the agent, which runs them or answers that
   // the function stopped, rather than leaving their callers to time out.
   nats::Subscription::drain_and_wait(triggers, api::kTriggerDrainTimeout);
-  undeploy(w, "workload stopped");
-  return json{{"stopped", true}, {"id", w->id}, {"issuer", w->issuer}, {"name", w->name}};
+  undeploy(w, message);
+  return true;
 }
 
 void Node::undeploy(const std::shared_ptr<Workload>& w, const std::string& message) {

@@ -1,6 +1,6 @@
 // The nex CLI run as a user types it against `nex up`: the seeds' walkthrough (node ls, devrun,
-// a request answered, node info, logs, events, stop, devrun twice), run, lameduck, probe, logs
-// filters and bash completion.
+// a request answered, node info, logs, events, stop, devrun twice), deploys that take long or go
+// unanswered, devrun's replacing, run, lameduck, probe, logs filters and bash completion.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -494,6 +494,98 @@ TEST_F(CliNode, AFunctionDecodesEncodesAndBase64sText) {
   EXPECT_EQ(j["b64"], "Y2Fmw6kg4oKs");
   EXPECT_EQ(j["back"], j["text"]);
   EXPECT_EQ(j["refused"], "InvalidCharacterError");
+}
+
+// A function whose top-level code runs for 3 s takes longer to deploy than `--timeout 2`: the
+// CLI waits as long as the node says a deploy may take, and a slow start is never a refusal.
+TEST_F(CliNode, DevrunWaitsAsLongAsTheNodeSaysADeployMayTake) {
+  std::ofstream(home() / "slow.js") << "const t0 = Date.now();\n"
+                                       "while (Date.now() - t0 < 3000) {}\n"
+                                       "(subject, payload) => payload\n";
+  CliResult r = user({"devrun", "./slow.js", "--trigger_subject=slow.echo", "--timeout", "2"});
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("🚀 Workload 'slow' accepted"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("refused"), std::string::npos) << r.out;
+}
+
+// A node that takes a deploy and never answers: the CLI waits the deadline that node states,
+// then says what may be going on and where to look, without calling it a refusal.
+TEST_F(CliNode, ADeployLeftUnansweredSaysSoAndIsNotCalledARefusal) {
+  ASSERT_OK_AND_ASSIGN(conn, nats::Connection::connect({.urls = {url_}}));
+  {
+    ASSERT_OK_AND_ASSIGN(js, nats::JetStream::create(conn));
+    ASSERT_OK_AND_ASSIGN(store, nats::ObjectStore::create(js, {.bucket = "MYFILES"}));
+    ASSERT_OK(store.put_file("echoservice", home() / "echoservice"));
+  }
+  fs::create_directories(home() / ".nex");
+  std::ofstream(home() / ".nex/issuer.nk")
+      << crypto::KeyPair::create(crypto::KeyType::kAccount)->seed();
+  std::ofstream(home() / ".nex/publisher.xk") << crypto::XKey::create().seed();
+  // The silent node answers PING and INFO as a node does; its deploys go unanswered.
+  const std::string silent = crypto::KeyPair::create(crypto::KeyType::kServer)->public_key();
+  const std::string xkey = crypto::XKey::create().public_key();
+  const nlohmann::json data = {{"node_id", silent},
+                               {"target_xkey", xkey},
+                               {"public_xkey", xkey},
+                               {"machines", nlohmann::json::array()},
+                               {"deploy_deadline_ms", 1000}};
+  auto answer = [&](nats::Message m) {
+    (void)conn.publish(m.reply(), nlohmann::json{{"type", "info"}, {"data", data}}.dump());
+  };
+  std::atomic<int> deploys{0};
+  ASSERT_OK_AND_ASSIGN(ping, conn.subscribe("$NEX.PING." + silent, answer));
+  ASSERT_OK_AND_ASSIGN(info, conn.subscribe("$NEX.INFO.default." + silent, answer));
+  ASSERT_OK_AND_ASSIGN(
+      deploy, conn.subscribe("$NEX.DEPLOY.default." + silent, [&](nats::Message) { ++deploys; }));
+  ASSERT_OK(conn.flush());
+  CliResult r = user({"run", "nats://MYFILES/echoservice", silent, "--name", "echoservice",
+                      "NATS_URL=" + url_, "--timeout", "5"});
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_NE(r.out.find("no answer in 1 s; the node may still be starting it: `nex node info " +
+                       silent + "`"),
+            std::string::npos)
+      << r.out;
+  EXPECT_EQ(r.out.find("refused"), std::string::npos) << r.out;
+  EXPECT_EQ(deploys.load(), 1);
+}
+
+// A redeploy the node refuses leaves the running workload alone: devrun replaces the old one
+// only after the new one was accepted.
+TEST_F(CliNode, ARefusedRedeployLeavesTheRunningWorkloadRunning) {
+  std::ofstream(home() / "fn.js") << "(subject, payload) => payload\n";
+  CliResult first = user({"devrun", "./fn.js", "--trigger_subject=fn.echo"});
+  ASSERT_EQ(first.code, 0) << first.out;
+  std::ofstream(home() / "fn.js") << "(subject, payload) => {\n";  // does not compile
+  CliResult broken = user({"devrun", "./fn.js", "--trigger_subject=fn.echo"});
+  EXPECT_EQ(broken.code, 1) << broken.out;
+  EXPECT_EQ(broken.out.find("Stopped the previous"), std::string::npos) << broken.out;
+  ASSERT_OK_AND_ASSIGN(conn, nats::Connection::connect({.urls = {url_}}));
+  auto r = conn.request("fn.echo", "still here", 5s);
+  ASSERT_TRUE(r) << "the running function was stopped: " << r.error().message;
+  EXPECT_EQ(r->data(), "still here");
+}
+
+// echo.js and echo.wasm both default to the name `echo`: the second would replace a function of
+// another kind, so it is refused with the way out (--name), and the first keeps running.
+TEST_F(CliNode, ADevrunThatWouldReplaceAnotherTypeIsRefused) {
+  const fs::path wasm = fs::path(NEX_WASM_DIR) / "echo.wasm";
+  if (!fs::exists(wasm)) GTEST_SKIP() << wasm << " was not built (clang with wasi-libc missing)";
+  fs::copy_file(fs::path(NEX_EXAMPLES_DIR) / "echofunction/echo.js", home() / "echo.js");
+  fs::copy_file(wasm, home() / "echo.wasm");
+  CliResult js = user({"devrun", "./echo.js", "--trigger_subject=js.echo"});
+  ASSERT_EQ(js.code, 0) << js.out;
+  CliResult other = user({"devrun", "./echo.wasm", "--trigger_subject=wasm.echo"});
+  EXPECT_EQ(other.code, 1) << other.out;
+  EXPECT_NE(other.out.find("'echo'"), std::string::npos) << other.out;
+  EXPECT_NE(other.out.find("--name"), std::string::npos) << other.out;
+  ASSERT_OK_AND_ASSIGN(conn, nats::Connection::connect({.urls = {url_}}));
+  auto r = conn.request("js.echo", "heya", 5s);
+  ASSERT_TRUE(r) << "echo.js was replaced: " << r.error().message;
+  EXPECT_EQ(r->data(), "heya");
+  EXPECT_FALSE(conn.request("wasm.echo", "hello", 500ms));
+  CliResult renamed =
+      user({"devrun", "./echo.wasm", "--trigger_subject=wasm.echo", "--name", "echo-wasm"});
+  EXPECT_EQ(renamed.code, 0) << renamed.out;
 }
 
 TEST_F(CliNode, RunDeploysFromAnObjectStoreStatingEverything) {

@@ -632,6 +632,31 @@ TEST_F(CommandsTest, ADeployQueuedForAnOfflineNodeRunsWhenItConnects) {
   EXPECT_TRUE(answered) << slurp(node.log) << nex({"cmd", "ls"}).out;
 }
 
+// A queued devrun replaces the workload of the same name as a direct one does: one copy runs
+// afterwards, not two answering side by side until `nex stop`.
+TEST_F(CommandsTest, AQueuedDevrunReplacesTheWorkloadOfTheSameName) {
+  start_node(node_config("edge1"));
+  fs::copy_file(kBinDir / "echoservice", dir_ / "home/echoservice");
+  const std::vector<std::string> devrun = {"devrun", "--queue", "edge1",
+                                           (dir_ / "home/echoservice").string(),
+                                           "NATS_URL=" + hub_->url()};
+  auto first = nex(devrun);
+  ASSERT_EQ(first.code, 0) << first.out << first.err;
+  std::smatch m;
+  const std::regex accepted("'echoservice' accepted\\. .* ID: ([a-v0-9]{20})");
+  ASSERT_TRUE(std::regex_search(first.out, m, accepted)) << first.out;
+  const std::string first_id = m[1];
+  auto second = nex(devrun);
+  ASSERT_EQ(second.code, 0) << second.out << second.err;
+  EXPECT_NE(second.out.find("Stopped the previous 'echoservice' (" + first_id + ")"),
+            std::string::npos)
+      << second.out;
+  auto probe = nex({"node", "probe", "echoservice", "--json"});
+  auto found = json::parse(probe.out, nullptr, false);
+  ASSERT_TRUE(found.is_array() && found.size() == 1) << probe.out << probe.err;
+  EXPECT_EQ(found[0]["running_machines"].size(), 1u) << probe.out;
+}
+
 TEST_F(CommandsTest, ACommandOutsideItsTimeIsNotRunAndLeavesTheStream) {
   start_node(node_config("edge1", {"touch"}));
   const fs::path marker = shared_dir() / "ran";

@@ -150,6 +150,29 @@ TEST_F(SignedRequests, UnboundRequestsOfOlderToolingAreRefusedUnlessTheConfigAll
   EXPECT_TRUE(r["error"].is_null()) << r.dump();
 }
 
+// A request id (jti) names one request: the very same request sent again gets the first answer,
+// but another request carrying the same JWT (possible with an unbound one) is refused rather
+// than handed the first one's answer as if it had been done.
+TEST_F(SignedRequests, ADifferentRequestReusingAJtiIsRefused) {
+  NodeConfig allowing;
+  allowing.allow_unbound_requests = true;
+  start_node(allowing);
+  const std::string jwt = jwt_for("echoservice", issuer_, unix_seconds_now() + 300);
+  json first = deploy_request("echoservice",
+                              {{"NATS_URL", server().url()}, {"ECHO_SUBJECT", "svc.echo.jti1"}});
+  first["workload_jwt"] = jwt;
+  json other = deploy_request("echoservice",
+                              {{"NATS_URL", server().url()}, {"ECHO_SUBJECT", "svc.echo.jti2"}});
+  other["workload_jwt"] = jwt;
+  json a = send_deploy(first);
+  ASSERT_TRUE(a["error"].is_null()) << a.dump();
+  json resent = send_deploy(first);
+  EXPECT_EQ(resent.dump(), a.dump());
+  json b = send_deploy(other);
+  EXPECT_NE(error_of(b).find("already used"), std::string::npos) << b.dump();
+  EXPECT_EQ(running(), 1u);
+}
+
 TEST_F(SignedRequests, AStopSignedForOneWorkloadDoesNotStopAnother) {
   start_node();
   json a = send_deploy(echo_request("svc.echo.a"));

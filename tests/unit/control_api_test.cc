@@ -13,6 +13,25 @@ constexpr const char* kValid = R"({"argv":["-v"],"description":"d","type":"nativ
   "hash":"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
   "workload_name":"echoservice"})";
 
+// `replace` is ours: sent only when asked for, so requests that replace nothing are what Nex
+// tooling sends; a non-boolean is refused naming the field.
+TEST(DeployRequest, ReplaceIsSentOnlyWhenAskedFor) {
+  auto r = parse_deploy_request(kValid);
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_FALSE(r->replace);
+  EXPECT_FALSE(to_json(*r).contains("replace"));
+  r->replace = true;
+  auto again = parse_deploy_request(to_json(*r).dump());
+  ASSERT_TRUE(again) << again.error().message;
+  EXPECT_TRUE(again->replace);
+  nlohmann::json bad = nlohmann::json::parse(kValid);
+  bad["replace"] = "yes";
+  auto refused = parse_deploy_request(bad.dump());
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().message.find("'replace'"), std::string::npos)
+      << refused.error().message;
+}
+
 TEST(DeployRequest, ParsesTheWireShape) {
   auto r = parse_deploy_request(kValid);
   ASSERT_TRUE(r) << r.error().message;

@@ -1,0 +1,79 @@
+// A deploy whose NATS server restarts while the node works on it, as the `nex` CLI user sees it:
+// the CLI reconnects and asks again with the very same request, and the node answers with the
+// first one's answer. The deploy succeeds once, not zero times and not twice.
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "crypto/nkeys.h"
+#include "crypto/xkeys.h"
+#include "testing/cli.h"
+#include "testing/node_fixture.h"
+
+namespace nex::node {
+namespace {
+
+using testing::Collector;
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+
+class DeployReconnect : public testing::NodeTest {
+ protected:
+  void TearDown() override {
+    testing::NodeTest::TearDown();
+    std::error_code ec;
+    fs::remove_all(home_, ec);
+  }
+  // The user's home, with the keys `nex run` signs and seals with.
+  testing::CliEnvironment user() {
+    fs::create_directories(home_ / ".nex");
+    std::ofstream(home_ / ".nex/issuer.nk")
+        << crypto::KeyPair::create(crypto::KeyType::kAccount)->seed();
+    std::ofstream(home_ / ".nex/publisher.xk") << crypto::XKey::create().seed();
+    return {.cwd = home_, .env = {"HOME=" + home_.string()}};
+  }
+  // How many workloads named `name` the node runs, once it answers again.
+  size_t running(const std::string& name) {
+    for (int i = 0; i < 100; ++i) {
+      json r = info();
+      if (r.contains("data") && r["data"].is_object()) {
+        size_t n = 0;
+        for (const auto& m : r["data"]["machines"]) n += m["workload"]["name"] == name;
+        return n;
+      }
+      std::this_thread::sleep_for(50ms);
+    }
+    ADD_FAILURE() << "the node did not answer INFO after the server restarted";
+    return 0;
+  }
+
+  fs::path home_ = fs::temp_directory_path() / ("nex-reconnect-" + std::to_string(getpid()));
+};
+
+TEST_F(DeployReconnect, TheCliAsksAgainAfterAReconnectAndTheWorkloadStartsOnce) {
+  // Its top-level code runs for 3 s: the deploy is under way when the server goes.
+  ASSERT_OK(files_->put_bytes("slow.js",
+                              "const t0 = Date.now();\n"
+                              "while (Date.now() - t0 < 3000) {}\n"
+                              "(subject, payload) => payload\n"));
+  start_node();
+  Collector deploys(*conn_, "$NEX.DEPLOY.default." + node_->id());
+  const fs::path out = home_ / "out.txt";
+  auto cli = testing::spawn_nex({"-s", server().url(), "run", "nats://NEXCLIFILES/slow.js",
+                                 node_->id(), "--name", "slow", "--trigger_subject",
+                                 "slow.reconnect"},
+                                user(), out);
+  ASSERT_TRUE(cli) << cli.error().message;
+  ASSERT_TRUE(deploys.wait_for("workload_jwt", 20s)) << testing::slurp(out);
+  server().stop();
+  ASSERT_OK(server().restart());
+  auto st = cli->wait_for(60s);
+  ASSERT_TRUE(st) << "nex run did not end: " << testing::slurp(out);
+  EXPECT_EQ(WEXITSTATUS(*st), 0) << testing::slurp(out);
+  EXPECT_NE(testing::slurp(out).find("🚀 Workload 'slow' accepted"), std::string::npos)
+      << testing::slurp(out);
+  EXPECT_EQ(running("slow"), 1u);
+}
+
+}  // namespace
+}  // namespace nex::node
