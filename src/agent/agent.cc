@@ -11,6 +11,7 @@
 #include "api/json_fields.h"
 #include "core/clock.h"
 #include "core/encoding.h"
+#include "core/file_io.h"
 #include "crypto/digest.h"
 
 namespace nex::agent {
@@ -56,7 +57,7 @@ Agent::Agent(nats::Connection conn, nats::ConnectOptions options, std::string wo
 
 Result<std::string> Agent::fetch_artifact(int64_t total_bytes) {
   std::ofstream out(artifact_path_, std::ios::binary | std::ios::trunc);
-  if (!out) return fail(ErrorCode::kIo, "cannot write " + artifact_path_.string());
+  if (!out) return std::unexpected(file_error("write", artifact_path_, errno));
   crypto::Sha256 sha;  // as it arrives: reading it back costs a TCG guest as much again
   for (int64_t offset = 0; offset < total_bytes;) {
     auto chunk = conn_.request(api::agent_subject::artifact(id_), api::dump({{"offset", offset}}),
@@ -71,7 +72,7 @@ Result<std::string> Agent::fetch_artifact(int64_t total_bytes) {
     offset += static_cast<int64_t>(chunk->data().size());
   }
   out.close();
-  if (!out) return fail(ErrorCode::kIo, "cannot write " + artifact_path_.string());
+  if (!out) return std::unexpected(file_error("write", artifact_path_, errno));
   return hex_encode(sha.finish());
 }
 

@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 #include <signal.h>
 #include <unistd.h>
+#include <cstring>
 
 #include <algorithm>
 #include <cstdio>
@@ -280,7 +281,8 @@ int cmd_send(const ConnectionFlags& flags, const SendOptions& o) {
                    "ARGS"});
   if (!o.file.empty()) {
     std::ifstream in(o.file);
-    if (!in) return report({ErrorCode::kNotFound, "cannot read " + o.file});
+    if (!in)
+      return report({ErrorCode::kNotFound, "cannot read " + o.file + ": " + std::strerror(errno)});
     std::stringstream text;
     text << in.rdbuf();
     auto parsed = parse_drafts(text.str(), o.file);

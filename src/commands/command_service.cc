@@ -4,6 +4,7 @@
 #include <pwd.h>
 #include <signal.h>
 #include <unistd.h>
+#include <cstring>
 
 #include <algorithm>
 #include <condition_variable>
@@ -501,7 +502,9 @@ CommandResult CommandService::execute(Worker& w, const Command& c, const std::st
     for (const auto& entry : c.data) out << text_log_line(entry) << "\n";
     out.flush();
     r.status = out ? status::kDone : status::kFailed;
-    if (!out) r.reason = "cannot append to " + options_.config.text_log_file.string();
+    if (!out)
+      r.reason = "cannot append to " + options_.config.text_log_file.string() + ": " +
+                 std::strerror(errno);
     r.exit_code = out ? 0 : 1;
   } else if (c.method == method::kDeploy) {
     auto deployed = options_.deploy(c.ns, api::dump(c.deploy));
