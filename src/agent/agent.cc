@@ -227,6 +227,11 @@ Status Agent::start_function(const api::AgentDeployRequest& req) {
     subjects = req.trigger_subjects;
   }
   const nats::Connection& triggers = direct ? *trigger_conn_ : conn_;
+  // Where the callers are: the user's NATS when direct, else the node's (which passes answers
+  // on, and says its limit), not the internal NATS this agent answers the node on.
+  reply_max_payload_ = direct                  ? trigger_conn_->max_payload()
+                       : req.reply_max_payload ? req.reply_max_payload
+                                               : conn_.max_payload();
   // A direct subscription's queue group is its subject: copies of the function share the load.
   auto queue_group = [direct](const std::string& subject) { return direct ? subject : ""; };
   // One subscription is the function's source, which its workers receive from themselves;
@@ -298,6 +303,12 @@ runtime::Invocation Agent::invocation(
     const int64_t elapsed = std::chrono::duration_cast<std::chrono::nanoseconds>(
                                 std::chrono::steady_clock::now() - start)
                                 .count();
+    // A reply the callers' server would refuse never reaches them: they hear why instead, and
+    // the invocation counts as failed.
+    if (auto why = api::reply_too_large(r.body.size(), reply_max_payload_); r.ok && !why.empty()) {
+      publish_log(*bulk_, "error", why);
+      r = {false, std::move(why)};
+    }
     answer(r, elapsed);
     reporter_->add({.trigger_subject = subject,
                     .elapsed_nanos = elapsed,
