@@ -134,7 +134,9 @@ struct CommandService::Worker {
 };
 
 CommandService::CommandService(CommandServiceOptions options)
-    : options_(std::move(options)), dir_(options_.state_dir / "commands") {}
+    : options_(std::move(options)),
+      dir_(options_.state_dir / "commands"),
+      audit_(dir_ / "audit.jsonl") {}
 
 Result<std::unique_ptr<CommandService>> CommandService::start(CommandServiceOptions options) {
   NEX_RETURN_IF_ERROR(validate_name(options.node_name, "node_name"));
@@ -675,10 +677,13 @@ bool CommandService::publish_result(const CommandResult& r, bool confirmed) {
 void CommandService::audit(const std::string& type, json record) {
   record["audit"] = type;
   record["at"] = now();
-  std::lock_guard lock(audit_mu_);
-  if (!audit_.is_open()) audit_.open(audit_log(), std::ios::app);
-  audit_ << api::dump(record) << "\n";
-  audit_.flush();  // a line at a time, so a crash loses none that was written
+  // A line at a time, straight to the file, so a crash loses none that was written.
+  auto st = audit_.append(api::dump(record));
+  if (st) return;
+  if (options_.log)
+    options_.log("Commands: audit record (" + type + " " + record.value("id", "") +
+                 ") lost: " + st.error().message);
+  if (options_.on_audit_write_failure) options_.on_audit_write_failure();
 }
 
 }  // namespace nex::commands

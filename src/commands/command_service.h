@@ -30,6 +30,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "commands/audit_log.h"
 #include "commands/command.h"
 #include "commands/store.h"
 #include "core/error.h"
@@ -81,6 +82,8 @@ struct CommandServiceOptions {
   // Runs a deploy request as $NEX.DEPLOY.{ns}.{node} would.
   std::function<Result<nlohmann::json>(const std::string& ns, std::string_view body)> deploy;
   std::function<void(const std::string&)> log;
+  // Called for each audit record the disk did not take (after it was logged).
+  std::function<void()> on_audit_write_failure;
 };
 
 class CommandService {
@@ -93,7 +96,7 @@ class CommandService {
   // runs again, as attempt 2, when the node is back).
   void stop();
 
-  std::filesystem::path audit_log() const { return dir_ / "audit.jsonl"; }
+  std::filesystem::path audit_log() const { return audit_.path(); }
   // Per method: the commands filed and not yet finished (waiting, or running now), read from
   // the consumers. Methods whose consumer cannot be read now (JetStream away) are left out.
   std::map<std::string, uint64_t> queue_depths() const;
@@ -139,8 +142,7 @@ class CommandService {
   std::filesystem::path dir_;  // {state_dir}/commands
   std::optional<nats::JetStream> js_;
   std::atomic<bool> stopping_{false};
-  std::mutex audit_mu_;  // guards audit_
-  std::ofstream audit_;
+  AuditLog audit_;  // {dir_}/audit.jsonl
   std::vector<std::unique_ptr<Worker>> workers_;
   NodeRecord record_;    // this node's entry in NEX_NODES, signed
   std::mutex setup_mu_;  // guards last_setup_, last_record_check_

@@ -228,7 +228,8 @@ Result<std::unique_ptr<Node>> Node::start(NodeOptions options) {
          .state_dir = n.options_.state_dir,
          .deploy = [&n](const std::string& ns,
                         std::string_view body) { return n.deploy(ns, body); },
-         .log = log_line});
+         .log = log_line,
+         .on_audit_write_failure = [&n] { n.metrics_.audit_write_failure(); }});
     if (!commands) return fail(commands.error().wrap("commands"));
     n.commands_ = std::move(*commands);
     log_line("Taking durable commands on $NEX.cmd." + n.name() + ".> (stream " +

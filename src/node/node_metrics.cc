@@ -22,6 +22,9 @@ NodeMetrics::NodeMetrics() {
   r.gauge("nex_command_queue_depth",
           "Durable commands filed for this node and not finished, by method.");
   r.counter("nex_nats_reconnects_total", "Reconnects of the node's NATS connections.");
+  r.counter("nex_command_audit_write_failures_total",
+            "Records of the durable commands' audit log that the disk did not take.");
+  (void)r.series("nex_command_audit_write_failures_total", {});  // reported from 0
 }
 
 void NodeMetrics::deploy(const std::string& origin, bool started) {
@@ -58,6 +61,10 @@ metrics::Series* NodeMetrics::log_lines_dropped(const std::string& ns, const std
 
 void NodeMetrics::reconnect(const std::string& connection) {
   registry_.add("nex_nats_reconnects_total", {{"connection", connection}});
+}
+
+void NodeMetrics::audit_write_failure() {
+  registry_.add("nex_command_audit_write_failures_total", {});
 }
 
 }  // namespace nex::node
