@@ -381,6 +381,26 @@ bool CommandService::already_done(const Command& c) const {
   return done;
 }
 
+void CommandService::refuse_duplicate(Worker& w, const nats::Message& msg, const Command& c,
+                                      int64_t attempt) {
+  audit("duplicate", {{"id", c.id}, {"attempt", attempt}});
+  if (options_.log)
+    options_.log("Command " + c.id + " (" + c.method +
+                 ") was sent again under its id; it already ran: the copy is not run");
+  // Filed, so that the sender hears the copy was refused rather than nothing.
+  CommandResult r{.id = c.id,
+                  .node = options_.node_name,
+                  .node_id = node_id_,
+                  .method = c.method,
+                  .status = status::kDuplicate,
+                  .reason =
+                      "a copy sent again under the id of a command this node already ran; "
+                      "not run again",
+                  .started = now(),
+                  .attempt = attempt};
+  if (publish_result(r)) settle(w, msg, /*remove=*/true);
+}
+
 std::optional<Refusal> CommandService::refusal(const Command& c) const {
   auto refused = [](std::string why) { return Refusal{status::kRefused, std::move(why)}; };
   if (auto r = check_times(c, std::chrono::system_clock::now(),
@@ -442,10 +462,7 @@ void CommandService::handle(Worker& w, const nats::Message& msg) {
   auto parsed = verified(msg);
   if (!parsed) return drop(w, msg, parsed.error());
   const Command& c = *parsed;
-  if (already_done(c)) {
-    audit("duplicate", {{"id", c.id}, {"attempt", attempt}});
-    return settle(w, msg, /*remove=*/true);
-  }
+  if (already_done(c)) return refuse_duplicate(w, msg, c, attempt);
   json record = to_json(c);
   record["attempt"] = attempt;
   audit("command", record);

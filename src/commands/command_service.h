@@ -7,13 +7,14 @@
 // anything is looked up or written for it: its size, its JSON, its subject, its signature and
 // issuer. What fails is acknowledged and deleted from the stream, counted, and otherwise
 // ignored (no audit line, no result: an unsigned message costs next to nothing). A verified
-// message whose id already has a final result of this node is a copy: audited as a duplicate
-// and deleted. Then it is audited and checked against the node's policy (its time, method,
-// allow-list); a refusal is filed as its result (`refused`, or `expired`) and the message is
-// deleted, so refused messages do not accumulate. What may run is answered `received`, run,
-// answered with its final result on NEX_COMMAND_RESULTS (signed by the node, under a Nats-Msg-Id
-// only the node can make), written to the audit log, and only then acknowledged: a node killed
-// during a command runs it again after its restart (attempt 2) before anything newer.
+// message whose id already has a final result of this node is a copy: audited as a duplicate,
+// answered `duplicate` (so its sender hears it was not run), and deleted. Then it is audited and
+// checked against the node's policy (its time, method, allow-list); a refusal is filed as its
+// result (`refused`, or `expired`) and the message is deleted, so refused messages do not
+// accumulate. What may run is answered `received`, run, answered with its final result on
+// NEX_COMMAND_RESULTS (signed by the node, under a Nats-Msg-Id only the node can make), written to
+// the audit log, and only then acknowledged: a node killed during a command runs it again after its
+// restart (attempt 2) before anything newer.
 #pragma once
 
 #include <atomic>
@@ -123,6 +124,8 @@ class CommandService {
   void report_drops(bool first);
   // Whether this node has filed a final result for `c` (a copy of a command already handled).
   bool already_done(const Command& c) const;
+  // Files a `duplicate` result for a copy of `c`, which already ran, and deletes the copy.
+  void refuse_duplicate(Worker& w, const nats::Message& msg, const Command& c, int64_t attempt);
   // Why the verified `c` must not run now; nullopt when it may.
   std::optional<Refusal> refusal(const Command& c) const;
   // Acknowledges `msg`; with `remove`, deletes it from the stream too.
