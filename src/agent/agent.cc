@@ -11,6 +11,7 @@
 #include "api/json_fields.h"
 #include "core/clock.h"
 #include "core/encoding.h"
+#include "core/file_io.h"
 #include "crypto/digest.h"
 
 namespace nex::agent {
@@ -56,7 +57,7 @@ Agent::Agent(nats::Connection conn, nats::ConnectOptions options, std::string wo
 
 Result<std::string> Agent::fetch_artifact(int64_t total_bytes) {
   std::ofstream out(artifact_path_, std::ios::binary | std::ios::trunc);
-  if (!out) return fail(ErrorCode::kIo, "cannot write " + artifact_path_.string());
+  if (!out) return std::unexpected(file_error("write", artifact_path_, errno));
   crypto::Sha256 sha;  // as it arrives: reading it back costs a TCG guest as much again
   for (int64_t offset = 0; offset < total_bytes;) {
     auto chunk = conn_.request(api::agent_subject::artifact(id_), api::dump({{"offset", offset}}),
@@ -71,7 +72,7 @@ Result<std::string> Agent::fetch_artifact(int64_t total_bytes) {
     offset += static_cast<int64_t>(chunk->data().size());
   }
   out.close();
-  if (!out) return fail(ErrorCode::kIo, "cannot write " + artifact_path_.string());
+  if (!out) return std::unexpected(file_error("write", artifact_path_, errno));
   return hex_encode(sha.finish());
 }
 
@@ -226,6 +227,11 @@ Status Agent::start_function(const api::AgentDeployRequest& req) {
     subjects = req.trigger_subjects;
   }
   const nats::Connection& triggers = direct ? *trigger_conn_ : conn_;
+  // Where the callers are: the user's NATS when direct, else the node's (which passes answers
+  // on, and says its limit), not the internal NATS this agent answers the node on.
+  reply_max_payload_ = direct                  ? trigger_conn_->max_payload()
+                       : req.reply_max_payload ? req.reply_max_payload
+                                               : conn_.max_payload();
   // A direct subscription's queue group is its subject: copies of the function share the load.
   auto queue_group = [direct](const std::string& subject) { return direct ? subject : ""; };
   // One subscription is the function's source, which its workers receive from themselves;
@@ -297,6 +303,12 @@ runtime::Invocation Agent::invocation(
     const int64_t elapsed = std::chrono::duration_cast<std::chrono::nanoseconds>(
                                 std::chrono::steady_clock::now() - start)
                                 .count();
+    // A reply the callers' server would refuse never reaches them: they hear why instead, and
+    // the invocation counts as failed.
+    if (auto why = api::reply_too_large(r.body.size(), reply_max_payload_); r.ok && !why.empty()) {
+      publish_log(*bulk_, "error", why);
+      r = {false, std::move(why)};
+    }
     answer(r, elapsed);
     reporter_->add({.trigger_subject = subject,
                     .elapsed_nanos = elapsed,

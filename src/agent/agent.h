@@ -98,8 +98,9 @@ class Agent {
   std::unique_ptr<NativeRunner> runner_;
   std::shared_ptr<runtime::Function> function_;     // guarded by mu_
   std::shared_ptr<nats::Connection> trigger_conn_;  // direct triggers: the user's NATS
-  std::vector<nats::Subscription> trigger_subs_;    // when not the function's source
-  int trigger_channel_ = -1;                        // the node's trigger channel, if any
+  int64_t reply_max_payload_ = 0;  // the most a function's reply may carry to its callers
+  std::vector<nats::Subscription> trigger_subs_;  // when not the function's source
+  int trigger_channel_ = -1;                      // the node's trigger channel, if any
   std::string namespace_;
   VmSetting vm_;
   std::vector<std::unique_ptr<sandbox::LoopbackForwarder>> forwarders_;

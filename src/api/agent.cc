@@ -25,6 +25,7 @@ json to_json(const AgentDeployRequest& r) {
   if (!r.trigger_nats_jwt.empty()) j["trigger_nats_jwt"] = r.trigger_nats_jwt;
   if (!r.trigger_nats_seed.empty()) j["trigger_nats_seed"] = r.trigger_nats_seed;
   if (r.trigger_channel) j["trigger_channel"] = true;
+  if (r.reply_max_payload > 0) j["reply_max_payload"] = r.reply_max_payload;
   return j;
 }
 
@@ -66,6 +67,7 @@ Result<AgentDeployRequest> parse_agent_deploy_request(std::string_view text) {
   f.string("trigger_nats_jwt", r.trigger_nats_jwt);
   f.string("trigger_nats_seed", r.trigger_nats_seed);
   f.boolean("trigger_channel", r.trigger_channel);
+  f.integer("reply_max_payload", r.reply_max_payload);
   NEX_RETURN_IF_ERROR(f.status());
   if (r.trigger_channel && !r.trigger_nats_urls.empty())
     return fail(ErrorCode::kInvalidArgument,

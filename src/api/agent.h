@@ -57,6 +57,16 @@ inline bool runtime_header_fits(size_t body_bytes, int64_t max_payload) {
   return static_cast<int64_t>(body_bytes) + 64 <= max_payload;
 }
 
+// Why a function's reply of `body_bytes` cannot reach its caller on a NATS that takes
+// `max_payload` bytes (with room for the reply's headers), or empty when it can. Such a reply is
+// answered with this error instead, and counted a failed invocation.
+inline std::string reply_too_large(size_t body_bytes, int64_t max_payload) {
+  if (static_cast<int64_t>(body_bytes) + 256 <= max_payload) return {};
+  return "the function's reply of " + std::to_string(body_bytes) +
+         " bytes is more than this NATS server takes (max_payload " + std::to_string(max_payload) +
+         ")";
+}
+
 // A function's reply as its caller gets it, whichever way the trigger came (the agent answering
 // directly, or the node for it): the body; for a failure, the body as the headers NATS micro
 // services report errors with (code `error_code`); and the run time, when there is one and its
@@ -107,6 +117,9 @@ struct AgentDeployRequest {
   // ours: the node relays the triggers over its trigger channel (api/trigger_frames.h) rather
   // than on agentint.{id}.trigger.
   bool trigger_channel = false;
+  // ours: the most a reply may carry on the NATS its callers are on (the node's control NATS,
+  // when the node passes the answers on); 0: the agent's own connection's limit.
+  int64_t reply_max_payload = 0;
 };
 nlohmann::json to_json(const AgentDeployRequest& r);
 Result<AgentDeployRequest> parse_agent_deploy_request(std::string_view json);

@@ -3,6 +3,8 @@
 #include <regex>
 
 #include "api/json_fields.h"
+#include "api/subject.h"
+#include "core/terminal_text.h"
 
 namespace nex::api {
 
@@ -140,6 +142,14 @@ Result<DeployRequest> parse_deploy_request(std::string_view text) {
   f.string("sender_public_key", r.sender_public_key, /*required=*/true);
   f.string("target_node", r.target_node);
   f.string_list("trigger_subjects", r.trigger_subjects);
+  for (size_t i = 0; i < r.trigger_subjects.size(); ++i) {
+    // Checked here, before the node takes an agent: the subscription would fail much later.
+    if (auto why = subject_problem(r.trigger_subjects[i], /*wildcards=*/true); !why.empty()) {
+      const std::string field = "trigger_subjects[" + std::to_string(i) + "]";
+      f.fail_field(field.c_str(), "'" + terminal_safe(r.trigger_subjects[i]) +
+                                      "' is not a valid NATS subject: " + why);
+    }
+  }
   f.optional_integer("retry_count", r.retry_count);
   f.string("retried_at", r.retried_at);
   f.string("hash", r.hash);

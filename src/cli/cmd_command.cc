@@ -4,11 +4,13 @@
 #include <fmt/format.h>
 #include <signal.h>
 #include <unistd.h>
+#include <cstring>
 
 #include <algorithm>
 #include <cstdio>
 #include <ctime>
 #include <fstream>
+#include <map>
 #include <optional>
 #include <set>
 #include <sstream>
@@ -280,7 +282,8 @@ int cmd_send(const ConnectionFlags& flags, const SendOptions& o) {
                    "ARGS"});
   if (!o.file.empty()) {
     std::ifstream in(o.file);
-    if (!in) return report({ErrorCode::kNotFound, "cannot read " + o.file});
+    if (!in)
+      return report({ErrorCode::kNotFound, "cannot read " + o.file + ": " + std::strerror(errno)});
     std::stringstream text;
     text << in.rdbuf();
     auto parsed = parse_drafts(text.str(), o.file);
@@ -517,16 +520,22 @@ int cmd_result(const ConnectionFlags& flags, const std::string& id, double wait)
   if (auto st = cmds::ensure_streams(*js); !st) return report(st.error());
   auto sent = cmds::read_commands(*js, "$NEX.cmd.*.*.*");
   if (!sent) return report(sent.error());
+  // Each node once, however often the command was filed for it under this id (copies sent
+  // again, which the node refuses, wait in the stream while it is away).
   std::vector<std::string> nodes;
+  auto add_node = [&nodes](const std::string& node) {
+    if (std::find(nodes.begin(), nodes.end(), node) == nodes.end()) nodes.push_back(node);
+  };
   for (const auto& f : *sent) {
-    if (f.command.id == id) nodes.push_back(f.command.to_node);
+    if (f.command.id == id) add_node(f.command.to_node);
   }
   // A command refused or expired is deleted once answered: its result names the node.
   auto answered = cmds::read_results(*js, "$NEX.cmdresult.*." + id);
   if (!answered) return report(answered.error());
+  std::map<std::string, int> refused_copies;  // by node
   for (const auto& r : *answered) {
-    if (std::find(nodes.begin(), nodes.end(), r.result.node) == nodes.end())
-      nodes.push_back(r.result.node);
+    add_node(r.result.node);
+    if (r.result.status == cmds::status::kDuplicate) ++refused_copies[r.result.node];
   }
   if (nodes.empty())
     return report({ErrorCode::kNotFound, "no command " + id + " in " + cmds::kCommandStream});
@@ -545,6 +554,12 @@ int cmd_result(const ConnectionFlags& flags, const std::string& id, double wait)
     std::printf("%s\n", out.dump(2).c_str());
   } else {
     for (const auto& r : final) print_result(r, nodes.size() > 1);
+    for (const auto& [node, copies] : refused_copies) {
+      std::fprintf(stderr,
+                   "nex: %s refused %d %s of %s sent again under the same id: it ran once\n",
+                   terminal_safe(node).c_str(), copies, copies == 1 ? "copy" : "copies",
+                   terminal_safe(id).c_str());
+    }
     for (const auto& n : nodes) {
       if (std::none_of(final.begin(), final.end(), [&](const auto& r) { return r.node == n; }))
         std::fprintf(

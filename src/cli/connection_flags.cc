@@ -1,5 +1,6 @@
 #include "cli/connection_flags.h"
 
+#include <cstring>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -136,7 +137,9 @@ Result<nats::ConnectOptions> ConnectionFlags::options(const std::string& client_
   o.creds_file = creds;
   if (!nkey.empty()) {
     std::ifstream in(nkey);
-    if (!in) return fail(ErrorCode::kNotFound, "cannot read nkey seed file " + nkey);
+    if (!in)
+      return fail(ErrorCode::kNotFound,
+                  "cannot read nkey seed file " + nkey + ": " + std::strerror(errno));
     in >> o.nkey_seed;
   }
   if (!tls_cert.empty() || !tls_key.empty() || !tls_ca.empty()) {

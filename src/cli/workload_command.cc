@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <cstring>
 
 #include <cstdio>
 #include <fstream>
@@ -16,6 +17,7 @@
 #include "core/clock.h"
 #include "core/elf_info.h"
 #include "core/encoding.h"
+#include "core/file_io.h"
 #include "core/nuid.h"
 #include "core/terminal_text.h"
 #include "crypto/digest.h"
@@ -36,7 +38,8 @@ fs::path nex_home() {
 Result<std::string> read_seed(const fs::path& path, const char* what) {
   std::ifstream in(path);
   if (!in)
-    return fail(ErrorCode::kNotFound, std::string("cannot read the ") + what + " " + path.string());
+    return fail(ErrorCode::kNotFound, std::string("cannot read the ") + what + " " + path.string() +
+                                          ": " + std::strerror(errno));
   for (std::string token; in >> token;) {
     if (token.starts_with('S')) return token;
   }
@@ -56,12 +59,8 @@ Result<std::string> seed_file(const fs::path& path, const char* what,
   const std::string seed = make();
   {
     // Created with 0600 from the start, so the seed is never readable by others.
-    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0) return fail(ErrorCode::kIo, "cannot create " + path.string());
-    const std::string line = seed + "\n";
-    const bool ok = ::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size());
-    ::close(fd);
-    if (!ok) return fail(ErrorCode::kIo, "cannot write " + path.string());
+    NEX_RETURN_IF_ERROR(
+        write_file(path, seed + "\n", {.mode = 0600, .exclusive = true, .sync = true}));
   }
   std::fprintf(say, "Created %s: %s\n", what, path.c_str());
   return seed;

@@ -119,10 +119,17 @@ inline constexpr const char* kFailed = "failed";
 inline constexpr const char* kRefused = "refused";
 inline constexpr const char* kTimeout = "timeout";
 inline constexpr const char* kExpired = "expired";  // expiresAt passed before it ran: not run
+// A copy of a command already done, filed again under its id: not run. Filed beside the
+// command's own final result, which it never replaces.
+inline constexpr const char* kDuplicate = "duplicate";
 }  // namespace status
-inline bool is_final(std::string_view s) { return s != status::kReceived; }
+// Whether a result is a command's last word: not `received`, nor a refused `duplicate`.
+inline bool is_final(std::string_view s) {
+  return s != status::kReceived && s != status::kDuplicate;
+}
 
-// What a node files for a command: first `received`, then one final status.
+// What a node files for a command: first `received`, then one final status; then a `duplicate`
+// for each copy sent again under its id.
 struct CommandResult {
   std::string id;
   std::string node;     // the node's name

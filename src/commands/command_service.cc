@@ -4,6 +4,7 @@
 #include <pwd.h>
 #include <signal.h>
 #include <unistd.h>
+#include <cstring>
 
 #include <algorithm>
 #include <condition_variable>
@@ -133,7 +134,9 @@ struct CommandService::Worker {
 };
 
 CommandService::CommandService(CommandServiceOptions options)
-    : options_(std::move(options)), dir_(options_.state_dir / "commands") {}
+    : options_(std::move(options)),
+      dir_(options_.state_dir / "commands"),
+      audit_(dir_ / "audit.jsonl") {}
 
 Result<std::unique_ptr<CommandService>> CommandService::start(CommandServiceOptions options) {
   NEX_RETURN_IF_ERROR(validate_name(options.node_name, "node_name"));
@@ -380,6 +383,26 @@ bool CommandService::already_done(const Command& c) const {
   return done;
 }
 
+void CommandService::refuse_duplicate(Worker& w, const nats::Message& msg, const Command& c,
+                                      int64_t attempt) {
+  audit("duplicate", {{"id", c.id}, {"attempt", attempt}});
+  if (options_.log)
+    options_.log("Command " + c.id + " (" + c.method +
+                 ") was sent again under its id; it already ran: the copy is not run");
+  // Filed, so that the sender hears the copy was refused rather than nothing.
+  CommandResult r{.id = c.id,
+                  .node = options_.node_name,
+                  .node_id = node_id_,
+                  .method = c.method,
+                  .status = status::kDuplicate,
+                  .reason =
+                      "a copy sent again under the id of a command this node already ran; "
+                      "not run again",
+                  .started = now(),
+                  .attempt = attempt};
+  if (publish_result(r)) settle(w, msg, /*remove=*/true);
+}
+
 std::optional<Refusal> CommandService::refusal(const Command& c) const {
   auto refused = [](std::string why) { return Refusal{status::kRefused, std::move(why)}; };
   if (auto r = check_times(c, std::chrono::system_clock::now(),
@@ -441,10 +464,7 @@ void CommandService::handle(Worker& w, const nats::Message& msg) {
   auto parsed = verified(msg);
   if (!parsed) return drop(w, msg, parsed.error());
   const Command& c = *parsed;
-  if (already_done(c)) {
-    audit("duplicate", {{"id", c.id}, {"attempt", attempt}});
-    return settle(w, msg, /*remove=*/true);
-  }
+  if (already_done(c)) return refuse_duplicate(w, msg, c, attempt);
   json record = to_json(c);
   record["attempt"] = attempt;
   audit("command", record);
@@ -503,7 +523,9 @@ CommandResult CommandService::execute(Worker& w, const Command& c, const std::st
     for (const auto& entry : c.data) out << text_log_line(entry) << "\n";
     out.flush();
     r.status = out ? status::kDone : status::kFailed;
-    if (!out) r.reason = "cannot append to " + options_.config.text_log_file.string();
+    if (!out)
+      r.reason = "cannot append to " + options_.config.text_log_file.string() + ": " +
+                 std::strerror(errno);
     r.exit_code = out ? 0 : 1;
   } else if (c.method == method::kDeploy) {
     auto deployed = options_.deploy(c.ns, api::dump(c.deploy));
@@ -674,10 +696,13 @@ bool CommandService::publish_result(const CommandResult& r, bool confirmed) {
 void CommandService::audit(const std::string& type, json record) {
   record["audit"] = type;
   record["at"] = now();
-  std::lock_guard lock(audit_mu_);
-  if (!audit_.is_open()) audit_.open(audit_log(), std::ios::app);
-  audit_ << api::dump(record) << "\n";
-  audit_.flush();  // a line at a time, so a crash loses none that was written
+  // A line at a time, straight to the file, so a crash loses none that was written.
+  auto st = audit_.append(api::dump(record));
+  if (st) return;
+  if (options_.log)
+    options_.log("Commands: audit record (" + type + " " + record.value("id", "") +
+                 ") lost: " + st.error().message);
+  if (options_.on_audit_write_failure) options_.on_audit_write_failure();
 }
 
 }  // namespace nex::commands

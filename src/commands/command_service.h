@@ -7,13 +7,14 @@
 // anything is looked up or written for it: its size, its JSON, its subject, its signature and
 // issuer. What fails is acknowledged and deleted from the stream, counted, and otherwise
 // ignored (no audit line, no result: an unsigned message costs next to nothing). A verified
-// message whose id already has a final result of this node is a copy: audited as a duplicate
-// and deleted. Then it is audited and checked against the node's policy (its time, method,
-// allow-list); a refusal is filed as its result (`refused`, or `expired`) and the message is
-// deleted, so refused messages do not accumulate. What may run is answered `received`, run,
-// answered with its final result on NEX_COMMAND_RESULTS (signed by the node, under a Nats-Msg-Id
-// only the node can make), written to the audit log, and only then acknowledged: a node killed
-// during a command runs it again after its restart (attempt 2) before anything newer.
+// message whose id already has a final result of this node is a copy: audited as a duplicate,
+// answered `duplicate` (so its sender hears it was not run), and deleted. Then it is audited and
+// checked against the node's policy (its time, method, allow-list); a refusal is filed as its
+// result (`refused`, or `expired`) and the message is deleted, so refused messages do not
+// accumulate. What may run is answered `received`, run, answered with its final result on
+// NEX_COMMAND_RESULTS (signed by the node, under a Nats-Msg-Id only the node can make), written to
+// the audit log, and only then acknowledged: a node killed during a command runs it again after its
+// restart (attempt 2) before anything newer.
 #pragma once
 
 #include <atomic>
@@ -30,6 +31,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "commands/audit_log.h"
 #include "commands/command.h"
 #include "commands/store.h"
 #include "core/error.h"
@@ -85,6 +87,8 @@ struct CommandServiceOptions {
   std::function<void(const std::string&)> log;
   // Called for each message dropped because it failed verification (the node counts them).
   std::function<void()> dropped_unverified;
+  // Called for each audit record the disk did not take (after it was logged).
+  std::function<void()> on_audit_write_failure;
 };
 
 class CommandService {
@@ -97,7 +101,7 @@ class CommandService {
   // runs again, as attempt 2, when the node is back).
   void stop();
 
-  std::filesystem::path audit_log() const { return dir_ / "audit.jsonl"; }
+  std::filesystem::path audit_log() const { return audit_.path(); }
   // Per method: the commands filed and not yet finished (waiting, or running now), read from
   // the consumers. Methods whose consumer cannot be read now (JetStream away) are left out.
   std::map<std::string, uint64_t> queue_depths() const;
@@ -124,6 +128,8 @@ class CommandService {
   void report_drops(bool first);
   // Whether this node has filed a final result for `c` (a copy of a command already handled).
   bool already_done(const Command& c) const;
+  // Files a `duplicate` result for a copy of `c`, which already ran, and deletes the copy.
+  void refuse_duplicate(Worker& w, const nats::Message& msg, const Command& c, int64_t attempt);
   // Why the verified `c` must not run now; nullopt when it may.
   std::optional<Refusal> refusal(const Command& c) const;
   // Acknowledges `msg`; with `remove`, deletes it from the stream too.
@@ -143,8 +149,7 @@ class CommandService {
   std::filesystem::path dir_;  // {state_dir}/commands
   std::optional<nats::JetStream> js_;
   std::atomic<bool> stopping_{false};
-  std::mutex audit_mu_;  // guards audit_
-  std::ofstream audit_;
+  AuditLog audit_;  // {dir_}/audit.jsonl
   std::vector<std::unique_ptr<Worker>> workers_;
   NodeRecord record_;    // this node's entry in NEX_NODES, signed
   std::mutex setup_mu_;  // guards last_setup_, last_record_check_

@@ -43,7 +43,8 @@ constexpr const char* kHowToBuild =
 
 Status check_static_executable(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) return fail(ErrorCode::kNotFound, "cannot read " + path.string());
+  if (!in)
+    return fail(ErrorCode::kNotFound, "cannot read " + path.string() + ": " + std::strerror(errno));
   Elf64_Ehdr eh{};
   in.read(reinterpret_cast<char*>(&eh), sizeof eh);
   if (!in || std::memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0) {

@@ -11,6 +11,7 @@
 #include <set>
 #include <sstream>
 
+#include "core/file_io.h"
 #include "core/subprocess.h"
 
 namespace nex::microvm {
@@ -161,7 +162,7 @@ Status extract_vmlinux(const fs::path& bzimage, const fs::path& out) {
     {
       std::ofstream o(compressed, std::ios::binary);
       o << payload;
-      if (!o) return fail(ErrorCode::kIo, "cannot write " + compressed.string());
+      if (!o) return std::unexpected(file_error("write", compressed, errno));
     }
     auto argv = f.argv;
     argv.push_back(compressed.string());
@@ -227,7 +228,7 @@ Result<size_t> build_initrd(const fs::path& modules_dir, const fs::path& busybox
   std::ofstream o(out, std::ios::binary | std::ios::trunc);
   o << cpio.finish();
   o.close();
-  if (!o) return fail(ErrorCode::kIo, "cannot write " + out.string());
+  if (!o) return std::unexpected(file_error("write", out, errno));
   fs::permissions(out, fs::perms(0644), ec);
   return order.size();
 }

@@ -1,8 +1,19 @@
 #include "nats/nats_status.h"
 
+#include <regex>
 #include <string>
 
 namespace nex::nats {
+namespace {
+
+// libnats prefixes its texts with where in its sources it was, "(conn.c:3028): Invalid
+// Subject": of no use to a user, so it goes.
+std::string without_source_locations(const char* text) {
+  static const std::regex kLocation(R"(\([A-Za-z0-9_]+\.c:[0-9]+\):? ?)");
+  return std::regex_replace(text, kLocation, "");
+}
+
+}  // namespace
 
 Error to_error(natsStatus status, std::string_view context, jsErrCode js_code) {
   ErrorCode code = ErrorCode::kInternal;
@@ -52,7 +63,7 @@ Error to_error(natsStatus status, std::string_view context, jsErrCode js_code) {
   natsStatus last = NATS_OK;
   const char* detail = nats_GetLastError(&last);
   if (detail != nullptr && *detail != '\0' && last == status) {
-    message += detail;
+    message += without_source_locations(detail);
   } else {
     message += natsStatus_GetText(status);
   }

@@ -7,6 +7,7 @@
 #include <sodium.h>
 
 #include "core/encoding.h"
+#include "core/file_io.h"
 #include "core/nuid.h"
 
 namespace nex::node {
@@ -62,11 +63,7 @@ Status InternalServer::write_config_and_reload(bool reload) {
   // Write-then-rename so the server never reads a half-written file.
   const fs::path path = work_dir_ / "internal-nats.conf";
   const fs::path tmp = work_dir_ / "internal-nats.conf.tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << conf;
-    if (!out) return fail(ErrorCode::kIo, "cannot write " + tmp.string());
-  }
+  NEX_RETURN_IF_ERROR(write_file(tmp, conf, {.mode = 0600}));
   std::error_code ec;
   fs::rename(tmp, path, ec);
   if (ec) return fail(ErrorCode::kIo, "cannot write " + path.string() + ": " + ec.message());

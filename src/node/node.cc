@@ -16,6 +16,7 @@
 #include "api/json_fields.h"
 #include "commands/store.h"
 #include "core/clock.h"
+#include "node/name_claim.h"
 #include "node/node_internals.h"
 #include "node/sandbox_setup.h"
 
@@ -100,6 +101,9 @@ Result<std::unique_ptr<Node>> Node::start(NodeOptions options) {
   control.on_reconnected = count_reconnects("control");
   auto conn = nats::Connection::connect(control);
   if (!conn) return fail(conn.error());  // it names the URLs
+  // Before anything is served or filed under the name: a live node may hold it already.
+  NEX_RETURN_IF_ERROR(
+      check_name_free(*conn, n.name(), n.id(), n.options_.config.commands.jetstream_domain));
   n.control_ = std::move(*conn);
   control.name += " events";
   control.send_asap = false;
@@ -232,7 +236,8 @@ Result<std::unique_ptr<Node>> Node::start(NodeOptions options) {
          .deploy = [&n](const std::string& ns,
                         std::string_view body) { return n.deploy(ns, body); },
          .log = log_line,
-         .dropped_unverified = [&n] { n.metrics_.command_dropped_unverified(); }});
+         .dropped_unverified = [&n] { n.metrics_.command_dropped_unverified(); },
+         .on_audit_write_failure = [&n] { n.metrics_.audit_write_failure(); }});
     if (!commands) return fail(commands.error().wrap("commands"));
     n.commands_ = std::move(*commands);
     log_line("Taking durable commands on $NEX.cmd." + n.name() + ".> (stream " +

@@ -1,6 +1,7 @@
 #include "node/node_config.h"
 
 #include <fmt/format.h>
+#include <cstring>
 
 #include <fstream>
 #include <sstream>
@@ -291,7 +292,9 @@ Result<NodeConfig> parse_node_config(std::string_view text) {
 
 Result<NodeConfig> load_node_config(const std::filesystem::path& path) {
   std::ifstream in(path);
-  if (!in) return fail(ErrorCode::kNotFound, "cannot read node config " + path.string());
+  if (!in)
+    return fail(ErrorCode::kNotFound,
+                "cannot read node config " + path.string() + ": " + std::strerror(errno));
   std::stringstream text;
   text << in.rdbuf();
   auto c = parse_node_config(text.str());

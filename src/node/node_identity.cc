@@ -10,6 +10,8 @@
 #include <functional>
 #include <sstream>
 
+#include "core/file_io.h"
+
 namespace nex::node {
 namespace fs = std::filesystem;
 
@@ -23,13 +25,10 @@ Result<std::string> read_or_create(const fs::path& path, const std::function<std
     return text;
   }
   const std::string seed = make();
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd < 0)
-    return fail(ErrorCode::kIo, "cannot create " + path.string() + ": " + std::strerror(errno));
-  const std::string line = seed + "\n";
-  const bool ok = ::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size());
-  ::close(fd);
-  if (!ok) return fail(ErrorCode::kIo, "cannot write " + path.string());
+  // Removed again when it cannot be written whole: an empty or cut key would read as a damaged
+  // one on the next start.
+  NEX_RETURN_IF_ERROR(
+      write_file(path, seed + "\n", {.mode = 0600, .exclusive = true, .sync = true}));
   return seed;
 }
 
@@ -57,9 +56,11 @@ Result<NodeIdentity> NodeIdentity::claim(const fs::path& state_dir) {
                                                state_dir.string());
   }
   const std::string pid = std::to_string(::getpid()) + "\n";
-  if (::ftruncate(fd, 0) != 0 || ::write(fd, pid.data(), pid.size()) < 0) {
+  if (::ftruncate(fd, 0) != 0 || !write_all(fd, pid)) {
+    const int err = errno;
+    ::unlink(pid_file.c_str());  // we hold its lock: nobody else's file
     ::close(fd);
-    return fail(ErrorCode::kIo, "cannot write " + pid_file.string());
+    return std::unexpected(file_error("write", pid_file, err));
   }
 
   auto server_seed = read_or_create(state_dir / "node.nk", [] {
@@ -68,6 +69,7 @@ Result<NodeIdentity> NodeIdentity::claim(const fs::path& state_dir) {
   auto xkey_seed =
       read_or_create(state_dir / "node.xk", [] { return crypto::XKey::create().seed(); });
   if (!server_seed || !xkey_seed) {
+    ::unlink(pid_file.c_str());
     ::close(fd);
     return fail(server_seed ? xkey_seed.error() : server_seed.error());
   }

@@ -26,6 +26,9 @@ NodeMetrics::NodeMetrics() {
             "another node, or from an issuer not in valid_issuers.");
   r.series("nex_commands_unverified_dropped_total");  // 0 from the start, not absent
   r.counter("nex_nats_reconnects_total", "Reconnects of the node's NATS connections.");
+  r.counter("nex_command_audit_write_failures_total",
+            "Records of the durable commands' audit log that the disk did not take.");
+  (void)r.series("nex_command_audit_write_failures_total", {});  // reported from 0
 }
 
 void NodeMetrics::deploy(const std::string& origin, bool started) {
@@ -66,6 +69,10 @@ void NodeMetrics::command_dropped_unverified() {
 
 void NodeMetrics::reconnect(const std::string& connection) {
   registry_.add("nex_nats_reconnects_total", {{"connection", connection}});
+}
+
+void NodeMetrics::audit_write_failure() {
+  registry_.add("nex_command_audit_write_failures_total", {});
 }
 
 }  // namespace nex::node

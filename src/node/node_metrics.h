@@ -1,7 +1,7 @@
 // What a node counts for Prometheus (`nex node up --metrics ADDR`, docs/metrics.md): deploys,
 // function invocations and their run times, host-service calls, essential restarts, log lines
-// dropped over the rate limit and NATS reconnects as they happen; workloads, warm agents and
-// command queues read at each scrape.
+// dropped over the rate limit, NATS reconnects and audit records lost as they happen; workloads,
+// warm agents and command queues read at each scrape.
 #pragma once
 
 #include <cstdint>
@@ -34,6 +34,8 @@ class NodeMetrics {
                                      const std::string& type);
   void command_dropped_unverified();
   void reconnect(const std::string& connection);
+  // A record of the durable commands' audit log that could not be written.
+  void audit_write_failure();
 
   metrics::Registry& registry() { return registry_; }
 

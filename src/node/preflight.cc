@@ -5,6 +5,7 @@
 
 #include <fstream>
 
+#include "core/file_io.h"
 #include "core/subprocess.h"
 #include "microvm/guest_image.h"
 #include "microvm/microvm_driver.h"
@@ -234,9 +235,8 @@ Result<std::vector<std::string>> preflight_init(const NodeConfig& config,
   if (config.sandbox != "microvm" && !fs::exists(conflist)) {
     std::error_code ec;
     fs::create_directories(config.cni.conf_dir, ec);
-    std::ofstream out(conflist);
-    out << sandbox::default_conflist(config.cni.network_name).dump(2) << "\n";
-    if (!out) return fail(ErrorCode::kIo, "cannot write " + conflist.string());
+    NEX_RETURN_IF_ERROR(
+        write_file(conflist, sandbox::default_conflist(config.cni.network_name).dump(2) + "\n"));
     done.push_back("Wrote " + conflist.string() +
                    " (ptp + host-local on 192.168.127.0/24, ipMasq)");
   }

@@ -150,13 +150,10 @@ void TriggerChannel::deliver(const api::trigger_frames::Answer& a) {
     callers_.erase(it);
   }
   const int64_t max_payload = control_.max_payload();
-  if (static_cast<int64_t>(a.body.size()) + 256 > max_payload) {
-    return answer_error(reply,
-                        "the function's reply of " + std::to_string(a.body.size()) +
-                            " bytes is more than this NATS server takes (max_payload " +
-                            std::to_string(max_payload) + ")",
-                        "500");
-  }
+  // The agent checks this itself (it knows the limit from its deploy request); here for a
+  // server that changed under a reconnect.
+  if (auto why = api::reply_too_large(a.body.size(), max_payload); !why.empty())
+    return answer_error(reply, why, "500");
   auto msg = api::function_reply(reply, a.body, a.failed, a.runtime_ns, max_payload);
   if (msg) (void)control_.publish(*msg);
 }

@@ -51,6 +51,14 @@ void TriggerRelay::on_reply(const nats::Message& msg) {
     pending = std::move(it->second);
     pending_.erase(it);
   }
+  // The agent checked the size against this NATS's limit; here for a server that changed under
+  // a reconnect, and so that the caller hears why rather than nothing.
+  if (auto why = api::reply_too_large(msg.data().size(), control_.max_payload()); !why.empty()) {
+    auto error = api::function_reply(pending.reply, why, /*failed=*/true, std::nullopt,
+                                     control_.max_payload());
+    if (error) (void)control_.publish(*error);
+    return;
+  }
   auto answer = nats::Message::create(pending.reply, msg.data());
   if (!answer) return;
   // The agent's headers as they are, but the run time only if it fits this NATS's limit.

@@ -1,5 +1,6 @@
 #include "node/trigger_route.h"
 
+#include <cstring>
 #include <fstream>
 #include <sstream>
 
@@ -15,7 +16,9 @@ namespace {
 // The user JWT of a .creds file: the line after its BEGIN marker.
 Result<std::string> creds_jwt(const std::string& path) {
   std::ifstream in(path);
-  if (!in) return fail(ErrorCode::kNotFound, "cannot read the creds file " + path);
+  if (!in)
+    return fail(ErrorCode::kNotFound,
+                "cannot read the creds file " + path + ": " + std::strerror(errno));
   for (std::string line; std::getline(in, line);) {
     if (line.find("BEGIN NATS USER JWT") == std::string::npos) continue;
     std::string jwt;

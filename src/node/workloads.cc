@@ -428,6 +428,7 @@ Result<json> Node::try_deploy(const std::string& ns, std::string_view body,
       direct_login = direct->login;
     } else {
       areq.trigger_channel = agent->trigger_channel.valid();  // else the internal NATS
+      areq.reply_max_payload = control_->max_payload();       // the node answers its callers there
     }
   }
   // Registered before the agent starts it, so the workload's first log lines and an early exit

@@ -3,6 +3,8 @@
 #include <signal.h>
 #include <sys/statfs.h>
 
+#include <cerrno>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 #include <linux/magic.h>
@@ -27,7 +29,9 @@ Status write_file(const fs::path& path, const std::string& value) {
   std::ofstream out(path);
   out << value;
   out.flush();
-  if (!out) return fail(ErrorCode::kIo, "cannot write '" + value + "' to " + path.string());
+  if (!out)
+    return fail(ErrorCode::kIo,
+                "cannot write '" + value + "' to " + path.string() + ": " + std::strerror(errno));
   return {};
 }
 

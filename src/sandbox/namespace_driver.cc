@@ -25,6 +25,7 @@
 #include <thread>
 
 #include "api/agent.h"
+#include "core/file_io.h"
 #include "core/subprocess.h"
 #include "core/unique_fd.h"
 #include "sandbox/loopback_forward.h"
@@ -672,9 +673,9 @@ Status open_child_fds(const SandboxSpec& spec, ChildFds& fds) {
   fds.errors_read.reset(err[0]);
   fds.errors_write.reset(err[1]);
   fds.log.reset(open(spec.log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
-  if (!fds.log.valid()) return fail(ErrorCode::kIo, "cannot open " + spec.log_file.string());
+  if (!fds.log.valid()) return std::unexpected(file_error("open", spec.log_file, errno));
   fds.null.reset(open("/dev/null", O_RDWR | O_CLOEXEC));
-  if (!fds.null.valid()) return fail(ErrorCode::kIo, "cannot open /dev/null");
+  if (!fds.null.valid()) return std::unexpected(file_error("open", "/dev/null", errno));
   fds.agent.reset(open(spec.agent_binary.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fds.agent.valid())
     return fail(ErrorCode::kIo, "open " + spec.agent_binary.string() + ": " + errno_text(errno));

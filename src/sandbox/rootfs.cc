@@ -5,6 +5,7 @@
 
 #include <fstream>
 
+#include "core/file_io.h"
 #include "core/subprocess.h"
 #include "sandbox/namespace_driver.h"
 
@@ -16,7 +17,7 @@ namespace {
 Status write_text(const fs::path& path, const std::string& text, fs::perms perms) {
   std::ofstream out(path);
   out << text;
-  if (!out) return fail(ErrorCode::kIo, "cannot write " + path.string());
+  if (!out) return std::unexpected(file_error("write", path, errno));
   out.close();
   std::error_code ec;
   fs::permissions(path, perms, ec);

@@ -588,6 +588,22 @@ TEST_F(CliNode, ADevrunThatWouldReplaceAnotherTypeIsRefused) {
   EXPECT_EQ(renamed.code, 0) << renamed.out;
 }
 
+// A trigger subject NATS would refuse is refused at deploy, before the node takes an agent for
+// it, naming the field and the rule, without libnats' source locations.
+TEST_F(CliNode, ATriggerSubjectNatsRefusesIsRefusedAtDeployByName) {
+  const fs::path js = fs::path(NEX_EXAMPLES_DIR) / "echofunction/echo.js";
+  for (const std::string subject : {"", "a b", "a..b", "a.>.b", "fn.\x01"}) {
+    CliResult r = user({"devrun", js.string(), "--trigger_subject=" + subject});
+    EXPECT_EQ(r.code, 1) << r.out;
+    EXPECT_NE(r.out.find("trigger_subjects"), std::string::npos) << subject << ": " << r.out;
+    EXPECT_NE(r.out.find("not a valid NATS subject"), std::string::npos)
+        << subject << ": " << r.out;
+    EXPECT_EQ(r.out.find(".c:"), std::string::npos) << subject << ": " << r.out;
+  }
+  CliResult ok = user({"devrun", js.string(), "--trigger_subject=fn.*.echo"});
+  EXPECT_EQ(ok.code, 0) << ok.out;
+}
+
 TEST_F(CliNode, RunDeploysFromAnObjectStoreStatingEverything) {
   // The artifact is in the user's own bucket, put there with any NATS client.
   {

@@ -4,9 +4,11 @@
 // see: results and exit codes, the order in the node's audit log, files a command wrote.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/wait.h>
 #include <nlohmann/json.hpp>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <regex>
@@ -47,6 +49,51 @@ struct NodeProcess {
   Subprocess process;
   fs::path log;
 };
+
+// A small tmpfs the test mounts (as root), to fill up as a full disk; unmounted when it goes.
+// `error` says why it could not be mounted (the test then skips).
+struct SmallDisk {
+  fs::path dir;
+  std::string error;
+  explicit SmallDisk(fs::path where, const std::string& size = "512k") : dir(std::move(where)) {
+    fs::create_directories(dir);
+    if (::mount("tmpfs", dir.c_str(), "tmpfs", 0, ("size=" + size).c_str()) != 0)
+      error = std::string("cannot mount a tmpfs: ") + std::strerror(errno);
+  }
+  ~SmallDisk() {
+    if (error.empty()) ::umount2(dir.c_str(), MNT_DETACH);
+  }
+  // Takes every byte left on it.
+  void fill() const {
+    std::ofstream out(dir / "filler", std::ios::binary);
+    const std::string block(4096, 'x');
+    while (out.write(block.data(), block.size())) out.flush();
+  }
+  void free_space() const { fs::remove(dir / "filler"); }
+};
+
+// Every line of an audit log that is not a whole JSON object.
+std::vector<std::string> broken_lines(const std::string& text) {
+  std::vector<std::string> out;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    if (!json::parse(line, nullptr, false).is_object()) out.push_back(line);
+  }
+  if (!text.empty() && text.back() != '\n') out.push_back("(no newline at the end)");
+  return out;
+}
+
+// GET the node's /metrics as a scraper does (curl), from the URL its log names.
+std::string scrape(const fs::path& node_log) {
+  std::smatch m;
+  const std::string log = slurp(node_log);
+  if (!std::regex_search(log, m, std::regex("Serving Prometheus metrics on (http://[^ \n]+)")))
+    return "";
+  const fs::path out = node_log.string() + ".metrics";
+  auto p = Subprocess::spawn({.argv = {"curl", "-s", m[1]}, .stdout_path = out.string()});
+  if (!p || !p->wait_for(10s)) return "";
+  return slurp(out);
+}
 
 class CommandsTest : public ::testing::Test {
  protected:
@@ -112,18 +159,21 @@ class CommandsTest : public ::testing::Test {
 
   // Starts `nex node up` for `config` on `url` (the hub's by default) and waits until it takes
   // commands.
-  NodeProcess& start_node(const json& config, std::string url = {}) {
+  NodeProcess& start_node(const json& config, std::string url = {},
+                          const std::vector<std::string>& extra_args = {}) {
     const std::string name = config["node_name"];
     const fs::path conf = dir_ / (name + ".json");
     std::ofstream(conf) << config.dump();
     static int n = 0;
     const fs::path log = dir_ / (name + "-" + std::to_string(++n) + ".log");
-    auto p = Subprocess::spawn(
-        {.argv = {NEX_BINARY, "-s", url.empty() ? hub_->url() : url, "node", "up", "--config",
-                  conf.string(), "--state-dir", state_dir(name).string()},
-         .env = {"HOME=" + (dir_ / "home").string()},
-         .stdout_path = log.string(),
-         .stderr_path = log.string()});
+    std::vector<std::string> argv = {NEX_BINARY,    "-s",          url.empty() ? hub_->url() : url,
+                                     "node",        "up",          "--config",
+                                     conf.string(), "--state-dir", state_dir(name).string()};
+    argv.insert(argv.end(), extra_args.begin(), extra_args.end());
+    auto p = Subprocess::spawn({.argv = argv,
+                                .env = {"HOME=" + (dir_ / "home").string()},
+                                .stdout_path = log.string(),
+                                .stderr_path = log.string()});
     EXPECT_TRUE(p) << p.error().message;
     nodes_.push_back(std::make_unique<NodeProcess>(NodeProcess{std::move(*p), log}));
     for (int i = 0; i < 200 && slurp(log).find("awaiting commands") == std::string::npos; ++i)
@@ -948,6 +998,148 @@ TEST_F(CommandsTest, ANodeRecordNotSignedByItsNodeIsReportedAndNeverUsed) {
   EXPECT_NE(hi.err.find("the newest record of node edge1 in NEX_NODES is not signed by its node"),
             std::string::npos)
       << hi.err;
+}
+
+// A disk that fills up under the audit log: no record is left cut mid-JSON, each write that
+// fails is logged with its cause and counted, the log grows again once there is room, and a
+// record cut by an earlier crash does not swallow the next one.
+TEST_F(CommandsTest, AFullDiskCutsNoAuditRecordAndIsLoggedAndCounted) {
+  SmallDisk disk(state_dir("full1"));
+  if (!disk.error.empty()) GTEST_SKIP() << disk.error;
+  auto& node = start_node(node_config("full1"), {}, {"--metrics", "127.0.0.1:0"});
+  EXPECT_EQ(nex({"cmd", "send", "full1", "--", "echo", "before"}).out, "before\n");
+  const fs::path audit = state_dir("full1") / "commands/audit.jsonl";
+  disk.fill();
+  // Each command adds three records (the command, received, done); the last page of the file
+  // takes a few of them, then a record is cut by the full disk.
+  for (int i = 0; i < 6; ++i) {
+    auto r = nex({"cmd", "send", "full1", "--", "echo", "full" + std::to_string(i)});
+    EXPECT_EQ(r.out, "full" + std::to_string(i) + "\n") << r.err;
+  }
+  EXPECT_TRUE(broken_lines(slurp(audit)).empty()) << broken_lines(slurp(audit)).front();
+  EXPECT_TRUE(eventually([&] {
+    return slurp(node.log).find("No space left on device") != std::string::npos;
+  })) << slurp(node.log);
+  EXPECT_NE(slurp(node.log).find("audit.jsonl"), std::string::npos) << slurp(node.log);
+  std::smatch m;
+  const std::string metrics = scrape(node.log);
+  ASSERT_TRUE(
+      std::regex_search(metrics, m, std::regex("nex_command_audit_write_failures_total ([0-9]+)")))
+      << metrics;
+  EXPECT_GT(std::stoi(m[1]), 0);
+
+  disk.free_space();
+  auto after = nex({"cmd", "send", "full1", "--no-wait", "--", "echo", "after"});
+  const std::string after_id = ids_in(after.out).at(0);
+  EXPECT_EQ(result(after_id).value("stdout", ""), "after\n");
+  EXPECT_TRUE(eventually([&] {
+    auto done = audited("full1");
+    return !done.empty() && done.back() == after_id;
+  })) << "the audit log did not grow again once the disk had room";
+
+  // A crash in the middle of a record, then a restart.
+  node.process.terminate(20s);
+  { std::ofstream(audit, std::ios::app) << R"({"audit":"result","id":"cut-by-a-cr)"; }
+  start_node(node_config("full1"));
+  auto restarted = nex({"cmd", "send", "full1", "--no-wait", "--", "echo", "restarted"});
+  const std::string restarted_id = ids_in(restarted.out).at(0);
+  EXPECT_EQ(result(restarted_id).value("stdout", ""), "restarted\n");
+  EXPECT_TRUE(eventually([&] {
+    auto done = audited("full1");
+    return !done.empty() && done.back() == restarted_id;
+  })) << slurp(audit);
+  EXPECT_TRUE(broken_lines(slurp(audit)).empty()) << broken_lines(slurp(audit)).front();
+  nodes_.clear();  // before the disk goes
+}
+
+// `nex node up` on a full disk says why it cannot write its files, and leaves none behind empty.
+TEST_F(CommandsTest, NodeUpOnAFullDiskSaysWhyAndLeavesNoEmptyFile) {
+  SmallDisk disk(dir_ / "full", "64k");
+  if (!disk.error.empty()) GTEST_SKIP() << disk.error;
+  disk.fill();
+  const fs::path state = dir_ / "full/state";
+  auto up = nex({"node", "up", "--state-dir", state.string()}, 30s);
+  EXPECT_EQ(up.code, 1) << up.out << up.err;
+  EXPECT_NE(up.err.find("No space left on device"), std::string::npos) << up.err;
+  for (const auto& e : fs::directory_iterator(state))
+    EXPECT_GT(fs::file_size(e.path()), 0u) << e.path() << " was left empty";
+}
+
+// A command filed again under its id (a sender retrying past JetStream's duplicate window) runs
+// once; `nex cmd result` prints its one result, and says the copies were refused.
+TEST_F(CommandsTest, ACommandSentAgainUnderItsIdShowsOneResultAndTheRefusedCopies) {
+  auto& node = start_node(node_config("edge1"));
+  const json c = signed_message(cli_command("thrice", "edge1", {"echo", "thrice"}), issuer_);
+  file_command(c, "thrice.edge1");
+  EXPECT_EQ(result("thrice").value("stdout", ""), "thrice\n");
+  node.process.terminate(20s);
+  for (const char* msg_id : {"thrice.edge1.again", "thrice.edge1.and-again"})
+    file_command(c, msg_id);
+  // The node is away: the copies wait for it, and the result is still the one.
+  auto waiting = nex({"cmd", "result", "thrice"});
+  EXPECT_EQ(waiting.code, 0) << waiting.err;
+  EXPECT_EQ(waiting.out, "thrice\n") << waiting.err;
+
+  start_node(node_config("edge1"));
+  EXPECT_TRUE(eventually([&] {
+    const std::string log = slurp(state_dir("edge1") / "commands/audit.jsonl");
+    size_t n = 0;
+    for (size_t at = 0; (at = log.find("\"audit\":\"duplicate\"", at)) != std::string::npos; ++at)
+      ++n;
+    return n == 2;
+  }));
+  auto shown = nex({"cmd", "result", "thrice"});
+  EXPECT_EQ(shown.code, 0) << shown.err;
+  EXPECT_EQ(shown.out, "thrice\n") << shown.err;
+  EXPECT_TRUE(eventually([&] {
+    shown = nex({"cmd", "result", "thrice"});
+    return shown.err.find("2 copies") != std::string::npos;
+  })) << shown.err;
+  EXPECT_NE(shown.err.find("refused"), std::string::npos) << shown.err;
+}
+
+// Two nodes may not share a name: the second refuses to start while the first is alive, and
+// says which node holds the name; the first keeps taking its commands. Once the holder is
+// dead, the name can be taken.
+TEST_F(CommandsTest, ANodeRefusesANameALiveNodeHolds) {
+  auto& first = start_node(node_config("twin"));
+  std::smatch m;
+  const std::string first_log = slurp(first.log);
+  ASSERT_TRUE(std::regex_search(first_log, m, std::regex("awaiting commands id=(N[A-Z0-9]+)")));
+  const std::string first_id = m[1];
+  const fs::path conf = dir_ / "twin2.json";
+  std::ofstream(conf) << node_config("twin").dump();
+  const fs::path log = dir_ / "twin2.log";
+  auto second =
+      Subprocess::spawn({.argv = {NEX_BINARY, "-s", hub_->url(), "node", "up", "--config",
+                                  conf.string(), "--state-dir", (dir_ / "node-twin2").string()},
+                         .env = {"HOME=" + (dir_ / "home").string()},
+                         .stdout_path = log.string(),
+                         .stderr_path = log.string()});
+  ASSERT_TRUE(second);
+  auto status = second->wait_for(30s);
+  ASSERT_TRUE(status) << "the second node started under a name that is taken: " << slurp(log);
+  EXPECT_EQ(WEXITSTATUS(*status), 1);
+  EXPECT_NE(slurp(log).find("twin"), std::string::npos) << slurp(log);
+  EXPECT_NE(slurp(log).find(first_id), std::string::npos) << slurp(log);
+  auto hi = nex({"cmd", "send", "twin", "--", "echo", "hi"});
+  EXPECT_EQ(hi.code, 0) << hi.err;
+  EXPECT_EQ(hi.out, "hi\n") << hi.err;
+
+  // The holder dies without a word (its record stays behind): the name is free again.
+  first.process.signal(SIGKILL);
+  first.process.wait_for(5s);
+  auto again =
+      Subprocess::spawn({.argv = {NEX_BINARY, "-s", hub_->url(), "node", "up", "--config",
+                                  conf.string(), "--state-dir", (dir_ / "node-twin2").string()},
+                         .env = {"HOME=" + (dir_ / "home").string()},
+                         .stdout_path = log.string(),
+                         .stderr_path = log.string()});
+  ASSERT_TRUE(again);
+  EXPECT_TRUE(eventually([&] { return slurp(log).find("awaiting commands") != std::string::npos; }))
+      << slurp(log);
+  auto back = nex({"cmd", "send", "twin", "--", "echo", "back"});
+  EXPECT_EQ(back.out, "back\n") << back.err;
 }
 
 }  // namespace

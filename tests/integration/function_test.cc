@@ -102,6 +102,28 @@ class FunctionTest : public testing::NodeTest {
     EXPECT_GT(ran, 0);
     EXPECT_GT(refused, 0) << "the stop came after the whole backlog ran: nothing was tested";
   }
+
+  // A reply larger than the caller's server takes cannot reach the caller: the caller hears why
+  // instead of timing out, the invocation is a failure, and the workload's log says so.
+  void ExpectAnOversizedReplyToBeAFailureThatIsExplained() {
+    ASSERT_OK(files_->put_bytes("big.js", "(subject, payload) => 'x'.repeat(2 * 1024 * 1024)"));
+    Collector logs(*conn_, "$NEX.logs.default.*.big.*");
+    Collector events(*conn_, "$NEX.events.default.*");
+    json r = deploy(function_request("big", "big.js", {"fn.big"}));
+    ASSERT_TRUE(r["error"].is_null()) << r.dump();
+    auto reply = conn_->request("fn.big", "", 10s);
+    ASSERT_TRUE(reply) << reply.error().message;
+    const std::string error = reply->header("Nats-Service-Error").value_or("");
+    EXPECT_NE(error.find("2097152 bytes"), std::string::npos) << error;
+    EXPECT_NE(error.find("max_payload 1048576"), std::string::npos) << error;
+    auto failed = events.wait_for(api::event_type::kFunctionExecFailed);
+    ASSERT_TRUE(failed) << "no function_exec_failed event";
+    EXPECT_NE(json::parse(failed->second)["data"].value("error", "").find("max_payload"),
+              std::string::npos)
+        << failed->second;
+    EXPECT_TRUE(events.bodies_with(api::event_type::kFunctionExecSucceeded).empty());
+    EXPECT_TRUE(logs.wait_for("max_payload 1048576")) << "the workload's log does not say why";
+  }
 };
 
 TEST_F(FunctionTest, TheSeedsJavaScriptEchoAnswersOnItsTriggerSubject) {
@@ -240,6 +262,10 @@ TEST_F(FunctionTest, AOneMebibytePayloadRoundTrips) {
   EXPECT_TRUE(reply->data() == payload);
 }
 
+TEST_F(FunctionTest, AReplyOverTheServersMaxPayloadIsAnExplainedFailure) {
+  ExpectAnOversizedReplyToBeAFailureThatIsExplained();
+}
+
 TEST_F(FunctionTest, AThousandRequestsInParallelAreAllAnsweredCorrectly) {
   json r = deploy(function_request("echo", "echo.js", {"fn.many"}, {{"concurrency", 4}}));
   ASSERT_TRUE(r["error"].is_null()) << r.dump();
@@ -345,6 +371,10 @@ TEST_F(RelayedFunctionTest, EchoErrorsAndAThousandRequestsThroughTheNode) {
 
 // The operator's "function_triggers": "relay" holds even for a function with a login of its own
 // (here one no server answers at): the node relays it.
+TEST_F(RelayedFunctionTest, AReplyOverTheServersMaxPayloadIsAnExplainedFailure) {
+  ExpectAnOversizedReplyToBeAFailureThatIsExplained();
+}
+
 TEST_F(RelayedFunctionTest, ANodeThatRelaysIgnoresAFunctionsOwnLogin) {
   json req = function_request("own", "echo.js", {"relay.own"});
   req["environment"] = deploy_request("own", {{"NATS_URL", "nats://127.0.0.1:1"}})["environment"];

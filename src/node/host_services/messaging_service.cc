@@ -15,16 +15,6 @@ namespace {
 using nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
-bool valid_subject(std::string_view subject) {
-  if (subject.empty()) return false;
-  for (auto t : api::subject_tokens(subject)) {
-    if (t.empty() || t == "*" || t == ">") return false;
-    for (char c : t)
-      if (c == ' ' || c == '\t' || c == '\r' || c == '\n') return false;
-  }
-  return true;
-}
-
 class MessagingService : public Service {
  public:
   explicit MessagingService(const MessagingSettings& s) : s_(s) {}
@@ -32,8 +22,8 @@ class MessagingService : public Service {
   Reply handle(const Call& call) override {
     const std::string subject = call.header(kHeaderSubject);
     if (subject.empty()) return missing_header(kHeaderSubject);
-    if (!valid_subject(subject))
-      return error(kBadRequest, "'" + subject + "' is not a subject one can publish to");
+    if (auto why = api::subject_problem(subject, /*wildcards=*/false); !why.empty())
+      return error(kBadRequest, "'" + subject + "' is not a subject one can publish to: " + why);
     if (auto why = refusal(subject); !why.empty()) return denied(why);
     const auto data = call.msg.data();
     if (call.method == "publish") {

@@ -5,6 +5,7 @@
 
 #include "api/subject.h"
 #include "core/encoding.h"
+#include "core/file_io.h"
 #include "crypto/digest.h"
 
 namespace nex::node::hs {
@@ -192,12 +193,7 @@ Result<nats::Connection> Server::connection_for(const api::HostServicesConfig& r
         "-----BEGIN NATS USER JWT-----\n" + c.nats_user_jwt +
         "\n------END NATS USER JWT------\n\n-----BEGIN USER NKEY SEED-----\n" + c.nats_user_seed +
         "\n------END USER NKEY SEED------\n";
-    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0 || ::write(fd, creds.data(), creds.size()) != static_cast<ssize_t>(creds.size())) {
-      if (fd >= 0) ::close(fd);
-      return fail(ErrorCode::kIo, "cannot write " + path.string());
-    }
-    ::close(fd);
+    NEX_RETURN_IF_ERROR(write_file(path, creds, {.mode = 0600}));
     o.creds_file = path;
   } else if (!c.nats_user_seed.empty()) {
     o.nkey_seed = c.nats_user_seed;
