@@ -58,10 +58,11 @@ inline bool runtime_header_fits(size_t body_bytes, int64_t max_payload) {
 }
 
 // Why a function's reply of `body_bytes` cannot reach its caller on a NATS that takes
-// `max_payload` bytes (with room for the reply's headers), or empty when it can. Such a reply is
-// answered with this error instead, and counted a failed invocation.
+// `max_payload` bytes, or empty when it can (a reply goes without its runtime header when that
+// would not fit, see runtime_header_fits). Such a reply is answered with this error instead, and
+// counted a failed invocation.
 inline std::string reply_too_large(size_t body_bytes, int64_t max_payload) {
-  if (static_cast<int64_t>(body_bytes) + 256 <= max_payload) return {};
+  if (static_cast<int64_t>(body_bytes) <= max_payload) return {};
   return "the function's reply of " + std::to_string(body_bytes) +
          " bytes is more than this NATS server takes (max_payload " + std::to_string(max_payload) +
          ")";

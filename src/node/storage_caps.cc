@@ -20,6 +20,10 @@ void read_storage_caps(api::FieldReader& r, StorageCaps& caps, int64_t smallest_
   r.integer("max_bytes", caps.max_bytes);
   r.integer("max_message_bytes", caps.max_message_bytes);
   r.integer("retention_days", caps.retention_days);
+  if (caps.max_bytes < smallest_message) {
+    r.fail_field("max_bytes", "must be at least " + std::to_string(smallest_message) + " bytes");
+    return;
+  }
   // A NATS server takes messages of at most 64 MiB.
   if (caps.max_message_bytes < smallest_message || caps.max_message_bytes > 64 << 20)
     r.fail_field("max_message_bytes",

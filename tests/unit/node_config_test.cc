@@ -115,11 +115,10 @@ TEST(NodeConfig, HostServicesAreConfiguredPerService) {
   for (auto [text, needle] : std::vector<std::pair<const char*, const char*>>{
            {R"({"host_services": {"services": {"ftp": {}}}})", "no service 'ftp'"},
            {R"({"host_services": {"services": {"kv": {"config": {"max_bytes": 0}}}}})",
-            "host_services.services.kv.config: field 'max_bytes' must be at least "
-            "max_message_bytes"},
+            "host_services.services.kv.config: field 'max_bytes' must be at least 1024 bytes"},
            {R"({"host_services": {"services": {"objectstore": {"config":
-              {"max_message_bytes": 65536}}}}})",
-            "objectstore.config: field 'max_message_bytes' must be 135168 to 67108864 bytes"},
+              {"max_bytes": 4096, "max_message_bytes": 65536}}}}})",
+            "objectstore.config: field 'max_bytes' must be at least max_message_bytes"},
            {R"({"host_services": {"services": {"kv": {"config": {"retention_days": -1}}}}})",
             "kv.config: field 'retention_days' must not be negative"},
            {R"({"host_services": {"services": {"http": {"config": {"allow_hosts": "x"}}}}})",
@@ -280,7 +279,7 @@ TEST(NodeConfig, ErrorsNameTheField) {
       {R"({"kept_workloads": {"max_message_bytes": 1024}})",
        "kept_workloads: field 'max_message_bytes' must be 2101248 to 67108864 bytes"},
       {R"({"kept_workloads": {"max_bytes": 1048576}})",
-       "kept_workloads: field 'max_bytes' must be at least max_message_bytes"},
+       "kept_workloads: field 'max_bytes' must be at least 2101248 bytes"},
       {R"({"kept_workloads": {"ttl": 1}})", "node config: kept_workloads: unknown field 'ttl'"},
       {"not json", "node config is not valid JSON"},
   };

@@ -1,5 +1,7 @@
 #include "node/host_services/settings.h"
 
+#include <algorithm>
+
 namespace nex::node::hs {
 
 using api::FieldReader;
@@ -33,14 +35,15 @@ void positive(FieldReader& r, const char* field, int64_t& v) {
   if (v < 1) r.fail_field(field, "must be at least 1");
 }
 
-// An object store's chunk (128 KiB and its headers) must fit one message.
-constexpr int64_t kSmallestObjectMessage = 132 * 1024;
-
-Status read_bucket(const json& services, const char* name, BucketSettings& b,
-                   int64_t smallest_message) {
+Status read_bucket(const json& services, const char* name, BucketSettings& b) {
   return read_service(services, name, b.enabled, [&](FieldReader& r) {
     r.no_unknown_fields({"max_bytes", "max_message_bytes", "retention_days"});
-    read_storage_caps(r, b.caps, smallest_message);
+    // A smaller max_bytes alone brings the message cap down with it: one value may fill it.
+    if (r.raw("max_message_bytes") == nullptr) {
+      r.integer("max_bytes", b.caps.max_bytes);
+      b.caps.max_message_bytes = std::min(b.caps.max_message_bytes, b.caps.max_bytes);
+    }
+    read_storage_caps(r, b.caps, /*smallest_message=*/1024);
   });
 }
 
@@ -56,9 +59,8 @@ Status read_settings(const json& services, Settings& out) {
                   "node config: host_services.services has no service '" + name +
                       "' (known: kv, objectstore, messaging, http)");
   }
-  NEX_RETURN_IF_ERROR(read_bucket(services, "kv", out.kv, 1024));
-  NEX_RETURN_IF_ERROR(
-      read_bucket(services, "objectstore", out.object_store, kSmallestObjectMessage));
+  NEX_RETURN_IF_ERROR(read_bucket(services, "kv", out.kv));
+  NEX_RETURN_IF_ERROR(read_bucket(services, "objectstore", out.object_store));
   auto& m = out.messaging;
   NEX_RETURN_IF_ERROR(read_service(services, "messaging", m.enabled, [&](FieldReader& r) {
     r.no_unknown_fields(
