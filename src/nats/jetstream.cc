@@ -159,6 +159,22 @@ Status JetStream::publish_async_complete(std::chrono::milliseconds timeout) cons
   return check(s, "waiting for JetStream acknowledgements");
 }
 
+namespace {
+
+// The limits of StreamConfig, as libnats takes them (for a new stream and for an update).
+void set_limits(jsStreamConfig& cfg, const StreamConfig& c) {
+  cfg.Discard = c.discard == Discard::kNew ? js_DiscardNew : js_DiscardOld;
+  cfg.Replicas = c.replicas;
+  cfg.MaxMsgs = c.max_msgs;
+  cfg.MaxBytes = c.max_bytes;
+  cfg.MaxMsgSize = static_cast<int32_t>(c.max_msg_size);
+  cfg.MaxMsgsPerSubject = c.max_msgs_per_subject;
+  cfg.MaxAge = c.max_age.count();
+  cfg.Duplicates = c.duplicate_window.count();
+}
+
+}  // namespace
+
 Result<StreamInfo> JetStream::add_stream(const StreamConfig& c) const {
   jsStreamConfig cfg;
   jsStreamConfig_Init(&cfg);
@@ -169,14 +185,7 @@ Result<StreamInfo> JetStream::add_stream(const StreamConfig& c) const {
   cfg.Subjects = subjects.data();
   cfg.SubjectsLen = static_cast<int>(subjects.size());
   cfg.Storage = c.storage == Storage::kFile ? js_FileStorage : js_MemoryStorage;
-  cfg.Discard = c.discard == Discard::kNew ? js_DiscardNew : js_DiscardOld;
-  cfg.Replicas = c.replicas;
-  cfg.MaxMsgs = c.max_msgs;
-  cfg.MaxBytes = c.max_bytes;
-  cfg.MaxMsgSize = static_cast<int32_t>(c.max_msg_size);
-  cfg.MaxMsgsPerSubject = c.max_msgs_per_subject;
-  cfg.MaxAge = c.max_age.count();
-  cfg.Duplicates = c.duplicate_window.count();
+  set_limits(cfg, c);
   cfg.AllowRollup = c.allow_rollup;
   cfg.AllowDirect = c.allow_direct;
   cfg.DenyDelete = c.deny_delete;
@@ -248,14 +257,7 @@ Result<StreamInfo> JetStream::update_stream(
   if (!c.description.empty()) cfg.Description = c.description.c_str();
   cfg.Subjects = subjects.data();
   cfg.SubjectsLen = static_cast<int>(subjects.size());
-  cfg.Discard = c.discard == Discard::kNew ? js_DiscardNew : js_DiscardOld;
-  cfg.Replicas = c.replicas;
-  cfg.MaxMsgs = c.max_msgs;
-  cfg.MaxBytes = c.max_bytes;
-  cfg.MaxMsgSize = static_cast<int32_t>(c.max_msg_size);
-  cfg.MaxMsgsPerSubject = c.max_msgs_per_subject;
-  cfg.MaxAge = c.max_age.count();
-  cfg.Duplicates = c.duplicate_window.count();
+  set_limits(cfg, c);
   jsStreamInfo* updated = nullptr;
   const auto s = js_UpdateStream(&updated, impl_->js, &cfg, &o, &jerr);
   // Back to the info's own strings, which jsStreamInfo_Destroy frees.
