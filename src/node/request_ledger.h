@@ -62,13 +62,13 @@ class RequestLedger {
   int fd_ = -1;
   std::mutex mu_;
   std::condition_variable answered_cv_;
-  std::map<std::string, int64_t> expiry_;                      // jti -> exp
+  std::map<std::string, int64_t> expiry_;  // jti -> exp
   struct Answer {
     std::string fingerprint;           // of the request that took the jti
     std::optional<std::string> reply;  // nullopt: being worked on
   };
   std::map<std::string, Answer> answers_;
-  std::deque<std::string> answer_order_;                       // oldest first, for eviction
+  std::deque<std::string> answer_order_;  // oldest first, for eviction
   size_t lines_in_file_ = 0;
   int64_t last_sweep_ = 0;
 };

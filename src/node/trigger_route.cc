@@ -70,14 +70,14 @@ TriggerCredentials::User TriggerCredentials::sign(const std::string& name,
 TriggerCredentials::User TriggerCredentials::mint(const std::string& workload_id,
                                                   const std::vector<std::string>& subjects,
                                                   std::chrono::milliseconds answer_window) const {
-  return sign("nex triggers " + workload_id,
-              {{"sub", {{"allow", subjects}}},
-               {"pub", {{"deny", {">"}}}},  // only answers, which "resp" allows
-               {"resp",
-                {{"max", 1},
-                 {"ttl", std::chrono::duration_cast<std::chrono::nanoseconds>(answer_window)
-                             .count()}}},
-               {"subs", static_cast<int64_t>(subjects.size())}});
+  return sign(
+      "nex triggers " + workload_id,
+      {{"sub", {{"allow", subjects}}},
+       {"pub", {{"deny", {">"}}}},  // only answers, which "resp" allows
+       {"resp",
+        {{"max", 1},
+         {"ttl", std::chrono::duration_cast<std::chrono::nanoseconds>(answer_window).count()}}},
+       {"subs", static_cast<int64_t>(subjects.size())}});
 }
 
 std::chrono::milliseconds answer_window(const api::FunctionLimitsConfig& limits) {

@@ -3,11 +3,11 @@
 #include <signal.h>
 #include <sys/statfs.h>
 
+#include <linux/magic.h>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <sstream>
-#include <linux/magic.h>
 #include <thread>
 
 namespace nex::sandbox {
@@ -67,17 +67,17 @@ Result<std::string> Cgroup::host_version() {
     const std::string controllers = read_file(kRoot / "cgroup.controllers");
     for (const char* c : {"memory", "cpu", "pids"}) {
       if (controllers.find(c) == std::string::npos)
-        return fail(ErrorCode::kUnavailable,
-                    std::string("cgroup v2 controller '") + c + "' is not available in " +
-                        (kRoot / "cgroup.controllers").string());
+        return fail(ErrorCode::kUnavailable, std::string("cgroup v2 controller '") + c +
+                                                 "' is not available in " +
+                                                 (kRoot / "cgroup.controllers").string());
     }
     return std::string("v2");
   }
   for (const auto& root : v1_roots()) {
     if (!fs::exists(root / "cgroup.procs"))
-      return fail(ErrorCode::kUnavailable,
-                  "neither cgroup v2 at " + kRoot.string() + " nor the v1 hierarchy " +
-                      root.string() + " is mounted");
+      return fail(ErrorCode::kUnavailable, "neither cgroup v2 at " + kRoot.string() +
+                                               " nor the v1 hierarchy " + root.string() +
+                                               " is mounted");
   }
   return std::string("v1");
 }
@@ -91,7 +91,8 @@ Result<Cgroup> Cgroup::create(const std::string& instance, const std::string& id
   for (const auto& root : hierarchy_roots()) {
     const fs::path dir = root / "nex" / instance / id;
     fs::create_directories(dir, ec);
-    if (ec) return fail(ErrorCode::kIo, "cannot create cgroup " + dir.string() + ": " + ec.message());
+    if (ec)
+      return fail(ErrorCode::kIo, "cannot create cgroup " + dir.string() + ": " + ec.message());
     group.dirs_.push_back(dir);
   }
   auto fail_and_remove = [&](Status st) -> Result<Cgroup> {
@@ -111,7 +112,8 @@ Result<Cgroup> Cgroup::create(const std::string& instance, const std::string& id
       if (fs::exists(dir / "memory.swap.max")) (void)write_file(dir / "memory.swap.max", "0");
     }
     if (limits.cpu_millis > 0) {
-      if (auto st = write_file(dir / "cpu.max", std::to_string(limits.cpu_millis * 100) + " 100000");
+      if (auto st =
+              write_file(dir / "cpu.max", std::to_string(limits.cpu_millis * 100) + " 100000");
           !st)
         return fail_and_remove(st);
     }
@@ -132,7 +134,8 @@ Result<Cgroup> Cgroup::create(const std::string& instance, const std::string& id
   }
   if (limits.cpu_millis > 0) {
     if (auto st = write_file(cpu / "cpu.cfs_period_us", "100000"); !st) return fail_and_remove(st);
-    if (auto st = write_file(cpu / "cpu.cfs_quota_us", std::to_string(limits.cpu_millis * 100)); !st)
+    if (auto st = write_file(cpu / "cpu.cfs_quota_us", std::to_string(limits.cpu_millis * 100));
+        !st)
       return fail_and_remove(st);
   }
   if (limits.pids > 0) {
@@ -143,7 +146,8 @@ Result<Cgroup> Cgroup::create(const std::string& instance, const std::string& id
 }
 
 Status Cgroup::add(pid_t pid) const {
-  for (const auto& dir : dirs_) NEX_RETURN_IF_ERROR(write_file(dir / "cgroup.procs", std::to_string(pid)));
+  for (const auto& dir : dirs_)
+    NEX_RETURN_IF_ERROR(write_file(dir / "cgroup.procs", std::to_string(pid)));
   return {};
 }
 

@@ -453,8 +453,8 @@ class NamespaceSandbox : public Sandbox {
     }
     links_.clear();
     if (attached_) {
-      if (auto st = cni_del(o.cni, driver_.network(), container_id(o.instance, id_), netns_,
-                            cni_result_);
+      if (auto st =
+              cni_del(o.cni, driver_.network(), container_id(o.instance, id_), netns_, cni_result_);
           !st)
         std::fprintf(stderr, "nex node: sandbox %s: %s\n", id_.c_str(), st.error().message.c_str());
       attached_ = false;
@@ -513,13 +513,13 @@ Status mount_image(const fs::path& image, const fs::path& dir) {
     if (ioctl(loop, LOOP_CONFIGURE, &config) != 0) {
       close(loop);
       if (errno == EBUSY) continue;  // another process took it first
-      result = fail(ErrorCode::kIo, "attach " + image.string() + " to " + dev + ": " +
-                                        errno_text(errno));
+      result = fail(ErrorCode::kIo,
+                    "attach " + image.string() + " to " + dev + ": " + errno_text(errno));
       break;
     }
     if (mount(dev.c_str(), dir.c_str(), "ext4", MS_RDONLY | MS_NOSUID | MS_NODEV, "") != 0) {
-      result = fail(ErrorCode::kInvalidArgument, "mount " + image.string() +
-                                                     " as ext4: " + errno_text(errno));
+      result = fail(ErrorCode::kInvalidArgument,
+                    "mount " + image.string() + " as ext4: " + errno_text(errno));
       ioctl(loop, LOOP_CLR_FD);
     } else {
       result = {};
@@ -563,7 +563,9 @@ Result<std::unique_ptr<NamespaceDriver>> NamespaceDriver::create(NamespaceOption
   }
   std::error_code ec;
   for (const char* sub : {"netns", "roots"}) fs::create_directories(d->instance_dir() / sub, ec);
-  if (ec) return fail(ErrorCode::kIo, "cannot create " + d->instance_dir().string() + ": " + ec.message());
+  if (ec)
+    return fail(ErrorCode::kIo,
+                "cannot create " + d->instance_dir().string() + ": " + ec.message());
 
   if (fs::is_directory(o.rootfs)) {
     d->root_dir_ = o.rootfs;
@@ -584,8 +586,8 @@ Result<std::unique_ptr<NamespaceDriver>> NamespaceDriver::create(NamespaceOption
   if (*lacking)
     return fail(ErrorCode::kNotFound,
                 "rootfs_filepath: " + o.rootfs.string() + " lacks " + (*lacking)->string() +
-                    ", which the agent needs (rebuild it with `nex rootfs -o " +
-                    o.rootfs.string() + "`)");
+                    ", which the agent needs (rebuild it with `nex rootfs -o " + o.rootfs.string() +
+                    "`)");
   return d;
 }
 
@@ -757,13 +759,14 @@ Result<std::unique_ptr<Sandbox>> NamespaceDriver::start(const SandboxSpec& spec)
   plan_child(spec, s.stage_, fds, plan);
 
   constexpr size_t kStack = 256 * 1024;
-  void* stack = mmap(nullptr, kStack, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK,
-                     -1, 0);
+  void* stack =
+      mmap(nullptr, kStack, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
   if (stack == MAP_FAILED) {
     s.release();
     return fail(ErrorCode::kIo, "mmap: " + errno_text(errno));
   }
-  const int flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS | SIGCHLD;
+  const int flags =
+      CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS | SIGCHLD;
   s.pid_ = clone(child_main, static_cast<char*>(stack) + kStack, flags, &plan);
   const int clone_errno = errno;
   munmap(stack, kStack);  // the child runs on its own copy

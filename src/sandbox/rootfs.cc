@@ -108,22 +108,24 @@ bool is_ext4_image(const fs::path& path) {
 Result<RootfsReport> build_rootfs_tree(const RootfsOptions& options, const fs::path& dir) {
   RootfsReport report;
   std::error_code ec;
-  for (const char* d : {"bin", "sbin", "etc", "proc", "tmp", "dev", "nex", "sys", "root", "usr/bin"})
+  for (const char* d :
+       {"bin", "sbin", "etc", "proc", "tmp", "dev", "nex", "sys", "root", "usr/bin"})
     fs::create_directories(dir / d, ec);
   if (ec) return fail(ErrorCode::kIo, "cannot create " + dir.string() + ": " + ec.message());
   fs::permissions(dir / "tmp", fs::perms::all | fs::perms::sticky_bit, ec);
 
   if (access(options.agent_binary.c_str(), X_OK) != 0)
     return fail(ErrorCode::kNotFound, "agent: " + options.agent_binary.string() + " not found");
-  NEX_RETURN_IF_ERROR(copy_into(options.agent_binary, dir / fs::path(kSandboxAgentPath).relative_path()));
+  NEX_RETURN_IF_ERROR(
+      copy_into(options.agent_binary, dir / fs::path(kSandboxAgentPath).relative_path()));
   auto libs = shared_libraries(options.agent_binary);
   if (!libs) return fail(libs.error());
   for (const auto& lib : *libs) NEX_RETURN_IF_ERROR(copy_into(lib, dir / lib.relative_path()));
   report.libraries = libs->size();
 
   if (access(options.busybox.c_str(), X_OK) != 0)
-    return fail(ErrorCode::kNotFound, options.busybox.string() +
-                                          " not found (Debian: busybox-static)");
+    return fail(ErrorCode::kNotFound,
+                options.busybox.string() + " not found (Debian: busybox-static)");
   NEX_RETURN_IF_ERROR(copy_into(options.busybox, dir / "bin/busybox"));
   for (const char* applet :
        {"sh", "ls",   "cat", "echo", "mount",    "ps",    "env",  "id",    "sleep", "mkdir",
@@ -147,8 +149,7 @@ Result<RootfsReport> build_rootfs_tree(const RootfsOptions& options, const fs::p
 }
 
 Result<RootfsReport> build_rootfs(const RootfsOptions& options) {
-  const fs::path staging =
-      fs::temp_directory_path() / ("nex-rootfs-" + std::to_string(getpid()));
+  const fs::path staging = fs::temp_directory_path() / ("nex-rootfs-" + std::to_string(getpid()));
   std::error_code ec;
   fs::remove_all(staging, ec);
   auto report = build_rootfs_tree(options, staging);
@@ -167,15 +168,16 @@ Result<RootfsReport> build_rootfs(const RootfsOptions& options) {
                     std::to_string(needed));
   }
   report->image_mib = options.size_mib > 0 ? options.size_mib : std::max<int64_t>(64, needed);
-  fs::create_directories(options.output.parent_path().empty() ? "." : options.output.parent_path(), ec);
+  fs::create_directories(options.output.parent_path().empty() ? "." : options.output.parent_path(),
+                         ec);
   fs::remove(options.output, ec);
   const std::string log = staging.string() + ".mkfs.log";
-  auto mkfs = Subprocess::spawn({.argv = {"mkfs.ext4", "-q", "-F", "-L", "nexroot", "-d",
-                                          staging.string(), options.output.string(),
-                                          std::to_string(report->image_mib) + "M"},
-                                 .env = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin"},
-                                 .stdout_path = log,
-                                 .stderr_path = log});
+  auto mkfs =
+      Subprocess::spawn({.argv = {"mkfs.ext4", "-q", "-F", "-L", "nexroot", "-d", staging.string(),
+                                  options.output.string(), std::to_string(report->image_mib) + "M"},
+                         .env = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin"},
+                         .stdout_path = log,
+                         .stderr_path = log});
   std::string why;
   if (!mkfs) {
     why = mkfs.error().message + " (Debian: e2fsprogs)";

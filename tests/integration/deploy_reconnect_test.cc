@@ -59,10 +59,10 @@ TEST_F(DeployReconnect, TheCliAsksAgainAfterAReconnectAndTheWorkloadStartsOnce) 
   start_node();
   Collector deploys(*conn_, "$NEX.DEPLOY.default." + node_->id());
   const fs::path out = home_ / "out.txt";
-  auto cli = testing::spawn_nex({"-s", server().url(), "run", "nats://NEXCLIFILES/slow.js",
-                                 node_->id(), "--name", "slow", "--trigger_subject",
-                                 "slow.reconnect"},
-                                user(), out);
+  auto cli =
+      testing::spawn_nex({"-s", server().url(), "run", "nats://NEXCLIFILES/slow.js", node_->id(),
+                          "--name", "slow", "--trigger_subject", "slow.reconnect"},
+                         user(), out);
   ASSERT_TRUE(cli) << cli.error().message;
   ASSERT_TRUE(deploys.wait_for("workload_jwt", 20s)) << testing::slurp(out);
   server().stop();

@@ -86,8 +86,8 @@ TEST_F(SignedRequests, ADeployWithOtherTriggerSubjectsIsRefused) {
 
 TEST_F(SignedRequests, ADeploySignedForAnotherNodeIsRefused) {
   start_node();
-  json body = deploy_request_to("NOTHISNODE", node_->xkey(), "echoservice",
-                                {{"NATS_URL", server().url()}});
+  json body =
+      deploy_request_to("NOTHISNODE", node_->xkey(), "echoservice", {{"NATS_URL", server().url()}});
   json r = send_deploy(signed_deploy(body));
   EXPECT_NE(error_of(r).find("field 'target_node' names node NOTHISNODE"), std::string::npos)
       << r.dump();
@@ -128,8 +128,7 @@ TEST_F(SignedRequests, ADeployWithoutExpiryOrValidForTooLongIsRefused) {
   EXPECT_NE(error_of(r).find("has no expiry (exp)"), std::string::npos) << r.dump();
   r = send_deploy(
       with_claims(body, {.iat = now, .exp = now + api::kMaxRequestLifetimeSeconds + 60}));
-  EXPECT_NE(error_of(r).find("expires more than 31 days from now"), std::string::npos)
-      << r.dump();
+  EXPECT_NE(error_of(r).find("expires more than 31 days from now"), std::string::npos) << r.dump();
   EXPECT_EQ(running(), 0u);
 }
 
@@ -211,8 +210,7 @@ TEST_F(SignedRequests, LameDuckNeedsASignedRequestForThisNode) {
   EXPECT_NE(error_of(r).find("must be signed"), std::string::npos) << r.dump();
   auto stranger = *crypto::KeyPair::create(crypto::KeyType::kAccount);
   r = control(subject, lameduck_request(&stranger).dump());
-  EXPECT_NE(error_of(r).find("may not put this node in lame duck"), std::string::npos)
-      << r.dump();
+  EXPECT_NE(error_of(r).find("may not put this node in lame duck"), std::string::npos) << r.dump();
   json elsewhere = lameduck_request();
   elsewhere["target_node"] = "NOTHISNODE";
   r = control(subject, elsewhere.dump());

@@ -48,7 +48,7 @@ struct ServerOptions {
   // not on the node's connection. How to reach the server: `control_options`, less its login.
   std::function<SignedUser(const std::string& name, const nlohmann::json& permissions)> sign_user;
   nats::ConnectOptions control_options;
-  std::filesystem::path creds_dir;          // where credentials files for connections go
+  std::filesystem::path creds_dir;  // where credentials files for connections go
   // The node's own ports (internal NATS, metrics), which HTTP requests never reach on this host.
   std::vector<NodePort> node_ports;
   std::function<std::optional<Caller>(const std::string& workload_id)> find_caller;
@@ -88,7 +88,7 @@ class Server {
   std::optional<nats::Subscription> sub_;
 
   std::mutex conn_mu_;
-  std::map<std::string, nats::Connection> connections_;  // by URL and credentials
+  std::map<std::string, nats::Connection> connections_;           // by URL and credentials
   std::map<std::string, nats::Connection> workload_connections_;  // messaging, by workload id
 
   std::mutex mu_;
