@@ -3,6 +3,7 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <fstream>
 #include <thread>
 
@@ -30,6 +31,24 @@ Result<nats::Connection> connect_to_node(const nats::ConnectOptions& options,
 }
 
 namespace {
+
+// The user's NATS may be restarting or failing over while a deploy runs: a server that cannot be
+// reached is tried again, with backoff, for up to `patience`. A refused login is final at once.
+constexpr auto kTriggerConnectPatience = std::chrono::seconds(5);
+
+Result<nats::Connection> connect_to_users_nats(const nats::ConnectOptions& options,
+                                               std::chrono::milliseconds patience) {
+  const auto deadline = std::chrono::steady_clock::now() + patience;
+  auto wait = std::chrono::milliseconds(50);
+  for (;;) {
+    auto conn = nats::Connection::connect(options);
+    if (conn || conn.error().code != ErrorCode::kUnavailable ||
+        std::chrono::steady_clock::now() + wait >= deadline)
+      return conn;
+    std::this_thread::sleep_for(wait);
+    wait = std::min(wait * 2, std::chrono::milliseconds(500));
+  }
+}
 
 Result<std::string> file_sha256(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
@@ -217,11 +236,12 @@ Status Agent::start_function(const api::AgentDeployRequest& req) {
   if (req.trigger_channel) {
     subjects.clear();
   } else if (direct) {
-    auto conn = nats::Connection::connect({.urls = req.trigger_nats_urls,
-                                           .name = "nex-agent " + id_ + " triggers",
-                                           .nkey_seed = req.trigger_nats_seed,
-                                           .user_jwt = req.trigger_nats_jwt,
-                                           .send_asap = true});
+    auto conn = connect_to_users_nats({.urls = req.trigger_nats_urls,
+                                       .name = "nex-agent " + id_ + " triggers",
+                                       .nkey_seed = req.trigger_nats_seed,
+                                       .user_jwt = req.trigger_nats_jwt,
+                                       .send_asap = true},
+                                      kTriggerConnectPatience);
     if (!conn) return fail(conn.error().wrap("trigger NATS"));
     trigger_conn_ = std::make_shared<nats::Connection>(std::move(*conn));
     subjects = req.trigger_subjects;

@@ -6,6 +6,8 @@
 
 #include <filesystem>
 #include <fstream>
+#include <future>
+#include <thread>
 
 #include "api/agent.h"
 #include "core/encoding.h"
@@ -58,6 +60,9 @@ class AgentTest : public testing::NatsServerTest {
     req.workload_name = "checked";
     req.ns = "default";
     req.hash = hash;
+    return deploy(req);
+  }
+  json deploy(const api::AgentDeployRequest& req) {
     auto r = node_->request(api::agent_subject::deploy(id_), api::to_json(req).dump(), 10s);
     if (!r) return json{{"transport_error", r.error().message}};
     return json::parse(r->data());
@@ -92,6 +97,33 @@ TEST_F(AgentTest, AnArtifactThatIsNotTheOneTheNodeHashedIsNotStarted) {
   write_artifact(hashed);
   r = deploy(sha256_hex(hashed));
   EXPECT_EQ(r["accepted"], true) << r.dump();
+}
+
+// The user's NATS, where a function's callers are, restarts just as the agent deploys the function:
+// the agent waits for it to come back rather than refusing the workload.
+TEST_F(AgentTest, AFunctionWaitsForTheUsersNatsToComeBackWhileItDeploys) {
+  const std::string code = "(subject, payload) => payload\n";
+  write_artifact(code);
+  start_agent();
+  ASSERT_OK_AND_ASSIGN(users, nats::LocalNatsServer::start({.jetstream = false}));
+  users.stop();  // its port stays reserved: connecting is refused, as while a server restarts
+  api::AgentDeployRequest req;
+  req.workload_name = "echo";
+  req.ns = "default";
+  req.hash = sha256_hex(code);
+  req.workload_type = api::WorkloadType::kV8;
+  req.trigger_subjects = {unique("echo")};
+  req.trigger_nats_urls = {users.url()};
+  // The server comes back from this thread: its process dies with the thread that started it.
+  auto deployed = std::async(std::launch::async, [&] { return deploy(req); });
+  std::this_thread::sleep_for(1s);
+  ASSERT_OK(users.restart());
+  json r = deployed.get();
+  ASSERT_EQ(r["accepted"], true) << r.dump();
+
+  ASSERT_OK_AND_ASSIGN(caller, nats::Connection::connect({.urls = {users.url()}}));
+  ASSERT_OK_AND_ASSIGN(answer, caller.request(req.trigger_subjects[0], "hi", 5s));
+  EXPECT_EQ(answer.data(), "hi");
 }
 
 }  // namespace
