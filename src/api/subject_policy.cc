@@ -1,5 +1,7 @@
 #include "api/subject_policy.h"
 
+#include <algorithm>
+
 #include "api/subject.h"
 
 namespace nex::api {
@@ -49,6 +51,17 @@ std::string reserved_reason(std::string_view pattern) {
     return "subjects under '" + std::string(first) + "' belong to the NATS server or to nex";
   if (is_inbox(first)) return "'" + std::string(first) + "' subjects carry other clients' replies";
   return {};
+}
+
+std::vector<std::string> SubjectPolicy::permission_denials() const {
+  std::vector<std::string> deny;
+  for (const char* reserved :
+       {"$SYS.>", "$JS.>", "$NEX.>", "$KV.>", "$O.>", "$SRV.>", "_INBOX.>", "_R_.>"}) {
+    if (std::none_of(grants_.begin(), grants_.end(),
+                     [&](const std::string& g) { return subject_covers(reserved, g); }))
+      deny.emplace_back(reserved);
+  }
+  return deny;
 }
 
 Result<SubjectPolicy> SubjectPolicy::with_grants(std::vector<std::string> grants,

@@ -35,6 +35,11 @@ class SubjectPolicy {
 
   const std::vector<std::string>& grants() const { return grants_; }
 
+  // The reserved space as NATS permissions can say it (they match whole tokens, so "$" tokens
+  // not listed here are covered by refusal(), checked first), less what a grant opens beneath
+  // it: the deny list of a workload's NATS user.
+  std::vector<std::string> permission_denials() const;
+
  private:
   std::vector<std::string> grants_;
 };

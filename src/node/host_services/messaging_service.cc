@@ -88,15 +88,7 @@ nlohmann::json messaging_permissions(const MessagingSettings& s, const std::stri
   json allow = s.allow_subjects;
   for (const auto& g : s.policy.grants()) allow.push_back(g);
   json deny = s.deny_subjects;
-  // The reserved space as NATS permissions can say it (they match whole tokens), less what a
-  // grant opens beneath it; the policy, checked first, also covers "$" tokens not listed here.
-  for (const char* reserved :
-       {"$SYS.>", "$JS.>", "$NEX.>", "$KV.>", "$O.>", "$SRV.>", "_INBOX.>", "_R_.>"}) {
-    const auto& grants = s.policy.grants();
-    if (std::none_of(grants.begin(), grants.end(),
-                     [&](const std::string& g) { return api::subject_covers(reserved, g); }))
-      deny.push_back(reserved);
-  }
+  for (const auto& d : s.policy.permission_denials()) deny.push_back(d);
   return {{"pub", {{"allow", allow}, {"deny", deny}}}, {"sub", {{"allow", {inbox + ".>"}}}}};
 }
 
