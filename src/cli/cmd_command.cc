@@ -1,4 +1,4 @@
-// `nex cmd`: durable commands to nodes by name (steward, seed 004). `send` files a signed command
+// `nex cmd`: durable commands to nodes by name (as steward had them). `send` files a signed command
 // on JetStream and waits for its result; `inbox` sends what is appended to a file, as steward's
 // inmsg.txt; `ls`, `result` and `log` read what nodes filed, even long after.
 #include <fmt/format.h>
@@ -45,18 +45,25 @@ struct SendOptions {
   std::vector<std::string> args;
 };
 
-// A connection that keeps trying (the server may be restarting, the link down) until `deadline`.
+// A connection that keeps trying (the server may be restarting, the link down) until `deadline`,
+// saying so once on stderr: a sender that waits in silence looks hung.
 Result<nats::JetStream> connect_retrying(const ConnectionFlags& flags,
                                          std::chrono::steady_clock::time_point deadline) {
   auto options = flags.options("nex cmd");
   if (!options) return fail(options.error());
-  for (;;) {
+  for (bool said = false;; said = true) {
     auto conn = nats::Connection::connect(*options);
     if (conn) {
       return nats::JetStream::create(
           *conn, {.domain = flags.js_domain, .timeout = std::max(flags.timeout(), 2000ms)});
     }
-    if (std::chrono::steady_clock::now() + 500ms >= deadline) return fail(conn.error());
+    const auto left = deadline - std::chrono::steady_clock::now();
+    if (left <= 500ms) return fail(conn.error());
+    if (!said)
+      std::fprintf(stderr, "nex: %s; trying again for up to %lld s\n",
+                   conn.error().message.c_str(),
+                   static_cast<long long>(
+                       std::chrono::duration_cast<std::chrono::seconds>(left).count()));
     std::this_thread::sleep_for(500ms);
   }
 }
@@ -104,7 +111,7 @@ std::vector<std::string> split_commas(const std::string& s) {
   return out;
 }
 
-// Seed 004's input: a JSON array of messages (or one message); several arrays may follow each
+// steward's input: a JSON array of messages (or one message); several arrays may follow each
 // other, as `cat msg.json >> inmsg.txt` leaves them.
 Result<std::vector<cmds::Command>> parse_drafts(std::string_view text, const std::string& where) {
   std::vector<cmds::Command> out;
@@ -326,7 +333,7 @@ int cmd_inbox(const ConnectionFlags& flags, const std::string& path) {
   auto results = js->ordered_consumer(cmds::kResultStream, "$NEX.cmdresult.>", js_DeliverNew);
   if (!results) return report(results.error());
   // Said once results are followed: a message appended from now on has its result printed.
-  std::fprintf(stderr, "Watching %s: append seed 004's JSON messages to send them (Ctrl-C ends)\n",
+  std::fprintf(stderr, "Watching %s: append JSON command messages to send them (Ctrl-C ends)\n",
                path.c_str());
   std::set<std::string> mine;
   std::string pending;
@@ -649,7 +656,8 @@ void register_cmd_command(CLI::App& app, CommandAction& action, ConnectionFlags&
   send->add_option("--method", s->method,
                    "hello, cliCommand (shellCommand), textLogging or deploy (default: cliCommand "
                    "with ARGS, else hello)");
-  send->add_option("--file", s->file, "send the messages of a JSON file (seed 004's format)");
+  send->add_option("--file", s->file,
+                   "send the messages of a JSON file (steward's format: toNode, method, data, ...)");
   send->add_option("--timeout", s->method_timeout, "seconds the command may run (methodTimeout)");
   send->add_option("--wait", s->wait, "seconds to wait for the result")->capture_default_str();
   send->add_flag("--no-wait", s->no_wait, "print the id and return at once");

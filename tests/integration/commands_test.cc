@@ -433,15 +433,24 @@ TEST_F(CommandsTest, AnEdgeNodeBehindALeafGetsCommandsSentWhileTheHubWasDownExac
                     {"method", "cliCommand"}});
   }
   std::ofstream(batch) << msgs.dump();
-  // The sender keeps trying while the hub is away.
-  CliResult sent;
-  std::thread sender([&] { sent = nex({"cmd", "send", "--file", batch.string(), "--no-wait"}); });
-  std::this_thread::sleep_for(10s);
+  // The sender keeps trying while the hub is away, and says so.
+  const fs::path out = dir_ / "sender.out", err = dir_ / "sender.err";
+  auto sender = Subprocess::spawn(
+      {.argv = {NEX_BINARY, "-s", hub_->url(), "cmd", "send", "--file", batch.string(),
+                "--no-wait"},
+       .env = {"HOME=" + (dir_ / "home").string()},
+       .stdout_path = out.string(),
+       .stderr_path = err.string()});
+  ASSERT_TRUE(sender) << sender.error().message;
+  for (int i = 0; i < 300 && slurp(err).find("trying again") == std::string::npos; ++i)
+    std::this_thread::sleep_for(50ms);
+  ASSERT_NE(slurp(err).find("trying again for up to"), std::string::npos) << slurp(err);
   ASSERT_OK(hub_->restart());
-  sender.join();
-  ASSERT_EQ(sent.code, 0) << sent.err;
-  const auto ids = ids_in(sent.out);
-  ASSERT_EQ(ids.size(), 5u) << sent.out;
+  auto status = sender->wait_for(60s);
+  ASSERT_TRUE(status) << "nex cmd send did not end after the hub came back: " << slurp(err);
+  ASSERT_EQ(WEXITSTATUS(*status), 0) << slurp(err);
+  const auto ids = ids_in(slurp(out));
+  ASSERT_EQ(ids.size(), 5u) << slurp(out);
   for (int i = 0; i < 5; ++i) {
     json r = result(ids[i]);
     EXPECT_EQ(r.value("stdout", ""), "during-" + std::to_string(i) + "\n") << r.dump();
@@ -591,7 +600,7 @@ TEST_F(CommandsTest, AMessageWithAnIdAlreadyDoneIsNotRunAgain) {
 TEST_F(CommandsTest, Seed004MessagesWorkFromAFileAndThroughAnInbox) {
   start_node(node_config("ship1", {"bash"}));
   start_node(node_config("central", {}));
-  // Seed 004's examples, with our node names.
+  // steward's examples, with our node names.
   const std::string shell = R"([
     {
         "toNode": "ship1",

@@ -104,7 +104,13 @@ TEST_F(ConnectionTest, QueueSubscribersShareTheLoad) {
   constexpr int kMessages = 400;
   for (int i = 0; i < kMessages; ++i) ASSERT_OK(conn.publish("work", "job"));
   ASSERT_TRUE(total.wait_for(kMessages));
-  std::this_thread::sleep_for(100ms);
+  // Once the server has answered a PING it has sent every message, and a drain hands each one
+  // received to its handler: any second copy would be counted now.
+  ASSERT_OK(conn.flush());
+  std::vector<nats::Subscription> subs;
+  subs.push_back(std::move(s1));
+  subs.push_back(std::move(s2));
+  nats::Subscription::drain_and_wait(subs, 5s);
   EXPECT_EQ(a + b, kMessages);  // each message delivered exactly once
   EXPECT_GT(a, 0);
   EXPECT_GT(b, 0);
