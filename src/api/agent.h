@@ -1,4 +1,4 @@
-// The node <-> agent protocol on the internal NATS server (specs/nex-wire.md): subjects and
+// The node <-> agent protocol on the internal NATS server (docs/wire.md): subjects and
 // JSON. The agent's subjects are agentint.{id}.*; the node's, seen by the agent, hostint.{id}.*.
 #pragma once
 
@@ -37,7 +37,7 @@ inline std::string events(const std::string& id, const std::string& type) {
 inline std::string invocations(const std::string& id) { return "hostint." + id + ".invocations"; }
 }  // namespace agent_subject
 
-// Function triggers (specs/nex-wire.md): the user's subject travels in a header; the answer
+// Function triggers (docs/wire.md): the user's subject travels in a header; the answer
 // carries the run time and, for a failed invocation, the error as NATS micro services report it.
 inline constexpr const char* kHeaderTriggerSubject = "x-nex-trigger-subject";
 inline constexpr const char* kHeaderRuntimeNs = "x-nex-runtime-ns";

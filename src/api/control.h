@@ -1,4 +1,4 @@
-// The control protocol of Nex 0.2.x (specs/nex-wire.md): request and response shapes of the
+// The control protocol of Nex 0.2.x (docs/wire.md): request and response shapes of the
 // $NEX.* subjects, their JSON, and the reply envelope. Parsing validates every field and says
 // which one is wrong; serialising emits the canonical form.
 #pragma once

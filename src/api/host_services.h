@@ -1,4 +1,4 @@
-// The host-services RPC (specs/nex-wire.md "Host services"): a function or service asks the node
+// The host-services RPC (docs/wire.md "Host services"): a function or service asks the node
 // on hostint.{id}.rpc.{ns}.{workload}.{service}.{method}, with parameters in headers and the
 // value in the body; the answer carries x-nex-hs-code and x-nex-hs-msg. Shared by the node
 // (server) and the agent (client).

@@ -1,4 +1,4 @@
-// Tables in the box-drawing style of the seeds' output (`nex node ls`), sized to their content.
+// Tables in the box-drawing style of Nex's output (`nex node ls`), sized to their content.
 // Cells are shown with control characters escaped (core/terminal_text.h).
 #pragma once
 

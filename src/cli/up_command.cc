@@ -39,7 +39,7 @@ std::optional<std::string> as_typed_from_cwd(const fs::path& file) {
   return target.string();
 }
 
-// The seeds' echo service, built next to nex.
+// Nex's echo service, built next to nex.
 std::optional<std::string> echo_service() {
   return as_typed_from_cwd(fs::read_symlink("/proc/self/exe").parent_path() / "echoservice");
 }

@@ -1,4 +1,4 @@
-// The durable command protocol (steward, seed 004; docs/protocol-additions.md): a signed command
+// The durable command protocol (as steward had it; docs/protocol-additions.md): a signed command
 // or event addressed to a node by name, and the results the node files for it. Parsing validates
 // every field and names the one that is wrong.
 //
@@ -80,7 +80,7 @@ struct Command {
 };
 
 nlohmann::json to_json(const Command& c);
-// A message as a person writes it (seed 004's JSON): toNode or toNodes, method, data, ... The id,
+// A message as a person writes it (steward's JSON): toNode or toNodes, method, data, ... The id,
 // issuer, signature and sent time may be missing; everything present is checked.
 Result<Command> parse_command_draft(const nlohmann::json& j, const std::string& what);
 // A message as a node receives it: the draft's checks, and id, issuer, signature required.

@@ -1,4 +1,4 @@
-// NATS JWTs (nats-io/jwt v2 shape, specs/nats-formats.md §3): header.payload.signature, each
+// NATS JWTs (nats-io/jwt v2 shape, docs/wire.md "NATS formats"): header.payload.signature, each
 // base64url without padding, signed with Ed25519 by the issuer's nkey. Nex signs workload
 // requests with them.
 #pragma once

@@ -1,5 +1,5 @@
 // NKeys: Ed25519 identities of the NATS ecosystem, encoded as prefixed, CRC16-checked base32
-// (specs/nats-formats.md §1). Public keys look like "N…"/"A…"/"U…", seeds like "SN…"/"SA…".
+// (docs/wire.md "NATS formats"). Public keys look like "N…"/"A…"/"U…", seeds like "SN…"/"SA…".
 // Curve ("X…") keys share the encoding but are X25519 keys: see xkeys.h.
 #pragma once
 

@@ -1,5 +1,5 @@
 // XKeys: X25519 keys in nkey encoding ("X…" public, "SX…" seed) that seal messages with NaCl
-// box in the "xkv1" format (specs/nats-formats.md §2). Nex uses them to encrypt workload
+// box in the "xkv1" format (docs/wire.md "NATS formats"). Nex uses them to encrypt workload
 // environments to a node.
 #pragma once
 

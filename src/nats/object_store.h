@@ -1,5 +1,5 @@
 // ObjectStore: JetStream Object Store buckets (ADR-20) exactly as the Go client reads and writes
-// them (specs/nats-formats.md §4): stream OBJ_<bucket>, content in ≤128 KiB chunks on
+// them (docs/wire.md "NATS formats"): stream OBJ_<bucket>, content in ≤128 KiB chunks on
 // $O.<bucket>.C.<nuid>, metadata on $O.<bucket>.M.<base64url(name), padded>, digest
 // "SHA-256=<base64url, padded>". Objects are streamed in and out in chunks: a put or get never
 // holds a whole large object in memory (at most kMaxChunksInFlight chunks).

@@ -3,7 +3,7 @@
 //
 // Messages are pulled one request at a time ($JS.API.CONSUMER.MSG.NEXT with an expiry) on an
 // inbox of the consumer's own, rather than through natsSubscription_Fetch: libnats 3.4.1's Fetch
-// can ignore its time-out and overrun its batch (specs/nats-formats.md §9). The server answers
+// can ignore its time-out and overrun its batch (docs/wire.md "NATS formats"). The server answers
 // every pull before its expiry (a message or a 408 status), so a pull never outlives next().
 //
 // Acknowledgements go to a message's reply subject ("$JS.ACK...."). They are plain subjects, so

@@ -1,4 +1,4 @@
-// The node's control API (specs/nex-wire.md): PING, AUCTION, WPING, INFO, DEPLOY, STOP and
+// The node's control API (docs/wire.md): PING, AUCTION, WPING, INFO, DEPLOY, STOP and
 // LAMEDUCK on the control NATS, each answered in the spec's envelope.
 #include <fmt/format.h>
 

@@ -9,7 +9,7 @@
 // survive reloads. The node rewrites the configuration and reloads the server as workloads
 // come and go.
 //
-// specs/nex-wire.md describes one account per workload with service imports/exports. The
+// Nex 0.2 gives each workload an account with service imports/exports (docs/wire.md). The
 // nats-server 2.9.10 this project runs does not route service imports of accounts added by a
 // configuration reload (checked: requests across them find no responders), and restarting the
 // server would cut every agent off; per-user permissions, which do reload, give the same

@@ -116,7 +116,7 @@ Result<NodeConfig> parse_node_config(std::string_view text) {
     }
   }
   if (f.string("default_resource_dir", s); !s.empty()) c.default_resource_dir = s;
-  // The seeds spell the file fields three ways; all mean the same.
+  // Nex's documents spell the file fields three ways; all mean the same.
   for (const char* name : {"kernel_path", "kernel_file", "kernel_filepath"}) {
     s.clear();
     if (f.string(name, s); !s.empty()) c.kernel_filepath = s;

@@ -1,4 +1,4 @@
-// The node's workloads: deploy (every check of specs/nex-wire.md, in its order, then an agent
+// The node's workloads: deploy (every check of docs/wire.md, in its order, then an agent
 // from the pool), stop, restore after a restart (WorkloadStore keeps each deploy request as
 // received), essential restarts, and what agents report for them (logs, exits, invocations).
 #include <fmt/format.h>

@@ -1,5 +1,5 @@
 // Host services for functions: key-value, object store, messaging and HTTP, served by the node
-// (specs/nex-wire.md "Host services"). The runtime turns a function's call into a HostCall and
+// (docs/wire.md "Host services"). The runtime turns a function's call into a HostCall and
 // hands it to the HostServices callback the agent provides, which asks the node and blocks for
 // the answer.
 //

@@ -1,4 +1,4 @@
-// The nex CLI run as a user types it against `nex up`: the seeds' walkthrough (node ls, devrun,
+// The nex CLI run as a user types it against `nex up`: Nex's walkthrough (node ls, devrun,
 // a request answered, node info, logs, events, stop, devrun twice), deploys that take long or go
 // unanswered, devrun's replacing, run, lameduck, probe, logs filters and bash completion.
 #include <gtest/gtest.h>
@@ -135,7 +135,7 @@ class CliNode : public ::testing::Test {
     return false;
   }
 
-  // The seeds' walkthrough: node ls, devrun, a request answered, logs, events, devrun again, stop.
+  // Nex's walkthrough: node ls, devrun, a request answered, logs, events, devrun again, stop.
   void walkthrough();
 
   fs::path state_, log_;
@@ -167,13 +167,13 @@ TEST_F(CliNode, LsAndInfoShowTheNode) {
   }
 }
 
-// Seed 003 types `nex --context ExpAdmin devrun ...`: the nats CLI's contexts name the server.
+// Nex's secured-NATS walkthrough types `nex --context ExpAdmin devrun ...`: the nats CLI's contexts name the server.
 TEST_F(CliNode, ANatsContextSaysWhereAndHowToConnect) {
   const fs::path dir = home() / ".config/nats/context";
   fs::create_directories(dir);
   // As `nats context add ExpAdmin --server URL` writes it.
   std::ofstream(dir / "ExpAdmin.json") << nlohmann::json{
-      {"description", "seed 003"},
+      {"description", "secured walkthrough"},
       {"url", url_},
       {"token", ""},
       {"user", ""},
@@ -631,7 +631,7 @@ TEST_F(CliNode, RunDeploysFromAnObjectStoreStatingEverything) {
     cmd.insert(cmd.end(), args.begin(), args.end());
     return user(cmd);
   };
-  // As seed 001 types it (lower-case nats_url becomes NATS_URL).
+  // As the echo-service walkthrough types it (lower-case nats_url becomes NATS_URL).
   const std::vector<std::string> seed_args = {
       "--name=echoservice",         "--description=This is the echo service",
       "nats://MYFILES/echoservice", node_,
@@ -851,7 +851,7 @@ TEST(CliNodeAlone, LsWithNoNodeSaysHowToStartOne) {
 namespace nex {
 namespace {
 
-// `nex node preflight` as seed 002 shows it: a line per dependency; `--init` writes what is
+// `nex node preflight` as the node walkthrough shows it: a line per dependency; `--init` writes what is
 // missing (the conflist, the root filesystem), after which everything is satisfied.
 TEST(CliPreflight, ReportsWhatIsMissingAndInitFixesIt) {
   NEX_REQUIRE_NAMESPACE_SANDBOX();

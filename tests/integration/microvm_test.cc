@@ -1,4 +1,4 @@
-// The microvm sandbox: each workload in a QEMU microVM with its own (Debian) kernel. The seeds'
+// The microvm sandbox: each workload in a QEMU microVM with its own (Debian) kernel. Nex's
 // walkthrough with the CLI, a function and the host services from inside a VM, the escape
 // workload of the namespace tests run in a VM, and what a stopped workload and a killed node
 // leave running (nothing).
@@ -117,7 +117,7 @@ class MicrovmTest : public testing::NodeTest {
   static constexpr auto kBoot = 120s;
 };
 
-// Seed 001's walkthrough, typed: `nex node up` with the microvm sandbox, `nex node ls`,
+// Nex's walkthrough, typed: `nex node up` with the microvm sandbox, `nex node ls`,
 // `nex devrun ./echoservice NATS_URL=...`, a request answered, `nex logs`, `nex stop`; then the
 // node is killed with SIGKILL and no VM outlives it.
 TEST_F(MicrovmTest, TheSeedWalkthroughRunsInAVmAndNoVmOutlivesItsWorkloadOrNode) {

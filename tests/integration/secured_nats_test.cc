@@ -1,4 +1,4 @@
-// Seed 003 end to end on operator-mode NATS: nats-server trusts an operator, the account "Exp" and
+// Nex's secured-NATS walkthrough end to end on operator-mode NATS: nats-server trusts an operator, the account "Exp" and
 // its users are JWTs made by the test, nothing connects without credentials. The node and the CLI
 // log in through `nats` contexts holding .creds files (`nex --context ExpNode node up`,
 // `nex --context ExpAdmin devrun ... NATS_JWT=...`), and the echo service logs in with its own
@@ -134,11 +134,11 @@ class SecuredNats : public SecuredServerTest {
     account_key_file_ = dir_ / "Exp.nk";
     std::ofstream(account_key_file_) << exp.key.seed() << "\n";
 
-    // As `nsc` and `nats context add NAME --creds FILE` set them up in seed 003.
+    // As `nsc` and `nats context add NAME --creds FILE` set them up in the secured-NATS walkthrough.
     add_creds_context("ExpNode", exp.user("ExpNode"));
     admin_creds_ = add_creds_context("ExpAdmin", exp.user("ExpAdmin"));
     // The service's user may only answer on svc.echo and service discovery, and logs in with its
-    // JWT alone, as seed 003 passes NATS_JWT.
+    // JWT alone, as the secured-NATS walkthrough passes NATS_JWT.
     echo_jwt_ = exp.user("EchoService",
                          {{"sub", {{"allow", {"svc.echo", "$SRV.>"}}}},
                           {"pub", {{"deny", {">"}}}},
@@ -168,7 +168,7 @@ class SecuredNats : public SecuredServerTest {
   std::string echo_jwt_;
   fs::path account_key_file_;
 
-  // Deploys the seeds' echo.js on fn.secure and asks it, as the admin; the node says which way
+  // Deploys Nex's echo.js on fn.secure and asks it, as the admin; the node says which way
   // its triggers take.
   void expect_function_answers_taking(const std::string& route) {
     auto devrun =
@@ -195,7 +195,7 @@ TEST_F(SecuredNats, TheSeedWalkthroughRunsWithCredsEverywhere) {
   ASSERT_EQ(ls.code, 0) << ls.out;
   EXPECT_NE(ls.out.find("exp1"), std::string::npos) << ls.out;
 
-  // seed 003: `nex --context ExpAdmin devrun $ECHO_BIN NATS_URL=... NATS_JWT=$NATS_JWT`
+  // the secured-NATS walkthrough: `nex --context ExpAdmin devrun $ECHO_BIN NATS_URL=... NATS_JWT=$NATS_JWT`
   auto devrun = nex({"--context", "ExpAdmin", "devrun", "./echoservice",
                      "NATS_URL=" + server_->url(), "NATS_JWT=" + echo_jwt_});
   ASSERT_EQ(devrun.code, 0) << devrun.out;
@@ -391,7 +391,7 @@ TEST_F(SecuredNats, ASigningKeyThatIsNotAnAccountKeyStopsTheNodeNamingTheField) 
 
 // Users and passwords (nats-server's authorization block): a node has nothing to sign logins with,
 // so it relays its functions' triggers, unless a function's deployer gives it a login of its own in
-// its sealed environment, as seed 003 gives the echo service its NATS_JWT.
+// its sealed environment, as the secured-NATS walkthrough gives the echo service its NATS_JWT.
 class UserPasswordNats : public SecuredServerTest {
  protected:
   void SetUp() override {

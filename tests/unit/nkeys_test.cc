@@ -19,7 +19,7 @@ struct Vector {
   const char* pub;
 };
 
-// specs/nats-formats.md §1, checked against nats-io/nkeys.
+// docs/wire.md "NATS formats", checked against nats-io/nkeys.
 const Vector kVectors[] = {
     {KeyType::kUser, "SUAACAQDAQCQMBYIBEFAWDANBYHRAEISCMKBKFQXDAMRUGY4DUPB6IC5CQ",
      "UB43KVROR7TFJ6KAPCYRF2FJROTZAH4FHLTJLPWX4DRZCC5NASLGJBFE"},

@@ -6,7 +6,7 @@ namespace nex::node {
 namespace {
 
 TEST(NodeConfig, SeedConfigsParseAsWritten) {
-  // seeds/000 (requester_public_keys, kernel_path) and seeds/002 (simple.json).
+  // Nex 0.2's documented config fields (requester_public_keys, kernel_path) and its simple.json.
   auto a = parse_node_config(R"({"kernel_path": "/k/vmlinux", "rootfs_path": "/k/rootfs.ext4",
     "machine_pool_size": 1, "cni": {"network_name": "fcnet", "interface_name": "veth0"},
     "machine_template": {"vcpu_count": 1, "memsize_mib": 256}, "requester_public_keys": []})");

@@ -57,7 +57,7 @@ TEST(WasmFunction, TheSeedsEchoRepliesWithPayloadThenSubject) {
   ASSERT_TRUE(f);
   auto r = f->call("wasm.echo", "hello");
   ASSERT_TRUE(r.ok) << r.body;
-  EXPECT_EQ(r.body, "hellowasm.echo");  // as seed 002 shows
+  EXPECT_EQ(r.body, "hellowasm.echo");  // as the WebAssembly walkthrough shows
   auto again = f->call("other.subject", "");
   EXPECT_EQ(again.body, "other.subject") << "an instance's state leaked";
 }

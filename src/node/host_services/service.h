@@ -1,5 +1,5 @@
 // Host services, node side: what one service sees of a call and what it answers. The wire is
-// specs/nex-wire.md "Host services": parameters in headers, the value in the body; the answer
+// docs/wire.md "Host services": parameters in headers, the value in the body; the answer
 // carries x-nex-hs-code and x-nex-hs-msg.
 #pragma once
 
