@@ -1,5 +1,5 @@
 #include "agent/agent.h"
-#include "agent/trigger_source.h"
+#include "triggers/subscription_source.h"
 
 #include <sys/stat.h>
 
@@ -286,9 +286,9 @@ Result<std::unique_ptr<runtime::InvocationSource>> Agent::trigger_source(
     const std::vector<std::string>& subjects, bool direct) {
   std::unique_ptr<runtime::InvocationSource> source;
   if (req.trigger_channel) {
-    source = std::make_unique<ChannelTriggerSource>(
-        trigger_channel_, [this, answers = std::make_shared<ChannelAnswers>(trigger_channel_)](
-                              api::trigger_frames::Trigger t) {
+    source = std::make_unique<triggers::ChannelTriggerSource>(
+        trigger_channel_, [this, answers = std::make_shared<triggers::ChannelAnswers>(
+                                     trigger_channel_)](triggers::frames::Trigger t) {
           return invocation(
               std::move(t.subject), std::move(t.payload),
               [answers, seq = t.seq](const runtime::InvocationResult& r, int64_t elapsed) {
@@ -298,7 +298,7 @@ Result<std::unique_ptr<runtime::InvocationSource>> Agent::trigger_source(
   } else if (subjects.size() == 1) {
     auto sub = triggers.subscribe_sync(subjects[0], queue_group(direct, subjects[0]));
     if (!sub) return fail(sub.error().wrap(subjects[0]));
-    source = std::make_unique<TriggerSource>(
+    source = std::make_unique<triggers::TriggerSource>(
         std::move(*sub), [this, direct](nats::Message m) { return invocation(m, direct); });
   }
   return source;

@@ -14,11 +14,11 @@
 
 #include "agent/invocation_reporter.h"
 #include "agent/native_runner.h"
-#include "agent/trigger_channel.h"
 #include "api/agent.h"
 #include "nats/connection.h"
 #include "runtime/function.h"
 #include "sandbox/loopback_forward.h"
+#include "triggers/channel_agent_end.h"
 
 namespace nex::agent {
 
