@@ -1,5 +1,5 @@
 #include "agent/agent.h"
-#include "agent/trigger_source.h"
+#include "triggers/subscription_source.h"
 
 #include <sys/stat.h>
 
@@ -201,21 +201,55 @@ void Agent::on_deploy(nats::Message msg) {
   reply(msg, api::dump({{"accepted", true}, {"message", "workload started"}}));
 }
 
+namespace {
+
+runtime::FunctionLimits function_limits(const api::FunctionLimitsConfig& config) {
+  runtime::FunctionLimits limits;
+  if (config.timeout_ms) limits.timeout = std::chrono::milliseconds(config.timeout_ms);
+  if (config.memory_mib) limits.memory_bytes = static_cast<size_t>(config.memory_mib) << 20;
+  if (config.concurrency) limits.concurrency = static_cast<int>(config.concurrency);
+  limits.reuse_global = config.isolation == "workload";
+  return limits;
+}
+
+// A direct subscription's queue group is its subject: copies of the function share the load.
+std::string queue_group(bool direct, const std::string& subject) { return direct ? subject : ""; }
+
+}  // namespace
+
 Status Agent::start_function(const api::AgentDeployRequest& req) {
   std::ifstream in(artifact_path_, std::ios::binary);
   if (!in) return fail(ErrorCode::kNotFound, "artifact not found at " + artifact_path_.string());
   const std::string code((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   workload_name_ = req.workload_name;
   namespace_ = req.ns;
-  runtime::FunctionLimits limits;
-  if (req.function_limits.timeout_ms)
-    limits.timeout = std::chrono::milliseconds(req.function_limits.timeout_ms);
-  if (req.function_limits.memory_mib)
-    limits.memory_bytes = static_cast<size_t>(req.function_limits.memory_mib) << 20;
-  if (req.function_limits.concurrency)
-    limits.concurrency = static_cast<int>(req.function_limits.concurrency);
-  limits.reuse_global = req.function_limits.isolation == "workload";
-  const bool js = req.workload_type == api::WorkloadType::kV8;
+  NEX_RETURN_IF_ERROR(open_bulk_connection());
+  // Triggers come from the user's NATS directly (callers reach this agent with no hop through
+  // the node), or through the node: over its trigger channel, or on the agent's own subject.
+  const bool direct = !req.trigger_nats_urls.empty();
+  auto subjects = connect_triggers(req, direct);
+  if (!subjects) return fail(subjects.error());
+  const nats::Connection& triggers = direct ? *trigger_conn_ : conn_;
+  // Where the callers are: the user's NATS when direct, else the node's (which passes answers
+  // on, and says its limit), not the internal NATS this agent answers the node on.
+  reply_max_payload_ = direct                  ? trigger_conn_->max_payload()
+                       : req.reply_max_payload ? req.reply_max_payload
+                                               : conn_.max_payload();
+  auto source = trigger_source(req, triggers, *subjects, direct);
+  if (!source) return fail(source.error());
+  NEX_RETURN_IF_ERROR(load_function(req, code, std::move(*source)));
+  if (subjects->size() > 1) NEX_RETURN_IF_ERROR(subscribe_each(triggers, *subjects, direct));
+  if (subjects->empty()) return {};
+  NEX_RETURN_IF_ERROR(triggers.flush());
+  // A login that may not subscribe to its triggers hears so from the server after the SUB, which
+  // the flush's round trip has seen by now: refuse the deploy rather than wait for nothing.
+  if (direct) {
+    if (auto st = trigger_conn_->last_error(); !st) return fail(st.error().wrap("trigger NATS"));
+  }
+  return {};
+}
+
+Status Agent::open_bulk_connection() {
   nats::ConnectOptions bulk_options = options_;
   bulk_options.name += " events";
   bulk_options.send_asap = false;
@@ -224,43 +258,37 @@ Status Agent::start_function(const api::AgentDeployRequest& req) {
   reporter_.reset();  // it publishes on the connection being replaced
   bulk_ = std::move(*bulk);
   reporter_.emplace(*bulk_, api::agent_subject::invocations(id_));
-  // Triggers come from the user's NATS directly (callers reach this agent with no hop through
-  // the node), or through the node: over its trigger channel, or on the agent's own subject.
-  const bool direct = !req.trigger_nats_urls.empty();
+  return {};
+}
+
+Result<std::vector<std::string>> Agent::connect_triggers(const api::AgentDeployRequest& req,
+                                                         bool direct) {
   if (req.trigger_channel && trigger_channel_ < 0)
     return fail(ErrorCode::kInvalidArgument,
                 "trigger_channel: this agent was started without one (" +
                     std::string(api::kEnvTriggerFd) + ")");
   NEX_RETURN_IF_ERROR(forward_loopback(req.trigger_nats_urls));
-  std::vector<std::string> subjects = {api::agent_subject::trigger(id_)};
-  if (req.trigger_channel) {
-    subjects.clear();
-  } else if (direct) {
-    auto conn = connect_to_users_nats({.urls = req.trigger_nats_urls,
-                                       .name = "nex-agent " + id_ + " triggers",
-                                       .nkey_seed = req.trigger_nats_seed,
-                                       .user_jwt = req.trigger_nats_jwt,
-                                       .send_asap = true},
-                                      kTriggerConnectPatience);
-    if (!conn) return fail(conn.error().wrap("trigger NATS"));
-    trigger_conn_ = std::make_shared<nats::Connection>(std::move(*conn));
-    subjects = req.trigger_subjects;
-  }
-  const nats::Connection& triggers = direct ? *trigger_conn_ : conn_;
-  // Where the callers are: the user's NATS when direct, else the node's (which passes answers
-  // on, and says its limit), not the internal NATS this agent answers the node on.
-  reply_max_payload_ = direct                  ? trigger_conn_->max_payload()
-                       : req.reply_max_payload ? req.reply_max_payload
-                                               : conn_.max_payload();
-  // A direct subscription's queue group is its subject: copies of the function share the load.
-  auto queue_group = [direct](const std::string& subject) { return direct ? subject : ""; };
-  // One subscription is the function's source, which its workers receive from themselves;
-  // several (a direct deploy with several subjects) deliver to invoke().
+  if (req.trigger_channel) return std::vector<std::string>{};
+  if (!direct) return std::vector<std::string>{api::agent_subject::trigger(id_)};
+  auto conn = connect_to_users_nats({.urls = req.trigger_nats_urls,
+                                     .name = "nex-agent " + id_ + " triggers",
+                                     .nkey_seed = req.trigger_nats_seed,
+                                     .user_jwt = req.trigger_nats_jwt,
+                                     .send_asap = true},
+                                    kTriggerConnectPatience);
+  if (!conn) return fail(conn.error().wrap("trigger NATS"));
+  trigger_conn_ = std::make_shared<nats::Connection>(std::move(*conn));
+  return req.trigger_subjects;
+}
+
+Result<std::unique_ptr<runtime::InvocationSource>> Agent::trigger_source(
+    const api::AgentDeployRequest& req, const nats::Connection& triggers,
+    const std::vector<std::string>& subjects, bool direct) {
   std::unique_ptr<runtime::InvocationSource> source;
   if (req.trigger_channel) {
-    source = std::make_unique<ChannelTriggerSource>(
-        trigger_channel_, [this, answers = std::make_shared<ChannelAnswers>(trigger_channel_)](
-                              api::trigger_frames::Trigger t) {
+    source = std::make_unique<triggers::ChannelTriggerSource>(
+        trigger_channel_, [this, answers = std::make_shared<triggers::ChannelAnswers>(
+                                     trigger_channel_)](triggers::frames::Trigger t) {
           return invocation(
               std::move(t.subject), std::move(t.payload),
               [answers, seq = t.seq](const runtime::InvocationResult& r, int64_t elapsed) {
@@ -268,49 +296,51 @@ Status Agent::start_function(const api::AgentDeployRequest& req) {
               });
         });
   } else if (subjects.size() == 1) {
-    auto sub = triggers.subscribe_sync(subjects[0], queue_group(subjects[0]));
+    auto sub = triggers.subscribe_sync(subjects[0], queue_group(direct, subjects[0]));
     if (!sub) return fail(sub.error().wrap(subjects[0]));
-    source = std::make_unique<TriggerSource>(
+    source = std::make_unique<triggers::TriggerSource>(
         std::move(*sub), [this, direct](nats::Message m) { return invocation(m, direct); });
   }
+  return source;
+}
+
+Status Agent::load_function(const api::AgentDeployRequest& req, const std::string& code,
+                            std::unique_ptr<runtime::InvocationSource> source) {
+  const bool js = req.workload_type == api::WorkloadType::kV8;
   auto function = runtime::Function::create(
       {.language = js ? runtime::Language::kJavaScript : runtime::Language::kWasm,
        .name = req.workload_name + (js ? ".js" : ".wasm"),
        .code = code,
        .environment = req.environment,
        .host_services = [this](const runtime::HostCall& c) { return host_call(c); }},
-      limits,
+      function_limits(req.function_limits),
       [this](std::string_view level, std::string_view text) {
         publish_log(*bulk_, std::string(level), std::string(text));
       },
       std::move(source));
   if (!function) return fail(function.error().wrap("the function does not load"));
   function_ = std::move(*function);
-  if (subjects.size() > 1) {
-    for (const auto& subject : subjects) {
-      auto sub = triggers.subscribe(
-          subject,
-          [this, direct](nats::Message m) {
-            std::shared_ptr<runtime::Function> function;
-            {
-              std::lock_guard lock(mu_);
-              function = function_;
-            }
-            runtime::Invocation i = invocation(m, direct);
-            if (!function) return i.done({false, runtime::kFunctionStopped});  // undeploying
-            function->invoke(std::move(i.subject), std::move(i.payload), std::move(i.done));
-          },
-          queue_group(subject));
-      if (!sub) return fail(sub.error().wrap(subject));
-      trigger_subs_.push_back(std::move(*sub));
-    }
-  }
-  if (subjects.empty()) return {};
-  NEX_RETURN_IF_ERROR(triggers.flush());
-  // A login that may not subscribe to its triggers hears so from the server after the SUB, which
-  // the flush's round trip has seen by now: refuse the deploy rather than wait for nothing.
-  if (direct) {
-    if (auto st = trigger_conn_->last_error(); !st) return fail(st.error().wrap("trigger NATS"));
+  return {};
+}
+
+Status Agent::subscribe_each(const nats::Connection& triggers,
+                             const std::vector<std::string>& subjects, bool direct) {
+  for (const auto& subject : subjects) {
+    auto sub = triggers.subscribe(
+        subject,
+        [this, direct](nats::Message m) {
+          std::shared_ptr<runtime::Function> function;
+          {
+            std::lock_guard lock(mu_);
+            function = function_;
+          }
+          runtime::Invocation i = invocation(m, direct);
+          if (!function) return i.done({false, runtime::kFunctionStopped});  // undeploying
+          function->invoke(std::move(i.subject), std::move(i.payload), std::move(i.done));
+        },
+        queue_group(direct, subject));
+    if (!sub) return fail(sub.error().wrap(subject));
+    trigger_subs_.push_back(std::move(*sub));
   }
   return {};
 }

@@ -14,11 +14,11 @@
 
 #include "agent/invocation_reporter.h"
 #include "agent/native_runner.h"
-#include "agent/trigger_channel.h"
 #include "api/agent.h"
 #include "nats/connection.h"
 #include "runtime/function.h"
 #include "sandbox/loopback_forward.h"
+#include "triggers/channel_agent_end.h"
 
 namespace nex::agent {
 
@@ -60,6 +60,22 @@ class Agent {
   // Functions (v8, wasm): compiles the function and takes its triggers: from the user's NATS
   // (direct), from the node's trigger channel, or on agentint.{id}.trigger (microVMs).
   Status start_function(const api::AgentDeployRequest& req);
+  // Its steps: the second internal connection (bulk_), for reports and logs;
+  Status open_bulk_connection();
+  // the user's NATS when direct (trigger_conn_), and the subjects to subscribe to (none over
+  // the node's trigger channel);
+  Result<std::vector<std::string>> connect_triggers(const api::AgentDeployRequest& req,
+                                                    bool direct);
+  // the function's own source of invocations, which its workers receive from themselves: the
+  // channel, or one subscription; null for several (a direct deploy with several subjects),
+  // which subscribe_each() delivers to invoke() once the function is loaded;
+  Result<std::unique_ptr<runtime::InvocationSource>> trigger_source(
+      const api::AgentDeployRequest& req, const nats::Connection& triggers,
+      const std::vector<std::string>& subjects, bool direct);
+  Status load_function(const api::AgentDeployRequest& req, const std::string& code,
+                       std::unique_ptr<runtime::InvocationSource> source);
+  Status subscribe_each(const nats::Connection& triggers, const std::vector<std::string>& subjects,
+                        bool direct);
   // A trigger as an invocation: `answer` gets its result and run time, then it is reported.
   runtime::Invocation invocation(
       std::string subject, std::string payload,

@@ -90,7 +90,7 @@ inline constexpr const char* kEnvArtifactFetch = "NEX_ARTIFACT_FETCH";
 // loopback port its workload is to reach on the guest's own loopback, through this gateway.
 inline constexpr const char* kEnvLoopbackGateway = "NEX_LOOPBACK_GATEWAY";
 // ours, process and namespace sandboxes: the descriptor number of the agent's end of the node's
-// trigger channel (api/trigger_frames.h).
+// trigger channel (triggers/frames.h).
 inline constexpr const char* kEnvTriggerFd = "NEX_TRIGGER_FD";
 
 struct AgentDeployRequest {
@@ -115,7 +115,7 @@ struct AgentDeployRequest {
   // node signed that allows only the trigger subjects and their replies, and its seed.
   std::string trigger_nats_jwt;
   std::string trigger_nats_seed;
-  // ours: the node relays the triggers over its trigger channel (api/trigger_frames.h) rather
+  // ours: the node relays the triggers over its trigger channel (triggers/frames.h) rather
   // than on agentint.{id}.trigger.
   bool trigger_channel = false;
   // ours: the most a reply may carry on the NATS its callers are on (the node's control NATS,

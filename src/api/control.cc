@@ -118,45 +118,33 @@ void read_function_limits(FieldReader& parent, FunctionLimitsConfig& out) {
     parent.fail_field("function_limits", "is invalid: " + st.error().message);
 }
 
-Result<DeployRequest> parse_deploy_request(std::string_view text) {
-  auto j = FieldReader::parse_object(text, "deploy request");
-  if (!j) return fail(j.error());
-  FieldReader f(*j, "deploy request");
-  DeployRequest r;
-  f.string_list("argv", r.argv);
-  for (size_t i = 0; i < r.argv.size(); ++i) {
+namespace {
+
+void read_argv(FieldReader& f, std::vector<std::string>& argv) {
+  f.string_list("argv", argv);
+  for (size_t i = 0; i < argv.size(); ++i) {
     // execve() reads each argument up to its first NUL: ["echo","a\0b"] would run `echo a`.
-    if (r.argv[i].find('\0') != std::string::npos) {
+    if (argv[i].find('\0') != std::string::npos) {
       const std::string field = "argv[" + std::to_string(i) + "]";
       f.fail_field(field.c_str(), "holds a NUL byte, which would end that argument early");
     }
   }
-  f.string("description", r.description);
-  std::string type = "native";
-  f.string("type", type);
-  f.boolean("essential", r.essential);
-  f.boolean("replace", r.replace);
-  f.string("workload_jwt", r.workload_jwt, /*required=*/true);
-  f.string("environment", r.environment);
-  f.string("jsdomain", r.jsdomain);
-  f.string("sender_public_key", r.sender_public_key, /*required=*/true);
-  f.string("target_node", r.target_node);
-  f.string_list("trigger_subjects", r.trigger_subjects);
-  for (size_t i = 0; i < r.trigger_subjects.size(); ++i) {
+}
+
+void read_trigger_subjects(FieldReader& f, std::vector<std::string>& subjects) {
+  f.string_list("trigger_subjects", subjects);
+  for (size_t i = 0; i < subjects.size(); ++i) {
     // Checked here, before the node takes an agent: the subscription would fail much later.
-    if (auto why = subject_problem(r.trigger_subjects[i], /*wildcards=*/true); !why.empty()) {
+    if (auto why = subject_problem(subjects[i], /*wildcards=*/true); !why.empty()) {
       const std::string field = "trigger_subjects[" + std::to_string(i) + "]";
-      f.fail_field(field.c_str(), "'" + terminal_safe(r.trigger_subjects[i]) +
-                                      "' is not a valid NATS subject: " + why);
+      f.fail_field(field.c_str(),
+                   "'" + terminal_safe(subjects[i]) + "' is not a valid NATS subject: " + why);
     }
   }
-  f.optional_integer("retry_count", r.retry_count);
-  f.string("retried_at", r.retried_at);
-  f.string("hash", r.hash);
-  f.string("workload_name", r.workload_name);
-  read_host_services(f, r.host_services);
-  read_function_limits(f, r.function_limits);
-  // location: "nats://B/k", or Go's marshalled url.URL {"Scheme","Host","Path",...}.
+}
+
+// location: "nats://B/k", or Go's marshalled url.URL {"Scheme","Host","Path",...}.
+void read_location(FieldReader& f, Location& out) {
   const json* loc = f.raw("location");
   if (loc == nullptr) {
     f.fail_field("location", "is required (nats://BUCKET/key)");
@@ -165,7 +153,7 @@ Result<DeployRequest> parse_deploy_request(std::string_view text) {
     if (!parsed) {
       f.fail_field("location", "must look like nats://BUCKET/key");
     } else {
-      r.location = *parsed;
+      out = *parsed;
     }
   } else if (loc->is_object()) {
     const std::string scheme =
@@ -178,16 +166,15 @@ Result<DeployRequest> parse_deploy_request(std::string_view text) {
     if (scheme != "nats" || host.empty() || path.empty()) {
       f.fail_field("location", "must look like nats://BUCKET/key");
     } else {
-      r.location = Location{host, path};
+      out = Location{host, path};
     }
   } else {
     f.fail_field("location", "must be a string like nats://BUCKET/key");
   }
-  NEX_RETURN_IF_ERROR(f.status());
-  auto t = parse_workload_type(type);
-  if (!t)
-    return fail(ErrorCode::kInvalidArgument, "deploy request: field 'type': " + t.error().message);
-  r.type = *t;
+}
+
+// What holds across the fields, once each one is read.
+Status check_deploy_request(const DeployRequest& r) {
   if (r.function_limits.isolation == "workload" && r.type != WorkloadType::kV8) {
     return fail(ErrorCode::kInvalidArgument,
                 "deploy request: field 'function_limits.isolation' \"workload\" is for JavaScript "
@@ -202,6 +189,41 @@ Result<DeployRequest> parse_deploy_request(std::string_view text) {
           "deploy request: field 'hash' must be the hex SHA-256 of the artifact (64 hex digits)");
     }
   }
+  return {};
+}
+
+}  // namespace
+
+Result<DeployRequest> parse_deploy_request(std::string_view text) {
+  auto j = FieldReader::parse_object(text, "deploy request");
+  if (!j) return fail(j.error());
+  FieldReader f(*j, "deploy request");
+  DeployRequest r;
+  read_argv(f, r.argv);
+  f.string("description", r.description);
+  std::string type = "native";
+  f.string("type", type);
+  f.boolean("essential", r.essential);
+  f.boolean("replace", r.replace);
+  f.string("workload_jwt", r.workload_jwt, /*required=*/true);
+  f.string("environment", r.environment);
+  f.string("jsdomain", r.jsdomain);
+  f.string("sender_public_key", r.sender_public_key, /*required=*/true);
+  f.string("target_node", r.target_node);
+  read_trigger_subjects(f, r.trigger_subjects);
+  f.optional_integer("retry_count", r.retry_count);
+  f.string("retried_at", r.retried_at);
+  f.string("hash", r.hash);
+  f.string("workload_name", r.workload_name);
+  read_host_services(f, r.host_services);
+  read_function_limits(f, r.function_limits);
+  read_location(f, r.location);
+  NEX_RETURN_IF_ERROR(f.status());
+  auto t = parse_workload_type(type);
+  if (!t)
+    return fail(ErrorCode::kInvalidArgument, "deploy request: field 'type': " + t.error().message);
+  r.type = *t;
+  NEX_RETURN_IF_ERROR(check_deploy_request(r));
   return r;
 }
 

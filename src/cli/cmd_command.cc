@@ -183,27 +183,97 @@ std::optional<std::chrono::seconds> parse_age(const std::string& s) {
   return std::chrono::seconds(std::stoll(s.substr(0, s.size() - 1)) * mult);
 }
 
+// --expires: how long a filed command may wait for its node; nullopt (the default) for as long
+// as the stream keeps it.
+Result<std::optional<std::chrono::seconds>> command_lifetime(const std::string& expires) {
+  if (expires.empty()) return std::optional<std::chrono::seconds>();
+  auto lifetime = parse_age(expires);
+  if (!lifetime || *lifetime <= std::chrono::seconds::zero())
+    return fail(ErrorCode::kInvalidArgument,
+                "--expires takes an age like 90s, 15m, 24h or 7d (got '" + expires + "')");
+  return lifetime;
+}
+
+// JetStream with the command streams in place, trying until `give_up`.
+Result<nats::JetStream> connect_with_streams(const ConnectionFlags& flags,
+                                             std::chrono::steady_clock::time_point give_up) {
+  auto js = connect_retrying(flags, give_up);
+  if (!js) return fail(js.error());
+  // A server that just came back may need a moment for its JetStream.
+  for (auto st = cmds::ensure_streams(*js); !st; st = cmds::ensure_streams(*js)) {
+    if (std::chrono::steady_clock::now() >= give_up) return fail(st.error());
+    std::this_thread::sleep_for(500ms);
+  }
+  return js;
+}
+
+// First the acknowledgement that each node has it; a node that does not take it within
+// ACKTimeout is probably offline, and we say so (the command stays filed for it). Then the
+// results of the nodes that have it; the others are not waited for.
+std::vector<cmds::CommandResult> wait_for_results(cmds::ResultWatch& watch,
+                                                  const std::vector<std::string>& nodes,
+                                                  const cmds::Command& d,
+                                                  std::chrono::steady_clock::time_point start,
+                                                  std::chrono::steady_clock::time_point deadline,
+                                                  bool quiet) {
+  const auto ack_deadline = start + std::chrono::seconds(std::max<int64_t>(d.ack_timeout, 1));
+  auto got = watch.wait(nodes, std::min(ack_deadline, deadline));
+  std::set<std::string> acked;
+  for (const auto& r : got) acked.insert(r.node);
+  if (acked.size() < nodes.size() && !quiet) {
+    for (const auto& n : nodes) {
+      if (!acked.count(n))
+        std::fprintf(stderr,
+                     "Node %s has not taken it yet (it may be offline): it runs when the node "
+                     "connects.\n",
+                     n.c_str());
+    }
+  }
+  const std::vector<std::string> online(acked.begin(), acked.end());
+  if (!online.empty() && std::chrono::steady_clock::now() < deadline)
+    got = watch.wait(online, deadline);
+  return got;
+}
+
+// Prints a command's final results; its exit code: 1 when a node did not answer in time, else
+// the results' own.
+int report_results(const std::vector<cmds::CommandResult>& got, size_t nodes, const std::string& id,
+                   std::chrono::steady_clock::time_point start, bool quiet) {
+  std::vector<cmds::CommandResult> final;
+  for (const auto& r : got) {
+    if (cmds::is_final(r.status)) final.push_back(r);
+  }
+  if (!quiet) {
+    for (const auto& r : final) print_result(r, nodes > 1);
+  }
+  if (final.size() < nodes) {
+    if (!quiet)
+      std::fprintf(stderr,
+                   "nex: not every node answered within %.0fs; `nex cmd result %s` shows the "
+                   "results later\n",
+                   std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(),
+                   id.c_str());
+    return 1;
+  }
+  return exit_code_of(final);
+}
+
+std::string joined(const std::vector<std::string>& names) {
+  std::string s;
+  for (const auto& n : names) s += (s.empty() ? "" : ",") + n;
+  return s;
+}
+
 // Files the drafts, then (unless no_wait) waits for each one's results and prints them.
 int send_and_wait(const ConnectionFlags& flags, std::vector<cmds::Command> drafts,
                   const SendOptions& o) {
-  std::optional<std::chrono::seconds> lifetime;  // default: as long as the stream keeps it
-  if (!o.expires.empty()) {
-    lifetime = parse_age(o.expires);
-    if (!lifetime || *lifetime <= std::chrono::seconds::zero())
-      return report({ErrorCode::kInvalidArgument,
-                     "--expires takes an age like 90s, 15m, 24h or 7d (got '" + o.expires + "')"});
-  }
+  auto lifetime = command_lifetime(o.expires);
+  if (!lifetime) return report(lifetime.error());
   auto issuer = default_issuer();
   if (!issuer) return report(issuer.error());
   const auto retry = std::chrono::milliseconds(static_cast<int64_t>(o.retry_for * 1000));
-  const auto give_up = std::chrono::steady_clock::now() + retry;
-  auto js = connect_retrying(flags, give_up);
+  auto js = connect_with_streams(flags, std::chrono::steady_clock::now() + retry);
   if (!js) return report(js.error());
-  // A server that just came back may need a moment for its JetStream.
-  for (auto st = cmds::ensure_streams(*js); !st; st = cmds::ensure_streams(*js)) {
-    if (std::chrono::steady_clock::now() >= give_up) return report(st.error());
-    std::this_thread::sleep_for(500ms);
-  }
   json out = json::array();
   int code = 0;
   for (auto& d : drafts) {
@@ -212,70 +282,26 @@ int send_and_wait(const ConnectionFlags& flags, std::vector<cmds::Command> draft
     if (d.id.empty()) d.id = next_nuid();
     auto watch = cmds::ResultWatch::start(*js, d.id);  // before filing: no result is missed
     if (!watch) return report(watch.error());
-    auto sent = cmds::send_command(*js, d, *issuer, retry, lifetime);
+    auto sent = cmds::send_command(*js, d, *issuer, retry, *lifetime);
     if (!sent) return report(sent.error());
     const std::string id = d.id;
     if (!flags.json)
-      std::fprintf(
-          stderr, "Sent %s %s to %s as %s\n", d.method.c_str(), d.command_or_event.c_str(),
-          [&] {
-            std::string s;
-            for (const auto& n : *nodes) s += (s.empty() ? "" : ",") + n;
-            return s;
-          }()
-              .c_str(),
-          id.c_str());
+      std::fprintf(stderr, "Sent %s %s to %s as %s\n", d.method.c_str(), d.command_or_event.c_str(),
+                   joined(*nodes).c_str(), id.c_str());
     json entry = {{"id", id}, {"nodes", *nodes}, {"method", d.method}};
     if (o.no_wait) {
       if (!flags.json) std::printf("%s\n", id.c_str());
       out.push_back(entry);
       continue;
     }
-    // First the acknowledgement that the node has it; a node that does not take it within
-    // ACKTimeout is probably offline, and we say so (the command stays filed for it).
     const auto start = std::chrono::steady_clock::now();
-    const auto ack_deadline = start + std::chrono::seconds(std::max<int64_t>(d.ack_timeout, 1));
     const auto deadline = start + std::chrono::milliseconds(static_cast<int64_t>(o.wait * 1000));
-    auto got = watch->wait(*nodes, std::min(ack_deadline, deadline));
-    std::set<std::string> acked;
-    for (const auto& r : got) acked.insert(r.node);
-    if (acked.size() < nodes->size() && !flags.json) {
-      for (const auto& n : *nodes) {
-        if (!acked.count(n))
-          std::fprintf(stderr,
-                       "Node %s has not taken it yet (it may be offline): it runs when the node "
-                       "connects.\n",
-                       n.c_str());
-      }
-    }
-    // Then the results of the nodes that have it; the others are not waited for.
-    const std::vector<std::string> online(acked.begin(), acked.end());
-    if (!online.empty() && std::chrono::steady_clock::now() < deadline) {
-      auto more = watch->wait(online, deadline);
-      got = std::move(more);
-    }
-    std::vector<cmds::CommandResult> final;
-    for (const auto& r : got) {
-      if (cmds::is_final(r.status)) final.push_back(r);
-    }
+    const auto got = wait_for_results(*watch, *nodes, d, start, deadline, flags.json);
     entry["results"] = json::array();
     for (const auto& r : got) entry["results"].push_back(cmds::to_json(r));
     out.push_back(entry);
-    if (!flags.json) {
-      for (const auto& r : final) print_result(r, nodes->size() > 1);
-    }
-    if (final.size() < nodes->size()) {
-      if (!flags.json)
-        std::fprintf(
-            stderr,
-            "nex: not every node answered within %.0fs; `nex cmd result %s` shows the "
-            "results later\n",
-            std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(),
-            id.c_str());
-      code = code ? code : 1;
-    } else if (int c = exit_code_of(final); c != 0 && code == 0) {
-      code = c;
-    }
+    const int c = report_results(got, nodes->size(), id, start, flags.json);
+    if (code == 0) code = c;
   }
   if (flags.json) std::printf("%s\n", out.dump(2).c_str());
   return code;

@@ -542,21 +542,15 @@ CommandResult CommandService::execute(Worker& w, const Command& c, const std::st
   return r;
 }
 
-CommandResult CommandService::run_cli_command(Worker& w, const Command& c,
-                                              const std::string& ack_subject, CommandResult r) {
-  const auto& cli = options_.config.cli_command;
+Result<SpawnOptions> CommandService::cli_spawn_options(const Command& c, int64_t attempt) const {
   SpawnOptions spawn{.argv = c.argv(), .clear_env = true, .pipe_output = true};
   spawn.null_stdin = true;
-  std::string user = cli.user;
+  std::string user = options_.config.cli_command.user;
   if (user.empty() && ::getuid() == 0) user = "nobody";
   std::string home = "/";
   if (!user.empty()) {
     const passwd* pw = ::getpwnam(user.c_str());
-    if (pw == nullptr) {
-      r.status = status::kFailed;
-      r.reason = "no user '" + user + "' on this node";
-      return r;
-    }
+    if (pw == nullptr) return fail(ErrorCode::kNotFound, "no user '" + user + "' on this node");
     if (pw->pw_uid != ::getuid()) {
       spawn.uid = pw->pw_uid;
       spawn.gid = pw->pw_gid;
@@ -564,9 +558,20 @@ CommandResult CommandService::run_cli_command(Worker& w, const Command& c,
     home = pw->pw_dir;
   }
   spawn.env = {kSafePath, "HOME=" + home, "NEX_COMMAND_ID=" + c.id,
-               "NEX_COMMAND_ATTEMPT=" + std::to_string(r.attempt),
+               "NEX_COMMAND_ATTEMPT=" + std::to_string(attempt),
                "NEX_NODE_NAME=" + options_.node_name};
-  auto child = Subprocess::spawn(spawn);
+  return spawn;
+}
+
+CommandResult CommandService::run_cli_command(Worker& w, const Command& c,
+                                              const std::string& ack_subject, CommandResult r) {
+  auto spawn = cli_spawn_options(c, r.attempt);
+  if (!spawn) {
+    r.status = status::kFailed;
+    r.reason = spawn.error().message;
+    return r;
+  }
+  auto child = Subprocess::spawn(*spawn);
   if (!child) {
     r.status = status::kFailed;
     r.exit_code = 127;
@@ -575,37 +580,55 @@ CommandResult CommandService::run_cli_command(Worker& w, const Command& c,
   }
   const int64_t limit_s =
       c.method_timeout > 0 ? c.method_timeout : options_.config.default_timeout_s;
+  const CliRun run = watch_cli_child(w, *child, std::chrono::seconds(limit_s), ack_subject, r);
+  // Whatever it started in its process group goes with it.
+  ::kill(-child->pid(), SIGKILL);
+  const int status = run.exited ? *run.exited : child->terminate(100ms);
+  if (run.interrupted) return CommandResult{};
+  if (run.timed_out) {
+    r.status = status::kTimeout;
+    r.reason = "still running after methodTimeout " + std::to_string(limit_s) + " s; killed";
+    return r;
+  }
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  r.status = *r.exit_code == 0 ? status::kDone : status::kFailed;
+  if (*r.exit_code != 0) r.reason = "exit code " + std::to_string(*r.exit_code);
+  return r;
+}
+
+CommandService::CliRun CommandService::watch_cli_child(Worker& w, Subprocess& child,
+                                                       std::chrono::seconds limit,
+                                                       const std::string& ack_subject,
+                                                       CommandResult& r) {
   const auto start = std::chrono::steady_clock::now();
-  const auto deadline = start + std::chrono::seconds(limit_s);
+  const auto deadline = start + limit;
   auto next_heartbeat = start + kHeartbeat;
-  const size_t limit = static_cast<size_t>(options_.config.output_limit_bytes);
-  pollfd fds[2] = {{child->stdout_fd(), POLLIN, 0}, {child->stderr_fd(), POLLIN, 0}};
+  const size_t output_limit = static_cast<size_t>(options_.config.output_limit_bytes);
+  pollfd fds[2] = {{child.stdout_fd(), POLLIN, 0}, {child.stderr_fd(), POLLIN, 0}};
   std::string* outs[2] = {&r.stdout_text, &r.stderr_text};
   bool* cut[2] = {&r.stdout_truncated, &r.stderr_truncated};
   int open_fds = 2;
-  bool timed_out = false;
-  bool interrupted = false;
-  std::optional<int> exited;
+  CliRun run;
   auto exited_at = std::chrono::steady_clock::time_point::max();
   while (true) {
     const auto t = std::chrono::steady_clock::now();
     if (stopping()) {
-      interrupted = true;
-      break;
+      run.interrupted = true;
+      return run;
     }
     if (t >= deadline) {
-      timed_out = true;
-      break;
+      run.timed_out = true;
+      return run;
     }
     // A program that left a background child holding the pipes: stop reading soon after.
-    if (open_fds == 0 || (exited && t - exited_at > 200ms)) break;
+    if (open_fds == 0 || (run.exited && t - exited_at > 200ms)) break;
     if (t >= next_heartbeat) {
       (void)w.consumer->in_progress(ack_subject);
       next_heartbeat = t + kHeartbeat;
     }
-    if (!exited) {
-      exited = child->wait_for(0ms);
-      if (exited) exited_at = t;
+    if (!run.exited) {
+      run.exited = child.wait_for(0ms);
+      if (run.exited) exited_at = t;
     }
     if (open_fds > 0 && ::poll(fds, 2, 50) > 0) {
       for (int i = 0; i < 2; ++i) {
@@ -613,7 +636,7 @@ CommandResult CommandService::run_cli_command(Worker& w, const Command& c,
         char buf[8192];
         const ssize_t n = ::read(fds[i].fd, buf, sizeof buf);
         if (n > 0) {
-          keep(*outs[i], std::string_view(buf, static_cast<size_t>(n)), limit, *cut[i]);
+          keep(*outs[i], std::string_view(buf, static_cast<size_t>(n)), output_limit, *cut[i]);
         } else if (n == 0 || errno != EINTR) {
           fds[i].fd = -1;
           --open_fds;
@@ -623,25 +646,13 @@ CommandResult CommandService::run_cli_command(Worker& w, const Command& c,
       std::this_thread::sleep_for(20ms);
     }
   }
-  if (!exited && !timed_out && !interrupted) {
+  if (!run.exited) {
     // Its output is closed; it is exiting, or still working with nothing more to say.
-    exited = child->wait_for(std::chrono::duration_cast<std::chrono::milliseconds>(
+    run.exited = child.wait_for(std::chrono::duration_cast<std::chrono::milliseconds>(
         deadline - std::chrono::steady_clock::now()));
-    timed_out = !exited;
+    run.timed_out = !run.exited;
   }
-  // Whatever it started in its process group goes with it.
-  ::kill(-child->pid(), SIGKILL);
-  const int status = exited ? *exited : child->terminate(100ms);
-  if (interrupted) return CommandResult{};
-  if (timed_out) {
-    r.status = status::kTimeout;
-    r.reason = "still running after methodTimeout " + std::to_string(limit_s) + " s; killed";
-    return r;
-  }
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  r.status = *r.exit_code == 0 ? status::kDone : status::kFailed;
-  if (*r.exit_code != 0) r.reason = "exit code " + std::to_string(*r.exit_code);
-  return r;
+  return run;
 }
 
 namespace {

@@ -18,6 +18,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -35,6 +36,7 @@
 #include "commands/command.h"
 #include "commands/store.h"
 #include "core/error.h"
+#include "core/subprocess.h"
 #include "crypto/nkeys.h"
 #include "nats/connection.h"
 #include "nats/jetstream.h"
@@ -138,6 +140,19 @@ class CommandService {
                         CommandResult result);
   CommandResult run_cli_command(Worker& w, const Command& c, const std::string& ack_subject,
                                 CommandResult result);
+  // How a CLI command's program runs: as cli_command.user (root's default: nobody), with a
+  // clean environment; kNotFound when there is no such user.
+  Result<SpawnOptions> cli_spawn_options(const Command& c, int64_t attempt) const;
+  // How a CLI command's program ended, as far as the node waited for it.
+  struct CliRun {
+    std::optional<int> exited;  // its wait status
+    bool timed_out = false;     // still running at its deadline
+    bool interrupted = false;   // the service is stopping
+  };
+  // Reads the program's output into `r` (up to output_limit_bytes each), saying the command is
+  // in progress every kHeartbeat, until it ended, its deadline passed or the service stops.
+  CliRun watch_cli_child(Worker& w, Subprocess& child, std::chrono::seconds limit,
+                         const std::string& ack_subject, CommandResult& r);
   // Files a result and appends it to the audit log. `confirmed`: waits for JetStream's ack,
   // retrying while JetStream is away (false only when stopping).
   bool publish_result(const CommandResult& r, bool confirmed = true);

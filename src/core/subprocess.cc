@@ -14,6 +14,7 @@
 #include <map>
 #include <sstream>
 #include <thread>
+#include <utility>
 
 extern char** environ;
 
@@ -58,124 +59,147 @@ Result<Subprocess> Subprocess::spawn(const SpawnOptions& options) {
   }
 }
 
+namespace {
+
+// The descriptors a child is started with, opened before fork. Each is -1 when unused.
+struct ChildFds {
+  int out = -1, err = -1;            // the child's stdout and stderr: a file or a pipe's write end
+  int null = -1;                     // /dev/null, for its stdin
+  int out_read = -1, err_read = -1;  // pipe_output: the parent's ends
+  // A pipe whose write end closes on exec tells the parent whether exec succeeded.
+  int exec_read = -1, exec_write = -1;
+
+  // The parent's copies of what only the child uses, once it has forked.
+  void close_childs() {
+    for (int* fd : {&out, &err, &null, &exec_write})
+      if (*fd >= 0) ::close(std::exchange(*fd, -1));
+  }
+  void close_all() {
+    close_childs();
+    for (int* fd : {&out_read, &err_read, &exec_read})
+      if (*fd >= 0) ::close(std::exchange(*fd, -1));
+  }
+};
+
+Status open_output(const std::string& path, int& fd) {
+  if (path.empty()) return {};
+  fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+  if (fd < 0) return fail(ErrorCode::kIo, "spawn: open " + path + ": " + std::strerror(errno));
+  return {};
+}
+
+Status open_pipe(int& read_end, int& write_end) {
+  int p[2];
+  if (::pipe2(p, O_CLOEXEC) != 0)
+    return fail(ErrorCode::kIo, std::string("spawn: pipe: ") + std::strerror(errno));
+  read_end = p[0];
+  write_end = p[1];
+  return {};
+}
+
+Status open_child_fds(const SpawnOptions& options, ChildFds& fds) {
+  NEX_RETURN_IF_ERROR(open_output(options.stdout_path, fds.out));
+  NEX_RETURN_IF_ERROR(open_output(options.stderr_path, fds.err));
+  if (options.pipe_output) {
+    // The pipes take the place of any file (a file given as well was opened, and is closed).
+    for (int* fd : {&fds.out, &fds.err})
+      if (*fd >= 0) ::close(std::exchange(*fd, -1));
+    NEX_RETURN_IF_ERROR(open_pipe(fds.out_read, fds.out));
+    NEX_RETURN_IF_ERROR(open_pipe(fds.err_read, fds.err));
+  }
+  NEX_RETURN_IF_ERROR(open_pipe(fds.exec_read, fds.exec_write));
+  if (options.null_stdin) fds.null = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  return {};
+}
+
+// In the child: reports `err` to the parent as an exec failure, and ends.
+[[noreturn]] void child_failed(int exec_fd, int err) {
+  [[maybe_unused]] auto n = ::write(exec_fd, &err, sizeof err);
+  ::_exit(127);
+}
+
+// In the child, after fork: only async-signal-safe calls from here on.
+[[noreturn]] void run_child(const SpawnOptions& options, const ChildFds& fds, pid_t parent,
+                            char* const* argv, char* const* envp) {
+  if (options.die_with_parent) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) ::_exit(127);
+  }
+  if (options.own_process_group) ::setpgid(0, 0);
+  if (fds.out >= 0) ::dup2(fds.out, STDOUT_FILENO);
+  if (fds.err >= 0) ::dup2(fds.err, STDERR_FILENO);
+  if (fds.null >= 0) ::dup2(fds.null, STDIN_FILENO);
+  // Group first: once the user changed, the group can no longer be.
+  const bool drop = options.gid || options.uid;
+  if ((drop && ::getuid() == 0 && ::setgroups(0, nullptr) != 0) ||
+      (options.gid && ::setgid(*options.gid) != 0) || (options.uid && ::setuid(*options.uid) != 0))
+    child_failed(fds.exec_write, errno);
+  // A change of user clears the parent-death signal (commit_creds): set it again.
+  if (drop && options.die_with_parent) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) ::_exit(127);
+  }
+  // Descriptors another thread opened without O_CLOEXEC must not leak into the program.
+  // (Marking them close-on-exec keeps the exec-status pipe working until exec.)
+  int exec_fd = fds.exec_write;
+  if (options.pass_fd >= 0 && exec_fd == kPassedFd)
+    exec_fd = ::fcntl(exec_fd, F_DUPFD_CLOEXEC, kPassedFd + 1);
+  ::syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC);
+  if (options.pass_fd >= 0) {
+    const bool moved = options.pass_fd == kPassedFd || ::dup2(options.pass_fd, kPassedFd) >= 0;
+    if (!moved || ::fcntl(kPassedFd, F_SETFD, 0) != 0) child_failed(exec_fd, errno);
+  }
+  sigset_t none;
+  sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  ::execvpe(argv[0], argv, envp);
+  child_failed(exec_fd, errno);
+}
+
+// In the parent: the child's errno if it could not exec, else 0 (the pipe closed on exec).
+int await_exec(int exec_read) {
+  int child_errno = 0;
+  ssize_t n;
+  do {
+    n = ::read(exec_read, &child_errno, sizeof child_errno);
+  } while (n < 0 && errno == EINTR);
+  return n == static_cast<ssize_t>(sizeof child_errno) ? child_errno : 0;
+}
+
+}  // namespace
+
 Result<Subprocess> Subprocess::spawn_once(const SpawnOptions& options, int& exec_errno) {
   // Everything the child needs is prepared before fork: after it only async-signal-safe calls.
   std::vector<std::string> argv_storage = options.argv;
   std::vector<std::string> env_storage = merged_environment(options);
   std::vector<char*> argv = c_strings(argv_storage);
   std::vector<char*> envp = c_strings(env_storage);
-  int out_fd = -1;
-  int err_fd = -1;
-  if (!options.stdout_path.empty()) {
-    out_fd = ::open(options.stdout_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-    if (out_fd < 0) {
-      return fail(ErrorCode::kIo,
-                  "spawn: open " + options.stdout_path + ": " + std::strerror(errno));
-    }
+  ChildFds fds;
+  if (Status opened = open_child_fds(options, fds); !opened) {
+    fds.close_all();
+    return fail(opened.error());
   }
-  if (!options.stderr_path.empty()) {
-    err_fd = ::open(options.stderr_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-    if (err_fd < 0) {
-      if (out_fd >= 0) ::close(out_fd);
-      return fail(ErrorCode::kIo,
-                  "spawn: open " + options.stderr_path + ": " + std::strerror(errno));
-    }
-  }
-  int out_pipe[2] = {-1, -1};
-  int err_pipe[2] = {-1, -1};
-  if (options.pipe_output) {
-    if (::pipe2(out_pipe, O_CLOEXEC) != 0 || ::pipe2(err_pipe, O_CLOEXEC) != 0) {
-      return fail(ErrorCode::kIo, std::string("spawn: pipe: ") + std::strerror(errno));
-    }
-    out_fd = out_pipe[1];
-    err_fd = err_pipe[1];
-  }
-  // A pipe whose write end closes on exec tells the parent whether exec succeeded.
-  int exec_pipe[2];
-  if (::pipe2(exec_pipe, O_CLOEXEC) != 0) {
-    return fail(ErrorCode::kIo, std::string("spawn: pipe: ") + std::strerror(errno));
-  }
-  int null_fd = -1;
-  if (options.null_stdin) null_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
   const pid_t parent = ::getpid();
   const pid_t pid = ::fork();
   if (pid < 0) {
-    int err = errno;
-    ::close(exec_pipe[0]);
-    ::close(exec_pipe[1]);
-    if (out_fd >= 0) ::close(out_fd);
-    if (err_fd >= 0) ::close(err_fd);
-    if (null_fd >= 0) ::close(null_fd);
+    const int err = errno;
+    fds.close_all();
     return fail(ErrorCode::kIo, std::string("spawn: fork: ") + std::strerror(err));
   }
-  if (pid == 0) {
-    if (options.die_with_parent) {
-      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-      if (::getppid() != parent) ::_exit(127);
-    }
-    if (options.own_process_group) ::setpgid(0, 0);
-    if (out_fd >= 0) ::dup2(out_fd, STDOUT_FILENO);
-    if (err_fd >= 0) ::dup2(err_fd, STDERR_FILENO);
-    if (null_fd >= 0) ::dup2(null_fd, STDIN_FILENO);
-    // Group first: once the user changed, the group can no longer be.
-    const bool drop = options.gid || options.uid;
-    if ((drop && ::getuid() == 0 && ::setgroups(0, nullptr) != 0) ||
-        (options.gid && ::setgid(*options.gid) != 0) ||
-        (options.uid && ::setuid(*options.uid) != 0)) {
-      int err = errno;  // reported like an exec failure
-      [[maybe_unused]] auto n = ::write(exec_pipe[1], &err, sizeof err);
-      ::_exit(127);
-    }
-    // A change of user clears the parent-death signal (commit_creds): set it again.
-    if (drop && options.die_with_parent) {
-      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-      if (::getppid() != parent) ::_exit(127);
-    }
-    // Descriptors another thread opened without O_CLOEXEC must not leak into the program.
-    // (Marking them close-on-exec keeps the exec-status pipe working until exec.)
-    int exec_fd = exec_pipe[1];
-    if (options.pass_fd >= 0 && exec_fd == kPassedFd)
-      exec_fd = ::fcntl(exec_fd, F_DUPFD_CLOEXEC, kPassedFd + 1);
-    ::syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC);
-    if (options.pass_fd >= 0) {
-      const bool moved = options.pass_fd == kPassedFd || ::dup2(options.pass_fd, kPassedFd) >= 0;
-      if (!moved || ::fcntl(kPassedFd, F_SETFD, 0) != 0) {
-        int err = errno;
-        [[maybe_unused]] auto n = ::write(exec_fd, &err, sizeof err);
-        ::_exit(127);
-      }
-    }
-    sigset_t none;
-    sigemptyset(&none);
-    ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    ::execvpe(argv[0], argv.data(), envp.data());
-    int err = errno;
-    [[maybe_unused]] auto n = ::write(exec_fd, &err, sizeof err);
-    ::_exit(127);
-  }
-  ::close(exec_pipe[1]);
-  if (null_fd >= 0) ::close(null_fd);
-  if (out_fd >= 0) ::close(out_fd);
-  if (err_fd >= 0) ::close(err_fd);
-  int child_errno = 0;
-  ssize_t n;
-  do {
-    n = ::read(exec_pipe[0], &child_errno, sizeof child_errno);
-  } while (n < 0 && errno == EINTR);
-  ::close(exec_pipe[0]);
-  if (n == static_cast<ssize_t>(sizeof child_errno)) {
+  if (pid == 0) run_child(options, fds, parent, argv.data(), envp.data());
+  fds.close_childs();
+  const int child_errno = await_exec(fds.exec_read);
+  if (child_errno != 0) {
     exec_errno = child_errno;
     ::waitpid(pid, nullptr, 0);
-    if (options.pipe_output) {
-      ::close(out_pipe[0]);
-      ::close(err_pipe[0]);
-    }
+    fds.close_all();
     return fail(ErrorCode::kNotFound,
                 "spawn: cannot execute " + options.argv[0] + ": " + std::strerror(child_errno));
   }
+  ::close(fds.exec_read);
   Subprocess child(pid);
-  child.out_fd_ = out_pipe[0];
-  child.err_fd_ = err_pipe[0];
+  child.out_fd_ = fds.out_read;
+  child.err_fd_ = fds.err_read;
   return child;
 }
 

@@ -279,6 +279,24 @@ void MicrovmDriver::stop_leftovers() {
   }
 }
 
+namespace {
+
+// The bootstrap: the agent's environment, and how it reaches the node through the gateway.
+std::string bootstrap_text(const sandbox::SandboxSpec& spec) {
+  std::string bootstrap;
+  for (const auto& kv : spec.env) bootstrap += kv + "\n";
+  bootstrap += std::string(api::kEnvNatsHost) + "=" + kGatewayAddress + "\n";
+  bootstrap +=
+      std::string(api::kEnvNatsPort) + "=" + std::to_string(spec.internal_nats_port) + "\n";
+  bootstrap += std::string(api::kEnvArtifactPath) + "=/tmp/" + spec.artifact_name + "\n";
+  bootstrap += std::string(api::kEnvArtifactFetch) + "=1\n";
+  bootstrap += std::string(api::kEnvLoopbackGateway) + "=" + kGatewayAddress + ":" +
+               std::to_string(kExposedPortsGateway) + "\n";
+  return bootstrap;
+}
+
+}  // namespace
+
 Result<std::unique_ptr<sandbox::Sandbox>> MicrovmDriver::start(const sandbox::SandboxSpec& spec) {
   std::error_code ec;
   fs::create_directories(spec.work_dir, ec);
@@ -293,72 +311,13 @@ Result<std::unique_ptr<sandbox::Sandbox>> MicrovmDriver::start(const sandbox::Sa
     fs::remove_all(spec.work_dir, ec);
     fs::remove_all(vm_dir, ec);
   };
-
   // The bootstrap: readable by this VMM's user alone, handed to the guest through fw_cfg.
-  std::string bootstrap;
-  for (const auto& kv : spec.env) bootstrap += kv + "\n";
-  bootstrap += std::string(api::kEnvNatsHost) + "=" + kGatewayAddress + "\n";
-  bootstrap +=
-      std::string(api::kEnvNatsPort) + "=" + std::to_string(spec.internal_nats_port) + "\n";
-  bootstrap += std::string(api::kEnvArtifactPath) + "=/tmp/" + spec.artifact_name + "\n";
-  bootstrap += std::string(api::kEnvArtifactFetch) + "=1\n";
-  bootstrap += std::string(api::kEnvLoopbackGateway) + "=" + kGatewayAddress + ":" +
-               std::to_string(kExposedPortsGateway) + "\n";
-  if (auto st = write_file(vm_dir / "bootstrap", bootstrap, 0400, uid); !st) {
+  if (auto st = write_file(vm_dir / "bootstrap", bootstrap_text(spec), 0400, uid); !st) {
     cleanup();
     return fail(st.error());
   }
-
-  std::string append = "console=ttyS0 panic=-1 reboot=t quiet loglevel=4";
-  std::vector<std::string> argv = {options_.qemu, "-name", "nex-vm-" + spec.workload_id};
-  if (accelerator_ == "kvm") {
-    argv.insert(argv.end(), {"-M", "microvm,accel=kvm", "-cpu", "host"});
-  } else {
-    // TCG's translation cache defaults to 1 GiB of the host's memory per VM; 64 MiB is plenty
-    // for one agent and its workload.
-    argv.insert(argv.end(), {"-M", "microvm", "-accel", "tcg,tb-size=64", "-cpu", "max"});
-    append += " tsc_early_khz=" + std::to_string(tsc_khz_) + " tsc=reliable";
-  }
-  // Each connection to the gateway starts nex-vm-gateway, which hands it to gateway_ and exits.
   const fs::path socket = vm_dir / "gateway.sock";
-  const std::string gateway = options_.gateway_binary.string() + " " + socket.string();
-  const std::string net =
-      "user,id=net0,restrict=on,net=10.0.2.0/24,host=10.0.2.2,guestfwd=tcp:" +
-      std::string(kGatewayAddress) + ":" + std::to_string(spec.internal_nats_port) +
-      "-cmd:" + qemu_escape(gateway + " nats") + ",guestfwd=tcp:" + kGatewayAddress + ":" +
-      std::to_string(kExposedPortsGateway) + "-cmd:" + qemu_escape(gateway + " exposed");
-  argv.insert(
-      argv.end(),
-      {"-m", std::to_string(options_.memory_mib), "-smp", std::to_string(options_.vcpus),
-       "-nodefaults", "-no-user-config", "-display", "none", "-serial", "stdio", "-no-reboot",
-       "-kernel", options_.kernel.string(), "-initrd", options_.initrd.string(), "-append", append,
-       "-drive",
-       "id=root,file=" + qemu_escape(options_.rootfs.string()) + ",format=raw,if=none,readonly=on",
-       "-device", "virtio-blk-device,drive=root", "-netdev", net, "-device",
-       "virtio-net-device,netdev=net0", "-device", "virtio-rng-device",
-       // The guest hands the pages it frees back to the host, so an idle VM holds about what
-       // its agent uses rather than all its kernel ever touched.
-       "-device", "virtio-balloon-device,free-page-reporting=on", "-fw_cfg",
-       "name=opt/nex/bootstrap,file=" + qemu_escape((vm_dir / "bootstrap").string())});
-  SpawnOptions spawn{.argv = argv,
-                     .env = {"PATH=/usr/local/bin:/usr/bin:/bin"},
-                     .clear_env = true,
-                     .stdout_path = spec.log_file.string(),
-                     .stderr_path = spec.log_file.string(),
-                     .die_with_parent = true,
-                     .uid = uid,
-                     .gid = static_cast<gid_t>(uid),
-                     .null_stdin = true};
-  if (accelerator_ == "kvm") {
-    // /dev/kvm is for its group (Debian: kvm); a VMM with no access to it runs as root.
-    struct stat st {};
-    if (::stat("/dev/kvm", &st) == 0 && (st.st_mode & S_IRGRP) && (st.st_mode & S_IWGRP)) {
-      spawn.gid = st.st_gid;
-    } else {
-      spawn.uid.reset();
-      spawn.gid.reset();
-    }
-  }
+  const SpawnOptions spawn = vmm_spawn_options(qemu_argv(spec, vm_dir, socket), spec, uid);
   auto gateway_vm = gateway_->add_vm({.workload_id = spec.workload_id,
                                       .socket = socket,
                                       .vmm_uid = spawn.uid.value_or(0),
@@ -382,6 +341,66 @@ Result<std::unique_ptr<sandbox::Sandbox>> MicrovmDriver::start(const sandbox::Sa
   return std::unique_ptr<sandbox::Sandbox>(
       std::make_unique<MicrovmSandbox>(spec.workload_id, spec.work_dir, spec.artifact_name, vm_dir,
                                        std::move(*process), std::move(*gateway_vm)));
+}
+
+std::vector<std::string> MicrovmDriver::qemu_argv(const sandbox::SandboxSpec& spec,
+                                                  const fs::path& vm_dir,
+                                                  const fs::path& socket) const {
+  std::string append = "console=ttyS0 panic=-1 reboot=t quiet loglevel=4";
+  std::vector<std::string> argv = {options_.qemu, "-name", "nex-vm-" + spec.workload_id};
+  if (accelerator_ == "kvm") {
+    argv.insert(argv.end(), {"-M", "microvm,accel=kvm", "-cpu", "host"});
+  } else {
+    // TCG's translation cache defaults to 1 GiB of the host's memory per VM; 64 MiB is plenty
+    // for one agent and its workload.
+    argv.insert(argv.end(), {"-M", "microvm", "-accel", "tcg,tb-size=64", "-cpu", "max"});
+    append += " tsc_early_khz=" + std::to_string(tsc_khz_) + " tsc=reliable";
+  }
+  // Each connection to the gateway starts nex-vm-gateway, which hands it to gateway_ and exits.
+  const std::string gateway = options_.gateway_binary.string() + " " + socket.string();
+  const std::string net =
+      "user,id=net0,restrict=on,net=10.0.2.0/24,host=10.0.2.2,guestfwd=tcp:" +
+      std::string(kGatewayAddress) + ":" + std::to_string(spec.internal_nats_port) +
+      "-cmd:" + qemu_escape(gateway + " nats") + ",guestfwd=tcp:" + kGatewayAddress + ":" +
+      std::to_string(kExposedPortsGateway) + "-cmd:" + qemu_escape(gateway + " exposed");
+  argv.insert(
+      argv.end(),
+      {"-m", std::to_string(options_.memory_mib), "-smp", std::to_string(options_.vcpus),
+       "-nodefaults", "-no-user-config", "-display", "none", "-serial", "stdio", "-no-reboot",
+       "-kernel", options_.kernel.string(), "-initrd", options_.initrd.string(), "-append", append,
+       "-drive",
+       "id=root,file=" + qemu_escape(options_.rootfs.string()) + ",format=raw,if=none,readonly=on",
+       "-device", "virtio-blk-device,drive=root", "-netdev", net, "-device",
+       "virtio-net-device,netdev=net0", "-device", "virtio-rng-device",
+       // The guest hands the pages it frees back to the host, so an idle VM holds about what
+       // its agent uses rather than all its kernel ever touched.
+       "-device", "virtio-balloon-device,free-page-reporting=on", "-fw_cfg",
+       "name=opt/nex/bootstrap,file=" + qemu_escape((vm_dir / "bootstrap").string())});
+  return argv;
+}
+
+SpawnOptions MicrovmDriver::vmm_spawn_options(std::vector<std::string> argv,
+                                              const sandbox::SandboxSpec& spec, uid_t uid) const {
+  SpawnOptions spawn{.argv = std::move(argv),
+                     .env = {"PATH=/usr/local/bin:/usr/bin:/bin"},
+                     .clear_env = true,
+                     .stdout_path = spec.log_file.string(),
+                     .stderr_path = spec.log_file.string(),
+                     .die_with_parent = true,
+                     .uid = uid,
+                     .gid = static_cast<gid_t>(uid),
+                     .null_stdin = true};
+  if (accelerator_ == "kvm") {
+    // /dev/kvm is for its group (Debian: kvm); a VMM with no access to it runs as root.
+    struct stat st {};
+    if (::stat("/dev/kvm", &st) == 0 && (st.st_mode & S_IRGRP) && (st.st_mode & S_IWGRP)) {
+      spawn.gid = st.st_gid;
+    } else {
+      spawn.uid.reset();
+      spawn.gid.reset();
+    }
+  }
+  return spawn;
 }
 
 }  // namespace nex::microvm

@@ -28,7 +28,9 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
+#include "core/subprocess.h"
 #include "microvm/gateway_server.h"
 #include "sandbox/driver.h"
 
@@ -96,6 +98,15 @@ class MicrovmDriver : public sandbox::Driver {
  private:
   explicit MicrovmDriver(MicrovmOptions options) : options_(std::move(options)) {}
   void stop_leftovers();
+  // The VMM's command line for `spec`'s VM, whose state is in `vm_dir` and whose gateway
+  // listens on `socket`.
+  std::vector<std::string> qemu_argv(const sandbox::SandboxSpec& spec,
+                                     const std::filesystem::path& vm_dir,
+                                     const std::filesystem::path& socket) const;
+  // How the VMM runs: as `uid`, with /dev/kvm's group when it needs it, logging to the spec's
+  // log file.
+  SpawnOptions vmm_spawn_options(std::vector<std::string> argv, const sandbox::SandboxSpec& spec,
+                                 uid_t uid) const;
 
   MicrovmOptions options_;
   std::unique_ptr<GatewayServer> gateway_;

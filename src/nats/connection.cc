@@ -38,6 +38,12 @@ struct Connection::Impl {
   // the connection's lock, which its reader holds much of the time on a busy connection.
   std::atomic<int64_t> max_payload{0};
 
+  // The steps of Connection::connect.
+  Status load_key();
+  natsStatus set_login(natsOptions* o);
+  natsStatus set_callbacks(natsOptions* o);
+  Status dial(natsOptions* o);
+
   ~Impl() {
     if (nc == nullptr) return;
     natsConnection_Close(nc);
@@ -113,6 +119,105 @@ static void open_library() {
   std::call_once(once, [] { (void)nats_Open(/*lockSpinCount=*/0); });
 }
 
+// The steps of Connection::connect, on libnats' options `o` (natsStatus: the first failure).
+namespace {
+
+natsStatus set_servers(natsOptions* o, const ConnectOptions& options) {
+  std::vector<const char*> urls;
+  for (const auto& u : options.urls) urls.push_back(u.c_str());
+  natsStatus s = natsOptions_SetServers(o, urls.data(), static_cast<int>(urls.size()));
+  if (s == NATS_OK) s = natsOptions_SetNoRandomize(o, true);
+  if (s == NATS_OK && !options.name.empty()) s = natsOptions_SetName(o, options.name.c_str());
+  if (s == NATS_OK && options.send_asap) s = natsOptions_SetSendAsap(o, true);
+  if (s == NATS_OK) s = natsOptions_SetTimeout(o, options.connect_timeout.count());
+  if (s == NATS_OK && !options.inbox_prefix.empty()) {
+    s = natsOptions_SetCustomInboxPrefix(o, options.inbox_prefix.c_str());
+  }
+  return s;
+}
+
+natsStatus set_tls(natsOptions* o, const ConnectOptions& options) {
+  if (!options.tls) return NATS_OK;
+  natsStatus s = natsOptions_SetSecure(o, true);
+  if (s == NATS_OK && !options.tls->ca_file.empty()) {
+    s = natsOptions_LoadCATrustedCertificates(o, options.tls->ca_file.c_str());
+  }
+  if (s == NATS_OK && !options.tls->cert_file.empty()) {
+    s = natsOptions_LoadCertificatesChain(o, options.tls->cert_file.c_str(),
+                                          options.tls->key_file.c_str());
+  }
+  if (s == NATS_OK && options.tls->skip_verify) s = natsOptions_SkipServerVerification(o, true);
+  return s;
+}
+
+}  // namespace
+
+// The key that signs the server's nonce: the seed's, or, for a user JWT without its seed (a
+// bearer user's, `nsc add user --bearer`), one made for the purpose: the server checks no
+// signature, but libnats still signs the nonce.
+Status Connection::Impl::load_key() {
+  if (!options.nkey_seed.empty()) {
+    auto kp = crypto::KeyPair::from_seed(options.nkey_seed);
+    if (!kp) return fail(kp.error().wrap("nkey seed"));
+    nkey = std::move(*kp);
+  }
+  if (!options.user_jwt.empty() && !nkey) {
+    auto throwaway = crypto::KeyPair::create(crypto::KeyType::kUser);
+    if (!throwaway) return fail(throwaway.error().wrap("connect"));
+    nkey = std::move(*throwaway);
+  }
+  return {};
+}
+
+natsStatus Connection::Impl::set_login(natsOptions* o) {
+  natsStatus s = NATS_OK;
+  if (!options.user.empty())
+    s = natsOptions_SetUserInfo(o, options.user.c_str(), options.password.c_str());
+  if (s == NATS_OK && !options.token.empty()) s = natsOptions_SetToken(o, options.token.c_str());
+  if (s == NATS_OK && nkey && !options.user_jwt.empty()) {
+    s = natsOptions_SetUserCredentialsCallbacks(o, &Impl::user_jwt, this, &Impl::sign_nonce, this);
+  } else if (s == NATS_OK && nkey) {
+    s = natsOptions_SetNKey(o, nkey->public_key().c_str(), &Impl::sign_nonce, this);
+  }
+  if (s == NATS_OK && !options.creds_file.empty()) {
+    s = natsOptions_SetUserCredentialsFromFiles(o, options.creds_file.c_str(), nullptr);
+  }
+  return s;
+}
+
+natsStatus Connection::Impl::set_callbacks(natsOptions* o) {
+  natsStatus s = natsOptions_SetAllowReconnect(o, options.reconnect);
+  if (s == NATS_OK && options.reconnect) {
+    s = natsOptions_SetMaxReconnect(o, -1);
+    if (s == NATS_OK) s = natsOptions_SetCustomReconnectDelay(o, &Impl::reconnect_delay, this);
+  }
+  if (s == NATS_OK) s = natsOptions_SetDisconnectedCB(o, &Impl::on_disconnected, this);
+  if (s == NATS_OK) s = natsOptions_SetReconnectedCB(o, &Impl::on_reconnected, this);
+  if (s == NATS_OK) s = natsOptions_SetClosedCB(o, &Impl::on_closed, this);
+  if (s == NATS_OK) s = natsOptions_SetErrorHandler(o, &Impl::on_error, this);
+  return s;
+}
+
+// Connects; a signed login that the server refuses is tried again, as each attempt gets a
+// fresh nonce from the server, hence a fresh signature.
+Status Connection::Impl::dial(natsOptions* o) {
+  const bool signed_login = nkey.has_value() || !options.creds_file.empty();
+  const int attempts = signed_login ? kLoginAttempts : 1;
+  for (int attempt = 1;; ++attempt) {
+    const natsStatus s = natsConnection_Connect(&nc, o);
+    if (s == NATS_OK) break;
+    nc = nullptr;
+    const bool auth_failure = s == NATS_CONNECTION_AUTH_FAILED || s == NATS_NOT_PERMITTED;
+    if (!auth_failure || attempt >= attempts) {
+      std::string joined;
+      for (const auto& u : options.urls) joined += (joined.empty() ? "" : ",") + redacted_url(u);
+      return fail(to_error(s, "cannot connect to NATS at " + joined));
+    }
+  }
+  max_payload = natsConnection_GetMaxPayload(nc);
+  return {};
+}
+
 Result<Connection> Connection::connect(const ConnectOptions& options) {
   ensure_sodium();
   open_library();
@@ -120,84 +225,17 @@ Result<Connection> Connection::connect(const ConnectOptions& options) {
     return fail(ErrorCode::kInvalidArgument, "connect: no server URL given");
   auto impl = std::make_shared<Impl>();
   impl->options = options;
-  if (!options.nkey_seed.empty()) {
-    auto kp = crypto::KeyPair::from_seed(options.nkey_seed);
-    if (!kp) return fail(kp.error().wrap("nkey seed"));
-    impl->nkey = std::move(*kp);
-  }
-
+  NEX_RETURN_IF_ERROR(impl->load_key());
   natsOptions* raw_opts = nullptr;
   if (auto s = natsOptions_Create(&raw_opts); s != NATS_OK) return fail(to_error(s, "connect"));
   OptionsPtr opts(raw_opts);
-  std::vector<const char*> urls;
-  for (const auto& u : options.urls) urls.push_back(u.c_str());
   natsOptions* o = opts.get();
-  natsStatus s = natsOptions_SetServers(o, urls.data(), static_cast<int>(urls.size()));
-  if (s == NATS_OK) s = natsOptions_SetNoRandomize(o, true);
-  if (s == NATS_OK && !options.name.empty()) s = natsOptions_SetName(o, options.name.c_str());
-  if (s == NATS_OK && options.send_asap) s = natsOptions_SetSendAsap(o, true);
-  if (s == NATS_OK) s = natsOptions_SetTimeout(o, options.connect_timeout.count());
-  if (s == NATS_OK && !options.user.empty()) {
-    s = natsOptions_SetUserInfo(o, options.user.c_str(), options.password.c_str());
-  }
-  if (s == NATS_OK && !options.token.empty()) s = natsOptions_SetToken(o, options.token.c_str());
-  // A user JWT without its seed is a bearer user's (`nsc add user --bearer`): the server checks
-  // no signature, but libnats still signs the nonce, with a key made for the purpose.
-  if (!options.user_jwt.empty() && !impl->nkey) {
-    auto throwaway = crypto::KeyPair::create(crypto::KeyType::kUser);
-    if (!throwaway) return fail(throwaway.error().wrap("connect"));
-    impl->nkey = std::move(*throwaway);
-  }
-  if (s == NATS_OK && impl->nkey && !options.user_jwt.empty()) {
-    s = natsOptions_SetUserCredentialsCallbacks(o, &Impl::user_jwt, impl.get(), &Impl::sign_nonce,
-                                                impl.get());
-  } else if (s == NATS_OK && impl->nkey) {
-    s = natsOptions_SetNKey(o, impl->nkey->public_key().c_str(), &Impl::sign_nonce, impl.get());
-  }
-  if (s == NATS_OK && !options.inbox_prefix.empty()) {
-    s = natsOptions_SetCustomInboxPrefix(o, options.inbox_prefix.c_str());
-  }
-  if (s == NATS_OK && !options.creds_file.empty()) {
-    s = natsOptions_SetUserCredentialsFromFiles(o, options.creds_file.c_str(), nullptr);
-  }
-  if (s == NATS_OK && options.tls) {
-    s = natsOptions_SetSecure(o, true);
-    if (s == NATS_OK && !options.tls->ca_file.empty()) {
-      s = natsOptions_LoadCATrustedCertificates(o, options.tls->ca_file.c_str());
-    }
-    if (s == NATS_OK && !options.tls->cert_file.empty()) {
-      s = natsOptions_LoadCertificatesChain(o, options.tls->cert_file.c_str(),
-                                            options.tls->key_file.c_str());
-    }
-    if (s == NATS_OK && options.tls->skip_verify) s = natsOptions_SkipServerVerification(o, true);
-  }
-  if (s == NATS_OK) s = natsOptions_SetAllowReconnect(o, options.reconnect);
-  if (s == NATS_OK && options.reconnect) {
-    s = natsOptions_SetMaxReconnect(o, -1);
-    if (s == NATS_OK)
-      s = natsOptions_SetCustomReconnectDelay(o, &Impl::reconnect_delay, impl.get());
-  }
-  if (s == NATS_OK) s = natsOptions_SetDisconnectedCB(o, &Impl::on_disconnected, impl.get());
-  if (s == NATS_OK) s = natsOptions_SetReconnectedCB(o, &Impl::on_reconnected, impl.get());
-  if (s == NATS_OK) s = natsOptions_SetClosedCB(o, &Impl::on_closed, impl.get());
-  if (s == NATS_OK) s = natsOptions_SetErrorHandler(o, &Impl::on_error, impl.get());
+  natsStatus s = set_servers(o, options);
+  if (s == NATS_OK) s = impl->set_login(o);
+  if (s == NATS_OK) s = set_tls(o, options);
+  if (s == NATS_OK) s = impl->set_callbacks(o);
   if (s != NATS_OK) return fail(to_error(s, "connect: invalid options"));
-
-  const bool signed_login = impl->nkey.has_value() || !options.creds_file.empty();
-  const int attempts = signed_login ? kLoginAttempts : 1;
-  for (int attempt = 1;; ++attempt) {
-    s = natsConnection_Connect(&impl->nc, o);
-    if (s == NATS_OK) break;
-    impl->nc = nullptr;
-    const bool auth_failure = s == NATS_CONNECTION_AUTH_FAILED || s == NATS_NOT_PERMITTED;
-    if (!auth_failure || attempt >= attempts) {
-      std::string joined;
-      for (const auto& u : options.urls) joined += (joined.empty() ? "" : ",") + redacted_url(u);
-      return fail(to_error(s, "cannot connect to NATS at " + joined));
-    }
-    // Each attempt gets a fresh nonce from the server, hence a fresh signature.
-  }
-  impl->max_payload = natsConnection_GetMaxPayload(impl->nc);
+  NEX_RETURN_IF_ERROR(impl->dial(o));
   return Connection(std::move(impl));
 }
 

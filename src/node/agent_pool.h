@@ -28,7 +28,7 @@ struct WarmAgent {
   std::string id;
   std::filesystem::path artifact_path;  // where the agent expects its workload's file
   std::unique_ptr<sandbox::Sandbox> sandbox;
-  // The node's end of the agent's trigger channel (node/trigger_channel.h); not valid when the
+  // The node's end of the agent's trigger channel (triggers/channel_node_end.h); not valid when the
   // driver cannot hand one over (microVMs).
   UniqueFd trigger_channel;
 };

@@ -62,7 +62,7 @@ Result<std::unique_ptr<Node>> Node::start(NodeOptions options) {
   }
   if (!options.metrics_listen.empty())
     NEX_RETURN_IF_ERROR(metrics::Endpoint::check(options.metrics_listen));
-  auto trigger_credentials = TriggerCredentials::load(options.config, options.control);
+  auto trigger_credentials = triggers::TriggerCredentials::load(options.config, options.control);
   if (!trigger_credentials) return fail(trigger_credentials.error().wrap("node config"));
   auto identity = NodeIdentity::claim(options.state_dir);
   if (!identity) return fail(identity.error());
@@ -154,7 +154,7 @@ Result<std::unique_ptr<Node>> Node::start(NodeOptions options) {
   n.agent_subscriptions_.push_back(std::move(*agent_traffic));
   // Function answers have their own subscription (and delivery thread), so they never queue
   // behind the logs and events of busy workloads.
-  n.relay_ = std::make_unique<TriggerRelay>(*n.control_, n.internal_->connection());
+  n.relay_ = std::make_unique<triggers::TriggerRelay>(*n.control_, n.internal_->connection());
   auto answers = n.internal_->connection().subscribe(
       "hostint.*.trigger_reply.*", [&n](nats::Message m) { n.relay_->on_reply(m); });
   if (!answers) return fail(answers.error());
@@ -344,7 +344,7 @@ void Node::maintenance_loop() {
     lock.unlock();
     const auto now = std::chrono::steady_clock::now();
     std::vector<std::shared_ptr<Workload>> all;
-    std::vector<std::shared_ptr<TriggerChannel>> channels;
+    std::vector<std::shared_ptr<triggers::ChannelNodeEnd>> channels;
     {
       std::lock_guard l(mu_);
       for (auto& [wid, w] : workloads_) {

@@ -3,8 +3,8 @@
 // private NATS server, runs each workload through one agent, republishes their logs and events,
 // restarts essential workloads with backoff, and on shutdown undeploys everything and leaves
 // nothing behind. Its parts: node.cc (start, maintenance, stop, metrics), control_api.cc (the
-// API handlers), workloads.cc (deploy, stop, restore, what agents report), trigger_route.h and
-// trigger_relay.h (how functions get their triggers), node_metrics.h.
+// API handlers), workloads.cc (deploy, stop, restore, what agents report), triggers/route.h and
+// triggers/relay.h (how functions get their triggers), node_metrics.h.
 #pragma once
 
 #include <atomic>
@@ -32,10 +32,10 @@
 #include "node/node_identity.h"
 #include "node/node_metrics.h"
 #include "node/request_ledger.h"
-#include "node/trigger_relay.h"
-#include "node/trigger_route.h"
 #include "node/workload_store.h"
 #include "sandbox/driver.h"
+#include "triggers/relay.h"
+#include "triggers/route.h"
 
 namespace nex::node {
 
@@ -193,8 +193,8 @@ class Node {
   // Reports workloads, warm agents and command queues at each scrape.
   void collect_metrics(metrics::Scrape& scrape);
 
-  // A relayed function's trigger subscriptions (see TriggerRelay), and its trigger channel when
-  // its agent has one, kept on its record.
+  // A relayed function's trigger subscriptions (see triggers::TriggerRelay), and its trigger
+  // channel when its agent has one, kept on its record.
   Status relay_triggers(const std::shared_ptr<Workload>& w);
   // Essential workloads whose restart time has come are started again by their agents.
   void restart_due(const std::vector<std::shared_ptr<Workload>>& all,
@@ -257,8 +257,9 @@ class Node {
   std::condition_variable barrier_cv_;
   std::set<std::string> barriers_;
 
-  std::unique_ptr<TriggerRelay> relay_;
-  std::optional<TriggerCredentials> trigger_credentials_;  // operator mode, when configured
+  std::unique_ptr<triggers::TriggerRelay> relay_;
+  std::optional<triggers::TriggerCredentials>
+      trigger_credentials_;  // operator mode, when configured
   NodeMetrics metrics_;
   std::unique_ptr<metrics::Endpoint> metrics_endpoint_;
 

@@ -16,6 +16,7 @@
 #include "node/host_services/settings.h"
 #include "node/storage_caps.h"
 #include "sandbox/cni.h"
+#include "triggers/route.h"
 
 namespace nex::node {
 
@@ -38,7 +39,8 @@ struct WorkloadLogLimits {
   int64_t max_line_bytes = 16384;   // a longer line is cut there, and marked as cut
 };
 
-struct NodeConfig {
+// function_triggers and trigger_signing_key_file come from triggers::RouteConfig.
+struct NodeConfig : triggers::RouteConfig {
   // The name commands address this node by ($NEX.cmd.{node_name}...) and `nex node ls` shows;
   // empty: the host name.
   std::string node_name;
@@ -99,15 +101,6 @@ struct NodeConfig {
   api::SubjectPolicy subject_policy;
   int64_t agent_handshake_timeout_ms = 5000;
   int64_t agent_ping_timeout_ms = 750;
-  // ours: how triggers reach a function's agent. "direct": the agent subscribes to the trigger
-  // subjects on the control NATS itself, when that needs no credentials (there is nothing to
-  // hand over); otherwise, and with "relay", the node relays each trigger over the internal NATS.
-  std::string function_triggers = "direct";
-  // ours: a file holding a seed (SA...) of the account the node logs in to, or of one of its
-  // signing keys (operator mode). With it, the node gives each function's agent a user of its
-  // own that may only subscribe to its trigger subjects and answer them, so even a node with
-  // credentials (or a sandboxed function) takes the direct route.
-  std::filesystem::path trigger_signing_key_file;
   api::HostServicesConfig host_services;  // the host-services NATS connection
   hs::Settings host_services_settings;    // host_services.services: what each may do
   std::vector<api::DeployRequest> autostart;

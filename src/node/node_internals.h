@@ -13,7 +13,7 @@
 #include "api/subject.h"
 #include "node/log_limiter.h"
 #include "node/node.h"
-#include "node/trigger_channel.h"
+#include "triggers/channel_node_end.h"
 
 namespace nex::node {
 
@@ -55,12 +55,12 @@ struct Node::Workload {
   int restarts = 0;
   std::optional<std::chrono::steady_clock::time_point> restart_at;
   std::vector<nats::Subscription> triggers;  // functions relayed: their trigger subscriptions
-  std::shared_ptr<TriggerChannel> channel;   // relayed over the agent's trigger channel
-  std::atomic<int64_t> invocations{0};       // functions: answered triggers
-  std::atomic<int64_t> runtime_ns{0};        // functions: their total run time in the agent
-  NodeMetrics::Function metrics;             // functions: their Prometheus series
-  std::optional<LogLimiter> logs;            // what it may put on $NEX.logs (set at deploy)
-  metrics::Series* logs_dropped = nullptr;   // lines LogLimiter dropped, for Prometheus
+  std::shared_ptr<triggers::ChannelNodeEnd> channel;  // relayed over the agent's trigger channel
+  std::atomic<int64_t> invocations{0};                // functions: answered triggers
+  std::atomic<int64_t> runtime_ns{0};       // functions: their total run time in the agent
+  NodeMetrics::Function metrics;            // functions: their Prometheus series
+  std::optional<LogLimiter> logs;           // what it may put on $NEX.logs (set at deploy)
+  metrics::Series* logs_dropped = nullptr;  // lines LogLimiter dropped, for Prometheus
 };
 
 // The node's log: a line on stderr, prefixed with the time.

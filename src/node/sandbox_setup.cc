@@ -38,20 +38,67 @@ microvm::MicrovmOptions microvm_options(const NodeConfig& config,
           .warn_workload = std::move(warn)};
 }
 
-Result<std::unique_ptr<sandbox::Driver>> make_sandbox_driver(
-    const NodeConfig& config, const std::filesystem::path& agent_binary,
-    const std::string& instance, WarnWorkload warn) {
-  if (config.no_sandbox)
-    return std::unique_ptr<sandbox::Driver>(std::make_unique<sandbox::ProcessDriver>());
-  if (config.sandbox == "microvm") {
-    auto d = microvm::MicrovmDriver::create(
-        microvm_options(config, agent_binary, instance, std::move(warn)));
-    if (!d) return fail(d.error().wrap("microvm sandbox (\"sandbox\": \"microvm\")"));
-    return std::unique_ptr<sandbox::Driver>(std::move(*d));
-  }
-  auto d = sandbox::NamespaceDriver::create(namespace_options(config, agent_binary, instance));
+namespace {
+
+// What a driver's factory makes it from.
+struct DriverContext {
+  const NodeConfig& config;
+  const std::filesystem::path& agent_binary;
+  const std::string& instance;
+  WarnWorkload warn;
+};
+
+using DriverResult = Result<std::unique_ptr<sandbox::Driver>>;
+
+DriverResult make_process_driver(DriverContext&) {
+  return std::unique_ptr<sandbox::Driver>(std::make_unique<sandbox::ProcessDriver>());
+}
+
+DriverResult make_namespace_driver(DriverContext& c) {
+  auto d =
+      sandbox::NamespaceDriver::create(namespace_options(c.config, c.agent_binary, c.instance));
   if (!d) return fail(d.error().wrap("namespace sandbox (\"no_sandbox\": false)"));
   return std::unique_ptr<sandbox::Driver>(std::move(*d));
+}
+
+DriverResult make_microvm_driver(DriverContext& c) {
+  auto d = microvm::MicrovmDriver::create(
+      microvm_options(c.config, c.agent_binary, c.instance, std::move(c.warn)));
+  if (!d) return fail(d.error().wrap("microvm sandbox (\"sandbox\": \"microvm\")"));
+  return std::unique_ptr<sandbox::Driver>(std::move(*d));
+}
+
+struct DriverEntry {
+  std::string_view name;
+  DriverResult (*make)(DriverContext&);
+};
+
+// The sandbox drivers by name. A new driver is its own file (its sandbox::Driver) plus one
+// entry here, whose factory turns the node's configuration into the driver's options.
+constexpr DriverEntry kDrivers[] = {
+    {kProcessDriverName, make_process_driver},
+    {"namespace", make_namespace_driver},
+    {"microvm", make_microvm_driver},
+};
+
+}  // namespace
+
+std::string_view sandbox_driver_name(const NodeConfig& config) {
+  return config.no_sandbox ? kProcessDriverName : std::string_view(config.sandbox);
+}
+
+DriverResult make_sandbox_driver(const NodeConfig& config,
+                                 const std::filesystem::path& agent_binary,
+                                 const std::string& instance, WarnWorkload warn) {
+  const std::string_view name = sandbox_driver_name(config);
+  DriverContext context{config, agent_binary, instance, std::move(warn)};
+  std::string names;
+  for (const DriverEntry& driver : kDrivers) {
+    if (driver.name == name) return driver.make(context);
+    names += (names.empty() ? "\"" : ", \"") + std::string(driver.name) + "\"";
+  }
+  return fail(ErrorCode::kInvalidArgument, "sandbox: no driver is named \"" + std::string(name) +
+                                               "\"; the drivers are " + names);
 }
 
 }  // namespace nex::node

@@ -1,7 +1,9 @@
-// How a node's configuration becomes its sandbox driver: `no_sandbox: true` gives the process
-// driver; `"sandbox": "microvm"` the microvm driver (kernel_filepath, initrd_filepath,
-// rootfs_filepath, machine_template); otherwise the namespace driver with the limits of
-// `machine_template`, the root filesystem of `rootfs_filepath` and the CNI network of `cni`.
+// How a node's configuration becomes its sandbox driver, chosen by name from a registry
+// (kDrivers in sandbox_setup.cc; a new driver is its own file plus one entry there):
+// `no_sandbox: true` gives the process driver; `"sandbox": "microvm"` the microvm driver
+// (kernel_filepath, initrd_filepath, rootfs_filepath, machine_template); `"sandbox":
+// "namespace"` (the default) the namespace driver with the limits of `machine_template`, the
+// root filesystem of `rootfs_filepath` and the CNI network of `cni`.
 #pragma once
 
 #include <filesystem>
@@ -10,6 +12,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "microvm/microvm_driver.h"
@@ -29,6 +32,13 @@ using WarnWorkload = std::function<void(const std::string& workload_id, const st
 microvm::MicrovmOptions microvm_options(const NodeConfig& config,
                                         const std::filesystem::path& agent_binary,
                                         const std::string& instance, WarnWorkload warn = {});
+// The driver no_sandbox: true picks.
+inline constexpr std::string_view kProcessDriverName = "process";
+
+// The name of the driver `config` asks for.
+std::string_view sandbox_driver_name(const NodeConfig& config);
+
+// The driver `config` names; kInvalidArgument naming the drivers there are if none has the name.
 Result<std::unique_ptr<sandbox::Driver>> make_sandbox_driver(
     const NodeConfig& config, const std::filesystem::path& agent_binary,
     const std::string& instance, WarnWorkload warn = {});

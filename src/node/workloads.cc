@@ -413,10 +413,10 @@ Result<json> Node::try_deploy(const std::string& ns, std::string_view body,
   areq.function_limits = req->function_limits;
   std::string direct_login;  // how a function's agent logs in to take its triggers, if it does
   if (api::is_function(req->type)) {
-    auto direct = direct_triggers(cfg, options_.control, driver_->sandboxed(),
-                                  trigger_credentials_ ? &*trigger_credentials_ : nullptr,
-                                  agent->id, req->trigger_subjects,
-                                  answer_window(req->function_limits), areq.environment);
+    auto direct = triggers::direct_triggers(
+        cfg, options_.control, driver_->sandboxed(),
+        trigger_credentials_ ? &*trigger_credentials_ : nullptr, agent->id, req->trigger_subjects,
+        triggers::answer_window(req->function_limits), areq.environment);
     if (direct) {
       for (int port : direct->loopback_ports) {
         if (auto st = agent->sandbox->expose_host_port(port); !st)
@@ -615,7 +615,7 @@ void Node::wait_for_agent_traffic(const std::string& workload_id,
 void Node::remove_workload(const std::shared_ptr<Workload>& w, int code,
                            const std::string& message) {
   std::vector<nats::Subscription> triggers;
-  std::shared_ptr<TriggerChannel> channel;
+  std::shared_ptr<triggers::ChannelNodeEnd> channel;
   {
     std::lock_guard lock(mu_);
     if (workloads_.erase(w->id) == 0) return;
@@ -838,7 +838,7 @@ void Node::on_agent_exited(const std::shared_ptr<Workload>& w, int status) {
 
 void Node::restart_in_new_agent(const std::shared_ptr<Workload>& w) {
   std::vector<nats::Subscription> triggers;
-  std::shared_ptr<TriggerChannel> channel;
+  std::shared_ptr<triggers::ChannelNodeEnd> channel;
   {
     std::lock_guard lock(mu_);
     if (w->stopping || workloads_.erase(w->id) == 0) return;
@@ -870,11 +870,11 @@ void Node::restart_in_new_agent(const std::shared_ptr<Workload>& w) {
 }
 
 Status Node::relay_triggers(const std::shared_ptr<Workload>& w) {
-  const auto window = answer_window(w->request.function_limits);
-  std::shared_ptr<TriggerChannel> channel;
+  const auto window = triggers::answer_window(w->request.function_limits);
+  std::shared_ptr<triggers::ChannelNodeEnd> channel;
   if (w->request.trigger_channel) {
-    auto opened =
-        TriggerChannel::open(std::move(w->agent.trigger_channel), *control_, w->id, window);
+    auto opened = triggers::ChannelNodeEnd::open(std::move(w->agent.trigger_channel), *control_,
+                                                 w->id, window);
     if (!opened) return fail(opened.error());
     channel = std::move(*opened);
     std::lock_guard lock(mu_);

@@ -1,7 +1,7 @@
 // Function: a function workload on SpiderMonkey, JavaScript (Nex's "v8" type) or WebAssembly.
-// Invocations run on worker threads, each with its own engine (SpiderMonkey's compiled code
-// cannot be shared between engines), started on demand up to `concurrency`; the code is compiled
-// once per engine.
+// Invocations run on worker threads (worker_pool.h), each with its own engine (engine.h:
+// SpiderMonkey's compiled code cannot be shared between engines), started on demand up to
+// `concurrency`; the code is compiled once per engine.
 //
 // JavaScript: each invocation instantiates the compiled script in a fresh global (so nothing
 // leaks between invocations; the worker prepares it while idle; FunctionLimits::reuse_global
@@ -105,7 +105,11 @@ class InvocationQueue final : public InvocationSource {
   bool closed_ = false;
 };
 
+// The engine that runs a function's code (engine.h; kEngines in engine.cc maps each to its
+// engine).
 enum class Language { kJavaScript, kWasm };
+
+class WorkerPool;
 
 struct FunctionSpec {
   Language language = Language::kJavaScript;
@@ -136,11 +140,9 @@ class Function {
   // Engines (workers) alive: one when idle, up to the concurrency limit under load.
   int engines() const;
 
-  class Impl;
-
  private:
-  explicit Function(std::unique_ptr<Impl> impl);
-  std::unique_ptr<Impl> impl_;
+  explicit Function(std::unique_ptr<WorkerPool> pool);
+  std::unique_ptr<WorkerPool> pool_;
 };
 
 }  // namespace nex::runtime

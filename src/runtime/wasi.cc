@@ -275,7 +275,8 @@ int32_t poll_oneoff_impl(JSContext* cx, const JS::CallArgs& a, Invocation& inv) 
   if (status != kSuccess) return status;
   if (wait_ns != UINT64_MAX) {
     const auto until = std::chrono::steady_clock::now() + std::chrono::nanoseconds(wait_ns);
-    while (std::chrono::steady_clock::now() < until && !(inv.stop && inv.stop->load() != 0)) {
+    while (std::chrono::steady_clock::now() < until &&
+           !(inv.stop && inv.stop->load() != StopReason::kRunOn)) {
       std::this_thread::sleep_for(std::min<std::chrono::nanoseconds>(
           until - std::chrono::steady_clock::now(), std::chrono::milliseconds(10)));
     }

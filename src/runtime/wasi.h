@@ -15,6 +15,8 @@
 #include <string_view>
 #include <vector>
 
+#include "runtime/engine.h"
+
 namespace nex::runtime::wasi {
 
 inline constexpr const char* kModule = "wasi_snapshot_preview1";
@@ -28,9 +30,9 @@ struct Invocation {
   std::string stdout_data;
   std::string stderr_pending;  // an unfinished stderr line
   std::function<void(std::string_view line)> stderr_line;
-  std::optional<int> exit_code;            // set by proc_exit
-  const std::atomic<int>* stop = nullptr;  // non-zero: stop sleeping (time-out, memory)
-  JS::RootedObject* memory = nullptr;      // the instance's exported memory, once known
+  std::optional<int> exit_code;                   // set by proc_exit
+  const std::atomic<StopReason>* stop = nullptr;  // not kRunOn: stop sleeping (time-out, memory)
+  JS::RootedObject* memory = nullptr;             // the instance's exported memory, once known
   // The "nex" host-services imports: the last call's result (or error message), and the last
   // HTTP response's status.
   std::string host_result;

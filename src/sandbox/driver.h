@@ -27,7 +27,7 @@ struct SandboxSpec {
   std::vector<std::string> env;    // KEY=VALUE handed to the agent
   std::filesystem::path log_file;  // the agent's own stdout/stderr
   int internal_nats_port = 0;      // the driver tells the agent how to reach it
-  // The agent's end of the node's trigger channel (api/trigger_frames.h), which the agent gets
+  // The agent's end of the node's trigger channel (triggers/frames.h), which the agent gets
   // as descriptor 3 (NEX_TRIGGER_FD); -1: none. Only drivers that pass_descriptors() take one.
   int trigger_channel_fd = -1;
 };

@@ -20,11 +20,11 @@
 #include "nats/local_server.h"
 #include "node/host_services/service.h"
 #include "node/node_config.h"
-#include "node/trigger_route.h"
 #include "testing/cli.h"
 #include "testing/nats_server_fixture.h"
 #include "testing/operator_chain.h"
 #include "testing/sandbox_host.h"
+#include "triggers/route.h"
 
 namespace nex {
 namespace {
@@ -285,7 +285,7 @@ TEST_F(SecuredNats, TheUserANodeSignsMayTakeItsTriggersAndAnswerThemAndNothingEl
   // As the node mints it for a function on fn.allowed, with the node's own creds.
   node::NodeConfig config;
   config.trigger_signing_key_file = account_key_file_;
-  auto creds = node::TriggerCredentials::load(
+  auto creds = triggers::TriggerCredentials::load(
       config, {.urls = {server_->url()}, .creds_file = (dir_ / "ExpNode.creds").string()});
   ASSERT_TRUE(creds && *creds) << (creds ? "no key" : creds.error().message);
   const auto user = (*creds)->mint("w1", {"fn.allowed"}, 10s);
@@ -347,7 +347,7 @@ TEST_F(SecuredNats, InOperatorModeMessagingActsAsAUserHeldToTheWorkloadsOwnReach
   // The user as the node signs it: the server refuses what it may not do.
   node::NodeConfig config;
   config.trigger_signing_key_file = account_key_file_;
-  auto creds = node::TriggerCredentials::load(
+  auto creds = triggers::TriggerCredentials::load(
       config, {.urls = {server_->url()}, .creds_file = (dir_ / "ExpNode.creds").string()});
   ASSERT_TRUE(creds && *creds);
   std::atomic<int> violations{0};

@@ -1,5 +1,5 @@
-// The trigger channel between a node and an agent on its host (api/trigger_frames.h), each end
-// against the other played by the test: the node's end (TriggerChannel, relaying callers' requests
+// The trigger channel between a node and an agent on its host (triggers/frames.h), each end
+// against the other played by the test: the node's end (ChannelNodeEnd, relaying callers' requests
 // from a real nats-server) facing an agent that forges, breaks, stops reading or dies; and the
 // agent's end (ChannelTriggerSource, ChannelAnswers) facing the node's frames.
 #include <gtest/gtest.h>
@@ -11,17 +11,17 @@
 #include <set>
 #include <thread>
 
-#include "agent/trigger_channel.h"
 #include "api/agent.h"
-#include "node/trigger_channel.h"
-#include "node/trigger_relay.h"
 #include "testing/nats_server_fixture.h"
+#include "triggers/channel_agent_end.h"
+#include "triggers/channel_node_end.h"
+#include "triggers/relay.h"
 
 namespace nex {
 namespace {
 
 using namespace std::chrono_literals;
-namespace frames = api::trigger_frames;
+namespace frames = triggers::frames;
 using TriggerChannelTest = testing::NatsServerTest;
 using Next = runtime::InvocationSource::Next;
 
@@ -65,8 +65,8 @@ class FakeAgent {
 // A node's relay for one function over a channel, and the agent's end for the test to play.
 struct Relayed {
   explicit Relayed(const nats::Connection& control) : relay(control, control) {}
-  node::TriggerRelay relay;
-  std::shared_ptr<node::TriggerChannel> channel;
+  triggers::TriggerRelay relay;
+  std::shared_ptr<triggers::ChannelNodeEnd> channel;
   std::vector<nats::Subscription> subs;
   std::unique_ptr<FakeAgent> agent;
 };
@@ -77,7 +77,7 @@ std::unique_ptr<Relayed> relay_over_channel(const nats::Connection& control,
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ends) != 0)
     throw std::runtime_error("socketpair");
   auto r = std::make_unique<Relayed>(control);
-  auto channel = node::TriggerChannel::open(UniqueFd(ends[0]), control, "wl1", 10s);
+  auto channel = triggers::ChannelNodeEnd::open(UniqueFd(ends[0]), control, "wl1", 10s);
   if (!channel) throw std::runtime_error(channel.error().message);
   r->channel = *channel;
   auto subs = r->relay.subscribe("wl1", {subject}, 10s, r->channel);
@@ -240,14 +240,15 @@ TEST_F(TriggerChannelTest, TriggersWaitUpToTheLimitForAnAgentThatDoesNotRead) {
     received++;
   }
   EXPECT_EQ(received + overloaded.load(), sent);
-  EXPECT_GE(static_cast<size_t>(received) * payload, node::TriggerChannel::kMaxWaitingBytes / 2);
+  EXPECT_GE(static_cast<size_t>(received) * payload,
+            triggers::ChannelNodeEnd::kMaxWaitingBytes / 2);
 }
 
 // ---- The agent's end.
 
 struct AgentEnd {
   UniqueFd node, agent;
-  std::unique_ptr<agent::ChannelTriggerSource> source;
+  std::unique_ptr<triggers::ChannelTriggerSource> source;
 };
 
 AgentEnd agent_end() {
@@ -255,7 +256,7 @@ AgentEnd agent_end() {
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ends) != 0)
     throw std::runtime_error("socketpair");
   AgentEnd e{UniqueFd(ends[0]), UniqueFd(ends[1]), nullptr};
-  e.source = std::make_unique<agent::ChannelTriggerSource>(e.agent.get(), [](frames::Trigger t) {
+  e.source = std::make_unique<triggers::ChannelTriggerSource>(e.agent.get(), [](frames::Trigger t) {
     return runtime::Invocation{std::move(t.subject), std::move(t.payload), nullptr};
   });
   return e;
@@ -269,7 +270,7 @@ void send_triggers(int fd, std::initializer_list<const char*> payloads) {
             static_cast<ssize_t>(bytes.size()));
 }
 
-std::future<std::pair<Next, std::string>> take(agent::ChannelTriggerSource& source,
+std::future<std::pair<Next, std::string>> take(triggers::ChannelTriggerSource& source,
                                                std::chrono::milliseconds wait) {
   return std::async(std::launch::async, [&source, wait] {
     runtime::Invocation invocation;
@@ -318,7 +319,7 @@ TEST(ChannelTriggerSourceTest, WrittenBeforeClosingIsStillTakenThenTheEnd) {
 
 TEST(ChannelTriggerSourceTest, AnswersAreFramesTheNodeReads) {
   auto e = agent_end();
-  agent::ChannelAnswers answers(e.agent.get());
+  triggers::ChannelAnswers answers(e.agent.get());
   EXPECT_TRUE(answers.answer(9, {true, "reply"}, 77));
   EXPECT_TRUE(answers.answer(0, {true, "nobody asked"}, 1));  // nothing is written for seq 0
   EXPECT_TRUE(answers.answer(10, {false, "RangeError: no"}, 88));

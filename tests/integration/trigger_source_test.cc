@@ -1,6 +1,6 @@
 // The agent's trigger subscription as a function's source of invocations, against a real
 // nats-server: several workers wait at once, and each trigger reaches one of them promptly.
-#include "agent/trigger_source.h"
+#include "triggers/subscription_source.h"
 
 #include <gtest/gtest.h>
 
@@ -9,7 +9,7 @@
 
 #include "testing/nats_server_fixture.h"
 
-namespace nex::agent {
+namespace nex::triggers {
 namespace {
 
 using namespace std::chrono_literals;
@@ -130,4 +130,4 @@ TEST_F(TriggerSourceTest, NothingArrivingIsATimeout) {
 }
 
 }  // namespace
-}  // namespace nex::agent
+}  // namespace nex::triggers

@@ -1,5 +1,6 @@
 // How a node's configuration reaches the sandbox: the CNI conflist (checked field by field), the
-// ports of a loopback NATS_URL that are forwarded into a sandbox, and the cni.conf_dir field.
+// ports of a loopback NATS_URL that are forwarded into a sandbox, the cni.conf_dir field, and
+// which driver a configuration picks.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -32,6 +33,27 @@ TEST(NodeConfigCni, ConfDirIsOursAndDefaultsToEtc) {
   EXPECT_EQ(c->cni.conf_dir, "/x/cni");
   EXPECT_EQ(c->cni.network_name, "n1");
   EXPECT_EQ(node::parse_node_config("{}")->cni.conf_dir, "/etc/cni/conf.d");
+}
+
+// The driver is picked by name from the registry in sandbox_setup.cc.
+TEST(SandboxDriverRegistry, NoSandboxPicksTheProcessDriver) {
+  node::NodeConfig config;
+  config.no_sandbox = true;
+  auto driver = node::make_sandbox_driver(config, "/nonexistent/nex-agent", "registry-test");
+  ASSERT_TRUE(driver) << driver.error().message;
+  EXPECT_EQ((*driver)->name(), "process");
+}
+
+TEST(SandboxDriverRegistry, AnUnknownNameIsRefusedNamingTheDrivers) {
+  node::NodeConfig config;
+  config.sandbox = "jail";
+  auto driver = node::make_sandbox_driver(config, "/nonexistent/nex-agent", "registry-test");
+  ASSERT_FALSE(driver);
+  EXPECT_EQ(driver.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_NE(driver.error().message.find("\"jail\""), std::string::npos) << driver.error().message;
+  EXPECT_NE(driver.error().message.find("\"process\", \"namespace\", \"microvm\""),
+            std::string::npos)
+      << driver.error().message;
 }
 
 class CniConflist : public ::testing::Test {

@@ -1,10 +1,10 @@
-#include "api/trigger_frames.h"
+#include "triggers/frames.h"
 
 #include <gtest/gtest.h>
 
 #include <cstring>
 
-namespace nex::api::trigger_frames {
+namespace nex::triggers::frames {
 namespace {
 
 // Feeds `bytes` to `reader` in pieces of `step`, as a socket may deliver them.
@@ -100,4 +100,4 @@ TEST(TriggerFrames, MalformedFramesAreErrors) {
 }
 
 }  // namespace
-}  // namespace nex::api::trigger_frames
+}  // namespace nex::triggers::frames

@@ -1,5 +1,5 @@
 // Which way a function's triggers take, and the users a node signs for the direct route.
-#include "node/trigger_route.h"
+#include "triggers/route.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -8,9 +8,8 @@
 #include <fstream>
 
 #include "crypto/jwt.h"
-#include "node/node_config.h"
 
-namespace nex::node {
+namespace nex::triggers {
 namespace {
 
 namespace fs = std::filesystem;
@@ -38,7 +37,7 @@ class TriggerRoute : public ::testing::Test {
   fs::path dir_;
   crypto::KeyPair account_ = *crypto::KeyPair::create(crypto::KeyType::kAccount);
   crypto::KeyPair signer_ = *crypto::KeyPair::create(crypto::KeyType::kAccount);
-  NodeConfig config_;
+  RouteConfig config_;
   nats::ConnectOptions creds_control_;
 };
 
@@ -104,4 +103,4 @@ TEST_F(TriggerRoute, AKeyFileThatCannotServeIsRefusedNamingIt) {
 }
 
 }  // namespace
-}  // namespace nex::node
+}  // namespace nex::triggers

@@ -16,6 +16,7 @@
 #pragma once
 
 #include <chrono>
+#include <filesystem>
 #include <map>
 #include <optional>
 #include <string>
@@ -26,9 +27,21 @@
 #include "crypto/nkeys.h"
 #include "nats/connection.h"
 
-namespace nex::node {
+namespace nex::triggers {
 
-struct NodeConfig;
+// What the node's configuration says about trigger routes (node::NodeConfig holds these fields
+// by deriving from this, so the routes read them without knowing the node).
+struct RouteConfig {
+  // ours: how triggers reach a function's agent. "direct": the agent subscribes to the trigger
+  // subjects on the control NATS itself, when that needs no credentials (there is nothing to
+  // hand over); otherwise, and with "relay", the node relays each trigger over the internal NATS.
+  std::string function_triggers = "direct";
+  // ours: a file holding a seed (SA...) of the account the node logs in to, or of one of its
+  // signing keys (operator mode). With it, the node gives each function's agent a user of its
+  // own that may only subscribe to its trigger subjects and answer them, so even a node with
+  // credentials (or a sandboxed function) takes the direct route.
+  std::filesystem::path trigger_signing_key_file;
+};
 
 // Mints the per-workload users (operator mode): a function's trigger user, and its
 // host-services users (hs::Server).
@@ -37,7 +50,7 @@ class TriggerCredentials {
   // From the config's signing key file and the account of the node's own creds file; nullopt
   // when the config names no key. An error names what is wrong (a key that is not an account
   // key, a node not logging in with a creds file).
-  static Result<std::optional<TriggerCredentials>> load(const NodeConfig& config,
+  static Result<std::optional<TriggerCredentials>> load(const RouteConfig& config,
                                                         const nats::ConnectOptions& control);
 
   struct User {
@@ -73,9 +86,9 @@ struct DirectTriggers {
 // The direct route for a function, in the order above (`environment` is its decrypted deploy
 // environment), or nullopt: relay. `function_triggers: "relay"` relays every function.
 std::optional<DirectTriggers> direct_triggers(
-    const NodeConfig& config, const nats::ConnectOptions& control, bool sandboxed,
+    const RouteConfig& config, const nats::ConnectOptions& control, bool sandboxed,
     const TriggerCredentials* credentials, const std::string& workload_id,
     const std::vector<std::string>& subjects, std::chrono::milliseconds answer_window,
     const std::map<std::string, std::string>& environment = {});
 
-}  // namespace nex::node
+}  // namespace nex::triggers

@@ -1,4 +1,4 @@
-// The agent's end of the node's trigger channel (api/trigger_frames.h): a stream socket it
+// The agent's end of the node's trigger channel (triggers/frames.h): a stream socket it
 // inherits at start when it runs on the node's host (process and namespace sandboxes). When the
 // node relays a function's triggers, they arrive here instead of on the internal NATS, and the
 // answers go back the same way.
@@ -15,10 +15,10 @@
 #include <memory>
 #include <mutex>
 
-#include "api/trigger_frames.h"
 #include "runtime/function.h"
+#include "triggers/frames.h"
 
-namespace nex::agent {
+namespace nex::triggers {
 
 // Writes answers to the channel, from any worker.
 class ChannelAnswers {
@@ -35,7 +35,7 @@ class ChannelAnswers {
 class ChannelTriggerSource final : public runtime::InvocationSource {
  public:
   // Makes a trigger an invocation: its subject, payload, and how it is answered.
-  using Convert = std::function<runtime::Invocation(api::trigger_frames::Trigger)>;
+  using Convert = std::function<runtime::Invocation(frames::Trigger)>;
 
   // `fd` stays the caller's (blocking, as inherited); it must outlive the source.
   ChannelTriggerSource(int fd, Convert convert) : fd_(fd), convert_(std::move(convert)) {}
@@ -54,10 +54,10 @@ class ChannelTriggerSource final : public runtime::InvocationSource {
   Convert convert_;
   std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<api::trigger_frames::Trigger> ready_;  // read, not yet taken
-  bool receiving_ = false;  // a worker is reading the socket; the others wait here
-  bool ended_ = false;      // nothing more comes from the socket
-  api::trigger_frames::FrameReader reader_{api::trigger_frames::kMaxFrame};  // the receiver's
+  std::deque<frames::Trigger> ready_;  // read, not yet taken
+  bool receiving_ = false;             // a worker is reading the socket; the others wait here
+  bool ended_ = false;                 // nothing more comes from the socket
+  frames::FrameReader reader_{frames::kMaxFrame};  // the receiver's
 };
 
-}  // namespace nex::agent
+}  // namespace nex::triggers

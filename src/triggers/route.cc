@@ -1,15 +1,13 @@
-#include "node/trigger_route.h"
+#include "triggers/route.h"
 
 #include <cstring>
 #include <fstream>
 #include <sstream>
 
 #include "crypto/jwt.h"
-#include "node/node_config.h"
-#include "node/sandbox_setup.h"
 #include "sandbox/loopback_forward.h"
 
-namespace nex::node {
+namespace nex::triggers {
 
 namespace {
 
@@ -30,7 +28,7 @@ Result<std::string> creds_jwt(const std::string& path) {
 }  // namespace
 
 Result<std::optional<TriggerCredentials>> TriggerCredentials::load(
-    const NodeConfig& config, const nats::ConnectOptions& control) {
+    const RouteConfig& config, const nats::ConnectOptions& control) {
   if (config.trigger_signing_key_file.empty()) return std::optional<TriggerCredentials>();
   const std::string field = "trigger_signing_key_file " + config.trigger_signing_key_file.string();
   std::ifstream in(config.trigger_signing_key_file);
@@ -105,7 +103,7 @@ std::optional<DirectTriggers> own_login_triggers(
 }  // namespace
 
 std::optional<DirectTriggers> direct_triggers(
-    const NodeConfig& config, const nats::ConnectOptions& c, bool sandboxed,
+    const RouteConfig& config, const nats::ConnectOptions& c, bool sandboxed,
     const TriggerCredentials* credentials, const std::string& workload_id,
     const std::vector<std::string>& subjects, std::chrono::milliseconds answer_window,
     const std::map<std::string, std::string>& environment) {
@@ -123,7 +121,7 @@ std::optional<DirectTriggers> direct_triggers(
   }
   if (sandboxed) {
     for (const auto& url : c.urls) {
-      auto port = loopback_port(url);
+      auto port = sandbox::loopback_port(url);
       if (!port) return std::nullopt;  // a sandbox reaches the host's loopback only
       out.loopback_ports.push_back(*port);
     }
@@ -131,4 +129,4 @@ std::optional<DirectTriggers> direct_triggers(
   return out;
 }
 
-}  // namespace nex::node
+}  // namespace nex::triggers

@@ -1,8 +1,8 @@
-#include "agent/trigger_source.h"
+#include "triggers/subscription_source.h"
 
 #include "api/agent.h"
 
-namespace nex::agent {
+namespace nex::triggers {
 
 using Clock = std::chrono::steady_clock;
 
@@ -50,4 +50,4 @@ void TriggerSource::close() {
   sub_.unsubscribe();  // a worker waiting in libnats returns
 }
 
-}  // namespace nex::agent
+}  // namespace nex::triggers

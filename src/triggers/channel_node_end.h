@@ -1,6 +1,6 @@
-// TriggerChannel: the node's end of the stream socket an agent on this host inherits at start
-// (process and namespace sandboxes; api/trigger_frames.h has the frames). When the node relays a
-// function's triggers (see trigger_route.h), each trigger it receives on the control NATS goes to
+// ChannelNodeEnd: the node's end of the stream socket an agent on this host inherits at start
+// (process and namespace sandboxes; triggers/frames.h has the frames). When the node relays a
+// function's triggers (see route.h), each trigger it receives on the control NATS goes to
 // the agent as one write on this socket, and each answer comes back as one read and goes to the
 // caller, with no NATS server in between (the internal NATS added a server hop each way).
 //
@@ -17,13 +17,13 @@
 #include <thread>
 #include <unordered_map>
 
-#include "api/trigger_frames.h"
 #include "core/unique_fd.h"
 #include "nats/connection.h"
+#include "triggers/frames.h"
 
-namespace nex::node {
+namespace nex::triggers {
 
-class TriggerChannel {
+class ChannelNodeEnd {
  public:
   // Triggers waiting in the node for the agent to read them, at most (as libnats lets a
   // subscription's pending messages grow to 64 MiB before it drops them).
@@ -31,10 +31,10 @@ class TriggerChannel {
 
   // Takes over `fd`, the node's end; answers go to callers on `control`, which must outlive the
   // channel. A caller whose answer has not come within `answer_window` is forgotten.
-  static Result<std::shared_ptr<TriggerChannel>> open(UniqueFd fd, const nats::Connection& control,
+  static Result<std::shared_ptr<ChannelNodeEnd>> open(UniqueFd fd, const nats::Connection& control,
                                                       std::string workload_id,
                                                       std::chrono::milliseconds answer_window);
-  ~TriggerChannel();
+  ~ChannelNodeEnd();
 
   // A trigger received on the control NATS, for the agent.
   void forward(const nats::Message& trigger);
@@ -45,13 +45,13 @@ class TriggerChannel {
   void expire(std::chrono::steady_clock::time_point now);
 
  private:
-  TriggerChannel(UniqueFd fd, UniqueFd wake, const nats::Connection& control,
+  ChannelNodeEnd(UniqueFd fd, UniqueFd wake, const nats::Connection& control,
                  std::string workload_id, std::chrono::milliseconds answer_window);
   void run();  // the channel's thread: answers in, triggers the socket could not take at once out
   // Writes what waits; false when the socket failed (the agent is gone).
   bool flush_locked();
   void stop_forwarding_locked();
-  void deliver(const api::trigger_frames::Answer& answer);  // to its caller, if it has one
+  void deliver(const frames::Answer& answer);  // to its caller, if it has one
   void answer_error(std::string_view reply, const std::string& message, const char* code);
   void end(const std::string& why);  // no more triggers; callers waiting get `why`
 
@@ -74,4 +74,4 @@ class TriggerChannel {
   std::thread thread_;
 };
 
-}  // namespace nex::node
+}  // namespace nex::triggers

@@ -1,14 +1,14 @@
-#include "node/trigger_relay.h"
+#include "triggers/relay.h"
 
 #include "api/agent.h"
 #include "api/subject.h"
 #include "core/nuid.h"
 
-namespace nex::node {
+namespace nex::triggers {
 
 Result<std::vector<nats::Subscription>> TriggerRelay::subscribe(
     const std::string& workload_id, const std::vector<std::string>& subjects,
-    std::chrono::milliseconds answer_window, std::shared_ptr<TriggerChannel> channel) {
+    std::chrono::milliseconds answer_window, std::shared_ptr<ChannelNodeEnd> channel) {
   std::vector<nats::Subscription> subs;
   for (const auto& subject : subjects) {
     nats::MessageHandler handler =
@@ -75,4 +75,4 @@ void TriggerRelay::expire(std::chrono::steady_clock::time_point now) {
   std::erase_if(pending_, [now](const auto& entry) { return entry.second.expires < now; });
 }
 
-}  // namespace nex::node
+}  // namespace nex::triggers

@@ -1,7 +1,7 @@
 // TriggerRelay: how a function's triggers reach its agent when the agent cannot take them from the
-// control NATS itself (see trigger_route.h). The relay subscribes to the trigger subjects on the
+// control NATS itself (see route.h). The relay subscribes to the trigger subjects on the
 // control NATS (queue group = the subject, so copies share the load) and forwards each request to
-// the agent: over the agent's trigger channel when it has one (TriggerChannel, which answers the
+// the agent: over the agent's trigger channel when it has one (ChannelNodeEnd, which answers the
 // callers itself), else over the internal NATS (microVMs), where the agent's answer comes back on
 // hostint.{id}.trigger_reply.{token} and goes to the caller. Only tokens the relay issued are
 // answered, once, so an agent cannot make the node publish elsewhere.
@@ -17,9 +17,9 @@
 #include "core/error.h"
 #include "nats/connection.h"
 #include "nats/subscription.h"
-#include "node/trigger_channel.h"
+#include "triggers/channel_node_end.h"
 
-namespace nex::node {
+namespace nex::triggers {
 
 class TriggerRelay {
  public:
@@ -33,7 +33,7 @@ class TriggerRelay {
   Result<std::vector<nats::Subscription>> subscribe(const std::string& workload_id,
                                                     const std::vector<std::string>& subjects,
                                                     std::chrono::milliseconds answer_window,
-                                                    std::shared_ptr<TriggerChannel> channel);
+                                                    std::shared_ptr<ChannelNodeEnd> channel);
   // An agent's answer, on hostint.{id}.trigger_reply.{token}.
   void on_reply(const nats::Message& msg);
   // Forgets callers whose answer window (beyond any function's time limit) has passed.
@@ -54,4 +54,4 @@ class TriggerRelay {
   std::unordered_map<std::string, Pending> pending_;
 };
 
-}  // namespace nex::node
+}  // namespace nex::triggers

@@ -1,11 +1,11 @@
-#include "api/trigger_frames.h"
+#include "triggers/frames.h"
 
 #include <sys/socket.h>
 
 #include <cerrno>
 #include <cstring>
 
-namespace nex::api::trigger_frames {
+namespace nex::triggers::frames {
 
 namespace {
 
@@ -123,4 +123,4 @@ Result<bool> FrameReader::next(Answer& out) {
   return true;
 }
 
-}  // namespace nex::api::trigger_frames
+}  // namespace nex::triggers::frames

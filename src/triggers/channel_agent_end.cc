@@ -1,4 +1,4 @@
-#include "agent/trigger_channel.h"
+#include "triggers/channel_agent_end.h"
 
 #include <poll.h>
 #include <sys/ioctl.h>
@@ -8,9 +8,8 @@
 #include <cstdio>
 #include <vector>
 
-namespace nex::agent {
+namespace nex::triggers {
 
-namespace frames = api::trigger_frames;
 using Clock = std::chrono::steady_clock;
 
 bool ChannelAnswers::answer(uint64_t seq, const runtime::InvocationResult& result,
@@ -96,4 +95,4 @@ void ChannelTriggerSource::close() {
   ::shutdown(fd_, SHUT_RD);
 }
 
-}  // namespace nex::agent
+}  // namespace nex::triggers

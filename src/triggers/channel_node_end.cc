@@ -1,4 +1,4 @@
-#include "node/trigger_channel.h"
+#include "triggers/channel_node_end.h"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -11,13 +11,11 @@
 #include <vector>
 
 #include "api/agent.h"
-#include "api/trigger_frames.h"
+#include "triggers/frames.h"
 
-namespace nex::node {
+namespace nex::triggers {
 
-namespace frames = api::trigger_frames;
-
-Result<std::shared_ptr<TriggerChannel>> TriggerChannel::open(
+Result<std::shared_ptr<ChannelNodeEnd>> ChannelNodeEnd::open(
     UniqueFd fd, const nats::Connection& control, std::string workload_id,
     std::chrono::milliseconds answer_window) {
   const int flags = fcntl(fd.get(), F_GETFL);
@@ -26,13 +24,13 @@ Result<std::shared_ptr<TriggerChannel>> TriggerChannel::open(
   UniqueFd wake(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (!wake.valid())
     return fail(ErrorCode::kIo, std::string("trigger channel: eventfd: ") + std::strerror(errno));
-  std::shared_ptr<TriggerChannel> channel(new TriggerChannel(
+  std::shared_ptr<ChannelNodeEnd> channel(new ChannelNodeEnd(
       std::move(fd), std::move(wake), control, std::move(workload_id), answer_window));
   channel->thread_ = std::thread([c = channel.get()] { c->run(); });
   return channel;
 }
 
-TriggerChannel::TriggerChannel(UniqueFd fd, UniqueFd wake, const nats::Connection& control,
+ChannelNodeEnd::ChannelNodeEnd(UniqueFd fd, UniqueFd wake, const nats::Connection& control,
                                std::string workload_id, std::chrono::milliseconds answer_window)
     : fd_(std::move(fd)),
       wake_(std::move(wake)),
@@ -40,9 +38,9 @@ TriggerChannel::TriggerChannel(UniqueFd fd, UniqueFd wake, const nats::Connectio
       workload_id_(std::move(workload_id)),
       answer_window_(answer_window) {}
 
-TriggerChannel::~TriggerChannel() { close(); }
+ChannelNodeEnd::~ChannelNodeEnd() { close(); }
 
-void TriggerChannel::forward(const nats::Message& trigger) {
+void ChannelNodeEnd::forward(const nats::Message& trigger) {
   const std::string_view reply = trigger.reply();
   std::string frame;
   frame.reserve(32 + trigger.subject().size() + trigger.data().size());
@@ -73,7 +71,7 @@ void TriggerChannel::forward(const nats::Message& trigger) {
   }
 }
 
-bool TriggerChannel::flush_locked() {
+bool ChannelNodeEnd::flush_locked() {
   while (waiting_from_ < waiting_.size()) {
     const ssize_t n = ::send(fd_.get(), waiting_.data() + waiting_from_,
                              waiting_.size() - waiting_from_, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -90,7 +88,7 @@ bool TriggerChannel::flush_locked() {
   return true;
 }
 
-void TriggerChannel::stop_forwarding_locked() {
+void ChannelNodeEnd::stop_forwarding_locked() {
   // The agent no longer reads (it ended, or is undeploying): what waits is never sent. Its
   // callers, like those waiting for answers, hear from end() once the thread has read the
   // answers the agent wrote before it went.
@@ -99,7 +97,7 @@ void TriggerChannel::stop_forwarding_locked() {
   waiting_from_ = 0;
 }
 
-void TriggerChannel::run() {
+void ChannelNodeEnd::run() {
   frames::FrameReader reader(frames::kMaxFrame);
   std::vector<frames::Answer> answers;
   for (bool open = true; open;) {
@@ -140,7 +138,7 @@ void TriggerChannel::run() {
   end(api::kFunctionStopped);
 }
 
-void TriggerChannel::deliver(const api::trigger_frames::Answer& a) {
+void ChannelNodeEnd::deliver(const frames::Answer& a) {
   std::string reply;
   {
     std::lock_guard lock(mu_);
@@ -158,7 +156,7 @@ void TriggerChannel::deliver(const api::trigger_frames::Answer& a) {
   if (msg) (void)control_.publish(*msg);
 }
 
-void TriggerChannel::answer_error(std::string_view reply, const std::string& message,
+void ChannelNodeEnd::answer_error(std::string_view reply, const std::string& message,
                                   const char* code) {
   if (reply.empty()) return;
   auto msg = api::function_reply(reply, message, /*failed=*/true, std::nullopt,
@@ -166,7 +164,7 @@ void TriggerChannel::answer_error(std::string_view reply, const std::string& mes
   if (msg) (void)control_.publish(*msg);
 }
 
-void TriggerChannel::end(const std::string& why) {
+void ChannelNodeEnd::end(const std::string& why) {
   std::unordered_map<uint64_t, Caller> left;
   {
     std::lock_guard lock(mu_);
@@ -176,16 +174,16 @@ void TriggerChannel::end(const std::string& why) {
   for (const auto& [seq, caller] : left) answer_error(caller.reply, why, "500");
 }
 
-void TriggerChannel::close() {
+void ChannelNodeEnd::close() {
   if (!thread_.joinable()) return;
   // What the agent wrote before it ended is still read; then the thread sees the end.
   ::shutdown(fd_.get(), SHUT_RDWR);
   thread_.join();
 }
 
-void TriggerChannel::expire(std::chrono::steady_clock::time_point now) {
+void ChannelNodeEnd::expire(std::chrono::steady_clock::time_point now) {
   std::lock_guard lock(mu_);
   std::erase_if(callers_, [now](const auto& entry) { return entry.second.expires < now; });
 }
 
-}  // namespace nex::node
+}  // namespace nex::triggers

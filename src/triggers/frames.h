@@ -18,7 +18,7 @@
 
 #include "core/error.h"
 
-namespace nex::api::trigger_frames {
+namespace nex::triggers::frames {
 
 inline constexpr uint8_t kTrigger = 1;
 inline constexpr uint8_t kAnswer = 2;
@@ -71,4 +71,4 @@ class FrameReader {
   size_t size_ = 0;    // bytes of buffer_ in use
 };
 
-}  // namespace nex::api::trigger_frames
+}  // namespace nex::triggers::frames

@@ -11,7 +11,7 @@
 #include "nats/subscription.h"
 #include "runtime/function.h"
 
-namespace nex::agent {
+namespace nex::triggers {
 
 class TriggerSource final : public runtime::InvocationSource {
  public:
@@ -38,4 +38,4 @@ class TriggerSource final : public runtime::InvocationSource {
   Convert convert_;
 };
 
-}  // namespace nex::agent
+}  // namespace nex::triggers
