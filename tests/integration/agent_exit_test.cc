@@ -156,7 +156,10 @@ class AgentExitTest : public testing::NodeTest {
     EXPECT_NE(m[0]["last_exit"].get<std::string>().find("killed by signal 9"), std::string::npos)
         << m.dump();
     EXPECT_TRUE(eventually([&] { return machines()[0]["healthy"] == true; }, 10s)) << machines();
-    EXPECT_NE(node_log().find("restarted as"), std::string::npos) << node_log();
+    // The node logs the restart once the new agent took it, just after announcing it.
+    EXPECT_TRUE(
+        eventually([&] { return node_log().find("restarted as") != std::string::npos; }, 5s))
+        << node_log();
     // Its deployer stops it by the id it now has.
     const std::string now_id = m[0]["id"];
     json stopped = control("$NEX.STOP.default." + node_id_,
