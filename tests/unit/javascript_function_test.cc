@@ -266,10 +266,12 @@ TEST(JavaScriptFunction, AOneMebibytePayloadRoundTrips) {
 }
 
 TEST(JavaScriptFunction, AThousandInvocationsInParallelAllAnswerCorrectly) {
+  constexpr int kCalls = 1000;
+  // Declared before the function, so it outlives it: a failed assertion below returns while
+  // invocations may still be answering into it.
+  std::vector<std::promise<InvocationResult>> results(kCalls);
   auto f = make("(s, p) => s + ':' + p.length", {.concurrency = 4});
   ASSERT_TRUE(f);
-  constexpr int kCalls = 1000;
-  std::vector<std::promise<InvocationResult>> results(kCalls);
   for (int i = 0; i < kCalls; ++i) {
     f->invoke("call." + std::to_string(i), std::string(static_cast<size_t>(i), 'x'),
               [&results, i](InvocationResult r) { results[static_cast<size_t>(i)].set_value(r); });
