@@ -92,7 +92,6 @@ class MicrovmDriver : public sandbox::Driver {
 
   const MicrovmOptions& options() const { return options_; }
   const std::string& accelerator() const { return accelerator_; }
-  const std::string& accelerator_reason() const { return accelerator_reason_; }
   std::filesystem::path pid_dir() const { return options_.state_root / options_.instance / "vms"; }
 
  private:

@@ -55,34 +55,8 @@ std::optional<std::string> Message::header(const std::string& key) const {
   return std::string(value);
 }
 
-std::vector<std::string> Message::header_values(const std::string& key) const {
-  const char** values = nullptr;
-  int count = 0;
-  std::vector<std::string> out;
-  if (natsMsgHeader_Values(msg_.get(), key.c_str(), &values, &count) == NATS_OK) {
-    for (int i = 0; i < count; ++i) out.emplace_back(values[i]);
-    free(values);
-  }
-  return out;
-}
-
-std::vector<std::string> Message::header_keys() const {
-  const char** keys = nullptr;
-  int count = 0;
-  std::vector<std::string> out;
-  if (natsMsgHeader_Keys(msg_.get(), &keys, &count) == NATS_OK) {
-    for (int i = 0; i < count; ++i) out.emplace_back(keys[i]);
-    free(keys);
-  }
-  return out;
-}
-
 Status Message::set_header(const std::string& key, const std::string& value) {
   return check(natsMsgHeader_Set(msg_.get(), key.c_str(), value.c_str()), "set header " + key);
-}
-
-Status Message::add_header(const std::string& key, const std::string& value) {
-  return check(natsMsgHeader_Add(msg_.get(), key.c_str(), value.c_str()), "add header " + key);
 }
 
 }  // namespace nex::nats

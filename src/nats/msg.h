@@ -27,10 +27,7 @@ class Message {
 
   // First value of a header, if present.
   std::optional<std::string> header(const std::string& key) const;
-  std::vector<std::string> header_values(const std::string& key) const;
-  std::vector<std::string> header_keys() const;
   Status set_header(const std::string& key, const std::string& value);
-  Status add_header(const std::string& key, const std::string& value);
 
   natsMsg* raw() const { return msg_.get(); }
   natsMsg* release() { return msg_.release(); }

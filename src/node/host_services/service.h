@@ -15,7 +15,25 @@
 
 namespace nex::node::hs {
 
-using namespace api::host_services;  // codes and header names
+// The wire's answer codes and header names, as the services write them.
+using api::host_services::kBadRequest;
+using api::host_services::kFailed;
+using api::host_services::kForbidden;
+using api::host_services::kHeaderCode;
+using api::host_services::kHeaderHttpHeaders;
+using api::host_services::kHeaderKey;
+using api::host_services::kHeaderMessage;
+using api::host_services::kHeaderObjectName;
+using api::host_services::kHeaderSubject;
+using api::host_services::kHeaderUrl;
+using api::host_services::kNotFound;
+using api::host_services::kHttp;
+using api::host_services::kKeyValue;
+using api::host_services::kMessaging;
+using api::host_services::kObjectStore;
+using api::host_services::kOk;
+using api::host_services::kTimedOut;
+using api::host_services::kUnavailable;
 
 struct Reply {
   int code = kOk;
