@@ -367,7 +367,7 @@ void Node::maintenance_loop() {
                                 std::chrono::milliseconds(options_.config.agent_ping_timeout_ms))
                 .has_value();
         std::lock_guard l(mu_);
-        if (!w->restart_at) w->healthy = ok;
+        w->state.ping_answered(ok);
       }
     }
     if (now >= next_refresh) {
@@ -400,12 +400,9 @@ void Node::collect_metrics(metrics::Scrape& s) {
   {
     std::lock_guard lock(mu_);
     for (const auto& [wid, w] : workloads_) {
-      const char* state = w->stopping     ? "stopping"
-                          : w->restart_at ? "restarting"
-                          : w->healthy    ? "running"
-                                          : "unhealthy";
-      metrics::Labels labels = {
-          {"namespace", w->ns}, {"type", std::string(api::to_string(w->type))}, {"state", state}};
+      metrics::Labels labels = {{"namespace", w->ns},
+                                {"type", std::string(api::to_string(w->type))},
+                                {"state", std::string(w->state.metrics_label())}};
       counts[std::move(labels)] += 1;
     }
   }
@@ -444,7 +441,7 @@ void Node::stop() {
   {
     std::lock_guard lock(mu_);
     for (auto& [wid, w] : workloads_) {
-      w->stopping = true;
+      if (!w->state.leaving()) move_to(*w, WorkloadPhase::kStopping);
       all.push_back(w);
       std::move(w->triggers.begin(), w->triggers.end(), std::back_inserter(triggers));
       w->triggers.clear();

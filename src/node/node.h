@@ -5,6 +5,20 @@
 // nothing behind. Its parts: node.cc (start, maintenance, stop, metrics), control_api.cc (the
 // API handlers), workloads.cc (deploy, stop, restore, what agents report), trigger_route.h and
 // trigger_relay.h (how functions get their triggers), node_metrics.h.
+//
+// Which lock guards what:
+// - mu_: workloads_, ended_, reserved_slots_ and reserved_bytes_, and in each Workload record
+//   (node_internals.h) its state (phase, health, restarts: workload_state.h), agent_gone,
+//   last_exit, triggers and channel. A record's other fields are written before it is
+//   registered in workloads_ and only read after, except its agent request, which the
+//   maintenance thread alone changes (an essential restart's retry count), and its counters,
+//   which are atomic.
+// - restore_mu_: restores_ and relist_at_. deploys_mu_ (with deploys_cv_): deploys_in_flight_.
+//   barrier_mu_ (with barrier_cv_): barriers_. maintenance_mu_ (with maintenance_cv_):
+//   maintenance_stop_. Never held while taking mu_, nor mu_ while taking them.
+// - None, by ownership: what start() sets up (connections, driver, internal server, pool, host
+//   services, store, ledger, relay, commands, subscriptions) is set before any thread of the
+//   node runs and released by stop() after they all ended; lameduck_ and stopped_ are atomic.
 #pragma once
 
 #include <atomic>
@@ -34,6 +48,7 @@
 #include "node/request_ledger.h"
 #include "node/trigger_relay.h"
 #include "node/trigger_route.h"
+#include "node/workload_state.h"
 #include "node/workload_store.h"
 #include "sandbox/driver.h"
 
@@ -148,6 +163,9 @@ class Node {
 
   // Agents.
   std::shared_ptr<Workload> find_workload(const std::string& workload_id);
+  // The one place a workload's phase changes (mu_ held). A transition the lifecycle does not
+  // allow (workload_state.h) is refused and logged: it would be a bug of the node's.
+  void move_to(Workload& w, WorkloadPhase phase);
   // A line of a workload's output: within its rate limit (LogLimiter), cut to the line bound,
   // republished on $NEX.logs.
   void on_agent_log(nats::Message msg);

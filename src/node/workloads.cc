@@ -162,7 +162,7 @@ Result<std::vector<std::shared_ptr<Node::Workload>>> Node::replaced_by(
   std::vector<std::shared_ptr<Workload>> out;
   std::lock_guard lock(mu_);
   for (const auto& [wid, w] : workloads_) {
-    if (w->ns != ns || w->name != checked.name || w->issuer != checked.issuer || w->stopping)
+    if (w->ns != ns || w->name != checked.name || w->issuer != checked.issuer || w->state.leaving())
       continue;
     if (w->type != checked.req.type) {
       return fail(ErrorCode::kAlreadyExists,
@@ -275,6 +275,7 @@ Result<json> Node::try_deploy(const std::string& ns, std::string_view body,
   // Deploys run in parallel; the limits hold because each one reserves its place (and, once
   // its size is known, its bytes) until it is registered or has failed.
   Reservation reserved(*this);
+  WorkloadState state;  // reserved; the record's once it is registered
   {
     std::lock_guard lock(mu_);
     // Deploys under way hold places too, and may still fail: both are said.
@@ -330,6 +331,7 @@ Result<json> Node::try_deploy(const std::string& ns, std::string_view body,
     return fail(std::move(err));
   };
 
+  (void)state.to(WorkloadPhase::kFetching);
   auto js = nats::JetStream::create(*control_, {.domain = req->jsdomain});
   if (!js) return release(js.error());
   auto store = nats::ObjectStore::bind(*js, req->location.bucket);
@@ -453,10 +455,12 @@ Result<json> Node::try_deploy(const std::string& ns, std::string_view body,
   w->body = std::string(body);
   w->origin = origin;
   w->verified = checked;
+  w->state = std::move(state);
   if (replaces) {
-    w->restarts = replaces->restarts;
+    w->state.carry_restarts(replaces->state);
     w->last_exit = replaces->last_exit;
   }
+  move_to(*w, WorkloadPhase::kStarting);
   {
     std::lock_guard lock(mu_);
     workloads_[w->id] = w;
@@ -472,6 +476,7 @@ Result<json> Node::try_deploy(const std::string& ns, std::string_view body,
     {
       std::lock_guard lock(mu_);
       workloads_.erase(w->id);
+      if (!w->state.ended()) move_to(*w, WorkloadPhase::kFailed);
     }
     if (kept) (void)store_->erase(w->id);
     w->agent.sandbox->stop(1s);
@@ -501,7 +506,8 @@ Result<json> Node::try_deploy(const std::string& ns, std::string_view body,
   {
     std::lock_guard lock(mu_);
     still_running = workloads_.count(w->id) > 0;
-    w->deployed = true;
+    if (auto st = w->state.agent_accepted(); !st)
+      log_line("Workload " + w->id + ": " + st.error().message);
   }
   if (still_running) {  // (an instant exit was already reported as undeployed)
     json data = {{"workload_name", name}, {"code", 0}, {"message", "workload deployed"}};
@@ -545,7 +551,8 @@ Result<json> Node::stop_checked(const std::string& ns, const api::StopRequest& r
   {
     std::lock_guard lock(mu_);
     auto it = workloads_.find(req.workload_id);
-    if (it != workloads_.end() && it->second->ns == ns && !it->second->stopping) w = it->second;
+    if (it != workloads_.end() && it->second->ns == ns && !it->second->state.leaving())
+      w = it->second;
   }
   if (!w) {
     if (auto stopped = stop_pending_restore(ns, req.workload_id, claims)) return *stopped;
@@ -572,8 +579,8 @@ bool Node::stop_running(const std::shared_ptr<Workload>& w, const std::string& m
   std::vector<nats::Subscription> triggers;
   {
     std::lock_guard lock(mu_);
-    if (w->stopping) return false;
-    w->stopping = true;
+    if (w->state.leaving()) return false;
+    move_to(*w, WorkloadPhase::kStopping);
     triggers = std::move(w->triggers);
   }
   // Relayed triggers already received still reach the agent, which runs them or answers that
@@ -619,6 +626,7 @@ void Node::remove_workload(const std::shared_ptr<Workload>& w, int code,
   {
     std::lock_guard lock(mu_);
     if (workloads_.erase(w->id) == 0) return;
+    move_to(*w, code == 0 ? WorkloadPhase::kStopped : WorkloadPhase::kFailed);
     triggers = std::move(w->triggers);
     channel = w->channel;
   }
@@ -636,6 +644,11 @@ void Node::remove_workload(const std::shared_ptr<Workload>& w, int code,
   publish_event(w->ns, api::event_type::kWorkloadUndeployed,
                 {{"workload_name", w->name}, {"code", code}, {"message", message}},
                 id() + "-" + w->id);
+}
+
+void Node::move_to(Workload& w, WorkloadPhase phase) {
+  if (auto st = w.state.to(phase); !st)
+    log_line("Workload " + w.name + " (" + w.id + "): " + st.error().message);
 }
 
 std::shared_ptr<Node::Workload> Node::find_workload(const std::string& workload_id) {
@@ -757,7 +770,7 @@ void Node::on_workload_exited(const std::shared_ptr<Workload>& w, int code,
                               const std::string& message) {
   {
     std::lock_guard lock(mu_);
-    if (w->stopping) return;  // a stop in progress reports the undeploy itself
+    if (w->state.leaving()) return;  // a stop in progress reports the undeploy itself
     w->last_exit = message;
     if (code != 0 && schedule_restart(*w, message)) return;
   }
@@ -765,25 +778,31 @@ void Node::on_workload_exited(const std::shared_ptr<Workload>& w, int code,
 }
 
 bool Node::schedule_restart(Workload& w, const std::string& how) {
-  if (!w.essential || w.restarts >= kMaxRestarts) return false;
+  if (!w.essential || w.state.restarts() >= kMaxRestarts) return false;
   // Exponential backoff: 250 ms, 500 ms, 1 s, 2 s, 4 s.
-  const auto delay = std::chrono::milliseconds(250) * (1 << w.restarts);
-  w.restarts += 1;
-  w.healthy = false;
-  w.restart_at = std::chrono::steady_clock::now() + delay;
+  const auto delay = std::chrono::milliseconds(250) * (1 << w.state.restarts());
+  if (auto st = w.state.restart_after(std::chrono::steady_clock::now() + delay); !st) {
+    log_line("Workload " + w.name + " (" + w.id + "): " + st.error().message);
+    return false;
+  }
   log_line(fmt::format("Essential workload {} {}; restarting in {} ms (attempt {} of {})", w.name,
-                       how, delay.count(), w.restarts, kMaxRestarts));
+                       how, delay.count(), w.state.restarts(), kMaxRestarts));
   maintenance_cv_.notify_all();
   return true;
 }
 
 void Node::end_workload(const std::shared_ptr<Workload>& w, int code, const std::string& message) {
   if (w->essential && code != 0) {
+    int restarts = 0;
+    {
+      std::lock_guard lock(mu_);
+      restarts = w->state.restarts();
+    }
     publish_event(w->ns, api::event_type::kWorkloadCrashLoop,
                   {{"workload_name", w->name},
                    {"code", code},
-                   {"restarts", w->restarts},
-                   {"message", "gave up restarting after " + std::to_string(w->restarts) +
+                   {"restarts", restarts},
+                   {"message", "gave up restarting after " + std::to_string(restarts) +
                                    " attempts: " + message}},
                   id() + "-" + w->id);
   }
@@ -806,7 +825,7 @@ void Node::reap_agents(const std::vector<std::shared_ptr<Workload>>& all) {
   for (const auto& w : all) {
     {
       std::lock_guard lock(mu_);
-      if (!w->deployed || w->stopping || w->agent_gone) continue;
+      if (!w->state.deployed() || w->state.leaving() || w->agent_gone) continue;
     }
     // Waiting for it reaps it: a dead agent is never left a zombie.
     if (auto status = w->agent.sandbox->wait(0ms)) on_agent_exited(w, *status);
@@ -820,9 +839,9 @@ void Node::on_agent_exited(const std::shared_ptr<Workload>& w, int status) {
   {
     std::lock_guard lock(mu_);
     // A stop in progress ends it anyway; one that removed it stopped the sandbox itself.
-    if (w->stopping || workloads_.count(w->id) == 0) return;
+    if (w->state.leaving() || workloads_.count(w->id) == 0) return;
     w->agent_gone = true;
-    w->healthy = false;
+    w->state.agent_lost();
     w->last_exit = how;
     restarting = schedule_restart(*w, how);
   }
@@ -841,7 +860,7 @@ void Node::restart_in_new_agent(const std::shared_ptr<Workload>& w) {
   std::shared_ptr<TriggerChannel> channel;
   {
     std::lock_guard lock(mu_);
-    if (w->stopping || workloads_.erase(w->id) == 0) return;
+    if (w->state.leaving() || workloads_.erase(w->id) == 0) return;
     triggers = std::move(w->triggers);
     channel = w->channel;
   }
@@ -853,9 +872,13 @@ void Node::restart_in_new_agent(const std::shared_ptr<Workload>& w) {
   if (host_services_) host_services_->forget(w->id);
   auto r = try_deploy(w->ns, w->body, *w->verified, w->origin, w.get());
   (void)store_->erase(w->id);  // kept again under its new id, if it came back
+  {
+    std::lock_guard lock(mu_);  // this record ends: it came back as another, or not at all
+    move_to(*w, r ? WorkloadPhase::kStopped : WorkloadPhase::kFailed);
+  }
   if (r) {
     log_line(fmt::format("Essential workload {} restarted as {} (attempt {} of {})", w->name,
-                         (*r)["id"].get<std::string>(), w->restarts, kMaxRestarts));
+                         (*r)["id"].get<std::string>(), w->state.restarts(), kMaxRestarts));
     return;
   }
   const std::string message = "restart failed: " + r.error().message;
@@ -885,7 +908,7 @@ Status Node::relay_triggers(const std::shared_ptr<Workload>& w) {
   {
     // A stop that began meanwhile takes the subscriptions it finds: none, so these go now.
     std::lock_guard lock(mu_);
-    if (w->stopping || workloads_.count(w->id) == 0) return {};
+    if (w->state.leaving() || workloads_.count(w->id) == 0) return {};
     w->triggers = std::move(*triggers);
   }
   return control_->flush();
@@ -895,24 +918,28 @@ void Node::restart_due(const std::vector<std::shared_ptr<Workload>>& all,
                        std::chrono::steady_clock::time_point now) {
   for (const auto& w : all) {
     bool new_agent = false;
+    int restarts = 0;
     {
       std::lock_guard l(mu_);
-      if (!w->restart_at || *w->restart_at > now || w->stopping) continue;
-      w->restart_at.reset();
+      if (!w->state.restart_due(now)) continue;
       new_agent = w->agent_gone;
+      // In a new agent, this record ends once its replacement is deployed (or not).
+      if (!new_agent) move_to(*w, WorkloadPhase::kStarting);
+      restarts = w->state.restarts();
     }
     metrics_.agent_restart(w->ns, w->name);
     if (new_agent) {
       restart_in_new_agent(w);
       continue;
     }
-    w->request.retry_count = w->restarts;
+    w->request.retry_count = restarts;
     w->request.retried_at = rfc3339_nano(std::chrono::system_clock::now());
     auto r = internal_->request_agent(w->id, api::agent_subject::deploy(w->id),
                                       api::dump(api::to_json(w->request)), kDeployTimeout);
     if (r && agent_accepted(r->data())) {
       std::lock_guard l(mu_);
-      w->healthy = true;
+      if (auto st = w->state.agent_accepted(); !st)
+        log_line("Workload " + w->id + ": " + st.error().message);
     } else {
       remove_workload(w, 1, "restart failed");
     }
