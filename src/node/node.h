@@ -116,11 +116,29 @@ class Node {
   // anything is looked up, reserved or decrypted.
   Result<VerifiedDeploy> verify_deploy(const std::string& ns, std::string_view body,
                                        DeployOrigin origin);
-  // `replaces`: an essential workload whose agent died, deployed again in a new agent (a new
-  // id, its restarts carried over).
+  // The deploy pipeline (workloads.cc): a verified request goes through the steps below, in
+  // this order; each step that takes something leaves a guard in the DeployRun that gives it
+  // back if a later step fails. `replaces`: an essential workload whose agent died, deployed
+  // again in a new agent (a new id, its restarts carried over).
   Result<nlohmann::json> try_deploy(const std::string& ns, std::string_view body,
                                     const VerifiedDeploy& checked, DeployOrigin origin,
                                     const Workload* replaces = nullptr);
+  struct DeployRun;
+  class AgentLease;
+  class Registration;
+  class AgentAccepted;
+  Status reserve(DeployRun& run);           // lame duck, and a place under max_workloads
+  Status admit(DeployRun& run);             // type, triggers, sealed environment, sandbox NATS
+  Status take_agent(DeployRun& run);        // a warm agent from the pool
+  Status fetch(DeployRun& run);             // the artifact: size, bytes reserved, download, hash
+  Status reserve_bytes(DeployRun& run);     // (fetch) the artifact's bytes under max_total_bytes
+  Status prepare(DeployRun& run);           // the agent's deploy request
+  Status prepare_native(DeployRun& run);    // (prepare) host services and the workload's NATS
+  Status prepare_triggers(DeployRun& run);  // (prepare) how a function gets its triggers
+  void register_workload(DeployRun& run);   // in workloads_ and the store, before it starts
+  Status start_in_agent(DeployRun& run);    // the agent starts it and says yes
+  Status route_triggers(DeployRun& run);    // a relayed function's trigger subscriptions
+  nlohmann::json announce(DeployRun& run);  // running: logged, workload_deployed, answered
   // A requested deploy with `replace`: the workloads it replaces (its issuer's of the same name
   // in the namespace) are stopped once it runs, and named in its answer ("replaced"); one of
   // another type makes it a refusal before anything starts. A refused deploy stops nothing.
