@@ -96,6 +96,18 @@ class Node {
  private:
   struct Workload;
   Node(NodeOptions options, NodeIdentity identity);
+  // The parts start() brings up, in its order (node.cc).
+  Status open_ledger();
+  void clean_run_dir();
+  Status connect_control();  // the control NATS, and the connection for batched events
+  Status start_sandboxes();  // the sandbox driver and the internal NATS server
+  Status subscribe_agents();
+  Status start_host_services();  // and the metrics endpoint, whose port they must not reach
+  Status start_pool();
+  Status open_store();
+  Status serve_api();
+  Status start_commands();
+  void go_live();  // maintenance, metrics, node_started, autostarts
 
   // Control API.
   void serve(const std::string& subject, void (Node::*handler)(nats::Message));
