@@ -104,7 +104,7 @@ void Node::on_info(nats::Message msg) {
       if (w->ns != ns) continue;
       const std::string runtime = api::format_uptime(seconds_since(w->started));
       json machine = {{"id", w->id},
-                      {"healthy", w->healthy},
+                      {"healthy", w->state.healthy()},
                       {"uptime", runtime},
                       {"namespace", w->ns},
                       {"workload",
@@ -113,7 +113,7 @@ void Node::on_info(nats::Message msg) {
                         {"runtime", runtime},
                         {"type", api::to_string(w->type)},
                         {"hash", w->hash}}}};
-      if (w->restarts > 0) machine["restarts"] = w->restarts;          // ours
+      if (w->state.restarts() > 0) machine["restarts"] = w->state.restarts();  // ours
       if (!w->last_exit.empty()) machine["last_exit"] = w->last_exit;  // ours: how it last ended
       if (api::is_function(w->type)) {  // ours: what the function has done so far
         machine["function_invocations"] = w->invocations.load();

@@ -73,28 +73,52 @@ Result<std::unique_ptr<Node>> Node::start(NodeOptions options) {
     log_line(
         "Host services send each workload's messaging as a NATS user the node signs for it, "
         "held by the server to the subjects that workload may use");
-  auto ledger = RequestLedger::open(n.options_.state_dir / "requests.ledger");
+  // The parts, in the order they depend on each other; a failure stops the node (its
+  // destructor releases what was started).
+  NEX_RETURN_IF_ERROR(n.open_ledger());
+  n.clean_run_dir();
+  NEX_RETURN_IF_ERROR(n.connect_control());
+  NEX_RETURN_IF_ERROR(n.choose_replicas());
+  NEX_RETURN_IF_ERROR(n.start_sandboxes());
+  NEX_RETURN_IF_ERROR(n.subscribe_agents());
+  NEX_RETURN_IF_ERROR(n.start_host_services());
+  NEX_RETURN_IF_ERROR(n.start_pool());
+  NEX_RETURN_IF_ERROR(n.open_store());
+  n.restore_workloads();
+  NEX_RETURN_IF_ERROR(n.serve_api());
+  NEX_RETURN_IF_ERROR(n.start_commands());
+  n.go_live();
+  return node;
+}
+
+Status Node::open_ledger() {
+  auto ledger = RequestLedger::open(options_.state_dir / "requests.ledger");
   if (!ledger) return fail(ledger.error());
-  n.ledger_ = std::move(*ledger);
-  if (n.options_.config.allow_unbound_requests)
+  ledger_ = std::move(*ledger);
+  if (options_.config.allow_unbound_requests)
     log_line(
         "WARNING: allow_unbound_requests is on: deploys, stops and lame-duck requests whose "
         "JWT binds nothing (older Nex tooling) are accepted, and anyone who sees one can "
         "send it again");
+  return {};
+}
 
+void Node::clean_run_dir() {
   // A previous run killed with SIGKILL may have left sandboxes' files: the pid lock says no
   // other node uses this directory, so start clean.
-  n.run_dir_ = n.options_.state_dir / "run";
+  run_dir_ = options_.state_dir / "run";
   std::error_code ec;
-  fs::remove_all(n.run_dir_, ec);
-  fs::create_directories(n.run_dir_, ec);
+  fs::remove_all(run_dir_, ec);
+  fs::create_directories(run_dir_, ec);
+}
 
-  nats::ConnectOptions control = n.options_.control;
-  if (control.name.empty()) control.name = "nex-node " + n.id();
+Status Node::connect_control() {
+  nats::ConnectOptions control = options_.control;
+  if (control.name.empty()) control.name = "nex-node " + id();
   control.send_asap = true;  // function replies go out at once
-  auto count_reconnects = [&n, then = control.on_reconnected](const std::string& which) {
-    return [&n, which, then] {
-      n.metrics_.reconnect(which);
+  auto count_reconnects = [this, then = control.on_reconnected](const std::string& which) {
+    return [this, which, then] {
+      metrics_.reconnect(which);
       if (then) then();
     };
   };
@@ -103,164 +127,182 @@ Result<std::unique_ptr<Node>> Node::start(NodeOptions options) {
   if (!conn) return fail(conn.error());  // it names the URLs
   // Before anything is served or filed under the name: a live node may hold it already.
   NEX_RETURN_IF_ERROR(
-      check_name_free(*conn, n.name(), n.id(), n.options_.config.commands.jetstream_domain));
-  n.control_ = std::move(*conn);
+      check_name_free(*conn, name(), id(), options_.config.commands.jetstream_domain));
+  control_ = std::move(*conn);
   control.name += " events";
   control.send_asap = false;
   control.on_reconnected = count_reconnects("control events");
   auto bulk = nats::Connection::connect(control);
   if (!bulk) return fail(bulk.error());
-  n.control_bulk_ = std::move(*bulk);
-  log_line("Established node NATS connection to: " + n.control_->connected_url());
-  NEX_RETURN_IF_ERROR(n.choose_replicas());
+  control_bulk_ = std::move(*bulk);
+  log_line("Established node NATS connection to: " + control_->connected_url());
+  return {};
+}
 
+Status Node::start_sandboxes() {
   // A workload's VM over its gateway's cap: the node's log, and the workload's own if deployed.
-  auto warn = [&n](const std::string& wid, const std::string& text) {
-    auto w = n.find_workload(wid);
+  auto warn = [this](const std::string& wid, const std::string& text) {
+    auto w = find_workload(wid);
     log_line("Workload " + (w ? w->name + " " : std::string()) + "(" + wid + "): " + text);
-    if (w) n.publish_workload_log(w->ns, w->name, wid, "warn", text);
+    if (w) publish_workload_log(w->ns, w->name, wid, "warn", text);
   };
-  auto driver = make_sandbox_driver(n.options_.config, n.options_.agent_binary, n.id(), warn);
+  auto driver = make_sandbox_driver(options_.config, options_.agent_binary, id(), warn);
   if (!driver) return fail(driver.error().wrap("node config"));
-  n.driver_ = std::move(*driver);
-  const std::string details = n.driver_->details();
-  log_line("Sandbox driver: " + std::string(n.driver_->name()) +
+  driver_ = std::move(*driver);
+  const std::string details = driver_->details();
+  log_line("Sandbox driver: " + std::string(driver_->name()) +
            (details.empty() ? "" : " (" + details + ")"));
-  auto internal = InternalServer::start(n.run_dir_ / "internal", n.driver_->internal_listen_host());
+  auto internal = InternalServer::start(run_dir_ / "internal", driver_->internal_listen_host());
   if (!internal) return fail(internal.error());
-  n.internal_ = std::move(*internal);
+  internal_ = std::move(*internal);
   log_line(fmt::format("Internal NATS server started client_url=nats://{}:{}",
-                       n.driver_->internal_listen_host(), n.internal_->port()));
+                       driver_->internal_listen_host(), internal_->port()));
+  return {};
+}
 
+Status Node::subscribe_agents() {
   // Logs and events share one subscription, so they are handled in the order the agent sent
   // them: a crashing workload's last lines are republished before its exit removes it.
-  auto agent_traffic = n.internal_->connection().subscribe("hostint.*.>", [&n](nats::Message m) {
+  auto agent_traffic = internal_->connection().subscribe("hostint.*.>", [this](nats::Message m) {
     const std::string kind = token(m.subject(), 2);
     if (kind == "logs") {
-      n.on_agent_log(std::move(m));
+      on_agent_log(std::move(m));
     } else if (kind == "events") {
-      n.on_agent_event(std::move(m));
+      on_agent_event(std::move(m));
     } else if (kind == "invocations") {
-      n.on_agent_invocations(std::move(m));
+      on_agent_invocations(std::move(m));
     } else if (kind == "artifact") {
-      n.on_agent_artifact(std::move(m));
+      on_agent_artifact(std::move(m));
     } else if (kind == "barrier") {
-      std::lock_guard lock(n.barrier_mu_);
-      n.barriers_.erase(token(m.subject(), 3));  // only markers waited for are there at all
-      n.barrier_cv_.notify_all();
+      std::lock_guard lock(barrier_mu_);
+      barriers_.erase(token(m.subject(), 3));  // only markers waited for are there at all
+      barrier_cv_.notify_all();
     }  // handshakes belong to the pool, replies to their requests
   });
   if (!agent_traffic) return fail(agent_traffic.error());
-  n.agent_subscriptions_.push_back(std::move(*agent_traffic));
+  agent_subscriptions_.push_back(std::move(*agent_traffic));
   // Function answers have their own subscription (and delivery thread), so they never queue
   // behind the logs and events of busy workloads.
-  n.relay_ = std::make_unique<triggers::TriggerRelay>(*n.control_, n.internal_->connection());
-  auto answers = n.internal_->connection().subscribe(
-      "hostint.*.trigger_reply.*", [&n](nats::Message m) { n.relay_->on_reply(m); });
+  relay_ = std::make_unique<triggers::TriggerRelay>(*control_, internal_->connection());
+  auto answers = internal_->connection().subscribe(
+      "hostint.*.trigger_reply.*", [this](nats::Message m) { relay_->on_reply(m); });
   if (!answers) return fail(answers.error());
-  n.agent_subscriptions_.push_back(std::move(*answers));
+  agent_subscriptions_.push_back(std::move(*answers));
+  return {};
+}
+
+Status Node::start_host_services() {
   // The metrics endpoint listens before host services start, so that they know its port (which
   // may have been picked by the kernel) and never reach it.
-  std::vector<hs::NodePort> own_ports = {{n.internal_->port(), "the node's internal NATS port"}};
-  if (!n.options_.metrics_listen.empty()) {
-    auto endpoint = metrics::Endpoint::start(n.options_.metrics_listen,
-                                             [&n] { return n.metrics_.registry().render(); });
+  std::vector<hs::NodePort> own_ports = {{internal_->port(), "the node's internal NATS port"}};
+  if (!options_.metrics_listen.empty()) {
+    auto endpoint = metrics::Endpoint::start(options_.metrics_listen,
+                                             [this] { return metrics_.registry().render(); });
     if (!endpoint) return fail(endpoint.error());
-    n.metrics_endpoint_ = std::move(*endpoint);
-    own_ports.push_back({n.metrics_endpoint_->port(), "the node's metrics port"});
+    metrics_endpoint_ = std::move(*endpoint);
+    own_ports.push_back({metrics_endpoint_->port(), "the node's metrics port"});
   }
   auto host_services = hs::Server::start(
-      {.settings = n.options_.config.host_services_settings,
-       .node_connection = n.options_.config.host_services,
-       .control = *n.control_,
-       .sign_user = n.host_services_signer(),
-       .control_options = n.options_.control,
-       .creds_dir = n.run_dir_,
+      {.settings = options_.config.host_services_settings,
+       .node_connection = options_.config.host_services,
+       .control = *control_,
+       .sign_user = host_services_signer(),
+       .control_options = options_.control,
+       .creds_dir = run_dir_,
        .node_ports = std::move(own_ports),
-       .find_caller = [&n](const std::string& wid) -> std::optional<hs::Caller> {
-         auto w = n.find_workload(wid);
+       .find_caller = [this](const std::string& wid) -> std::optional<hs::Caller> {
+         auto w = find_workload(wid);
          if (!w) return std::nullopt;
          return hs::Caller{w->ns, w->name, w->request.host_services};
        },
        .on_denied =
-           [&n](const std::string& wid, const hs::Caller& caller, const std::string& text) {
+           [this](const std::string& wid, const hs::Caller& caller, const std::string& text) {
              log_line("Workload " + caller.name + " (" + wid + "): " + text);
-             n.publish_workload_log(caller.ns, caller.name, wid, "warn", text);
+             publish_workload_log(caller.ns, caller.name, wid, "warn", text);
            },
-       .on_served = [&n](const std::string& service,
-                         int code) { n.metrics_.host_service_call(service, code); }},
-      n.internal_->connection());
+       .on_served = [this](const std::string& service,
+                           int code) { metrics_.host_service_call(service, code); }},
+      internal_->connection());
   if (!host_services) return fail(host_services.error());
-  n.host_services_ = std::move(*host_services);
+  host_services_ = std::move(*host_services);
+  return {};
+}
+
+Status Node::start_pool() {
   auto pool = AgentPool::start(
-      *n.internal_, *n.driver_,
-      {.size = static_cast<size_t>(n.options_.config.machine_pool_size),
-       .agent_binary = n.options_.agent_binary,
-       .work_dir = n.sandboxes_dir(),
-       .handshake_timeout =
-           std::chrono::milliseconds(n.options_.config.agent_handshake_timeout_ms) +
-           n.driver_->boot_allowance()});
+      *internal_, *driver_,
+      {.size = static_cast<size_t>(options_.config.machine_pool_size),
+       .agent_binary = options_.agent_binary,
+       .work_dir = sandboxes_dir(),
+       .handshake_timeout = std::chrono::milliseconds(options_.config.agent_handshake_timeout_ms) +
+                            driver_->boot_allowance()});
   if (!pool) return fail(pool.error());
-  n.pool_ = std::move(*pool);
+  pool_ = std::move(*pool);
+  return {};
+}
 
+Status Node::open_store() {
   std::string kept_in;
-  auto store = WorkloadStore::open(*n.control_, n.identity_.server_key(), n.options_.state_dir,
-                                   n.options_.config.kept_workloads, n.replicas_, kept_in);
+  auto store = WorkloadStore::open(*control_, identity_.server_key(), options_.state_dir,
+                                   options_.config.kept_workloads, replicas_, kept_in);
   if (!store) return fail(store.error());
-  n.store_ = std::move(*store);
+  store_ = std::move(*store);
   log_line("Workloads are kept in " + kept_in + " to come back after a restart");
-  n.restore_workloads();
+  return {};
+}
 
-  const std::string id = n.id();
-  n.serve("$NEX.PING", &Node::on_ping);
-  n.serve("$NEX.PING." + id, &Node::on_ping);
-  n.serve("$NEX.AUCTION", &Node::on_auction);
-  n.serve("$NEX.WPING.>", &Node::on_wping);
-  n.serve("$NEX.INFO.*." + id, &Node::on_info);
-  n.serve("$NEX.DEPLOY.*." + id, &Node::on_deploy);
-  n.serve("$NEX.STOP.*." + id, &Node::on_stop);
-  n.serve("$NEX.LAMEDUCK." + id, &Node::on_lameduck);
-  if (auto st = n.control_->flush(); !st) return fail(st.error());
+Status Node::serve_api() {
+  const std::string node_id = id();
+  serve("$NEX.PING", &Node::on_ping);
+  serve("$NEX.PING." + node_id, &Node::on_ping);
+  serve("$NEX.AUCTION", &Node::on_auction);
+  serve("$NEX.WPING.>", &Node::on_wping);
+  serve("$NEX.INFO.*." + node_id, &Node::on_info);
+  serve("$NEX.DEPLOY.*." + node_id, &Node::on_deploy);
+  serve("$NEX.STOP.*." + node_id, &Node::on_stop);
+  serve("$NEX.LAMEDUCK." + node_id, &Node::on_lameduck);
+  return control_->flush();
+}
 
-  if (n.options_.config.commands.enabled) {
-    auto commands = commands::CommandService::start(
-        {.node_name = n.name(),
-         .node_key = n.identity_.server_key(),
-         .node_xkey = n.xkey(),
-         .connection = *n.control_,
-         .config = n.options_.config.commands,
-         .valid_issuers = n.options_.config.valid_issuers,
-         .allow_unbound_requests = n.options_.config.allow_unbound_requests,
-         .tags = n.options_.config.tags,
-         .state_dir = n.options_.state_dir,
-         .deploy = [&n](const std::string& ns,
-                        std::string_view body) { return n.deploy(ns, body); },
-         .log = log_line,
-         .dropped_unverified = [&n] { n.metrics_.command_dropped_unverified(); },
-         .on_audit_write_failure = [&n] { n.metrics_.audit_write_failure(); }});
-    if (!commands) return fail(commands.error().wrap("commands"));
-    n.commands_ = std::move(*commands);
-    log_line("Taking durable commands on $NEX.cmd." + n.name() + ".> (stream " +
-             commands::kCommandStream + ")");
-  }
+Status Node::start_commands() {
+  if (!options_.config.commands.enabled) return {};
+  auto commands = commands::CommandService::start(
+      {.node_name = name(),
+       .node_key = identity_.server_key(),
+       .node_xkey = xkey(),
+       .connection = *control_,
+       .config = options_.config.commands,
+       .valid_issuers = options_.config.valid_issuers,
+       .allow_unbound_requests = options_.config.allow_unbound_requests,
+       .tags = options_.config.tags,
+       .state_dir = options_.state_dir,
+       .deploy = [this](const std::string& ns, std::string_view body) { return deploy(ns, body); },
+       .log = log_line,
+       .dropped_unverified = [this] { metrics_.command_dropped_unverified(); },
+       .on_audit_write_failure = [this] { metrics_.audit_write_failure(); }});
+  if (!commands) return fail(commands.error().wrap("commands"));
+  commands_ = std::move(*commands);
+  log_line("Taking durable commands on $NEX.cmd." + name() + ".> (stream " +
+           commands::kCommandStream + ")");
+  return {};
+}
 
-  n.maintenance_ = std::thread([&n] { n.maintenance_loop(); });
-  if (n.metrics_endpoint_) {
+void Node::go_live() {
+  maintenance_ = std::thread([this] { maintenance_loop(); });
+  if (metrics_endpoint_) {
     // Only now, with the pool and the commands in place, do scrapes report on the node.
-    n.metrics_.registry().collect([&n](metrics::Scrape& s) { n.collect_metrics(s); });
-    log_line("Serving Prometheus metrics on " + n.metrics_url());
+    metrics_.registry().collect([this](metrics::Scrape& s) { collect_metrics(s); });
+    log_line("Serving Prometheus metrics on " + metrics_url());
   }
-  log_line("Use this key as the recipient for encrypted run requests public_xkey=" + n.xkey());
-  log_line("NATS execution engine awaiting commands id=" + id + " version=" + n.options_.version);
-  n.publish_event(api::kSystemNamespace, api::event_type::kNodeStarted,
-                  {{"version", n.options_.version}, {"id", id}, {"tags", n.tags()}});
-
-  for (const auto& req : n.options_.config.autostart) {
-    auto r = n.deploy("default", api::dump(api::to_json(req)), DeployOrigin::kAutostart);
+  log_line("Use this key as the recipient for encrypted run requests public_xkey=" + xkey());
+  log_line("NATS execution engine awaiting commands id=" + id() + " version=" + options_.version);
+  publish_event(api::kSystemNamespace, api::event_type::kNodeStarted,
+                {{"version", options_.version}, {"id", id()}, {"tags", tags()}});
+  for (const auto& req : options_.config.autostart) {
+    auto r = deploy("default", api::dump(api::to_json(req)), DeployOrigin::kAutostart);
     log_line(r ? "Autostarted workload " + (*r)["name"].get<std::string>()
                : "Autostart failed: " + r.error().message);
   }
-  return node;
 }
 
 Node::~Node() { stop(); }
@@ -367,7 +409,7 @@ void Node::maintenance_loop() {
                                 std::chrono::milliseconds(options_.config.agent_ping_timeout_ms))
                 .has_value();
         std::lock_guard l(mu_);
-        if (!w->restart_at) w->healthy = ok;
+        w->state.ping_answered(ok);
       }
     }
     if (now >= next_refresh) {
@@ -400,12 +442,9 @@ void Node::collect_metrics(metrics::Scrape& s) {
   {
     std::lock_guard lock(mu_);
     for (const auto& [wid, w] : workloads_) {
-      const char* state = w->stopping     ? "stopping"
-                          : w->restart_at ? "restarting"
-                          : w->healthy    ? "running"
-                                          : "unhealthy";
-      metrics::Labels labels = {
-          {"namespace", w->ns}, {"type", std::string(api::to_string(w->type))}, {"state", state}};
+      metrics::Labels labels = {{"namespace", w->ns},
+                                {"type", std::string(api::to_string(w->type))},
+                                {"state", std::string(w->state.metrics_label())}};
       counts[std::move(labels)] += 1;
     }
   }
@@ -444,7 +483,7 @@ void Node::stop() {
   {
     std::lock_guard lock(mu_);
     for (auto& [wid, w] : workloads_) {
-      w->stopping = true;
+      if (!w->state.leaving()) move_to(*w, WorkloadPhase::kStopping);
       all.push_back(w);
       std::move(w->triggers.begin(), w->triggers.end(), std::back_inserter(triggers));
       w->triggers.clear();

@@ -5,6 +5,20 @@
 // nothing behind. Its parts: node.cc (start, maintenance, stop, metrics), control_api.cc (the
 // API handlers), workloads.cc (deploy, stop, restore, what agents report), triggers/route.h and
 // triggers/relay.h (how functions get their triggers), node_metrics.h.
+//
+// Which lock guards what:
+// - mu_: workloads_, ended_, reserved_slots_ and reserved_bytes_, and in each Workload record
+//   (node_internals.h) its state (phase, health, restarts: workload_state.h), agent_gone,
+//   last_exit, triggers and channel. A record's other fields are written before it is
+//   registered in workloads_ and only read after, except its agent request, which the
+//   maintenance thread alone changes (an essential restart's retry count), and its counters,
+//   which are atomic.
+// - restore_mu_: restores_ and relist_at_. deploys_mu_ (with deploys_cv_): deploys_in_flight_.
+//   barrier_mu_ (with barrier_cv_): barriers_. maintenance_mu_ (with maintenance_cv_):
+//   maintenance_stop_. Never held while taking mu_, nor mu_ while taking them.
+// - None, by ownership: what start() sets up (connections, driver, internal server, pool, host
+//   services, store, ledger, relay, commands, subscriptions) is set before any thread of the
+//   node runs and released by stop() after they all ended; lameduck_ and stopped_ are atomic.
 #pragma once
 
 #include <atomic>
@@ -32,6 +46,7 @@
 #include "node/node_identity.h"
 #include "node/node_metrics.h"
 #include "node/request_ledger.h"
+#include "node/workload_state.h"
 #include "node/workload_store.h"
 #include "sandbox/driver.h"
 #include "triggers/relay.h"
@@ -81,6 +96,18 @@ class Node {
  private:
   struct Workload;
   Node(NodeOptions options, NodeIdentity identity);
+  // The parts start() brings up, in its order (node.cc).
+  Status open_ledger();
+  void clean_run_dir();
+  Status connect_control();  // the control NATS, and the connection for batched events
+  Status start_sandboxes();  // the sandbox driver and the internal NATS server
+  Status subscribe_agents();
+  Status start_host_services();  // and the metrics endpoint, whose port they must not reach
+  Status start_pool();
+  Status open_store();
+  Status serve_api();
+  Status start_commands();
+  void go_live();  // maintenance, metrics, node_started, autostarts
 
   // Control API.
   void serve(const std::string& subject, void (Node::*handler)(nats::Message));
@@ -101,11 +128,29 @@ class Node {
   // anything is looked up, reserved or decrypted.
   Result<VerifiedDeploy> verify_deploy(const std::string& ns, std::string_view body,
                                        DeployOrigin origin);
-  // `replaces`: an essential workload whose agent died, deployed again in a new agent (a new
-  // id, its restarts carried over).
+  // The deploy pipeline (workloads.cc): a verified request goes through the steps below, in
+  // this order; each step that takes something leaves a guard in the DeployRun that gives it
+  // back if a later step fails. `replaces`: an essential workload whose agent died, deployed
+  // again in a new agent (a new id, its restarts carried over).
   Result<nlohmann::json> try_deploy(const std::string& ns, std::string_view body,
                                     const VerifiedDeploy& checked, DeployOrigin origin,
                                     const Workload* replaces = nullptr);
+  struct DeployRun;
+  class AgentLease;
+  class Registration;
+  class AgentAccepted;
+  Status reserve(DeployRun& run);           // lame duck, and a place under max_workloads
+  Status admit(DeployRun& run);             // type, triggers, sealed environment, sandbox NATS
+  Status take_agent(DeployRun& run);        // a warm agent from the pool
+  Status fetch(DeployRun& run);             // the artifact: size, bytes reserved, download, hash
+  Status reserve_bytes(DeployRun& run);     // (fetch) the artifact's bytes under max_total_bytes
+  Status prepare(DeployRun& run);           // the agent's deploy request
+  Status prepare_native(DeployRun& run);    // (prepare) host services and the workload's NATS
+  Status prepare_triggers(DeployRun& run);  // (prepare) how a function gets its triggers
+  void register_workload(DeployRun& run);   // in workloads_ and the store, before it starts
+  Status start_in_agent(DeployRun& run);    // the agent starts it and says yes
+  Status route_triggers(DeployRun& run);    // a relayed function's trigger subscriptions
+  nlohmann::json announce(DeployRun& run);  // running: logged, workload_deployed, answered
   // A requested deploy with `replace`: the workloads it replaces (its issuer's of the same name
   // in the namespace) are stopped once it runs, and named in its answer ("replaced"); one of
   // another type makes it a refusal before anything starts. A refused deploy stops nothing.
@@ -148,6 +193,9 @@ class Node {
 
   // Agents.
   std::shared_ptr<Workload> find_workload(const std::string& workload_id);
+  // The one place a workload's phase changes (mu_ held). A transition the lifecycle does not
+  // allow (workload_state.h) is refused and logged: it would be a bug of the node's.
+  void move_to(Workload& w, WorkloadPhase phase);
   // A line of a workload's output: within its rate limit (LogLimiter), cut to the line bound,
   // republished on $NEX.logs.
   void on_agent_log(nats::Message msg);

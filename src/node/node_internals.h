@@ -13,6 +13,7 @@
 #include "api/subject.h"
 #include "node/log_limiter.h"
 #include "node/node.h"
+#include "node/workload_state.h"
 #include "triggers/channel_node_end.h"
 
 namespace nex::node {
@@ -47,13 +48,11 @@ struct Node::Workload {
   std::string body;
   DeployOrigin origin = DeployOrigin::kRequest;
   std::optional<VerifiedDeploy> verified;
-  bool deployed = false;    // its agent accepted it: from then on a dead agent is the node's news
+  // Its phase, health and restarts (workload_state.h); guarded by Node::mu_, changed by the node
+  // alone (Node::move_to and the calls below).
+  WorkloadState state;
   bool agent_gone = false;  // its agent (or sandbox) ended; a restart needs a new one
   std::string last_exit;    // how it or its agent last ended ("its agent was killed by ...")
-  bool healthy = true;
-  bool stopping = false;
-  int restarts = 0;
-  std::optional<std::chrono::steady_clock::time_point> restart_at;
   std::vector<nats::Subscription> triggers;  // functions relayed: their trigger subscriptions
   std::shared_ptr<triggers::ChannelNodeEnd> channel;  // relayed over the agent's trigger channel
   std::atomic<int64_t> invocations{0};                // functions: answered triggers

@@ -162,7 +162,7 @@ Result<std::vector<std::shared_ptr<Node::Workload>>> Node::replaced_by(
   std::vector<std::shared_ptr<Workload>> out;
   std::lock_guard lock(mu_);
   for (const auto& [wid, w] : workloads_) {
-    if (w->ns != ns || w->name != checked.name || w->issuer != checked.issuer || w->stopping)
+    if (w->ns != ns || w->name != checked.name || w->issuer != checked.issuer || w->state.leaving())
       continue;
     if (w->type != checked.req.type) {
       return fail(ErrorCode::kAlreadyExists,
@@ -263,48 +263,169 @@ Status Node::check_sandbox_nats(const std::map<std::string, std::string>& env) c
   return {};
 }
 
+// The agent a deploy took from the pool: its sandbox is stopped unless the workload's record
+// takes it (Node::register_workload).
+class Node::AgentLease {
+ public:
+  AgentLease(Node& node, WarmAgent agent) : node_(node), agent_(std::move(agent)) {}
+  AgentLease(const AgentLease&) = delete;
+  AgentLease& operator=(const AgentLease&) = delete;
+  ~AgentLease() {
+    if (!held_) return;
+    agent_.sandbox->stop(1s);
+    (void)node_.internal_->remove_workload(agent_.id);
+  }
+  WarmAgent* operator->() { return &agent_; }
+  WarmAgent take() {
+    held_ = false;
+    return std::move(agent_);
+  }
+
+ private:
+  Node& node_;
+  WarmAgent agent_;
+  bool held_ = true;
+};
+
+// A workload registered before its agent starts it (in workloads_, and in the store unless it
+// was autostarted): unless the deploy completes, it is unregistered, marked failed, and its
+// sandbox released.
+class Node::Registration {
+ public:
+  Registration(Node& node, std::shared_ptr<Workload> w, bool kept)
+      : node_(node), w_(std::move(w)), kept_(kept) {}
+  Registration(const Registration&) = delete;
+  Registration& operator=(const Registration&) = delete;
+  ~Registration() {
+    if (committed_) return;
+    {
+      std::lock_guard lock(node_.mu_);
+      node_.workloads_.erase(w_->id);
+      if (!w_->state.ended()) node_.move_to(*w_, WorkloadPhase::kFailed);
+    }
+    if (kept_) (void)node_.store_->erase(w_->id);
+    w_->agent.sandbox->stop(1s);
+    (void)node_.internal_->remove_workload(w_->id);
+    if (node_.host_services_) node_.host_services_->forget(w_->id);
+  }
+  void commit() { committed_ = true; }
+
+ private:
+  Node& node_;
+  std::shared_ptr<Workload> w_;
+  bool kept_;
+  bool committed_ = false;
+};
+
+// A workload its agent accepted: the agent is asked to undeploy it if a later step fails.
+class Node::AgentAccepted {
+ public:
+  AgentAccepted(Node& node, std::string workload_id) : node_(node), id_(std::move(workload_id)) {}
+  AgentAccepted(const AgentAccepted&) = delete;
+  AgentAccepted& operator=(const AgentAccepted&) = delete;
+  ~AgentAccepted() {
+    if (!committed_)
+      (void)node_.internal_->request_agent(id_, api::agent_subject::undeploy(id_), "", 2s);
+  }
+  void commit() { committed_ = true; }
+
+ private:
+  Node& node_;
+  std::string id_;
+  bool committed_ = false;
+};
+
+// One deploy going through the pipeline (Node::try_deploy): what each step found, and the
+// guards of the steps taken so far, declared in step order so that a failure undoes them in
+// reverse (the agent's undeploy, then the registration, the agent, the reservation).
+struct Node::DeployRun {
+  DeployRun(Node& node, const std::string& ns, std::string_view body, const VerifiedDeploy& checked,
+            DeployOrigin origin, const Workload* replaces)
+      : ns(ns),
+        body(body),
+        checked(checked),
+        req(checked.req),
+        origin(origin),
+        replaces(replaces),
+        reserved(node) {}
+  const std::string& ns;
+  std::string_view body;
+  const VerifiedDeploy& checked;
+  const api::DeployRequest& req;
+  DeployOrigin origin;
+  const Workload* replaces;  // an essential workload deployed again in a new agent
+  WorkloadState state;       // reserved, fetching; then the record's (register_workload)
+  std::map<std::string, std::string> env;  // admit: the decrypted environment
+  int64_t size = 0;                        // fetch: the artifact's bytes
+  std::string hash;                        // fetch: its SHA-256
+  api::AgentDeployRequest areq;            // prepare: what the agent is asked to run
+  std::string direct_login;     // prepare: how a function's agent logs in to take its triggers
+  std::shared_ptr<Workload> w;  // register_workload: the record
+
+  Reservation reserved;
+  std::optional<AgentLease> agent;
+  std::optional<Registration> registration;
+  std::optional<AgentAccepted> accepted;
+};
+
+// The deploy pipeline. Each step is a function below; each one that takes something (a place,
+// an agent, a registration, the agent's yes) leaves a guard in the run that gives it back if a
+// later step fails, so no step cleans up after another.
 Result<json> Node::try_deploy(const std::string& ns, std::string_view body,
                               const VerifiedDeploy& checked, DeployOrigin origin,
                               const Workload* replaces) {
+  DeployRun run(*this, ns, body, checked, origin, replaces);
+  NEX_RETURN_IF_ERROR(reserve(run));         // a place under the node's limits
+  NEX_RETURN_IF_ERROR(admit(run));           // what this node accepts; the sealed environment
+  NEX_RETURN_IF_ERROR(take_agent(run));      // a warm agent from the pool
+  NEX_RETURN_IF_ERROR(fetch(run));           // the artifact, its size, hash and format checked
+  NEX_RETURN_IF_ERROR(prepare(run));         // the agent's deploy request
+  register_workload(run);                    // before the start: its first logs find it
+  NEX_RETURN_IF_ERROR(start_in_agent(run));  // the agent starts it
+  NEX_RETURN_IF_ERROR(route_triggers(run));  // a relayed function's trigger subscriptions
+  return announce(run);                      // running: logged, workload_deployed, answered
+}
+
+Status Node::reserve(DeployRun& run) {
   const NodeConfig& cfg = options_.config;
-  const api::DeployRequest* req = &checked.req;
-  const std::string& name = checked.name;
-  const std::string& issuer = checked.issuer;
-  if (lameduck_ && !replaces)  // a workload it runs keeps running
+  if (lameduck_ && !run.replaces)  // a workload it runs keeps running
     return fail(ErrorCode::kUnavailable, "node is in lame duck mode and accepts no new workloads");
   // Deploys run in parallel; the limits hold because each one reserves its place (and, once
   // its size is known, its bytes) until it is registered or has failed.
-  Reservation reserved(*this);
-  {
-    std::lock_guard lock(mu_);
-    // Deploys under way hold places too, and may still fail: both are said.
-    const size_t taken = workloads_.size() + reserved_slots_;
-    if (cfg.node_limits.max_workloads > 0 &&
-        static_cast<int64_t>(taken) >= cfg.node_limits.max_workloads) {
-      return fail(ErrorCode::kUnavailable,
-                  fmt::format("node is full (node_limits.max_workloads {}): {} running, {} being "
-                              "deployed",
-                              cfg.node_limits.max_workloads, workloads_.size(), reserved_slots_));
-    }
-    reserved.take_slot();
+  std::lock_guard lock(mu_);
+  // Deploys under way hold places too, and may still fail: both are said.
+  const size_t taken = workloads_.size() + reserved_slots_;
+  if (cfg.node_limits.max_workloads > 0 &&
+      static_cast<int64_t>(taken) >= cfg.node_limits.max_workloads) {
+    return fail(ErrorCode::kUnavailable,
+                fmt::format("node is full (node_limits.max_workloads {}): {} running, {} being "
+                            "deployed",
+                            cfg.node_limits.max_workloads, workloads_.size(), reserved_slots_));
   }
+  run.reserved.take_slot();
+  return {};
+}
+
+Status Node::admit(DeployRun& run) {
+  const NodeConfig& cfg = options_.config;
+  const api::DeployRequest& req = run.req;
   const auto& allowed = cfg.workload_types;
-  if (std::find(allowed.begin(), allowed.end(), req->type) == allowed.end()) {
+  if (std::find(allowed.begin(), allowed.end(), req.type) == allowed.end()) {
     std::string list;
     for (auto t : allowed) list += (list.empty() ? "" : ", ") + std::string(api::to_string(t));
     return fail(ErrorCode::kInvalidArgument,
-                "workload type '" + std::string(api::to_string(req->type)) +
+                "workload type '" + std::string(api::to_string(req.type)) +
                     "' is not accepted by this node (workload_types: " + list + ")");
   }
-  if (!api::is_function(req->type) && !req->trigger_subjects.empty()) {
+  if (!api::is_function(req.type) && !req.trigger_subjects.empty()) {
     return fail(ErrorCode::kInvalidArgument,
                 "trigger_subjects are only for function workloads (v8, wasm), not native services");
   }
-  if (api::is_function(req->type) && req->trigger_subjects.empty()) {
+  if (api::is_function(req.type) && req.trigger_subjects.empty()) {
     return fail(ErrorCode::kInvalidArgument,
                 "function workloads need at least one trigger subject");
   }
-  for (const auto& s : req->trigger_subjects) {
+  for (const auto& s : req.trigger_subjects) {
     if (auto why = cfg.subject_policy.refusal(s); !why.empty())
       return fail(ErrorCode::kPermissionDenied, "trigger subject " + why);
     for (const auto& d : cfg.deny_trigger_subjects) {
@@ -315,207 +436,238 @@ Result<json> Node::try_deploy(const std::string& ns, std::string_view body,
       }
     }
   }
-  auto env = open_environment(*req, identity_.xkey());
+  auto env = open_environment(req, identity_.xkey());
   if (!env) return fail(env.error());
-  const std::string& claimed_hash = checked.claimed_hash;
+  run.env = std::move(*env);
+  return check_sandbox_nats(run.env);
+}
 
-  if (auto st = check_sandbox_nats(*env); !st) return fail(st.error());
-  auto agent = pool_->take(std::chrono::milliseconds(cfg.agent_handshake_timeout_ms) +
+Status Node::take_agent(DeployRun& run) {
+  auto agent = pool_->take(std::chrono::milliseconds(options_.config.agent_handshake_timeout_ms) +
                            driver_->boot_allowance());
   if (!agent) return fail(agent.error());
-  // From here on, a failure must release the agent: nothing is left half-started.
-  auto release = [&](Error err) -> Result<json> {
-    agent->sandbox->stop(1s);
-    (void)internal_->remove_workload(agent->id);
-    return fail(std::move(err));
-  };
+  run.agent.emplace(*this, std::move(*agent));
+  return {};
+}
 
-  auto js = nats::JetStream::create(*control_, {.domain = req->jsdomain});
-  if (!js) return release(js.error());
-  auto store = nats::ObjectStore::bind(*js, req->location.bucket);
-  if (!store) return release(store.error().wrap("location " + req->location.to_string()));
-  auto info = store->info(req->location.key);
-  if (!info) return release(info.error().wrap("location " + req->location.to_string()));
-  const int64_t size = static_cast<int64_t>(info->size);
-  if (cfg.node_limits.max_workload_bytes > 0 && size > cfg.node_limits.max_workload_bytes) {
-    return release(
-        {ErrorCode::kInvalidArgument,
-         fmt::format(
-             "artifact is {} bytes, over this node's limit of {} (node_limits.max_workload_bytes)",
-             size, cfg.node_limits.max_workload_bytes)});
+Status Node::fetch(DeployRun& run) {
+  const NodeConfig& cfg = options_.config;
+  const api::DeployRequest& req = run.req;
+  (void)run.state.to(WorkloadPhase::kFetching);
+  auto js = nats::JetStream::create(*control_, {.domain = req.jsdomain});
+  if (!js) return fail(js.error());
+  auto store = nats::ObjectStore::bind(*js, req.location.bucket);
+  if (!store) return fail(store.error().wrap("location " + req.location.to_string()));
+  auto info = store->info(req.location.key);
+  if (!info) return fail(info.error().wrap("location " + req.location.to_string()));
+  run.size = static_cast<int64_t>(info->size);
+  if (cfg.node_limits.max_workload_bytes > 0 && run.size > cfg.node_limits.max_workload_bytes) {
+    return fail(
+        ErrorCode::kInvalidArgument,
+        fmt::format(
+            "artifact is {} bytes, over this node's limit of {} (node_limits.max_workload_bytes)",
+            run.size, cfg.node_limits.max_workload_bytes));
   }
-  bool fits = true;
-  {
-    std::lock_guard lock(mu_);
-    int64_t total_bytes = reserved_bytes_;
-    for (const auto& [wid, w] : workloads_) total_bytes += w->bytes;
-    fits = cfg.node_limits.max_total_bytes == 0 ||
-           total_bytes + size <= cfg.node_limits.max_total_bytes;
-    if (fits) reserved.take_bytes(size);
-  }
-  if (!fits) {
-    return release({ErrorCode::kInvalidArgument,
-                    fmt::format("artifact of {} bytes would take the node past its total of {} "
-                                "bytes (node_limits.max_total_bytes)",
-                                size, cfg.node_limits.max_total_bytes)});
-  }
-  auto got = store->get_file(req->location.key, agent->artifact_path);
-  if (!got) return release(got.error().wrap("download " + req->location.to_string()));
+  NEX_RETURN_IF_ERROR(reserve_bytes(run));
+  const fs::path& path = run.agent.value()->artifact_path;
+  auto got = store->get_file(req.location.key, path);
+  if (!got) return fail(got.error().wrap("download " + req.location.to_string()));
   // Readable by the sandbox's unprivileged user (its directory is closed to everyone else).
-  fs::permissions(agent->artifact_path, fs::perms::owner_all | fs::perms::group_read |
-                                            fs::perms::group_exec | fs::perms::others_read |
-                                            fs::perms::others_exec);
+  fs::permissions(path, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                            fs::perms::others_read | fs::perms::others_exec);
   // The object store verified the content against its SHA-256 digest; compare that digest with
   // the hash the request and its JWT vouch for.
-  const std::string actual_hash = nats::digest_hex(got->digest);
-  if (!claimed_hash.empty() && actual_hash != claimed_hash) {
-    return release({ErrorCode::kCorrupt, "artifact hash mismatch: the request vouches for " +
-                                             claimed_hash + " but the artifact's SHA-256 is " +
-                                             actual_hash});
+  run.hash = nats::digest_hex(got->digest);
+  const std::string& claimed_hash = run.checked.claimed_hash;
+  if (!claimed_hash.empty() && run.hash != claimed_hash) {
+    return fail(ErrorCode::kCorrupt, "artifact hash mismatch: the request vouches for " +
+                                         claimed_hash + " but the artifact's SHA-256 is " +
+                                         run.hash);
   }
-  if (req->type == api::WorkloadType::kNative) {
-    if (auto st = check_static_executable(agent->artifact_path); !st) {
-      return release(st.error().wrap("artifact " + req->location.to_string() + " refused"));
-    }
+  if (req.type == api::WorkloadType::kNative) {
+    if (auto st = check_static_executable(path); !st)
+      return fail(st.error().wrap("artifact " + req.location.to_string() + " refused"));
   }
+  return {};
+}
 
-  api::AgentDeployRequest areq;
-  areq.argv = req->argv;
-  areq.description = req->description;
-  areq.environment = std::move(*env);
-  if (req->type == api::WorkloadType::kNative) {
-    // ours: a native service reaches host services over the internal NATS, as a user that may
-    // only call them for this workload (docs/host-services.md).
-    areq.environment["NEX_HOSTSERVICES_NATS_URL"] =
-        internal_->service_url(agent->id, agent->sandbox->internal_nats_host());
-    // ours: the workload's own NATS, when it is on the host's loopback, is reached at the same
-    // URL from inside a sandbox (docs/sandbox.md); no other host port is.
-    for (int port : loopback_nats_ports(areq.environment)) {
-      if (auto st = agent->sandbox->expose_host_port(port); !st)
-        return release(st.error().wrap("environment NATS_URL"));
-    }
+Status Node::reserve_bytes(DeployRun& run) {
+  const NodeConfig& cfg = options_.config;
+  std::lock_guard lock(mu_);
+  int64_t total_bytes = reserved_bytes_;
+  for (const auto& [wid, w] : workloads_) total_bytes += w->bytes;
+  if (cfg.node_limits.max_total_bytes != 0 &&
+      total_bytes + run.size > cfg.node_limits.max_total_bytes) {
+    return fail(ErrorCode::kInvalidArgument,
+                fmt::format("artifact of {} bytes would take the node past its total of {} "
+                            "bytes (node_limits.max_total_bytes)",
+                            run.size, cfg.node_limits.max_total_bytes));
+  }
+  run.reserved.take_bytes(run.size);
+  return {};
+}
 
-    areq.environment["NEX_HOSTSERVICES_INBOX_PREFIX"] =
-        InternalServer::service_inbox_prefix(agent->id);
-    areq.environment["NEX_HOSTSERVICES_SUBJECT_PREFIX"] =
-        api::host_services::rpc_prefix(agent->id, ns, name);
+Status Node::prepare(DeployRun& run) {
+  const api::DeployRequest& req = run.req;
+  api::AgentDeployRequest& areq = run.areq;
+  areq.argv = req.argv;
+  areq.description = req.description;
+  areq.environment = std::move(run.env);
+  if (req.type == api::WorkloadType::kNative) NEX_RETURN_IF_ERROR(prepare_native(run));
+  areq.essential = req.essential;
+  areq.hash = run.hash;
+  areq.ns = run.ns;
+  areq.retried_at = req.retried_at;
+  areq.retry_count = req.retry_count.value_or(0);
+  areq.total_bytes = run.size;
+  areq.trigger_subjects = req.trigger_subjects;
+  areq.workload_name = run.checked.name;
+  areq.workload_type = req.type;
+  areq.host_services = req.host_services;
+  areq.function_limits = req.function_limits;
+  if (api::is_function(req.type)) NEX_RETURN_IF_ERROR(prepare_triggers(run));
+  return {};
+}
+
+Status Node::prepare_native(DeployRun& run) {
+  WarmAgent& agent = *run.agent.value().operator->();
+  auto& env = run.areq.environment;
+  // ours: a native service reaches host services over the internal NATS, as a user that may
+  // only call them for this workload (docs/host-services.md).
+  env["NEX_HOSTSERVICES_NATS_URL"] =
+      internal_->service_url(agent.id, agent.sandbox->internal_nats_host());
+  // ours: the workload's own NATS, when it is on the host's loopback, is reached at the same
+  // URL from inside a sandbox (docs/sandbox.md); no other host port is.
+  for (int port : loopback_nats_ports(env)) {
+    if (auto st = agent.sandbox->expose_host_port(port); !st)
+      return fail(st.error().wrap("environment NATS_URL"));
   }
-  areq.essential = req->essential;
-  areq.hash = actual_hash;
-  areq.ns = ns;
-  areq.retried_at = req->retried_at;
-  areq.retry_count = req->retry_count.value_or(0);
-  areq.total_bytes = size;
-  areq.trigger_subjects = req->trigger_subjects;
-  areq.workload_name = name;
-  areq.workload_type = req->type;
-  areq.host_services = req->host_services;
-  areq.function_limits = req->function_limits;
-  std::string direct_login;  // how a function's agent logs in to take its triggers, if it does
-  if (api::is_function(req->type)) {
-    auto direct = triggers::direct_triggers(
-        cfg, options_.control, driver_->sandboxed(),
-        trigger_credentials_ ? &*trigger_credentials_ : nullptr, agent->id, req->trigger_subjects,
-        triggers::answer_window(req->function_limits), areq.environment);
-    if (direct) {
-      for (int port : direct->loopback_ports) {
-        if (auto st = agent->sandbox->expose_host_port(port); !st)
-          return release(st.error().wrap("the NATS for triggers"));
-      }
-      areq.trigger_nats_urls = direct->urls;
-      areq.trigger_nats_jwt = direct->user.jwt;
-      areq.trigger_nats_seed = direct->user.seed;
-      direct_login = direct->login;
-    } else {
-      areq.trigger_channel = agent->trigger_channel.valid();  // else the internal NATS
-      areq.reply_max_payload = control_->max_payload();       // the node answers its callers there
-    }
+  env["NEX_HOSTSERVICES_INBOX_PREFIX"] = InternalServer::service_inbox_prefix(agent.id);
+  env["NEX_HOSTSERVICES_SUBJECT_PREFIX"] =
+      api::host_services::rpc_prefix(agent.id, run.ns, run.checked.name);
+  return {};
+}
+
+Status Node::prepare_triggers(DeployRun& run) {
+  const api::DeployRequest& req = run.req;
+  api::AgentDeployRequest& areq = run.areq;
+  WarmAgent& agent = *run.agent.value().operator->();
+  auto direct = triggers::direct_triggers(
+      options_.config, options_.control, driver_->sandboxed(),
+      trigger_credentials_ ? &*trigger_credentials_ : nullptr, agent.id, req.trigger_subjects,
+      triggers::answer_window(req.function_limits), areq.environment);
+  if (!direct) {
+    areq.trigger_channel = agent.trigger_channel.valid();  // else the internal NATS
+    areq.reply_max_payload = control_->max_payload();      // the node answers its callers there
+    return {};
   }
-  // Registered before the agent starts it, so the workload's first log lines and an early exit
-  // find it.
+  for (int port : direct->loopback_ports) {
+    if (auto st = agent.sandbox->expose_host_port(port); !st)
+      return fail(st.error().wrap("the NATS for triggers"));
+  }
+  areq.trigger_nats_urls = direct->urls;
+  areq.trigger_nats_jwt = direct->user.jwt;
+  areq.trigger_nats_seed = direct->user.seed;
+  run.direct_login = direct->login;
+  return {};
+}
+
+// Registered before the agent starts it, so the workload's first log lines and an early exit
+// find it.
+void Node::register_workload(DeployRun& run) {
+  const api::DeployRequest& req = run.req;
+  const std::string& ns = run.ns;
+  const std::string& name = run.checked.name;
   auto w = std::make_shared<Workload>();
-  w->id = agent->id;
+  w->id = run.agent.value()->id;
   w->ns = ns;
   w->name = name;
-  w->description = req->description;
-  w->type = req->type;
-  w->issuer = issuer;
-  w->deploy_jti = checked.claims.jti;
-  w->hash = actual_hash;
-  w->bytes = size;
+  w->description = req.description;
+  w->type = req.type;
+  w->issuer = run.checked.issuer;
+  w->deploy_jti = run.checked.claims.jti;
+  w->hash = run.hash;
+  w->bytes = run.size;
   if (api::is_function(w->type))
     w->metrics = metrics_.function(ns, name, std::string(api::to_string(w->type)));
   w->logs.emplace(options_.config.workload_logs, std::chrono::steady_clock::now());
   w->logs_dropped = metrics_.log_lines_dropped(ns, name, std::string(api::to_string(w->type)));
-  w->essential = req->essential;
-  w->request = areq;
-  w->agent = std::move(*agent);
-  w->body = std::string(body);
-  w->origin = origin;
-  w->verified = checked;
-  if (replaces) {
-    w->restarts = replaces->restarts;
-    w->last_exit = replaces->last_exit;
+  w->essential = req.essential;
+  w->request = run.areq;
+  w->agent = run.agent->take();
+  w->body = std::string(run.body);
+  w->origin = run.origin;
+  w->verified = run.checked;
+  w->state = std::move(run.state);
+  if (run.replaces) {
+    w->state.carry_restarts(run.replaces->state);
+    w->last_exit = run.replaces->last_exit;
   }
+  move_to(*w, WorkloadPhase::kStarting);
   {
     std::lock_guard lock(mu_);
     workloads_[w->id] = w;
-    reserved.release_locked();  // it counts as running now
+    run.reserved.release_locked();  // it counts as running now
   }
   // Kept before it starts, so an exit at any moment after finds it to forget.
-  const bool kept = origin != DeployOrigin::kAutostart;
+  const bool kept = run.origin != DeployOrigin::kAutostart;
   if (kept) {
-    if (auto st = store_->put({w->id, ns, std::string(body)}); !st)
+    if (auto st = store_->put({w->id, ns, std::string(run.body)}); !st)
       log_line("Workload " + w->id + " will not come back after a restart: " + st.error().message);
   }
-  auto unregister = [&](Error err) -> Result<json> {
-    {
-      std::lock_guard lock(mu_);
-      workloads_.erase(w->id);
-    }
-    if (kept) (void)store_->erase(w->id);
-    w->agent.sandbox->stop(1s);
-    (void)internal_->remove_workload(w->id);
-    if (host_services_) host_services_->forget(w->id);
-    return fail(std::move(err));
-  };
-  auto resp = internal_->request_agent(w->id, api::agent_subject::deploy(w->id),
-                                       api::dump(api::to_json(areq)), kDeployTimeout);
-  if (!resp) return unregister(resp.error().wrap("agent"));
-  if (auto st = agent_accepted(resp->data()); !st) return unregister(st.error());
-  if (api::is_function(w->type) && areq.trigger_nats_urls.empty()) {
-    if (auto st = relay_triggers(w); !st) {
-      (void)internal_->request_agent(w->id, api::agent_subject::undeploy(w->id), "", 2s);
-      return unregister(st.error().wrap("trigger subjects"));
-    }
-  }
-  log_line("Workload deployed name=" + name + " id=" + w->id + " namespace=" + ns);
+  run.registration.emplace(*this, w, kept);
+  run.w = std::move(w);
+}
+
+Status Node::start_in_agent(DeployRun& run) {
+  const std::string& wid = run.w->id;
+  auto resp = internal_->request_agent(wid, api::agent_subject::deploy(wid),
+                                       api::dump(api::to_json(run.areq)), kDeployTimeout);
+  if (!resp) return fail(resp.error().wrap("agent"));
+  NEX_RETURN_IF_ERROR(agent_accepted(resp->data()));
+  run.accepted.emplace(*this, wid);
+  return {};
+}
+
+Status Node::route_triggers(DeployRun& run) {
+  if (!api::is_function(run.w->type) || !run.areq.trigger_nats_urls.empty()) return {};
+  if (auto st = relay_triggers(run.w); !st) return fail(st.error().wrap("trigger subjects"));
+  return {};
+}
+
+json Node::announce(DeployRun& run) {
+  const std::shared_ptr<Workload>& w = run.w;
+  const std::string& name = run.checked.name;
+  log_line("Workload deployed name=" + name + " id=" + w->id + " namespace=" + run.ns);
   if (api::is_function(w->type)) {
     log_line("Function " + name +
-             (areq.trigger_channel ? " has its triggers relayed by the node over its channel"
-              : areq.trigger_nats_urls.empty()
+             (run.areq.trigger_channel ? " has its triggers relayed by the node over its channel"
+              : run.areq.trigger_nats_urls.empty()
                   ? " has its triggers relayed by the node over the internal NATS"
-                  : " takes its triggers directly, " + direct_login));
+                  : " takes its triggers directly, " + run.direct_login));
   }
   bool still_running = false;
   {
     std::lock_guard lock(mu_);
     still_running = workloads_.count(w->id) > 0;
-    w->deployed = true;
+    if (auto st = w->state.agent_accepted(); !st)
+      log_line("Workload " + w->id + ": " + st.error().message);
   }
+  run.accepted->commit();
+  run.registration->commit();
   if (still_running) {  // (an instant exit was already reported as undeployed)
     json data = {{"workload_name", name}, {"code", 0}, {"message", "workload deployed"}};
-    if (replaces) {
+    if (run.replaces) {
       data["restarted"] = true;  // ours: deployed again in a new agent, under a new id
-      data["replaces"] = replaces->id;
-      data["message"] = "workload restarted after " + replaces->last_exit;
-    } else if (origin == DeployOrigin::kRestore) {
+      data["replaces"] = run.replaces->id;
+      data["message"] = "workload restarted after " + run.replaces->last_exit;
+    } else if (run.origin == DeployOrigin::kRestore) {
       data["restored"] = true;  // ours: brought back by a restarted node
       data["message"] = "workload restored after the node restarted";
     }
-    publish_event(ns, api::event_type::kWorkloadDeployed, data, id() + "-" + w->id);
+    publish_event(run.ns, api::event_type::kWorkloadDeployed, data, id() + "-" + w->id);
   }
-  return json{{"started", true}, {"id", w->id}, {"issuer", issuer}, {"name", name}};
+  return json{{"started", true}, {"id", w->id}, {"issuer", run.checked.issuer}, {"name", name}};
 }
 
 Result<json> Node::stop_workload(const std::string& ns, std::string_view body) {
@@ -545,7 +697,8 @@ Result<json> Node::stop_checked(const std::string& ns, const api::StopRequest& r
   {
     std::lock_guard lock(mu_);
     auto it = workloads_.find(req.workload_id);
-    if (it != workloads_.end() && it->second->ns == ns && !it->second->stopping) w = it->second;
+    if (it != workloads_.end() && it->second->ns == ns && !it->second->state.leaving())
+      w = it->second;
   }
   if (!w) {
     if (auto stopped = stop_pending_restore(ns, req.workload_id, claims)) return *stopped;
@@ -572,8 +725,8 @@ bool Node::stop_running(const std::shared_ptr<Workload>& w, const std::string& m
   std::vector<nats::Subscription> triggers;
   {
     std::lock_guard lock(mu_);
-    if (w->stopping) return false;
-    w->stopping = true;
+    if (w->state.leaving()) return false;
+    move_to(*w, WorkloadPhase::kStopping);
     triggers = std::move(w->triggers);
   }
   // Relayed triggers already received still reach the agent, which runs them or answers that
@@ -619,6 +772,7 @@ void Node::remove_workload(const std::shared_ptr<Workload>& w, int code,
   {
     std::lock_guard lock(mu_);
     if (workloads_.erase(w->id) == 0) return;
+    move_to(*w, code == 0 ? WorkloadPhase::kStopped : WorkloadPhase::kFailed);
     triggers = std::move(w->triggers);
     channel = w->channel;
   }
@@ -636,6 +790,11 @@ void Node::remove_workload(const std::shared_ptr<Workload>& w, int code,
   publish_event(w->ns, api::event_type::kWorkloadUndeployed,
                 {{"workload_name", w->name}, {"code", code}, {"message", message}},
                 id() + "-" + w->id);
+}
+
+void Node::move_to(Workload& w, WorkloadPhase phase) {
+  if (auto st = w.state.to(phase); !st)
+    log_line("Workload " + w.name + " (" + w.id + "): " + st.error().message);
 }
 
 std::shared_ptr<Node::Workload> Node::find_workload(const std::string& workload_id) {
@@ -757,7 +916,7 @@ void Node::on_workload_exited(const std::shared_ptr<Workload>& w, int code,
                               const std::string& message) {
   {
     std::lock_guard lock(mu_);
-    if (w->stopping) return;  // a stop in progress reports the undeploy itself
+    if (w->state.leaving()) return;  // a stop in progress reports the undeploy itself
     w->last_exit = message;
     if (code != 0 && schedule_restart(*w, message)) return;
   }
@@ -765,25 +924,31 @@ void Node::on_workload_exited(const std::shared_ptr<Workload>& w, int code,
 }
 
 bool Node::schedule_restart(Workload& w, const std::string& how) {
-  if (!w.essential || w.restarts >= kMaxRestarts) return false;
+  if (!w.essential || w.state.restarts() >= kMaxRestarts) return false;
   // Exponential backoff: 250 ms, 500 ms, 1 s, 2 s, 4 s.
-  const auto delay = std::chrono::milliseconds(250) * (1 << w.restarts);
-  w.restarts += 1;
-  w.healthy = false;
-  w.restart_at = std::chrono::steady_clock::now() + delay;
+  const auto delay = std::chrono::milliseconds(250) * (1 << w.state.restarts());
+  if (auto st = w.state.restart_after(std::chrono::steady_clock::now() + delay); !st) {
+    log_line("Workload " + w.name + " (" + w.id + "): " + st.error().message);
+    return false;
+  }
   log_line(fmt::format("Essential workload {} {}; restarting in {} ms (attempt {} of {})", w.name,
-                       how, delay.count(), w.restarts, kMaxRestarts));
+                       how, delay.count(), w.state.restarts(), kMaxRestarts));
   maintenance_cv_.notify_all();
   return true;
 }
 
 void Node::end_workload(const std::shared_ptr<Workload>& w, int code, const std::string& message) {
   if (w->essential && code != 0) {
+    int restarts = 0;
+    {
+      std::lock_guard lock(mu_);
+      restarts = w->state.restarts();
+    }
     publish_event(w->ns, api::event_type::kWorkloadCrashLoop,
                   {{"workload_name", w->name},
                    {"code", code},
-                   {"restarts", w->restarts},
-                   {"message", "gave up restarting after " + std::to_string(w->restarts) +
+                   {"restarts", restarts},
+                   {"message", "gave up restarting after " + std::to_string(restarts) +
                                    " attempts: " + message}},
                   id() + "-" + w->id);
   }
@@ -806,7 +971,7 @@ void Node::reap_agents(const std::vector<std::shared_ptr<Workload>>& all) {
   for (const auto& w : all) {
     {
       std::lock_guard lock(mu_);
-      if (!w->deployed || w->stopping || w->agent_gone) continue;
+      if (!w->state.deployed() || w->state.leaving() || w->agent_gone) continue;
     }
     // Waiting for it reaps it: a dead agent is never left a zombie.
     if (auto status = w->agent.sandbox->wait(0ms)) on_agent_exited(w, *status);
@@ -820,9 +985,9 @@ void Node::on_agent_exited(const std::shared_ptr<Workload>& w, int status) {
   {
     std::lock_guard lock(mu_);
     // A stop in progress ends it anyway; one that removed it stopped the sandbox itself.
-    if (w->stopping || workloads_.count(w->id) == 0) return;
+    if (w->state.leaving() || workloads_.count(w->id) == 0) return;
     w->agent_gone = true;
-    w->healthy = false;
+    w->state.agent_lost();
     w->last_exit = how;
     restarting = schedule_restart(*w, how);
   }
@@ -841,7 +1006,7 @@ void Node::restart_in_new_agent(const std::shared_ptr<Workload>& w) {
   std::shared_ptr<triggers::ChannelNodeEnd> channel;
   {
     std::lock_guard lock(mu_);
-    if (w->stopping || workloads_.erase(w->id) == 0) return;
+    if (w->state.leaving() || workloads_.erase(w->id) == 0) return;
     triggers = std::move(w->triggers);
     channel = w->channel;
   }
@@ -853,9 +1018,13 @@ void Node::restart_in_new_agent(const std::shared_ptr<Workload>& w) {
   if (host_services_) host_services_->forget(w->id);
   auto r = try_deploy(w->ns, w->body, *w->verified, w->origin, w.get());
   (void)store_->erase(w->id);  // kept again under its new id, if it came back
+  {
+    std::lock_guard lock(mu_);  // this record ends: it came back as another, or not at all
+    move_to(*w, r ? WorkloadPhase::kStopped : WorkloadPhase::kFailed);
+  }
   if (r) {
     log_line(fmt::format("Essential workload {} restarted as {} (attempt {} of {})", w->name,
-                         (*r)["id"].get<std::string>(), w->restarts, kMaxRestarts));
+                         (*r)["id"].get<std::string>(), w->state.restarts(), kMaxRestarts));
     return;
   }
   const std::string message = "restart failed: " + r.error().message;
@@ -885,7 +1054,7 @@ Status Node::relay_triggers(const std::shared_ptr<Workload>& w) {
   {
     // A stop that began meanwhile takes the subscriptions it finds: none, so these go now.
     std::lock_guard lock(mu_);
-    if (w->stopping || workloads_.count(w->id) == 0) return {};
+    if (w->state.leaving() || workloads_.count(w->id) == 0) return {};
     w->triggers = std::move(*triggers);
   }
   return control_->flush();
@@ -895,24 +1064,28 @@ void Node::restart_due(const std::vector<std::shared_ptr<Workload>>& all,
                        std::chrono::steady_clock::time_point now) {
   for (const auto& w : all) {
     bool new_agent = false;
+    int restarts = 0;
     {
       std::lock_guard l(mu_);
-      if (!w->restart_at || *w->restart_at > now || w->stopping) continue;
-      w->restart_at.reset();
+      if (!w->state.restart_due(now)) continue;
       new_agent = w->agent_gone;
+      // In a new agent, this record ends once its replacement is deployed (or not).
+      if (!new_agent) move_to(*w, WorkloadPhase::kStarting);
+      restarts = w->state.restarts();
     }
     metrics_.agent_restart(w->ns, w->name);
     if (new_agent) {
       restart_in_new_agent(w);
       continue;
     }
-    w->request.retry_count = w->restarts;
+    w->request.retry_count = restarts;
     w->request.retried_at = rfc3339_nano(std::chrono::system_clock::now());
     auto r = internal_->request_agent(w->id, api::agent_subject::deploy(w->id),
                                       api::dump(api::to_json(w->request)), kDeployTimeout);
     if (r && agent_accepted(r->data())) {
       std::lock_guard l(mu_);
-      w->healthy = true;
+      if (auto st = w->state.agent_accepted(); !st)
+        log_line("Workload " + w->id + ": " + st.error().message);
     } else {
       remove_workload(w, 1, "restart failed");
     }
