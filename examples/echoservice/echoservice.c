@@ -24,9 +24,9 @@
 
 static int fd = -1;
 static char id[23];
-static const char *subject = "svc.echo";
+static const char* subject = "svc.echo";
 
-static int write_all(const char *buf, size_t len) {
+static int write_all(const char* buf, size_t len) {
   while (len > 0) {
     ssize_t n = write(fd, buf, len);
     if (n < 0 && errno == EINTR) continue;
@@ -37,7 +37,7 @@ static int write_all(const char *buf, size_t len) {
   return 0;
 }
 
-static int publish(const char *to, const char *data, size_t len) {
+static int publish(const char* to, const char* data, size_t len) {
   char head[512];
   int n = snprintf(head, sizeof head, "PUB %s %zu\r\n", to, len);
   if (n < 0 || (size_t)n >= sizeof head) return -1;
@@ -46,7 +46,7 @@ static int publish(const char *to, const char *data, size_t len) {
 }
 
 /* Reads bytes into a growing buffer; returns the number of bytes now held, or -1. */
-static char *buf;
+static char* buf;
 static size_t buf_len, buf_cap;
 static int fill(void) {
   if (buf_cap - buf_len < 65536) {
@@ -64,23 +64,24 @@ static int fill(void) {
 /* The CONNECT fields for the URL's credentials, if it has any. */
 static char login_field[1024] = "";
 
-static int parse_url(const char *url, struct sockaddr_in *addr) {
-  const char *p = strstr(url, "://");
+static int parse_url(const char* url, struct sockaddr_in* addr) {
+  const char* p = strstr(url, "://");
   p = p ? p + 3 : url;
-  const char *at = strchr(p, '@');
+  const char* at = strchr(p, '@');
   if (at) {
     const int len = (int)(at - p);
-    for (const char *c = p; c < at; ++c)
+    for (const char* c = p; c < at; ++c)
       if (*c == '"' || *c == '\\' || (unsigned char)*c < 0x20) return -1; /* kept out of the JSON */
-    const char *colon = memchr(p, ':', (size_t)len);
-    int n = colon ? snprintf(login_field, sizeof login_field, ",\"user\":\"%.*s\",\"pass\":\"%.*s\"",
-                             (int)(colon - p), p, (int)(at - colon - 1), colon + 1)
-                  : snprintf(login_field, sizeof login_field, ",\"auth_token\":\"%.*s\"", len, p);
+    const char* colon = memchr(p, ':', (size_t)len);
+    int n = colon
+                ? snprintf(login_field, sizeof login_field, ",\"user\":\"%.*s\",\"pass\":\"%.*s\"",
+                           (int)(colon - p), p, (int)(at - colon - 1), colon + 1)
+                : snprintf(login_field, sizeof login_field, ",\"auth_token\":\"%.*s\"", len, p);
     if (n < 0 || (size_t)n >= sizeof login_field) return -1;
     p = at + 1;
   }
   char host[256];
-  const char *colon = strrchr(p, ':');
+  const char* colon = strrchr(p, ':');
   size_t hlen = colon ? (size_t)(colon - p) : strlen(p);
   if (hlen == 0 || hlen >= sizeof host) return -1;
   memcpy(host, p, hlen);
@@ -92,26 +93,28 @@ static int parse_url(const char *url, struct sockaddr_in *addr) {
   return inet_pton(AF_INET, host, &addr->sin_addr) == 1 ? 0 : -1;
 }
 
-static void reply_discovery(const char *verb, const char *reply) {
+static void reply_discovery(const char* verb, const char* reply) {
   char body[1024];
   int n;
   if (strcmp(verb, "INFO") == 0) {
-    n = snprintf(body, sizeof body,
-                 "{\"type\":\"io.nats.micro.v1.info_response\",\"name\":\"EchoService\",\"id\":\"%s\","
-                 "\"version\":\"1.0.0\",\"metadata\":{},\"description\":\"\",\"endpoints\":[{\"name\":"
-                 "\"echo\",\"subject\":\"%s\",\"queue_group\":\"q\",\"metadata\":null}]}",
-                 id, subject);
+    n = snprintf(
+        body, sizeof body,
+        "{\"type\":\"io.nats.micro.v1.info_response\",\"name\":\"EchoService\",\"id\":\"%s\","
+        "\"version\":\"1.0.0\",\"metadata\":{},\"description\":\"\",\"endpoints\":[{\"name\":"
+        "\"echo\",\"subject\":\"%s\",\"queue_group\":\"q\",\"metadata\":null}]}",
+        id, subject);
   } else {
-    n = snprintf(body, sizeof body,
-                 "{\"type\":\"io.nats.micro.v1.ping_response\",\"name\":\"EchoService\",\"id\":\"%s\","
-                 "\"version\":\"1.0.0\",\"metadata\":{}}",
-                 id);
+    n = snprintf(
+        body, sizeof body,
+        "{\"type\":\"io.nats.micro.v1.ping_response\",\"name\":\"EchoService\",\"id\":\"%s\","
+        "\"version\":\"1.0.0\",\"metadata\":{}}",
+        id);
   }
   if (n > 0 && (size_t)n < sizeof body) publish(reply, body, (size_t)n);
 }
 
-int main(int argc, char **argv) {
-  const char *url = getenv("NATS_URL");
+int main(int argc, char** argv) {
+  const char* url = getenv("NATS_URL");
   if (!url || !*url) url = "nats://127.0.0.1:4222";
   if (getenv("ECHO_SUBJECT") && *getenv("ECHO_SUBJECT")) subject = getenv("ECHO_SUBJECT");
   setvbuf(stdout, NULL, _IOLBF, 0);
@@ -133,12 +136,13 @@ int main(int argc, char **argv) {
 
   struct sockaddr_in addr;
   if (parse_url(url, &addr) != 0) {
-    fprintf(stderr, "echoservice: cannot use NATS url '%s' (expected nats://[USER:PASSWORD@]IPv4:port)\n",
+    fprintf(stderr,
+            "echoservice: cannot use NATS url '%s' (expected nats://[USER:PASSWORD@]IPv4:port)\n",
             url);
     return 1;
   }
   fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0 || connect(fd, (struct sockaddr *)&addr, sizeof addr) != 0) {
+  if (fd < 0 || connect(fd, (struct sockaddr*)&addr, sizeof addr) != 0) {
     fprintf(stderr, "echoservice: cannot connect to %s: %s\n", url, strerror(errno));
     return 1;
   }
@@ -146,30 +150,32 @@ int main(int argc, char **argv) {
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 
   /* A JWT is base64url and dots: nothing in it needs escaping in JSON. */
-  const char *jwt = getenv("NATS_JWT");
+  const char* jwt = getenv("NATS_JWT");
   char jwt_field[4096] = "";
   if (jwt && *jwt) {
     static const char b64url_dot[] =
         "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.";
     if (strlen(jwt) > sizeof jwt_field - 16 || strspn(jwt, b64url_dot) != strlen(jwt)) {
-      fprintf(stderr, "echoservice: NATS_JWT is not a JWT (expected base64url parts joined by dots)\n");
+      fprintf(stderr,
+              "echoservice: NATS_JWT is not a JWT (expected base64url parts joined by dots)\n");
       return 1;
     }
     snprintf(jwt_field, sizeof jwt_field, ",\"jwt\":\"%s\"", jwt);
   }
   char proto[8192];
-  int n = snprintf(proto, sizeof proto,
-                   "CONNECT {\"verbose\":false,\"pedantic\":false,\"name\":\"echoservice\",\"lang\":\"c\","
-                   "\"version\":\"1.0.0\",\"protocol\":1,\"headers\":false%s%s}\r\n"
-                   "SUB %s q 1\r\nSUB $SRV.PING 2\r\nSUB $SRV.PING.EchoService 3\r\n"
-                   "SUB $SRV.INFO 4\r\nSUB $SRV.INFO.EchoService 5\r\nPING\r\n",
-                   jwt_field, login_field, subject);
+  int n = snprintf(
+      proto, sizeof proto,
+      "CONNECT {\"verbose\":false,\"pedantic\":false,\"name\":\"echoservice\",\"lang\":\"c\","
+      "\"version\":\"1.0.0\",\"protocol\":1,\"headers\":false%s%s}\r\n"
+      "SUB %s q 1\r\nSUB $SRV.PING 2\r\nSUB $SRV.PING.EchoService 3\r\n"
+      "SUB $SRV.INFO 4\r\nSUB $SRV.INFO.EchoService 5\r\nPING\r\n",
+      jwt_field, login_field, subject);
   if (n < 0 || (size_t)n >= sizeof proto) return 1;
   if (write_all(proto, (size_t)n)) return 1;
   printf("Starting echo service\n");
 
   for (;;) {
-    char *eol;
+    char* eol;
     while (!(eol = memmem(buf, buf_len, "\r\n", 2))) {
       if (fill() != 0) {
         fprintf(stderr, "echoservice: connection closed\n");
@@ -186,9 +192,9 @@ int main(int argc, char **argv) {
     if (strncmp(line, "MSG ", 4) == 0) {
       char subj[256] = {0}, sid[32] = {0}, reply[256] = {0};
       size_t size = 0;
-      char *tok[5];
+      char* tok[5];
       int count = 0;
-      for (char *t = strtok(line + 4, " "); t && count < 5; t = strtok(NULL, " ")) tok[count++] = t;
+      for (char* t = strtok(line + 4, " "); t && count < 5; t = strtok(NULL, " ")) tok[count++] = t;
       if (count == 4) {
         snprintf(subj, sizeof subj, "%s", tok[0]);
         snprintf(sid, sizeof sid, "%s", tok[1]);
@@ -204,7 +210,7 @@ int main(int argc, char **argv) {
       while (buf_len < consumed + size + 2) {
         if (fill() != 0) return 1;
       }
-      const char *payload = buf + consumed;
+      const char* payload = buf + consumed;
       if (reply[0]) {
         if (strcmp(sid, "1") == 0) {
           publish(reply, payload, size);

@@ -14,7 +14,8 @@ int main(int argc, char** argv) {
   const char* subject = argc > 1 ? argv[1] : "unknown";
   char count[32] = "0";
   int32_t rc = nex_kv_get(subject, (uint32_t)strlen(subject));
-  if (rc > 0 && rc < (int32_t)sizeof count) count[nex_result(count, sizeof count - 1)] = 0;
+  if (rc > 0 && rc < (int32_t)sizeof count)
+    count[nex_result(count, sizeof count - 1)] = 0;
   else if (rc < 0 && rc != -404) {  // -404: never counted yet
     char why[256] = "";
     why[nex_result(why, sizeof why - 1)] = 0;

@@ -60,10 +60,9 @@ Result<nats::JetStream> connect_retrying(const ConnectionFlags& flags,
     const auto left = deadline - std::chrono::steady_clock::now();
     if (left <= 500ms) return fail(conn.error());
     if (!said)
-      std::fprintf(stderr, "nex: %s; trying again for up to %lld s\n",
-                   conn.error().message.c_str(),
-                   static_cast<long long>(
-                       std::chrono::duration_cast<std::chrono::seconds>(left).count()));
+      std::fprintf(
+          stderr, "nex: %s; trying again for up to %lld s\n", conn.error().message.c_str(),
+          static_cast<long long>(std::chrono::duration_cast<std::chrono::seconds>(left).count()));
     std::this_thread::sleep_for(500ms);
   }
 }
@@ -682,8 +681,9 @@ void register_cmd_command(CLI::App& app, CommandAction& action, ConnectionFlags&
   send->add_option("--method", s->method,
                    "hello, cliCommand (shellCommand), textLogging or deploy (default: cliCommand "
                    "with ARGS, else hello)");
-  send->add_option("--file", s->file,
-                   "send the messages of a JSON file (steward's format: toNode, method, data, ...)");
+  send->add_option(
+      "--file", s->file,
+      "send the messages of a JSON file (steward's format: toNode, method, data, ...)");
   send->add_option("--timeout", s->method_timeout, "seconds the command may run (methodTimeout)");
   send->add_option("--wait", s->wait, "seconds to wait for the result")->capture_default_str();
   send->add_flag("--no-wait", s->no_wait, "print the id and return at once");

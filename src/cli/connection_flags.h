@@ -33,8 +33,8 @@ struct ConnectionFlags {
   void add_to(CLI::App& app);
   // After parsing: fills what the flags left empty from the `nats` context that --context,
   // NATS_CONTEXT or else `nats context select` names (the nats CLI's files, so
-  // `nex --context ExpAdmin devrun ...` works as the secured-NATS walkthrough types it), then the defaults. Explicit
-  // flags and NATS_URL win over the context.
+  // `nex --context ExpAdmin devrun ...` works as the secured-NATS walkthrough types it), then the
+  // defaults. Explicit flags and NATS_URL win over the context.
   Status apply_context();
   Result<nats::ConnectOptions> options(const std::string& client_name) const;
   std::chrono::milliseconds timeout() const {

@@ -40,7 +40,8 @@ Result<node::NodeConfig> node_config_for(const std::string& file, std::string& w
   if (geteuid() != 0) {
     why_unsandboxed = "not running as root";
   } else if (!node::preflight_passes(config, agent_next_to_nex())) {
-    why_unsandboxed = "`nex node preflight` does not pass; `sudo nex node preflight --init` fixes that";
+    why_unsandboxed =
+        "`nex node preflight` does not pass; `sudo nex node preflight --init` fixes that";
   }
   config.no_sandbox = !why_unsandboxed.empty();
   return config;
@@ -109,10 +110,10 @@ struct RootfsOptions {
 };
 
 int run_rootfs(const RootfsOptions& opts) {
-  auto r = sandbox::build_rootfs({.agent_binary = opts.agent.empty() ? agent_next_to_nex()
-                                                                     : fs::path(opts.agent),
-                                  .output = opts.output,
-                                  .size_mib = opts.size_mib});
+  auto r = sandbox::build_rootfs(
+      {.agent_binary = opts.agent.empty() ? agent_next_to_nex() : fs::path(opts.agent),
+       .output = opts.output,
+       .size_mib = opts.size_mib});
   if (!r) return report(r.error());
   std::printf("Built %s: ext4, %lld MiB (%lld KiB of content: nex-agent, %zu libraries, busybox)\n",
               opts.output.c_str(), static_cast<long long>(r->image_mib),
@@ -124,8 +125,8 @@ int run_rootfs(const RootfsOptions& opts) {
 
 void register_preflight_command(CLI::App& node, CommandAction& action) {
   auto opts = std::make_shared<PreflightOptions>();
-  auto* cmd = node.add_subcommand(
-      "preflight", "Check that this host has what the node's sandbox driver needs");
+  auto* cmd = node.add_subcommand("preflight",
+                                  "Check that this host has what the node's sandbox driver needs");
   auto* config = cmd->add_option("--config", opts->config, "the node configuration file")
                      ->capture_default_str();
   cmd->add_flag("--init", opts->init,

@@ -16,9 +16,9 @@
 namespace nex::sandbox {
 
 struct CgroupLimits {
-  int64_t memory_bytes = 0;   // 0 = no limit
-  int64_t cpu_millis = 0;     // CPU time per second of wall time, in ms (1000 = one core)
-  int64_t pids = 0;           // 0 = no limit
+  int64_t memory_bytes = 0;  // 0 = no limit
+  int64_t cpu_millis = 0;    // CPU time per second of wall time, in ms (1000 = one core)
+  int64_t pids = 0;          // 0 = no limit
 };
 
 class Cgroup {

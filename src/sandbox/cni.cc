@@ -66,7 +66,8 @@ Result<PluginRun> run_plugin(const fs::path& binary, const std::vector<std::stri
   close(in[1]);
   PluginRun run;
   char buf[4096];
-  for (ssize_t n; (n = read(out[0], buf, sizeof buf)) > 0;) run.out.append(buf, static_cast<size_t>(n));
+  for (ssize_t n; (n = read(out[0], buf, sizeof buf)) > 0;)
+    run.out.append(buf, static_cast<size_t>(n));
   close(out[0]);
   while (waitpid(pid, &run.status, 0) < 0 && errno == EINTR) {
   }
@@ -89,11 +90,11 @@ Result<json> invoke(const CniSettings& settings, const CniNetwork& network, cons
   conf["name"] = network.conflist["name"];
   conf["cniVersion"] = network.conflist["cniVersion"];
   if (!prev_result.is_null()) conf["prevResult"] = prev_result;
-  auto run = run_plugin(*binary,
-                        {"CNI_COMMAND=" + command, "CNI_CONTAINERID=" + container_id,
-                         "CNI_NETNS=" + netns.string(), "CNI_IFNAME=" + settings.interface_name,
-                         "CNI_PATH=" + join_paths(settings.bin_path)},
-                        conf.dump());
+  auto run = run_plugin(
+      *binary,
+      {"CNI_COMMAND=" + command, "CNI_CONTAINERID=" + container_id, "CNI_NETNS=" + netns.string(),
+       "CNI_IFNAME=" + settings.interface_name, "CNI_PATH=" + join_paths(settings.bin_path)},
+      conf.dump());
   if (!run) return fail(run.error());
   if (!WIFEXITED(run->status) || WEXITSTATUS(run->status) != 0) {
     std::string why = run->out;
@@ -128,14 +129,13 @@ std::vector<std::string> CniNetwork::plugin_types() const {
 json default_conflist(const std::string& network_name) {
   return {{"name", network_name},
           {"cniVersion", "0.4.0"},
-          {"plugins",
-           json::array({{{"type", "ptp"},
-                         {"ipMasq", true},
-                         {"ipam",
-                          {{"type", "host-local"},
-                           {"subnet", "192.168.127.0/24"},
-                           {"routes", json::array({{{"dst", "0.0.0.0/0"}}})},
-                           {"resolvConf", "/etc/resolv.conf"}}}}})}};
+          {"plugins", json::array({{{"type", "ptp"},
+                                    {"ipMasq", true},
+                                    {"ipam",
+                                     {{"type", "host-local"},
+                                      {"subnet", "192.168.127.0/24"},
+                                      {"routes", json::array({{{"dst", "0.0.0.0/0"}}})},
+                                      {"resolvConf", "/etc/resolv.conf"}}}}})}};
 }
 
 Result<CniNetwork> load_cni_network(const CniSettings& settings) {

@@ -47,8 +47,7 @@ struct CniAttachment {
 };
 
 Result<CniAttachment> cni_add(const CniSettings& settings, const CniNetwork& network,
-                              const std::string& container_id,
-                              const std::filesystem::path& netns);
+                              const std::string& container_id, const std::filesystem::path& netns);
 // Releases the address and removes the link; `netns` may be gone already (then only IPAM is
 // released, as the plugins do).
 Status cni_del(const CniSettings& settings, const CniNetwork& network,

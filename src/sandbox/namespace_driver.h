@@ -27,11 +27,11 @@
 namespace nex::sandbox {
 
 struct NamespaceOptions {
-  std::string instance;               // names this node's cgroups, mounts and CNI containers
-  std::filesystem::path rootfs;       // ext4 image or directory
-  std::filesystem::path agent_binary; // checked against the root filesystem's libraries
+  std::string instance;                // names this node's cgroups, mounts and CNI containers
+  std::filesystem::path rootfs;        // ext4 image or directory
+  std::filesystem::path agent_binary;  // checked against the root filesystem's libraries
   CgroupLimits limits;
-  int64_t tmp_bytes = 64 << 20;       // size of the private /tmp
+  int64_t tmp_bytes = 64 << 20;  // size of the private /tmp
   CniSettings cni;
   // "sandbox_network": "open": no firewall, and IPv6 as CNI leaves it; sandboxes then reach
   // every port of this host and one another.

@@ -29,7 +29,8 @@ struct RootfsReport {
 
 Result<RootfsReport> build_rootfs(const RootfsOptions& options);
 // Fills `dir` with the root filesystem's tree (what build_rootfs packs into the image).
-Result<RootfsReport> build_rootfs_tree(const RootfsOptions& options, const std::filesystem::path& dir);
+Result<RootfsReport> build_rootfs_tree(const RootfsOptions& options,
+                                       const std::filesystem::path& dir);
 // The libraries a dynamically linked binary loads (absolute paths, as the loader names them),
 // the loader included; from ldd.
 Result<std::vector<std::filesystem::path>> shared_libraries(const std::filesystem::path& binary);

@@ -16,21 +16,58 @@ namespace {
 // Denied outright (EPERM).
 constexpr const char* kDenied[] = {
     // file systems and the mount table
-    "mount", "umount2", "pivot_root", "chroot", "move_mount", "open_tree", "fsopen", "fsconfig",
-    "fsmount", "fspick", "mount_setattr", "swapon", "swapoff", "quotactl", "quotactl_fd",
-    "name_to_handle_at", "open_by_handle_at",
+    "mount",
+    "umount2",
+    "pivot_root",
+    "chroot",
+    "move_mount",
+    "open_tree",
+    "fsopen",
+    "fsconfig",
+    "fsmount",
+    "fspick",
+    "mount_setattr",
+    "swapon",
+    "swapoff",
+    "quotactl",
+    "quotactl_fd",
+    "name_to_handle_at",
+    "open_by_handle_at",
     // other processes' memory
-    "ptrace", "process_vm_readv", "process_vm_writev", "kcmp", "pidfd_getfd",
+    "ptrace",
+    "process_vm_readv",
+    "process_vm_writev",
+    "kcmp",
+    "pidfd_getfd",
     // the kernel itself
-    "init_module", "finit_module", "delete_module", "kexec_load", "kexec_file_load", "bpf",
-    "perf_event_open", "reboot", "acct", "syslog", "iopl", "ioperm", "lookup_dcookie",
-    "userfaultfd", "uselib", "vhangup",
+    "init_module",
+    "finit_module",
+    "delete_module",
+    "kexec_load",
+    "kexec_file_load",
+    "bpf",
+    "perf_event_open",
+    "reboot",
+    "acct",
+    "syslog",
+    "iopl",
+    "ioperm",
+    "lookup_dcookie",
+    "userfaultfd",
+    "uselib",
+    "vhangup",
     // keyrings
-    "keyctl", "add_key", "request_key",
+    "keyctl",
+    "add_key",
+    "request_key",
     // namespaces
-    "unshare", "setns",
+    "unshare",
+    "setns",
     // the clock
-    "settimeofday", "clock_settime", "clock_adjtime", "adjtimex",
+    "settimeofday",
+    "clock_settime",
+    "clock_adjtime",
+    "adjtimex",
 };
 
 constexpr int kNamespaceFlags[] = {CLONE_NEWNS,  CLONE_NEWUTS, CLONE_NEWIPC,   CLONE_NEWUSER,
@@ -40,7 +77,7 @@ constexpr int kNamespaceFlags[] = {CLONE_NEWNS,  CLONE_NEWUTS, CLONE_NEWIPC,   C
 
 Result<SeccompProgram> build_workload_filter() {
   std::unique_ptr<void, decltype(&seccomp_release)> ctx(seccomp_init(SCMP_ACT_ALLOW),
-                                                       &seccomp_release);
+                                                        &seccomp_release);
   if (!ctx) return fail(ErrorCode::kInternal, "seccomp_init failed");
   for (const char* name : kDenied) {
     const int nr = seccomp_syscall_resolve_name(name);

@@ -167,7 +167,8 @@ TEST_F(CliNode, LsAndInfoShowTheNode) {
   }
 }
 
-// Nex's secured-NATS walkthrough types `nex --context ExpAdmin devrun ...`: the nats CLI's contexts name the server.
+// Nex's secured-NATS walkthrough types `nex --context ExpAdmin devrun ...`: the nats CLI's contexts
+// name the server.
 TEST_F(CliNode, ANatsContextSaysWhereAndHowToConnect) {
   const fs::path dir = home() / ".config/nats/context";
   fs::create_directories(dir);
@@ -851,8 +852,8 @@ TEST(CliNodeAlone, LsWithNoNodeSaysHowToStartOne) {
 namespace nex {
 namespace {
 
-// `nex node preflight` as the node walkthrough shows it: a line per dependency; `--init` writes what is
-// missing (the conflist, the root filesystem), after which everything is satisfied.
+// `nex node preflight` as the node walkthrough shows it: a line per dependency; `--init` writes
+// what is missing (the conflist, the root filesystem), after which everything is satisfied.
 TEST(CliPreflight, ReportsWhatIsMissingAndInitFixesIt) {
   NEX_REQUIRE_NAMESPACE_SANDBOX();
   const fs::path dir = testing::SandboxHost::get().dir() / "preflight";

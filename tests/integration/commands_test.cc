@@ -435,12 +435,11 @@ TEST_F(CommandsTest, AnEdgeNodeBehindALeafGetsCommandsSentWhileTheHubWasDownExac
   std::ofstream(batch) << msgs.dump();
   // The sender keeps trying while the hub is away, and says so.
   const fs::path out = dir_ / "sender.out", err = dir_ / "sender.err";
-  auto sender = Subprocess::spawn(
-      {.argv = {NEX_BINARY, "-s", hub_->url(), "cmd", "send", "--file", batch.string(),
-                "--no-wait"},
-       .env = {"HOME=" + (dir_ / "home").string()},
-       .stdout_path = out.string(),
-       .stderr_path = err.string()});
+  auto sender = Subprocess::spawn({.argv = {NEX_BINARY, "-s", hub_->url(), "cmd", "send", "--file",
+                                            batch.string(), "--no-wait"},
+                                   .env = {"HOME=" + (dir_ / "home").string()},
+                                   .stdout_path = out.string(),
+                                   .stderr_path = err.string()});
   ASSERT_TRUE(sender) << sender.error().message;
   for (int i = 0; i < 300 && slurp(err).find("trying again") == std::string::npos; ++i)
     std::this_thread::sleep_for(50ms);

@@ -40,9 +40,8 @@ TEST_F(RestoreTest, AnEntryPlantedInTheBucketIsNotStarted) {
   // entry under this node's prefix, in a namespace of its choosing.
   auto attacker = *crypto::KeyPair::create(crypto::KeyType::kAccount);
   json planted = signed_deploy(echo("svc.echo.planted"), "victim", &attacker);
-  ASSERT_OK(bucket().put(key("planted"), json{{"namespace", "victim"},
-                                               {"request", planted.dump()}}
-                                             .dump()));
+  ASSERT_OK(bucket().put(key("planted"),
+                         json{{"namespace", "victim"}, {"request", planted.dump()}}.dump()));
   restart();
   EXPECT_EQ(machines("victim").size(), 0u);
   EXPECT_FALSE(echo_answers("svc.echo.planted", 1s));
@@ -116,7 +115,8 @@ TEST_F(RestoreTest, AWorkloadWhoseArtifactChangedIsShownFailedUntilItsDeployerSt
   start_node();
   json req = echo("svc.echo.swapped", "swapped");
   req["location"] = "nats://NEXCLIFILES/swapped";
-  req["hash"] = hex_encode(crypto::sha256(as_bytes(testing::slurp(testing::kBinDir / "echoservice"))));
+  req["hash"] =
+      hex_encode(crypto::sha256(as_bytes(testing::slurp(testing::kBinDir / "echoservice"))));
   json r = deploy(req);
   ASSERT_TRUE(r["error"].is_null()) << r.dump();
   const std::string id = r["data"]["id"];

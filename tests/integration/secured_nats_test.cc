@@ -1,9 +1,9 @@
-// Nex's secured-NATS walkthrough end to end on operator-mode NATS: nats-server trusts an operator, the account "Exp" and
-// its users are JWTs made by the test, nothing connects without credentials. The node and the CLI
-// log in through `nats` contexts holding .creds files (`nex --context ExpNode node up`,
-// `nex --context ExpAdmin devrun ... NATS_JWT=...`), and the echo service logs in with its own
-// user JWT. Then the same on a nats-server with users and passwords, where a node has nothing to
-// sign its functions' logins with.
+// Nex's secured-NATS walkthrough end to end on operator-mode NATS: nats-server trusts an operator,
+// the account "Exp" and its users are JWTs made by the test, nothing connects without credentials.
+// The node and the CLI log in through `nats` contexts holding .creds files (`nex --context ExpNode
+// node up`, `nex --context ExpAdmin devrun ... NATS_JWT=...`), and the echo service logs in with
+// its own user JWT. Then the same on a nats-server with users and passwords, where a node has
+// nothing to sign its functions' logins with.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -134,7 +134,8 @@ class SecuredNats : public SecuredServerTest {
     account_key_file_ = dir_ / "Exp.nk";
     std::ofstream(account_key_file_) << exp.key.seed() << "\n";
 
-    // As `nsc` and `nats context add NAME --creds FILE` set them up in the secured-NATS walkthrough.
+    // As `nsc` and `nats context add NAME --creds FILE` set them up in the secured-NATS
+    // walkthrough.
     add_creds_context("ExpNode", exp.user("ExpNode"));
     admin_creds_ = add_creds_context("ExpAdmin", exp.user("ExpAdmin"));
     // The service's user may only answer on svc.echo and service discovery, and logs in with its
@@ -195,7 +196,8 @@ TEST_F(SecuredNats, TheSeedWalkthroughRunsWithCredsEverywhere) {
   ASSERT_EQ(ls.code, 0) << ls.out;
   EXPECT_NE(ls.out.find("exp1"), std::string::npos) << ls.out;
 
-  // the secured-NATS walkthrough: `nex --context ExpAdmin devrun $ECHO_BIN NATS_URL=... NATS_JWT=$NATS_JWT`
+  // the secured-NATS walkthrough: `nex --context ExpAdmin devrun $ECHO_BIN NATS_URL=...
+  // NATS_JWT=$NATS_JWT`
   auto devrun = nex({"--context", "ExpAdmin", "devrun", "./echoservice",
                      "NATS_URL=" + server_->url(), "NATS_JWT=" + echo_jwt_});
   ASSERT_EQ(devrun.code, 0) << devrun.out;

@@ -105,7 +105,8 @@ TEST_F(WorkloadReachTest, TriggerSubjectsOutsideTheWorkloadsOwnSpaceAreRefused) 
     json r = deploy(function_request("grab", "hs.js", {subject}));
     ASSERT_FALSE(r["error"].is_null()) << subject << " was accepted";
     const std::string e = r["error"].get<std::string>();
-    EXPECT_NE(e.find("trigger subject '" + std::string(subject) + "' is reserved"), std::string::npos)
+    EXPECT_NE(e.find("trigger subject '" + std::string(subject) + "' is reserved"),
+              std::string::npos)
         << subject << " -> " << e;
   }
   EXPECT_EQ(info()["data"]["machines"].size(), 1u) << "a refused deploy left something running";
@@ -133,9 +134,14 @@ TEST_F(WorkloadReachTest, ANativeServiceCannotWriteTheNodesBuckets) {
   Collector logs(*conn_, "$NEX.logs.default.*.hostcall.*");
   json req = deploy_request("hostcall");
   req["location"] = "nats://NEXCLIFILES/hostcall";
-  req["argv"] = {"messaging", "publish", "$KV.NEX_NODE_WORKLOADS." + node_->id() + ".planted",
-                 "{}",        "messaging", "publish",
-                 "$KV.NEX_NODES.reach", "{}"};
+  req["argv"] = {"messaging",
+                 "publish",
+                 "$KV.NEX_NODE_WORKLOADS." + node_->id() + ".planted",
+                 "{}",
+                 "messaging",
+                 "publish",
+                 "$KV.NEX_NODES.reach",
+                 "{}"};
   json r = deploy(req);
   ASSERT_TRUE(r["error"].is_null()) << r.dump();
   EXPECT_TRUE(logs.wait_for("$KV.NEX_NODE_WORKLOADS." + node_->id() + ".planted' is reserved"));

@@ -7,9 +7,9 @@ namespace {
 
 TEST(SubjectPolicy, ReservedSubjectsAreRefusedWithTheirReason) {
   SubjectPolicy p;
-  for (const char* s : {"$JS.API.INFO", "$KV.NEX_NODES.n1", "$O.NEXCLIFILES.C.x", "$SYS.REQ.X",
-                        "$SRV.PING", "$NEX.DEPLOY.default", "$G", "_INBOX.abc", "_INBOX_W1.x",
-                        "_R_.x", "*", ">", "*.ping", ">"})
+  for (const char* s :
+       {"$JS.API.INFO", "$KV.NEX_NODES.n1", "$O.NEXCLIFILES.C.x", "$SYS.REQ.X", "$SRV.PING",
+        "$NEX.DEPLOY.default", "$G", "_INBOX.abc", "_INBOX_W1.x", "_R_.x", "*", ">", "*.ping", ">"})
     EXPECT_NE(p.refusal(s).find("is reserved"), std::string::npos) << s;
   for (const char* s : {"svc.echo", "news.>", "a.*.b", "INBOX.x", "x.$KV.y", "__INBOX"})
     EXPECT_EQ(p.refusal(s), "") << s;
@@ -28,9 +28,10 @@ TEST(SubjectPolicy, AGrantOpensOnlyPatternsWhollyInsideIt) {
 }
 
 TEST(SubjectPolicy, TheNodesOwnSpaceCanNeverBeGranted) {
-  for (const char* g : {"$JS.>", "$JS.API.STREAM.INFO.X", "$SYS.>", "$NEX.>", "_INBOX.>", "_R_.>",
-                        ">", "*.x", "$KV.>", "$KV.*.x", "$KV.NEX_NODES.>", "$KV.NEX_NODE_WORKLOADS.>",
-                        "$O.NEXCLIFILES.>", "$KV.hs_default_echo_kv.>", ""}) {
+  for (const char* g :
+       {"$JS.>", "$JS.API.STREAM.INFO.X", "$SYS.>", "$NEX.>", "_INBOX.>", "_R_.>", ">", "*.x",
+        "$KV.>", "$KV.*.x", "$KV.NEX_NODES.>", "$KV.NEX_NODE_WORKLOADS.>", "$O.NEXCLIFILES.>",
+        "$KV.hs_default_echo_kv.>", ""}) {
     auto p = SubjectPolicy::with_grants({g});
     ASSERT_FALSE(p) << g << " was accepted";
     EXPECT_NE(p.error().message.find("field 'subject_grants'"), std::string::npos);
