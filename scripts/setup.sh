@@ -21,6 +21,7 @@ packages=(
   libgtest-dev libgmock-dev                 # tests
   clang lld wasi-libc libclang-rt-14-dev-wasm32 wabt  # tests build WebAssembly modules (C, WAT)
   openssl                                   # the TLS test makes its certificates with it
+  clang-format python3 git                  # scripts/check.sh: formatting, function lengths
   ca-certificates
 )
 # Node.js runs the interoperability test with the official JavaScript client. Keep a Node.js

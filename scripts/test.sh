@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 NEX_WERROR=ON ./scripts/setup.sh
+echo "==> Checking the habits the code keeps"
+./scripts/check.sh
 echo "==> Installing the JavaScript NATS client for the interop test"
 (cd tests/interop && npm ci --no-audit --no-fund --loglevel=error)
 echo "==> Running the tests"
