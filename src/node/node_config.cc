@@ -75,8 +75,8 @@ Status read_identity(FieldReader& f, NodeConfig& c) {
   return {};
 }
 
-// `s` is the caller's: after this it holds the last file field read (see read_sandbox).
-Status read_machine(FieldReader& f, NodeConfig& c, std::string& s) {
+Status read_machine(FieldReader& f, NodeConfig& c) {
+  std::string s;
   if (f.string("default_resource_dir", s); !s.empty()) c.default_resource_dir = s;
   // Nex's documents spell the file fields three ways; all mean the same.
   for (const char* name : {"kernel_path", "kernel_file", "kernel_filepath"}) {
@@ -131,9 +131,7 @@ void read_access(FieldReader& f, NodeConfig& c) {
   }
 }
 
-// `s` still holds what read_machine read last: a config with rootfs_filepath and without
-// initrd_filepath gets the rootfs path as its initrd. Kept as found; to be fixed on its own.
-void read_sandbox(FieldReader& f, NodeConfig& c, std::string& s) {
+void read_sandbox(FieldReader& f, NodeConfig& c) {
   f.boolean("no_sandbox", c.no_sandbox);
   f.string("sandbox", c.sandbox);
   if (c.sandbox != "namespace" && c.sandbox != "microvm")
@@ -152,7 +150,8 @@ void read_sandbox(FieldReader& f, NodeConfig& c, std::string& s) {
     f.fail_field("sandbox_network",
                  "must be \"filtered\" (the default: sandboxes reach only the internal NATS of "
                  "this host) or \"open\" (every port of this host and of other sandboxes)");
-  if (f.string("initrd_filepath", s); !s.empty()) c.initrd_filepath = s;
+  std::string initrd;
+  if (f.string("initrd_filepath", initrd); !initrd.empty()) c.initrd_filepath = initrd;
   f.string("microvm_accelerator", c.microvm_accelerator);
   if (c.microvm_accelerator != "auto" && c.microvm_accelerator != "kvm" &&
       c.microvm_accelerator != "tcg")
@@ -320,11 +319,10 @@ Result<NodeConfig> parse_node_config(std::string_view text) {
                        "trigger_signing_key_file",
                        "host_services",
                        "autostart"});
-  std::string s;
   NEX_RETURN_IF_ERROR(read_identity(f, c));
-  NEX_RETURN_IF_ERROR(read_machine(f, c, s));
+  NEX_RETURN_IF_ERROR(read_machine(f, c));
   read_access(f, c);
-  read_sandbox(f, c, s);
+  read_sandbox(f, c);
   NEX_RETURN_IF_ERROR(read_limits(f, c));
   NEX_RETURN_IF_ERROR(read_triggers(f, c));
   NEX_RETURN_IF_ERROR(read_host_services_and_autostart(f, c));

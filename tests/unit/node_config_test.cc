@@ -20,6 +20,18 @@ TEST(NodeConfig, SeedConfigsParseAsWritten) {
   EXPECT_EQ(b->tags.at("simple"), "true");
 }
 
+// Without initrd_filepath the initrd is the default beside the kernel, whichever spelling of the
+// other file fields the config uses (one once leaked its value into the initrd).
+TEST(NodeConfig, AnAbsentInitrdIsTheDefaultWhateverTheOtherFileFields) {
+  for (const char* rootfs : {"rootfs_path", "rootfs_file", "rootfs_filepath"}) {
+    auto c = parse_node_config(std::string(R"({"kernel_filepath": "/k/vmlinux", ")") + rootfs +
+                               R"(": "/k/rootfs.ext4"})");
+    ASSERT_TRUE(c) << c.error().message;
+    EXPECT_EQ(c->rootfs_filepath, "/k/rootfs.ext4") << rootfs;
+    EXPECT_EQ(c->initrd_filepath, "/k/initrd.img") << rootfs;
+  }
+}
+
 TEST(NodeConfig, EveryFieldIsRead) {
   auto c = parse_node_config(R"({"no_sandbox": true, "workload_types": ["native"],
     "node_limits": {"max_workloads": 3, "max_total_bytes": 100, "max_workload_bytes": 10},
