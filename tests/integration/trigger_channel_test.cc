@@ -65,10 +65,12 @@ class FakeAgent {
 // A node's relay for one function over a channel, and the agent's end for the test to play.
 struct Relayed {
   explicit Relayed(const nats::Connection& control) : relay(control, control) {}
-  // The subscriptions' handlers use the relay and the channel: none may still be running (a
-  // flood of triggers can keep one busy) when those go, as they do in the node.
+  // The subscriptions' handlers use the relay and the channel, and the channel's thread uses the
+  // test's control connection: no handler may still run (a flood of triggers can keep one busy)
+  // and the channel's thread must have ended before the test's locals go, as in the node.
   ~Relayed() {
     for (auto& s : subs) s.unsubscribe_and_wait();
+    if (channel) channel->close();
   }
   triggers::TriggerRelay relay;
   std::shared_ptr<triggers::ChannelNodeEnd> channel;
