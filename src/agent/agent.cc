@@ -20,35 +20,38 @@ namespace nex::agent {
 using nlohmann::json;
 namespace fs = std::filesystem;
 
-Result<nats::Connection> connect_to_node(const nats::ConnectOptions& options,
-                                         std::chrono::milliseconds patience) {
-  const auto deadline = std::chrono::steady_clock::now() + patience;
-  for (;;) {
-    auto conn = nats::Connection::connect(options);
-    if (conn || std::chrono::steady_clock::now() >= deadline) return conn;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-}
-
 namespace {
 
-// The user's NATS may be restarting or failing over while a deploy runs: a server that cannot be
-// reached is tried again, with backoff, for up to `patience`. A refused login is final at once.
-constexpr auto kTriggerConnectPatience = std::chrono::seconds(5);
-
-Result<nats::Connection> connect_to_users_nats(const nats::ConnectOptions& options,
-                                               std::chrono::milliseconds patience) {
+// Connects, trying again until `patience` runs out: after `first_wait`, doubling up to
+// `max_wait`. With `only_unreachable`, a refused login is final at once.
+Result<nats::Connection> connect_patiently(const nats::ConnectOptions& options,
+                                           std::chrono::milliseconds patience,
+                                           std::chrono::milliseconds first_wait,
+                                           std::chrono::milliseconds max_wait,
+                                           bool only_unreachable) {
   const auto deadline = std::chrono::steady_clock::now() + patience;
-  auto wait = std::chrono::milliseconds(50);
-  for (;;) {
+  for (auto wait = first_wait;; wait = std::min(wait * 2, max_wait)) {
     auto conn = nats::Connection::connect(options);
-    if (conn || conn.error().code != ErrorCode::kUnavailable ||
+    if (conn || (only_unreachable && conn.error().code != ErrorCode::kUnavailable) ||
         std::chrono::steady_clock::now() + wait >= deadline)
       return conn;
     std::this_thread::sleep_for(wait);
-    wait = std::min(wait * 2, std::chrono::milliseconds(500));
   }
 }
+
+// The user's NATS may be restarting or failing over while a deploy runs: a server that cannot be
+// reached is tried again, with backoff, for up to this long.
+constexpr auto kTriggerConnectPatience = std::chrono::seconds(5);
+
+}  // namespace
+
+Result<nats::Connection> connect_to_node(const nats::ConnectOptions& options,
+                                         std::chrono::milliseconds patience) {
+  using std::chrono::milliseconds;
+  return connect_patiently(options, patience, milliseconds(10), milliseconds(10), false);
+}
+
+namespace {
 
 Result<std::string> file_sha256(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
@@ -270,12 +273,13 @@ Result<std::vector<std::string>> Agent::connect_triggers(const api::AgentDeployR
   NEX_RETURN_IF_ERROR(forward_loopback(req.trigger_nats_urls));
   if (req.trigger_channel) return std::vector<std::string>{};
   if (!direct) return std::vector<std::string>{api::agent_subject::trigger(id_)};
-  auto conn = connect_to_users_nats({.urls = req.trigger_nats_urls,
-                                     .name = "nex-agent " + id_ + " triggers",
-                                     .nkey_seed = req.trigger_nats_seed,
-                                     .user_jwt = req.trigger_nats_jwt,
-                                     .send_asap = true},
-                                    kTriggerConnectPatience);
+  auto conn = connect_patiently({.urls = req.trigger_nats_urls,
+                                 .name = "nex-agent " + id_ + " triggers",
+                                 .nkey_seed = req.trigger_nats_seed,
+                                 .user_jwt = req.trigger_nats_jwt,
+                                 .send_asap = true},
+                                kTriggerConnectPatience, std::chrono::milliseconds(50),
+                                std::chrono::milliseconds(500), /*only_unreachable=*/true);
   if (!conn) return fail(conn.error().wrap("trigger NATS"));
   trigger_conn_ = std::make_shared<nats::Connection>(std::move(*conn));
   return req.trigger_subjects;
