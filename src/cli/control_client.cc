@@ -1,6 +1,8 @@
 #include "cli/control_client.h"
 
 #include <algorithm>
+#include <optional>
+#include <thread>
 
 #include "api/json_fields.h"
 #include "core/nuid.h"
@@ -56,28 +58,40 @@ Result<json> ControlClient::request_resending(const std::string& subject, const 
                                               std::chrono::milliseconds wait) {
   // How often a wait looks whether the connection came back from a reconnect.
   constexpr std::chrono::milliseconds kReconnectCheck{200};
+  // How long after a reconnect "no one listens" means the node is still reconnecting too.
+  constexpr std::chrono::seconds kResubscribeGrace{15};
   const std::string inbox = "_INBOX." + next_nuid();
   auto sub = conn_.subscribe_sync(inbox);
   if (!sub) return fail(sub.error());
   uint64_t sent_after = reconnects_->load();
   NEX_RETURN_IF_ERROR(conn_.publish(subject, body, inbox));
   const auto deadline = std::chrono::steady_clock::now() + wait;
+  std::optional<std::chrono::steady_clock::time_point> grace_ends;  // set by a reconnect
   for (;;) {
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
         deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) return fail(ErrorCode::kTimeout, "no answer on " + subject);
     auto msg = sub->next(std::min(left, kReconnectCheck));
-    if (msg) {
-      // The server's "no responders" status comes as an empty message.
-      if (msg->data().empty())
+    if (msg && !msg->data().empty()) return unwrap_envelope(msg->data());
+    // The server's "no responders" status: an error, or an empty message.
+    const bool no_one = msg || msg.error().code == ErrorCode::kNoResponders;
+    if (!no_one && msg.error().code != ErrorCode::kTimeout) return fail(msg.error());
+    const auto now = std::chrono::steady_clock::now();
+    bool ask_again = false;
+    if (const uint64_t n = reconnects_->load(); n != sent_after) {
+      sent_after = n;
+      grace_ends = now + kResubscribeGrace;
+      ask_again = true;
+    }
+    if (no_one) {
+      // Right after a reconnect the node may not have subscribed again yet: ask again shortly,
+      // until the grace ends.
+      if (!grace_ends || now >= *grace_ends)
         return fail(ErrorCode::kNoResponders, "no one listens on " + subject);
-      return unwrap_envelope(msg->data());
+      std::this_thread::sleep_for(kReconnectCheck);
+      ask_again = true;
     }
-    if (msg.error().code != ErrorCode::kTimeout) return fail(msg.error());
-    if (const uint64_t now = reconnects_->load(); now != sent_after) {
-      sent_after = now;
-      NEX_RETURN_IF_ERROR(conn_.publish(subject, body, inbox));
-    }
+    if (ask_again) NEX_RETURN_IF_ERROR(conn_.publish(subject, body, inbox));
   }
 }
 

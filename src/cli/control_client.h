@@ -41,8 +41,9 @@ class ControlClient {
   // For a request the node may work on for long (a deploy, a stop): the very same bytes are sent
   // again each time the connection comes back from a reconnect before the answer came, since the
   // answer may have been lost meanwhile; the node answers a resend with its first answer (its
-  // request ledger), never doing the work twice. Its `data`, the node's `error`, kNoResponders,
-  // or kTimeout after `wait`.
+  // request ledger), never doing the work twice. For a while after a reconnect, "no one listens"
+  // is the node reconnecting too, and the request is sent again shortly. Its `data`, the node's
+  // `error`, kNoResponders, or kTimeout after `wait`.
   Result<nlohmann::json> request_resending(const std::string& subject, const std::string& body,
                                            std::chrono::milliseconds wait);
 

@@ -57,18 +57,59 @@ TEST_F(DeployReconnect, TheCliAsksAgainAfterAReconnectAndTheWorkloadStartsOnce) 
                               "while (Date.now() - t0 < 3000) {}\n"
                               "(subject, payload) => payload\n"));
   start_node();
-  Collector deploys(*conn_, "$NEX.DEPLOY.default." + node_->id());
   const fs::path out = home_ / "out.txt";
-  auto cli =
-      testing::spawn_nex({"-s", server().url(), "run", "nats://NEXCLIFILES/slow.js", node_->id(),
-                          "--name", "slow", "--trigger_subject", "slow.reconnect"},
-                         user(), out);
-  ASSERT_TRUE(cli) << cli.error().message;
-  ASSERT_TRUE(deploys.wait_for("workload_jwt", 20s)) << testing::slurp(out);
+  std::optional<Subprocess> cli;
+  {
+    // Seeing the request arrive, then listening no more: nothing but the node may answer it.
+    Collector deploys(*conn_, "$NEX.DEPLOY.default." + node_->id());
+    auto spawned =
+        testing::spawn_nex({"-s", server().url(), "run", "nats://NEXCLIFILES/slow.js", node_->id(),
+                            "--name", "slow", "--trigger_subject", "slow.reconnect"},
+                           user(), out);
+    ASSERT_TRUE(spawned) << spawned.error().message;
+    cli = std::move(*spawned);
+    ASSERT_TRUE(deploys.wait_for("workload_jwt", 20s)) << testing::slurp(out);
+  }
   server().stop();
   ASSERT_OK(server().restart());
   auto st = cli->wait_for(60s);
   ASSERT_TRUE(st) << "nex run did not end: " << testing::slurp(out);
+  EXPECT_EQ(WEXITSTATUS(*st), 0) << testing::slurp(out);
+  EXPECT_NE(testing::slurp(out).find("🚀 Workload 'slow' accepted"), std::string::npos)
+      << testing::slurp(out);
+  EXPECT_EQ(running("slow"), 1u);
+}
+
+// The CLI is back on the restarted server before the node is: its request, asked again, finds
+// no one listening yet. That is the node still reconnecting, not a node that is gone.
+TEST_F(DeployReconnect, TheCliWaitsForTheNodeToComeBackAfterTheServerRestarts) {
+  ASSERT_OK(files_->put_bytes("slow.js",
+                              "const t0 = Date.now();\n"
+                              "while (Date.now() - t0 < 3000) {}\n"
+                              "(subject, payload) => payload\n"));
+  // The node's next try comes 3 s after its first failed one; the CLI's after 100 ms.
+  std::atomic<bool> node_back = false;
+  start_node({}, {.reconnect_wait_min = 3s, .reconnect_wait_max = 3s, .on_reconnected = [&] {
+                    node_back = true;
+                  }});
+  const fs::path out = home_ / "out.txt";
+  std::optional<Subprocess> cli;
+  {
+    // Seeing the request arrive, then listening no more: nothing but the node may answer it.
+    Collector deploys(*conn_, "$NEX.DEPLOY.default." + node_->id());
+    auto spawned =
+        testing::spawn_nex({"-s", server().url(), "run", "nats://NEXCLIFILES/slow.js", node_->id(),
+                            "--name", "slow", "--trigger_subject", "slow.late"},
+                           user(), out);
+    ASSERT_TRUE(spawned) << spawned.error().message;
+    cli = std::move(*spawned);
+    ASSERT_TRUE(deploys.wait_for("workload_jwt", 20s)) << testing::slurp(out);
+  }
+  server().stop();
+  ASSERT_OK(server().restart());
+  auto st = cli->wait_for(60s);
+  ASSERT_TRUE(st) << "nex run did not end: " << testing::slurp(out);
+  EXPECT_TRUE(node_back) << "the node never reconnected";
   EXPECT_EQ(WEXITSTATUS(*st), 0) << testing::slurp(out);
   EXPECT_NE(testing::slurp(out).find("🚀 Workload 'slow' accepted"), std::string::npos)
       << testing::slurp(out);

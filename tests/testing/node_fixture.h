@@ -109,11 +109,13 @@ class NodeTest : public NatsServerTest {
     std::filesystem::remove_all(state_dir_, ec);
   }
 
-  // A node with the process driver, unless `config` comes from SandboxHost (sandboxed_config).
-  void start_node(NodeConfig config = {}) {
+  // A node with the process driver, unless `config` comes from SandboxHost (sandboxed_config),
+  // connected to this test's server with `control`'s other options.
+  void start_node(NodeConfig config = {}, nats::ConnectOptions control = {}) {
     if (!sandboxed_) config.no_sandbox = true;
+    control.urls = {server().url()};
     auto n = Node::start({.config = config,
-                          .control = {.urls = {server().url()}},
+                          .control = control,
                           .state_dir = state_dir_,
                           .version = "test",
                           .metrics_listen = metrics_listen_});
