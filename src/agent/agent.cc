@@ -211,7 +211,7 @@ runtime::FunctionLimits function_limits(const api::FunctionLimitsConfig& config)
   if (config.timeout_ms) limits.timeout = std::chrono::milliseconds(config.timeout_ms);
   if (config.memory_mib) limits.memory_bytes = static_cast<size_t>(config.memory_mib) << 20;
   if (config.concurrency) limits.concurrency = static_cast<int>(config.concurrency);
-  limits.reuse_global = config.isolation == "workload";
+  limits.reuse_global = config.global_scope == "workload";
   return limits;
 }
 
@@ -310,7 +310,7 @@ Result<std::unique_ptr<runtime::InvocationSource>> Agent::trigger_source(
 
 Status Agent::load_function(const api::AgentDeployRequest& req, const std::string& code,
                             std::unique_ptr<runtime::InvocationSource> source) {
-  const bool js = req.workload_type == api::WorkloadType::kV8;
+  const bool js = req.workload_type == api::WorkloadType::kJavaScript;
   auto function = runtime::Function::create(
       {.language = js ? runtime::Language::kJavaScript : runtime::Language::kWasm,
        .name = req.workload_name + (js ? ".js" : ".wasm"),
@@ -391,25 +391,25 @@ void Agent::answer(const nats::Connection& out, const std::string& reply_to,
 }
 
 runtime::HostReply Agent::host_call(const runtime::HostCall& call) {
-  namespace hs = api::host_services;
+  namespace wire = api::host_services;
   auto msg = nats::Message::create(
-      hs::rpc_subject(id_, namespace_, workload_name_, call.service, call.method), call.body);
-  if (!msg) return {hs::kBadRequest, msg.error().message, {}};
+      wire::rpc_subject(id_, namespace_, workload_name_, call.service, call.method), call.body);
+  if (!msg) return {wire::kBadRequest, msg.error().message, {}};
   for (const auto& [name, value] : call.headers) {
     if (auto st = msg->set_header(name, value); !st)
-      return {hs::kBadRequest, st.error().message, {}};
+      return {wire::kBadRequest, st.error().message, {}};
   }
-  auto answer = conn_.request(*msg, std::chrono::milliseconds(hs::kClientTimeoutMs));
+  auto answer = conn_.request(*msg, std::chrono::milliseconds(wire::kClientTimeoutMs));
   if (!answer) {
     const bool timed_out = answer.error().code == ErrorCode::kTimeout;
-    return {timed_out ? hs::kTimedOut : hs::kUnavailable,
+    return {timed_out ? wire::kTimedOut : wire::kUnavailable,
             timed_out ? "the node did not answer within 5 s" : answer.error().message,
             {}};
   }
   runtime::HostReply r;
-  const std::string code = answer->header(hs::kHeaderCode).value_or("");
-  r.code = code.empty() ? hs::kFailed : std::atoi(code.c_str());
-  r.message = answer->header(hs::kHeaderMessage).value_or("");
+  const std::string code = answer->header(wire::kHeaderCode).value_or("");
+  r.code = code.empty() ? wire::kFailed : std::atoi(code.c_str());
+  r.message = answer->header(wire::kHeaderMessage).value_or("");
   r.body = std::string(answer->data());
   return r;
 }

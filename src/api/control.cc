@@ -14,7 +14,7 @@ std::string_view to_string(WorkloadType type) {
   switch (type) {
     case WorkloadType::kNative:
       return "native";
-    case WorkloadType::kV8:
+    case WorkloadType::kJavaScript:
       return "v8";
     case WorkloadType::kWasm:
       return "wasm";
@@ -24,7 +24,7 @@ std::string_view to_string(WorkloadType type) {
 
 Result<WorkloadType> parse_workload_type(std::string_view text) {
   if (text == "native" || text == "elf") return WorkloadType::kNative;
-  if (text == "v8" || text == "javascript") return WorkloadType::kV8;
+  if (text == "v8" || text == "javascript") return WorkloadType::kJavaScript;
   if (text == "wasm") return WorkloadType::kWasm;
   return fail(ErrorCode::kInvalidArgument,
               "unknown workload type '" + std::string(text) + "': expected native, v8 or wasm");
@@ -87,7 +87,7 @@ json to_json(const FunctionLimitsConfig& l) {
   if (l.timeout_ms) j["timeout_ms"] = l.timeout_ms;
   if (l.memory_mib) j["memory_mib"] = l.memory_mib;
   if (l.concurrency) j["concurrency"] = l.concurrency;
-  if (!l.isolation.empty()) j["isolation"] = l.isolation;
+  if (!l.global_scope.empty()) j["isolation"] = l.global_scope;
   return j;
 }
 
@@ -97,8 +97,9 @@ void read_function_limits(FieldReader& parent, FunctionLimitsConfig& out) {
   if (!fl->is_object()) return parent.fail_field("function_limits", "must be an object");
   FieldReader l(*fl, "function_limits");
   l.no_unknown_fields({"timeout_ms", "memory_mib", "concurrency", "isolation"});
-  l.string("isolation", out.isolation);
-  if (!out.isolation.empty() && out.isolation != "invocation" && out.isolation != "workload")
+  l.string("isolation", out.global_scope);
+  if (!out.global_scope.empty() && out.global_scope != "invocation" &&
+      out.global_scope != "workload")
     l.fail_field("isolation", "must be \"invocation\" or \"workload\"");
   l.integer("timeout_ms", out.timeout_ms);
   l.integer("memory_mib", out.memory_mib);
@@ -175,7 +176,7 @@ void read_location(FieldReader& f, Location& out) {
 
 // What holds across the fields, once each one is read.
 Status check_deploy_request(const DeployRequest& r) {
-  if (r.function_limits.isolation == "workload" && r.type != WorkloadType::kV8) {
+  if (r.function_limits.global_scope == "workload" && r.type != WorkloadType::kJavaScript) {
     return fail(ErrorCode::kInvalidArgument,
                 "deploy request: field 'function_limits.isolation' \"workload\" is for JavaScript "
                 "(v8) functions only; WebAssembly runs a fresh instance per invocation");

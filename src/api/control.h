@@ -19,7 +19,8 @@ class FieldReader;  // api/json_fields.h
 
 using Tags = std::map<std::string, std::string>;
 
-enum class WorkloadType { kNative, kV8, kWasm };
+// On the wire JavaScript is "v8", the name Nex gave it; nex runs it on SpiderMonkey.
+enum class WorkloadType { kNative, kJavaScript, kWasm };
 std::string_view to_string(WorkloadType type);
 Result<WorkloadType> parse_workload_type(std::string_view text);
 inline bool is_function(WorkloadType t) { return t != WorkloadType::kNative; }
@@ -52,11 +53,12 @@ struct FunctionLimitsConfig {
   int64_t timeout_ms = 0;   // 1 .. 300000
   int64_t memory_mib = 0;   // 16 .. 65536
   int64_t concurrency = 0;  // 1 .. 256
-  // JavaScript: "invocation" (the default, "" here) gives each invocation a fresh global;
+  // How long a JavaScript global lives (wire field "isolation", a name this code keeps for the
+  // sandbox): "invocation" (the default, "" here) gives each invocation a fresh global;
   // "workload" keeps one global per engine, its built-ins frozen, so module state persists.
-  std::string isolation;
+  std::string global_scope;
   bool empty() const {
-    return timeout_ms == 0 && memory_mib == 0 && concurrency == 0 && isolation.empty();
+    return timeout_ms == 0 && memory_mib == 0 && concurrency == 0 && global_scope.empty();
   }
 };
 nlohmann::json to_json(const FunctionLimitsConfig& l);

@@ -95,4 +95,15 @@ Result<json> ControlClient::request_resending(const std::string& subject, const 
   }
 }
 
+Result<ControlClient> connect_control(const ConnectionFlags& flags, Reconnect reconnect) {
+  auto options = flags.options("nex cli");
+  if (!options) return fail(options.error());
+  auto reconnects = std::make_shared<std::atomic<uint64_t>>(0);
+  options->reconnect = reconnect == Reconnect::kYes;
+  options->on_reconnected = [reconnects] { ++*reconnects; };
+  auto conn = nats::Connection::connect(*options);
+  if (!conn) return fail(conn.error());
+  return ControlClient(std::move(*conn), flags.timeout(), std::move(reconnects));
+}
+
 }  // namespace nex::cli

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "cli/connection_flags.h"
 #include "core/error.h"
 #include "nats/connection.h"
 
@@ -55,5 +56,13 @@ class ControlClient {
 
 // Unwraps {"type","data","error"}.
 Result<nlohmann::json> unwrap_envelope(std::string_view body);
+
+// Connects to the control NATS the flags name. Most subcommands do not reconnect: a CLI reports
+// and exits. Deploys and stops do, and send their request again once reconnected
+// (ControlClient::request_resending): their answer may come long after, and a server restart
+// meanwhile must not lose it.
+enum class Reconnect { kNo, kYes };
+Result<ControlClient> connect_control(const ConnectionFlags& flags,
+                                      Reconnect reconnect = Reconnect::kNo);
 
 }  // namespace nex::cli

@@ -1,6 +1,6 @@
 #include <cstdio>
 
-#include "cli/commands.h"
+#include "cli/subcommands.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"nex: the NATS Execution Engine. Deploy services and functions to nodes over NATS."};
@@ -12,18 +12,18 @@ int main(int argc, char** argv) {
       "`nex COMMAND --help` shows a command's arguments. Exit codes: 0 success, 1 error, 2 usage.");
   app.fallthrough();  // global flags (-s, --creds, ...) may follow the subcommand, as users type
                       // them
-  nex::cli::CommandAction action;
+  nex::cli::SubcommandAction action;
   nex::cli::ConnectionFlags flags;
   flags.add_to(app);
-  nex::cli::register_version_command(app, action);
-  nex::cli::register_up_command(app, action);
-  nex::cli::register_node_command(app, action, flags);
-  nex::cli::register_workload_commands(app, action, flags);
-  nex::cli::register_observe_commands(app, action, flags);
-  nex::cli::register_cmd_command(app, action, flags);
-  nex::cli::register_keys_command(app, action, flags);
-  nex::cli::register_rootfs_command(app, action);
-  nex::cli::register_completion_command(app, action);
+  nex::cli::register_version_subcommand(app, action);
+  nex::cli::register_up_subcommand(app, action);
+  nex::cli::register_node_subcommand(app, action, flags);
+  nex::cli::register_workload_subcommands(app, action, flags);
+  nex::cli::register_observe_subcommands(app, action, flags);
+  nex::cli::register_cmd_subcommand(app, action, flags);
+  nex::cli::register_keys_subcommand(app, action, flags);
+  nex::cli::register_rootfs_subcommand(app, action);
+  nex::cli::register_completion_subcommand(app, action);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

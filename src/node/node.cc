@@ -194,7 +194,7 @@ Status Node::subscribe_agents() {
 Status Node::start_host_services() {
   // The metrics endpoint listens before host services start, so that they know its port (which
   // may have been picked by the kernel) and never reach it.
-  std::vector<hs::NodePort> own_ports = {{internal_->port(), "the node's internal NATS port"}};
+  std::vector<host_services::NodePort> own_ports = {{internal_->port(), "the node's internal NATS port"}};
   if (!options_.metrics_listen.empty()) {
     auto endpoint = metrics::Endpoint::start(options_.metrics_listen,
                                              [this] { return metrics_.registry().render(); });
@@ -202,7 +202,7 @@ Status Node::start_host_services() {
     metrics_endpoint_ = std::move(*endpoint);
     own_ports.push_back({metrics_endpoint_->port(), "the node's metrics port"});
   }
-  auto host_services = hs::Server::start(
+  auto host_services = host_services::Server::start(
       {.settings = options_.config.host_services_settings,
        .node_connection = options_.config.host_services,
        .control = *control_,
@@ -210,13 +210,13 @@ Status Node::start_host_services() {
        .control_options = options_.control,
        .creds_dir = run_dir_,
        .node_ports = std::move(own_ports),
-       .find_caller = [this](const std::string& wid) -> std::optional<hs::Caller> {
+       .find_caller = [this](const std::string& wid) -> std::optional<host_services::Caller> {
          auto w = find_workload(wid);
          if (!w) return std::nullopt;
-         return hs::Caller{w->ns, w->name, w->request.host_services};
+         return host_services::Caller{w->ns, w->name, w->request.host_services};
        },
        .on_denied =
-           [this](const std::string& wid, const hs::Caller& caller, const std::string& text) {
+           [this](const std::string& wid, const host_services::Caller& caller, const std::string& text) {
              log_line("Workload " + caller.name + " (" + wid + "): " + text);
              publish_workload_log(caller.ns, caller.name, wid, "warn", text);
            },
@@ -512,12 +512,12 @@ void Node::stop() {
   if (started) log_line("Node stopped");
 }
 
-std::function<hs::SignedUser(const std::string&, const nlohmann::json&)>
+std::function<host_services::SignedUser(const std::string&, const nlohmann::json&)>
 Node::host_services_signer() const {
   if (!trigger_credentials_) return nullptr;
   return [this](const std::string& name, const nlohmann::json& permissions) {
     auto user = trigger_credentials_->sign(name, permissions);
-    return hs::SignedUser{std::move(user.jwt), std::move(user.seed)};
+    return host_services::SignedUser{std::move(user.jwt), std::move(user.seed)};
   };
 }
 

@@ -270,9 +270,9 @@ class Node {
   std::unique_ptr<sandbox::Driver> driver_;
   std::unique_ptr<InternalServer> internal_;
   std::unique_ptr<AgentPool> pool_;
-  std::unique_ptr<hs::Server> host_services_;
+  std::unique_ptr<host_services::Server> host_services_;
   // Operator mode: signs each workload's host-services users; empty otherwise.
-  std::function<hs::SignedUser(const std::string&, const nlohmann::json&)> host_services_signer()
+  std::function<host_services::SignedUser(const std::string&, const nlohmann::json&)> host_services_signer()
       const;
   std::unique_ptr<commands::CommandService> commands_;
   std::unique_ptr<WorkloadStore> store_;

@@ -223,7 +223,7 @@ Status read_host_services_and_autostart(FieldReader& f, NodeConfig& c) {
     r.no_unknown_fields({"nats_url", "nats_user_jwt", "nats_user_seed", "services"});
     NEX_RETURN_IF_ERROR(r.status());
     const json* services = r.raw("services");
-    return services ? hs::read_settings(*services, c.host_services_settings) : Status{};
+    return services ? host_services::read_settings(*services, c.host_services_settings) : Status{};
   }));
   c.host_services_settings.messaging.policy = c.subject_policy;
   if (const json* a = f.raw("autostart")) {

@@ -60,7 +60,7 @@ struct NodeConfig : triggers::RouteConfig {
   // off by default, and the node says so at start when on.
   bool allow_unbound_requests = false;
   std::vector<api::WorkloadType> workload_types = {
-      api::WorkloadType::kNative, api::WorkloadType::kV8, api::WorkloadType::kWasm};
+      api::WorkloadType::kNative, api::WorkloadType::kJavaScript, api::WorkloadType::kWasm};
   bool no_sandbox = false;
   // ours: which sandbox runs workloads unless no_sandbox: "namespace" (kernel namespaces,
   // cgroups, seccomp) or "microvm" (a QEMU microVM each, with kernel_filepath, initrd_filepath
@@ -102,7 +102,7 @@ struct NodeConfig : triggers::RouteConfig {
   int64_t agent_handshake_timeout_ms = 5000;
   int64_t agent_ping_timeout_ms = 750;
   api::HostServicesConfig host_services;  // the host-services NATS connection
-  hs::Settings host_services_settings;    // host_services.services: what each may do
+  host_services::Settings host_services_settings;    // host_services.services: what each may do
   std::vector<api::DeployRequest> autostart;
 };
 

@@ -14,14 +14,14 @@
 namespace nex::runtime::host {
 namespace {
 
-namespace hs = api::host_services;
+namespace wire = api::host_services;
 using nlohmann::json;
 
 thread_local const HostServices* t_services = nullptr;
 
 HostReply call_node(const HostCall& call) {
   if (!t_services || !*t_services)
-    return {hs::kUnavailable, "host services are not available here", {}};
+    return {wire::kUnavailable, "host services are not available here", {}};
   return (*t_services)(call);
 }
 
@@ -93,27 +93,27 @@ struct JsMethod {
 };
 
 constexpr JsMethod kJsMethods[] = {
-    {"kv", "get", hs::kKeyValue, "get", hs::kHeaderKey, false, Shape::kBytesOrNull},
-    {"kv", "set", hs::kKeyValue, "set", hs::kHeaderKey, true, Shape::kJson},
-    {"kv", "delete", hs::kKeyValue, "delete", hs::kHeaderKey, false, Shape::kNothing},
-    {"kv", "keys", hs::kKeyValue, "keys", nullptr, false, Shape::kJson},
-    {"objectStore", "get", hs::kObjectStore, "get", hs::kHeaderObjectName, false,
+    {"kv", "get", wire::kKeyValue, "get", wire::kHeaderKey, false, Shape::kBytesOrNull},
+    {"kv", "set", wire::kKeyValue, "set", wire::kHeaderKey, true, Shape::kJson},
+    {"kv", "delete", wire::kKeyValue, "delete", wire::kHeaderKey, false, Shape::kNothing},
+    {"kv", "keys", wire::kKeyValue, "keys", nullptr, false, Shape::kJson},
+    {"objectStore", "get", wire::kObjectStore, "get", wire::kHeaderObjectName, false,
      Shape::kBytesOrNull},
-    {"objectStore", "put", hs::kObjectStore, "put", hs::kHeaderObjectName, true, Shape::kJson},
-    {"objectStore", "delete", hs::kObjectStore, "delete", hs::kHeaderObjectName, false,
+    {"objectStore", "put", wire::kObjectStore, "put", wire::kHeaderObjectName, true, Shape::kJson},
+    {"objectStore", "delete", wire::kObjectStore, "delete", wire::kHeaderObjectName, false,
      Shape::kNothing},
-    {"objectStore", "list", hs::kObjectStore, "list", nullptr, false, Shape::kJson},
-    {"messaging", "publish", hs::kMessaging, "publish", hs::kHeaderSubject, true, Shape::kNothing},
-    {"messaging", "request", hs::kMessaging, "request", hs::kHeaderSubject, true, Shape::kBytes},
-    {"messaging", "requestMany", hs::kMessaging, "requestMany", hs::kHeaderSubject, true,
+    {"objectStore", "list", wire::kObjectStore, "list", nullptr, false, Shape::kJson},
+    {"messaging", "publish", wire::kMessaging, "publish", wire::kHeaderSubject, true, Shape::kNothing},
+    {"messaging", "request", wire::kMessaging, "request", wire::kHeaderSubject, true, Shape::kBytes},
+    {"messaging", "requestMany", wire::kMessaging, "requestMany", wire::kHeaderSubject, true,
      Shape::kMany},
-    {"http", "get", hs::kHttp, "get", hs::kHeaderUrl, false, Shape::kHttp},
-    {"http", "post", hs::kHttp, "post", hs::kHeaderUrl, true, Shape::kHttp},
-    {"http", "put", hs::kHttp, "put", hs::kHeaderUrl, true, Shape::kHttp},
-    {"http", "patch", hs::kHttp, "patch", hs::kHeaderUrl, true, Shape::kHttp},
-    {"http", "del", hs::kHttp, "delete", hs::kHeaderUrl, false, Shape::kHttp},
-    {"http", "delete", hs::kHttp, "delete", hs::kHeaderUrl, false, Shape::kHttp},
-    {"http", "head", hs::kHttp, "head", hs::kHeaderUrl, false, Shape::kHttp},
+    {"http", "get", wire::kHttp, "get", wire::kHeaderUrl, false, Shape::kHttp},
+    {"http", "post", wire::kHttp, "post", wire::kHeaderUrl, true, Shape::kHttp},
+    {"http", "put", wire::kHttp, "put", wire::kHeaderUrl, true, Shape::kHttp},
+    {"http", "patch", wire::kHttp, "patch", wire::kHeaderUrl, true, Shape::kHttp},
+    {"http", "del", wire::kHttp, "delete", wire::kHeaderUrl, false, Shape::kHttp},
+    {"http", "delete", wire::kHttp, "delete", wire::kHeaderUrl, false, Shape::kHttp},
+    {"http", "head", wire::kHttp, "head", wire::kHeaderUrl, false, Shape::kHttp},
 };
 
 bool set_prop(JSContext* cx, JS::HandleObject obj, const char* name, JS::HandleValue v) {
@@ -176,15 +176,15 @@ bool js_method(JSContext* cx, unsigned argc, JS::Value* vp) {
     if (headers.isObject()) {
       std::string text;
       if (!jsv::stringify(cx, headers, text)) return false;
-      call.headers.emplace_back(hs::kHeaderHttpHeaders, text);
+      call.headers.emplace_back(wire::kHeaderHttpHeaders, text);
     }
   }
   HostReply r = call_node(call);
-  if (r.code == hs::kNotFound && m.shape == Shape::kBytesOrNull) {
+  if (r.code == wire::kNotFound && m.shape == Shape::kBytesOrNull) {
     args.rval().setNull();
     return true;
   }
-  if (r.code != hs::kOk) {
+  if (r.code != wire::kOk) {
     JS_ReportErrorUTF8(cx, "%s: %s", label.c_str(), r.message.c_str());
     return false;
   }
@@ -259,17 +259,17 @@ struct WasmMethod {
 };
 
 constexpr WasmMethod kWasmMethods[] = {
-    {"kv_get", hs::kKeyValue, "get", hs::kHeaderKey, false},
-    {"kv_set", hs::kKeyValue, "set", hs::kHeaderKey, true},
-    {"kv_delete", hs::kKeyValue, "delete", hs::kHeaderKey, false},
-    {"kv_keys", hs::kKeyValue, "keys", nullptr, false},
-    {"object_get", hs::kObjectStore, "get", hs::kHeaderObjectName, false},
-    {"object_put", hs::kObjectStore, "put", hs::kHeaderObjectName, true},
-    {"object_delete", hs::kObjectStore, "delete", hs::kHeaderObjectName, false},
-    {"object_list", hs::kObjectStore, "list", nullptr, false},
-    {"publish", hs::kMessaging, "publish", hs::kHeaderSubject, true},
-    {"request", hs::kMessaging, "request", hs::kHeaderSubject, true},
-    {"request_many", hs::kMessaging, "requestMany", hs::kHeaderSubject, true},
+    {"kv_get", wire::kKeyValue, "get", wire::kHeaderKey, false},
+    {"kv_set", wire::kKeyValue, "set", wire::kHeaderKey, true},
+    {"kv_delete", wire::kKeyValue, "delete", wire::kHeaderKey, false},
+    {"kv_keys", wire::kKeyValue, "keys", nullptr, false},
+    {"object_get", wire::kObjectStore, "get", wire::kHeaderObjectName, false},
+    {"object_put", wire::kObjectStore, "put", wire::kHeaderObjectName, true},
+    {"object_delete", wire::kObjectStore, "delete", wire::kHeaderObjectName, false},
+    {"object_list", wire::kObjectStore, "list", nullptr, false},
+    {"publish", wire::kMessaging, "publish", wire::kHeaderSubject, true},
+    {"request", wire::kMessaging, "request", wire::kHeaderSubject, true},
+    {"request_many", wire::kMessaging, "requestMany", wire::kHeaderSubject, true},
 };
 
 uint32_t arg_u32(const JS::CallArgs& args, unsigned i) {
@@ -288,7 +288,7 @@ bool guest_string(JSContext* cx, wasi::Invocation& inv, const JS::CallArgs& args
 // The guest's answer: the result's length, or minus the failure's code (the result is then the
 // message).
 bool finish_call(const JS::CallArgs& args, wasi::Invocation& inv, HostReply r) {
-  if (r.code == hs::kOk) {
+  if (r.code == wire::kOk) {
     inv.host_result = std::move(r.body);
     args.rval().setInt32(static_cast<int32_t>(inv.host_result.size()));
   } else {
@@ -300,7 +300,7 @@ bool finish_call(const JS::CallArgs& args, wasi::Invocation& inv, HostReply r) {
 
 bool fault(const JS::CallArgs& args, wasi::Invocation& inv) {
   return finish_call(args, inv,
-                     {hs::kBadRequest, "an argument lies outside the module's memory", {}});
+                     {wire::kBadRequest, "an argument lies outside the module's memory", {}});
 }
 
 bool wasm_method(JSContext* cx, unsigned argc, JS::Value* vp) {
@@ -309,7 +309,7 @@ bool wasm_method(JSContext* cx, unsigned argc, JS::Value* vp) {
   const WasmMethod& m = kWasmMethods[js::GetFunctionNativeReserved(callee, 0).toInt32()];
   wasi::Invocation* inv = wasi::current();
   if (!inv) {
-    args.rval().setInt32(-hs::kUnavailable);
+    args.rval().setInt32(-wire::kUnavailable);
     return true;
   }
   HostCall call{m.service, m.method, {}, {}};
@@ -322,7 +322,7 @@ bool wasm_method(JSContext* cx, unsigned argc, JS::Value* vp) {
   }
   if (m.value && !guest_string(cx, *inv, args, next, call.body)) return fault(args, *inv);
   HostReply r = call_node(call);
-  if (r.code == hs::kOk && call.method == "requestMany") {
+  if (r.code == wire::kOk && call.method == "requestMany") {
     // Frames: a little-endian u32 length, then the payload, per answer.
     std::string frames;
     for (const auto& a : decode_many(r.body)) {
@@ -342,17 +342,17 @@ bool wasm_http_request(JSContext* cx, unsigned argc, JS::Value* vp) {
   wasi::Invocation* inv = wasi::current();
   if (!inv) return false;
   std::string method, url, headers;
-  HostCall call{hs::kHttp, {}, {}, {}};
+  HostCall call{wire::kHttp, {}, {}, {}};
   if (!guest_string(cx, *inv, args, 0, method) || !guest_string(cx, *inv, args, 2, url) ||
       !guest_string(cx, *inv, args, 4, headers) || !guest_string(cx, *inv, args, 6, call.body))
     return fault(args, *inv);
   for (auto& c : method) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   call.method = method;
-  call.headers.emplace_back(hs::kHeaderUrl, url);
-  if (!headers.empty()) call.headers.emplace_back(hs::kHeaderHttpHeaders, headers);
+  call.headers.emplace_back(wire::kHeaderUrl, url);
+  if (!headers.empty()) call.headers.emplace_back(wire::kHeaderHttpHeaders, headers);
   HostReply r = call_node(call);
   inv->http_status = 0;
-  if (r.code == hs::kOk) {
+  if (r.code == wire::kOk) {
     HttpResponse response = decode_http(r.body);
     inv->http_status = response.status;
     r.body = std::move(response.body);

@@ -44,7 +44,7 @@ struct RouteConfig {
 };
 
 // Mints the per-workload users (operator mode): a function's trigger user, and its
-// host-services users (hs::Server).
+// host-services users (host_services::Server).
 class TriggerCredentials {
  public:
   // From the config's signing key file and the account of the node's own creds file; nullopt

@@ -111,7 +111,7 @@ TEST_F(AgentTest, AFunctionWaitsForTheUsersNatsToComeBackWhileItDeploys) {
   req.workload_name = "echo";
   req.ns = "default";
   req.hash = sha256_hex(code);
-  req.workload_type = api::WorkloadType::kV8;
+  req.workload_type = api::WorkloadType::kJavaScript;
   req.trigger_subjects = {unique("echo")};
   req.trigger_nats_urls = {users.url()};
   // The server comes back from this thread: its process dies with the thread that started it.

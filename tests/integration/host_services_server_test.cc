@@ -14,7 +14,7 @@
 
 #include "testing/nats_server_fixture.h"
 
-namespace nex::node::hs {
+namespace nex::node::host_services {
 namespace {
 
 using namespace std::chrono_literals;
@@ -214,4 +214,4 @@ TEST_F(HostServicesServerTest, CallsBeyondTheWaitingLimitAreToldTheNodeIsBusy) {
 }
 
 }  // namespace
-}  // namespace nex::node::hs
+}  // namespace nex::node::host_services

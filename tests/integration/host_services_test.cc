@@ -105,10 +105,10 @@ class HostServicesNodeTest : public testing::NodeTest {
 };
 
 // allow_networks as the node config would give it.
-hs::NetworkAllowList allow(const std::vector<std::string>& entries) {
-  auto list = hs::NetworkAllowList::parse(entries);
+host_services::NetworkAllowList allow(const std::vector<std::string>& entries) {
+  auto list = host_services::NetworkAllowList::parse(entries);
   EXPECT_TRUE(list) << list.error().message;
-  return list ? *list : hs::NetworkAllowList{};
+  return list ? *list : host_services::NetworkAllowList{};
 }
 
 class HostServicesTest : public HostServicesNodeTest {
@@ -429,7 +429,7 @@ class HttpPolicyTest : public HostServicesNodeTest {
  protected:
   // Starts the node with these allow_networks entries (and `more` of the HTTP settings).
   void start_with_networks(const std::vector<std::string>& entries,
-                           const std::function<void(hs::HttpSettings&)>& more = {}) {
+                           const std::function<void(host_services::HttpSettings&)>& more = {}) {
     NodeConfig config;
     config.host_services_settings.http.timeout_ms = 2000;
     config.host_services_settings.http.allow_networks = allow(entries);
@@ -530,7 +530,7 @@ TEST_F(HttpPolicyTest, ARedirectToARefusedAddressIsRefused) {
 }
 
 TEST_F(HttpPolicyTest, RedirectsStopAtTheLimit) {
-  start_with_networks({"127.0.0.1/32"}, [](hs::HttpSettings& h) { h.max_redirects = 2; });
+  start_with_networks({"127.0.0.1/32"}, [](host_services::HttpSettings& h) { h.max_redirects = 2; });
   ASSERT_FALSE(HasFatalFailure());
   std::atomic<int> asked = 0;
   testing::HttpServer web([&](const testing::HttpRequest& req) -> testing::HttpResponse {
@@ -545,7 +545,7 @@ TEST_F(HttpPolicyTest, RedirectsStopAtTheLimit) {
 }
 
 TEST_F(HttpPolicyTest, AResponseLargerThanTheLimitIsRefused) {
-  start_with_networks({"127.0.0.1/32"}, [](hs::HttpSettings& h) { h.max_response_bytes = 1000; });
+  start_with_networks({"127.0.0.1/32"}, [](host_services::HttpSettings& h) { h.max_response_bytes = 1000; });
   ASSERT_FALSE(HasFatalFailure());
   testing::HttpServer web([](const testing::HttpRequest& req) -> testing::HttpResponse {
     return {200, {}, std::string(req.path == "/big" ? 1001 : 1000, 'x')};
@@ -659,7 +659,7 @@ TEST_F(HttpPolicyInOwnNetworkTest, AWildcardHostAllowsItsSubdomainsOnly) {
   auto dns = testing::DnsServer::start(resolver_, names);
   ASSERT_TRUE(dns) << dns.error().message;
   start_with_networks({"127.0.0.1/32"},
-                      [](hs::HttpSettings& h) { h.allow_hosts = {"*.example.org"}; });
+                      [](host_services::HttpSettings& h) { h.allow_hosts = {"*.example.org"}; });
   ASSERT_FALSE(HasFatalFailure());
   testing::HttpServer web(http_handler);
   const std::string port = std::to_string(web.port());

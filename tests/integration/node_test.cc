@@ -697,7 +697,7 @@ TEST_F(NodeTest, NonEssentialExitIsReportedWithItsCode) {
 
 TEST_F(NodeTest, PingAuctionWpingAndLameDuck) {
   NodeConfig config;
-  config.workload_types = {api::WorkloadType::kNative, api::WorkloadType::kV8};
+  config.workload_types = {api::WorkloadType::kNative, api::WorkloadType::kJavaScript};
   start_node(config);  // this node does not take wasm, so it does not bid for it
   json ping = control("$NEX.PING", "");
   EXPECT_EQ(ping["type"], "io.nats.nex.v1.ping_response");

@@ -9,7 +9,7 @@
 #include "nats/key_value.h"
 #include "node/host_services/service.h"
 
-namespace nex::node::hs {
+namespace nex::node::host_services {
 namespace {
 
 TEST(BucketName, PlainNamesKeepTheirExistingBuckets) {
@@ -39,4 +39,4 @@ TEST(BucketName, SuffixedNamesNeverEqualPlainOnes) {
 }
 
 }  // namespace
-}  // namespace nex::node::hs
+}  // namespace nex::node::host_services

@@ -6,7 +6,7 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 
-namespace nex::node::hs {
+namespace nex::node::host_services {
 namespace {
 
 TEST(HostMatches, AWildcardMatchesSubdomainsOnly) {
@@ -107,4 +107,4 @@ TEST(HttpPolicy, AllowHostsNamesTheHostsRequestsMayGoTo) {
 }
 
 }  // namespace
-}  // namespace nex::node::hs
+}  // namespace nex::node::host_services

@@ -3,7 +3,7 @@
 
 #include <gtest/gtest.h>
 
-namespace nex::node::hs {
+namespace nex::node::host_services {
 namespace {
 
 AddressKind kind_of(const char* text) {
@@ -132,4 +132,4 @@ TEST(IpNetwork, ABadNetworkSaysWhatIsWrong) {
 }
 
 }  // namespace
-}  // namespace nex::node::hs
+}  // namespace nex::node::host_services

@@ -13,7 +13,7 @@
 #include "nats/object_store.h"
 #include "node/host_services/service.h"
 
-namespace nex::node::hs {
+namespace nex::node::host_services {
 namespace {
 
 using nlohmann::json;
@@ -158,4 +158,4 @@ std::unique_ptr<Service> make_object_store_service(const BucketSettings& setting
   return std::make_unique<ObjectStoreService>(settings);
 }
 
-}  // namespace nex::node::hs
+}  // namespace nex::node::host_services

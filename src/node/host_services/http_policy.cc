@@ -8,7 +8,7 @@
 #include <cerrno>
 #include <cstring>
 
-namespace nex::node::hs {
+namespace nex::node::host_services {
 
 namespace {
 
@@ -150,4 +150,4 @@ std::optional<std::string> HttpPolicy::refuse_connection(std::string_view host,
          "opens it)";
 }
 
-}  // namespace nex::node::hs
+}  // namespace nex::node::host_services

@@ -16,7 +16,7 @@
 #include "core/error.h"
 #include "node/host_services/ip_address.h"
 
-namespace nex::node::hs {
+namespace nex::node::host_services {
 
 // Whether `host` matches an allow_hosts pattern: a host name, or "*.example.org" for every
 // subdomain of example.org (not example.org itself, and never example.org.evil.com). Letters
@@ -59,4 +59,4 @@ class HttpPolicy {
   std::vector<NodePort> node_ports_;
 };
 
-}  // namespace nex::node::hs
+}  // namespace nex::node::host_services

@@ -15,7 +15,7 @@
 #include "node/host_services/http_policy.h"
 #include "node/host_services/service.h"
 
-namespace nex::node::hs {
+namespace nex::node::host_services {
 namespace {
 
 using nlohmann::json;
@@ -225,4 +225,4 @@ std::unique_ptr<Service> make_http_service(const HttpSettings& settings,
   return std::make_unique<HttpService>(settings, std::move(node_ports));
 }
 
-}  // namespace nex::node::hs
+}  // namespace nex::node::host_services

@@ -8,7 +8,7 @@
 #include <initializer_list>
 #include <vector>
 
-namespace nex::node::hs {
+namespace nex::node::host_services {
 
 namespace {
 
@@ -194,4 +194,4 @@ std::string IpNetwork::to_string() const {
   return base_.to_string() + "/" + std::to_string(prefix_);
 }
 
-}  // namespace nex::node::hs
+}  // namespace nex::node::host_services

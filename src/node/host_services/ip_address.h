@@ -14,7 +14,7 @@
 
 #include "core/error.h"
 
-namespace nex::node::hs {
+namespace nex::node::host_services {
 
 class IpAddress {
  public:
@@ -75,4 +75,4 @@ class IpNetwork {
   int prefix_ = 0;
 };
 
-}  // namespace nex::node::hs
+}  // namespace nex::node::host_services

@@ -9,7 +9,7 @@
 #include "core/encoding.h"
 #include "node/host_services/service.h"
 
-namespace nex::node::hs {
+namespace nex::node::host_services {
 namespace {
 
 using nlohmann::json;
@@ -96,4 +96,4 @@ std::unique_ptr<Service> make_messaging_service(const MessagingSettings& setting
   return std::make_unique<MessagingService>(settings);
 }
 
-}  // namespace nex::node::hs
+}  // namespace nex::node::host_services

@@ -8,7 +8,7 @@
 #include "core/file_io.h"
 #include "crypto/digest.h"
 
-namespace nex::node::hs {
+namespace nex::node::host_services {
 
 Reply reply_for(const Error& e) {
   switch (e.code) {
@@ -204,4 +204,4 @@ Result<nats::Connection> Server::connection_for(const api::HostServicesConfig& r
   return conn;
 }
 
-}  // namespace nex::node::hs
+}  // namespace nex::node::host_services

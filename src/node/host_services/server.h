@@ -23,7 +23,7 @@
 #include "node/host_services/service.h"
 #include "node/host_services/settings.h"
 
-namespace nex::node::hs {
+namespace nex::node::host_services {
 
 // The workload behind a workload id, as the node knows it.
 struct Caller {
@@ -98,4 +98,4 @@ class Server {
   std::vector<std::thread> threads_;
 };
 
-}  // namespace nex::node::hs
+}  // namespace nex::node::host_services

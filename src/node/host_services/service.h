@@ -13,7 +13,7 @@
 #include "nats/msg.h"
 #include "node/host_services/settings.h"
 
-namespace nex::node::hs {
+namespace nex::node::host_services {
 
 // The wire's answer codes and header names, as the services write them.
 using api::host_services::kBadRequest;
@@ -90,4 +90,4 @@ std::unique_ptr<Service> make_messaging_service(const MessagingSettings& setting
 std::unique_ptr<Service> make_http_service(const HttpSettings& settings,
                                            std::vector<NodePort> node_ports);
 
-}  // namespace nex::node::hs
+}  // namespace nex::node::host_services

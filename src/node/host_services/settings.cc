@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-namespace nex::node::hs {
+namespace nex::node::host_services {
 
 using api::FieldReader;
 using nlohmann::json;
@@ -89,4 +89,4 @@ Status read_settings(const json& services, Settings& out) {
   });
 }
 
-}  // namespace nex::node::hs
+}  // namespace nex::node::host_services

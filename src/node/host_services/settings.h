@@ -13,7 +13,7 @@
 #include "node/host_services/http_policy.h"
 #include "node/storage_caps.h"
 
-namespace nex::node::hs {
+namespace nex::node::host_services {
 
 // A workload's bucket: its caps are set when the node creates it, and again when the node finds
 // it with other caps.
@@ -57,4 +57,4 @@ struct Settings {
 // Reads the "services" object of the node config's "host_services"; errors name the field.
 Status read_settings(const nlohmann::json& services, Settings& out);
 
-}  // namespace nex::node::hs
+}  // namespace nex::node::host_services

@@ -2,11 +2,11 @@
 
 #include <cstdio>
 
-#include "cli/commands.h"
+#include "cli/subcommands.h"
 
 namespace nex::cli {
 
-void register_version_command(CLI::App& app, CommandAction& action) {
+void register_version_subcommand(CLI::App& app, SubcommandAction& action) {
   auto* cmd = app.add_subcommand("version", "Print the version of nex");
   on_parsed(cmd, action, [] {
     std::printf("nex %s (libnats %s)\n", NEX_VERSION, nats_GetVersion());

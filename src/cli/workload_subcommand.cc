@@ -11,7 +11,9 @@
 
 #include "api/control.h"
 #include "api/signed_request.h"
-#include "cli/commands.h"
+#include "cli/control_client.h"
+#include "cli/local_keys.h"
+#include "cli/subcommands.h"
 #include "commands/sender.h"
 #include "commands/store.h"
 #include "core/clock.h"
@@ -29,58 +31,6 @@ namespace nex::cli {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-fs::path nex_home() {
-  const char* home = std::getenv("HOME");
-  return fs::path(home && *home ? home : "/tmp") / ".nex";
-}
-
-// The first nkey seed in `path` (a token starting with 'S'), as `nk -gen` and nex write them.
-Result<std::string> read_seed(const fs::path& path, const char* what) {
-  std::ifstream in(path);
-  if (!in)
-    return fail(ErrorCode::kNotFound, std::string("cannot read the ") + what + " " + path.string() +
-                                          ": " + std::strerror(errno));
-  for (std::string token; in >> token;) {
-    if (token.starts_with('S')) return token;
-  }
-  return fail(ErrorCode::kInvalidArgument, path.string() + " holds no nkey seed (S...)");
-}
-
-// Reads a seed from `path`, or creates one (mode 0600) with `make`, saying which.
-Result<std::string> seed_file(const fs::path& path, const char* what,
-                              const std::function<std::string()>& make, std::FILE* say) {
-  if (fs::exists(path)) {
-    std::fprintf(say, "Reusing existing %s: %s\n", what, path.c_str());
-    return read_seed(path, what);
-  }
-  std::error_code ec;
-  fs::create_directories(path.parent_path(), ec);
-  ::chmod(path.parent_path().c_str(), 0700);
-  const std::string seed = make();
-  {
-    // Created with 0600 from the start, so the seed is never readable by others.
-    NEX_RETURN_IF_ERROR(
-        write_file(path, seed + "\n", {.mode = 0600, .exclusive = true, .sync = true}));
-  }
-  std::fprintf(say, "Created %s: %s\n", what, path.c_str());
-  return seed;
-}
-
-Result<crypto::KeyPair> default_issuer() {
-  const fs::path path = nex_home() / "issuer.nk";
-  auto seed = fs::exists(path)
-                  ? read_seed(path, "issuer account key")
-                  : seed_file(path, "issuer account key", [] {
-                      return crypto::KeyPair::create(crypto::KeyType::kAccount)->seed();
-                    });
-  if (!seed) return fail(seed.error());
-  auto issuer = crypto::KeyPair::from_seed(*seed);
-  if (!issuer || issuer->type() != crypto::KeyType::kAccount)
-    return fail(ErrorCode::kInvalidArgument,
-                "the issuer key in " + nex_home().string() + " is not an account seed (SA...)");
-  return issuer;
-}
-
 namespace {
 
 constexpr const char* kDevBucket = "NEXCLIFILES";
@@ -93,7 +43,7 @@ Result<api::WorkloadType> detect_type(std::string_view head, const std::string& 
                        "ELF"))
     return api::WorkloadType::kNative;
   if (head.starts_with(std::string_view("\0asm", 4))) return api::WorkloadType::kWasm;
-  if (name.ends_with(".js")) return api::WorkloadType::kV8;
+  if (name.ends_with(".js")) return api::WorkloadType::kJavaScript;
   if (name.ends_with(".wasm")) return api::WorkloadType::kWasm;
   return fail(ErrorCode::kInvalidArgument,
               name +
@@ -571,7 +521,7 @@ void add_workload_options(CLI::App* cmd, WorkloadOptions& o) {
                   "functions: memory limit, MiB (default 256)");
   cmd->add_option("--function_concurrency", o.limits.concurrency,
                   "functions: invocations run at once (default: cores, at most 4)");
-  cmd->add_option("--function_isolation", o.limits.isolation,
+  cmd->add_option("--function_isolation", o.limits.global_scope,
                   "JavaScript: invocation (a fresh global each time, the default) or workload "
                   "(one global per engine, built-ins frozen; state may persist between "
                   "invocations)")
@@ -580,7 +530,8 @@ void add_workload_options(CLI::App* cmd, WorkloadOptions& o) {
 
 }  // namespace
 
-void register_workload_commands(CLI::App& app, CommandAction& action, ConnectionFlags& flags) {
+void register_workload_subcommands(CLI::App& app, SubcommandAction& action,
+                                   ConnectionFlags& flags) {
   auto d = std::make_shared<DevrunOptions>();
   auto* dev =
       app.add_subcommand("devrun", "Upload a file and run it on a node, with keys made for you");

@@ -4,7 +4,7 @@
 #include <cstdio>
 #include <string>
 
-#include "cli/commands.h"
+#include "cli/subcommands.h"
 
 namespace nex::cli {
 namespace {
@@ -61,7 +61,7 @@ std::string bash_script(const CLI::App& root) {
 
 }  // namespace
 
-void register_completion_command(CLI::App& app, CommandAction& action) {
+void register_completion_subcommand(CLI::App& app, SubcommandAction& action) {
   auto* cmd = app.add_subcommand("completion", "Print a shell completion script");
   auto* bash = cmd->add_subcommand("bash", "bash: source <(nex completion bash)");
   cmd->require_subcommand(1);

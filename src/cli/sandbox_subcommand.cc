@@ -3,49 +3,14 @@
 
 #include <cstdio>
 
-#include "cli/commands.h"
+#include "cli/node_runner.h"
+#include "cli/subcommands.h"
 #include "microvm/microvm_driver.h"
 #include "node/preflight.h"
 #include "sandbox/rootfs.h"
 
 namespace nex::cli {
 namespace fs = std::filesystem;
-
-fs::path agent_next_to_nex() {
-  return fs::read_symlink("/proc/self/exe").parent_path() / "nex-agent";
-}
-
-namespace {
-
-// The configuration of an empty file: the defaults, with the paths derived from them
-// (rootfs_filepath = default_resource_dir/rootfs.ext4, ...).
-node::NodeConfig default_config() { return *node::parse_node_config("{}"); }
-
-}  // namespace
-
-Result<node::NodeConfig> node_config_for(const std::string& file, std::string& why_unsandboxed) {
-  if (!file.empty()) {
-    why_unsandboxed = "\"no_sandbox\": true in " + file;
-    return node::load_node_config(file);
-  }
-  node::NodeConfig config = default_config();
-  // A VM per workload when the host has hardware virtualization and /tmp/wd holds a guest (as
-  // `preflight --init` with "sandbox": "microvm" leaves it); under emulation a VM boots in
-  // seconds, so the namespace sandbox stays the default there.
-  node::NodeConfig vm = config;
-  vm.sandbox = "microvm";
-  if (geteuid() == 0 && microvm::choose_accelerator().accelerator == "kvm" &&
-      node::preflight_passes(vm, agent_next_to_nex()))
-    return vm;
-  if (geteuid() != 0) {
-    why_unsandboxed = "not running as root";
-  } else if (!node::preflight_passes(config, agent_next_to_nex())) {
-    why_unsandboxed =
-        "`nex node preflight` does not pass; `sudo nex node preflight --init` fixes that";
-  }
-  config.no_sandbox = !why_unsandboxed.empty();
-  return config;
-}
 
 namespace {
 
@@ -80,7 +45,7 @@ int print_preflight(const node::NodeConfig& config) {
 }
 
 int run_preflight(const PreflightOptions& opts, bool config_given) {
-  node::NodeConfig config = default_config();
+  node::NodeConfig config = default_node_config();
   if (fs::exists(opts.config)) {
     auto loaded = node::load_node_config(opts.config);
     if (!loaded) return report(loaded.error());
@@ -123,7 +88,7 @@ int run_rootfs(const RootfsOptions& opts) {
 
 }  // namespace
 
-void register_preflight_command(CLI::App& node, CommandAction& action) {
+void register_preflight_subcommand(CLI::App& node, SubcommandAction& action) {
   auto opts = std::make_shared<PreflightOptions>();
   auto* cmd = node.add_subcommand("preflight",
                                   "Check that this host has what the node's sandbox driver needs");
@@ -134,7 +99,7 @@ void register_preflight_command(CLI::App& node, CommandAction& action) {
   on_parsed(cmd, action, [opts, config] { return run_preflight(*opts, config->count() > 0); });
 }
 
-void register_rootfs_command(CLI::App& app, CommandAction& action) {
+void register_rootfs_subcommand(CLI::App& app, SubcommandAction& action) {
   auto opts = std::make_shared<RootfsOptions>();
   auto* cmd = app.add_subcommand(
       "rootfs", "Build an ext4 root filesystem for sandboxes: the agent, its libraries, busybox");

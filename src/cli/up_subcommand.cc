@@ -6,7 +6,9 @@
 #include <filesystem>
 #include <optional>
 
-#include "cli/commands.h"
+#include "cli/local_keys.h"
+#include "cli/node_runner.h"
+#include "cli/subcommands.h"
 #include "nats/local_server.h"
 #include "node/node.h"
 
@@ -129,7 +131,7 @@ int run_up(const UpOptions& opts) {
 
 }  // namespace
 
-void register_up_command(CLI::App& app, CommandAction& action) {
+void register_up_subcommand(CLI::App& app, SubcommandAction& action) {
   auto opts = std::make_shared<UpOptions>();
   auto* cmd = app.add_subcommand(
       "up", "Run a local NATS server with JetStream and a node, ready for nex devrun");

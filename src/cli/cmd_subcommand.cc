@@ -17,7 +17,9 @@
 #include <thread>
 
 #include "api/json_fields.h"
-#include "cli/commands.h"
+#include "cli/control_client.h"
+#include "cli/local_keys.h"
+#include "cli/subcommands.h"
 #include "cli/table.h"
 #include "commands/sender.h"
 #include "commands/store.h"
@@ -670,7 +672,7 @@ int cmd_log(const ConnectionFlags& flags, const ListOptions& o) {
 
 }  // namespace
 
-void register_cmd_command(CLI::App& app, CommandAction& action, ConnectionFlags& flags) {
+void register_cmd_subcommand(CLI::App& app, SubcommandAction& action, ConnectionFlags& flags) {
   auto* cmd = app.add_subcommand(
       "cmd", "Durable commands to nodes by name: delivered even while a node is offline");
   cmd->require_subcommand(1);

@@ -1,8 +1,11 @@
 // `nex keys`: the public halves of the CLI's keys and the files they live in, so a node's config
 // can name them (`valid_issuers`, which `cliCommand` requires). Seeds are never printed.
+#include <nlohmann/json.hpp>
+
 #include <cstdio>
 
-#include "cli/commands.h"
+#include "cli/local_keys.h"
+#include "cli/subcommands.h"
 #include "crypto/xkeys.h"
 
 namespace nex::cli {
@@ -73,7 +76,7 @@ int show_keys(const ConnectionFlags& flags, const KeysOptions& o) {
 
 }  // namespace
 
-void register_keys_command(CLI::App& app, CommandAction& action, ConnectionFlags& flags) {
+void register_keys_subcommand(CLI::App& app, SubcommandAction& action, ConnectionFlags& flags) {
   auto o = std::make_shared<KeysOptions>();
   o->issuer_file = (nex_home() / "issuer.nk").string();
   o->xkey_file = (nex_home() / "publisher.xk").string();

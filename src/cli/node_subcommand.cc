@@ -6,9 +6,11 @@
 
 #include "api/control.h"
 #include "api/signed_request.h"
-#include "cli/commands.h"
 #include "cli/connection_flags.h"
 #include "cli/control_client.h"
+#include "cli/local_keys.h"
+#include "cli/node_runner.h"
+#include "cli/subcommands.h"
 #include "cli/table.h"
 #include "core/clock.h"
 #include "core/terminal_text.h"
@@ -24,79 +26,6 @@ struct NodeUpOptions {
   std::string metrics;
   bool connect_retry = false;
 };
-
-}  // namespace
-
-std::string default_state_dir() { return (nex_home() / "node").string(); }
-
-namespace {
-
-// Whether a node that could not start may start on a later try: its NATS server was away.
-bool may_pass(const Error& e) {
-  return e.code == ErrorCode::kUnavailable || e.code == ErrorCode::kTimeout;
-}
-
-// Starts a node, trying again with backoff (1 s, doubling, up to 30 s) while `retry` and the
-// NATS server is away. Null when it did not start: the error was printed, or `signals` came.
-std::unique_ptr<node::Node> start_node(const node::NodeOptions& options, bool retry,
-                                       const sigset_t& signals) {
-  for (auto wait = std::chrono::seconds(1);; wait = std::min(wait * 2, std::chrono::seconds(30))) {
-    auto node = node::Node::start(options);
-    if (node) return std::move(*node);
-    if (!retry || !may_pass(node.error())) {
-      std::fprintf(stderr, "nex node up: %s\n", node.error().message.c_str());
-      return nullptr;
-    }
-    std::fprintf(stderr, "nex node up: %s; trying again in %lld s (--connect-retry)\n",
-                 node.error().message.c_str(), static_cast<long long>(wait.count()));
-    const timespec timeout{.tv_sec = static_cast<time_t>(wait.count()), .tv_nsec = 0};
-    if (sigtimedwait(&signals, nullptr, &timeout) > 0) return nullptr;  // asked to stop
-  }
-}
-
-}  // namespace
-
-int run_node(const nats::ConnectOptions& control, const node::NodeConfig& config,
-             const std::string& state_dir, const std::string& metrics_listen,
-             const std::function<void(const node::Node&)>& on_ready, bool connect_retry) {
-  // Block the shutdown signals before any thread starts so only sigwait below receives them.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  auto node = start_node({.config = config,
-                          .control = control,
-                          .state_dir = state_dir,
-                          .version = NEX_VERSION,
-                          .metrics_listen = metrics_listen},
-                         connect_retry, signals);
-  if (!node) return 1;
-  if (on_ready) on_ready(*node);
-  int signo = 0;
-  sigwait(&signals, &signo);
-  node->stop();
-  return 0;
-}
-
-Result<ControlClient> connect_control(const ConnectionFlags& flags, Reconnect reconnect) {
-  auto options = flags.options("nex cli");
-  if (!options) return fail(options.error());
-  auto reconnects = std::make_shared<std::atomic<uint64_t>>(0);
-  options->reconnect = reconnect == Reconnect::kYes;
-  options->on_reconnected = [reconnects] { ++*reconnects; };
-  auto conn = nats::Connection::connect(*options);
-  if (!conn) return fail(conn.error());
-  return ControlClient(std::move(*conn), flags.timeout(), std::move(reconnects));
-}
-
-int report(const Error& e) {
-  // Errors carry what nodes and workloads answered (a function's compile error, say).
-  std::fprintf(stderr, "nex: %s\n", terminal_safe(e.message, LineBreaks::kKeep).c_str());
-  return 1;
-}
-
-namespace {
 
 const char* kNoNodes =
     "No nex node answered on %s within %.1fs.\n"
@@ -312,7 +241,7 @@ int node_probe(const ConnectionFlags& flags, const std::string& workload) {
 
 }  // namespace
 
-void register_node_command(CLI::App& app, CommandAction& action, ConnectionFlags& flags) {
+void register_node_subcommand(CLI::App& app, SubcommandAction& action, ConnectionFlags& flags) {
   auto* node = app.add_subcommand("node", "Run and inspect nex nodes");
   node->require_subcommand(1);
   auto opts = std::make_shared<NodeUpOptions>();
@@ -330,7 +259,7 @@ void register_node_command(CLI::App& app, CommandAction& action, ConnectionFlags
                "when NATS cannot be reached, keep trying with backoff (as under a supervisor such "
                "as systemd) instead of exiting 1");
   on_parsed(up, action, [opts, &flags] { return node_up(flags, *opts); });
-  register_preflight_command(*node, action);
+  register_preflight_subcommand(*node, action);
 
   auto full = std::make_shared<bool>(false);
   auto* ls = node->add_subcommand("ls", "List the nodes that answer on this NATS");

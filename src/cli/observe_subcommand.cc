@@ -13,7 +13,7 @@
 #include "api/events.h"
 #include "api/json_fields.h"
 #include "api/subject.h"
-#include "cli/commands.h"
+#include "cli/subcommands.h"
 #include "core/terminal_text.h"
 
 namespace nex::cli {
@@ -242,7 +242,7 @@ int events(const ConnectionFlags& flags, const std::string& type) {
 
 }  // namespace
 
-void register_observe_commands(CLI::App& app, CommandAction& action, ConnectionFlags& flags) {
+void register_observe_subcommands(CLI::App& app, SubcommandAction& action, ConnectionFlags& flags) {
   auto lo = std::make_shared<LogsOptions>();
   auto* lg = app.add_subcommand("logs", "Follow the output of workloads, live, until Ctrl-C");
   lg->add_option("--node", lo->node, "only this node's workloads (node id)");
