@@ -194,7 +194,8 @@ Status Node::subscribe_agents() {
 Status Node::start_host_services() {
   // The metrics endpoint listens before host services start, so that they know its port (which
   // may have been picked by the kernel) and never reach it.
-  std::vector<host_services::NodePort> own_ports = {{internal_->port(), "the node's internal NATS port"}};
+  std::vector<host_services::NodePort> own_ports = {
+      {internal_->port(), "the node's internal NATS port"}};
   if (!options_.metrics_listen.empty()) {
     auto endpoint = metrics::Endpoint::start(options_.metrics_listen,
                                              [this] { return metrics_.registry().render(); });
@@ -216,7 +217,8 @@ Status Node::start_host_services() {
          return host_services::Caller{w->ns, w->name, w->request.host_services};
        },
        .on_denied =
-           [this](const std::string& wid, const host_services::Caller& caller, const std::string& text) {
+           [this](const std::string& wid, const host_services::Caller& caller,
+                  const std::string& text) {
              log_line("Workload " + caller.name + " (" + wid + "): " + text);
              publish_workload_log(caller.ns, caller.name, wid, "warn", text);
            },

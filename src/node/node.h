@@ -272,8 +272,8 @@ class Node {
   std::unique_ptr<AgentPool> pool_;
   std::unique_ptr<host_services::Server> host_services_;
   // Operator mode: signs each workload's host-services users; empty otherwise.
-  std::function<host_services::SignedUser(const std::string&, const nlohmann::json&)> host_services_signer()
-      const;
+  std::function<host_services::SignedUser(const std::string&, const nlohmann::json&)>
+  host_services_signer() const;
   std::unique_ptr<commands::CommandService> commands_;
   std::unique_ptr<WorkloadStore> store_;
   std::unique_ptr<RequestLedger> ledger_;  // signed requests used, until they expire

@@ -101,8 +101,8 @@ struct NodeConfig : triggers::RouteConfig {
   api::SubjectPolicy subject_policy;
   int64_t agent_handshake_timeout_ms = 5000;
   int64_t agent_ping_timeout_ms = 750;
-  api::HostServicesConfig host_services;  // the host-services NATS connection
-  host_services::Settings host_services_settings;    // host_services.services: what each may do
+  api::HostServicesConfig host_services;           // the host-services NATS connection
+  host_services::Settings host_services_settings;  // host_services.services: what each may do
   std::vector<api::DeployRequest> autostart;
 };
 

@@ -530,7 +530,8 @@ TEST_F(HttpPolicyTest, ARedirectToARefusedAddressIsRefused) {
 }
 
 TEST_F(HttpPolicyTest, RedirectsStopAtTheLimit) {
-  start_with_networks({"127.0.0.1/32"}, [](host_services::HttpSettings& h) { h.max_redirects = 2; });
+  start_with_networks({"127.0.0.1/32"},
+                      [](host_services::HttpSettings& h) { h.max_redirects = 2; });
   ASSERT_FALSE(HasFatalFailure());
   std::atomic<int> asked = 0;
   testing::HttpServer web([&](const testing::HttpRequest& req) -> testing::HttpResponse {
@@ -545,7 +546,8 @@ TEST_F(HttpPolicyTest, RedirectsStopAtTheLimit) {
 }
 
 TEST_F(HttpPolicyTest, AResponseLargerThanTheLimitIsRefused) {
-  start_with_networks({"127.0.0.1/32"}, [](host_services::HttpSettings& h) { h.max_response_bytes = 1000; });
+  start_with_networks({"127.0.0.1/32"},
+                      [](host_services::HttpSettings& h) { h.max_response_bytes = 1000; });
   ASSERT_FALSE(HasFatalFailure());
   testing::HttpServer web([](const testing::HttpRequest& req) -> testing::HttpResponse {
     return {200, {}, std::string(req.path == "/big" ? 1001 : 1000, 'x')};

@@ -365,8 +365,8 @@ TEST_F(SecuredNats, InOperatorModeMessagingActsAsAUserHeldToTheWorkloadsOwnReach
   ASSERT_OK_AND_ASSIGN(news, admin->subscribe_sync("news.>"));
   ASSERT_OK(admin->flush());
   node::host_services::MessagingSettings settings;
-  auto messaging =
-      login(node::host_services::messaging_permissions(settings, "_INBOX.probe.m"), "_INBOX.probe.m");
+  auto messaging = login(node::host_services::messaging_permissions(settings, "_INBOX.probe.m"),
+                         "_INBOX.probe.m");
   ASSERT_TRUE(messaging) << messaging.error().message;
   ASSERT_OK(messaging->publish("$KV.NEX_NODES.exp1", "forged"));
   ASSERT_OK(messaging->publish("_INBOX.someone", "forged"));
