@@ -169,24 +169,20 @@ Result<RootfsReport> build_rootfs(const RootfsOptions& options) {
   fs::create_directories(options.output.parent_path().empty() ? "." : options.output.parent_path(),
                          ec);
   fs::remove(options.output, ec);
-  const std::string log = staging.string() + ".mkfs.log";
   auto mkfs =
-      Subprocess::spawn({.argv = {"mkfs.ext4", "-q", "-F", "-L", "nexroot", "-d", staging.string(),
-                                  options.output.string(), std::to_string(report->image_mib) + "M"},
-                         .env = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin"},
-                         .stdout_path = log,
-                         .stderr_path = log});
+      run_program({.argv = {"mkfs.ext4", "-q", "-F", "-L", "nexroot", "-d", staging.string(),
+                            options.output.string(), std::to_string(report->image_mib) + "M"},
+                   .env = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}},
+                  "", std::chrono::minutes(2));
   std::string why;
-  if (!mkfs) {
+  if (!mkfs && mkfs.error().code == ErrorCode::kTimeout) {
+    why = "did not finish within 2 minutes, so it was killed";
+  } else if (!mkfs) {
     why = mkfs.error().message + " (Debian: e2fsprogs)";
-  } else if (auto st = mkfs->wait_for(std::chrono::minutes(2)); !st) {
-    why = "did not finish within 2 minutes";
-  } else if (*st != 0) {
-    std::ifstream in(log);
-    why = std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    if (why.empty()) why = "exited with status " + std::to_string(WEXITSTATUS(*st));
+  } else if (!mkfs->succeeded()) {
+    why = mkfs->err.empty() ? mkfs->out : mkfs->err;
+    if (why.empty()) why = "exited with status " + std::to_string(WEXITSTATUS(mkfs->status));
   }
-  fs::remove(log, ec);
   cleanup();
   if (!why.empty()) {
     fs::remove(options.output, ec);
