@@ -19,11 +19,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string read_file(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
-
 // Runs a tool to completion with `input` on its stdin, in `dir` (if given); returns its stdout.
 Result<std::string> run(const std::vector<std::string>& argv, std::string_view input = "",
                         const fs::path& dir = {}) {
@@ -121,7 +116,9 @@ bool is_elf_kernel(const fs::path& path) {
 }
 
 Status extract_vmlinux(const fs::path& bzimage, const fs::path& out) {
-  const std::string image = read_file(bzimage);
+  auto read = read_file(bzimage);
+  if (!read) return fail(read.error());
+  const std::string& image = *read;
   if (image.size() < 0x250 || image.compare(0x202, 4, "HdrS") != 0)
     return fail(ErrorCode::kInvalidArgument, bzimage.string() + " is not a Linux bzImage");
   unsigned setup_sects = static_cast<unsigned char>(image[0x1f1]);
@@ -179,7 +176,7 @@ Result<size_t> build_initrd(const fs::path& modules_dir, const fs::path& busybox
   }
   auto depends = [&](const std::string& module) {
     std::vector<std::string> out;
-    const std::string body = read_file(files.at(module));
+    const std::string body = read_file(files.at(module)).value_or("");
     const size_t at = body.find("depends=");
     if (at == std::string::npos) return out;
     std::istringstream list(body.c_str() + at + 8);
@@ -204,9 +201,15 @@ Result<size_t> build_initrd(const fs::path& modules_dir, const fs::path& busybox
 
   Cpio cpio;
   for (const char* d : {"bin", "dev", "root", "proc", "sys", "lib", "lib/modules"}) cpio.dir(d);
-  cpio.file("bin/busybox", 0755, read_file(busybox));
+  auto box = read_file(busybox);
+  if (!box) return fail(box.error());
+  cpio.file("bin/busybox", 0755, *box);
   cpio.symlink("bin/sh", "busybox");
-  for (const auto& m : order) cpio.file("lib/modules/" + m + ".ko", 0644, read_file(files.at(m)));
+  for (const auto& m : order) {
+    auto module = read_file(files.at(m));
+    if (!module) return fail(module.error());
+    cpio.file("lib/modules/" + m + ".ko", 0644, *module);
+  }
   cpio.file("init", 0755, init_script(order));
   std::ofstream o(out, std::ios::binary | std::ios::trunc);
   o << cpio.finish();
