@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "cli/commands.h"
+#include "core/subprocess.h"
 #include "microvm/microvm_driver.h"
 #include "node/preflight.h"
 #include "sandbox/rootfs.h"
@@ -11,9 +12,7 @@
 namespace nex::cli {
 namespace fs = std::filesystem;
 
-fs::path agent_next_to_nex() {
-  return fs::read_symlink("/proc/self/exe").parent_path() / "nex-agent";
-}
+fs::path agent_next_to_nex() { return program_beside_self("nex-agent"); }
 
 namespace {
 

@@ -420,4 +420,11 @@ std::optional<std::filesystem::path> find_program(const std::string& program) {
   return std::nullopt;
 }
 
+std::filesystem::path program_beside_self(std::string_view name) {
+  std::error_code ec;
+  // /proc/self/exe names the binary even when it was started through a symlink or PATH.
+  const std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", ec);
+  return (ec ? std::filesystem::path() : self.parent_path()) / name;
+}
+
 }  // namespace nex

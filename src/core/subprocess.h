@@ -104,4 +104,8 @@ Result<ProgramRun> run_program(SpawnOptions options, std::string_view input,
 // (Debian puts nats-server and iptables in /usr/sbin).
 std::optional<std::filesystem::path> find_program(const std::string& program);
 
+// `name` in the directory of this process's own binary, where nex's helper programs are
+// installed and built (nex-agent and nex-vm-gateway beside nex).
+std::filesystem::path program_beside_self(std::string_view name);
+
 }  // namespace nex

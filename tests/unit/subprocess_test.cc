@@ -177,6 +177,13 @@ TEST(RunProgram, AMissingProgramIsAClearError) {
             "spawn: cannot execute /nonexistent/program: No such file or directory");
 }
 
+// The unit tests are built beside the gateway they start, as nex is beside nex-agent.
+TEST(ProgramBesideSelf, NamesAProgramBuiltBesideThisOne) {
+  const auto gateway = program_beside_self("nex-vm-gateway");
+  EXPECT_EQ(gateway.filename(), "nex-vm-gateway");
+  EXPECT_EQ(::access(gateway.c_str(), X_OK), 0) << gateway;
+}
+
 TEST(RunProgram, AMissingWorkingDirectoryIsAClearError) {
   auto run = run_program({.argv = {"true"}, .working_dir = "/nonexistent/dir"}, "",
                          std::chrono::seconds(10));
