@@ -221,9 +221,9 @@ std::string queue_group(bool direct, const std::string& subject) { return direct
 }  // namespace
 
 Status Agent::start_function(const api::AgentDeployRequest& req) {
-  std::ifstream in(artifact_path_, std::ios::binary);
-  if (!in) return fail(ErrorCode::kNotFound, "artifact not found at " + artifact_path_.string());
-  const std::string code((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto read = read_file(artifact_path_);
+  if (!read) return fail(ErrorCode::kNotFound, "artifact not found at " + artifact_path_.string());
+  const std::string code = std::move(*read);
   workload_name_ = req.workload_name;
   namespace_ = req.ns;
   NEX_RETURN_IF_ERROR(open_bulk_connection());

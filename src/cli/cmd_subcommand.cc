@@ -24,6 +24,7 @@
 #include "commands/sender.h"
 #include "commands/store.h"
 #include "core/clock.h"
+#include "core/file_io.h"
 #include "core/nuid.h"
 #include "core/terminal_text.h"
 
@@ -315,12 +316,9 @@ int cmd_send(const ConnectionFlags& flags, const SendOptions& o) {
                    "--file names the nodes and methods itself: give either --file or NODE -- "
                    "ARGS"});
   if (!o.file.empty()) {
-    std::ifstream in(o.file);
-    if (!in)
-      return report({ErrorCode::kNotFound, "cannot read " + o.file + ": " + std::strerror(errno)});
-    std::stringstream text;
-    text << in.rdbuf();
-    auto parsed = parse_drafts(text.str(), o.file);
+    auto text = read_file(o.file);
+    if (!text) return report({ErrorCode::kNotFound, text.error().message});
+    auto parsed = parse_drafts(*text, o.file);
     if (!parsed) return report(parsed.error());
     drafts = std::move(*parsed);
   } else {
@@ -372,13 +370,7 @@ int cmd_inbox(const ConnectionFlags& flags, const std::string& path) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   timespec poll_wait{0, 0};
   while (sigtimedwait(&signals, nullptr, &poll_wait) < 0) {
-    std::string text;
-    {
-      std::ifstream in(path);
-      std::stringstream s;
-      s << in.rdbuf();
-      text = s.str();
-    }
+    const std::string text = read_file(path).value_or("");
     if (text.find_first_not_of(" \t\r\n") != std::string::npos) {
       if (text != pending) {
         pending = text;

@@ -10,6 +10,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "core/file_io.h"
+
 namespace nex::cli {
 
 namespace {
@@ -29,9 +31,7 @@ std::filesystem::path nats_config_dir() {
 
 // The context `nats context select` chose: context.txt's content, trimmed; empty when none is.
 std::string selected_context() {
-  std::ifstream in(nats_config_dir() / "context.txt");
-  std::string name;
-  std::getline(in, name, '\0');
+  std::string name = read_file(nats_config_dir() / "context.txt").value_or("");
   const auto not_space = [](unsigned char c) { return !std::isspace(c); };
   name.erase(name.begin(), std::find_if(name.begin(), name.end(), not_space));
   name.erase(std::find_if(name.rbegin(), name.rend(), not_space).base(), name.end());
@@ -94,14 +94,14 @@ Status ConnectionFlags::take_context(const std::string& selected_in) {
     return fail(ErrorCode::kInvalidArgument,
                 "--context takes a context's name, not a path: got '" + context + "'" + where);
   const auto path = nats_config_dir() / "context" / (context + ".json");
-  std::ifstream in(path);
-  if (!in)
+  auto text = read_file(path);
+  if (!text)
     return fail(ErrorCode::kNotFound, "no nats context '" + context + "' (" + path.string() + ")" +
                                           where + "; `nats context add` makes one" +
                                           (where.empty() ? ""
                                                          : ", `nats context select` "
                                                            "chooses another"));
-  auto j = nlohmann::json::parse(in, nullptr, false);
+  auto j = nlohmann::json::parse(*text, nullptr, false);
   if (!j.is_object())
     return fail(ErrorCode::kInvalidArgument, path.string() + " is not a JSON object");
   auto take = [&](std::string& field, const char* key) {

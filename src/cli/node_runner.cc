@@ -6,15 +6,14 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "core/subprocess.h"
 #include "microvm/microvm_driver.h"
 #include "node/preflight.h"
 
 namespace nex::cli {
 namespace fs = std::filesystem;
 
-fs::path agent_next_to_nex() {
-  return fs::read_symlink("/proc/self/exe").parent_path() / "nex-agent";
-}
+fs::path agent_next_to_nex() { return program_beside_self("nex-agent"); }
 
 node::NodeConfig default_node_config() { return *node::parse_node_config("{}"); }
 

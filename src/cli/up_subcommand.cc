@@ -9,6 +9,7 @@
 #include "cli/local_keys.h"
 #include "cli/node_runner.h"
 #include "cli/subcommands.h"
+#include "core/subprocess.h"
 #include "nats/local_server.h"
 #include "node/node.h"
 
@@ -43,7 +44,7 @@ std::optional<std::string> as_typed_from_cwd(const fs::path& file) {
 
 // Nex's echo service, built next to nex.
 std::optional<std::string> echo_service() {
-  return as_typed_from_cwd(fs::read_symlink("/proc/self/exe").parent_path() / "echoservice");
+  return as_typed_from_cwd(program_beside_self("echoservice"));
 }
 
 // The example JavaScript function, in the source tree nex was built from: found beside the

@@ -7,6 +7,7 @@
 #include <sys/types.h>
 
 #include <filesystem>
+#include <string>
 #include <string_view>
 
 #include "core/error.h"
@@ -19,6 +20,9 @@ Error file_error(std::string_view verb, const std::filesystem::path& path, int e
 // Writes all of `data` to `fd`, going on after short writes. False with errno set when the
 // system takes no more (a short write on a full disk ends in ENOSPC).
 bool write_all(int fd, std::string_view data);
+
+// The whole content of `path`, bytes as they are. On failure: "cannot read PATH: REASON".
+Result<std::string> read_file(const std::filesystem::path& path);
 
 struct WriteFileOptions {
   mode_t mode = 0644;      // of a file it creates

@@ -3,12 +3,15 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <linux/close_range.h>
+#include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <map>
@@ -64,19 +67,20 @@ namespace {
 // The descriptors a child is started with, opened before fork. Each is -1 when unused.
 struct ChildFds {
   int out = -1, err = -1;            // the child's stdout and stderr: a file or a pipe's write end
-  int null = -1;                     // /dev/null, for its stdin
+  int in = -1;                       // its stdin: /dev/null or a pipe's read end
+  int in_write = -1;                 // pipe_input: the parent's end
   int out_read = -1, err_read = -1;  // pipe_output: the parent's ends
   // A pipe whose write end closes on exec tells the parent whether exec succeeded.
   int exec_read = -1, exec_write = -1;
 
   // The parent's copies of what only the child uses, once it has forked.
   void close_childs() {
-    for (int* fd : {&out, &err, &null, &exec_write})
+    for (int* fd : {&out, &err, &in, &exec_write})
       if (*fd >= 0) ::close(std::exchange(*fd, -1));
   }
   void close_all() {
     close_childs();
-    for (int* fd : {&out_read, &err_read, &exec_read})
+    for (int* fd : {&out_read, &err_read, &in_write, &exec_read})
       if (*fd >= 0) ::close(std::exchange(*fd, -1));
   }
 };
@@ -108,7 +112,11 @@ Status open_child_fds(const SpawnOptions& options, ChildFds& fds) {
     NEX_RETURN_IF_ERROR(open_pipe(fds.err_read, fds.err));
   }
   NEX_RETURN_IF_ERROR(open_pipe(fds.exec_read, fds.exec_write));
-  if (options.null_stdin) fds.null = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (options.pipe_input) {
+    NEX_RETURN_IF_ERROR(open_pipe(fds.in, fds.in_write));
+  } else if (options.null_stdin) {
+    fds.in = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  }
   return {};
 }
 
@@ -128,7 +136,10 @@ Status open_child_fds(const SpawnOptions& options, ChildFds& fds) {
   if (options.own_process_group) ::setpgid(0, 0);
   if (fds.out >= 0) ::dup2(fds.out, STDOUT_FILENO);
   if (fds.err >= 0) ::dup2(fds.err, STDERR_FILENO);
-  if (fds.null >= 0) ::dup2(fds.null, STDIN_FILENO);
+  if (fds.in >= 0) ::dup2(fds.in, STDIN_FILENO);
+  // A negative errno tells the parent it was the directory, not the program.
+  if (!options.working_dir.empty() && ::chdir(options.working_dir.c_str()) != 0)
+    child_failed(fds.exec_write, -errno);
   // Group first: once the user changed, the group can no longer be.
   const bool drop = options.gid || options.uid;
   if ((drop && ::getuid() == 0 && ::setgroups(0, nullptr) != 0) ||
@@ -193,11 +204,16 @@ Result<Subprocess> Subprocess::spawn_once(const SpawnOptions& options, int& exec
     exec_errno = child_errno;
     ::waitpid(pid, nullptr, 0);
     fds.close_all();
+    if (child_errno < 0)
+      return fail(ErrorCode::kNotFound, "spawn: cannot start " + options.argv[0] + " in " +
+                                            options.working_dir.string() + ": " +
+                                            std::strerror(-child_errno));
     return fail(ErrorCode::kNotFound,
                 "spawn: cannot execute " + options.argv[0] + ": " + std::strerror(child_errno));
   }
   ::close(fds.exec_read);
   Subprocess child(pid);
+  child.in_fd_ = fds.in_write;
   child.out_fd_ = fds.out_read;
   child.err_fd_ = fds.err_read;
   return child;
@@ -205,6 +221,7 @@ Result<Subprocess> Subprocess::spawn_once(const SpawnOptions& options, int& exec
 
 Subprocess::Subprocess(Subprocess&& other) noexcept
     : pid_(std::exchange(other.pid_, -1)),
+      in_fd_(std::exchange(other.in_fd_, -1)),
       out_fd_(std::exchange(other.out_fd_, -1)),
       err_fd_(std::exchange(other.err_fd_, -1)),
       status_(other.status_) {}
@@ -214,6 +231,7 @@ Subprocess& Subprocess::operator=(Subprocess&& other) noexcept {
     if (pid_ > 0) terminate();
     close_pipes();
     pid_ = std::exchange(other.pid_, -1);
+    in_fd_ = std::exchange(other.in_fd_, -1);
     out_fd_ = std::exchange(other.out_fd_, -1);
     err_fd_ = std::exchange(other.err_fd_, -1);
     status_ = other.status_;
@@ -226,7 +244,12 @@ Subprocess::~Subprocess() {
   close_pipes();
 }
 
+void Subprocess::close_stdin() {
+  if (in_fd_ >= 0) ::close(std::exchange(in_fd_, -1));
+}
+
 void Subprocess::close_pipes() {
+  close_stdin();
   if (out_fd_ >= 0) ::close(std::exchange(out_fd_, -1));
   if (err_fd_ >= 0) ::close(std::exchange(err_fd_, -1));
 }
@@ -268,6 +291,119 @@ int Subprocess::terminate(std::chrono::milliseconds grace) {
   return wait_for(std::chrono::hours(1)).value_or(0);
 }
 
+bool ProgramRun::succeeded() const { return WIFEXITED(status) && WEXITSTATUS(status) == 0; }
+
+namespace {
+
+// Blocks SIGPIPE in this thread while it lives, so writing to a program that has stopped reading
+// fails with EPIPE instead of killing the process; a SIGPIPE raised meanwhile is consumed.
+class SigpipeBlock {
+ public:
+  SigpipeBlock() {
+    sigset_t pending;
+    sigpending(&pending);
+    was_pending_ = sigismember(&pending, SIGPIPE) == 1;
+    sigset_t pipe_set;
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_set, &old_);
+  }
+  ~SigpipeBlock() {
+    sigset_t pending;
+    sigpending(&pending);
+    if (!was_pending_ && sigismember(&pending, SIGPIPE) == 1) {
+      sigset_t pipe_set;
+      sigemptyset(&pipe_set);
+      sigaddset(&pipe_set, SIGPIPE);
+      const timespec now{};
+      while (sigtimedwait(&pipe_set, nullptr, &now) < 0 && errno == EINTR) {
+      }
+    }
+    pthread_sigmask(SIG_SETMASK, &old_, nullptr);
+  }
+  SigpipeBlock(const SigpipeBlock&) = delete;
+  SigpipeBlock& operator=(const SigpipeBlock&) = delete;
+
+ private:
+  sigset_t old_{};
+  bool was_pending_ = false;
+};
+
+std::string describe(std::chrono::milliseconds d) {
+  const auto ms = d.count();
+  if (ms >= 60000 && ms % 60000 == 0)
+    return std::to_string(ms / 60000) + (ms == 60000 ? " minute" : " minutes");
+  if (ms % 1000 == 0) return std::to_string(ms / 1000) + " s";
+  return std::to_string(ms) + " ms";
+}
+
+// Feeds `input` to the child's stdin and reads its outputs until both close. False when
+// `deadline` passes first.
+bool exchange(Subprocess& child, std::string_view input,
+              std::chrono::steady_clock::time_point deadline, ProgramRun& run) {
+  SigpipeBlock no_sigpipe;
+  if (input.empty()) child.close_stdin();
+  if (child.stdin_fd() >= 0) ::fcntl(child.stdin_fd(), F_SETFL, O_NONBLOCK);
+  std::string* sinks[2] = {&run.out, &run.err};
+  pollfd fds[3] = {{child.stdout_fd(), POLLIN, 0},
+                   {child.stderr_fd(), POLLIN, 0},
+                   {child.stdin_fd(), POLLOUT, 0}};
+  while (fds[0].fd >= 0 || fds[1].fd >= 0) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return false;
+    const int n = ::poll(fds, 3, static_cast<int>(std::min<int64_t>(left.count(), 60000)));
+    if (n < 0 && errno != EINTR) return false;
+    for (int i = 0; n > 0 && i < 2; ++i) {
+      if (fds[i].fd < 0 || !fds[i].revents) continue;
+      char buf[65536];
+      const ssize_t got = ::read(fds[i].fd, buf, sizeof buf);
+      if (got > 0) sinks[i]->append(buf, static_cast<size_t>(got));
+      if (got == 0 || (got < 0 && errno != EINTR && errno != EAGAIN)) fds[i].fd = -1;
+    }
+    if (n > 0 && fds[2].fd >= 0 && fds[2].revents) {
+      const ssize_t put = ::write(fds[2].fd, input.data(), input.size());
+      if (put > 0) input.remove_prefix(static_cast<size_t>(put));
+      // Done, or the program stopped reading (EPIPE): it has all it will take.
+      if (input.empty() || (put < 0 && errno != EINTR && errno != EAGAIN)) {
+        fds[2].fd = -1;
+        child.close_stdin();
+      }
+    }
+  }
+  child.close_stdin();
+  return true;
+}
+
+}  // namespace
+
+Result<ProgramRun> run_program(SpawnOptions options, std::string_view input,
+                               std::chrono::milliseconds timeout) {
+  options.pipe_input = true;
+  options.pipe_output = true;
+  options.stdout_path.clear();
+  options.stderr_path.clear();
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  auto child = Subprocess::spawn(options);
+  if (!child) return fail(child.error());
+  ProgramRun run;
+  std::optional<int> status;
+  if (exchange(*child, input, deadline, run)) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    status = child->wait_for(std::max(left, std::chrono::milliseconds(0)));
+  }
+  if (!status) {
+    // Its own children may hold the pipes open too: end the whole group when it has one.
+    if (options.own_process_group) ::kill(-child->pid(), SIGKILL);
+    child->terminate(std::chrono::milliseconds(0));
+    return fail(ErrorCode::kTimeout, options.argv[0] + " did not finish within " +
+                                         describe(timeout) + ", so it was killed");
+  }
+  run.status = *status;
+  return run;
+}
+
 std::optional<std::filesystem::path> find_program(const std::string& program) {
   if (program.find('/') != std::string::npos) {
     if (::access(program.c_str(), X_OK) == 0) return std::filesystem::path(program);
@@ -282,6 +418,13 @@ std::optional<std::filesystem::path> find_program(const std::string& program) {
     if (::access(candidate.c_str(), X_OK) == 0) return candidate;
   }
   return std::nullopt;
+}
+
+std::filesystem::path program_beside_self(std::string_view name) {
+  std::error_code ec;
+  // /proc/self/exe names the binary even when it was started through a symlink or PATH.
+  const std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", ec);
+  return (ec ? std::filesystem::path() : self.parent_path()) / name;
 }
 
 }  // namespace nex

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/error.h"
@@ -35,6 +36,10 @@ struct SpawnOptions {
   std::optional<gid_t> gid;
   // Standard input from /dev/null instead of the parent's.
   bool null_stdin = false;
+  // Standard input from a pipe instead (write to stdin_fd(), then close_stdin()).
+  bool pipe_input = false;
+  // The directory the program starts in: empty keeps the parent's.
+  std::filesystem::path working_dir;
   // A descriptor of the parent's the program gets as descriptor 3 (kPassedFd); no other
   // descriptor of the parent's outlives the exec.
   int pass_fd = -1;
@@ -58,6 +63,9 @@ class Subprocess {
   // Read ends of the output pipes when spawned with pipe_output (owned by this object).
   int stdout_fd() const { return out_fd_; }
   int stderr_fd() const { return err_fd_; }
+  // Write end of the input pipe when spawned with pipe_input; closing it gives the program EOF.
+  int stdin_fd() const { return in_fd_; }
+  void close_stdin();
   bool running();
   Status signal(int signo);
   // Waits up to `timeout` for the child to exit; returns its wait status if it did.
@@ -71,14 +79,33 @@ class Subprocess {
   static Result<Subprocess> spawn_once(const SpawnOptions& options, int& exec_errno);
   void close_pipes();
   pid_t pid_ = -1;
+  int in_fd_ = -1;
   int out_fd_ = -1;
   int err_fd_ = -1;
   std::optional<int> status_;
 };
 
+// What a program run to its end said and how it ended.
+struct ProgramRun {
+  int status = 0;  // its wait status
+  std::string out, err;
+  bool succeeded() const;  // exited with 0
+};
+
+// Runs a program (no shell: `options.argv` as given) to its end, handing it `input` on stdin
+// and collecting both of its outputs. (options' stdin and output settings are replaced by
+// pipes.) When `timeout` passes first, the program and its process group are killed and the
+// error (kTimeout) says so. Exiting with a failure is not an error here: see `status`.
+Result<ProgramRun> run_program(SpawnOptions options, std::string_view input,
+                               std::chrono::milliseconds timeout);
+
 // Where `program` is: itself when it names a path, else the first executable of that name on
 // PATH or in the system's program directories, which a daemon's or a user's PATH may lack
 // (Debian puts nats-server and iptables in /usr/sbin).
 std::optional<std::filesystem::path> find_program(const std::string& program);
+
+// `name` in the directory of this process's own binary, where nex's helper programs are
+// installed and built (nex-agent and nex-vm-gateway beside nex).
+std::filesystem::path program_beside_self(std::string_view name);
 
 }  // namespace nex

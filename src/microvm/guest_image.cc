@@ -19,34 +19,21 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string read_file(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
-
-// Runs a tool to completion; its stdout goes to `stdout_path` (or is returned when empty).
-Result<std::string> run(const std::vector<std::string>& argv, const fs::path& work,
-                        const fs::path& stdout_path = {}) {
-  const fs::path out = stdout_path.empty() ? work / "tool.out" : stdout_path;
-  const fs::path err = work / "tool.err";
-  std::error_code ec;
-  fs::remove(out, ec);
-  fs::remove(err, ec);
-  auto p = Subprocess::spawn(
+// Runs a tool to completion with `input` on its stdin, in `dir` (if given); returns its stdout.
+Result<std::string> run(const std::vector<std::string>& argv, std::string_view input = "",
+                        const fs::path& dir = {}) {
+  auto r = run_program(
       {.argv = argv,
        .env = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C"},
-       .stdout_path = out.string(),
-       .stderr_path = err.string(),
-       .null_stdin = true});
-  if (!p) return fail(p.error().wrap(argv[0]));
-  const auto status = p->wait_for(std::chrono::minutes(5));
-  if (!status) return fail(ErrorCode::kTimeout, argv[0] + " did not finish within 5 minutes");
-  if (!WIFEXITED(*status) || WEXITSTATUS(*status) != 0) {
-    std::string why = read_file(err);
+       .working_dir = dir},
+      input, std::chrono::minutes(5));
+  if (!r) return fail(r.error().code == ErrorCode::kTimeout ? r.error() : r.error().wrap(argv[0]));
+  if (!r->succeeded()) {
+    std::string why = std::move(r->err);
     while (!why.empty() && (why.back() == '\n' || why.back() == ' ')) why.pop_back();
     return fail(ErrorCode::kIo, argv[0] + " failed" + (why.empty() ? "" : ": " + why));
   }
-  return stdout_path.empty() ? read_file(out) : std::string();
+  return std::move(r->out);
 }
 
 uint32_t le32(const std::string& b, size_t at) {
@@ -129,7 +116,9 @@ bool is_elf_kernel(const fs::path& path) {
 }
 
 Status extract_vmlinux(const fs::path& bzimage, const fs::path& out) {
-  const std::string image = read_file(bzimage);
+  auto read = read_file(bzimage);
+  if (!read) return fail(read.error());
+  const std::string& image = *read;
   if (image.size() < 0x250 || image.compare(0x202, 4, "HdrS") != 0)
     return fail(ErrorCode::kInvalidArgument, bzimage.string() + " is not a Linux bzImage");
   unsigned setup_sects = static_cast<unsigned char>(image[0x1f1]);
@@ -157,21 +146,12 @@ Status extract_vmlinux(const fs::path& bzimage, const fs::path& out) {
                             {"\x1f\x8b", 2, {"gzip", "-dc"}, "gzip"}};
   for (const auto& f : formats) {
     if (payload.compare(0, f.size, f.magic, f.size) != 0) continue;
-    const fs::path work = out.parent_path().empty() ? "." : out.parent_path();
-    const fs::path compressed = work / (out.filename().string() + ".payload");
-    {
-      std::ofstream o(compressed, std::ios::binary);
-      o << payload;
-      if (!o) return std::unexpected(file_error("write", compressed, errno));
-    }
-    auto argv = f.argv;
-    argv.push_back(compressed.string());
-    auto r = run(argv, work, out);
+    auto kernel = run(f.argv, payload);
+    if (!kernel)
+      return fail(
+          kernel.error().wrap("decompress the kernel (Debian: " + std::string(f.package) + ")"));
+    NEX_RETURN_IF_ERROR(write_file(out, *kernel));
     std::error_code ec;
-    fs::remove(compressed, ec);
-    fs::remove(work / "tool.err", ec);
-    if (!r)
-      return fail(r.error().wrap("decompress the kernel (Debian: " + std::string(f.package) + ")"));
     if (!is_elf_kernel(out) || fs::file_size(out, ec) != uncompressed)
       return fail(ErrorCode::kInvalidArgument,
                   bzimage.string() + ": its payload did not decompress to an x86-64 ELF kernel");
@@ -196,7 +176,7 @@ Result<size_t> build_initrd(const fs::path& modules_dir, const fs::path& busybox
   }
   auto depends = [&](const std::string& module) {
     std::vector<std::string> out;
-    const std::string body = read_file(files.at(module));
+    const std::string body = read_file(files.at(module)).value_or("");
     const size_t at = body.find("depends=");
     if (at == std::string::npos) return out;
     std::istringstream list(body.c_str() + at + 8);
@@ -221,9 +201,15 @@ Result<size_t> build_initrd(const fs::path& modules_dir, const fs::path& busybox
 
   Cpio cpio;
   for (const char* d : {"bin", "dev", "root", "proc", "sys", "lib", "lib/modules"}) cpio.dir(d);
-  cpio.file("bin/busybox", 0755, read_file(busybox));
+  auto box = read_file(busybox);
+  if (!box) return fail(box.error());
+  cpio.file("bin/busybox", 0755, *box);
   cpio.symlink("bin/sh", "busybox");
-  for (const auto& m : order) cpio.file("lib/modules/" + m + ".ko", 0644, read_file(files.at(m)));
+  for (const auto& m : order) {
+    auto module = read_file(files.at(m));
+    if (!module) return fail(module.error());
+    cpio.file("lib/modules/" + m + ".ko", 0644, *module);
+  }
   cpio.file("init", 0755, init_script(order));
   std::ofstream o(out, std::ios::binary | std::ios::trunc);
   o << cpio.finish();
@@ -252,7 +238,7 @@ Result<GuestKernelReport> install_debian_kernel(const std::string& package, cons
   GuestKernelReport report;
   auto download = [&]() -> Status {
     report.package = package;
-    auto depends = run({"apt-cache", "depends", package}, work);
+    auto depends = run({"apt-cache", "depends", package});
     if (!depends) return fail(depends.error().wrap("look up " + package));
     std::istringstream lines(*depends);
     for (std::string line; std::getline(lines, line);) {
@@ -262,15 +248,13 @@ Result<GuestKernelReport> install_debian_kernel(const std::string& package, cons
         break;
       }
     }
-    auto got = run(
-        {"sh", "-c", "cd '" + work.string() + "' && apt-get download -q '" + report.package + "'"},
-        work);
+    auto got = run({"apt-get", "download", "-q", report.package}, "", work);
     if (!got) return fail(got.error().wrap("download " + report.package));
     return {};
   };
   // Package lists that are missing or stale (the mirror has moved on) are read again, once.
   if (auto st = download(); !st) {
-    if (auto updated = run({"apt-get", "update", "-q"}, work); !updated)
+    if (auto updated = run({"apt-get", "update", "-q"}); !updated)
       return fail(st.error().code,
                   st.error().message + "; apt-get update failed too: " + updated.error().message);
     NEX_RETURN_IF_ERROR(download());
@@ -280,7 +264,7 @@ Result<GuestKernelReport> install_debian_kernel(const std::string& package, cons
     if (e.path().extension() == ".deb") deb = e.path();
   }
   if (deb.empty()) return fail(ErrorCode::kNotFound, "apt-get download left no .deb");
-  if (auto x = run({"dpkg-deb", "-x", deb.string(), (work / "unpacked").string()}, work); !x)
+  if (auto x = run({"dpkg-deb", "-x", deb.string(), (work / "unpacked").string()}); !x)
     return fail(x.error());
 
   fs::path bzimage;

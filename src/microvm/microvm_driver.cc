@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "api/agent.h"
+#include "core/file_io.h"
 #include "core/subprocess.h"
 #include "microvm/guest_image.h"
 #include "sandbox/process_driver.h"
@@ -266,9 +267,7 @@ void MicrovmDriver::stop_leftovers() {
     pid_t pid = 0;
     in >> pid;
     // Only a VMM of ours with this name: the pid may have been reused since.
-    std::ifstream cmdline("/proc/" + std::to_string(pid) + "/cmdline");
-    const std::string args((std::istreambuf_iterator<char>(cmdline)),
-                           std::istreambuf_iterator<char>());
+    const std::string args = read_file("/proc/" + std::to_string(pid) + "/cmdline").value_or("");
     if (pid > 0 && args.find(std::string("nex-vm-") + id + '\0') != std::string::npos) {
       std::fprintf(stderr, "nex node: stopping VM %s (pid %d) left by a previous node\n",
                    id.c_str(), pid);

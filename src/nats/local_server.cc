@@ -13,6 +13,7 @@
 #include <sstream>
 #include <thread>
 
+#include "core/file_io.h"
 #include "core/subprocess.h"
 #include "core/unique_fd.h"
 
@@ -190,12 +191,9 @@ Status LocalNatsServer::Impl::launch() {
   const auto deadline = std::chrono::steady_clock::now() + options.ready_timeout;
   while (std::chrono::steady_clock::now() < deadline) {
     if (auto st = process.wait_for(std::chrono::milliseconds(0))) {
-      std::ifstream log(log_file);
-      std::stringstream tail;
-      tail << log.rdbuf();
       return fail(ErrorCode::kUnavailable, "nats-server exited during start-up (status " +
                                                std::to_string(WEXITSTATUS(*st)) +
-                                               "): " + tail.str());
+                                               "): " + read_file(log_file).value_or(""));
     }
     std::ifstream in(ports_file);
     if (in) {

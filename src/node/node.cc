@@ -16,11 +16,14 @@
 #include "api/json_fields.h"
 #include "commands/store.h"
 #include "core/clock.h"
+#include "core/subprocess.h"
 #include "node/name_claim.h"
 #include "node/node_internals.h"
 #include "node/sandbox_setup.h"
 
 namespace nex::node {
+
+using namespace std::chrono_literals;
 
 using nlohmann::json;
 namespace fs = std::filesystem;
@@ -55,7 +58,7 @@ Node::Node(NodeOptions options, NodeIdentity identity)
 
 Result<std::unique_ptr<Node>> Node::start(NodeOptions options) {
   if (options.agent_binary.empty()) {
-    options.agent_binary = fs::read_symlink("/proc/self/exe").parent_path() / "nex-agent";
+    options.agent_binary = program_beside_self("nex-agent");
   }
   if (access(options.agent_binary.c_str(), X_OK) != 0) {
     return fail(ErrorCode::kNotFound, "nex-agent not found at " + options.agent_binary.string());

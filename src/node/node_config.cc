@@ -3,10 +3,8 @@
 #include <fmt/format.h>
 #include <cstring>
 
-#include <fstream>
-#include <sstream>
-
 #include "api/json_fields.h"
+#include "core/file_io.h"
 #include "crypto/nkeys.h"
 
 namespace nex::node {
@@ -332,13 +330,9 @@ Result<NodeConfig> parse_node_config(std::string_view text) {
 }
 
 Result<NodeConfig> load_node_config(const std::filesystem::path& path) {
-  std::ifstream in(path);
-  if (!in)
-    return fail(ErrorCode::kNotFound,
-                "cannot read node config " + path.string() + ": " + std::strerror(errno));
-  std::stringstream text;
-  text << in.rdbuf();
-  auto c = parse_node_config(text.str());
+  auto text = read_file(path);
+  if (!text) return fail(ErrorCode::kNotFound, "node config: " + text.error().message);
+  auto c = parse_node_config(*text);
   if (!c) return fail(c.error().code, path.string() + ": " + c.error().message);
   return c;
 }

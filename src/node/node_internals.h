@@ -18,8 +18,6 @@
 
 namespace nex::node {
 
-using namespace std::chrono_literals;
-
 // A deploy request whose signature, binding and issuer the node has checked.
 struct Node::VerifiedDeploy {
   api::DeployRequest req;

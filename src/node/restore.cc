@@ -17,6 +17,8 @@
 
 namespace nex::node {
 
+using namespace std::chrono_literals;
+
 using nlohmann::json;
 
 namespace {

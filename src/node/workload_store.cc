@@ -10,6 +10,7 @@
 
 #include "api/json_fields.h"
 #include "core/encoding.h"
+#include "core/file_io.h"
 #include "nats/jetstream.h"
 #include "nats/key_value.h"
 
@@ -107,10 +108,7 @@ class DirBackend : public WorkloadStore::Backend {
     std::error_code ec;
     for (const auto& f : fs::directory_iterator(dir_, ec)) {
       if (f.path().extension() != ".json") continue;
-      std::ifstream in(f.path());
-      std::stringstream text;
-      text << in.rdbuf();
-      out.emplace_back(f.path().stem().string(), text.str());
+      out.emplace_back(f.path().stem().string(), read_file(f.path()).value_or(""));
     }
     return out;
   }

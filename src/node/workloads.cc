@@ -20,6 +20,8 @@
 
 namespace nex::node {
 
+using namespace std::chrono_literals;
+
 using nlohmann::json;
 namespace fs = std::filesystem;
 

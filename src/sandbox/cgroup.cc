@@ -10,6 +10,8 @@
 #include <sstream>
 #include <thread>
 
+#include "core/file_io.h"
+
 namespace nex::sandbox {
 namespace fs = std::filesystem;
 
@@ -35,25 +37,19 @@ Status write_file(const fs::path& path, const std::string& value) {
   return {};
 }
 
-std::string read_file(const fs::path& path) {
-  std::ifstream in(path);
-  std::string s((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  return s;
-}
-
 std::vector<fs::path> hierarchy_roots() {
   if (is_v2_root()) return {kRoot};
   return v1_roots();
 }
 
 bool has_procs(const fs::path& dir) {
-  const std::string procs = read_file(dir / "cgroup.procs");
+  const std::string procs = read_file(dir / "cgroup.procs").value_or("");
   return procs.find_first_not_of(" \n") != std::string::npos;
 }
 
 void kill_and_remove(const fs::path& dir) {
   for (int i = 0; i < 200 && fs::exists(dir); ++i) {
-    std::istringstream procs(read_file(dir / "cgroup.procs"));
+    std::istringstream procs(read_file(dir / "cgroup.procs").value_or(""));
     for (pid_t pid; procs >> pid;) ::kill(pid, SIGKILL);
     if (::rmdir(dir.c_str()) == 0 || errno == ENOENT) return;
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
@@ -64,7 +60,7 @@ void kill_and_remove(const fs::path& dir) {
 
 Result<std::string> Cgroup::host_version() {
   if (is_v2_root()) {
-    const std::string controllers = read_file(kRoot / "cgroup.controllers");
+    const std::string controllers = read_file(kRoot / "cgroup.controllers").value_or("");
     for (const char* c : {"memory", "cpu", "pids"}) {
       if (controllers.find(c) == std::string::npos)
         return fail(ErrorCode::kUnavailable, std::string("cgroup v2 controller '") + c +

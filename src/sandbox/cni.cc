@@ -1,14 +1,10 @@
 #include "sandbox/cni.h"
 
-#include <fcntl.h>
-#include <poll.h>
-#include <spawn.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <fstream>
 
-extern char** environ;
+#include "core/subprocess.h"
 
 namespace nex::sandbox {
 namespace fs = std::filesystem;
@@ -19,59 +15,14 @@ namespace {
 // Plugins that only make sense for a microVM's tap device.
 bool vm_only(const std::string& type) { return type == "tc-redirect-tap"; }
 
-struct PluginRun {
-  int status = -1;
-  std::string out;
-};
-
-// Runs a plugin with `input` on stdin and collects stdout (CNI's protocol). posix_spawn keeps
-// this safe in the node's multithreaded process.
-Result<PluginRun> run_plugin(const fs::path& binary, const std::vector<std::string>& env,
-                             const std::string& input) {
-  int in[2], out[2];
-  if (pipe2(in, O_CLOEXEC) != 0) return fail(ErrorCode::kIo, "pipe failed");
-  if (pipe2(out, O_CLOEXEC) != 0) {
-    close(in[0]);
-    close(in[1]);
-    return fail(ErrorCode::kIo, "pipe failed");
-  }
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, in[0], 0);
-  posix_spawn_file_actions_adddup2(&actions, out[1], 1);
-  std::vector<std::string> argv_s = {binary.string()};
-  std::vector<char*> argv = {argv_s[0].data(), nullptr};
-  std::vector<std::string> env_s = env;
-  env_s.push_back("PATH=/usr/sbin:/usr/bin:/sbin:/bin");  // ipMasq runs iptables
-  std::vector<char*> envp;
-  for (auto& e : env_s) envp.push_back(e.data());
-  envp.push_back(nullptr);
-  pid_t pid = -1;
-  const int rc = posix_spawn(&pid, binary.c_str(), &actions, nullptr, argv.data(), envp.data());
-  posix_spawn_file_actions_destroy(&actions);
-  close(in[0]);
-  close(out[1]);
-  if (rc != 0) {
-    close(in[1]);
-    close(out[0]);
-    return fail(ErrorCode::kIo, "cannot run " + binary.string() + ": " + strerror(rc));
-  }
-  // Configurations are small (well under a pipe's buffer), so write all, then read all.
-  size_t off = 0;
-  while (off < input.size()) {
-    const ssize_t n = write(in[1], input.data() + off, input.size() - off);
-    if (n <= 0) break;
-    off += static_cast<size_t>(n);
-  }
-  close(in[1]);
-  PluginRun run;
-  char buf[4096];
-  for (ssize_t n; (n = read(out[0], buf, sizeof buf)) > 0;)
-    run.out.append(buf, static_cast<size_t>(n));
-  close(out[0]);
-  while (waitpid(pid, &run.status, 0) < 0 && errno == EINTR) {
-  }
-  return run;
+// Runs a plugin with `input` on stdin and collects stdout (CNI's protocol), with only the CNI
+// variables and a PATH in its environment. Plugins answer within moments; one that hangs is
+// ended rather than left holding a deploy.
+Result<ProgramRun> run_plugin(const fs::path& binary, std::vector<std::string> env,
+                              const std::string& input) {
+  env.push_back("PATH=/usr/sbin:/usr/bin:/sbin:/bin");  // ipMasq runs iptables
+  return run_program({.argv = {binary.string()}, .env = std::move(env), .clear_env = true}, input,
+                     std::chrono::minutes(2));
 }
 
 std::string join_paths(const std::vector<std::string>& paths) {
@@ -95,14 +46,17 @@ Result<json> invoke(const CniSettings& settings, const CniNetwork& network, cons
       {"CNI_COMMAND=" + command, "CNI_CONTAINERID=" + container_id, "CNI_NETNS=" + netns.string(),
        "CNI_IFNAME=" + settings.interface_name, "CNI_PATH=" + join_paths(settings.bin_path)},
       conf.dump());
-  if (!run) return fail(run.error());
-  if (!WIFEXITED(run->status) || WEXITSTATUS(run->status) != 0) {
+  if (!run) return fail(run.error().wrap("CNI plugin " + type + " " + command));
+  if (!run->succeeded()) {
     std::string why = run->out;
     if (auto err = json::parse(run->out, nullptr, false); err.is_object() && err.contains("msg")) {
       why = err.value("msg", "");
       if (err.contains("details") && err["details"].is_string())
         why += ": " + err["details"].get<std::string>();
     }
+    // Its stderr says why when it printed no CNI error (it could not start its work at all).
+    if (why.empty()) why = run->err;
+    while (!why.empty() && (why.back() == '\n' || why.back() == ' ')) why.pop_back();
     return fail(ErrorCode::kInternal, "CNI plugin " + type + " " + command + " failed: " + why);
   }
   if (command == "DEL" || run->out.empty()) return prev_result;

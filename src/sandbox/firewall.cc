@@ -1,84 +1,35 @@
 #include "sandbox/firewall.h"
 
 #include <arpa/inet.h>
-#include <fcntl.h>
-#include <poll.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <cstdio>
-#include <cstring>
 #include <sstream>
 
 #include "core/subprocess.h"
-#include "core/unique_fd.h"
 
 namespace nex::sandbox {
 
 namespace {
 
-struct ToolRun {
-  int status = -1;
-  std::string out, err;
-};
-
-// Reads both of a finished-or-finishing program's output pipes to their ends.
-void drain(int out_fd, int err_fd, ToolRun& run) {
-  pollfd fds[2] = {{out_fd, POLLIN, 0}, {err_fd, POLLIN, 0}};
-  std::string* sinks[2] = {&run.out, &run.err};
-  for (int open = 2; open > 0;) {
-    if (poll(fds, 2, 15000) <= 0) return;  // a program that hangs is ended by the caller
-    for (int i = 0; i < 2; ++i) {
-      if (fds[i].fd < 0 || !fds[i].revents) continue;
-      char buf[4096];
-      const ssize_t n = read(fds[i].fd, buf, sizeof buf);
-      if (n > 0) {
-        sinks[i]->append(buf, static_cast<size_t>(n));
-      } else {
-        fds[i].fd = -1;
-        --open;
-      }
-    }
-  }
-}
-
-// Runs an iptables tool, handing it `input` (if any) as the file /dev/fd/3.
-Result<ToolRun> run_tool(const std::string& program, std::vector<std::string> args,
-                         const std::string& input = "") {
+// Runs an iptables tool, handing it `input` (if any) on stdin.
+Result<ProgramRun> run_tool(const std::string& program, std::vector<std::string> args,
+                            const std::string& input = "") {
   auto path = find_program(program);
   if (!path)
     return fail(ErrorCode::kNotFound, program +
                                           " not found (Debian: apt-get install iptables); "
                                           "the sandbox firewall needs it");
-  int ends[2] = {-1, -1};
-  // The input goes in whole before the program starts: it must fit the pipe (64 KiB).
-  if (!input.empty() && (input.size() > 32768 || pipe2(ends, O_CLOEXEC) != 0))
-    return fail(ErrorCode::kIo, "cannot hand " + program + " its input");
-  UniqueFd read_end(ends[0]), write_end(ends[1]);
-  if (!input.empty() &&
-      write(write_end.get(), input.data(), input.size()) != static_cast<ssize_t>(input.size()))
-    return fail(ErrorCode::kIo, "cannot hand " + program + " its input");
-  write_end.reset();
   args.insert(args.begin(), path->string());
-  auto process = Subprocess::spawn(
-      {.argv = args, .pipe_output = true, .null_stdin = true, .pass_fd = read_end.get()});
-  read_end.reset();
-  if (!process) return fail(process.error());
-  ToolRun run;
-  drain(process->stdout_fd(), process->stderr_fd(), run);
-  auto status = process->wait_for(std::chrono::seconds(15));
-  if (!status) return fail(ErrorCode::kTimeout, program + " did not finish within 15 s");
-  run.status = *status;
-  return run;
+  return run_program({.argv = args}, input, std::chrono::seconds(15));
 }
 
 // Applies an iptables-restore script to the filter table, without touching anything it does
 // not name.
 Status restore(const std::string& commands) {
-  auto run = run_tool("iptables-restore", {"-w", "5", "--noflush", "/dev/fd/3"},
-                      "*filter\n" + commands + "COMMIT\n");
+  auto run =
+      run_tool("iptables-restore", {"-w", "5", "--noflush"}, "*filter\n" + commands + "COMMIT\n");
   if (!run) return fail(run.error());
-  if (!WIFEXITED(run->status) || WEXITSTATUS(run->status) != 0) {
+  if (!run->succeeded()) {
     std::string why = run->err;
     while (!why.empty() && (why.back() == '\n' || why.back() == ' ')) why.pop_back();
     return fail(ErrorCode::kInternal, "iptables-restore failed: " + why);

@@ -608,8 +608,8 @@ void NamespaceDriver::remove_stale() {
     // The ADD result is saved once ADD returned; a node killed during ADD left none, and the
     // plugins release by container id without it.
     json result;
-    std::ifstream in(file.string() + ".json");
-    if (in) result = json::parse(in, nullptr, false);
+    if (auto saved = read_file(file.string() + ".json"))
+      result = json::parse(*saved, nullptr, false);
     if (result.is_discarded()) result = nullptr;
     (void)cni_del(options_.cni, network_, container_id(options_.instance, file.filename()), file,
                   result);

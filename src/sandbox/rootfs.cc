@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <sstream>
 
 #include "core/file_io.h"
 #include "core/subprocess.h"
@@ -66,21 +67,18 @@ exec su -p -s /sbin/nex-agent nobody
 }  // namespace
 
 Result<std::vector<fs::path>> shared_libraries(const fs::path& binary) {
-  const std::string cmd = "ldd '" + binary.string() + "' 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return fail(ErrorCode::kIo, "cannot run ldd");
+  auto ldd = run_program({.argv = {"ldd", binary.string()}}, "", std::chrono::seconds(30));
+  if (!ldd) return fail(ldd.error().wrap("cannot run ldd"));
   std::vector<fs::path> libs;
-  char line[1024];
-  while (fgets(line, sizeof line, p)) {
-    std::string s(line);
+  std::istringstream lines(ldd->out);
+  for (std::string s; std::getline(lines, s);) {
     const size_t arrow = s.find("=> ");
     size_t start = arrow != std::string::npos ? arrow + 3 : s.find_first_not_of(" \t");
     if (start == std::string::npos || s[start] != '/') continue;
-    const size_t end = s.find_first_of(" \t\n(", start);
+    const size_t end = s.find_first_of(" \t(", start);
     libs.emplace_back(s.substr(start, end - start));
   }
-  const int status = pclose(p);
-  if (status != 0 || libs.empty())
+  if (!ldd->succeeded() || libs.empty())
     return fail(ErrorCode::kInvalidArgument,
                 binary.string() + " is not a dynamically linked program ldd can read");
   return libs;
@@ -171,24 +169,20 @@ Result<RootfsReport> build_rootfs(const RootfsOptions& options) {
   fs::create_directories(options.output.parent_path().empty() ? "." : options.output.parent_path(),
                          ec);
   fs::remove(options.output, ec);
-  const std::string log = staging.string() + ".mkfs.log";
   auto mkfs =
-      Subprocess::spawn({.argv = {"mkfs.ext4", "-q", "-F", "-L", "nexroot", "-d", staging.string(),
-                                  options.output.string(), std::to_string(report->image_mib) + "M"},
-                         .env = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin"},
-                         .stdout_path = log,
-                         .stderr_path = log});
+      run_program({.argv = {"mkfs.ext4", "-q", "-F", "-L", "nexroot", "-d", staging.string(),
+                            options.output.string(), std::to_string(report->image_mib) + "M"},
+                   .env = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}},
+                  "", std::chrono::minutes(2));
   std::string why;
-  if (!mkfs) {
+  if (!mkfs && mkfs.error().code == ErrorCode::kTimeout) {
+    why = "did not finish within 2 minutes, so it was killed";
+  } else if (!mkfs) {
     why = mkfs.error().message + " (Debian: e2fsprogs)";
-  } else if (auto st = mkfs->wait_for(std::chrono::minutes(2)); !st) {
-    why = "did not finish within 2 minutes";
-  } else if (*st != 0) {
-    std::ifstream in(log);
-    why = std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    if (why.empty()) why = "exited with status " + std::to_string(WEXITSTATUS(*st));
+  } else if (!mkfs->succeeded()) {
+    why = mkfs->err.empty() ? mkfs->out : mkfs->err;
+    if (why.empty()) why = "exited with status " + std::to_string(WEXITSTATUS(mkfs->status));
   }
-  fs::remove(log, ec);
   cleanup();
   if (!why.empty()) {
     fs::remove(options.output, ec);

@@ -112,5 +112,85 @@ TEST(Subprocess, DestructorReapsTheChild) {
   EXPECT_NE(::kill(pid, 0), 0);  // gone, and reaped (no zombie)
 }
 
+TEST(RunProgram, HandsItsInputAndCollectsBothOutputs) {
+  auto run = run_program({.argv = {"sh", "-c", "cat; echo trouble >&2; exit 4"}}, "hello\n",
+                         std::chrono::seconds(10));
+  ASSERT_TRUE(run) << run.error().message;
+  EXPECT_EQ(run->out, "hello\n");
+  EXPECT_EQ(run->err, "trouble\n");
+  ASSERT_TRUE(WIFEXITED(run->status));
+  EXPECT_EQ(WEXITSTATUS(run->status), 4);
+  EXPECT_FALSE(run->succeeded());
+}
+
+// More than a pipe holds, both ways: the input is written while the output is read, or the
+// program and its caller would wait on each other forever.
+TEST(RunProgram, PassesMoreThanAPipeHoldsThrough) {
+  const std::string big(4 << 20, 'x');
+  auto run = run_program({.argv = {"cat"}}, big, std::chrono::seconds(30));
+  ASSERT_TRUE(run) << run.error().message;
+  EXPECT_TRUE(run->succeeded());
+  EXPECT_EQ(run->out.size(), big.size());
+}
+
+// A program that ends without reading its input must not take its caller down with SIGPIPE.
+TEST(RunProgram, AProgramThatIgnoresItsInputIsNoHarm) {
+  auto run = run_program({.argv = {"true"}}, std::string(1 << 20, 'x'), std::chrono::seconds(10));
+  ASSERT_TRUE(run) << run.error().message;
+  EXPECT_TRUE(run->succeeded());
+}
+
+// No shell reads the arguments: a quote or a space in a path is just part of the path.
+TEST(RunProgram, TakesPathsWithAQuoteAndASpace) {
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("nex it's-" + std::to_string(getpid()));
+  std::filesystem::create_directories(dir);
+  const auto program = dir / "say it's";
+  {
+    std::ofstream script(program);
+    script << "#!/bin/sh\nprintf '%s|%s' \"$1\" \"$(pwd)\"\n";
+  }
+  std::filesystem::permissions(program, std::filesystem::perms(0755));
+  auto run = run_program({.argv = {program.string(), "it's here"}, .working_dir = dir}, "",
+                         std::chrono::seconds(10));
+  std::filesystem::remove_all(dir);
+  ASSERT_TRUE(run) << run.error().message;
+  EXPECT_TRUE(run->succeeded()) << run->err;
+  EXPECT_EQ(run->out, "it's here|" + dir.string());
+}
+
+TEST(RunProgram, EndsAHangingProgramAtTheTimeout) {
+  const auto start = std::chrono::steady_clock::now();
+  // The shell's own child holds the output pipe open too: it is ended with it.
+  auto run = run_program({.argv = {"sh", "-c", "sleep 30 & sleep 30"}}, "",
+                         std::chrono::milliseconds(300));
+  ASSERT_FALSE(run);
+  EXPECT_EQ(run.error().code, ErrorCode::kTimeout);
+  EXPECT_EQ(run.error().message, "sh did not finish within 300 ms, so it was killed");
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(10));
+}
+
+TEST(RunProgram, AMissingProgramIsAClearError) {
+  auto run = run_program({.argv = {"/nonexistent/program"}}, "", std::chrono::seconds(10));
+  ASSERT_FALSE(run);
+  EXPECT_EQ(run.error().message,
+            "spawn: cannot execute /nonexistent/program: No such file or directory");
+}
+
+// The unit tests are built beside the gateway they start, as nex is beside nex-agent.
+TEST(ProgramBesideSelf, NamesAProgramBuiltBesideThisOne) {
+  const auto gateway = program_beside_self("nex-vm-gateway");
+  EXPECT_EQ(gateway.filename(), "nex-vm-gateway");
+  EXPECT_EQ(::access(gateway.c_str(), X_OK), 0) << gateway;
+}
+
+TEST(RunProgram, AMissingWorkingDirectoryIsAClearError) {
+  auto run = run_program({.argv = {"true"}, .working_dir = "/nonexistent/dir"}, "",
+                         std::chrono::seconds(10));
+  ASSERT_FALSE(run);
+  EXPECT_EQ(run.error().message,
+            "spawn: cannot start true in /nonexistent/dir: No such file or directory");
+}
+
 }  // namespace
 }  // namespace nex
