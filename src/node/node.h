@@ -143,6 +143,7 @@ class Node {
   Status admit(DeployRun& run);             // type, triggers, sealed environment, sandbox NATS
   Status take_agent(DeployRun& run);        // a warm agent from the pool
   Status fetch(DeployRun& run);             // the artifact: size, bytes reserved, download, hash
+  Status download(DeployRun& run);          // one try at fetch's download
   Status reserve_bytes(DeployRun& run);     // (fetch) the artifact's bytes under max_total_bytes
   Status prepare(DeployRun& run);           // the agent's deploy request
   Status prepare_native(DeployRun& run);    // (prepare) host services and the workload's NATS

@@ -368,6 +368,7 @@ struct Node::DeployRun {
   std::optional<AgentLease> agent;
   std::optional<Registration> registration;
   std::optional<AgentAccepted> accepted;
+  bool bytes_reserved = false;  // fetch: reserve_bytes done (a retried download does it once)
 };
 
 // The deploy pipeline. Each step is a function below; each one that takes something (a place,
@@ -452,10 +453,11 @@ Status Node::take_agent(DeployRun& run) {
   return {};
 }
 
-Status Node::fetch(DeployRun& run) {
+// One try at the artifact: its size checked against the node's limit, its bytes in the agent's
+// file, and their SHA-256 (which the object store checked against its digest) in run.hash.
+Status Node::download(DeployRun& run) {
   const NodeConfig& cfg = options_.config;
   const api::DeployRequest& req = run.req;
-  (void)run.state.to(WorkloadPhase::kFetching);
   auto js = nats::JetStream::create(*control_, {.domain = req.jsdomain});
   if (!js) return fail(js.error());
   auto store = nats::ObjectStore::bind(*js, req.location.bucket);
@@ -470,16 +472,37 @@ Status Node::fetch(DeployRun& run) {
             "artifact is {} bytes, over this node's limit of {} (node_limits.max_workload_bytes)",
             run.size, cfg.node_limits.max_workload_bytes));
   }
-  NEX_RETURN_IF_ERROR(reserve_bytes(run));
-  const fs::path& path = run.agent.value()->artifact_path;
-  auto got = store->get_file(req.location.key, path);
+  if (!run.bytes_reserved) {
+    NEX_RETURN_IF_ERROR(reserve_bytes(run));
+    run.bytes_reserved = true;
+  }
+  auto got = store->get_file(req.location.key, run.agent.value()->artifact_path);
   if (!got) return fail(got.error().wrap("download " + req.location.to_string()));
+  run.hash = nats::digest_hex(got->digest);
+  return {};
+}
+
+Status Node::fetch(DeployRun& run) {
+  const api::DeployRequest& req = run.req;
+  (void)run.state.to(WorkloadPhase::kFetching);
+  // A NATS server restarting mid-download times the download out: try again once it is back,
+  // within the fetch's share of the deploy deadline.
+  const auto give_up = std::chrono::steady_clock::now() + kFetchAllowance;
+  Status got = download(run);
+  for (auto wait = 250ms; !got && (got.error().code == ErrorCode::kTimeout ||
+                                   got.error().code == ErrorCode::kUnavailable);
+       wait = std::min(wait * 2, std::chrono::milliseconds(4s))) {
+    if (std::chrono::steady_clock::now() + wait >= give_up) break;
+    log_line("Workload " + req.workload_name + ": " + got.error().message + "; trying again");
+    std::this_thread::sleep_for(wait);
+    got = download(run);
+  }
+  if (!got) return fail(got.error());
+  const fs::path& path = run.agent.value()->artifact_path;
   // Readable by the sandbox's unprivileged user (its directory is closed to everyone else).
   fs::permissions(path, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
                             fs::perms::others_read | fs::perms::others_exec);
-  // The object store verified the content against its SHA-256 digest; compare that digest with
-  // the hash the request and its JWT vouch for.
-  run.hash = nats::digest_hex(got->digest);
+  // Compare the artifact's SHA-256 with the hash the request and its JWT vouch for.
   const std::string& claimed_hash = run.checked.claimed_hash;
   if (!claimed_hash.empty() && run.hash != claimed_hash) {
     return fail(ErrorCode::kCorrupt, "artifact hash mismatch: the request vouches for " +
