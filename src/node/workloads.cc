@@ -101,10 +101,12 @@ class Node::Reservation {
     slot_ = true;
     ++node_.reserved_slots_;
   }
+  // Replaces what this reservation held before (a download tried again may find another size).
   void take_bytes(int64_t bytes) {
+    node_.reserved_bytes_ += bytes - bytes_;
     bytes_ = bytes;
-    node_.reserved_bytes_ += bytes;
   }
+  int64_t bytes() const { return bytes_; }
   void release_locked() {
     if (slot_) --node_.reserved_slots_;
     node_.reserved_bytes_ -= bytes_;
@@ -368,7 +370,6 @@ struct Node::DeployRun {
   std::optional<AgentLease> agent;
   std::optional<Registration> registration;
   std::optional<AgentAccepted> accepted;
-  bool bytes_reserved = false;  // fetch: reserve_bytes done (a retried download does it once)
 };
 
 // The deploy pipeline. Each step is a function below; each one that takes something (a place,
@@ -472,10 +473,7 @@ Status Node::download(DeployRun& run) {
             "artifact is {} bytes, over this node's limit of {} (node_limits.max_workload_bytes)",
             run.size, cfg.node_limits.max_workload_bytes));
   }
-  if (!run.bytes_reserved) {
-    NEX_RETURN_IF_ERROR(reserve_bytes(run));
-    run.bytes_reserved = true;
-  }
+  NEX_RETURN_IF_ERROR(reserve_bytes(run));
   auto got = store->get_file(req.location.key, run.agent.value()->artifact_path);
   if (!got) return fail(got.error().wrap("download " + req.location.to_string()));
   run.hash = nats::digest_hex(got->digest);
@@ -519,7 +517,7 @@ Status Node::fetch(DeployRun& run) {
 Status Node::reserve_bytes(DeployRun& run) {
   const NodeConfig& cfg = options_.config;
   std::lock_guard lock(mu_);
-  int64_t total_bytes = reserved_bytes_;
+  int64_t total_bytes = reserved_bytes_ - run.reserved.bytes();  // a retry's own counts once
   for (const auto& [wid, w] : workloads_) total_bytes += w->bytes;
   if (cfg.node_limits.max_total_bytes != 0 &&
       total_bytes + run.size > cfg.node_limits.max_total_bytes) {

@@ -47,73 +47,59 @@ class DeployReconnect : public testing::NodeTest {
     return 0;
   }
 
+  // `nex run` of a function whose top-level code runs for 3 s, with the server restarted once
+  // the node has the request: the deploy is under way when the server goes. Nothing but the
+  // node listens on the deploy subject after the request arrived.
+  void run_across_a_restart(const std::string& trigger) {
+    ASSERT_OK(files_->put_bytes("slow.js",
+                                "const t0 = Date.now();\n"
+                                "while (Date.now() - t0 < 3000) {}\n"
+                                "(subject, payload) => payload\n"));
+    {
+      Collector deploys(*conn_, "$NEX.DEPLOY.default." + node_->id());
+      auto spawned =
+          testing::spawn_nex({"-s", server().url(), "run", "nats://NEXCLIFILES/slow.js",
+                              node_->id(), "--name", "slow", "--trigger_subject", trigger},
+                             user(), out_);
+      ASSERT_TRUE(spawned) << spawned.error().message;
+      cli_ = std::move(*spawned);
+      ASSERT_TRUE(deploys.wait_for("workload_jwt", 20s)) << testing::slurp(out_);
+    }
+    server().stop();
+    ASSERT_OK(server().restart());
+  }
+  // What the user sees: the workload accepted, and it runs once.
+  void expect_accepted_once() {
+    auto st = cli_->wait_for(60s);
+    ASSERT_TRUE(st) << "nex run did not end: " << testing::slurp(out_);
+    EXPECT_EQ(WEXITSTATUS(*st), 0) << testing::slurp(out_);
+    EXPECT_NE(testing::slurp(out_).find("🚀 Workload 'slow' accepted"), std::string::npos)
+        << testing::slurp(out_);
+    EXPECT_EQ(running("slow"), 1u);
+  }
+
   fs::path home_ = fs::temp_directory_path() / ("nex-reconnect-" + std::to_string(getpid()));
+  const fs::path out_ = home_ / "out.txt";  // what nex run printed
+  std::optional<Subprocess> cli_;
 };
 
 TEST_F(DeployReconnect, TheCliAsksAgainAfterAReconnectAndTheWorkloadStartsOnce) {
-  // Its top-level code runs for 3 s: the deploy is under way when the server goes.
-  ASSERT_OK(files_->put_bytes("slow.js",
-                              "const t0 = Date.now();\n"
-                              "while (Date.now() - t0 < 3000) {}\n"
-                              "(subject, payload) => payload\n"));
   start_node();
-  const fs::path out = home_ / "out.txt";
-  std::optional<Subprocess> cli;
-  {
-    // Seeing the request arrive, then listening no more: nothing but the node may answer it.
-    Collector deploys(*conn_, "$NEX.DEPLOY.default." + node_->id());
-    auto spawned =
-        testing::spawn_nex({"-s", server().url(), "run", "nats://NEXCLIFILES/slow.js", node_->id(),
-                            "--name", "slow", "--trigger_subject", "slow.reconnect"},
-                           user(), out);
-    ASSERT_TRUE(spawned) << spawned.error().message;
-    cli = std::move(*spawned);
-    ASSERT_TRUE(deploys.wait_for("workload_jwt", 20s)) << testing::slurp(out);
-  }
-  server().stop();
-  ASSERT_OK(server().restart());
-  auto st = cli->wait_for(60s);
-  ASSERT_TRUE(st) << "nex run did not end: " << testing::slurp(out);
-  EXPECT_EQ(WEXITSTATUS(*st), 0) << testing::slurp(out);
-  EXPECT_NE(testing::slurp(out).find("🚀 Workload 'slow' accepted"), std::string::npos)
-      << testing::slurp(out);
-  EXPECT_EQ(running("slow"), 1u);
+  ASSERT_NO_FATAL_FAILURE(run_across_a_restart("slow.reconnect"));
+  expect_accepted_once();
 }
 
 // The CLI is back on the restarted server before the node is: its request, asked again, finds
 // no one listening yet. That is the node still reconnecting, not a node that is gone.
 TEST_F(DeployReconnect, TheCliWaitsForTheNodeToComeBackAfterTheServerRestarts) {
-  ASSERT_OK(files_->put_bytes("slow.js",
-                              "const t0 = Date.now();\n"
-                              "while (Date.now() - t0 < 3000) {}\n"
-                              "(subject, payload) => payload\n"));
   // The node's next try comes 3 s after its first failed one; the CLI's after 100 ms.
   std::atomic<bool> node_back = false;
   start_node({}, {.reconnect_wait_min = 3s, .reconnect_wait_max = 3s, .on_reconnected = [&] {
                     node_back = true;
                   }});
-  const fs::path out = home_ / "out.txt";
-  std::optional<Subprocess> cli;
-  {
-    // Seeing the request arrive, then listening no more: nothing but the node may answer it.
-    Collector deploys(*conn_, "$NEX.DEPLOY.default." + node_->id());
-    auto spawned =
-        testing::spawn_nex({"-s", server().url(), "run", "nats://NEXCLIFILES/slow.js", node_->id(),
-                            "--name", "slow", "--trigger_subject", "slow.late"},
-                           user(), out);
-    ASSERT_TRUE(spawned) << spawned.error().message;
-    cli = std::move(*spawned);
-    ASSERT_TRUE(deploys.wait_for("workload_jwt", 20s)) << testing::slurp(out);
-  }
-  server().stop();
-  ASSERT_OK(server().restart());
-  auto st = cli->wait_for(60s);
-  ASSERT_TRUE(st) << "nex run did not end: " << testing::slurp(out);
+  ASSERT_NO_FATAL_FAILURE(run_across_a_restart("slow.late"));
+  expect_accepted_once();
   EXPECT_TRUE(node_back) << "the node never reconnected";
-  EXPECT_EQ(WEXITSTATUS(*st), 0) << testing::slurp(out);
-  EXPECT_NE(testing::slurp(out).find("🚀 Workload 'slow' accepted"), std::string::npos)
-      << testing::slurp(out);
-  EXPECT_EQ(running("slow"), 1u);
 }
 
 }  // namespace
