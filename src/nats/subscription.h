@@ -1,6 +1,9 @@
 // Subscriptions. Subscription delivers to a handler on libnats' delivery thread; the handler
-// stays valid until libnats reports the subscription complete, so destroying a Subscription
-// while a message is being delivered is safe. SyncSubscription is pulled with next().
+// object stays valid until libnats reports the subscription complete, so destroying a
+// Subscription while a message is being delivered is safe for the handler itself. Destruction
+// does not wait for that call to end (it may be waiting on something the destroyer is about to
+// close): what the handler captures must outlive it, or call unsubscribe_and_wait() first.
+// SyncSubscription is pulled with next().
 //
 // Unsubscribing costs one round trip to the server: libnats 3.4.1's read loop can still hold a
 // subscription it looked up just before the UNSUB, and locks it after another thread freed it

@@ -1,13 +1,15 @@
 // What the namespace-sandbox tests need from this host: root, cgroups, the CNI plugins, and a
 // root filesystem built from this build's agent. Each test process gets a CNI network of its
-// own (configuration in a temporary directory, a /24 picked from its pid), so test binaries
-// running side by side never share addresses. Tests that cannot have it skip, saying why.
+// own (configuration in a temporary directory, a /24 it claims with a lock file), so test
+// binaries running side by side never share addresses. Tests that cannot have it skip, saying why.
 #pragma once
 
 #include <arpa/inet.h>
 #include <ifaddrs.h>
 #include <netinet/in.h>
+#include <fcntl.h>
 #include <poll.h>
+#include <sys/file.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -29,6 +31,42 @@
 #include "sandbox/rootfs.h"
 
 namespace nex::testing {
+
+// This host's IPv4 addresses, each with its interface's name.
+inline std::vector<std::pair<std::string, std::string>> host_ipv4_by_interface() {
+  ifaddrs* all = nullptr;
+  std::vector<std::pair<std::string, std::string>> found;
+  if (getifaddrs(&all) != 0) return found;
+  for (ifaddrs* a = all; a; a = a->ifa_next) {
+    if (!a->ifa_addr || a->ifa_addr->sa_family != AF_INET) continue;
+    char text[INET_ADDRSTRLEN];
+    inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(a->ifa_addr)->sin_addr, text, sizeof text);
+    found.emplace_back(a->ifa_name, text);
+  }
+  freeifaddrs(all);
+  return found;
+}
+
+// A /24 of 10.231.0.0/16 that no other test process holds and no host interface uses: the
+// third octet is claimed with a lock file (kept for the life of the process, released by the
+// kernel when it ends), so two test binaries never route one address through two links.
+inline std::string claim_test_subnet() {
+  for (int step = 0; step < 250; ++step) {
+    const int octet = (static_cast<int>(getpid()) + step) % 250;
+    const std::string prefix = "10.231." + std::to_string(octet) + ".";
+    const std::string lock = (std::filesystem::temp_directory_path() /
+                              ("nex-test-subnet-" + std::to_string(octet) + ".lock"))
+                                 .string();
+    const int fd = open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+    if (fd < 0) continue;
+    bool in_use = flock(fd, LOCK_EX | LOCK_NB) != 0;
+    for (const auto& [name, address] : host_ipv4_by_interface())
+      in_use = in_use || address.rfind(prefix, 0) == 0;
+    if (!in_use) return prefix;  // `fd` stays open: the claim lasts as long as this process
+    close(fd);
+  }
+  return "";
+}
 
 class SandboxHost {
  public:
@@ -69,7 +107,11 @@ class SandboxHost {
     base_.cni.network_name = "nextest" + std::to_string(getpid());
     base_.cni.conf_dir = dir_ / "cni";
     auto conflist = sandbox::default_conflist(base_.cni.network_name);
-    subnet_prefix_ = "10.231." + std::to_string(getpid() % 250) + ".";
+    subnet_prefix_ = claim_test_subnet();
+    if (subnet_prefix_.empty()) {
+      unavailable_ = "every /24 of 10.231.0.0/16 is held by another test process or in use";
+      return;
+    }
     conflist["plugins"][0]["ipam"]["subnet"] = subnet_prefix_ + "0/24";
     std::ofstream(dir_ / "cni" / (base_.cni.network_name + ".conflist")) << conflist.dump();
     if (geteuid() != 0) {
@@ -208,21 +250,6 @@ class HostListeners {
   std::vector<std::string> contacts_;
   std::thread serving_;
 };
-
-// This host's IPv4 addresses, each with its interface's name.
-inline std::vector<std::pair<std::string, std::string>> host_ipv4_by_interface() {
-  ifaddrs* all = nullptr;
-  std::vector<std::pair<std::string, std::string>> found;
-  if (getifaddrs(&all) != 0) return found;
-  for (ifaddrs* a = all; a; a = a->ifa_next) {
-    if (!a->ifa_addr || a->ifa_addr->sa_family != AF_INET) continue;
-    char text[INET_ADDRSTRLEN];
-    inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(a->ifa_addr)->sin_addr, text, sizeof text);
-    found.emplace_back(a->ifa_name, text);
-  }
-  freeifaddrs(all);
-  return found;
-}
 
 // This host's IPv4 addresses besides loopback (its own, and the host side of every sandbox
 // link), ','-separated.
