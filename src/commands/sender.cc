@@ -1,5 +1,6 @@
 #include "commands/sender.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <map>
 #include <thread>
@@ -98,20 +99,24 @@ Result<std::vector<Filed>> read_commands(const nats::JetStream& js, const std::s
 
 Status ResultVerifier::check(const CommandResult& r) {
   NEX_RETURN_IF_ERROR(verify_signature(r));
-  auto it = ids_.find(r.node);
-  if (it == ids_.end()) {
+  auto it = holders_.find(r.node);
+  if (it == holders_.end()) {
     std::string warning;
-    auto rec = last_signed_record(js_, r.node, &warning);
+    auto records = signed_records(js_, r.node, &warning);
     if (!warning.empty() && warn_) warn_(warning);
-    it = ids_.emplace(r.node, rec ? Result<std::string>(rec->id) : fail(rec.error())).first;
+    Result<std::vector<std::string>> ids = std::vector<std::string>{};
+    if (!records) ids = fail(records.error());
+    for (const auto& rec : records.value_or(std::vector<NodeRecord>{})) ids->push_back(rec.id);
+    it = holders_.emplace(r.node, std::move(ids)).first;
   }
   if (!it->second)
     return fail(ErrorCode::kPermissionDenied,
                 "a result for " + r.id + " claims node " + r.node +
                     ", whose id cannot be checked: " + it->second.error().message);
-  if (*it->second != r.node_id)
+  const auto& ids = *it->second;
+  if (std::find(ids.begin(), ids.end(), r.node_id) == ids.end())
     return fail(ErrorCode::kPermissionDenied, "a result for " + r.id + " claims node " + r.node +
-                                                  ", which is " + *it->second + ", not " +
+                                                  ", which is " + ids.front() + ", not " +
                                                   r.node_id);
   return {};
 }

@@ -43,10 +43,12 @@ Result<std::vector<Command>> send_command(
     std::chrono::milliseconds retry_for,
     std::optional<std::chrono::seconds> lifetime = std::nullopt);
 
-// Whether a result comes from the node it names: signed by its node_id, and that node_id is the
-// one the node signed its record in NEX_NODES with (its newest signed record there, should
-// someone else have filed a newer one: `warn` is told so once). A node without a signed record
-// has no results that can be checked. Lookups are remembered.
+// Whether a result comes from the node it names: signed by its node_id, and that node_id is one
+// that signed a record of the name in NEX_NODES. A name passes from a dead node to a new one
+// (a node refuses a name a live node holds), so each holder's results stay its own: matched by
+// command id and node id, never by name alone. Should someone else have filed the newest record,
+// `warn` is told so once. A node without a signed record has no results that can be checked.
+// Lookups are remembered.
 class ResultVerifier {
  public:
   explicit ResultVerifier(nats::JetStream js,
@@ -57,7 +59,8 @@ class ResultVerifier {
  private:
   nats::JetStream js_;
   std::function<void(const std::string&)> warn_;
-  std::map<std::string, Result<std::string>> ids_;  // node name -> its id, or why none
+  // node name -> the ids that held it, newest first, or why none
+  std::map<std::string, Result<std::vector<std::string>>> holders_;
 };
 
 // The message as filed, by stream order; with its time of filing.

@@ -231,8 +231,8 @@ Result<NodeRecord> find_node(const nats::JetStream& js, const std::string& name_
   return none();
 }
 
-Result<NodeRecord> last_signed_record(const nats::JetStream& js, const std::string& name,
-                                      std::string* warning) {
+Result<std::vector<NodeRecord>> signed_records(const nats::JetStream& js, const std::string& name,
+                                               std::string* warning) {
   auto none = [&] {
     return fail(ErrorCode::kNotFound,
                 "node " + name + " has no record in " + std::string(kNodeDirectory));
@@ -241,26 +241,38 @@ Result<NodeRecord> last_signed_record(const nats::JetStream& js, const std::stri
   if (!kv) return none();
   auto history = kv->history(name);
   if (!history || history->empty()) return none();
+  std::vector<NodeRecord> found;
   std::optional<Error> newest;  // why the newest record is not the node's
   for (auto it = history->rbegin(); it != history->rend(); ++it) {
     if (it->operation != nats::KvOperation::kPut) {
-      if (!newest) newest = Error{ErrorCode::kPermissionDenied, "it was deleted"};
+      if (!newest && found.empty()) newest = Error{ErrorCode::kPermissionDenied, "it was deleted"};
       continue;
     }
     auto r = parse_record(it->value);
     Status st = r ? verify_record(*r, name) : Status(std::unexpected(r.error()));
     if (st) {
-      if (newest && warning != nullptr)
-        *warning = "the newest record of node " + name + " in " + kNodeDirectory +
-                   " is not signed by its node (" + newest->message +
-                   "); its results are checked against its last signed record, id " + r->id;
-      return r;
+      found.push_back(std::move(*r));
+    } else if (!newest && found.empty()) {
+      newest = st.error();
     }
-    if (!newest) newest = st.error();
   }
-  return fail(ErrorCode::kPermissionDenied,
-              "no record of node " + name + " in " + kNodeDirectory +
-                  " is signed by its node (the newest: " + newest->message + ")");
+  if (found.empty())
+    return fail(ErrorCode::kPermissionDenied,
+                "no record of node " + name + " in " + kNodeDirectory +
+                    " is signed by its node (the newest: " + newest->message + ")");
+  if (newest && warning != nullptr)
+    *warning = "the newest record of node " + name + " in " + kNodeDirectory +
+               " is not signed by its node (" + newest->message +
+               "); its results are checked against its signed records, the last one id " +
+               found.front().id;
+  return found;
+}
+
+Result<NodeRecord> last_signed_record(const nats::JetStream& js, const std::string& name,
+                                      std::string* warning) {
+  auto records = signed_records(js, name, warning);
+  if (!records) return fail(records.error());
+  return std::move(records->front());
 }
 
 }  // namespace nex::commands

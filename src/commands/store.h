@@ -79,5 +79,10 @@ Result<NodeRecord> find_node(const nats::JetStream& js, const std::string& name_
 // kPermissionDenied when none of its records is signed by it.
 Result<NodeRecord> last_signed_record(const nats::JetStream& js, const std::string& name,
                                       std::string* warning);
+// Every record of `name` that its node signed, newest first, from the history the bucket keeps
+// (kNodeHistory records a name): the nodes that held the name, one after another. Fails, and
+// warns, as last_signed_record.
+Result<std::vector<NodeRecord>> signed_records(const nats::JetStream& js, const std::string& name,
+                                               std::string* warning);
 
 }  // namespace nex::commands

@@ -1130,9 +1130,10 @@ TEST_F(CommandsTest, ANodeRefusesANameALiveNodeHolds) {
   EXPECT_EQ(WEXITSTATUS(*status), 1);
   EXPECT_NE(slurp(log).find("twin"), std::string::npos) << slurp(log);
   EXPECT_NE(slurp(log).find(first_id), std::string::npos) << slurp(log);
-  auto hi = nex({"cmd", "send", "twin", "--", "echo", "hi"});
-  EXPECT_EQ(hi.code, 0) << hi.err;
-  EXPECT_EQ(hi.out, "hi\n") << hi.err;
+  auto hi = nex({"cmd", "send", "twin", "--no-wait", "--", "echo", "hi"});
+  ASSERT_EQ(hi.code, 0) << hi.err;
+  const std::string hi_id = ids_in(hi.out).at(0);
+  EXPECT_EQ(result(hi_id).value("stdout", ""), "hi\n");
 
   // The holder dies without a word (its record stays behind): the name is free again.
   first.process.signal(SIGKILL);
@@ -1146,8 +1147,18 @@ TEST_F(CommandsTest, ANodeRefusesANameALiveNodeHolds) {
   ASSERT_TRUE(again);
   EXPECT_TRUE(eventually([&] { return slurp(log).find("awaiting commands") != std::string::npos; }))
       << slurp(log);
-  auto back = nex({"cmd", "send", "twin", "--", "echo", "back"});
-  EXPECT_EQ(back.out, "back\n") << back.err;
+  auto back = nex({"cmd", "send", "twin", "--no-wait", "--", "echo", "back"});
+  ASSERT_EQ(back.code, 0) << back.err;
+  const json back_result = result(ids_in(back.out).at(0));
+  EXPECT_EQ(back_result.value("stdout", ""), "back\n") << back_result.dump();
+  // The two nodes of one name are told apart by id: each result names the node that ran it,
+  // and the first one's result is still its own.
+  const std::string second_id = back_result.value("node_id", "");
+  EXPECT_TRUE(second_id.size() == 56 && second_id[0] == 'N') << back_result.dump();
+  EXPECT_NE(second_id, first_id);
+  const json hi_result = result(hi_id);
+  EXPECT_EQ(hi_result.value("node_id", ""), first_id) << hi_result.dump();
+  EXPECT_EQ(hi_result.value("stdout", ""), "hi\n") << hi_result.dump();
 }
 
 }  // namespace
