@@ -167,6 +167,43 @@ class AgentExitTest : public testing::NodeTest {
     EXPECT_TRUE(stopped["error"].is_null()) << stopped.dump();
   }
 
+  // A function's agent killed: the function is stopped, its callers are not left waiting, and
+  // its trigger subject goes quiet.
+  void a_killed_agent_stops_its_function() {
+    ASSERT_OK(files_->put_file("echo.js",
+                               fs::path(NEX_EXAMPLES_DIR) / "echofunction/echo.js"));
+    Collector events(*conn_, "$NEX.events.default.*");
+    json req = deploy_request_to(node_id_, xkey_, "fnvictim");
+    req["type"] = "v8";
+    req["location"] = "nats://NEXCLIFILES/echo.js";
+    req["trigger_subjects"] = {"fn.victim"};
+    json r = control("$NEX.DEPLOY.default." + node_id_, signed_deploy(req).dump());
+    ASSERT_TRUE(r["error"].is_null()) << r.dump();
+    const std::string id = r["data"]["id"];
+    ASSERT_TRUE(eventually(
+        [&] {
+          auto a = conn_->request("fn.victim", "hello", 500ms);
+          return a && a->data() == "hello";
+        },
+        10s))
+        << "the function never answered\n"
+        << node_log();
+    kill_agent_and_expect_it_noticed(id, events);
+    auto undeployed = events.wait_for("workload_undeployed", 5s);
+    ASSERT_TRUE(undeployed) << node_log();
+    json d = json::parse(undeployed->second)["data"];
+    EXPECT_EQ(d["workload_name"], "fnvictim");
+    EXPECT_EQ(d["code"], 128 + SIGKILL);
+    EXPECT_EQ(machines().size(), 0u);
+    json ended = control("$NEX.INFO.default." + node_id_, "")["data"]["ended"];
+    ASSERT_EQ(ended.size(), 1u) << ended.dump();
+    EXPECT_EQ(ended[0]["name"], "fnvictim");
+    // A caller now hears at once that nothing answers, rather than waiting for a dead agent.
+    auto after = conn_->request("fn.victim", "hello", 5s);
+    ASSERT_FALSE(after) << "a dead function answered: " << after->data();
+    EXPECT_EQ(after.error().code, ErrorCode::kNoResponders) << after.error().message;
+  }
+
   std::optional<Subprocess> node_process_;
   fs::path config_, log_;
   std::string node_id_, xkey_;
@@ -180,6 +217,11 @@ TEST_F(AgentExitTest, AKilledAgentStopsItsServiceAndSaysWhy) {
 TEST_F(AgentExitTest, AKilledAgentOfAnEssentialServiceIsRestarted) {
   start_node_process({{"no_sandbox", true}});
   a_killed_agent_of_an_essential_service_is_restarted();
+}
+
+TEST_F(AgentExitTest, AKilledAgentStopsItsFunctionAndSaysWhy) {
+  start_node_process({{"no_sandbox", true}});
+  a_killed_agent_stops_its_function();
 }
 
 class SandboxedAgentExitTest : public AgentExitTest {
@@ -197,6 +239,10 @@ class SandboxedAgentExitTest : public AgentExitTest {
 
 TEST_F(SandboxedAgentExitTest, AKilledAgentStopsItsServiceAndSaysWhy) {
   a_killed_agent_stops_its_service();
+}
+
+TEST_F(SandboxedAgentExitTest, AKilledAgentStopsItsFunctionAndSaysWhy) {
+  a_killed_agent_stops_its_function();
 }
 
 TEST_F(SandboxedAgentExitTest, AKilledAgentOfAnEssentialServiceIsRestarted) {

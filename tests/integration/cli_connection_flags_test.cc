@@ -45,10 +45,15 @@ class CliConnectionFlags : public ::testing::Test {
   }
   // `nex -s URL FLAGS... node ls`, with nothing from the test's environment (no NATS_URL, no
   // context in a HOME of its own).
-  CliResult ls(std::vector<std::string> flags, const std::string& url = {}) {
+  CliResult ls(const std::vector<std::string>& flags, const std::string& url = {}) {
+    return run(flags, {"--timeout", "1", "node", "ls"}, url);
+  }
+  // `nex -s URL FLAGS... COMMAND...`, as above.
+  CliResult run(const std::vector<std::string>& flags, const std::vector<std::string>& command,
+                const std::string& url = {}) {
     std::vector<std::string> args = {"-s", url.empty() ? server_->url() : url};
     args.insert(args.end(), flags.begin(), flags.end());
-    args.insert(args.end(), {"--timeout", "1", "node", "ls"});
+    args.insert(args.end(), command.begin(), command.end());
     std::vector<std::string> env = {"HOME=" + dir_.string(), "PATH=/usr/bin:/bin"};
     // The sanitizer run's settings (scripts/test.sh) reach the CLI it runs.
     for (const char* name : {"ASAN_OPTIONS", "LSAN_OPTIONS", "UBSAN_OPTIONS"})
@@ -78,6 +83,26 @@ TEST_F(CliConnectionFlags, UserAndPassword) {
   CliResult wrong = ls({"--user", "alice", "--password", "wrong"});
   expect_turned_away(wrong);
   EXPECT_NE(wrong.out.find("uthorization"), std::string::npos) << wrong.out;
+}
+
+// A node whose login the server refuses, or whose credentials file is missing, says which
+// server and why, and exits 1: no crash, and nothing started to shut down.
+TEST_F(CliConnectionFlags, NodeUpWithoutOrWithWrongCredentialsSaysWhyAndExitsOne) {
+  start_with_config("authorization { user: alice, password: \"s3cr3t pw\" }\n");
+  const std::vector<std::string> up = {"node", "up", "--state-dir", (dir_ / "state").string()};
+  for (const std::vector<std::string>& flags :
+       {std::vector<std::string>{}, {"--user", "alice", "--password", "wrong"}}) {
+    CliResult r = run(flags, up);
+    EXPECT_EQ(r.code, 1) << r.out;
+    EXPECT_NE(r.out.find(server_->url()), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("uthorization"), std::string::npos) << r.out;
+    EXPECT_EQ(r.out.find("Shutting down"), std::string::npos) << r.out;
+  }
+  const fs::path missing = dir_ / "missing.creds";
+  CliResult r = run({"--creds", missing.string()}, up);
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_NE(r.out.find(missing.string()), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("Shutting down"), std::string::npos) << r.out;
 }
 
 TEST_F(CliConnectionFlags, Token) {

@@ -95,6 +95,13 @@ class CliNode : public ::testing::Test {
     }
     return home;
   }
+  // The user's issuer and publisher keys in ~/.nex, as the first devrun makes them.
+  void write_keys() {
+    fs::create_directories(home() / ".nex");
+    std::ofstream(home() / ".nex/issuer.nk")
+        << crypto::KeyPair::create(crypto::KeyType::kAccount)->seed();
+    std::ofstream(home() / ".nex/publisher.xk") << crypto::XKey::create().seed();
+  }
   // Starts `nex ARGS...` from the user's directory with NATS_URL set, output to `out`.
   testing::CliEnvironment as_user() {
     return {.cwd = home(), .env = {"HOME=" + home().string(), "NATS_URL=" + url_}};
@@ -509,6 +516,49 @@ TEST_F(CliNode, DevrunWaitsAsLongAsTheNodeSaysADeployMayTake) {
   EXPECT_EQ(r.out.find("refused"), std::string::npos) << r.out;
 }
 
+// A stand-in node on the test's server: it answers PING and INFO as a node does (after
+// `info_delay`), stating a deploy deadline of `deadline` and one workload; deploys and stops go
+// to the given handlers, which may answer late or never.
+struct StandInNode {
+  std::string id = crypto::KeyPair::create(crypto::KeyType::kServer)->public_key();
+  std::string workload_id = "dcbstandinworkload00";
+  std::atomic<int> deploys{0}, stops{0};
+  std::vector<nats::Subscription> subs;
+
+  Status start(nats::Connection& conn, std::chrono::milliseconds deadline,
+               std::chrono::milliseconds info_delay, nats::MessageHandler on_stop = {}) {
+    const std::string xkey = crypto::XKey::create().public_key();
+    const nlohmann::json machine = {{"id", workload_id}, {"workload", {{"name", "echoservice"}}}};
+    const nlohmann::json data = {{"node_id", id},
+                                 {"target_xkey", xkey},
+                                 {"public_xkey", xkey},
+                                 {"machines", nlohmann::json::array({machine})},
+                                 {"deploy_deadline_ms", deadline.count()}};
+    auto answer = [&conn, data, info_delay](nats::Message m) {
+      std::this_thread::sleep_for(info_delay);
+      (void)conn.publish(m.reply(), nlohmann::json{{"type", "info"}, {"data", data}}.dump());
+    };
+    for (const std::string& subject : {"$NEX.PING." + id, "$NEX.INFO.default." + id}) {
+      auto sub = conn.subscribe(subject, answer);
+      if (!sub) return fail(sub.error());
+      subs.push_back(std::move(*sub));
+    }
+    auto deploy = conn.subscribe("$NEX.DEPLOY.default." + id, [this](nats::Message) { ++deploys; });
+    if (!deploy) return fail(deploy.error());
+    subs.push_back(std::move(*deploy));
+    auto stop = conn.subscribe("$NEX.STOP.default." + id, [this, on_stop](nats::Message m) {
+      ++stops;
+      if (on_stop) on_stop(std::move(m));
+    });
+    if (!stop) return fail(stop.error());
+    subs.push_back(std::move(*stop));
+    return conn.flush();
+  }
+  ~StandInNode() {
+    for (auto& sub : subs) sub.unsubscribe_and_wait();
+  }
+};
+
 // A node that takes a deploy and never answers: the CLI waits the deadline that node states,
 // then says what may be going on and where to look, without calling it a refusal.
 TEST_F(CliNode, ADeployLeftUnansweredSaysSoAndIsNotCalledARefusal) {
@@ -518,36 +568,50 @@ TEST_F(CliNode, ADeployLeftUnansweredSaysSoAndIsNotCalledARefusal) {
     ASSERT_OK_AND_ASSIGN(store, nats::ObjectStore::create(js, {.bucket = "MYFILES"}));
     ASSERT_OK(store.put_file("echoservice", home() / "echoservice"));
   }
-  fs::create_directories(home() / ".nex");
-  std::ofstream(home() / ".nex/issuer.nk")
-      << crypto::KeyPair::create(crypto::KeyType::kAccount)->seed();
-  std::ofstream(home() / ".nex/publisher.xk") << crypto::XKey::create().seed();
-  // The silent node answers PING and INFO as a node does; its deploys go unanswered.
-  const std::string silent = crypto::KeyPair::create(crypto::KeyType::kServer)->public_key();
-  const std::string xkey = crypto::XKey::create().public_key();
-  const nlohmann::json data = {{"node_id", silent},
-                               {"target_xkey", xkey},
-                               {"public_xkey", xkey},
-                               {"machines", nlohmann::json::array()},
-                               {"deploy_deadline_ms", 1000}};
-  auto answer = [&](nats::Message m) {
-    (void)conn.publish(m.reply(), nlohmann::json{{"type", "info"}, {"data", data}}.dump());
-  };
-  std::atomic<int> deploys{0};
-  ASSERT_OK_AND_ASSIGN(ping, conn.subscribe("$NEX.PING." + silent, answer));
-  ASSERT_OK_AND_ASSIGN(info, conn.subscribe("$NEX.INFO.default." + silent, answer));
-  ASSERT_OK_AND_ASSIGN(
-      deploy, conn.subscribe("$NEX.DEPLOY.default." + silent, [&](nats::Message) { ++deploys; }));
-  ASSERT_OK(conn.flush());
-  CliResult r = user({"run", "nats://MYFILES/echoservice", silent, "--name", "echoservice",
+  write_keys();
+  StandInNode silent;
+  ASSERT_OK(silent.start(conn, 1000ms, 0ms));
+  CliResult r = user({"run", "nats://MYFILES/echoservice", silent.id, "--name", "echoservice",
                       "NATS_URL=" + url_, "--timeout", "5"});
   EXPECT_EQ(r.code, 1) << r.out;
   EXPECT_NE(r.out.find("no answer in 1 s; the node may still be starting it: `nex node info " +
-                       silent + "`"),
+                       silent.id + "`"),
             std::string::npos)
       << r.out;
   EXPECT_EQ(r.out.find("refused"), std::string::npos) << r.out;
-  EXPECT_EQ(deploys.load(), 1);
+  EXPECT_EQ(silent.deploys.load(), 1);
+}
+
+// A stop waits as long as the node says a deploy or stop may take, not --timeout: a node that
+// answers a stop after 2 s is heard by `nex --timeout 1 stop`.
+TEST_F(CliNode, AStopWaitsTheNodesDeadlineNotTheTimeout) {
+  ASSERT_OK_AND_ASSIGN(conn, nats::Connection::connect({.urls = {url_}}));
+  write_keys();
+  StandInNode slow;
+  ASSERT_OK(slow.start(conn, 5000ms, 0ms, [&conn](nats::Message m) {
+    std::this_thread::sleep_for(2s);
+    (void)conn.publish(m.reply(), R"({"type":"stop_response","data":{"stopped":true}})");
+  }));
+  CliResult r = user({"--timeout", "1", "stop", slow.id, slow.workload_id});
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("Workload " + slow.workload_id + " (echoservice) stopped"),
+            std::string::npos)
+      << r.out;
+  EXPECT_EQ(slow.stops.load(), 1);
+}
+
+// --timeout is the wait for quick answers: a node that takes 2 s to answer INFO is not heard
+// with `--timeout 1`, which says there was no answer, and is heard with `--timeout 4`.
+TEST_F(CliNode, TheTimeoutFlagIsTheWaitForQuickAnswers) {
+  ASSERT_OK_AND_ASSIGN(conn, nats::Connection::connect({.urls = {url_}}));
+  StandInNode slow;
+  ASSERT_OK(slow.start(conn, 60000ms, 2000ms));
+  CliResult quick = user({"--timeout", "1", "node", "info", slow.id});
+  EXPECT_EQ(quick.code, 1) << quick.out;
+  EXPECT_EQ(quick.out.find(slow.workload_id), std::string::npos) << quick.out;
+  CliResult patient = user({"--timeout", "4", "node", "info", slow.id});
+  EXPECT_EQ(patient.code, 0) << patient.out;
+  EXPECT_NE(patient.out.find(slow.workload_id), std::string::npos) << patient.out;
 }
 
 // A redeploy the node refuses leaves the running workload alone: devrun replaces the old one

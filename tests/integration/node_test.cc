@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include "api/control.h"
@@ -287,6 +288,28 @@ TEST_F(BadRequests, TriggerSubjectsAreForFunctionsAndNeverReserved) {
   expect_refused(sys, "trigger subject '$SYS.REQ.SERVER.PING' is reserved");
   sys["trigger_subjects"] = {">"};
   expect_refused(sys, "trigger subject '>' is reserved");
+  expect_good_request_deploys();
+}
+
+// A trigger subject NATS would refuse, sent straight to a node (no CLI to stop it), is refused
+// by name before the node takes its warm agent: the same agent still waits for a workload.
+TEST_F(BadRequests, AnInvalidTriggerSubjectIsNamedAndTakesNoAgent) {
+  auto warm_agents = [&] {
+    std::set<std::string> ids;
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(state_dir_ / "run" / "sandboxes", ec))
+      if (e.is_directory()) ids.insert(e.path().filename());
+    return ids;
+  };
+  for (int i = 0; i < 250 && warm_agents().size() != 1; ++i) std::this_thread::sleep_for(20ms);
+  const std::set<std::string> before = warm_agents();
+  ASSERT_EQ(before.size(), 1u) << "the warm pool never filled";
+  json fn = with("type", "v8");
+  for (const std::string subject : {"", "a b"}) {
+    fn["trigger_subjects"] = {"fn.ok", subject};
+    expect_refused(fn, "field 'trigger_subjects[1]' '" + subject + "' is not a valid NATS subject");
+  }
+  EXPECT_EQ(warm_agents(), before) << "a refused deploy took the warm agent";
   expect_good_request_deploys();
 }
 
