@@ -22,6 +22,7 @@ packages=(
   clang lld wasi-libc libclang-rt-14-dev-wasm32 wabt  # tests build WebAssembly modules (C, WAT)
   openssl                                   # the TLS test makes its certificates with it
   clang-format python3 git                  # scripts/check.sh: formatting, function lengths
+  clang-tidy-19                             # scripts/tidy.sh: the named checks of .clang-tidy
   ca-certificates
 )
 # Node.js runs the interoperability test with the official JavaScript client. Keep a Node.js

@@ -7,18 +7,20 @@ cd "$(dirname "$0")/.."
 NEX_WERROR=ON ./scripts/setup.sh
 echo "==> Checking the habits the code keeps"
 ./scripts/check.sh
+echo "==> clang-tidy, with the checks .clang-tidy names"
+./scripts/tidy.sh
 echo "==> Installing the JavaScript NATS client for the interop test"
 (cd tests/interop && npm ci --no-audit --no-fund --loglevel=error)
 echo "==> Running the tests"
 ctest --test-dir build --output-on-failure -j"$(nproc)"
 
-# Second step, with NEX_SANITIZE=1 until it runs green: the unit and integration tests again,
+# Second step (NEX_SANITIZE=0 skips it): the unit and integration tests again,
 # built with AddressSanitizer and UndefinedBehaviorSanitizer (build-asan/, through ccache), so that
 # a use after free, a leak or undefined behaviour fails the suite, and the decoder fuzz tests mean
 # something. Tests that need a namespace sandbox or a microVM skip here (NEX_TEST_SKIP_SANDBOXES):
 # the run above covers them, and this one stays within CI's time.
-if [[ "${NEX_SANITIZE:-0}" != 1 ]]; then
-  echo "==> Sanitizer run skipped (NEX_SANITIZE=1 runs it)"
+if [[ "${NEX_SANITIZE:-1}" == 0 ]]; then
+  echo "==> Sanitizer run skipped (NEX_SANITIZE=0)"
   exit 0
 fi
 echo "==> Building the tests with ASan and UBSan in build-asan/"

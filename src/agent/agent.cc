@@ -192,7 +192,7 @@ void Agent::on_deploy(nats::Message msg) {
     return refuse(st.error().message);
   auto runner = NativeRunner::start(
       artifact_path_, req->argv, req->environment,
-      [this](bool is_stderr, std::string line) {
+      [this](bool is_stderr, const std::string& line) {
         publish_log(conn_, is_stderr ? "error" : "info", line);
       },
       [this](int code, std::string message) {

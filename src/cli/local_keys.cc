@@ -41,7 +41,7 @@ Result<std::string> seed_file(const fs::path& path, const char* what,
   std::error_code ec;
   fs::create_directories(path.parent_path(), ec);
   ::chmod(path.parent_path().c_str(), 0700);
-  const std::string seed = make();
+  std::string seed = make();
   {
     // Created with 0600 from the start, so the seed is never readable by others.
     NEX_RETURN_IF_ERROR(

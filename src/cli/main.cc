@@ -1,8 +1,11 @@
 #include <cstdio>
+#include <exception>
 
 #include "cli/subcommands.h"
 
-int main(int argc, char** argv) {
+namespace {
+
+int run(int argc, char** argv) {
   CLI::App app{"nex: the NATS Execution Engine. Deploy services and functions to nodes over NATS."};
   app.name("nex");
   app.require_subcommand(1);
@@ -36,4 +39,18 @@ int main(int argc, char** argv) {
     return 1;
   }
   return action();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // What no command expected still ends as an error a user can report, never as an abort.
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "nex: internal error: %s\n", e.what());
+  } catch (...) {
+    std::fprintf(stderr, "nex: internal error: an unknown exception\n");
+  }
+  return 1;
 }

@@ -91,7 +91,7 @@ Result<Signer> load_signer(const std::string& issuer_seed, const std::string& xk
   if (!publisher)
     return fail(ErrorCode::kInvalidArgument,
                 "the publisher xkey in " + where + " is not a curve seed (SX...)");
-  return Signer{std::move(*issuer), std::move(*publisher)};
+  return Signer{*issuer, *publisher};
 }
 
 // What a deploy asks for, besides where the artifact is.

@@ -162,7 +162,7 @@ Result<ObjectInfo> ObjectStore::put(const ObjectMeta& meta, const ObjectReader& 
   auto pipeline = JetStream::create(js_.connection(), jo);
   if (!pipeline) return fail(pipeline.error());
 
-  auto abandon = [&](Error err) -> Result<ObjectInfo> {
+  auto abandon = [&](const Error& err) -> Result<ObjectInfo> {
     (void)pipeline->publish_async_complete(js_.timeout());
     (void)js_.purge_stream(stream(), chunks_subject);
     return fail(err.wrap("put " + meta.name));

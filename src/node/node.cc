@@ -38,7 +38,7 @@ constexpr auto kKeptRefreshInterval = std::chrono::hours(1);
 std::string go_arch() {
   utsname u{};
   uname(&u);
-  const std::string m = u.machine;
+  std::string m = u.machine;
   if (m == "x86_64") return "amd64";
   if (m == "aarch64") return "arm64";
   return m;
@@ -209,7 +209,7 @@ Status Node::start_host_services() {
   auto host_services = host_services::Server::start(
       {.settings = options_.config.host_services_settings,
        .node_connection = options_.config.host_services,
-       .control = *control_,
+       .control = control_,
        .sign_user = host_services_signer(),
        .control_options = options_.control,
        .creds_dir = run_dir_,

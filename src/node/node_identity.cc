@@ -24,7 +24,7 @@ Result<std::string> read_or_create(const fs::path& path, const std::function<std
     in >> text;
     return text;
   }
-  const std::string seed = make();
+  std::string seed = make();
   // Removed again when it cannot be written whole: an empty or cut key would read as a damaged
   // one on the next start.
   NEX_RETURN_IF_ERROR(
@@ -81,7 +81,7 @@ Result<NodeIdentity> NodeIdentity::claim(const fs::path& state_dir) {
                 "the node keys in " + state_dir.string() +
                     " are damaged (node.nk must hold an SN… seed, node.xk an SX… seed)");
   }
-  return NodeIdentity(std::move(*server_key), std::move(*xkey), fd, pid_file);
+  return NodeIdentity(*server_key, *xkey, fd, pid_file);
 }
 
 NodeIdentity::NodeIdentity(NodeIdentity&& other) noexcept

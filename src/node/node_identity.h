@@ -26,10 +26,11 @@ class NodeIdentity {
   const crypto::XKey& xkey() const { return xkey_; }
 
  private:
-  NodeIdentity(crypto::KeyPair k, crypto::XKey x, int lock_fd, std::filesystem::path pid_file)
-      : server_key_(std::move(k)),
+  NodeIdentity(const crypto::KeyPair& k, const crypto::XKey& x, int lock_fd,
+               std::filesystem::path pid_file)
+      : server_key_(k),
         id_(server_key_.public_key()),
-        xkey_(std::move(x)),
+        xkey_(x),
         lock_fd_(lock_fd),
         pid_file_(std::move(pid_file)) {}
   crypto::KeyPair server_key_;

@@ -621,7 +621,7 @@ void Node::register_workload(DeployRun& run) {
   w->body = std::string(run.body);
   w->origin = run.origin;
   w->verified = run.checked;
-  w->state = std::move(run.state);
+  w->state = run.state;
   if (run.replaces) {
     w->state.carry_restarts(run.replaces->state);
     w->last_exit = run.replaces->last_exit;

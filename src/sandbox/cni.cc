@@ -124,7 +124,7 @@ Result<CniNetwork> load_cni_network(const CniSettings& settings) {
 
 Result<fs::path> find_cni_plugin(const CniSettings& settings, const std::string& type) {
   for (const auto& dir : settings.bin_path) {
-    const fs::path p = fs::path(dir) / type;
+    fs::path p = fs::path(dir) / type;
     if (access(p.c_str(), X_OK) == 0) return p;
   }
   return fail(ErrorCode::kNotFound, "CNI plugin '" + type + "' not found in " +

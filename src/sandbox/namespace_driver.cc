@@ -603,7 +603,7 @@ void NamespaceDriver::remove_stale() {
   std::error_code ec;
   const fs::path netns_dir = instance_dir() / "netns";
   for (const auto& entry : fs::directory_iterator(netns_dir, ec)) {
-    const fs::path file = entry.path();
+    const fs::path& file = entry.path();
     if (file.extension() == ".json") continue;
     // The ADD result is saved once ADD returned; a node killed during ADD left none, and the
     // plugins release by container id without it.

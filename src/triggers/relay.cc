@@ -8,7 +8,7 @@ namespace nex::triggers {
 
 Result<std::vector<nats::Subscription>> TriggerRelay::subscribe(
     const std::string& workload_id, const std::vector<std::string>& subjects,
-    std::chrono::milliseconds answer_window, std::shared_ptr<ChannelNodeEnd> channel) {
+    std::chrono::milliseconds answer_window, const std::shared_ptr<ChannelNodeEnd>& channel) {
   std::vector<nats::Subscription> subs;
   for (const auto& subject : subjects) {
     nats::MessageHandler handler =

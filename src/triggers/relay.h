@@ -33,7 +33,7 @@ class TriggerRelay {
   Result<std::vector<nats::Subscription>> subscribe(const std::string& workload_id,
                                                     const std::vector<std::string>& subjects,
                                                     std::chrono::milliseconds answer_window,
-                                                    std::shared_ptr<ChannelNodeEnd> channel);
+                                                    const std::shared_ptr<ChannelNodeEnd>& channel);
   // An agent's answer, on hostint.{id}.trigger_reply.{token}.
   void on_reply(const nats::Message& msg);
   // Forgets callers whose answer window (beyond any function's time limit) has passed.

@@ -50,7 +50,7 @@ Result<std::optional<TriggerCredentials>> TriggerCredentials::load(
   if (auto it = decoded->claims.nats.find("issuer_account");
       it != decoded->claims.nats.end() && it->is_string() && !it->get<std::string>().empty())
     account = it->get<std::string>();
-  return std::optional<TriggerCredentials>(TriggerCredentials(std::move(*key), account));
+  return std::optional<TriggerCredentials>(TriggerCredentials(*key, account));
 }
 
 TriggerCredentials::User TriggerCredentials::sign(const std::string& name,

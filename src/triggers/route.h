@@ -66,8 +66,8 @@ class TriggerCredentials {
   User sign(const std::string& name, const nlohmann::json& permissions) const;
 
  private:
-  TriggerCredentials(crypto::KeyPair key, std::string account)
-      : signing_key_(std::move(key)), account_(std::move(account)) {}
+  TriggerCredentials(const crypto::KeyPair& key, std::string account)
+      : signing_key_(key), account_(std::move(account)) {}
   crypto::KeyPair signing_key_;
   std::string account_;  // the account public key the users belong to
 };

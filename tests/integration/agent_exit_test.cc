@@ -170,8 +170,7 @@ class AgentExitTest : public testing::NodeTest {
   // A function's agent killed: the function is stopped, its callers are not left waiting, and
   // its trigger subject goes quiet.
   void a_killed_agent_stops_its_function() {
-    ASSERT_OK(files_->put_file("echo.js",
-                               fs::path(NEX_EXAMPLES_DIR) / "echofunction/echo.js"));
+    ASSERT_OK(files_->put_file("echo.js", fs::path(NEX_EXAMPLES_DIR) / "echofunction/echo.js"));
     Collector events(*conn_, "$NEX.events.default.*");
     json req = deploy_request_to(node_id_, xkey_, "fnvictim");
     req["type"] = "v8";

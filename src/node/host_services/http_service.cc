@@ -182,7 +182,9 @@ class HttpService : public Service {
       curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, upper.c_str());
       if (method != "delete" || !body.empty()) {
         curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body.data());
+        // Sized by POSTFIELDSIZE above: curl reads no terminator.
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS,
+                         body.data());  // NOLINT(bugprone-suspicious-stringview-data-usage)
       }
     }
     const CURLcode rc = curl_easy_perform(c);
