@@ -8,6 +8,11 @@ using Clock = std::chrono::steady_clock;
 
 TriggerSource::Next TriggerSource::next(std::chrono::milliseconds wait, runtime::Invocation& out) {
   const auto deadline = Clock::now() + wait;
+  struct Waiting {
+    std::atomic<size_t>& n;
+    explicit Waiting(std::atomic<size_t>& count) : n(count) { ++n; }
+    ~Waiting() { --n; }
+  } waiting(waiting_);
   std::unique_lock lock(mu_);
   if (!cv_.wait_until(lock, deadline, [this] { return closed_ || !receiving_; }))
     return Next::kTimeout;

@@ -4,6 +4,7 @@
 // trigger on to a worker, one more thread wake-up per invocation.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <functional>
 #include <mutex>
@@ -23,6 +24,8 @@ class TriggerSource final : public runtime::InvocationSource {
 
   Next next(std::chrono::milliseconds wait, runtime::Invocation& out) override;
   size_t backlog() override { return sub_.pending(); }
+  // Workers in next() now: waiting for a trigger, or receiving one.
+  size_t waiting() const { return waiting_; }
   // Drains the subscription: next() returns the triggers already received, then kClosed.
   // Those still not taken after api::kTriggerDrainTimeout go unanswered.
   void close() override;
@@ -34,6 +37,7 @@ class TriggerSource final : public runtime::InvocationSource {
   // an empty queue; the others wait here. A worker hands the wait on as soon as it received.
   bool receiving_ = false;
   bool closed_ = false;
+  std::atomic<size_t> waiting_{0};
   nats::SyncSubscription sub_;
   Convert convert_;
 };

@@ -647,7 +647,9 @@ TEST_F(CliNode, ADevrunThatWouldReplaceAnotherTypeIsRefused) {
   auto r = conn.request("js.echo", "heya", 5s);
   ASSERT_TRUE(r) << "echo.js was replaced: " << r.error().message;
   EXPECT_EQ(r->data(), "heya");
-  EXPECT_FALSE(conn.request("wasm.echo", "hello", 500ms));
+  auto none = conn.request("wasm.echo", "hello", 5s);  // nothing subscribes: told at once
+  ASSERT_FALSE(none) << "echo.wasm was deployed: " << none->data();
+  EXPECT_EQ(none.error().code, ErrorCode::kNoResponders) << none.error().message;
   CliResult renamed =
       user({"devrun", "./echo.wasm", "--trigger_subject=wasm.echo", "--name", "echo-wasm"});
   EXPECT_EQ(renamed.code, 0) << renamed.out;

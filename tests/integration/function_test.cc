@@ -242,7 +242,7 @@ TEST_F(FunctionTest, AScriptThatDoesNotCompileIsRefusedAtDeployAndLeavesNothing)
   ASSERT_TRUE(r["error"].is_string()) << r.dump();
   EXPECT_NE(r["error"].get<std::string>().find("SyntaxError"), std::string::npos) << r.dump();
   EXPECT_TRUE(info()["data"]["machines"].empty());
-  EXPECT_FALSE(conn_->request("fn.broken", "x", 300ms));
+  EXPECT_TRUE(nothing_answers("fn.broken"));
   json bad = deploy(function_request("echo", "echo.js", {"fn.echo"}, {{"timeout_ms", 0.5}}));
   EXPECT_NE(bad["error"].get<std::string>().find("function_limits"), std::string::npos)
       << bad.dump();
@@ -438,6 +438,39 @@ TEST_F(FunctionTest, WebAssemblyFunctionsRunOnTheirTriggerSubjects) {
                                                "offset 4: failed to match magic number"),
             std::string::npos)
       << r.dump();
+}
+
+// A WebAssembly trap reaches the caller as which function trapped and why, and a module that is
+// no WASI command is refused at deploy saying how to build one; neither carries the engine's
+// own locations ("g.wasm line 6 > WebAssembly.Module:68").
+TEST_F(FunctionTest, WasmTrapsAndRefusedModulesSayWhatHappenedWithoutEngineNoise) {
+  const fs::path dir = NEX_WASM_DIR;
+  if (!fs::exists(dir / "divide.wasm") || !fs::exists(dir / "no_start.wasm"))
+    GTEST_SKIP() << "the wasm test modules were not built (wat2wasm missing)";
+  ASSERT_OK(files_->put_file("divide.wasm", dir / "divide.wasm"));
+  ASSERT_OK(files_->put_file("no_start.wasm", dir / "no_start.wasm"));
+  auto divide = function_request("divide", "divide.wasm", {"wasm.divide"});
+  divide["type"] = "wasm";
+  json r = deploy(divide);
+  ASSERT_TRUE(r["error"].is_null()) << r.dump();
+  auto trapped = conn_->request("wasm.divide", "", 5s);
+  ASSERT_TRUE(trapped) << trapped.error().message;
+  const std::string error = trapped->header("Nats-Service-Error").value_or("");
+  EXPECT_NE(error.find("trapped in function divide: integer divide by zero"), std::string::npos)
+      << error;
+  for (const char* noise : {"WebAssembly.Module", " line ", " > "})
+    EXPECT_EQ(error.find(noise), std::string::npos) << error;
+
+  auto no_start = function_request("nostart", "no_start.wasm", {"wasm.nostart"});
+  no_start["type"] = "wasm";
+  r = deploy(no_start);
+  ASSERT_TRUE(r["error"].is_string()) << r.dump();
+  const std::string refused = r["error"];
+  EXPECT_NE(refused.find("the module exports no _start function: build it as a WASI command"),
+            std::string::npos)
+      << refused;
+  for (const char* noise : {"WebAssembly.Module", " line ", ".cc:", ".c:"})
+    EXPECT_EQ(refused.find(noise), std::string::npos) << refused;
 }
 
 }  // namespace

@@ -43,6 +43,14 @@ std::unique_ptr<TriggerSource> make_source(const nats::Connection& conn,
   });
 }
 
+// Whether two workers wait in `source` within 5 s.
+bool both_waiting(TriggerSource& source) {
+  const auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (source.waiting() < 2 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(1ms);
+  return source.waiting() == 2;
+}
+
 // Publishes `payloads` and waits (up to 2 s) until the source holds them all.
 void publish_and_wait_for_backlog(const nats::Connection& conn, TriggerSource& source,
                                   const std::string& subject,
@@ -62,7 +70,7 @@ TEST_F(TriggerSourceTest, TwoWaitingWorkersEachTakeOneOfTwoTriggersAtOnce) {
   TriggerSource& source = *source_ptr;
   auto first = take(source, 5000ms);
   auto second = take(source, 5000ms);
-  std::this_thread::sleep_for(100ms);  // both waiting
+  ASSERT_TRUE(both_waiting(source));
   ASSERT_OK(conn.publish("fn.triggers", "a"));
   ASSERT_OK(conn.publish("fn.triggers", "b"));
   ASSERT_OK(conn.flush());
@@ -90,7 +98,7 @@ TEST_F(TriggerSourceTest, ClosingEndsEveryWaitAndLaterOnes) {
   TriggerSource& source = *source_ptr;
   auto receiving = take(source, 10000ms);
   auto queued = take(source, 10000ms);
-  std::this_thread::sleep_for(100ms);
+  ASSERT_TRUE(both_waiting(source));
   source.close();
   const Taken a = receiving.get(), b = queued.get();
   EXPECT_EQ(a.next, Next::kClosed);

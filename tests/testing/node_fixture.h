@@ -253,6 +253,13 @@ class NodeTest : public NatsServerTest {
     return false;
   }
 
+  // Whether nothing subscribes to `subject`: the server says "no responders" at once, a positive
+  // signal, where waiting for an answer that does not come would be a guess at how long.
+  bool nothing_answers(const std::string& subject) {
+    auto r = conn_->request(subject, "anyone?", std::chrono::seconds(5));
+    return !r && r.error().code == ErrorCode::kNoResponders;
+  }
+
   std::filesystem::path state_dir_;
   std::unique_ptr<nats::Connection> conn_;
   std::unique_ptr<nats::JetStream> js_;
