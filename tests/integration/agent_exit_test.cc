@@ -113,6 +113,22 @@ class AgentExitTest : public testing::NodeTest {
         << node_log();
   }
 
+  // After its agent was killed, workload `id` (`name`) is undeployed with the agent's status,
+  // and INFO keeps what happened to it.
+  void expect_stopped_for_good(const std::string& id, const std::string& name, Collector& events) {
+    auto undeployed = events.wait_for("workload_undeployed", 5s);
+    ASSERT_TRUE(undeployed) << node_log();
+    json d = json::parse(undeployed->second)["data"];
+    EXPECT_EQ(d["workload_name"], name);
+    EXPECT_EQ(d["code"], 128 + SIGKILL);
+    EXPECT_EQ(machines().size(), 0u);
+    json ended = control("$NEX.INFO.default." + node_id_, "")["data"]["ended"];
+    ASSERT_EQ(ended.size(), 1u) << ended.dump();
+    EXPECT_EQ(ended[0]["id"], id);
+    EXPECT_EQ(ended[0]["name"], name);
+    EXPECT_NE(ended[0]["exit"].get<std::string>().find("killed by signal 9"), std::string::npos);
+  }
+
   // A service's agent killed: the service is stopped, and a user watching sees why.
   void a_killed_agent_stops_its_service() {
     Collector events(*conn_, "$NEX.events.default.*");
@@ -122,19 +138,8 @@ class AgentExitTest : public testing::NodeTest {
     const std::string id = r["data"]["id"];
     ASSERT_TRUE(echo_answers("svc.echo.victim"));
     kill_agent_and_expect_it_noticed(id, events);
-    auto undeployed = events.wait_for("workload_undeployed", 5s);
-    ASSERT_TRUE(undeployed) << node_log();
-    json d = json::parse(undeployed->second)["data"];
-    EXPECT_EQ(d["workload_name"], "victim");
-    EXPECT_EQ(d["code"], 128 + SIGKILL);
+    expect_stopped_for_good(id, "victim", events);
     EXPECT_TRUE(logs.wait_for("killed by signal 9 (SIGKILL)", 2s)) << "nothing in its log";
-    EXPECT_EQ(machines().size(), 0u);
-    // INFO keeps what happened to it.
-    json ended = control("$NEX.INFO.default." + node_id_, "")["data"]["ended"];
-    ASSERT_EQ(ended.size(), 1u) << ended.dump();
-    EXPECT_EQ(ended[0]["id"], id);
-    EXPECT_EQ(ended[0]["name"], "victim");
-    EXPECT_NE(ended[0]["exit"].get<std::string>().find("killed by signal 9"), std::string::npos);
     EXPECT_TRUE(nothing_answers("svc.echo.victim"));
   }
 
@@ -188,15 +193,7 @@ class AgentExitTest : public testing::NodeTest {
         << "the function never answered\n"
         << node_log();
     kill_agent_and_expect_it_noticed(id, events);
-    auto undeployed = events.wait_for("workload_undeployed", 5s);
-    ASSERT_TRUE(undeployed) << node_log();
-    json d = json::parse(undeployed->second)["data"];
-    EXPECT_EQ(d["workload_name"], "fnvictim");
-    EXPECT_EQ(d["code"], 128 + SIGKILL);
-    EXPECT_EQ(machines().size(), 0u);
-    json ended = control("$NEX.INFO.default." + node_id_, "")["data"]["ended"];
-    ASSERT_EQ(ended.size(), 1u) << ended.dump();
-    EXPECT_EQ(ended[0]["name"], "fnvictim");
+    expect_stopped_for_good(id, "fnvictim", events);
     // A caller now hears at once that nothing answers, rather than waiting for a dead agent.
     EXPECT_TRUE(nothing_answers("fn.victim"));
   }
